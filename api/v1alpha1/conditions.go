@@ -1,0 +1,50 @@
+package v1alpha1
+
+// Condition types of a Workflow. Each is set by exactly one setXCondition function
+// in the controller.
+const (
+	// ConditionCompiled is True when the spec compiled into a plan; False carries the
+	// compiler's message (a cycle, an unreachable step, an event nobody emits).
+	ConditionCompiled = "Compiled"
+	// ConditionBrokerReady is True when the Broker an async style needs is ready, or
+	// when the style needs none; False when it is missing or not ready yet.
+	ConditionBrokerReady = "BrokerReady"
+	// ConditionStepsReady is True when every step, orchestrator and gateway Deployment
+	// has all its replicas ready; False while any is progressing.
+	ConditionStepsReady = "StepsReady"
+	// ConditionReady is True when Compiled, BrokerReady and StepsReady all are;
+	// False names the first that is not.
+	ConditionReady = "Ready"
+	// ConditionStyleAdvised is True when spec.traffic fits the chosen style, False when
+	// the pattern guidance suggests another style (the message says which and why),
+	// Unknown when spec.traffic is not given.
+	ConditionStyleAdvised = "StyleAdvised"
+)
+
+// Condition type of a Broker.
+const (
+	// ConditionBrokerAvailable is the Broker's Ready condition: True when every NATS
+	// server is ready, False while any is not.
+	ConditionBrokerAvailable = "Ready"
+)
+
+// Condition reasons.
+const (
+	ReasonCompiled         = "Compiled"
+	ReasonCompileFailed    = "CompileFailed"
+	ReasonBrokerNotFound   = "BrokerNotFound"
+	ReasonBrokerNotReady   = "BrokerNotReady"
+	ReasonBrokerReady      = "BrokerReady"
+	ReasonBrokerNotNeeded  = "BrokerNotNeeded"
+	ReasonNameConflict     = "NameConflict"
+	ReasonNameTooLong      = "NameTooLong"
+	ReasonStepsReady       = "StepsReady"
+	ReasonStepsProgressing = "StepsProgressing"
+	ReasonReady            = "Ready"
+	ReasonNotReady         = "NotReady"
+	ReasonStyleFits        = "StyleFits"
+	ReasonStyleMismatch    = "StyleMismatch"
+	ReasonNoTraffic        = "NoTrafficGiven"
+	ReasonReplicasReady    = "ReplicasReady"
+	ReasonReplicasNotReady = "ReplicasNotReady"
+)

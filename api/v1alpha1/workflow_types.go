@@ -1,0 +1,414 @@
+package v1alpha1
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// Style says how requests and events travel between the steps of a Workflow.
+// +kubebuilder:validation:Enum=sync-chain;sync-orchestrated;async-orchestrated;choreography;hybrid
+type Style string
+
+const (
+	// StyleSyncChain: each step's sidecar forwards its output to the next steps over HTTP.
+	StyleSyncChain Style = "sync-chain"
+	// StyleSyncOrchestrated: an orchestrator calls the steps over HTTP, level by level.
+	StyleSyncOrchestrated Style = "sync-orchestrated"
+	// StyleAsyncOrchestrated: an orchestrator drives the steps over NATS JetStream.
+	StyleAsyncOrchestrated Style = "async-orchestrated"
+	// StyleChoreography: steps react to events and emit events; nobody drives the flow.
+	StyleChoreography Style = "choreography"
+	// StyleHybrid: an orchestrator for the explicit steps, events for the leaves.
+	StyleHybrid Style = "hybrid"
+)
+
+// Styles lists every style, in the order the documentation gives them.
+var Styles = []Style{StyleSyncChain, StyleSyncOrchestrated, StyleAsyncOrchestrated, StyleChoreography, StyleHybrid}
+
+// IsAsync reports whether the style moves work over the broker.
+func (s Style) IsAsync() bool {
+	return s == StyleAsyncOrchestrated || s == StyleChoreography || s == StyleHybrid
+}
+
+// HasEvents reports whether steps of this style may subscribe to and emit events.
+func (s Style) HasEvents() bool { return s == StyleChoreography || s == StyleHybrid }
+
+// WorkflowSpec is the desired topology: the steps and the style that connects them.
+//
+// +kubebuilder:validation:XValidation:rule="self.style != 'choreography' || self.steps.all(s, !has(s.dependsOn) || size(s.dependsOn) == 0)",message="spec.steps[].dependsOn is not allowed in style choreography: steps react to events there; use subscribes and emits, or pick an orchestrated style"
+// +kubebuilder:validation:XValidation:rule="self.style == 'choreography' || self.style == 'hybrid' || self.steps.all(s, (!has(s.subscribes) || size(s.subscribes) == 0) && (!has(s.emits) || size(s.emits) == 0))",message="spec.steps[].subscribes and spec.steps[].emits are allowed only in styles choreography and hybrid: remove them or change spec.style"
+// +kubebuilder:validation:XValidation:rule="self.style != 'sync-chain' || size(self.steps.filter(s, !has(s.dependsOn) || size(s.dependsOn) == 0)) == 1",message="spec.steps: style sync-chain needs exactly one root step (a step without dependsOn) that receives the request"
+// +kubebuilder:validation:XValidation:rule="self.style != 'choreography' || (has(self.entry) && has(self.entry.event))",message="spec.entry.event is required in style choreography: name the event a request becomes"
+// +kubebuilder:validation:XValidation:rule="self.style != 'choreography' || !has(self.entry) || (has(self.entry.sync) && !self.entry.sync) || (has(self.entry.completesOn) && size(self.entry.completesOn) > 0)",message="spec.entry.completesOn is required in style choreography when spec.entry.sync is true (the default): name the events that complete a run, or set spec.entry.sync to false"
+// +kubebuilder:validation:XValidation:rule="self.style == 'choreography' || self.style == 'hybrid' || !has(self.entry) || ((!has(self.entry.event) || size(self.entry.event) == 0) && (!has(self.entry.completesOn) || size(self.entry.completesOn) == 0))",message="spec.entry.event and spec.entry.completesOn are allowed only in styles choreography and hybrid"
+// +kubebuilder:validation:XValidation:rule="!has(self.readModel) || self.style == 'choreography' || self.style == 'hybrid'",message="spec.readModel projects events, so it needs style choreography or hybrid"
+// +kubebuilder:validation:XValidation:rule="self.steps.all(s, !has(s.subscribes) || s.subscribes.all(e, (has(self.entry) && has(self.entry.event) && self.entry.event == e) || self.steps.exists(t, has(t.emits) && e in t.emits)))",message="spec.steps[].subscribes names an event that no step emits and that is not spec.entry.event: add the event to some step's emits or fix the name"
+type WorkflowSpec struct {
+	// style is how the steps are connected: sync-chain, sync-orchestrated,
+	// async-orchestrated, choreography or hybrid. Changing it re-renders the topology.
+	// +required
+	Style Style `json:"style"`
+
+	// broker names the Broker in this namespace that carries messages for the
+	// async styles (async-orchestrated, choreography, hybrid). Ignored by the sync styles.
+	// +optional
+	Broker *BrokerRef `json:"broker,omitempty"`
+
+	// entry says how callers start a run.
+	// +optional
+	Entry *Entry `json:"entry,omitempty"`
+
+	// resilience is the policy for every hop of this workflow; a step may override any part.
+	// +optional
+	Resilience *Resilience `json:"resilience,omitempty"`
+
+	// traffic is the expected load; it lets the operator advise on the style
+	// through the StyleAdvised condition.
+	// +optional
+	Traffic *Traffic `json:"traffic,omitempty"`
+
+	// steps are the services of this workflow, each an HTTP container.
+	// +required
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:XValidation:rule="self.all(s, !has(s.dependsOn) || s.dependsOn.all(d, self.exists(t, t.name == d)))",message="spec.steps[].dependsOn must name steps of this workflow: a listed step does not exist"
+	Steps []Step `json:"steps"`
+
+	// readModel is an optional CQRS projection of events into a key-value read store
+	// that the gateway serves at GET /query/{key}.
+	// +optional
+	ReadModel *ReadModel `json:"readModel,omitempty"`
+}
+
+// BrokerRef names a Broker in the Workflow's namespace.
+type BrokerRef struct {
+	// name of the Broker. Defaults to "default".
+	// +optional
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="spec.broker.name must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit"
+	Name string `json:"name,omitempty"`
+}
+
+// Entry says how a run starts and when a synchronous caller gets its answer.
+type Entry struct {
+	// sync serves a synchronous endpoint that holds the caller until the run
+	// completes (for async styles, through the gateway). Defaults to true.
+	// +optional
+	Sync *bool `json:"sync,omitempty"`
+
+	// timeout is how long a synchronous caller is held; after it the caller gets
+	// 202 Accepted with Location: /runs/{id}. Defaults to 10s.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",message="spec.entry.timeout must be a positive duration such as 500ms, 10s or 1m"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// event is the event type a request becomes (choreography, and optionally hybrid).
+	// +optional
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_-]+(\\\\.[A-Za-z0-9_-]+)*$')",message="spec.entry.event must be dot-separated words of letters, digits, '-' and '_', such as order.requested"
+	Event string `json:"event,omitempty"`
+
+	// completesOn lists the event types that complete a run (choreography).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[A-Za-z0-9_-]+(\\\\.[A-Za-z0-9_-]+)*$')",message="spec.entry.completesOn[] must be event types: dot-separated words of letters, digits, '-' and '_'"
+	CompletesOn []string `json:"completesOn,omitempty"`
+}
+
+// Resilience is the policy applied to a hop. Every part is optional: a step's
+// value overrides the workflow's, which overrides the project's defaults.
+type Resilience struct {
+	// timeout bounds each attempt. Defaults to 2s.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",message="resilience.timeout must be a positive duration such as 500ms or 2s"
+	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// retry says how failed attempts are repeated.
+	// +optional
+	Retry *Retry `json:"retry,omitempty"`
+
+	// circuitBreaker stops calling a failing step for a while.
+	// +optional
+	CircuitBreaker *CircuitBreaker `json:"circuitBreaker,omitempty"`
+
+	// bulkhead bounds the requests a step handles at once.
+	// +optional
+	Bulkhead *Bulkhead `json:"bulkhead,omitempty"`
+}
+
+// Backoff is how the delay between retries grows.
+// +kubebuilder:validation:Enum=exponential;constant
+type Backoff string
+
+const (
+	// BackoffExponential doubles the delay after every attempt, with jitter, up to maxDelay.
+	BackoffExponential Backoff = "exponential"
+	// BackoffConstant waits initialDelay between attempts.
+	BackoffConstant Backoff = "constant"
+)
+
+// Retry repeats attempts that failed with 408, 429, 5xx, a connect error or a timeout.
+type Retry struct {
+	// attempts is the total number of attempts, the first included (1 means no retry).
+	// Defaults to 3.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	Attempts *int32 `json:"attempts,omitempty"`
+
+	// backoff is exponential or constant. Defaults to exponential.
+	// +optional
+	Backoff Backoff `json:"backoff,omitempty"`
+
+	// initialDelay is the delay before the second attempt. Defaults to 100ms.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",message="resilience.retry.initialDelay must be a positive duration such as 100ms"
+	InitialDelay *metav1.Duration `json:"initialDelay,omitempty"`
+
+	// maxDelay caps the delay between attempts. Defaults to 2s.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",message="resilience.retry.maxDelay must be a positive duration such as 2s"
+	MaxDelay *metav1.Duration `json:"maxDelay,omitempty"`
+}
+
+// CircuitBreaker opens after consecutive failures and rejects calls at once
+// until openDuration passes; then halfOpenRequests probes decide.
+type CircuitBreaker struct {
+	// consecutiveFailures opens the breaker. Defaults to 5.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	ConsecutiveFailures *int32 `json:"consecutiveFailures,omitempty"`
+
+	// openDuration is how long the breaker stays open. Defaults to 30s.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",message="resilience.circuitBreaker.openDuration must be a positive duration such as 30s"
+	OpenDuration *metav1.Duration `json:"openDuration,omitempty"`
+
+	// halfOpenRequests is how many probes may pass while half-open. Defaults to 1.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=100
+	HalfOpenRequests *int32 `json:"halfOpenRequests,omitempty"`
+}
+
+// Bulkhead bounds concurrency; requests over the bound are rejected, not queued.
+type Bulkhead struct {
+	// maxConcurrent is the most requests a step handles at once. Defaults to 64.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=10000
+	MaxConcurrent *int32 `json:"maxConcurrent,omitempty"`
+}
+
+// Traffic is the expected load, used only for style advice.
+type Traffic struct {
+	// readsPerSecond is the expected rate of read requests.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	ReadsPerSecond int32 `json:"readsPerSecond,omitempty"`
+
+	// writesPerSecond is the expected rate of write requests.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	WritesPerSecond int32 `json:"writesPerSecond,omitempty"`
+}
+
+// Step is one service of the workflow: a container that serves HTTP.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.dependsOn) || !(self.name in self.dependsOn)",message="spec.steps[].dependsOn: a step cannot depend on itself"
+// +kubebuilder:validation:XValidation:rule="!has(self.dependsOn) || size(self.dependsOn) == 0 || !has(self.subscribes) || size(self.subscribes) == 0",message="spec.steps[]: a step is driven either by dependsOn or by subscribes, not both"
+type Step struct {
+	// name identifies the step; children are named <workflow>-<name>.
+	// It is a DNS label; orchestrator and gateway are reserved.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="spec.steps[].name must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit"
+	// +kubebuilder:validation:XValidation:rule="!(self in ['orchestrator', 'gateway'])",message="spec.steps[].name: orchestrator and gateway are reserved for patchbay's own components; rename the step"
+	Name string `json:"name"`
+
+	// image is the step's container image.
+	// +required
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
+	Image string `json:"image"`
+
+	// port is the port the app listens on. Defaults to 8080; 15080 and 15090 belong to the sidecar.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=65535
+	// +kubebuilder:validation:XValidation:rule="self != 15080 && self != 15090",message="spec.steps[].port must not be 15080 or 15090: the sidecar listens there; pick another port"
+	Port *int32 `json:"port,omitempty"`
+
+	// path is the HTTP path the sidecar posts to. Defaults to /.
+	// +optional
+	// +kubebuilder:validation:MaxLength=1024
+	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="spec.steps[].path must start with '/'"
+	Path string `json:"path,omitempty"`
+
+	// replicas is the number of pods of this step. Defaults to 1.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=1000
+	Replicas *int32 `json:"replicas,omitempty"`
+
+	// dependsOn lists the steps whose output this step takes as input
+	// (orchestrated styles and sync-chain). Steps whose dependencies are met run in parallel.
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=63
+	DependsOn []string `json:"dependsOn,omitempty"`
+
+	// subscribes lists the event types this step reacts to (choreography, hybrid).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[A-Za-z0-9_-]+(\\\\.[A-Za-z0-9_-]+)*$')",message="spec.steps[].subscribes[] must be event types: dot-separated words of letters, digits, '-' and '_'"
+	Subscribes []string `json:"subscribes,omitempty"`
+
+	// emits lists the event types this step's output is published as (choreography, hybrid).
+	// +optional
+	// +listType=set
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[A-Za-z0-9_-]+(\\\\.[A-Za-z0-9_-]+)*$')",message="spec.steps[].emits[] must be event types: dot-separated words of letters, digits, '-' and '_'"
+	Emits []string `json:"emits,omitempty"`
+
+	// resilience overrides parts of the workflow's policy for calls to this step.
+	// +optional
+	Resilience *Resilience `json:"resilience,omitempty"`
+
+	// command overrides the image's entrypoint, as in a core/v1 Container.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=64
+	Command []string `json:"command,omitempty"`
+
+	// args are the arguments to the entrypoint, as in a core/v1 Container.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=256
+	Args []string `json:"args,omitempty"`
+
+	// env sets environment variables in the app container, as in a core/v1 Container.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	// +kubebuilder:validation:MaxItems=128
+	Env []corev1.EnvVar `json:"env,omitempty"`
+
+	// resources are the app container's compute resources, as in a core/v1 Container.
+	// +optional
+	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
+}
+
+// ReadModel projects events into a JetStream key-value read store (CQRS).
+type ReadModel struct {
+	// events lists the event types projected into the read store.
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MaxLength=253
+	Events []string `json:"events"`
+
+	// key is a JSON pointer (RFC 6901) into the event payload whose value keys the entry, such as /orderId.
+	// +required
+	// +kubebuilder:validation:MinLength=2
+	// +kubebuilder:validation:MaxLength=256
+	// +kubebuilder:validation:XValidation:rule="self.matches('^(/([^/~]|~[01])*)+$')",message="spec.readModel.key must be a JSON pointer such as /orderId"
+	Key string `json:"key"`
+}
+
+// StepStatus is the observed state of one step's Deployment.
+type StepStatus struct {
+	// name of the step.
+	// +required
+	Name string `json:"name"`
+	// replicas is the desired number of pods.
+	// +optional
+	Replicas int32 `json:"replicas"`
+	// readyReplicas is the number of ready pods.
+	// +optional
+	ReadyReplicas int32 `json:"readyReplicas"`
+}
+
+// WorkflowStatus is the observed state of a Workflow.
+type WorkflowStatus struct {
+	// observedGeneration is the generation the last successful reconcile acted on.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// endpoint is the URL callers use to start a run.
+	// +optional
+	Endpoint string `json:"endpoint,omitempty"`
+
+	// planHash identifies the compiled plan the pods run.
+	// +optional
+	PlanHash string `json:"planHash,omitempty"`
+
+	// readySteps is "ready/total": steps whose every replica is ready, over all steps.
+	// +optional
+	ReadySteps string `json:"readySteps,omitempty"`
+
+	// steps is the readiness of each step.
+	// +optional
+	// +listType=map
+	// +listMapKey=name
+	Steps []StepStatus `json:"steps,omitempty"`
+
+	// conditions are Compiled, BrokerReady, StepsReady, Ready and StyleAdvised.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+}
+
+// Workflow is a set of HTTP services and the communication style that connects them.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:shortName=wf,categories=patchbay
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 52",message="metadata.name of a Workflow must be a DNS label (lowercase letters, digits and '-') of at most 52 characters: it prefixes the names of its Services and its NATS subjects"
+// +kubebuilder:printcolumn:name="Style",type=string,JSONPath=`.spec.style`
+// +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
+// +kubebuilder:printcolumn:name="Steps",type=string,JSONPath=`.status.readySteps`
+// +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type Workflow struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// spec is the desired topology.
+	// +required
+	Spec WorkflowSpec `json:"spec"`
+
+	// status is the observed state.
+	// +optional
+	Status WorkflowStatus `json:"status,omitempty"`
+}
+
+// WorkflowList is a list of Workflows.
+//
+// +kubebuilder:object:root=true
+type WorkflowList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []Workflow `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&Workflow{}, &WorkflowList{})
+}

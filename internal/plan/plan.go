@@ -1,0 +1,302 @@
+package plan
+
+import (
+	"encoding/json"
+	"fmt"
+	"time"
+)
+
+// Version is the schema version of the Plan JSON. The runtime refuses a plan
+// whose version it does not know.
+const Version = "patchbay.dev/plan/v1"
+
+// Ports and paths fixed by the architecture (DESIGN §4).
+const (
+	ServicePort       = 80    // every Service serves HTTP on port 80
+	SidecarPort       = 15080 // sidecar inbound HTTP
+	SidecarAdminPort  = 15090 // sidecar metrics and health
+	ComponentPort     = 8080  // orchestrator and gateway HTTP
+	OrchestratorRole  = "orchestrator"
+	GatewayRole       = "gateway"
+	DefaultMaxBodyLen = 4 << 20 // largest payload a hop accepts, in bytes
+)
+
+// Style names, the same strings as the Workflow API.
+const (
+	StyleSyncChain         = "sync-chain"
+	StyleSyncOrchestrated  = "sync-orchestrated"
+	StyleAsyncOrchestrated = "async-orchestrated"
+	StyleChoreography      = "choreography"
+	StyleHybrid            = "hybrid"
+)
+
+// Plan is a compiled Workflow. The same Workflow spec always gives the same Plan,
+// byte for byte, once marshalled.
+type Plan struct {
+	// Version is the schema version, always Version.
+	Version string `json:"version"`
+	// Namespace and Workflow identify the source object.
+	Namespace string `json:"namespace"`
+	Workflow  string `json:"workflow"`
+	// Style is the Workflow's spec.style.
+	Style string `json:"style"`
+	// Roles says which patchbay components this workflow runs.
+	Roles Roles `json:"roles"`
+	// Entry says where requests land and when a run completes.
+	Entry Entry `json:"entry"`
+	// Steps in spec order.
+	Steps []Step `json:"steps"`
+	// Levels is the orchestrated DAG in topological levels: the steps of one level
+	// have all their dependencies in earlier levels and may run concurrently. In
+	// sync-chain it is the chain's order. Event-driven steps are not in it.
+	Levels [][]string `json:"levels,omitempty"`
+	// Sinks are the orchestrated (or chained) steps no other step depends on; the
+	// run's result is the sink's output, or an object {sink: output} of several.
+	Sinks []string `json:"sinks,omitempty"`
+	// Events is the routing table of the event-driven styles, sorted by type.
+	Events []EventRoute `json:"events,omitempty"`
+	// Stream is the JetStream stream and subjects of the async styles; nil for sync styles.
+	Stream *Stream `json:"stream,omitempty"`
+	// ReadModel is the CQRS projection; nil when the spec has none.
+	ReadModel *ReadModel `json:"readModel,omitempty"`
+}
+
+// Roles are the components beside the steps.
+type Roles struct {
+	// Orchestrator runs the DAG (sync-orchestrated, async-orchestrated, hybrid).
+	Orchestrator bool `json:"orchestrator"`
+	// Gateway is the sync wrapper in front of an async flow.
+	Gateway bool `json:"gateway"`
+	// Broker is true when the workflow needs a NATS broker.
+	Broker bool `json:"broker"`
+	// BrokerName is the Broker the workflow uses, empty when Broker is false.
+	BrokerName string `json:"brokerName,omitempty"`
+}
+
+// Entry kinds: who receives the caller's request.
+const (
+	EntryStep         = "step"         // sync-chain: the root step's sidecar
+	EntryOrchestrator = "orchestrator" // sync-orchestrated
+	EntryGateway      = "gateway"      // async styles
+)
+
+// Entry is where requests land.
+type Entry struct {
+	// Kind is EntryStep, EntryOrchestrator or EntryGateway.
+	Kind string `json:"kind"`
+	// Step is the root step when Kind is EntryStep.
+	Step string `json:"step,omitempty"`
+	// Service is the Kubernetes Service that receives requests (port ServicePort).
+	Service string `json:"service"`
+	// Sync holds the caller until the run completes.
+	Sync bool `json:"sync"`
+	// Timeout is how long a sync caller is held before 202 + Location.
+	Timeout Duration `json:"timeout"`
+	// Event is the event a request becomes (choreography; hybrid when set).
+	Event string `json:"event,omitempty"`
+	// EventSubject is the subject Event is published on.
+	EventSubject string `json:"eventSubject,omitempty"`
+	// CompletesOn are the events that complete a choreographed run.
+	CompletesOn []string `json:"completesOn,omitempty"`
+}
+
+// Step modes: how a step is driven.
+const (
+	ModeChain        = "chain"        // sync-chain: its sidecar forwards to Output.Next
+	ModeOrchestrated = "orchestrated" // the orchestrator calls it (HTTP or a command subject)
+	ModeEvent        = "event"        // it reacts to subscribed events
+)
+
+// Input kinds: what a step receives as its request body.
+const (
+	InputEntry      = "entry"      // the entry payload (no dependency)
+	InputDependency = "dependency" // the output of its single dependency
+	InputMerge      = "merge"      // a JSON object {dep: output, ...} of several
+	InputEvent      = "event"      // the payload of the event that triggered it
+)
+
+// Step is one service of the workflow and everything its sidecar needs.
+type Step struct {
+	Name string `json:"name"`
+	// Service is the step's Kubernetes Service: <workflow>-<step>, port ServicePort.
+	Service string `json:"service"`
+	// Replicas is the desired pod count.
+	Replicas int32 `json:"replicas"`
+	// Mode is ModeChain, ModeOrchestrated or ModeEvent.
+	Mode string `json:"mode"`
+	// App is where the sidecar calls the user's container.
+	App App `json:"app"`
+	// DependsOn are the step's dependencies, sorted.
+	DependsOn []string `json:"dependsOn,omitempty"`
+	// Level is the step's index in Plan.Levels; -1 for event-driven steps.
+	Level int `json:"level"`
+	// Input is what the step receives.
+	Input Input `json:"input"`
+	// Output is where its output goes.
+	Output Output `json:"output"`
+	// Consumers are the durable JetStream consumers the sidecar pulls from:
+	// the command subject in async-orchestrated/hybrid, one per subscribed event
+	// in the event-driven styles. Empty in the sync styles.
+	Consumers []Consumer `json:"consumers,omitempty"`
+	// Callers are the components allowed to call this step over HTTP
+	// ("orchestrator", "gateway" or step names), sorted; NetworkPolicies come from it.
+	Callers []string `json:"callers,omitempty"`
+	// Policy is the resolved resilience policy for calls to this step.
+	Policy Policy `json:"policy"`
+}
+
+// App is the user's container as its sidecar sees it.
+type App struct {
+	Port int32  `json:"port"`
+	Path string `json:"path"`
+}
+
+// Input says what a step receives.
+type Input struct {
+	// Kind is InputEntry, InputDependency, InputMerge or InputEvent.
+	Kind string `json:"kind"`
+	// From are the steps whose outputs make the input (dependency, merge), sorted.
+	From []string `json:"from,omitempty"`
+}
+
+// Output says where a step's output goes.
+type Output struct {
+	// Next are the steps the sidecar forwards to (sync-chain), sorted.
+	Next []string `json:"next,omitempty"`
+	// ToOrchestrator is true when the output returns to the orchestrator
+	// (the HTTP response in sync-orchestrated, ResultSubject in async).
+	ToOrchestrator bool `json:"toOrchestrator,omitempty"`
+	// ResultSubject is where an async step publishes its result.
+	ResultSubject string `json:"resultSubject,omitempty"`
+	// Emits are the events the output is published as.
+	Emits []Emit `json:"emits,omitempty"`
+}
+
+// Emit is one event type a step publishes its output as.
+type Emit struct {
+	Type    string `json:"type"`
+	Subject string `json:"subject"`
+}
+
+// Consumer is a durable JetStream pull consumer of one step. Its replicas share it
+// (queue semantics); MaxAckPending is the step's bulkhead.
+type Consumer struct {
+	// Durable is the consumer name: a valid NATS name, unique within the stream.
+	Durable string `json:"durable"`
+	// FilterSubject is the subject the consumer reads.
+	FilterSubject string `json:"filterSubject"`
+	// Event is the event type, for event consumers; empty for commands.
+	Event string `json:"event,omitempty"`
+	// MaxAckPending bounds unacknowledged messages (the bulkhead).
+	MaxAckPending int32 `json:"maxAckPending"`
+	// AckWait is how long a delivered message may stay unacknowledged before
+	// redelivery: the step's attempt timeout plus slack.
+	AckWait Duration `json:"ackWait"`
+	// MaxDeliver is the retry attempts; after it the message is dead-lettered.
+	MaxDeliver int32 `json:"maxDeliver"`
+}
+
+// EventRoute is one event type with who emits and who subscribes to it.
+type EventRoute struct {
+	Type        string   `json:"type"`
+	Subject     string   `json:"subject"`
+	Emitters    []string `json:"emitters,omitempty"`    // steps, sorted; "entry" for the entry event
+	Subscribers []string `json:"subscribers,omitempty"` // steps, sorted
+	// Completes is true when the event completes a run (entry.completesOn).
+	Completes bool `json:"completes,omitempty"`
+	// Projected is true when the read model projects the event.
+	Projected bool `json:"projected,omitempty"`
+}
+
+// Stream is the workflow's JetStream stream and its subjects (DESIGN §4):
+// one stream per workflow over pb.<namespace>.<workflow>.>.
+type Stream struct {
+	// Name is the stream name: a valid JetStream name of bounded length.
+	Name string `json:"name"`
+	// Subjects is the stream's subject list: [Prefix + ".>"].
+	Subjects []string `json:"subjects"`
+	// Prefix is pb.<namespace>.<workflow>.
+	Prefix string `json:"prefix"`
+	// CommandPrefix (prefix.cmd), ResultPrefix (prefix.res), EventPrefix (prefix.evt).
+	CommandPrefix string `json:"commandPrefix"`
+	ResultPrefix  string `json:"resultPrefix"`
+	EventPrefix   string `json:"eventPrefix"`
+	// DeadLetter is the dead-letter subject (prefix.dlq).
+	DeadLetter string `json:"deadLetter"`
+	// RunsBucket is the JetStream KV bucket with run state and outcomes.
+	RunsBucket string `json:"runsBucket"`
+}
+
+// ReadModel is the CQRS projection of events into a KV bucket.
+type ReadModel struct {
+	Events []string `json:"events"`
+	// Key is a JSON pointer into the event payload.
+	Key string `json:"key"`
+	// Bucket is the JetStream KV bucket of the read store.
+	Bucket string `json:"bucket"`
+	// Durable is the projector's consumer name.
+	Durable string `json:"durable"`
+}
+
+// Policy is a fully resolved resilience policy: no field is unset.
+type Policy struct {
+	// Timeout bounds each attempt.
+	Timeout        Duration       `json:"timeout"`
+	Retry          Retry          `json:"retry"`
+	CircuitBreaker CircuitBreaker `json:"circuitBreaker"`
+	Bulkhead       Bulkhead       `json:"bulkhead"`
+}
+
+// Retry is a resolved retry policy.
+type Retry struct {
+	// Attempts counts the first attempt too.
+	Attempts     int32    `json:"attempts"`
+	Backoff      string   `json:"backoff"` // exponential | constant
+	InitialDelay Duration `json:"initialDelay"`
+	MaxDelay     Duration `json:"maxDelay"`
+}
+
+// CircuitBreaker is a resolved breaker policy.
+type CircuitBreaker struct {
+	ConsecutiveFailures int32    `json:"consecutiveFailures"`
+	OpenDuration        Duration `json:"openDuration"`
+	HalfOpenRequests    int32    `json:"halfOpenRequests"`
+}
+
+// Bulkhead is a resolved bulkhead policy.
+type Bulkhead struct {
+	MaxConcurrent int32 `json:"maxConcurrent"`
+}
+
+// Step returns the named step, or nil.
+func (p *Plan) Step(name string) *Step {
+	for i := range p.Steps {
+		if p.Steps[i].Name == name {
+			return &p.Steps[i]
+		}
+	}
+	return nil
+}
+
+// Duration is a time.Duration that reads and writes JSON as a Go duration string ("2s").
+type Duration struct{ time.Duration }
+
+// D makes a Duration.
+func D(d time.Duration) Duration { return Duration{d} }
+
+// MarshalJSON writes the duration as a string such as "1m30s".
+func (d Duration) MarshalJSON() ([]byte, error) { return json.Marshal(d.String()) }
+
+// UnmarshalJSON reads a duration string.
+func (d *Duration) UnmarshalJSON(b []byte) error {
+	var s string
+	if err := json.Unmarshal(b, &s); err != nil {
+		return fmt.Errorf("duration must be a string such as \"2s\": %w", err)
+	}
+	v, err := time.ParseDuration(s)
+	if err != nil {
+		return err
+	}
+	d.Duration = v
+	return nil
+}
