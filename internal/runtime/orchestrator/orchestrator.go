@@ -1,0 +1,275 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
+)
+
+// Config is what an orchestrator needs besides the plan.
+type Config struct {
+	Plan *plan.Plan
+	// Resolver finds the steps' sidecars.
+	Resolver  hop.Resolver
+	Transport http.RoundTripper
+	Telemetry *telemetry.Telemetry
+}
+
+// Orchestrator serves runs: POST / with the entry payload answers with the
+// output of the sink step, or the object {sink: output} of several.
+type Orchestrator struct {
+	plan    *plan.Plan
+	tel     *telemetry.Telemetry
+	steps   []step // in plan order
+	levels  [][]int
+	sinks   []int
+	run     *telemetry.Run
+	source  string
+	mergesJ bool // some input or the result merges outputs, so the entry must be JSON
+}
+
+type step struct {
+	name   string
+	input  string // plan.Input* kind
+	from   []int
+	target *hop.Target
+}
+
+// New builds an orchestrator and the edge (policy, breaker) to every step, once.
+func New(cfg Config) (*Orchestrator, error) {
+	p := cfg.Plan
+	if cfg.Transport == nil {
+		cfg.Transport = hop.NewTransport()
+	}
+	index := make(map[string]int, len(p.Steps))
+	for i, s := range p.Steps {
+		index[s.Name] = i
+	}
+	o := &Orchestrator{
+		plan:   p,
+		tel:    cfg.Telemetry,
+		steps:  make([]step, len(p.Steps)),
+		run:    cfg.Telemetry.Metrics.Run(p.Workflow),
+		source: hop.SourceOf(p.Namespace, p.Workflow, plan.OrchestratorRole),
+	}
+	lookup := func(name, what string) (int, error) {
+		i, ok := index[name]
+		if !ok {
+			return 0, fmt.Errorf("plan of workflow %s: %s names unknown step %q", p.Workflow, what, name)
+		}
+		return i, nil
+	}
+	done := make([]bool, len(p.Steps))
+	for li, level := range p.Levels {
+		var idx []int
+		for _, name := range level {
+			i, err := lookup(name, fmt.Sprintf("level %d", li))
+			if err != nil {
+				return nil, err
+			}
+			ps := &p.Steps[i]
+			if ps.Mode != plan.ModeOrchestrated {
+				return nil, fmt.Errorf("plan of workflow %s: step %s is in mode %q; the sync orchestrator runs only orchestrated steps", p.Workflow, name, ps.Mode)
+			}
+			base, err := cfg.Resolver.StepURL(ps)
+			if err != nil {
+				return nil, err
+			}
+			st := step{name: name, input: ps.Input.Kind,
+				target: hop.NewStepTarget(plan.OrchestratorRole, ps, strings.TrimSuffix(base, "/")+"/", cfg.Transport, cfg.Telemetry)}
+			for _, from := range ps.Input.From {
+				j, err := lookup(from, "input of step "+name)
+				if err != nil {
+					return nil, err
+				}
+				if !done[j] {
+					return nil, fmt.Errorf("plan of workflow %s: step %s takes the output of %s, which does not run in an earlier level", p.Workflow, name, from)
+				}
+				st.from = append(st.from, j)
+			}
+			if st.input == plan.InputMerge {
+				o.mergesJ = true
+			}
+			o.steps[i] = st
+			idx = append(idx, i)
+		}
+		for _, i := range idx {
+			done[i] = true
+		}
+		o.levels = append(o.levels, idx)
+	}
+	if len(p.Sinks) == 0 {
+		return nil, fmt.Errorf("plan of workflow %s has no sinks", p.Workflow)
+	}
+	for _, name := range p.Sinks {
+		i, err := lookup(name, "sinks")
+		if err != nil {
+			return nil, err
+		}
+		if !done[i] {
+			return nil, fmt.Errorf("plan of workflow %s: sink %s is in no level", p.Workflow, name)
+		}
+		o.sinks = append(o.sinks, i)
+	}
+	o.mergesJ = o.mergesJ || len(o.sinks) > 1
+	return o, nil
+}
+
+// ServeHTTP runs the workflow for a POST to /.
+func (o *Orchestrator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.URL.Path != "/" {
+		(&hop.Error{Code: http.StatusNotFound, Message: "runs start with POST /"}).Write(w)
+		return
+	}
+	if r.Method != http.MethodPost {
+		w.Header().Set("Allow", http.MethodPost)
+		(&hop.Error{Code: http.StatusMethodNotAllowed, Message: "runs start with POST /"}).Write(w)
+		return
+	}
+	start := time.Now()
+	runID := r.Header.Get(hop.HeaderRunID)
+	if runID == "" {
+		runID = uuid.NewString()
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), o.plan.Entry.Timeout.Duration)
+	defer cancel()
+	ctx = o.tel.Tracing.Extract(ctx, r.Header)
+	ctx, span := o.tel.Tracing.Start(ctx, "run "+o.plan.Workflow, trace.SpanKindServer)
+	defer span.End()
+
+	herr := o.serveRun(ctx, w, r, runID)
+	o.run.Done(herr == nil, start)
+	if herr != nil {
+		herr.RunID = runID
+		herr.Write(w)
+		if herr.Code != 499 {
+			o.tel.Log.Info("Run failed", "workflow", o.plan.Workflow, "run", runID, "step", herr.Step,
+				"status", herr.Status, "attempts", herr.Attempts, "code", herr.Code, "err", herr.Message)
+		}
+	}
+}
+
+func (o *Orchestrator) serveRun(ctx context.Context, w http.ResponseWriter, r *http.Request, runID string) *hop.Error {
+	in := hop.GetBuffer()
+	defer hop.PutBuffer(in)
+	if err := hop.ReadBody(in, r.Body, r.ContentLength, plan.DefaultMaxBodyLen); err != nil {
+		if errors.Is(err, hop.ErrTooLarge) {
+			return hop.BadRequest(http.StatusRequestEntityTooLarge, "request body: "+err.Error())
+		}
+		return hop.BadRequest(http.StatusBadRequest, "request body: "+err.Error())
+	}
+	if o.mergesJ && !json.Valid(in.Bytes()) {
+		return hop.BadRequest(http.StatusBadRequest, fmt.Sprintf("request body is not valid JSON, and workflow %s merges step outputs into JSON objects", o.plan.Workflow))
+	}
+	entry := &hop.Response{Status: http.StatusOK, ContentType: r.Header.Get("Content-Type"), Body: in}
+	outputs := make([]*hop.Response, len(o.steps))
+	defer func() {
+		for _, out := range outputs {
+			out.Release()
+		}
+	}()
+	for _, level := range o.levels {
+		if herr := o.runLevel(ctx, runID, level, entry, outputs); herr != nil {
+			return herr
+		}
+	}
+
+	h := w.Header()
+	h.Set(hop.HeaderRunID, runID)
+	if len(o.sinks) == 1 {
+		out := outputs[o.sinks[0]]
+		if out.ContentType != "" {
+			h.Set("Content-Type", out.ContentType)
+		}
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(out.Body.Bytes())
+		return nil
+	}
+	parts := make([]hop.Part, len(o.sinks))
+	for k, i := range o.sinks {
+		parts[k] = hop.Part{Name: o.steps[i].name, Producer: o.steps[i].name, Body: outputs[i].Body.Bytes()}
+	}
+	merged := hop.GetBuffer()
+	defer hop.PutBuffer(merged)
+	if herr := hop.Merge(merged, "the run's result", parts); herr != nil {
+		return herr
+	}
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusOK)
+	_, _ = w.Write(merged.Bytes())
+	return nil
+}
+
+// runLevel calls the steps of one level at once. The first failure cancels the
+// rest of the level and fails the run.
+func (o *Orchestrator) runLevel(ctx context.Context, runID string, level []int, entry *hop.Response, outputs []*hop.Response) *hop.Error {
+	if len(level) == 1 {
+		out, herr := o.call(ctx, runID, level[0], entry, outputs)
+		outputs[level[0]] = out
+		return herr
+	}
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		once  sync.Once
+		first *hop.Error
+	)
+	results := make([]*hop.Response, len(level))
+	call := func(k int) {
+		out, herr := o.call(ctx, runID, level[k], entry, outputs)
+		results[k] = out
+		if herr != nil {
+			once.Do(func() { first = herr; cancel() })
+		}
+	}
+	for k := 1; k < len(level); k++ {
+		wg.Go(func() { call(k) })
+	}
+	call(0)
+	wg.Wait()
+	// outputs is written only here, after the level, so the goroutines above
+	// read the earlier levels' outputs without a lock.
+	for k, i := range level {
+		outputs[i] = results[k]
+	}
+	return first
+}
+
+// call invokes step i with its input (DESIGN §3): the entry payload, its one
+// dependency's output, or the object of its dependencies' outputs.
+func (o *Orchestrator) call(ctx context.Context, runID string, i int, entry *hop.Response, outputs []*hop.Response) (*hop.Response, *hop.Error) {
+	st := &o.steps[i]
+	inv := &hop.Invocation{RunID: runID, Source: o.source, Step: st.name}
+	switch {
+	case st.input == plan.InputMerge || len(st.from) > 1:
+		buf := hop.GetBuffer()
+		defer hop.PutBuffer(buf)
+		parts := make([]hop.Part, len(st.from))
+		for k, j := range st.from {
+			parts[k] = hop.Part{Name: o.steps[j].name, Producer: o.steps[j].name, Body: outputs[j].Body.Bytes()}
+		}
+		if herr := hop.Merge(buf, "step "+st.name, parts); herr != nil {
+			return nil, herr
+		}
+		inv.ContentType, inv.Body = "application/json", buf.Bytes()
+	case len(st.from) == 1:
+		dep := outputs[st.from[0]]
+		inv.ContentType, inv.Body = dep.ContentType, dep.Body.Bytes()
+	default:
+		inv.ContentType, inv.Body = entry.ContentType, entry.Body.Bytes()
+	}
+	return st.target.Invoke(ctx, inv)
+}

@@ -1,0 +1,128 @@
+package sidecar
+
+import (
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+
+	"github.com/failsafe-go/failsafe-go/bulkhead"
+	"github.com/google/uuid"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
+)
+
+// Config is what a sidecar needs besides the plan.
+type Config struct {
+	Plan *plan.Plan
+	// Step is the step this sidecar fronts.
+	Step string
+	// AppURL is the app's base URL; default http://127.0.0.1:<app port>.
+	AppURL string
+	// Resolver finds the next steps' sidecars (sync-chain).
+	Resolver  hop.Resolver
+	Transport http.RoundTripper
+	Telemetry *telemetry.Telemetry
+}
+
+// Sidecar serves a step's inbound traffic (port 15080 in a pod).
+//
+// A POST to / is a hop of a run. In sync-chain the sidecar calls its app under
+// the step's policy (so a retry replays the app alone, never the steps after it)
+// and relays the output to the next steps; in the orchestrated styles the
+// orchestrator applies the policy and the sidecar proxies to the app. Any other
+// request is proxied to the app unchanged, so plain reads keep working (dual
+// support). Every path passes the step's bulkhead.
+type Sidecar struct {
+	plan      *plan.Plan
+	step      *plan.Step
+	tel       *telemetry.Telemetry
+	transport http.RoundTripper
+	appBase   string
+	appURL    string // appBase + step's path
+	bulkhead  bulkhead.Bulkhead[any]
+	inbound   *telemetry.Inbound
+	source    string // CloudEvents source of this sidecar's app calls
+
+	chain *chain // nil unless the step is a sync-chain step
+}
+
+// New builds a sidecar; edges and their breakers are built here, once.
+func New(cfg Config) (*Sidecar, error) {
+	step := cfg.Plan.Step(cfg.Step)
+	if step == nil {
+		return nil, fmt.Errorf("the plan of workflow %s has no step %q (steps: %s)", cfg.Plan.Workflow, cfg.Step, stepNames(cfg.Plan))
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = hop.NewTransport()
+	}
+	appBase := strings.TrimSuffix(cfg.AppURL, "/")
+	if appBase == "" {
+		appBase = "http://127.0.0.1:" + strconv.Itoa(int(step.App.Port))
+	}
+	path := step.App.Path
+	if path == "" {
+		path = "/"
+	}
+	caller := "entry"
+	if len(step.DependsOn) == 1 {
+		caller = step.DependsOn[0]
+	}
+	s := &Sidecar{
+		plan:      cfg.Plan,
+		step:      step,
+		tel:       cfg.Telemetry,
+		transport: cfg.Transport,
+		appBase:   appBase,
+		appURL:    appBase + path,
+		bulkhead:  bulkhead.New[any](uint(max(1, step.Policy.Bulkhead.MaxConcurrent))),
+		inbound:   cfg.Telemetry.Metrics.Inbound(step.Name),
+		source:    hop.SourceOf(cfg.Plan.Namespace, cfg.Plan.Workflow, caller),
+	}
+	if step.Mode == plan.ModeChain {
+		c, err := newChain(s, cfg.Resolver)
+		if err != nil {
+			return nil, err
+		}
+		s.chain = c
+	}
+	return s, nil
+}
+
+// ServeHTTP implements http.Handler.
+func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := s.inbound.Start()
+	var code int
+	switch {
+	case r.Method != http.MethodPost || r.URL.Path != "/":
+		code = s.proxy(w, r, r.URL.Path, false)
+	case s.chain != nil:
+		code = s.chain.serve(w, r)
+	default:
+		code = s.proxy(w, r, s.step.App.Path, true)
+	}
+	s.inbound.Done(code, start)
+}
+
+// reject answers a request over the bulkhead without calling the app.
+func (s *Sidecar) reject(w http.ResponseWriter, runID string) int {
+	s.inbound.Rejected()
+	e := &hop.Error{
+		Code: http.StatusServiceUnavailable, Step: s.step.Name, RunID: runID, Rejected: true,
+		Message: fmt.Sprintf("step %s is at its concurrency limit (bulkhead maxConcurrent %d)", s.step.Name, s.step.Policy.Bulkhead.MaxConcurrent),
+	}
+	e.Write(w)
+	return e.Code
+}
+
+func newRunID() string { return uuid.NewString() }
+
+func stepNames(p *plan.Plan) string {
+	names := make([]string, len(p.Steps))
+	for i, s := range p.Steps {
+		names[i] = s.Name
+	}
+	return strings.Join(names, ", ")
+}
