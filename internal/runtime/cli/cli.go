@@ -1,0 +1,141 @@
+package cli
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"strings"
+	"time"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
+	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
+)
+
+const usage = `patchbay-runtime runs patchbay's data plane.
+
+Usage:
+  patchbay-runtime sidecar      --plan FILE --step NAME [flags]
+  patchbay-runtime orchestrator --plan FILE [flags]
+  patchbay-runtime dev          -f WORKFLOW.yaml [--step NAME=cmd:COMMAND | NAME=url:URL]...
+
+Run "patchbay-runtime ROLE -h" for the flags of a role.
+`
+
+// errUsage is a command-line mistake whose message flag already printed.
+var errUsage = errors.New("usage")
+
+// Main runs patchbay-runtime with args (without the program name) until ctx is
+// done, and returns the exit code. Errors are printed as one line to stderr.
+func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "-h" || args[0] == "--help" || args[0] == "help" {
+		fmt.Fprint(stderr, usage)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	var err error
+	switch role, rest := args[0], args[1:]; role {
+	case "sidecar":
+		err = runSidecar(ctx, rest, stderr)
+	case "orchestrator":
+		err = runOrchestrator(ctx, rest, stderr)
+	case "dev":
+		err = runDev(ctx, rest, stdout, stderr)
+	default:
+		err = fmt.Errorf("unknown role %q: want sidecar, orchestrator or dev (gateway and the async roles come later)", role)
+	}
+	switch {
+	case err == nil:
+		return 0
+	case errors.Is(err, flag.ErrHelp):
+		return 0
+	case errors.Is(err, errUsage):
+		return 2
+	default:
+		fmt.Fprintf(stderr, "patchbay-runtime: %s\n", oneLine(err.Error()))
+		return 1
+	}
+}
+
+// common are the flags every role has.
+type common struct {
+	logFormat, logLevel string
+	otlpEndpoint        string
+	drainTimeout        time.Duration
+	shutdownDelay       time.Duration
+}
+
+func (c *common) register(fs *flag.FlagSet, defaultLogFormat string) {
+	fs.StringVar(&c.logFormat, "log-format", defaultLogFormat, "log format: json or text")
+	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
+	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", otlpFromEnv(), "OTLP/HTTP endpoint URL for traces, such as http://otel-collector:4318 (default $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT or $OTEL_EXPORTER_OTLP_ENDPOINT; empty: no spans, traceparent still propagated)")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests may finish")
+	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, how long to keep serving with /readyz failing before closing the listeners")
+}
+
+func (c *common) telemetry(ctx context.Context, stderr io.Writer, service string) (*telemetry.Telemetry, error) {
+	log, err := telemetry.NewLogger(stderr, c.logFormat, c.logLevel)
+	if err != nil {
+		return nil, err
+	}
+	tracing, err := telemetry.NewTracing(ctx, c.otlpEndpoint, service)
+	if err != nil {
+		return nil, err
+	}
+	return telemetry.New(log, tracing), nil
+}
+
+func (c *common) serveOptions() serve.Options {
+	return serve.Options{ShutdownDelay: c.shutdownDelay, DrainTimeout: c.drainTimeout}
+}
+
+func otlpFromEnv() string {
+	if v := os.Getenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"); v != "" {
+		return v
+	}
+	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
+}
+
+func newFlagSet(name string, stderr io.Writer) *flag.FlagSet {
+	fs := flag.NewFlagSet("patchbay-runtime "+name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	return fs
+}
+
+// parse parses flags; a parse error was already printed with the usage.
+func parse(fs *flag.FlagSet, args []string) error {
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return err
+		}
+		return errUsage
+	}
+	if fs.NArg() > 0 {
+		return fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	return nil
+}
+
+func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
+
+// stepResolver reaches steps through their Services, except those --resolve names.
+func stepResolver(p *plan.Plan, values []string) (hop.Resolver, error) {
+	urls := map[string]string{}
+	for _, v := range values {
+		name, u, ok := strings.Cut(v, "=")
+		if !ok || name == "" || u == "" {
+			return nil, fmt.Errorf("--resolve %q: want NAME=URL", v)
+		}
+		if p.Step(name) == nil {
+			return nil, fmt.Errorf("--resolve %s: the plan of workflow %s has no step %s", v, p.Workflow, name)
+		}
+		urls[name] = u
+	}
+	return hop.OverrideResolver{URLs: urls, Next: hop.ClusterResolver{Namespace: p.Namespace}}, nil
+}

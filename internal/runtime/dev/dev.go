@@ -1,0 +1,197 @@
+package dev
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"strings"
+	"sync"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/orchestrator"
+	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
+	"github.com/patchbay-dev/patchbay/internal/runtime/sidecar"
+	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
+)
+
+// Options configure a dev data plane.
+type Options struct {
+	// File is the Workflow YAML.
+	File string
+	// Steps are --step values: NAME=cmd:COMMAND or NAME=url:URL.
+	Steps []string
+	// Addr is the entry's listen address; AdminAddr serves /metrics, /healthz,
+	// /readyz and /debug/breakers of every component. Port 0 picks a free port.
+	Addr, AdminAddr string
+	// Stderr receives the output of started commands.
+	Stderr    io.Writer
+	Telemetry *telemetry.Telemetry
+	Serve     serve.Options
+}
+
+// Env is a running dev data plane.
+type Env struct {
+	Plan     *plan.Plan
+	Workflow *v1alpha1.Workflow
+	// EntryURL is where runs start: POST to it.
+	EntryURL string
+	// AdminURL serves the admin endpoints.
+	AdminURL string
+
+	apps     map[string]*app
+	sidecars map[string]string
+	tel      *telemetry.Telemetry
+	cancel   context.CancelFunc
+	done     chan struct{}
+	err      error
+	stopOnce sync.Once
+}
+
+// AppURL is the base URL of a step's app.
+func (e *Env) AppURL(step string) string { return e.apps[step].url }
+
+// SidecarURL is the base URL of a step's sidecar.
+func (e *Env) SidecarURL(step string) string { return e.sidecars[step] }
+
+// Start brings up the data plane of the Workflow in o.File and serves it until
+// ctx is done or Stop is called. Async styles are refused: they come with the
+// broker in a later part.
+func Start(ctx context.Context, o Options) (env *Env, err error) {
+	wf, err := LoadWorkflow(o.File)
+	if err != nil {
+		return nil, err
+	}
+	if wf.Spec.Style.IsAsync() {
+		return nil, fmt.Errorf("workflow %s has style %s, which the dev mode does not support yet: it runs sync-chain and sync-orchestrated", wf.Name, wf.Spec.Style)
+	}
+	p, err := compile(wf)
+	if err != nil {
+		return nil, fmt.Errorf("compile workflow %s: %w", wf.Name, err)
+	}
+	sources, err := ParseSteps(o.Steps, wf)
+	if err != nil {
+		return nil, err
+	}
+
+	var listeners []net.Listener
+	defer func() {
+		if err != nil {
+			for _, l := range listeners {
+				_ = l.Close()
+			}
+		}
+	}()
+	listen := func(addr string) (net.Listener, error) {
+		l, err := serve.Listen(addr)
+		if err == nil {
+			listeners = append(listeners, l)
+		}
+		return l, err
+	}
+	entryL, err := listen(o.Addr)
+	if err != nil {
+		return nil, err
+	}
+	adminL, err := listen(o.AdminAddr)
+	if err != nil {
+		return nil, err
+	}
+	sidecarL := map[string]net.Listener{}
+	resolver := hop.StaticResolver{}
+	for _, st := range p.Steps {
+		l := entryL
+		if p.Entry.Kind != plan.EntryStep || p.Entry.Step != st.Name {
+			if l, err = listen("127.0.0.1:0"); err != nil {
+				return nil, err
+			}
+		}
+		sidecarL[st.Name] = l
+		resolver[st.Name] = urlOf(l)
+	}
+
+	env = &Env{Plan: p, Workflow: wf, EntryURL: urlOf(entryL) + "/", AdminURL: urlOf(adminL) + "/",
+		apps: map[string]*app{}, sidecars: map[string]string(resolver), tel: o.Telemetry, done: make(chan struct{})}
+	defer func() {
+		if err != nil {
+			env.stopApps()
+		}
+	}()
+	for i := range wf.Spec.Steps {
+		st := &wf.Spec.Steps[i]
+		a, err := startApp(ctx, st, sources[st.Name], o.Stderr, o.Telemetry.Log)
+		if err != nil {
+			return nil, err
+		}
+		env.apps[st.Name] = a
+	}
+
+	transport := hop.NewTransport()
+	var servers []serve.Server
+	for _, st := range p.Steps {
+		sc, err := sidecar.New(sidecar.Config{Plan: p, Step: st.Name, AppURL: env.apps[st.Name].url,
+			Resolver: resolver, Transport: transport, Telemetry: o.Telemetry})
+		if err != nil {
+			return nil, err
+		}
+		servers = append(servers, serve.Server{Name: "sidecar " + st.Name, Listener: sidecarL[st.Name], Handler: sc})
+	}
+	if p.Entry.Kind == plan.EntryOrchestrator {
+		orch, err := orchestrator.New(orchestrator.Config{Plan: p, Resolver: resolver, Transport: transport, Telemetry: o.Telemetry})
+		if err != nil {
+			return nil, err
+		}
+		servers = append(servers, serve.Server{Name: "orchestrator", Listener: entryL, Handler: orch})
+	}
+	health := &serve.Health{}
+	mux := http.NewServeMux()
+	serve.AdminRoutes(mux, o.Telemetry, health)
+	servers = append(servers, serve.Server{Name: "admin", Listener: adminL, Handler: mux})
+
+	runCtx, cancel := context.WithCancel(ctx)
+	env.cancel = cancel
+	go func() {
+		defer close(env.done)
+		env.err = serve.Run(runCtx, o.Telemetry.Log, health, o.Serve, servers...)
+		// Apps stop after the sidecars drained, so in-flight runs can finish.
+		env.stopApps()
+	}()
+	o.Telemetry.Log.Info("Dev data plane is up", "workflow", wf.Name, "style", p.Style, "entry", env.EntryURL, "admin", env.AdminURL)
+	return env, nil
+}
+
+// Stop drains the data plane and stops the apps it started.
+func (e *Env) Stop() error {
+	e.stopOnce.Do(e.cancel)
+	<-e.done
+	return e.err
+}
+
+// Done is closed once the data plane has stopped.
+func (e *Env) Done() <-chan struct{} { return e.done }
+
+// Err is why the data plane stopped; read it after Done.
+func (e *Env) Err() error { return e.err }
+
+func (e *Env) stopApps() {
+	var wg sync.WaitGroup
+	for _, a := range e.apps {
+		wg.Go(func() { a.stop(e.tel.Log) })
+	}
+	wg.Wait()
+}
+
+// urlOf is the http URL of a listener, with a wildcard address shown as 127.0.0.1.
+func urlOf(l net.Listener) string {
+	host, port, _ := net.SplitHostPort(l.Addr().String())
+	if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+		host = "127.0.0.1"
+	}
+	if strings.Contains(host, ":") {
+		host = "[" + host + "]"
+	}
+	return "http://" + host + ":" + port
+}

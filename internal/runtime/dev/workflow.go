@@ -1,0 +1,55 @@
+package dev
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"regexp"
+
+	"sigs.k8s.io/yaml"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+)
+
+var docSeparator = regexp.MustCompile(`(?m)^---\s*$`)
+
+// LoadWorkflow reads the one Workflow in a YAML file (other documents, such as
+// a Broker, are skipped). Unknown fields are errors, so a typo does not
+// silently fall back to a default.
+func LoadWorkflow(file string) (*v1alpha1.Workflow, error) {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return nil, fmt.Errorf("read workflow: %w", err)
+	}
+	var found []*v1alpha1.Workflow
+	for _, doc := range docSeparator.Split(string(b), -1) {
+		if len(bytes.TrimSpace([]byte(doc))) == 0 {
+			continue
+		}
+		var meta struct {
+			Kind string `json:"kind"`
+		}
+		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		if meta.Kind != "Workflow" {
+			continue
+		}
+		var wf v1alpha1.Workflow
+		if err := yaml.UnmarshalStrict([]byte(doc), &wf); err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		found = append(found, &wf)
+	}
+	switch len(found) {
+	case 0:
+		return nil, fmt.Errorf("%s holds no Workflow", file)
+	case 1:
+		if found[0].Namespace == "" {
+			found[0].Namespace = "default"
+		}
+		return found[0], nil
+	default:
+		return nil, fmt.Errorf("%s holds %d Workflows: the dev mode runs one", file, len(found))
+	}
+}
