@@ -1,0 +1,43 @@
+package resilience
+
+import (
+	"net/http"
+	"testing"
+	"time"
+)
+
+func TestRetryableStatus(t *testing.T) {
+	for code, want := range map[int]bool{
+		200: false, 201: false, 302: false, 400: false, 401: false, 404: false, 409: false, 422: false,
+		408: true, 429: true, 500: true, 502: true, 503: true, 504: true,
+	} {
+		if got := RetryableStatus(code); got != want {
+			t.Errorf("RetryableStatus(%d) = %v, want %v", code, got, want)
+		}
+	}
+}
+
+func TestParseRetryAfter(t *testing.T) {
+	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
+	for in, want := range map[string]time.Duration{
+		"":    0,
+		"0":   0,
+		"3":   3 * time.Second,
+		"-1":  0,
+		"abc": 0,
+		now.Add(7 * time.Second).Format(http.TimeFormat): 7 * time.Second,
+		now.Add(-time.Minute).Format(http.TimeFormat):    0,
+	} {
+		if got := ParseRetryAfter(in, now); got != want {
+			t.Errorf("ParseRetryAfter(%q) = %v, want %v", in, got, want)
+		}
+	}
+}
+
+func TestFormatRetryAfter(t *testing.T) {
+	for d, want := range map[time.Duration]string{0: "1", time.Millisecond: "1", time.Second: "1", 1500 * time.Millisecond: "2", 30 * time.Second: "30"} {
+		if got := FormatRetryAfter(d); got != want {
+			t.Errorf("FormatRetryAfter(%v) = %q, want %q", d, got, want)
+		}
+	}
+}

@@ -1,0 +1,28 @@
+package hop
+
+import (
+	"context"
+	"net/http"
+	"testing"
+
+	. "github.com/onsi/gomega"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
+)
+
+func TestStepHeadersFollowTheStepContract(t *testing.T) {
+	g := NewWithT(t)
+	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled})
+	ctx := trace.ContextWithSpanContext(context.Background(), sc)
+	inject := func(ctx context.Context, h http.Header) { propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(h)) }
+	h, err := StepHeaders(ctx, &Invocation{RunID: "r1", Source: SourceOf("ns", "wf", "orchestrator"), Step: "charge", ContentType: "text/plain"}, inject)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(h.Get("Ce-Specversion")).To(Equal("1.0"))
+	g.Expect(h.Get("Ce-Id")).To(Equal("r1.charge"))
+	g.Expect(h.Get("Ce-Type")).To(Equal(EventType))
+	g.Expect(h.Get("Ce-Source")).To(Equal("/patchbay/ns/wf/orchestrator"))
+	g.Expect(h.Get("Ce-Subject")).To(Equal("charge"))
+	g.Expect(h.Get("Content-Type")).To(Equal("text/plain"))
+	g.Expect(h.Get(HeaderRunID)).To(Equal("r1"))
+	g.Expect(h.Get("Traceparent")).To(Equal("00-01000000000000000000000000000000-0200000000000000-01"))
+}
