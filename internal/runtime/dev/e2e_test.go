@@ -282,4 +282,3 @@ func TestAdminEndpoints(t *testing.T) {
 		ContainSubstring(`patchbay_inbound_requests_total{code="2xx",step="validate"} 1`),
 	))
 }
-

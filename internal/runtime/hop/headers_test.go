@@ -14,7 +14,9 @@ func TestStepHeadersFollowTheStepContract(t *testing.T) {
 	g := NewWithT(t)
 	sc := trace.NewSpanContext(trace.SpanContextConfig{TraceID: trace.TraceID{1}, SpanID: trace.SpanID{2}, TraceFlags: trace.FlagsSampled})
 	ctx := trace.ContextWithSpanContext(context.Background(), sc)
-	inject := func(ctx context.Context, h http.Header) { propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(h)) }
+	inject := func(ctx context.Context, h http.Header) {
+		propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(h))
+	}
 	h, err := StepHeaders(ctx, &Invocation{RunID: "r1", Source: SourceOf("ns", "wf", "orchestrator"), Step: "charge", ContentType: "text/plain"}, inject)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(h.Get("Ce-Specversion")).To(Equal("1.0"))
