@@ -2,9 +2,12 @@ package hop
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/textproto"
 
 	"github.com/cloudevents/sdk-go/v2/binding"
+	"github.com/cloudevents/sdk-go/v2/binding/spec"
 	"github.com/cloudevents/sdk-go/v2/event"
 	cehttp "github.com/cloudevents/sdk-go/v2/protocol/http"
 )
@@ -12,12 +15,13 @@ import (
 // EventType is the CloudEvents type of a step invocation.
 const EventType = "dev.patchbay.step.invoked"
 
+// ceIDHeader is the binary-mode header of the CloudEvents id, named as the SDK
+// names it: "ce-" and the attribute, canonicalized.
+var ceIDHeader = textproto.CanonicalMIMEHeaderKey("ce-" + spec.V1.AttributeFromKind(spec.ID).Name())
+
 // Invocation is one call of a step within a run.
 type Invocation struct {
-	RunID string
-	// Source is the CloudEvents source: /patchbay/<namespace>/<workflow>/<caller>.
-	Source      string
-	Step        string
+	RunID       string
 	ContentType string
 	Body        []byte
 }
@@ -27,24 +31,44 @@ func SourceOf(namespace, workflow, caller string) string {
 	return "/patchbay/" + namespace + "/" + workflow + "/" + caller
 }
 
-// StepHeaders builds the step contract's request headers (DESIGN §3):
-// CloudEvents binary mode, patchbay-run-id, and traceparent from ctx.
-func StepHeaders(ctx context.Context, inv *Invocation, inject func(context.Context, http.Header)) (http.Header, error) {
+// Contract builds the step contract's request headers (DESIGN §3) for the
+// calls of one caller to one step: CloudEvents binary mode, patchbay-run-id
+// and traceparent. The SDK encodes the attributes that do not change from call
+// to call once; a call adds its id, content type, run ID and trace context.
+type Contract struct {
+	step   string
+	static http.Header
+	inject func(context.Context, http.Header)
+}
+
+// NewContract encodes the constant attributes of calls from source to step.
+func NewContract(source, step string, inject func(context.Context, http.Header)) (*Contract, error) {
 	ev := event.New()
-	ev.SetID(inv.RunID + "." + inv.Step)
+	ev.SetID("-")
 	ev.SetType(EventType)
-	ev.SetSource(inv.Source)
-	ev.SetSubject(inv.Step)
-	ct := inv.ContentType
-	if ct == "" {
-		ct = "application/json"
+	ev.SetSource(source)
+	ev.SetSubject(step)
+	req := http.Request{Header: make(http.Header, 8)}
+	if err := cehttp.WriteRequest(context.Background(), binding.ToMessage(&ev), &req); err != nil {
+		return nil, fmt.Errorf("encode CloudEvents attributes of calls to step %s: %w", step, err)
 	}
-	ev.SetDataContentType(ct)
-	req := http.Request{Header: make(http.Header, 10)}
-	if err := cehttp.WriteRequest(ctx, binding.ToMessage(&ev), &req); err != nil {
-		return nil, err
+	delete(req.Header, ceIDHeader)
+	return &Contract{step: step, static: req.Header, inject: inject}, nil
+}
+
+// Header is the complete header of one call. Nothing may write to it: the
+// constant values are shared by every call.
+func (c *Contract) Header(ctx context.Context, runID, contentType string) http.Header {
+	h := make(http.Header, len(c.static)+4)
+	for k, v := range c.static {
+		h[k] = v
 	}
-	req.Header[HeaderRunID] = []string{inv.RunID}
-	inject(ctx, req.Header)
-	return req.Header, nil
+	h[ceIDHeader] = []string{runID + "." + c.step}
+	if contentType == "" {
+		contentType = "application/json"
+	}
+	h["Content-Type"] = []string{contentType}
+	h[HeaderRunID] = []string{runID}
+	c.inject(ctx, h)
+	return h
 }

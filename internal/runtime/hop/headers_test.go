@@ -17,8 +17,9 @@ func TestStepHeadersFollowTheStepContract(t *testing.T) {
 	inject := func(ctx context.Context, h http.Header) {
 		propagation.TraceContext{}.Inject(ctx, propagation.HeaderCarrier(h))
 	}
-	h, err := StepHeaders(ctx, &Invocation{RunID: "r1", Source: SourceOf("ns", "wf", "orchestrator"), Step: "charge", ContentType: "text/plain"}, inject)
+	c, err := NewContract(SourceOf("ns", "wf", "orchestrator"), "charge", inject)
 	g.Expect(err).NotTo(HaveOccurred())
+	h := c.Header(ctx, "r1", "text/plain")
 	g.Expect(h.Get("Ce-Specversion")).To(Equal("1.0"))
 	g.Expect(h.Get("Ce-Id")).To(Equal("r1.charge"))
 	g.Expect(h.Get("Ce-Type")).To(Equal(EventType))
@@ -27,4 +28,15 @@ func TestStepHeadersFollowTheStepContract(t *testing.T) {
 	g.Expect(h.Get("Content-Type")).To(Equal("text/plain"))
 	g.Expect(h.Get(HeaderRunID)).To(Equal("r1"))
 	g.Expect(h.Get("Traceparent")).To(Equal("00-01000000000000000000000000000000-0200000000000000-01"))
+}
+
+func TestContractHeadersOfCallsAreIndependent(t *testing.T) {
+	g := NewWithT(t)
+	c, err := NewContract("/s", "step", func(context.Context, http.Header) {})
+	g.Expect(err).NotTo(HaveOccurred())
+	a, b := c.Header(context.Background(), "a", ""), c.Header(context.Background(), "b", "text/csv")
+	g.Expect(a.Get("Ce-Id")).To(Equal("a.step"))
+	g.Expect(a.Get("Content-Type")).To(Equal("application/json"))
+	g.Expect(b.Get("Ce-Id")).To(Equal("b.step"))
+	g.Expect(b.Get("Content-Type")).To(Equal("text/csv"))
 }

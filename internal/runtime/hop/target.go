@@ -19,6 +19,7 @@ import (
 // It is built once per edge and shared by every run.
 type Target struct {
 	Name      resilience.EdgeName
+	contract  *Contract
 	url       string
 	step      string
 	edge      *resilience.Edge[*Response]
@@ -29,10 +30,16 @@ type Target struct {
 }
 
 // NewStepTarget is an edge that calls step's app (or the sidecar in front of it)
-// at url with the step's full policy.
-func NewStepTarget(from string, step *plan.Step, url string, transport http.RoundTripper, tel *telemetry.Telemetry) *Target {
+// at url with the step's full policy; source is the CloudEvents source of its calls.
+func NewStepTarget(from string, step *plan.Step, url, source string, transport http.RoundTripper, tel *telemetry.Telemetry) (*Target, error) {
+	contract, err := NewContract(source, step.Name, tel.Tracing.Inject)
+	if err != nil {
+		return nil, err
+	}
 	name := resilience.EdgeName{From: from, To: step.Name}
-	return newTarget(name, step.Name, url, resilience.NewEdge[*Response](name, step.Policy, tel.EdgeHooks(), tel.Breakers), transport, tel)
+	t := newTarget(name, step.Name, url, resilience.NewEdge[*Response](name, step.Policy, tel.EdgeHooks(), tel.Breakers), transport, tel)
+	t.contract = contract
+	return t, nil
 }
 
 // NewRelayTarget is a sync-chain edge from one sidecar to the next step's sidecar
@@ -55,11 +62,7 @@ func newTarget(name resilience.EdgeName, step, url string, edge *resilience.Edge
 func (t *Target) Invoke(ctx context.Context, inv *Invocation) (*Response, *Error) {
 	ctx, span := t.tracing.Start(ctx, "call "+t.step, trace.SpanKindClient)
 	defer span.End()
-	h, err := StepHeaders(ctx, inv, t.tracing.Inject)
-	if err != nil {
-		return nil, &Error{Code: http.StatusInternalServerError, Step: t.step, RunID: inv.RunID, Message: "encode CloudEvents headers: " + err.Error()}
-	}
-	res := t.do(ctx, h, inv.Body)
+	res := t.do(ctx, t.contract.Header(ctx, inv.RunID, inv.ContentType), inv.Body)
 	if res.Err == nil && res.Last.OK() {
 		return res.Last, nil
 	}

@@ -87,8 +87,11 @@ func New(cfg Config) (*Orchestrator, error) {
 			if err != nil {
 				return nil, err
 			}
-			st := step{name: name, input: ps.Input.Kind,
-				target: hop.NewStepTarget(plan.OrchestratorRole, ps, strings.TrimSuffix(base, "/")+"/", cfg.Transport, cfg.Telemetry)}
+			target, err := hop.NewStepTarget(plan.OrchestratorRole, ps, strings.TrimSuffix(base, "/")+"/", o.source, cfg.Transport, cfg.Telemetry)
+			if err != nil {
+				return nil, err
+			}
+			st := step{name: name, input: ps.Input.Kind, target: target}
 			for _, from := range ps.Input.From {
 				j, err := lookup(from, "input of step "+name)
 				if err != nil {
@@ -252,7 +255,7 @@ func (o *Orchestrator) runLevel(ctx context.Context, runID string, level []int, 
 // dependency's output, or the object of its dependencies' outputs.
 func (o *Orchestrator) call(ctx context.Context, runID string, i int, entry *hop.Response, outputs []*hop.Response) (*hop.Response, *hop.Error) {
 	st := &o.steps[i]
-	inv := &hop.Invocation{RunID: runID, Source: o.source, Step: st.name}
+	inv := &hop.Invocation{RunID: runID}
 	switch {
 	case st.input == plan.InputMerge || len(st.from) > 1:
 		buf := hop.GetBuffer()

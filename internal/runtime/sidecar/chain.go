@@ -45,11 +45,11 @@ func newChain(s *Sidecar, resolver hop.Resolver) (*chain, error) {
 	if err := ValidateChain(p); err != nil {
 		return nil, err
 	}
-	c := &chain{
-		s:     s,
-		app:   hop.NewStepTarget("sidecar", step, s.appURL, s.transport, s.tel),
-		entry: p.Entry.Kind == plan.EntryStep && p.Entry.Step == step.Name,
+	app, err := hop.NewStepTarget("sidecar", step, s.appURL, s.source, s.transport, s.tel)
+	if err != nil {
+		return nil, err
 	}
+	c := &chain{s: s, app: app, entry: p.Entry.Kind == plan.EntryStep && p.Entry.Step == step.Name}
 	if c.entry {
 		c.run = s.tel.Metrics.Run(p.Workflow)
 		for _, st := range p.Steps {
@@ -158,10 +158,7 @@ func (c *chain) run1(ctx context.Context, w http.ResponseWriter, r *http.Request
 	if !s.bulkhead.TryAcquirePermit() {
 		return s.reject(w, runID)
 	}
-	out, herr := c.app.Invoke(ctx, &hop.Invocation{
-		RunID: runID, Source: s.source, Step: s.step.Name,
-		ContentType: r.Header.Get("Content-Type"), Body: in.Bytes(),
-	})
+	out, herr := c.app.Invoke(ctx, &hop.Invocation{RunID: runID, ContentType: r.Header.Get("Content-Type"), Body: in.Bytes()})
 	s.bulkhead.ReleasePermit()
 	if herr != nil {
 		if herr.Code != 499 {

@@ -8,6 +8,8 @@ import (
 	"net/http"
 	"sync"
 
+	"go.opentelemetry.io/otel/trace"
+
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
 )
@@ -43,8 +45,16 @@ func (s *Sidecar) proxy(w http.ResponseWriter, r *http.Request, path string, inv
 	for _, h := range hopHeaders {
 		out.Header.Del(h)
 	}
-	if invoke && out.Header.Get("Ce-Id") == "" {
-		s.addContract(r.Context(), out)
+	if invoke {
+		switch {
+		case out.Header.Get("Ce-Id") == "":
+			s.addContract(r.Context(), out)
+		case s.tel.Tracing.Exporting():
+			// A span for this hop, child of the caller's; the app sees it as parent.
+			ctx, span := s.tel.Tracing.Start(s.tel.Tracing.Extract(r.Context(), r.Header), "step "+s.step.Name, trace.SpanKindServer)
+			defer span.End()
+			s.tel.Tracing.Inject(ctx, out.Header)
+		}
 	}
 	resp, err := s.transport.RoundTrip(out)
 	if err != nil {
@@ -82,12 +92,7 @@ func (s *Sidecar) addContract(ctx context.Context, out *http.Request) {
 		out.Header.Set(hop.HeaderRunID, runID)
 	}
 	ctx = s.tel.Tracing.Extract(ctx, out.Header)
-	h, err := hop.StepHeaders(ctx, &hop.Invocation{RunID: runID, Source: s.source, Step: s.step.Name, ContentType: out.Header.Get("Content-Type")}, s.tel.Tracing.Inject)
-	if err != nil {
-		s.tel.Log.Warn("Cannot encode CloudEvents headers", "step", s.step.Name, "err", err)
-		return
-	}
-	for k, v := range h {
+	for k, v := range s.contract.Header(ctx, runID, out.Header.Get("Content-Type")) {
 		out.Header[k] = v
 	}
 }

@@ -45,12 +45,13 @@ type Sidecar struct {
 	bulkhead  bulkhead.Bulkhead[any]
 	inbound   *telemetry.Inbound
 	source    string // CloudEvents source of this sidecar's app calls
+	contract  *hop.Contract
 
 	chain *chain // nil unless the step is a sync-chain step
 }
 
 // New builds a sidecar; edges and their breakers are built here, once.
-func New(cfg Config) (*Sidecar, error) {
+func New(cfg Config) (s *Sidecar, err error) {
 	step := cfg.Plan.Step(cfg.Step)
 	if step == nil {
 		return nil, fmt.Errorf("the plan of workflow %s has no step %q (steps: %s)", cfg.Plan.Workflow, cfg.Step, stepNames(cfg.Plan))
@@ -70,7 +71,7 @@ func New(cfg Config) (*Sidecar, error) {
 	if len(step.DependsOn) == 1 {
 		caller = step.DependsOn[0]
 	}
-	s := &Sidecar{
+	s = &Sidecar{
 		plan:      cfg.Plan,
 		step:      step,
 		tel:       cfg.Telemetry,
@@ -80,6 +81,9 @@ func New(cfg Config) (*Sidecar, error) {
 		bulkhead:  bulkhead.New[any](uint(max(1, step.Policy.Bulkhead.MaxConcurrent))),
 		inbound:   cfg.Telemetry.Metrics.Inbound(step.Name),
 		source:    hop.SourceOf(cfg.Plan.Namespace, cfg.Plan.Workflow, caller),
+	}
+	if s.contract, err = hop.NewContract(s.source, step.Name, s.tel.Tracing.Inject); err != nil {
+		return nil, err
 	}
 	if step.Mode == plan.ModeChain {
 		c, err := newChain(s, cfg.Resolver)
