@@ -3,6 +3,7 @@ package topology
 import (
 	"bytes"
 	"flag"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -112,3 +113,14 @@ func lineDiff(want, got string) string {
 	}
 	return b.String()
 }
+
+func mustMarshal(t testing.TB, p interface{ Marshal() ([]byte, error) }) string {
+	t.Helper()
+	b, err := p.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
+}
+
+func sprintAny(v any) string { return fmt.Sprintf("%+v", v) }
