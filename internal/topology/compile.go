@@ -107,6 +107,9 @@ func (c *compilation) checkMetadata() {
 	if !isDNSLabel(c.namespace) {
 		c.ps.add(ReasonInvalidField, nil, "metadata.namespace %q must be a DNS label", c.namespace)
 	}
+	if b := c.spec.Broker; b != nil && b.Name != "" && !isDNSLabel(b.Name) {
+		c.ps.add(ReasonInvalidField, nil, "spec.broker.name %q must be a DNS label", b.Name)
+	}
 }
 
 func (c *compilation) checkSteps() {
@@ -460,13 +463,14 @@ func (c *compilation) checkEvents() {
 	}
 	succ := func(a string) []string {
 		var out []string
-		for _, b := range loopNodes {
-			if link(a, b) != "" {
-				out = append(out, b)
+		for _, t := range c.emits[a] {
+			for _, b := range subscribers[t] {
+				if reachedStep[b] {
+					out = append(out, b)
+				}
 			}
 		}
-		slices.Sort(out)
-		return out
+		return sortedSet(out)
 	}
 	for _, cyc := range cycles(loopNodes, succ) {
 		var hops []string

@@ -305,6 +305,7 @@ steps:
 		wf:   "Bad_Name",
 		spec: `
 style: sync-orchestrated
+broker: {name: Bad.Broker}
 entry: {timeout: 0s}
 resilience: {timeout: -1s, retry: {attempts: 0, backoff: linear}}
 steps:
@@ -313,6 +314,7 @@ steps:
 - {name: q, image: x, port: 70000, resilience: {bulkhead: {maxConcurrent: 0}, circuitBreaker: {consecutiveFailures: 0, openDuration: 0s, halfOpenRequests: 0}}}`,
 		want: []want{
 			{ReasonInvalidField, nil, `metadata.name "Bad_Name" must be a DNS label: lowercase letters, digits and '-', at most 63 characters`},
+			{ReasonInvalidField, nil, `spec.broker.name "Bad.Broker" must be a DNS label`},
 			{ReasonInvalidField, nil, "spec.resilience.timeout must be a positive duration, not -1s"},
 			{ReasonInvalidField, nil, "spec.resilience.retry.attempts must be at least 1, not 0"},
 			{ReasonInvalidField, nil, `spec.resilience.retry.backoff must be exponential or constant, not "linear"`},
