@@ -102,6 +102,7 @@ type Entry struct {
 	// 202 Accepted with Location: /runs/{id}. Defaults to 10s.
 	// +optional
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",message="spec.entry.timeout must be a positive duration such as 500ms, 10s or 1m"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
@@ -126,6 +127,7 @@ type Resilience struct {
 	// timeout bounds each attempt. Defaults to 2s.
 	// +optional
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",message="resilience.timeout must be a positive duration such as 500ms or 2s"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
@@ -169,12 +171,14 @@ type Retry struct {
 	// initialDelay is the delay before the second attempt. Defaults to 100ms.
 	// +optional
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",message="resilience.retry.initialDelay must be a positive duration such as 100ms"
 	InitialDelay *metav1.Duration `json:"initialDelay,omitempty"`
 
 	// maxDelay caps the delay between attempts. Defaults to 2s.
 	// +optional
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",message="resilience.retry.maxDelay must be a positive duration such as 2s"
 	MaxDelay *metav1.Duration `json:"maxDelay,omitempty"`
 }
@@ -191,6 +195,7 @@ type CircuitBreaker struct {
 	// openDuration is how long the breaker stays open. Defaults to 30s.
 	// +optional
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",message="resilience.circuitBreaker.openDuration must be a positive duration such as 30s"
 	OpenDuration *metav1.Duration `json:"openDuration,omitempty"`
 
@@ -381,7 +386,7 @@ type WorkflowStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=wf,categories=patchbay
-// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 52",message="metadata.name of a Workflow must be a DNS label (lowercase letters, digits and '-') of at most 52 characters: it prefixes the names of its Services and its NATS subjects"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 50",message="metadata.name of a Workflow must be a DNS label (lowercase letters, digits and '-') of at most 50 characters, so that <name>-orchestrator fits a Service name: it prefixes the names of its Services and its NATS subjects"
 // +kubebuilder:printcolumn:name="Style",type=string,JSONPath=`.spec.style`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Steps",type=string,JSONPath=`.status.readySteps`

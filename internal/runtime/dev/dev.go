@@ -16,6 +16,7 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
 	"github.com/patchbay-dev/patchbay/internal/runtime/sidecar"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
+	"github.com/patchbay-dev/patchbay/internal/topology"
 )
 
 // Options configure a dev data plane.
@@ -68,7 +69,7 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 	if wf.Spec.Style.IsAsync() {
 		return nil, fmt.Errorf("workflow %s has style %s, which the dev mode does not support yet: it runs sync-chain and sync-orchestrated", wf.Name, wf.Spec.Style)
 	}
-	p, err := compile(wf)
+	p, err := topology.Compile(wf)
 	if err != nil {
 		return nil, fmt.Errorf("compile workflow %s: %w", wf.Name, err)
 	}
