@@ -6,6 +6,8 @@ CONTROLLER_GEN_VERSION ?= v0.23.0
 IMG_REGISTRY ?= ghcr.io/patchbay-dev
 VERSION ?= 0.1.0
 IMG ?= $(IMG_REGISTRY)/patchbay-manager:$(VERSION)
+RUNTIME_IMG ?= $(IMG_REGISTRY)/patchbay-runtime:$(VERSION)
+DEMO_STEP_IMG ?= $(IMG_REGISTRY)/demo-step:$(VERSION)
 
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/tools/controller-gen-$(CONTROLLER_GEN_VERSION)/controller-gen
@@ -74,6 +76,23 @@ run: manifests ## Run the manager against the cluster of the current kubeconfig.
 .PHONY: docker-build
 docker-build: ## Build the manager image (needs a Docker engine).
 	docker build -t $(IMG) .
+
+.PHONY: build-runtime
+build-runtime: ## Build patchbay-runtime and demo-step into bin/.
+	CGO_ENABLED=0 go build -o $(LOCALBIN)/patchbay-runtime ./images/runtime
+	CGO_ENABLED=0 go build -o $(LOCALBIN)/demo-step ./images/demo-step
+
+.PHONY: runtime-image
+runtime-image: ## Build the patchbay-runtime image: sidecar, orchestrator, dev (needs a Docker engine).
+	docker build -f images/runtime/Dockerfile -t $(RUNTIME_IMG) .
+
+.PHONY: demo-step-image
+demo-step-image: ## Build the demo-step image used by the samples (needs a Docker engine).
+	docker build -f images/demo-step/Dockerfile -t $(DEMO_STEP_IMG) .
+
+.PHONY: dev
+dev: ## Run a Workflow's data plane locally: make dev WORKFLOW=config/samples/sync-chain.yaml
+	go run ./images/runtime dev -f $(or $(WORKFLOW),config/samples/sync-orchestrated.yaml)
 
 ##@ Deployment
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net/http"
+	"net/url"
 
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracehttp"
@@ -25,13 +26,21 @@ type Tracing struct {
 	shutdown   func(context.Context) error
 }
 
-// NewTracing exports spans over OTLP/HTTP to endpoint (a URL such as
-// http://otel-collector:4318); an empty endpoint disables export.
+// NewTracing exports spans over OTLP/HTTP to endpoint, a collector's base URL
+// such as http://otel-collector:4318 (spans go to its /v1/traces) or a full
+// traces URL; an empty endpoint disables export.
 func NewTracing(ctx context.Context, endpoint, service string, attrs ...attribute.KeyValue) (*Tracing, error) {
 	if endpoint == "" {
 		return &Tracing{tracer: noop.NewTracerProvider().Tracer(""), shutdown: func(context.Context) error { return nil }}, nil
 	}
-	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(endpoint))
+	u, err := url.Parse(endpoint)
+	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		return nil, fmt.Errorf("OTLP endpoint %q is not an http(s) URL", endpoint)
+	}
+	if u.Path == "" || u.Path == "/" {
+		u.Path = "/v1/traces"
+	}
+	exp, err := otlptracehttp.New(ctx, otlptracehttp.WithEndpointURL(u.String()))
 	if err != nil {
 		return nil, fmt.Errorf("OTLP exporter for %s: %w", endpoint, err)
 	}
