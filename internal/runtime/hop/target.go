@@ -27,6 +27,7 @@ type Target struct {
 	metrics   *telemetry.Hop
 	tracing   *telemetry.Tracing
 	maxBody   int64
+	spanName  string
 }
 
 // NewStepTarget is an edge that calls step's app (or the sidecar in front of it)
@@ -54,13 +55,14 @@ func newTarget(name resilience.EdgeName, step, url string, edge *resilience.Edge
 	return &Target{
 		Name: name, url: url, step: step, edge: edge, transport: transport,
 		metrics: tel.Metrics.Hop(name), tracing: tel.Tracing, maxBody: plan.DefaultMaxBodyLen,
+		spanName: "call " + step,
 	}
 }
 
 // Invoke calls the step with the step contract's headers. It returns the step's
 // 2xx answer, or the run's error naming the step.
 func (t *Target) Invoke(ctx context.Context, inv *Invocation) (*Response, *Error) {
-	ctx, span := t.tracing.Start(ctx, "call "+t.step, trace.SpanKindClient)
+	ctx, span := t.tracing.Start(ctx, t.spanName, trace.SpanKindClient)
 	defer span.End()
 	res := t.do(ctx, t.contract.Header(ctx, inv.RunID, inv.ContentType), inv.Body)
 	if res.Err == nil && res.Last.OK() {

@@ -30,14 +30,15 @@ type Config struct {
 // Orchestrator serves runs: POST / with the entry payload answers with the
 // output of the sink step, or the object {sink: output} of several.
 type Orchestrator struct {
-	plan    *plan.Plan
-	tel     *telemetry.Telemetry
-	steps   []step // in plan order
-	levels  [][]int
-	sinks   []int
-	run     *telemetry.Run
-	source  string
-	mergesJ bool // some input or the result merges outputs, so the entry must be JSON
+	plan     *plan.Plan
+	tel      *telemetry.Telemetry
+	steps    []step // in plan order
+	levels   [][]int
+	sinks    []int
+	run      *telemetry.Run
+	source   string
+	mergesJ  bool // some input or the result merges outputs, so the entry must be JSON
+	spanName string
 }
 
 type step struct {
@@ -58,11 +59,12 @@ func New(cfg Config) (*Orchestrator, error) {
 		index[s.Name] = i
 	}
 	o := &Orchestrator{
-		plan:   p,
-		tel:    cfg.Telemetry,
-		steps:  make([]step, len(p.Steps)),
-		run:    cfg.Telemetry.Metrics.Run(p.Workflow),
-		source: hop.SourceOf(p.Namespace, p.Workflow, plan.OrchestratorRole),
+		plan:     p,
+		tel:      cfg.Telemetry,
+		steps:    make([]step, len(p.Steps)),
+		run:      cfg.Telemetry.Metrics.Run(p.Workflow),
+		source:   hop.SourceOf(p.Namespace, p.Workflow, plan.OrchestratorRole),
+		spanName: "run " + p.Workflow,
 	}
 	lookup := func(name, what string) (int, error) {
 		i, ok := index[name]
@@ -149,7 +151,7 @@ func (o *Orchestrator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), o.plan.Entry.Timeout.Duration)
 	defer cancel()
 	ctx = o.tel.Tracing.Extract(ctx, r.Header)
-	ctx, span := o.tel.Tracing.Start(ctx, "run "+o.plan.Workflow, trace.SpanKindServer)
+	ctx, span := o.tel.Tracing.Start(ctx, o.spanName, trace.SpanKindServer)
 	defer span.End()
 
 	herr := o.serveRun(ctx, w, r, runID)

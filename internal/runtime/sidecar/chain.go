@@ -126,7 +126,7 @@ func (c *chain) serve(w http.ResponseWriter, r *http.Request) int {
 		defer cancel()
 	}
 	ctx = s.tel.Tracing.Extract(ctx, r.Header)
-	ctx, span := s.tel.Tracing.Start(ctx, "step "+s.step.Name, trace.SpanKindServer)
+	ctx, span := s.tel.Tracing.Start(ctx, s.spanName, trace.SpanKindServer)
 	defer span.End()
 
 	code := c.run1(ctx, w, r, runID)

@@ -51,7 +51,7 @@ func (s *Sidecar) proxy(w http.ResponseWriter, r *http.Request, path string, inv
 			s.addContract(r.Context(), out)
 		case s.tel.Tracing.Exporting():
 			// A span for this hop, child of the caller's; the app sees it as parent.
-			ctx, span := s.tel.Tracing.Start(s.tel.Tracing.Extract(r.Context(), r.Header), "step "+s.step.Name, trace.SpanKindServer)
+			ctx, span := s.tel.Tracing.Start(s.tel.Tracing.Extract(r.Context(), r.Header), s.spanName, trace.SpanKindServer)
 			defer span.End()
 			s.tel.Tracing.Inject(ctx, out.Header)
 		}

@@ -46,6 +46,7 @@ type Sidecar struct {
 	inbound   *telemetry.Inbound
 	source    string // CloudEvents source of this sidecar's app calls
 	contract  *hop.Contract
+	spanName  string
 
 	chain *chain // nil unless the step is a sync-chain step
 }
@@ -81,6 +82,7 @@ func New(cfg Config) (s *Sidecar, err error) {
 		bulkhead:  bulkhead.New[any](uint(max(1, step.Policy.Bulkhead.MaxConcurrent))),
 		inbound:   cfg.Telemetry.Metrics.Inbound(step.Name),
 		source:    hop.SourceOf(cfg.Plan.Namespace, cfg.Plan.Workflow, caller),
+		spanName:  "step " + step.Name,
 	}
 	if s.contract, err = hop.NewContract(s.source, step.Name, s.tel.Tracing.Inject); err != nil {
 		return nil, err
