@@ -26,10 +26,13 @@ const (
 	// AnnotationConfigHash on the NATS pod template is the hash of nats.conf.
 	AnnotationConfigHash = "patchbay.dev/config-hash"
 
+	// LabelManagedBy is ManagedBy on every child; the manager caches only those.
+	LabelManagedBy = "app.kubernetes.io/managed-by"
+	ManagedBy      = "patchbay"
+
 	labelName      = "app.kubernetes.io/name"
 	labelInstance  = "app.kubernetes.io/instance"
 	labelComponent = "app.kubernetes.io/component"
-	labelManagedBy = "app.kubernetes.io/managed-by"
 	appName        = "patchbay"
 )
 
@@ -75,7 +78,7 @@ func objectLabels(o owner, component, step string) map[string]string {
 	l[labelName] = appName
 	l[labelInstance] = o.obj.GetName()
 	l[labelComponent] = component
-	l[labelManagedBy] = appName
+	l[LabelManagedBy] = ManagedBy
 	return l
 }
 
