@@ -102,6 +102,7 @@ type Entry struct {
 	// 202 Accepted with Location: /runs/{id}. Defaults to 10s.
 	// +optional
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",message="spec.entry.timeout must be a positive duration such as 500ms, 10s or 1m"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
@@ -126,6 +127,7 @@ type Resilience struct {
 	// timeout bounds each attempt. Defaults to 2s.
 	// +optional
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",message="resilience.timeout must be a positive duration such as 500ms or 2s"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
 
@@ -169,12 +171,14 @@ type Retry struct {
 	// initialDelay is the delay before the second attempt. Defaults to 100ms.
 	// +optional
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",message="resilience.retry.initialDelay must be a positive duration such as 100ms"
 	InitialDelay *metav1.Duration `json:"initialDelay,omitempty"`
 
 	// maxDelay caps the delay between attempts. Defaults to 2s.
 	// +optional
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",message="resilience.retry.maxDelay must be a positive duration such as 2s"
 	MaxDelay *metav1.Duration `json:"maxDelay,omitempty"`
 }
@@ -191,6 +195,7 @@ type CircuitBreaker struct {
 	// openDuration is how long the breaker stays open. Defaults to 30s.
 	// +optional
 	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",message="resilience.circuitBreaker.openDuration must be a positive duration such as 30s"
 	OpenDuration *metav1.Duration `json:"openDuration,omitempty"`
 
