@@ -184,7 +184,8 @@ func extractOwned(live client.Object) (any, error) {
 
 // normalized round-trips v through JSON, so that both sides of a comparison
 // have the same number types, and drops empty values, which apply neither sets
-// nor records.
+// nor records, and statuses: no child sets one, but the API server defaults
+// the status of a StatefulSet's claim templates, which are owned as a whole.
 func normalized(v any) (any, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -202,7 +203,7 @@ func dropEmpty(v any) any {
 	case map[string]any:
 		for k, e := range v {
 			e = dropEmpty(e)
-			if isEmpty(e) {
+			if isEmpty(e) || k == "status" {
 				delete(v, k)
 				continue
 			}
