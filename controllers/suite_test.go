@@ -17,6 +17,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
@@ -48,6 +49,9 @@ var (
 	scheme  = runtime.NewScheme()
 	// k8s reads and writes the API server directly, as a user would.
 	k8s client.Client
+	// managerCfg authenticates as a user holding only the generated manager
+	// role, so that the suite fails if the RBAC markers ask for too little.
+	managerCfg *rest.Config
 	// manager is the running manager.
 	manager *runningManager
 )
@@ -84,6 +88,7 @@ var _ = BeforeSuite(func() {
 	Expect(err).NotTo(HaveOccurred())
 	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
 	Expect(err).NotTo(HaveOccurred())
+	managerCfg = managerIdentity()
 	manager = startManager()
 })
 
@@ -96,6 +101,25 @@ var _ = AfterSuite(func() {
 	}
 })
 
+// managerIdentity binds config/rbac/role.yaml, generated from the RBAC markers,
+// to a new user and returns that user's config.
+func managerIdentity() *rest.Config {
+	const user = "patchbay-manager"
+	b, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+	Expect(err).NotTo(HaveOccurred())
+	role := &rbacv1.ClusterRole{}
+	Expect(yaml.UnmarshalStrict(b, role)).To(Succeed())
+	Expect(k8s.Create(context.Background(), role)).To(Succeed())
+	Expect(k8s.Create(context.Background(), &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: user},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+	})).To(Succeed())
+	u, err := testEnv.AddUser(envtest.User{Name: user}, cfg)
+	Expect(err).NotTo(HaveOccurred())
+	return u.Config()
+}
+
 // runningManager is a started manager and what its requests wrote.
 type runningManager struct {
 	cancel context.CancelFunc
@@ -103,11 +127,11 @@ type runningManager struct {
 	writes *writeCounter
 }
 
-// startManager starts a manager as main.go does, with every request it makes
-// to the API server counted.
+// startManager starts a manager as main.go does, as the manager's user, with
+// every request it makes to the API server counted.
 func startManager() *runningManager {
 	writes := &writeCounter{}
-	counted := rest.CopyConfig(cfg)
+	counted := rest.CopyConfig(managerCfg)
 	counted.Wrap(writes.wrap)
 	mgr, err := ctrl.NewManager(counted, ctrl.Options{
 		Scheme:                 scheme,
