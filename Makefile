@@ -59,7 +59,7 @@ test: manifests generate envtest ## Run every test tier: unit, golden, fuzz seed
 
 .PHONY: test-update-golden
 test-update-golden: ## Rewrite the golden files from the current code; review the diff.
-	go test ./internal/... -update
+	UPDATE_GOLDEN=1 go test ./internal/...
 
 ##@ Build
 

@@ -386,7 +386,7 @@ type WorkflowStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=wf,categories=patchbay
-// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 52",message="metadata.name of a Workflow must be a DNS label (lowercase letters, digits and '-') of at most 52 characters: it prefixes the names of its Services and its NATS subjects"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 50",message="metadata.name of a Workflow must be a DNS label (lowercase letters, digits and '-') of at most 50 characters, so that <name>-orchestrator fits a Service name: it prefixes the names of its Services and its NATS subjects"
 // +kubebuilder:printcolumn:name="Style",type=string,JSONPath=`.spec.style`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Steps",type=string,JSONPath=`.status.readySteps`

@@ -1,6 +1,7 @@
 package plan
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -9,13 +10,18 @@ import (
 )
 
 // Marshal renders the plan as indented JSON with a trailing newline. It is
-// deterministic: every list in a Plan is in a defined order.
+// deterministic: every list in a Plan is in a defined order. Characters such
+// as '>' (in stream subjects) are written as they are, not HTML-escaped, so
+// that the plan reads well in ConfigMaps and golden files.
 func (p *Plan) Marshal() ([]byte, error) {
-	b, err := json.MarshalIndent(p, "", "  ")
-	if err != nil {
+	var buf bytes.Buffer
+	enc := json.NewEncoder(&buf)
+	enc.SetEscapeHTML(false)
+	enc.SetIndent("", "  ")
+	if err := enc.Encode(p); err != nil {
 		return nil, err
 	}
-	return append(b, '\n'), nil
+	return buf.Bytes(), nil
 }
 
 // Hash is a short, stable digest of the marshalled plan; pods carry it as an

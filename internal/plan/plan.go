@@ -47,11 +47,15 @@ type Plan struct {
 	// Steps in spec order.
 	Steps []Step `json:"steps"`
 	// Levels is the orchestrated DAG in topological levels: the steps of one level
-	// have all their dependencies in earlier levels and may run concurrently. In
-	// sync-chain it is the chain's order. Event-driven steps are not in it.
+	// have all their dependencies in earlier levels and may run concurrently; the
+	// names in a level are sorted. In sync-chain it is the chain's order (a tree
+	// that fans out has several steps in a level). Event-driven steps are not in it.
 	Levels [][]string `json:"levels,omitempty"`
-	// Sinks are the orchestrated (or chained) steps no other step depends on; the
-	// run's result is the sink's output, or an object {sink: output} of several.
+	// Sinks are the orchestrated (or chained) steps no other step depends on, sorted;
+	// the run's result is the sink's output, or an object {sink: output} of several.
+	// A run completes when every sink has finished. Event-driven steps are never
+	// sinks: in hybrid they run outside the run's completion and result. Empty in
+	// choreography, whose runs complete on Entry.CompletesOn.
 	Sinks []string `json:"sinks,omitempty"`
 	// Events is the routing table of the event-driven styles, sorted by type.
 	Events []EventRoute `json:"events,omitempty"`
@@ -88,15 +92,20 @@ type Entry struct {
 	Step string `json:"step,omitempty"`
 	// Service is the Kubernetes Service that receives requests (port ServicePort).
 	Service string `json:"service"`
-	// Sync holds the caller until the run completes.
+	// Sync holds the caller until the run completes. Always true in the sync
+	// styles, which have no run store to answer later.
 	Sync bool `json:"sync"`
-	// Timeout is how long a sync caller is held before 202 + Location.
+	// Timeout is how long a sync caller is held before 202 + Location. In the
+	// sync styles it is the deadline of the whole run: past it the caller gets
+	// 504 Gateway Timeout.
 	Timeout Duration `json:"timeout"`
 	// Event is the event a request becomes (choreography; hybrid when set).
 	Event string `json:"event,omitempty"`
 	// EventSubject is the subject Event is published on.
 	EventSubject string `json:"eventSubject,omitempty"`
-	// CompletesOn are the events that complete a choreographed run.
+	// CompletesOn are the events that complete a choreographed run, sorted; the
+	// first of them a run emits completes it, and its payload is the run's result.
+	// Choreography only: other styles complete on Plan.Sinks.
 	CompletesOn []string `json:"completesOn,omitempty"`
 }
 
@@ -140,6 +149,14 @@ type Step struct {
 	Consumers []Consumer `json:"consumers,omitempty"`
 	// Callers are the components allowed to call this step over HTTP
 	// ("orchestrator", "gateway" or step names), sorted; NetworkPolicies come from it.
+	//   - sync-chain: the step it follows (its dependsOn). The root lists nothing:
+	//     it is the entry, called from outside the workflow (Entry.Kind EntryStep).
+	//   - sync-orchestrated: "orchestrator".
+	//   - async-orchestrated, choreography, hybrid: "gateway". Work reaches these
+	//     steps over NATS, but their sidecars also serve plain HTTP at all times
+	//     (dual support, DESIGN §1); the gateway is the one HTTP door, so it is the
+	//     only caller. No step of these styles is called by another step.
+	// Empty means "anyone the namespace allows" and occurs only for the sync-chain root.
 	Callers []string `json:"callers,omitempty"`
 	// Policy is the resolved resilience policy for calls to this step.
 	Policy Policy `json:"policy"`
@@ -161,7 +178,11 @@ type Input struct {
 
 // Output says where a step's output goes.
 type Output struct {
-	// Next are the steps the sidecar forwards to (sync-chain), sorted.
+	// Next are the steps the sidecar forwards to (sync-chain), sorted. A chain
+	// is a tree from Entry.Step (fan-out allowed, fan-in refused by the compiler):
+	// the sidecar sends its app's output to every Next step and answers its
+	// caller with the result of its subtree, its sink's output or an object
+	// {sink: output} of its sinks. Empty for a sink.
 	Next []string `json:"next,omitempty"`
 	// ToOrchestrator is true when the output returns to the orchestrator
 	// (the HTTP response in sync-orchestrated, ResultSubject in async).
@@ -182,25 +203,37 @@ type Emit struct {
 // (queue semantics); MaxAckPending is the step's bulkhead.
 type Consumer struct {
 	// Durable is the consumer name: a valid NATS name, unique within the stream.
+	// Step consumers are <step>_cmd and <step>_evt_<type with '.' as '_'>, cut
+	// and hash-suffixed when longer than 64 characters or ambiguous. They all
+	// contain '_', which step names cannot, so a name without '_' (such as the
+	// read model's, or one a runtime role picks for itself) never collides with them.
 	Durable string `json:"durable"`
 	// FilterSubject is the subject the consumer reads.
 	FilterSubject string `json:"filterSubject"`
 	// Event is the event type, for event consumers; empty for commands.
 	Event string `json:"event,omitempty"`
-	// MaxAckPending bounds unacknowledged messages (the bulkhead).
+	// MaxAckPending bounds unacknowledged messages across the step's replicas:
+	// the bulkhead times Replicas, so each pod handles at most the bulkhead's
+	// maxConcurrent at once, as in the sync styles.
 	MaxAckPending int32 `json:"maxAckPending"`
 	// AckWait is how long a delivered message may stay unacknowledged before
 	// redelivery: the step's attempt timeout plus slack.
 	AckWait Duration `json:"ackWait"`
-	// MaxDeliver is the retry attempts; after it the message is dead-lettered.
+	// MaxDeliver is the retry attempts (Policy.Retry.Attempts); after it the
+	// message is dead-lettered.
 	MaxDeliver int32 `json:"maxDeliver"`
 }
+
+// EntryEmitter stands for the entry in EventRoute.Emitters: the gateway
+// publishes Entry.Event for every request. The compiler refuses a step named
+// "entry" in a workflow with an entry event.
+const EntryEmitter = "entry"
 
 // EventRoute is one event type with who emits and who subscribes to it.
 type EventRoute struct {
 	Type        string   `json:"type"`
 	Subject     string   `json:"subject"`
-	Emitters    []string `json:"emitters,omitempty"`    // steps, sorted; "entry" for the entry event
+	Emitters    []string `json:"emitters,omitempty"`    // steps, sorted; EntryEmitter for the entry event
 	Subscribers []string `json:"subscribers,omitempty"` // steps, sorted
 	// Completes is true when the event completes a run (entry.completesOn).
 	Completes bool `json:"completes,omitempty"`
@@ -253,7 +286,8 @@ type Retry struct {
 	Attempts     int32    `json:"attempts"`
 	Backoff      string   `json:"backoff"` // exponential | constant
 	InitialDelay Duration `json:"initialDelay"`
-	MaxDelay     Duration `json:"maxDelay"`
+	// MaxDelay caps the delay; with exponential backoff it is never below InitialDelay.
+	MaxDelay Duration `json:"maxDelay"`
 }
 
 // CircuitBreaker is a resolved breaker policy.
