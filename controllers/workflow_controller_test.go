@@ -261,7 +261,7 @@ var _ = Describe("A Workflow the compiler refuses", func() {
 
 	It("reports a child name longer than 63 characters", func() {
 		ns := newNamespace("long", nil)
-		name := strings.Repeat("w", 52)
+		name := strings.Repeat("w", 50)
 		wf := newWorkflow(ns, name, v1alpha1.StyleSyncChain, step("a-rather-long-step", 1))
 		Expect(k8s.Create(ctx, wf)).To(Succeed())
 		Eventually(workflowCondition(ctx, ns, name, v1alpha1.ConditionReady)).Should(HavePrefix("False/NameTooLong"))
