@@ -14,7 +14,11 @@ import (
 	"sigs.k8s.io/yaml"
 )
 
+// update rewrites the golden files: go test ./internal/render -update
+// (or UPDATE_GOLDEN=1 go test ./internal/render, as make test-update-golden does).
 var update = flag.Bool("update", false, "rewrite the golden files under testdata")
+
+func updating() bool { return *update || os.Getenv("UPDATE_GOLDEN") != "" }
 
 // objectFiles names each object's golden file <kind>-<name>.yaml and renders
 // it as the body the controller applies.
@@ -44,7 +48,7 @@ func objectFiles(t *testing.T, objs []client.Object) map[string][]byte {
 func checkGoldenDir(t *testing.T, dir string, want map[string][]byte) {
 	t.Helper()
 	path := filepath.Join("testdata", dir)
-	if *update {
+	if updating() {
 		if err := os.RemoveAll(path); err != nil {
 			t.Fatal(err)
 		}
@@ -60,7 +64,7 @@ func checkGoldenDir(t *testing.T, dir string, want map[string][]byte) {
 	}
 	entries, err := os.ReadDir(path)
 	if err != nil {
-		t.Fatalf("%v (run go test ./internal/render/ -update to create the golden files)", err)
+		t.Fatalf("%v (run make test-update-golden to create the golden files)", err)
 	}
 	var have []string
 	for _, e := range entries {
@@ -81,7 +85,7 @@ func checkGoldenDir(t *testing.T, dir string, want map[string][]byte) {
 			continue
 		}
 		if !bytes.Equal(got, want[name]) {
-			t.Errorf("%s/%s differs from the rendered object (run go test ./internal/render/ -update and review the diff):\n%s", path, name, lineDiff(string(got), string(want[name])))
+			t.Errorf("%s/%s differs from the rendered object (run make test-update-golden and review the diff):\n%s", path, name, lineDiff(string(got), string(want[name])))
 		}
 	}
 }
