@@ -15,7 +15,12 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	patchbayv1alpha1 "github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/controllers"
 )
+
+// version is the manager's release; the data plane it deploys runs the runtime
+// image of the same version. Set with -ldflags "-X main.version=...".
+var version = "0.1.0"
 
 var scheme = runtime.NewScheme()
 
@@ -33,6 +38,8 @@ func main() {
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "The address the metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the health and readiness probes bind to.")
 	flag.BoolVar(&enableLeaderElection, "leader-elect", false, "Elect a leader so that only one manager replica reconciles at a time.")
+	copts := controllers.DefaultOptions(version)
+	copts.BindFlags(flag.CommandLine)
 	opts := zap.Options{Development: false}
 	opts.BindFlags(flag.CommandLine)
 	flag.Parse()
@@ -46,9 +53,16 @@ func main() {
 		HealthProbeBindAddress: probeAddr,
 		LeaderElection:         enableLeaderElection,
 		LeaderElectionID:       "manager.patchbay.dev",
+		Cache:                  controllers.CacheOptions(),
 	})
 	if err != nil {
 		log.Error(err, "Unable to create manager")
+		os.Exit(1)
+	}
+
+	ctx := ctrl.SetupSignalHandler()
+	if err := controllers.SetupAll(ctx, mgr, copts); err != nil {
+		log.Error(err, "Unable to set up controllers")
 		os.Exit(1)
 	}
 
@@ -61,8 +75,8 @@ func main() {
 		os.Exit(1)
 	}
 
-	log.Info("Starting manager")
-	if err := mgr.Start(ctrl.SetupSignalHandler()); err != nil {
+	log.Info("Starting manager", "version", version, "runtimeImage", copts.RuntimeImage, "natsImage", copts.NATSImage)
+	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "Manager stopped with an error")
 		os.Exit(1)
 	}

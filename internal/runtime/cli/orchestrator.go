@@ -16,7 +16,7 @@ func runOrchestrator(ctx context.Context, args []string, stderr io.Writer) error
 	fs := newFlagSet("orchestrator", stderr)
 	var c common
 	c.register(fs, "json")
-	planFile := fs.String("plan", "/etc/patchbay/plan.json", "the Plan JSON file")
+	planFile := fs.String("plan", "/etc/patchbay/plan/plan.json", "the Plan JSON file (the <workflow>-plan ConfigMap as rendered)")
 	listen := fs.String("listen", ":"+strconv.Itoa(plan.ComponentPort), "HTTP address of runs (POST /) and of /metrics, /healthz, /readyz, /debug/breakers")
 	var resolve stringList
 	fs.Var(&resolve, "resolve", "NAME=URL: call step NAME's sidecar at URL instead of its Service (repeatable)")

@@ -19,7 +19,7 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 	fs := newFlagSet("sidecar", stderr)
 	var c common
 	c.register(fs, "json")
-	planFile := fs.String("plan", "/etc/patchbay/plan.json", "the Plan JSON file")
+	planFile := fs.String("plan", "/etc/patchbay/plan/plan.json", "the Plan JSON file (the <workflow>-plan ConfigMap as rendered)")
 	step := fs.String("step", os.Getenv("PATCHBAY_STEP"), "the step this sidecar fronts (default $PATCHBAY_STEP)")
 	listen := fs.String("listen", ":"+strconv.Itoa(plan.SidecarPort), "inbound HTTP address")
 	admin := fs.String("admin-listen", ":"+strconv.Itoa(plan.SidecarAdminPort), "address of /metrics, /healthz, /readyz and /debug/breakers")

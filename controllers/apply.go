@@ -1,0 +1,247 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"reflect"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	utiljson "k8s.io/apimachinery/pkg/util/json"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
+	policyv1ac "k8s.io/client-go/applyconfigurations/policy/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/render"
+)
+
+// FieldOwner is the one field manager under which the operator applies every
+// child and writes every status.
+const FieldOwner = "patchbay"
+
+// maxNameLength is the longest name a child may have: a DNS label, as Service
+// names and pod host names must be. A StatefulSet's is shorter: its pods carry
+// a controller-revision-hash label of the name, a dash and ten characters.
+const (
+	maxNameLength            = 63
+	maxStatefulSetNameLength = maxNameLength - 11
+)
+
+// applyOutcome says what apply did.
+type applyOutcome int
+
+const (
+	unchanged applyOutcome = iota
+	created
+	updated
+)
+
+// nameError is a child that cannot be applied under its name: the name is too
+// long, or an object the owner does not control already has it. It is reported
+// in a condition, never resolved by truncating or taking the object over.
+type nameError struct {
+	reason  string
+	message string
+}
+
+func (e *nameError) Error() string { return e.message }
+
+// applier applies rendered children with server-side apply, and only when the
+// live object differs from what the operator owns of it: an unchanged desired
+// state costs reads from the cache and no write at all.
+type applier struct {
+	client client.Client
+	// reader reads the API server directly, for names the cache does not hold:
+	// before creating a child, it must be sure that no one else holds the name.
+	reader client.Reader
+}
+
+// apply makes the live child match desired, which owner must control.
+func (a *applier) apply(ctx context.Context, owner client.Object, desired client.Object) (applyOutcome, error) {
+	kind := desired.GetObjectKind().GroupVersionKind().Kind
+	name := desired.GetName()
+	if err := checkNameLength(kind, name); err != nil {
+		return unchanged, err
+	}
+	body, err := render.Unstructured(desired)
+	if err != nil {
+		return unchanged, err
+	}
+	live := reflect.New(reflect.TypeOf(desired).Elem()).Interface().(client.Object)
+	key := client.ObjectKeyFromObject(desired)
+	err = a.client.Get(ctx, key, live)
+	if apierrors.IsNotFound(err) {
+		err = a.reader.Get(ctx, key, live)
+	}
+	outcome := updated
+	switch {
+	case apierrors.IsNotFound(err):
+		outcome = created
+	case err != nil:
+		return unchanged, fmt.Errorf("get %s %s: %w", kind, name, err)
+	default:
+		if err := checkControlled(owner, kind, live); err != nil {
+			return unchanged, err
+		}
+		same, err := ownsAlready(body, live)
+		if err != nil {
+			return unchanged, fmt.Errorf("compare %s %s: %w", kind, name, err)
+		}
+		if same {
+			return unchanged, nil
+		}
+	}
+	log.FromContext(ctx).V(1).Info("Applying child", "kind", kind, "name", name, "create", outcome == created)
+	if err := a.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(body), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
+		return unchanged, fmt.Errorf("apply %s %s: %w", kind, name, err)
+	}
+	return outcome, nil
+}
+
+func checkNameLength(kind, name string) error {
+	limit := maxNameLength
+	if kind == "StatefulSet" {
+		limit = maxStatefulSetNameLength
+	}
+	if len(name) > limit {
+		return &nameError{
+			reason:  v1alpha1.ReasonNameTooLong,
+			message: fmt.Sprintf("%s name %s is %d characters, longer than %d: shorten the names it is made of", kind, name, len(name), limit),
+		}
+	}
+	return nil
+}
+
+// checkControlled refuses a live object that owner does not control.
+func checkControlled(owner client.Object, kind string, live client.Object) error {
+	ref := metav1.GetControllerOf(live)
+	if ref != nil && ref.UID == owner.GetUID() {
+		return nil
+	}
+	holder := "no patchbay object"
+	if ref != nil {
+		holder = ref.Kind + " " + ref.Name
+	}
+	return &nameError{
+		reason: v1alpha1.ReasonNameConflict,
+		message: fmt.Sprintf("%s %s already exists and belongs to %s; it is left alone: rename this %s or the step the name comes from",
+			kind, live.GetName(), holder, kindOf(owner)),
+	}
+}
+
+// ownsAlready reports whether the fields the operator owns in live hold
+// exactly the values of body. Comparing what we own, rather than the whole
+// object, ignores what the API server defaults and what others add; a field
+// someone else changed has moved to their manager, so it reads as missing and
+// the child is applied again.
+func ownsAlready(body *unstructured.Unstructured, live client.Object) (bool, error) {
+	owned, err := extractOwned(live)
+	if err != nil {
+		return false, err
+	}
+	a, err := normalized(owned)
+	if err != nil {
+		return false, err
+	}
+	b, err := normalized(body.Object)
+	if err != nil {
+		return false, err
+	}
+	return reflect.DeepEqual(a, b), nil
+}
+
+// extractOwned returns the fields of live that FieldOwner manages.
+func extractOwned(live client.Object) (any, error) {
+	switch o := live.(type) {
+	case *appsv1.Deployment:
+		return appsv1ac.ExtractDeployment(o, FieldOwner)
+	case *appsv1.StatefulSet:
+		return appsv1ac.ExtractStatefulSet(o, FieldOwner)
+	case *corev1.Service:
+		return corev1ac.ExtractService(o, FieldOwner)
+	case *corev1.ConfigMap:
+		return corev1ac.ExtractConfigMap(o, FieldOwner)
+	case *corev1.Secret:
+		return corev1ac.ExtractSecret(o, FieldOwner)
+	case *networkingv1.NetworkPolicy:
+		return networkingv1ac.ExtractNetworkPolicy(o, FieldOwner)
+	case *policyv1.PodDisruptionBudget:
+		return policyv1ac.ExtractPodDisruptionBudget(o, FieldOwner)
+	default:
+		return nil, fmt.Errorf("no field extraction for %T", live)
+	}
+}
+
+// normalized round-trips v through JSON, so that both sides of a comparison
+// have the same number types, and drops empty values, which apply neither sets
+// nor records, and statuses: no child sets one, but the API server defaults
+// the status of a StatefulSet's claim templates, which are owned as a whole.
+func normalized(v any) (any, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return nil, err
+	}
+	var out any
+	if err := utiljson.Unmarshal(b, &out); err != nil {
+		return nil, err
+	}
+	return dropEmpty(out), nil
+}
+
+func dropEmpty(v any) any {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			e = dropEmpty(e)
+			if isEmpty(e) || k == "status" {
+				delete(v, k)
+				continue
+			}
+			v[k] = e
+		}
+		return v
+	case []any:
+		for i, e := range v {
+			v[i] = dropEmpty(e)
+		}
+		return v
+	default:
+		return v
+	}
+}
+
+func isEmpty(v any) bool {
+	switch v := v.(type) {
+	case nil:
+		return true
+	case map[string]any:
+		return len(v) == 0
+	case []any:
+		return len(v) == 0
+	default:
+		return false
+	}
+}
+
+// kindOf names the kind of an owner; objects read through a typed client
+// carry no TypeMeta.
+func kindOf(owner client.Object) string {
+	switch owner.(type) {
+	case *v1alpha1.Workflow:
+		return "Workflow"
+	case *v1alpha1.Broker:
+		return "Broker"
+	default:
+		return fmt.Sprintf("%T", owner)
+	}
+}

@@ -1,0 +1,200 @@
+package controllers
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/render"
+)
+
+// natsClientUser is the user name in every Broker's client credentials.
+const natsClientUser = "patchbay"
+
+// +kubebuilder:rbac:groups=patchbay.dev,resources=brokers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=patchbay.dev,resources=brokers/status,verbs=patch
+// +kubebuilder:rbac:groups=patchbay.dev,resources=brokers/finalizers,verbs=update
+// +kubebuilder:rbac:groups="",resources=configmaps;services;secrets,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=apps,resources=statefulsets,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch
+
+// BrokerReconciler runs a NATS cluster with JetStream for each Broker.
+type BrokerReconciler struct {
+	client   client.Client
+	applier  applier
+	settings render.Settings
+}
+
+// brokerScope is what the phases of one reconcile share.
+type brokerScope struct {
+	broker      *v1alpha1.Broker
+	before      *v1alpha1.Broker
+	credentials *render.Credentials
+	nameErr     *nameError
+	failed      bool
+}
+
+func (r *BrokerReconciler) phases() []phase[*brokerScope] {
+	return []phase[*brokerScope]{
+		{"credentials", r.resolveCredentials},
+		{"children", r.applyChildren},
+		{"status", r.writeStatus},
+	}
+}
+
+// Reconcile runs the phases for one Broker.
+func (r *BrokerReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
+	b := &v1alpha1.Broker{}
+	if err := r.client.Get(ctx, req.NamespacedName, b); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !b.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	s := &brokerScope{broker: b, before: b.DeepCopy()}
+	return runPhases(ctx, s, &s.failed, r.phases())
+}
+
+// resolveCredentials keeps the client credentials of the existing Secret, or
+// generates them once. They never change while the Secret exists: clients and
+// servers read them at start.
+func (r *BrokerReconciler) resolveCredentials(ctx context.Context, s *brokerScope) (ctrl.Result, error) {
+	name := render.NATSClientSecretName(s.broker.Name)
+	if err := checkNameLength("Secret", name); err != nil {
+		s.nameErr = err.(*nameError)
+		return ctrl.Result{}, nil
+	}
+	secret := &corev1.Secret{}
+	key := types.NamespacedName{Namespace: s.broker.Namespace, Name: name}
+	err := r.client.Get(ctx, key, secret)
+	if apierrors.IsNotFound(err) {
+		err = r.applier.reader.Get(ctx, key, secret)
+	}
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return ctrl.Result{}, fmt.Errorf("get Secret %s: %w", name, err)
+	default:
+		if err := checkControlled(s.broker, "Secret", secret); err != nil {
+			s.nameErr = err.(*nameError)
+			return ctrl.Result{}, nil
+		}
+		user, password := string(secret.Data[render.CredentialsUserKey]), string(secret.Data[render.CredentialsPasswordKey])
+		if user != "" && password != "" {
+			s.credentials = &render.Credentials{User: user, Password: password}
+			return ctrl.Result{}, nil
+		}
+	}
+	password, err := newPassword()
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	s.credentials = &render.Credentials{User: natsClientUser, Password: password}
+	return ctrl.Result{}, nil
+}
+
+// newPassword is 128 random bits. It starts with a letter and holds only
+// letters and digits, so that nats.conf reads it from the environment as a string.
+func newPassword() (string, error) {
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", fmt.Errorf("generate NATS password: %w", err)
+	}
+	return "pb" + hex.EncodeToString(b), nil
+}
+
+func (r *BrokerReconciler) applyChildren(ctx context.Context, s *brokerScope) (ctrl.Result, error) {
+	if s.nameErr != nil || s.credentials == nil {
+		return ctrl.Result{}, nil
+	}
+	in := &render.BrokerInput{Broker: s.broker, Settings: r.settings, Credentials: *s.credentials}
+	var errs []error
+	for _, o := range render.BrokerObjects(in) {
+		_, err := r.applier.apply(ctx, s.broker, o)
+		var nerr *nameError
+		switch {
+		case errors.As(err, &nerr):
+			if s.nameErr == nil {
+				s.nameErr = nerr
+			}
+		case err != nil:
+			errs = append(errs, err)
+		}
+	}
+	return ctrl.Result{}, errors.Join(errs...)
+}
+
+// writeStatus reads the StatefulSet into the status and patches it once, and
+// only if it changed.
+func (r *BrokerReconciler) writeStatus(ctx context.Context, s *brokerScope) (ctrl.Result, error) {
+	b := s.broker
+	b.Status.URL = render.BrokerURL(b.Namespace, b.Name)
+	b.Status.Replicas = b.DesiredReplicas()
+	b.Status.ReadyReplicas = 0
+	ready := false
+	sts := &appsv1.StatefulSet{}
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: render.NATSName(b.Name)}, sts)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return ctrl.Result{}, fmt.Errorf("get StatefulSet: %w", err)
+	default:
+		if ref := metav1.GetControllerOf(sts); ref != nil && ref.UID == b.UID {
+			b.Status.ReadyReplicas = sts.Status.ReadyReplicas
+			ready = statefulSetReady(sts, b.DesiredReplicas())
+		}
+	}
+	setBrokerAvailableCondition(b, ready, s.nameErr)
+	if !s.failed && s.nameErr == nil {
+		b.Status.ObservedGeneration = b.Generation
+	}
+	if equality.Semantic.DeepEqual(s.before.Status, b.Status) {
+		return ctrl.Result{}, nil
+	}
+	if err := r.client.Status().Patch(ctx, b, client.MergeFrom(s.before), client.FieldOwner(FieldOwner)); err != nil {
+		return ctrl.Result{}, fmt.Errorf("patch status: %w", err)
+	}
+	return ctrl.Result{}, nil
+}
+
+// statefulSetReady reports whether a StatefulSet runs the current template
+// with all of the replicas the Broker wants ready.
+func statefulSetReady(sts *appsv1.StatefulSet, replicas int32) bool {
+	if sts.Spec.Replicas != nil && *sts.Spec.Replicas != replicas {
+		return false
+	}
+	st := sts.Status
+	return st.ObservedGeneration >= sts.Generation && st.UpdatedReplicas >= replicas && st.ReadyReplicas >= replicas
+}
+
+// SetupWithManager watches Brokers and their children, so that drift is undone.
+func (r *BrokerReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("broker").
+		For(&v1alpha1.Broker{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&corev1.Secret{}).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&corev1.Service{}).
+		Owns(&appsv1.StatefulSet{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Owns(&networkingv1.NetworkPolicy{}).
+		Complete(r)
+}

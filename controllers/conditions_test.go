@@ -1,0 +1,205 @@
+package controllers
+
+import (
+	"errors"
+	"strings"
+	"testing"
+
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/topology"
+)
+
+// wantCondition is what a table test expects of one condition.
+type wantCondition struct {
+	status  metav1.ConditionStatus
+	reason  string
+	message string // a substring
+}
+
+func checkCondition(t *testing.T, conds []metav1.Condition, typ string, generation int64, want wantCondition) {
+	t.Helper()
+	c := meta.FindStatusCondition(conds, typ)
+	if c == nil {
+		t.Fatalf("no %s condition in %v", typ, conds)
+	}
+	if c.Status != want.status || c.Reason != want.reason || !strings.Contains(c.Message, want.message) {
+		t.Errorf("%s = %s/%s %q, want %s/%s containing %q", typ, c.Status, c.Reason, c.Message, want.status, want.reason, want.message)
+	}
+	if c.ObservedGeneration != generation {
+		t.Errorf("%s observedGeneration %d, want %d", typ, c.ObservedGeneration, generation)
+	}
+}
+
+func testWorkflow(style v1alpha1.Style) *v1alpha1.Workflow {
+	wf := &v1alpha1.Workflow{Spec: v1alpha1.WorkflowSpec{Style: style}}
+	wf.Name, wf.Namespace, wf.Generation = "shop", "prod", 7
+	return wf
+}
+
+func TestSetCompiledCondition(t *testing.T) {
+	orchestrated := &plan.Plan{Roles: plan.Roles{Orchestrator: true, Gateway: true}, Steps: make([]plan.Step, 3)}
+	tests := []struct {
+		name string
+		plan *plan.Plan
+		err  error
+		want wantCondition
+	}{
+		{"compiled", orchestrated, nil, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonCompiled, "Compiled hybrid into 3 steps, orchestrator, gateway"}},
+		{"a cycle", nil, &topology.Error{Problems: []topology.Problem{{Reason: topology.ReasonDependencyCycle, Message: "dependsOn has a cycle: a → b → a"}}},
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "a → b → a"}},
+		{"a name too long", nil, &topology.Error{Problems: []topology.Problem{{Reason: topology.ReasonNameTooLong, Message: "child name is 70 characters"}}},
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNameTooLong, "70 characters"}},
+		{"any other error", nil, errors.New("boom"), wantCondition{metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "boom"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wf := testWorkflow(v1alpha1.StyleHybrid)
+			setCompiledCondition(wf, tt.plan, tt.err)
+			checkCondition(t, wf.Status.Conditions, v1alpha1.ConditionCompiled, 7, tt.want)
+		})
+	}
+}
+
+func TestSetBrokerReadyCondition(t *testing.T) {
+	readyBroker := &v1alpha1.Broker{Status: v1alpha1.BrokerStatus{URL: "nats://default-nats.prod.svc:4222", ReadyReplicas: 3,
+		Conditions: []metav1.Condition{{Type: v1alpha1.ConditionBrokerAvailable, Status: metav1.ConditionTrue}}}}
+	three := int32(3)
+	startingBroker := &v1alpha1.Broker{Spec: v1alpha1.BrokerSpec{Replicas: &three}, Status: v1alpha1.BrokerStatus{ReadyReplicas: 1,
+		Conditions: []metav1.Condition{{Type: v1alpha1.ConditionBrokerAvailable, Status: metav1.ConditionFalse}}}}
+	tests := []struct {
+		name  string
+		style v1alpha1.Style
+		state brokerState
+		want  wantCondition
+	}{
+		{"a sync style needs none", v1alpha1.StyleSyncChain, brokerState{}, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonBrokerNotNeeded, "sync-chain does not use a broker"}},
+		{"missing", v1alpha1.StyleHybrid, brokerState{needed: true, name: "default"}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "Broker default does not exist in namespace prod"}},
+		{"not ready", v1alpha1.StyleChoreography, brokerState{needed: true, name: "default", broker: startingBroker}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonBrokerNotReady, "1 of 3 servers ready"}},
+		{"ready", v1alpha1.StyleAsyncOrchestrated, brokerState{needed: true, name: "default", broker: readyBroker}, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonBrokerReady, "nats://default-nats.prod.svc:4222"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wf := testWorkflow(tt.style)
+			setBrokerReadyCondition(wf, tt.state)
+			checkCondition(t, wf.Status.Conditions, v1alpha1.ConditionBrokerReady, 7, tt.want)
+		})
+	}
+}
+
+func TestSetStepsReadyCondition(t *testing.T) {
+	conflict := &nameError{reason: v1alpha1.ReasonNameConflict, message: "Deployment a-b-c already exists and belongs to Workflow a-b"}
+	tooLong := &nameError{reason: v1alpha1.ReasonNameTooLong, message: "Service name x is 70 characters"}
+	tests := []struct {
+		name      string
+		readiness workloadReadiness
+		want      wantCondition
+	}{
+		{"all ready", workloadReadiness{compiled: true, total: 4}, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonStepsReady, "All 4 Deployments ready"}},
+		{"progressing", workloadReadiness{compiled: true, total: 4, waiting: []string{"shop-charge", "shop-gateway"}},
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonStepsProgressing, "2 of 4 Deployments ready; waiting for shop-charge, shop-gateway"}},
+		{"not compiled", workloadReadiness{}, wantCondition{metav1.ConditionUnknown, v1alpha1.ReasonCompileFailed, "did not compile"}},
+		{"a name conflict wins over progress", workloadReadiness{compiled: true, total: 2, waiting: []string{"a-b-c"}, nameErrors: []*nameError{conflict, tooLong}},
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNameConflict, "belongs to Workflow a-b; Service name x is 70 characters"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wf := testWorkflow(v1alpha1.StyleHybrid)
+			setStepsReadyCondition(wf, tt.readiness)
+			checkCondition(t, wf.Status.Conditions, v1alpha1.ConditionStepsReady, 7, tt.want)
+		})
+	}
+}
+
+func TestSetReadyCondition(t *testing.T) {
+	cond := func(typ string, status metav1.ConditionStatus, reason, msg string) metav1.Condition {
+		return metav1.Condition{Type: typ, Status: status, Reason: reason, Message: msg}
+	}
+	compiled := cond(v1alpha1.ConditionCompiled, metav1.ConditionTrue, v1alpha1.ReasonCompiled, "")
+	brokerOK := cond(v1alpha1.ConditionBrokerReady, metav1.ConditionTrue, v1alpha1.ReasonBrokerReady, "")
+	stepsOK := cond(v1alpha1.ConditionStepsReady, metav1.ConditionTrue, v1alpha1.ReasonStepsReady, "")
+	tests := []struct {
+		name  string
+		conds []metav1.Condition
+		want  wantCondition
+	}{
+		{"all true", []metav1.Condition{compiled, brokerOK, stepsOK}, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, "Serving at http://shop-gateway.prod.svc"}},
+		{"the first false one names the reason", []metav1.Condition{
+			cond(v1alpha1.ConditionCompiled, metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "cycle a → b → a"),
+			cond(v1alpha1.ConditionBrokerReady, metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "no broker"),
+		}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "Compiled is False: cycle a → b → a"}},
+		{"broker missing", []metav1.Condition{compiled, cond(v1alpha1.ConditionBrokerReady, metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "Broker default does not exist"), stepsOK},
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "BrokerReady is False: Broker default does not exist"}},
+		{"a missing condition", []metav1.Condition{compiled, brokerOK}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNotReady, "StepsReady is not known yet"}},
+		{"style advice does not count", []metav1.Condition{compiled, brokerOK, stepsOK,
+			cond(v1alpha1.ConditionStyleAdvised, metav1.ConditionFalse, v1alpha1.ReasonStyleMismatch, "")},
+			wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, ""}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wf := testWorkflow(v1alpha1.StyleHybrid)
+			wf.Status.Endpoint = "http://shop-gateway.prod.svc"
+			wf.Status.Conditions = tt.conds
+			setReadyCondition(wf)
+			checkCondition(t, wf.Status.Conditions, v1alpha1.ConditionReady, 7, tt.want)
+		})
+	}
+}
+
+func TestSetStyleAdvisedCondition(t *testing.T) {
+	traffic := func(r, w int32) *v1alpha1.Traffic { return &v1alpha1.Traffic{ReadsPerSecond: r, WritesPerSecond: w} }
+	tests := []struct {
+		name      string
+		style     v1alpha1.Style
+		traffic   *v1alpha1.Traffic
+		readModel bool
+		want      wantCondition
+	}{
+		{"no traffic given", v1alpha1.StyleHybrid, nil, false, wantCondition{metav1.ConditionUnknown, v1alpha1.ReasonNoTraffic, "spec.traffic is not given"}},
+		{"zero traffic", v1alpha1.StyleHybrid, traffic(0, 0), false, wantCondition{metav1.ConditionUnknown, v1alpha1.ReasonNoTraffic, ""}},
+		{"read-heavy on a sync style", v1alpha1.StyleSyncChain, traffic(800, 5), false, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonStyleFits, "sync-chain fits 800 reads/s and 5 writes/s"}},
+		{"read-heavy on an async style", v1alpha1.StyleAsyncOrchestrated, traffic(300, 40), false, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonStyleMismatch, "use a sync style"}},
+		{"read-heavy on an async style with a read model", v1alpha1.StyleHybrid, traffic(300, 40), true, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonStyleFits, "read model"}},
+		{"write-heavy on an async style", v1alpha1.StyleHybrid, traffic(50, 2000), false, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonStyleFits, "absorbs write bursts"}},
+		{"write-heavy on a sync style", v1alpha1.StyleSyncOrchestrated, traffic(20, 1500), false, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonStyleMismatch, "async-orchestrated or hybrid"}},
+		{"balanced", v1alpha1.StyleSyncOrchestrated, traffic(100, 80), false, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonStyleFits, "neither reads nor writes dominate"}},
+		{"both heavy without a read model", v1alpha1.StyleHybrid, traffic(5000, 3000), false, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonStyleMismatch, "spec.readModel"}},
+		{"both heavy with a read model", v1alpha1.StyleChoreography, traffic(5000, 3000), true, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonStyleFits, "read model"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wf := testWorkflow(tt.style)
+			wf.Spec.Traffic = tt.traffic
+			if tt.readModel {
+				wf.Spec.ReadModel = &v1alpha1.ReadModel{Events: []string{"e"}, Key: "/id"}
+			}
+			setStyleAdvisedCondition(wf)
+			checkCondition(t, wf.Status.Conditions, v1alpha1.ConditionStyleAdvised, 7, tt.want)
+		})
+	}
+}
+
+func TestSetBrokerAvailableCondition(t *testing.T) {
+	three := int32(3)
+	tests := []struct {
+		name    string
+		ready   bool
+		nameErr *nameError
+		want    wantCondition
+	}{
+		{"ready", true, nil, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReplicasReady, "All 3 NATS servers ready at nats://"}},
+		{"starting", false, nil, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonReplicasNotReady, "1 of 3 NATS servers ready"}},
+		{"a name taken", true, &nameError{reason: v1alpha1.ReasonNameConflict, message: "Secret x already exists"}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNameConflict, "Secret x already exists"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			b := &v1alpha1.Broker{Spec: v1alpha1.BrokerSpec{Replicas: &three}, Status: v1alpha1.BrokerStatus{ReadyReplicas: 1, URL: "nats://default-nats.prod.svc:4222"}}
+			b.Generation = 7
+			setBrokerAvailableCondition(b, tt.ready, tt.nameErr)
+			checkCondition(t, b.Status.Conditions, v1alpha1.ConditionBrokerAvailable, 7, tt.want)
+		})
+	}
+}

@@ -1,0 +1,129 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/patchbay-dev/patchbay/internal/render"
+	"github.com/patchbay-dev/patchbay/internal/topology"
+)
+
+// Default images. The runtime's tag is the manager's own version, so that a
+// manager and the data plane it deploys match.
+const (
+	DefaultRuntimeRepository = "ghcr.io/patchbay-dev/patchbay-runtime"
+	DefaultNATSImage         = "nats:2.12-alpine"
+	// DefaultComponentReplicas runs two orchestrator and gateway pods: both are
+	// stateless, so a second one makes a restart or a drain invisible to callers.
+	DefaultComponentReplicas = int32(2)
+)
+
+// Options configure the controllers.
+type Options struct {
+	// RuntimeImage is the patchbay-runtime image of sidecars, orchestrators and gateways.
+	RuntimeImage string
+	// NATSImage is the NATS server image of Brokers that do not name one.
+	NATSImage string
+	// ComponentReplicas is the number of orchestrator and gateway pods of a Workflow.
+	ComponentReplicas int32
+}
+
+// DefaultOptions are the options of a manager at version, such as v0.1.0.
+func DefaultOptions(version string) Options {
+	return Options{
+		RuntimeImage:      DefaultRuntimeRepository + ":" + version,
+		NATSImage:         DefaultNATSImage,
+		ComponentReplicas: DefaultComponentReplicas,
+	}
+}
+
+// BindFlags registers --runtime-image, --nats-image and --component-replicas.
+// The environment (PATCHBAY_RUNTIME_IMAGE, PATCHBAY_NATS_IMAGE) overrides the
+// defaults already in o, and a flag overrides both.
+func (o *Options) BindFlags(fs *flag.FlagSet) {
+	if v := os.Getenv("PATCHBAY_RUNTIME_IMAGE"); v != "" {
+		o.RuntimeImage = v
+	}
+	if v := os.Getenv("PATCHBAY_NATS_IMAGE"); v != "" {
+		o.NATSImage = v
+	}
+	fs.StringVar(&o.RuntimeImage, "runtime-image", o.RuntimeImage, "patchbay-runtime image of sidecars, orchestrators and gateways (env PATCHBAY_RUNTIME_IMAGE)")
+	fs.StringVar(&o.NATSImage, "nats-image", o.NATSImage, "NATS server image of Brokers that do not set spec.image (env PATCHBAY_NATS_IMAGE)")
+	fs.Func("component-replicas", fmt.Sprintf("number of orchestrator and gateway pods per Workflow (default %d)", o.ComponentReplicas), func(s string) error {
+		var n int32
+		if _, err := fmt.Sscan(s, &n); err != nil {
+			return err
+		}
+		o.ComponentReplicas = n
+		return nil
+	})
+}
+
+func (o Options) validate() error {
+	var errs []error
+	if o.RuntimeImage == "" {
+		errs = append(errs, errors.New("the runtime image is empty"))
+	}
+	if o.NATSImage == "" {
+		errs = append(errs, errors.New("the NATS image is empty"))
+	}
+	if o.ComponentReplicas < 1 {
+		errs = append(errs, fmt.Errorf("component replicas must be at least 1, not %d", o.ComponentReplicas))
+	}
+	return errors.Join(errs...)
+}
+
+// SetupAll registers the Workflow and Broker controllers with mgr.
+func SetupAll(ctx context.Context, mgr ctrl.Manager, opts Options) error {
+	if err := opts.validate(); err != nil {
+		return fmt.Errorf("controller options: %w", err)
+	}
+	settings := render.Settings{RuntimeImage: opts.RuntimeImage, NATSImage: opts.NATSImage, ComponentReplicas: opts.ComponentReplicas}
+	a := applier{client: mgr.GetClient(), reader: mgr.GetAPIReader()}
+	wr := &WorkflowReconciler{
+		client:   mgr.GetClient(),
+		applier:  a,
+		recorder: mgr.GetEventRecorder("patchbay-workflow"),
+		settings: settings,
+		compile:  topology.Compile,
+	}
+	if err := wr.SetupWithManager(ctx, mgr); err != nil {
+		return fmt.Errorf("set up the Workflow controller: %w", err)
+	}
+	br := &BrokerReconciler{client: mgr.GetClient(), applier: a, settings: settings}
+	if err := br.SetupWithManager(mgr); err != nil {
+		return fmt.Errorf("set up the Broker controller: %w", err)
+	}
+	return nil
+}
+
+// CacheOptions limit the manager's cache of child kinds to the objects
+// patchbay manages, so that it does not hold every Secret, ConfigMap and
+// Deployment of the cluster. Names held by other objects are still found: the
+// controllers read the API server before creating a child the cache lacks.
+// The cache must keep managedFields (no TransformStripManagedFields): an
+// unchanged child is recognised by the fields patchbay owns.
+func CacheOptions() cache.Options {
+	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ManagedBy})}
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}:                managed,
+		&corev1.ConfigMap{}:             managed,
+		&corev1.Service{}:               managed,
+		&appsv1.Deployment{}:            managed,
+		&appsv1.StatefulSet{}:           managed,
+		&networkingv1.NetworkPolicy{}:   managed,
+		&policyv1.PodDisruptionBudget{}: managed,
+	}}
+}

@@ -1,0 +1,302 @@
+package controllers_test
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	dto "github.com/prometheus/client_model/go"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
+	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
+	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/yaml"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/controllers"
+)
+
+// The suite starts one kube-apiserver with the CRDs and runs the real manager
+// against it. envtest runs no kube-controller-manager: no pods are created,
+// no garbage is collected, and the tests set Deployment and StatefulSet status.
+
+var (
+	testEnv *envtest.Environment
+	cfg     *rest.Config
+	scheme  = runtime.NewScheme()
+	// k8s reads and writes the API server directly, as a user would.
+	k8s client.Client
+	// managerCfg authenticates as a user holding only the generated manager
+	// role, so that the suite fails if the RBAC markers ask for too little.
+	managerCfg *rest.Config
+	// manager is the running manager.
+	manager *runningManager
+)
+
+// The settings the golden files are rendered with (internal/render tests).
+var testOptions = controllers.Options{
+	RuntimeImage:      "registry.test/patchbay-runtime:test",
+	NATSImage:         "registry.test/nats:test",
+	ComponentReplicas: 2,
+}
+
+func TestControllers(t *testing.T) {
+	RegisterFailHandler(Fail)
+	RunSpecs(t, "Controllers")
+}
+
+var _ = BeforeSuite(func() {
+	Expect(os.Getenv("KUBEBUILDER_ASSETS")).NotTo(BeEmpty(),
+		"KUBEBUILDER_ASSETS must name the envtest binaries: run the tests with `make test`")
+	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
+	SetDefaultEventuallyTimeout(30 * time.Second)
+	SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
+	SetDefaultConsistentlyDuration(2 * time.Second)
+	SetDefaultConsistentlyPollingInterval(100 * time.Millisecond)
+
+	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
+	utilruntime.Must(v1alpha1.AddToScheme(scheme))
+	testEnv = &envtest.Environment{
+		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
+		ErrorIfCRDPathMissing: true,
+	}
+	var err error
+	cfg, err = testEnv.Start()
+	Expect(err).NotTo(HaveOccurred())
+	k8s, err = client.New(cfg, client.Options{Scheme: scheme})
+	Expect(err).NotTo(HaveOccurred())
+	managerCfg = managerIdentity()
+	manager = startManager()
+})
+
+var _ = AfterSuite(func() {
+	if manager != nil {
+		manager.stop()
+	}
+	if testEnv != nil {
+		Expect(testEnv.Stop()).To(Succeed())
+	}
+})
+
+// managerIdentity binds config/rbac/role.yaml, generated from the RBAC markers,
+// to a new user and returns that user's config.
+func managerIdentity() *rest.Config {
+	const user = "patchbay-manager"
+	b, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
+	Expect(err).NotTo(HaveOccurred())
+	role := &rbacv1.ClusterRole{}
+	Expect(yaml.UnmarshalStrict(b, role)).To(Succeed())
+	Expect(k8s.Create(context.Background(), role)).To(Succeed())
+	Expect(k8s.Create(context.Background(), &rbacv1.ClusterRoleBinding{
+		ObjectMeta: metav1.ObjectMeta{Name: user},
+		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+	})).To(Succeed())
+	u, err := testEnv.AddUser(envtest.User{Name: user}, cfg)
+	Expect(err).NotTo(HaveOccurred())
+	return u.Config()
+}
+
+// runningManager is a started manager and what its requests wrote.
+type runningManager struct {
+	cancel context.CancelFunc
+	done   chan error
+	writes *writeCounter
+}
+
+// startManager starts a manager as main.go does, as the manager's user, with
+// every request it makes to the API server counted.
+func startManager() *runningManager {
+	writes := &writeCounter{}
+	counted := rest.CopyConfig(managerCfg)
+	counted.Wrap(writes.wrap)
+	mgr, err := ctrl.NewManager(counted, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  controllers.CacheOptions(),
+		// The suite restarts the manager in the same process.
+		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
+	})
+	Expect(err).NotTo(HaveOccurred())
+	ctx, cancel := context.WithCancel(context.Background())
+	Expect(controllers.SetupAll(ctx, mgr, testOptions)).To(Succeed())
+	m := &runningManager{cancel: cancel, done: make(chan error, 1), writes: writes}
+	go func() {
+		defer GinkgoRecover()
+		m.done <- mgr.Start(ctx)
+	}()
+	return m
+}
+
+func (m *runningManager) stop() {
+	m.cancel()
+	Eventually(m.done).Should(Receive(BeNil()))
+}
+
+// writeCounter records every request that may change the API server's state.
+type writeCounter struct {
+	mu       sync.Mutex
+	requests []string
+}
+
+type roundTripperFunc func(*http.Request) (*http.Response, error)
+
+func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
+
+func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
+	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
+		switch r.Method {
+		case http.MethodGet, http.MethodHead, http.MethodOptions:
+		default:
+			w.mu.Lock()
+			w.requests = append(w.requests, r.Method+" "+r.URL.Path)
+			w.mu.Unlock()
+		}
+		return rt.RoundTrip(r)
+	})
+}
+
+func (w *writeCounter) list() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.requests...)
+}
+
+// reconciles is how many reconciles a controller has finished, and whether
+// its queue is drained with no worker busy.
+func reconciles(controller string) (total float64, idle bool) {
+	families, err := metrics.Registry.Gather()
+	Expect(err).NotTo(HaveOccurred())
+	idle = true
+	for _, f := range families {
+		for _, m := range f.GetMetric() {
+			if !hasLabel(m.GetLabel(), controller) {
+				continue
+			}
+			switch f.GetName() {
+			case "controller_runtime_reconcile_total":
+				total += m.GetCounter().GetValue()
+			case "workqueue_depth", "controller_runtime_active_workers":
+				idle = idle && m.GetGauge().GetValue() == 0
+			}
+		}
+	}
+	return total, idle
+}
+
+func hasLabel(labels []*dto.LabelPair, controller string) bool {
+	for _, l := range labels {
+		if (l.GetName() == "controller" || l.GetName() == "name") && l.GetValue() == controller {
+			return true
+		}
+	}
+	return false
+}
+
+// newNamespace creates a namespace for one test.
+func newNamespace(prefix string, labels map[string]string) string {
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: prefix + "-", Labels: labels}}
+	Expect(k8s.Create(context.Background(), ns)).To(Succeed())
+	return ns.Name
+}
+
+// readSample decodes a manifest of config/samples.
+func readSample(file string, out client.Object) {
+	b, err := os.ReadFile(filepath.Join("..", "config", "samples", file))
+	Expect(err).NotTo(HaveOccurred())
+	Expect(yaml.UnmarshalStrict(b, out)).To(Succeed(), file)
+}
+
+// markWorkloadsReady reports every Deployment and StatefulSet of the namespace
+// ready, as kube-controller-manager would once their pods run.
+func markWorkloadsReady(ctx context.Context, ns string) {
+	var deps appsv1.DeploymentList
+	Expect(k8s.List(ctx, &deps, client.InNamespace(ns))).To(Succeed())
+	for i := range deps.Items {
+		d := &deps.Items[i]
+		n := ptr.Deref(d.Spec.Replicas, 1)
+		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
+		Expect(k8s.Status().Update(ctx, d)).To(Succeed())
+	}
+	var sets appsv1.StatefulSetList
+	Expect(k8s.List(ctx, &sets, client.InNamespace(ns))).To(Succeed())
+	for i := range sets.Items {
+		s := &sets.Items[i]
+		n := ptr.Deref(s.Spec.Replicas, 1)
+		s.Status = appsv1.StatefulSetStatus{ObservedGeneration: s.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n, CurrentReplicas: n}
+		Expect(k8s.Status().Update(ctx, s)).To(Succeed())
+	}
+}
+
+// condition returns a condition of a Workflow or Broker as "Status/Reason: message".
+func condition(conds []metav1.Condition, typ string) string {
+	c := meta.FindStatusCondition(conds, typ)
+	if c == nil {
+		return ""
+	}
+	return string(c.Status) + "/" + c.Reason + ": " + c.Message
+}
+
+// workflowCondition polls a Workflow's condition.
+func workflowCondition(ctx context.Context, ns, name, typ string) func() string {
+	return func() string {
+		var wf v1alpha1.Workflow
+		if err := k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, &wf); err != nil {
+			return err.Error()
+		}
+		return condition(wf.Status.Conditions, typ)
+	}
+}
+
+// childNames lists "Kind/name" of every object of a Workflow in a namespace.
+func childNames(ctx context.Context, ns, workflow string) []string {
+	var names []string
+	sel := client.MatchingLabels{"patchbay.dev/workflow": workflow}
+	for _, l := range []client.ObjectList{&corev1.ConfigMapList{}, &appsv1.DeploymentList{}, &corev1.ServiceList{}, &networkingv1.NetworkPolicyList{}, &policyv1.PodDisruptionBudgetList{}} {
+		Expect(k8s.List(ctx, l, client.InNamespace(ns), sel)).To(Succeed())
+		items, err := meta.ExtractList(l)
+		Expect(err).NotTo(HaveOccurred())
+		for _, it := range items {
+			o := it.(client.Object)
+			kinds, _, err := scheme.ObjectKinds(o)
+			Expect(err).NotTo(HaveOccurred())
+			names = append(names, kinds[0].Kind+"/"+o.GetName())
+		}
+	}
+	return names
+}
+
+// prefixed makes "Kind/name" entries from kinds and names.
+func prefixed(kind string, names ...string) []string {
+	out := make([]string, len(names))
+	for i, n := range names {
+		out[i] = kind + "/" + n
+	}
+	return out
+}
+
+func joinLines(lines []string) string { return strings.Join(lines, "\n") }

@@ -1,0 +1,385 @@
+package controllers
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/meta"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/render"
+)
+
+// brokerIndex indexes the Workflows whose style needs a Broker by its name, so
+// that a Broker's events reach the Workflows that wait for it.
+const brokerIndex = "patchbay.dev/broker"
+
+// nameConflictRetry is how often a Workflow whose child name is taken looks
+// again: the holder is not ours, so its deletion brings no event.
+const nameConflictRetry = time.Minute
+
+// +kubebuilder:rbac:groups=patchbay.dev,resources=workflows,verbs=get;list;watch
+// +kubebuilder:rbac:groups=patchbay.dev,resources=workflows/status,verbs=patch
+// +kubebuilder:rbac:groups=patchbay.dev,resources=workflows/finalizers,verbs=update
+// +kubebuilder:rbac:groups=patchbay.dev,resources=brokers,verbs=get;list;watch
+// +kubebuilder:rbac:groups="",resources=configmaps;services,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=events.k8s.io,resources=events,verbs=create;patch
+
+// WorkflowReconciler compiles a Workflow into a Plan and applies the children
+// rendered from it.
+type WorkflowReconciler struct {
+	client   client.Client
+	applier  applier
+	recorder recorder.EventRecorder
+	settings render.Settings
+	compile  func(*v1alpha1.Workflow) (*plan.Plan, error)
+}
+
+// workflowScope is what the phases of one reconcile share.
+type workflowScope struct {
+	wf *v1alpha1.Workflow
+	// before is the Workflow as read, the base of the status patch.
+	before *v1alpha1.Workflow
+
+	plan       *plan.Plan
+	compileErr error
+	input      *render.WorkflowInput
+	broker     brokerState
+
+	// desired holds every child rendered, applied or not; the others are pruned.
+	desired    map[childKey]bool
+	nameErrors []*nameError
+	created    []childKey
+	updated    []childKey
+	deleted    []childKey
+	failed     bool
+}
+
+func (r *WorkflowReconciler) phases() []phase[*workflowScope] {
+	return []phase[*workflowScope]{
+		{"compile", r.compileWorkflow},
+		{"broker", r.lookupBroker},
+		{"plan ConfigMap", r.applyPlanConfigMap},
+		{"steps", r.applySteps},
+		{"orchestrator and gateway", r.applyComponents},
+		{"network policies", r.applyNetworkPolicies},
+		{"disruption budgets", r.applyDisruptionBudgets},
+		{"prune", r.pruneChildren},
+		{"status", r.writeStatus},
+	}
+}
+
+// Reconcile runs the phases for one Workflow. A deleted Workflow needs nothing:
+// its children carry owner references and go with it.
+func (r *WorkflowReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
+	wf := &v1alpha1.Workflow{}
+	if err := r.client.Get(ctx, req.NamespacedName, wf); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	if !wf.DeletionTimestamp.IsZero() {
+		return ctrl.Result{}, nil
+	}
+	s := &workflowScope{wf: wf, before: wf.DeepCopy(), desired: map[childKey]bool{}}
+	return runPhases(ctx, s, &s.failed, r.phases())
+}
+
+// compileWorkflow turns the spec into a plan. A spec the compiler refuses is
+// reported in Compiled and not retried: only a new spec can change the answer.
+// The children of the last good plan stay as they are.
+func (r *WorkflowReconciler) compileWorkflow(_ context.Context, s *workflowScope) (ctrl.Result, error) {
+	p, err := r.compile(s.wf)
+	if err != nil {
+		s.compileErr = err
+		return ctrl.Result{}, nil
+	}
+	in, err := render.NewWorkflowInput(s.wf, p, r.settings)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	s.plan, s.input = p, in
+	return ctrl.Result{}, nil
+}
+
+// lookupBroker finds the Broker an async style needs. A missing Broker does
+// not hold the children back; Workflows are requeued when it appears.
+func (r *WorkflowReconciler) lookupBroker(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
+	s.broker = brokerState{needed: s.wf.Spec.Style.IsAsync(), name: s.wf.BrokerName()}
+	if !s.broker.needed {
+		return ctrl.Result{}, nil
+	}
+	b := &v1alpha1.Broker{}
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: s.wf.Namespace, Name: s.broker.name}, b)
+	switch {
+	case apierrors.IsNotFound(err):
+	case err != nil:
+		return ctrl.Result{}, fmt.Errorf("get Broker %s: %w", s.broker.name, err)
+	default:
+		s.broker.broker = b
+	}
+	return ctrl.Result{}, nil
+}
+
+func (r *WorkflowReconciler) applyPlanConfigMap(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
+	if s.input == nil {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, r.applyChildren(ctx, s, render.PlanConfigMap(s.input))
+}
+
+func (r *WorkflowReconciler) applySteps(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
+	if s.input == nil {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, r.applyChildren(ctx, s, render.StepObjects(s.input)...)
+}
+
+func (r *WorkflowReconciler) applyComponents(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
+	if s.input == nil {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, r.applyChildren(ctx, s, render.ComponentObjects(s.input)...)
+}
+
+func (r *WorkflowReconciler) applyNetworkPolicies(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
+	if s.input == nil {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, r.applyChildren(ctx, s, render.NetworkPolicies(s.input)...)
+}
+
+func (r *WorkflowReconciler) applyDisruptionBudgets(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
+	if s.input == nil {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, r.applyChildren(ctx, s, render.DisruptionBudgets(s.input)...)
+}
+
+// applyChildren applies each object, remembering it as desired; names it
+// cannot take are collected for the status, not returned as errors.
+func (r *WorkflowReconciler) applyChildren(ctx context.Context, s *workflowScope, objs ...client.Object) error {
+	var errs []error
+	for _, o := range objs {
+		key := keyOf(o)
+		s.desired[key] = true
+		outcome, err := r.applier.apply(ctx, s.wf, o)
+		var nerr *nameError
+		switch {
+		case errors.As(err, &nerr):
+			s.nameErrors = append(s.nameErrors, nerr)
+		case err != nil:
+			errs = append(errs, err)
+		case outcome == created:
+			s.created = append(s.created, key)
+		case outcome == updated:
+			s.updated = append(s.updated, key)
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// pruneChildren deletes the children the current plan no longer renders. It
+// holds back unless every child was rendered and applied, so that a partial
+// pass never deletes what is still needed.
+func (r *WorkflowReconciler) pruneChildren(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
+	if s.input == nil || s.failed {
+		return ctrl.Result{}, nil
+	}
+	deleted, err := pruneChildren(ctx, r.client, s.wf, workflowChildLists(), client.MatchingLabels{render.LabelWorkflow: s.wf.Name}, s.desired)
+	s.deleted = deleted
+	return ctrl.Result{}, err
+}
+
+// writeStatus sets every condition, emits the events of this reconcile and
+// patches the status once, and only if it changed.
+func (r *WorkflowReconciler) writeStatus(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
+	wf := s.wf
+	setCompiledCondition(wf, s.plan, s.compileErr)
+	setBrokerReadyCondition(wf, s.broker)
+	readiness := workloadReadiness{compiled: s.plan != nil, nameErrors: s.nameErrors}
+	if s.plan != nil {
+		if err := r.observeDeployments(ctx, s, &readiness); err != nil {
+			return ctrl.Result{}, err
+		}
+		wf.Status.Endpoint = render.ServiceURL(wf.Namespace, s.plan.Entry.Service)
+		wf.Status.PlanHash = s.input.PlanHash()
+	}
+	setStepsReadyCondition(wf, readiness)
+	setReadyCondition(wf)
+	setStyleAdvisedCondition(wf)
+	if !s.failed && s.compileErr == nil && len(s.nameErrors) == 0 {
+		wf.Status.ObservedGeneration = wf.Generation
+	}
+	r.emitEvents(s)
+
+	var result ctrl.Result
+	if len(s.nameErrors) > 0 {
+		result.RequeueAfter = nameConflictRetry
+	}
+	if equality.Semantic.DeepEqual(s.before.Status, wf.Status) {
+		return result, nil
+	}
+	if err := r.client.Status().Patch(ctx, wf, client.MergeFrom(s.before), client.FieldOwner(FieldOwner)); err != nil {
+		return result, fmt.Errorf("patch status: %w", err)
+	}
+	return result, nil
+}
+
+// observeDeployments reads the Deployments of the plan's steps and components
+// into status.steps and the readiness of StepsReady.
+func (r *WorkflowReconciler) observeDeployments(ctx context.Context, s *workflowScope, readiness *workloadReadiness) error {
+	wf := s.wf
+	steps := make([]v1alpha1.StepStatus, 0, len(s.plan.Steps))
+	readySteps := 0
+	check := func(name string, replicas int32) (int32, error) {
+		d := &appsv1.Deployment{}
+		err := r.client.Get(ctx, types.NamespacedName{Namespace: wf.Namespace, Name: name}, d)
+		if client.IgnoreNotFound(err) != nil {
+			return 0, fmt.Errorf("get Deployment %s: %w", name, err)
+		}
+		readiness.total++
+		ref := metav1.GetControllerOf(d)
+		if err != nil || ref == nil || ref.UID != wf.UID {
+			readiness.waiting = append(readiness.waiting, name)
+			return 0, nil
+		}
+		if !deploymentReady(d, replicas) {
+			readiness.waiting = append(readiness.waiting, name)
+		}
+		return d.Status.ReadyReplicas, nil
+	}
+	for _, st := range s.plan.Steps {
+		name := render.StepName(wf.Name, st.Name)
+		waiting := len(readiness.waiting)
+		ready, err := check(name, st.Replicas)
+		if err != nil {
+			return err
+		}
+		if len(readiness.waiting) == waiting {
+			readySteps++
+		}
+		steps = append(steps, v1alpha1.StepStatus{Name: st.Name, Replicas: st.Replicas, ReadyReplicas: ready})
+	}
+	for _, c := range render.Components(s.plan) {
+		if _, err := check(render.ComponentName(wf.Name, c), r.settings.ComponentReplicas); err != nil {
+			return err
+		}
+	}
+	wf.Status.Steps = steps
+	wf.Status.ReadySteps = fmt.Sprintf("%d/%d", readySteps, len(steps))
+	return nil
+}
+
+// deploymentReady reports whether a Deployment runs the current template with
+// all of the replicas the plan wants ready.
+func deploymentReady(d *appsv1.Deployment, replicas int32) bool {
+	if d.Spec.Replicas != nil && *d.Spec.Replicas != replicas {
+		return false
+	}
+	st := d.Status
+	return st.ObservedGeneration >= d.Generation && st.UpdatedReplicas >= replicas && st.ReadyReplicas >= replicas
+}
+
+// emitEvents records what changed: a newly failed compile, a child name newly
+// refused, and the children created, updated or deleted. A reconcile that
+// changed nothing records nothing.
+func (r *WorkflowReconciler) emitEvents(s *workflowScope) {
+	conditionChanged := func(typ string) (*metav1.Condition, bool) {
+		now := meta.FindStatusCondition(s.wf.Status.Conditions, typ)
+		was := meta.FindStatusCondition(s.before.Status.Conditions, typ)
+		return now, was == nil || was.Status != now.Status || was.Reason != now.Reason || was.Message != now.Message
+	}
+	if c, changed := conditionChanged(v1alpha1.ConditionCompiled); changed && c.Status == metav1.ConditionFalse {
+		r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, c.Reason, "Compile", "%s", eventNote(c.Message))
+	}
+	if c, changed := conditionChanged(v1alpha1.ConditionStepsReady); changed && len(s.nameErrors) > 0 {
+		r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, c.Reason, "Apply", "%s", eventNote(c.Message))
+	}
+	var parts []string
+	for _, p := range []struct {
+		verb string
+		keys []childKey
+	}{{"created", s.created}, {"updated", s.updated}, {"deleted", s.deleted}} {
+		if len(p.keys) > 0 {
+			names := make([]string, len(p.keys))
+			for i, k := range p.keys {
+				names[i] = k.String()
+			}
+			parts = append(parts, p.verb+" "+strings.Join(names, ", "))
+		}
+	}
+	if len(parts) > 0 {
+		note := fmt.Sprintf("Applied the %s topology (plan %s): %s", s.wf.Spec.Style, s.input.PlanHash(), strings.Join(parts, "; "))
+		r.recorder.Eventf(s.wf, nil, corev1.EventTypeNormal, "TopologyChanged", "Apply", "%s", eventNote(note))
+	}
+}
+
+// eventNote fits a message into an Event's note, which holds 1 KiB.
+func eventNote(msg string) string {
+	const maxNote = 1000
+	if len(msg) <= maxNote {
+		return msg
+	}
+	return msg[:maxNote] + "…"
+}
+
+// SetupWithManager watches Workflows, their children (so that drift is undone)
+// and Brokers (so that a Workflow waiting for one proceeds when it appears).
+func (r *WorkflowReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
+	err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Workflow{}, brokerIndex, func(o client.Object) []string {
+		wf := o.(*v1alpha1.Workflow)
+		if !wf.Spec.Style.IsAsync() {
+			return nil
+		}
+		return []string{wf.BrokerName()}
+	})
+	if err != nil {
+		return fmt.Errorf("index Workflows by Broker: %w", err)
+	}
+	return ctrl.NewControllerManagedBy(mgr).
+		Named("workflow").
+		For(&v1alpha1.Workflow{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
+		Owns(&corev1.ConfigMap{}).
+		Owns(&appsv1.Deployment{}).
+		Owns(&corev1.Service{}).
+		Owns(&networkingv1.NetworkPolicy{}).
+		Owns(&policyv1.PodDisruptionBudget{}).
+		Watches(&v1alpha1.Broker{}, handler.EnqueueRequestsFromMapFunc(r.workflowsUsingBroker)).
+		Complete(r)
+}
+
+// workflowsUsingBroker maps a Broker to the Workflows in its namespace that use it.
+func (r *WorkflowReconciler) workflowsUsingBroker(ctx context.Context, o client.Object) []reconcile.Request {
+	var list v1alpha1.WorkflowList
+	if err := r.client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{brokerIndex: o.GetName()}); err != nil {
+		log.FromContext(ctx).Error(err, "Cannot list the Workflows of a Broker", "broker", o.GetName())
+		return nil
+	}
+	reqs := make([]reconcile.Request, len(list.Items))
+	for i, wf := range list.Items {
+		reqs[i] = reconcile.Request{NamespacedName: client.ObjectKeyFromObject(&wf)}
+	}
+	return reqs
+}

@@ -1,0 +1,454 @@
+package controllers_test
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+)
+
+// samples are the Workflow samples by file, with the name of their golden directory.
+var samples = []struct{ file, golden string }{
+	{"sync-chain.yaml", "sync-chain"},
+	{"sync-orchestrated.yaml", "sync-orchestrated"},
+	{"async-orchestrated.yaml", "async-orchestrated"},
+	{"choreography.yaml", "choreography"},
+	{"hybrid.yaml", "hybrid"},
+}
+
+func getWorkflow(ctx context.Context, ns, name string) *v1alpha1.Workflow {
+	wf := &v1alpha1.Workflow{}
+	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: ns, Name: name}, wf)).To(Succeed())
+	return wf
+}
+
+// updateWorkflow changes a Workflow's spec as a user would, retrying on conflicts.
+func updateWorkflow(ctx context.Context, ns, name string, change func(*v1alpha1.Workflow)) {
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		wf := getWorkflow(ctx, ns, name)
+		change(wf)
+		return k8s.Update(ctx, wf)
+	})).To(Succeed())
+}
+
+func step(name string, replicas int32, dependsOn ...string) v1alpha1.Step {
+	return v1alpha1.Step{Name: name, Image: "registry.test/" + name + ":1", Replicas: ptr.To(replicas), DependsOn: dependsOn}
+}
+
+func newWorkflow(ns, name string, style v1alpha1.Style, steps ...v1alpha1.Step) *v1alpha1.Workflow {
+	return &v1alpha1.Workflow{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name},
+		Spec:       v1alpha1.WorkflowSpec{Style: style, Steps: steps},
+	}
+}
+
+// events returns "Type Reason: note" of the Events about a Workflow.
+func events(ctx context.Context, ns, name string) func() []string {
+	return func() []string {
+		var list eventsv1.EventList
+		Expect(k8s.List(ctx, &list, client.InNamespace(ns))).To(Succeed())
+		var out []string
+		for _, e := range list.Items {
+			if e.Regarding.Kind == "Workflow" && e.Regarding.Name == name {
+				out = append(out, e.Type+" "+e.Reason+": "+e.Note)
+			}
+		}
+		return out
+	}
+}
+
+// printedColumns reads Workflows as kubectl get prints them: the cells of
+// each row by column name.
+func printedColumns(ctx context.Context, ns string) map[string]map[string]string {
+	hc, err := rest.HTTPClientFor(cfg)
+	Expect(err).NotTo(HaveOccurred())
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(cfg.Host, "/")+"/apis/patchbay.dev/v1alpha1/namespaces/"+ns+"/workflows", nil)
+	Expect(err).NotTo(HaveOccurred())
+	req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
+	resp, err := hc.Do(req)
+	Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	body, err := io.ReadAll(resp.Body)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(resp.StatusCode).To(Equal(http.StatusOK), string(body))
+	var table metav1.Table
+	Expect(json.Unmarshal(body, &table)).To(Succeed())
+	rows := map[string]map[string]string{}
+	for _, r := range table.Rows {
+		cells := map[string]string{}
+		for i, c := range table.ColumnDefinitions {
+			cells[c.Name] = fmt.Sprint(r.Cells[i])
+		}
+		rows[cells["Name"]] = cells
+	}
+	return rows
+}
+
+var _ = Describe("The samples", Ordered, func() {
+	// The golden files are rendered for namespace default.
+	const ns = "default"
+	ctx := context.Background()
+	var broker *v1alpha1.Broker
+
+	BeforeAll(func() {
+		broker = &v1alpha1.Broker{}
+		readSample("broker.yaml", broker)
+		broker.Namespace = ns
+		Expect(k8s.Create(ctx, broker)).To(Succeed())
+		for _, s := range samples {
+			wf := &v1alpha1.Workflow{}
+			readSample(s.file, wf)
+			wf.Namespace = ns
+			Expect(k8s.Create(ctx, wf)).To(Succeed())
+		}
+	})
+
+	It("get every child in the shape of the golden files", func() {
+		for _, s := range samples {
+			wf := &v1alpha1.Workflow{}
+			readSample(s.file, wf)
+			wf = getWorkflow(ctx, ns, wf.Name)
+			for _, golden := range readGolden(s.golden, wf.UID) {
+				Eventually(func() error { return matchesGolden(ctx, golden) }).Should(Succeed())
+			}
+		}
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(broker), broker)).To(Succeed())
+		for _, golden := range readGolden("broker", broker.UID) {
+			// The credentials are generated, and the servers' config hash covers them.
+			Eventually(func() error {
+				return matchesGolden(ctx, golden, "data.password", "spec.template.metadata.annotations.patchbay.dev/config-hash")
+			}).Should(Succeed())
+		}
+	})
+
+	It("read ready, with their printer columns, once their pods are", func() {
+		markWorkloadsReady(ctx, ns)
+		for _, s := range samples {
+			wf := &v1alpha1.Workflow{}
+			readSample(s.file, wf)
+			Eventually(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionReady)).Should(HavePrefix("True/Ready: Serving at http://"))
+			Expect(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionStyleAdvised)()).To(HavePrefix("True/StyleFits"))
+
+			wf = getWorkflow(ctx, ns, wf.Name)
+			Expect(wf.Status.ObservedGeneration).To(Equal(wf.Generation))
+			n := len(wf.Spec.Steps)
+			Expect(wf.Status.ReadySteps).To(Equal(fmt.Sprintf("%d/%d", n, n)))
+			Expect(wf.Status.Steps).To(HaveLen(n))
+			for i, st := range wf.Status.Steps {
+				Expect(st.Name).To(Equal(wf.Spec.Steps[i].Name))
+				Expect(st.ReadyReplicas).To(Equal(wf.Spec.Steps[i].DesiredReplicas()))
+			}
+		}
+		Eventually(func() string {
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(broker), broker)).To(Succeed())
+			return condition(broker.Status.Conditions, v1alpha1.ConditionBrokerAvailable)
+		}).Should(HavePrefix("True/ReplicasReady"))
+		Expect(broker.Status.ReadyReplicas).To(Equal(int32(3)))
+		Expect(broker.Status.URL).To(Equal("nats://default-nats.default.svc:4222"))
+
+		columns := printedColumns(ctx, ns)
+		Expect(columns["quote"]).To(Equal(map[string]string{
+			"Name": "quote", "Style": "sync-chain", "Ready": "True", "Steps": "3/3",
+			"Endpoint": "http://quote-cart.default.svc", "Age": columns["quote"]["Age"],
+		}))
+		Expect(columns["shop"]).To(HaveKeyWithValue("Endpoint", "http://shop-gateway.default.svc"))
+		Expect(columns["shop"]).To(HaveKeyWithValue("Steps", "5/5"))
+		Expect(columns["checkout"]).To(HaveKeyWithValue("Endpoint", "http://checkout-orchestrator.default.svc"))
+		for name, row := range columns {
+			Expect(row["Age"]).NotTo(BeEmpty(), name)
+		}
+	})
+
+	It("get no write from a restarted manager", func() {
+		idle := func() bool {
+			_, w := reconciles("workflow")
+			_, b := reconciles("broker")
+			return w && b
+		}
+		Eventually(idle).Should(BeTrue())
+		manager.stop()
+		workflowsBefore, _ := reconciles("workflow")
+		brokersBefore, _ := reconciles("broker")
+
+		var workflows v1alpha1.WorkflowList
+		Expect(k8s.List(ctx, &workflows)).To(Succeed())
+		var brokers v1alpha1.BrokerList
+		Expect(k8s.List(ctx, &brokers)).To(Succeed())
+
+		manager = startManager()
+		By("waiting until the new manager has reconciled every Workflow and Broker")
+		Eventually(func() bool {
+			w, _ := reconciles("workflow")
+			b, _ := reconciles("broker")
+			return w-workflowsBefore >= float64(len(workflows.Items)) && b-brokersBefore >= float64(len(brokers.Items)) && idle()
+		}).Should(BeTrue())
+		Consistently(manager.writes.list).Should(BeEmpty())
+	})
+
+	It("create pods that the restricted Pod Security Standard admits", func() {
+		restricted := newNamespace("restricted", map[string]string{
+			"pod-security.kubernetes.io/enforce":         "restricted",
+			"pod-security.kubernetes.io/enforce-version": "latest",
+		})
+		By("checking that the API server enforces Pod Security at all")
+		privileged := &corev1.Pod{
+			ObjectMeta: metav1.ObjectMeta{Namespace: restricted, Name: "privileged"},
+			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "c", Image: "busybox", SecurityContext: &corev1.SecurityContext{Privileged: ptr.To(true)}}}},
+		}
+		err := k8s.Create(ctx, privileged)
+		Expect(apierrors.IsForbidden(err)).To(BeTrue(), "a privileged pod was admitted: %v", err)
+		Expect(err.Error()).To(ContainSubstring("violates PodSecurity \"restricted:latest\""))
+
+		By("creating a pod from every pod template the operator rendered")
+		pods := map[string]corev1.PodTemplateSpec{}
+		var deps appsv1.DeploymentList
+		Expect(k8s.List(ctx, &deps, client.InNamespace(ns), client.HasLabels{"patchbay.dev/workflow"})).To(Succeed())
+		for _, d := range deps.Items {
+			pods[d.Name] = d.Spec.Template
+		}
+		var sets appsv1.StatefulSetList
+		Expect(k8s.List(ctx, &sets, client.InNamespace(ns), client.HasLabels{"patchbay.dev/broker"})).To(Succeed())
+		for _, s := range sets.Items {
+			tpl := s.Spec.Template
+			// The StatefulSet controller adds a volume per claim template.
+			for _, claim := range s.Spec.VolumeClaimTemplates {
+				tpl.Spec.Volumes = append(tpl.Spec.Volumes, corev1.Volume{Name: claim.Name, VolumeSource: corev1.VolumeSource{
+					PersistentVolumeClaim: &corev1.PersistentVolumeClaimVolumeSource{ClaimName: claim.Name + "-" + s.Name + "-0"},
+				}})
+			}
+			pods[s.Name] = tpl
+		}
+		Expect(len(pods)).To(BeNumerically(">=", 22))
+		for name, tpl := range pods {
+			pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: restricted, Name: name, Labels: tpl.Labels}, Spec: tpl.Spec}
+			Expect(k8s.Create(ctx, pod)).To(Succeed(), name)
+		}
+	})
+})
+
+var _ = Describe("A Workflow the compiler refuses", func() {
+	ctx := context.Background()
+
+	It("reports the cycle in Compiled and gets no children", func() {
+		ns := newNamespace("cycle", nil)
+		wf := newWorkflow(ns, "loop", v1alpha1.StyleSyncOrchestrated, step("a", 1, "b"), step("b", 1, "a"))
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+
+		Eventually(workflowCondition(ctx, ns, "loop", v1alpha1.ConditionCompiled)).Should(
+			Equal("False/CompileFailed: dependency cycle: a → b → a (each step lists the next in dependsOn)"))
+		Expect(workflowCondition(ctx, ns, "loop", v1alpha1.ConditionReady)()).To(HavePrefix("False/CompileFailed: Compiled is False: dependency cycle"))
+		Eventually(events(ctx, ns, "loop")).Should(ContainElement(HavePrefix("Warning CompileFailed: dependency cycle: a → b → a")))
+		Consistently(func() []string { return childNames(ctx, ns, "loop") }).Should(BeEmpty())
+		Expect(getWorkflow(ctx, ns, "loop").Status.ObservedGeneration).To(BeZero())
+	})
+
+	It("reports a child name longer than 63 characters", func() {
+		ns := newNamespace("long", nil)
+		name := strings.Repeat("w", 50)
+		wf := newWorkflow(ns, name, v1alpha1.StyleSyncChain, step("a-rather-long-step", 1))
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+		Eventually(workflowCondition(ctx, ns, name, v1alpha1.ConditionReady)).Should(HavePrefix("False/NameTooLong"))
+		Consistently(func() []string { return childNames(ctx, ns, name) }).Should(BeEmpty())
+	})
+})
+
+var _ = Describe("A Workflow whose Broker is missing", func() {
+	ctx := context.Background()
+
+	It("reports BrokerNotFound, then becomes ready once the Broker exists, with no edit", func() {
+		ns := newNamespace("late-broker", nil)
+		wf := &v1alpha1.Workflow{}
+		readSample("choreography.yaml", wf)
+		wf.Namespace = ns
+		wf.Spec.Broker = &v1alpha1.BrokerRef{Name: "late"}
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+
+		Eventually(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionBrokerReady)).Should(
+			Equal("False/BrokerNotFound: Broker late does not exist in namespace " + ns + ": create it, or name another in spec.broker"))
+		Expect(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionReady)()).To(HavePrefix("False/BrokerNotFound"))
+		By("running the rest of the topology meanwhile")
+		Eventually(func() []string { return childNames(ctx, ns, wf.Name) }).Should(ContainElement("Deployment/orders-gateway"))
+		generation := getWorkflow(ctx, ns, wf.Name).Generation
+
+		b := &v1alpha1.Broker{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "late"}}
+		Expect(k8s.Create(ctx, b)).To(Succeed())
+		Eventually(func() error {
+			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "late-nats"}, &appsv1.StatefulSet{})
+		}).Should(Succeed())
+		Eventually(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionBrokerReady)).Should(HavePrefix("False/BrokerNotReady"))
+		markWorkloadsReady(ctx, ns)
+
+		Eventually(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionReady)).Should(HavePrefix("True/Ready"))
+		Expect(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionBrokerReady)()).To(
+			Equal("True/BrokerReady: Broker late is ready at nats://late-nats." + ns + ".svc:4222"))
+		Expect(getWorkflow(ctx, ns, wf.Name).Generation).To(Equal(generation))
+	})
+})
+
+var _ = Describe("Drift", Ordered, func() {
+	ctx := context.Background()
+	var ns string
+	key := func(name string) types.NamespacedName { return types.NamespacedName{Namespace: ns, Name: name} }
+
+	BeforeAll(func() {
+		ns = newNamespace("drift", nil)
+		wf := &v1alpha1.Workflow{}
+		readSample("sync-chain.yaml", wf)
+		wf.Namespace = ns
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+		Eventually(func() int64 { return getWorkflow(ctx, ns, "quote").Status.ObservedGeneration }).Should(Equal(int64(1)))
+	})
+
+	It("is undone when a child Deployment is deleted", func() {
+		d := &appsv1.Deployment{}
+		Expect(k8s.Get(ctx, key("quote-pricing"), d)).To(Succeed())
+		Expect(k8s.Delete(ctx, d)).To(Succeed())
+		Eventually(func() types.UID {
+			restored := &appsv1.Deployment{}
+			if err := k8s.Get(ctx, key("quote-pricing"), restored); err != nil {
+				return ""
+			}
+			return restored.UID
+		}).ShouldNot(Or(BeEmpty(), Equal(d.UID)))
+	})
+
+	It("is undone when a child's replicas are edited", func() {
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			d := &appsv1.Deployment{}
+			Expect(k8s.Get(ctx, key("quote-pricing"), d)).To(Succeed())
+			d.Spec.Replicas = ptr.To(int32(7))
+			return k8s.Update(ctx, d)
+		})).To(Succeed())
+		Eventually(func() int32 {
+			d := &appsv1.Deployment{}
+			Expect(k8s.Get(ctx, key("quote-pricing"), d)).To(Succeed())
+			return *d.Spec.Replicas
+		}).Should(Equal(int32(2)))
+	})
+
+	It("is undone when a child Service is edited", func() {
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			s := &corev1.Service{}
+			Expect(k8s.Get(ctx, key("quote-tax"), s)).To(Succeed())
+			s.Spec.Ports[0].TargetPort.IntVal = 9999
+			return k8s.Update(ctx, s)
+		})).To(Succeed())
+		Eventually(func() int32 {
+			s := &corev1.Service{}
+			Expect(k8s.Get(ctx, key("quote-tax"), s)).To(Succeed())
+			return s.Spec.Ports[0].TargetPort.IntVal
+		}).Should(Equal(int32(15080)))
+	})
+})
+
+var _ = Describe("Two Workflows whose children would share a name", func() {
+	ctx := context.Background()
+
+	It("leave the first untouched and the second reporting why", func() {
+		ns := newNamespace("conflict", nil)
+		first := newWorkflow(ns, "a-b", v1alpha1.StyleSyncChain, step("c", 1))
+		Expect(k8s.Create(ctx, first)).To(Succeed())
+		Eventually(func() int64 { return getWorkflow(ctx, ns, "a-b").Status.ObservedGeneration }).Should(Equal(int64(1)))
+		held := &appsv1.Deployment{}
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "a-b-c"}, held)).To(Succeed())
+		heldService := &corev1.Service{}
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "a-b-c"}, heldService)).To(Succeed())
+
+		second := newWorkflow(ns, "a", v1alpha1.StyleSyncChain, step("b-c", 1))
+		Expect(k8s.Create(ctx, second)).To(Succeed())
+		Eventually(workflowCondition(ctx, ns, "a", v1alpha1.ConditionStepsReady)).Should(And(
+			HavePrefix("False/NameConflict: "),
+			ContainSubstring("Deployment a-b-c already exists and belongs to Workflow a-b; it is left alone"),
+			ContainSubstring("Service a-b-c already exists and belongs to Workflow a-b"),
+		))
+		Expect(workflowCondition(ctx, ns, "a", v1alpha1.ConditionReady)()).To(HavePrefix("False/NameConflict"))
+		Eventually(events(ctx, ns, "a")).Should(ContainElement(HavePrefix("Warning NameConflict: Deployment a-b-c already exists")))
+		Expect(getWorkflow(ctx, ns, "a").Status.ObservedGeneration).To(BeZero())
+		By("still applying the children whose names are free")
+		Expect(childNames(ctx, ns, "a")).To(ContainElement("ConfigMap/a-plan"))
+
+		Consistently(func() string {
+			d := &appsv1.Deployment{}
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(held), d)).To(Succeed())
+			s := &corev1.Service{}
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(heldService), s)).To(Succeed())
+			return d.ResourceVersion + " " + string(metav1.GetControllerOf(d).UID) + " " + s.ResourceVersion
+		}).Should(Equal(held.ResourceVersion + " " + string(first.UID) + " " + heldService.ResourceVersion))
+		Expect(workflowCondition(ctx, ns, "a-b", v1alpha1.ConditionCompiled)()).To(HavePrefix("True/"))
+		Expect(workflowCondition(ctx, ns, "a-b", v1alpha1.ConditionStepsReady)()).NotTo(ContainSubstring("NameConflict"))
+	})
+})
+
+var _ = Describe("Switching style", func() {
+	ctx := context.Background()
+
+	It("leaves exactly the children each style needs", func() {
+		ns := newNamespace("switch", nil)
+		wf := newWorkflow(ns, "flip", v1alpha1.StyleSyncOrchestrated, step("x", 2), step("y", 1, "x"))
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+		children := func() []string { return childNames(ctx, ns, "flip") }
+		planHash := func() string {
+			d := &appsv1.Deployment{}
+			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "flip-x"}, d)).To(Succeed())
+			return d.Spec.Template.Annotations["patchbay.dev/plan-hash"]
+		}
+		expect := func(workloads, budgets []string) []string {
+			out := []string{"ConfigMap/flip-plan"}
+			out = append(out, prefixed("Deployment", workloads...)...)
+			out = append(out, prefixed("Service", workloads...)...)
+			out = append(out, prefixed("NetworkPolicy", workloads...)...)
+			return append(out, prefixed("PodDisruptionBudget", budgets...)...)
+		}
+
+		By("sync-orchestrated: the steps and an orchestrator")
+		Eventually(children).Should(ConsistOf(expect(
+			[]string{"flip-x", "flip-y", "flip-orchestrator"}, []string{"flip-x", "flip-orchestrator"})))
+		orchestratedHash := planHash()
+
+		By("choreography: the orchestrator goes, a gateway comes")
+		updateWorkflow(ctx, ns, "flip", func(wf *v1alpha1.Workflow) {
+			wf.Spec.Style = v1alpha1.StyleChoreography
+			wf.Spec.Entry = &v1alpha1.Entry{Event: "go", CompletesOn: []string{"done"}}
+			wf.Spec.Steps = []v1alpha1.Step{step("x", 2), step("y", 1)}
+			wf.Spec.Steps[0].Subscribes, wf.Spec.Steps[0].Emits = []string{"go"}, []string{"mid"}
+			wf.Spec.Steps[1].Subscribes, wf.Spec.Steps[1].Emits = []string{"mid"}, []string{"done"}
+		})
+		Eventually(children).Should(ConsistOf(expect(
+			[]string{"flip-x", "flip-y", "flip-gateway"}, []string{"flip-x", "flip-gateway"})))
+		Expect(planHash()).NotTo(Equal(orchestratedHash), "the step pods did not roll to the new plan")
+		Eventually(events(ctx, ns, "flip")).Should(ContainElement(And(
+			HavePrefix("Normal TopologyChanged: Applied the choreography topology"),
+			ContainSubstring("deleted PodDisruptionBudget flip-orchestrator, NetworkPolicy flip-orchestrator, Service flip-orchestrator, Deployment flip-orchestrator"),
+		)))
+
+		By("hybrid: an orchestrator for the core, events for the leaf, the gateway in front")
+		updateWorkflow(ctx, ns, "flip", func(wf *v1alpha1.Workflow) {
+			wf.Spec.Style = v1alpha1.StyleHybrid
+			wf.Spec.Entry = nil
+			wf.Spec.Steps = []v1alpha1.Step{step("x", 2), step("y", 1, "x"), step("z", 1)}
+			wf.Spec.Steps[1].Emits = []string{"done"}
+			wf.Spec.Steps[2].Subscribes = []string{"done"}
+		})
+		Eventually(children).Should(ConsistOf(expect(
+			[]string{"flip-x", "flip-y", "flip-z", "flip-orchestrator", "flip-gateway"},
+			[]string{"flip-x", "flip-orchestrator", "flip-gateway"})))
+		Eventually(func() int64 { return getWorkflow(ctx, ns, "flip").Status.ObservedGeneration }).Should(Equal(int64(3)))
+	})
+})

@@ -1,0 +1,128 @@
+package render
+
+import (
+	"fmt"
+	"strings"
+	"testing"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/utils/ptr"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+)
+
+func broker(name string, replicas int32, js *v1alpha1.JetStream) *v1alpha1.Broker {
+	b := &v1alpha1.Broker{Spec: v1alpha1.BrokerSpec{Replicas: ptr.To(replicas), JetStream: js}}
+	b.Name, b.Namespace, b.UID = name, goldenNamespace, goldenUID
+	return b
+}
+
+func TestNATSConfigGolden(t *testing.T) {
+	size := resource.MustParse("2Gi")
+	brokers := map[string]*v1alpha1.Broker{
+		"r1-defaults.conf": {ObjectMeta: broker("solo", 1, nil).ObjectMeta},
+		"r3-file.conf":     sampleBroker(t),
+		"r5-memory.conf":   broker("big", 5, &v1alpha1.JetStream{Storage: v1alpha1.StorageMemory, Size: &size}),
+	}
+	want := map[string][]byte{}
+	for file, b := range brokers {
+		want[file] = []byte(NATSConfig(b))
+	}
+	checkGoldenDir(t, "nats", want)
+}
+
+func TestNATSConfigRoutesEveryServer(t *testing.T) {
+	for _, n := range []int32{1, 3, 5} {
+		conf := NATSConfig(broker("b", n, nil))
+		routes := strings.Count(conf, ".b-nats-headless.default.svc:6222")
+		want := int(n)
+		if n == 1 {
+			want = 0
+		}
+		if routes != want || strings.Contains(conf, "cluster {") != (n > 1) {
+			t.Errorf("%d servers: %d routes, want %d:\n%s", n, routes, want, conf)
+		}
+	}
+}
+
+func TestBrokerGolden(t *testing.T) {
+	in := &BrokerInput{Broker: sampleBroker(t), Settings: testSettings, Credentials: goldenCredentials}
+	checkGoldenDir(t, "broker", objectFiles(t, BrokerObjects(in)))
+}
+
+func TestNATSStatefulSet(t *testing.T) {
+	class := "fast"
+	size := resource.MustParse("5Gi")
+	tests := []struct {
+		name      string
+		broker    *v1alpha1.Broker
+		wantImage string
+		wantClaim string // "" when the data is not on a claim
+		wantClass *string
+	}{
+		{"defaults: file storage of 10Gi, the operator's image", broker("a", 1, nil), testSettings.NATSImage, "10Gi", nil},
+		{"a storage class and size", broker("b", 3, &v1alpha1.JetStream{Size: &size, StorageClassName: &class}), testSettings.NATSImage, "5Gi", &class},
+		{"memory storage has no claim", broker("c", 3, &v1alpha1.JetStream{Storage: v1alpha1.StorageMemory}), testSettings.NATSImage, "", nil},
+		{"the Broker's own image", func() *v1alpha1.Broker { b := broker("d", 1, nil); b.Spec.Image = "mirror.test/nats:2"; return b }(), "mirror.test/nats:2", "10Gi", nil},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			sts := NATSStatefulSet(&BrokerInput{Broker: tt.broker, Settings: testSettings, Credentials: goldenCredentials})
+			if sts.Spec.PodManagementPolicy != "Parallel" || sts.Spec.ServiceName != tt.broker.Name+"-nats-headless" {
+				t.Errorf("pod management %q, service %q", sts.Spec.PodManagementPolicy, sts.Spec.ServiceName)
+			}
+			if *sts.Spec.Replicas != tt.broker.DesiredReplicas() {
+				t.Errorf("replicas %d", *sts.Spec.Replicas)
+			}
+			c := sts.Spec.Template.Spec.Containers[0]
+			if c.Image != tt.wantImage {
+				t.Errorf("image %q, want %q", c.Image, tt.wantImage)
+			}
+			for _, p := range []*corev1.Probe{c.LivenessProbe, c.ReadinessProbe} {
+				if p.HTTPGet.Path != "/healthz?js-enabled-only=true" {
+					t.Errorf("probe path %q", p.HTTPGet.Path)
+				}
+			}
+			if c.Lifecycle == nil || c.Lifecycle.PreStop == nil || !strings.Contains(strings.Join(c.Lifecycle.PreStop.Exec.Command, " "), "ldm=") {
+				t.Errorf("no lame-duck preStop: %+v", c.Lifecycle)
+			}
+			switch {
+			case tt.wantClaim == "" && len(sts.Spec.VolumeClaimTemplates) != 0:
+				t.Errorf("claims %v, want none", sts.Spec.VolumeClaimTemplates)
+			case tt.wantClaim != "":
+				if len(sts.Spec.VolumeClaimTemplates) != 1 {
+					t.Fatalf("claims %v, want one", sts.Spec.VolumeClaimTemplates)
+				}
+				claim := sts.Spec.VolumeClaimTemplates[0]
+				got := claim.Spec.Resources.Requests[corev1.ResourceStorage]
+				if got.String() != tt.wantClaim || fmt.Sprint(claim.Spec.StorageClassName) != fmt.Sprint(tt.wantClass) {
+					t.Errorf("claim of %s in class %v, want %s in %v", got.String(), claim.Spec.StorageClassName, tt.wantClaim, tt.wantClass)
+				}
+			}
+		})
+	}
+}
+
+func TestNATSRollsWhenItsConfigOrCredentialsChange(t *testing.T) {
+	hash := func(b *v1alpha1.Broker, c Credentials) string {
+		return NATSStatefulSet(&BrokerInput{Broker: b, Settings: testSettings, Credentials: c}).Spec.Template.Annotations[AnnotationConfigHash]
+	}
+	base := hash(broker("a", 3, nil), goldenCredentials)
+	if base == hash(broker("a", 5, nil), goldenCredentials) {
+		t.Error("a new route list does not roll the servers")
+	}
+	if base == hash(broker("a", 3, nil), Credentials{User: "patchbay", Password: "pbother"}) {
+		t.Error("new credentials do not roll the servers")
+	}
+	if base != hash(broker("a", 3, nil), goldenCredentials) {
+		t.Error("the hash is not stable")
+	}
+}
+
+func TestNATSSecretStaysOutOfTheConfigMap(t *testing.T) {
+	in := &BrokerInput{Broker: sampleBroker(t), Settings: testSettings, Credentials: goldenCredentials}
+	if conf := NATSConfigMap(in).Data["nats.conf"]; strings.Contains(conf, goldenCredentials.Password) {
+		t.Errorf("nats.conf holds the password:\n%s", conf)
+	}
+}

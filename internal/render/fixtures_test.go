@@ -1,0 +1,136 @@
+package render
+
+import (
+	"os"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/yaml"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/plan"
+)
+
+// goldenNamespace and goldenUID make rendered owners reproducible.
+const (
+	goldenNamespace = "default"
+	goldenUID       = types.UID("00000000-0000-0000-0000-00000000cafe")
+)
+
+var testSettings = Settings{
+	RuntimeImage:      "registry.test/patchbay-runtime:test",
+	NATSImage:         "registry.test/nats:test",
+	ComponentReplicas: 2,
+}
+
+func policy() plan.Policy {
+	return plan.Policy{
+		Timeout:        plan.D(2 * time.Second),
+		Retry:          plan.Retry{Attempts: 3, Backoff: "exponential", InitialDelay: plan.D(100 * time.Millisecond), MaxDelay: plan.D(2 * time.Second)},
+		CircuitBreaker: plan.CircuitBreaker{ConsecutiveFailures: 5, OpenDuration: plan.D(30 * time.Second), HalfOpenRequests: 1},
+		Bulkhead:       plan.Bulkhead{MaxConcurrent: 64},
+	}
+}
+
+func workflow(name string, style v1alpha1.Style, steps ...v1alpha1.Step) *v1alpha1.Workflow {
+	wf := &v1alpha1.Workflow{Spec: v1alpha1.WorkflowSpec{Style: style, Steps: steps}}
+	wf.Name, wf.Namespace, wf.UID = name, goldenNamespace, goldenUID
+	return wf
+}
+
+func step(name string, replicas int32, dependsOn ...string) v1alpha1.Step {
+	return v1alpha1.Step{Name: name, Image: "registry.test/" + name + ":1", Replicas: ptr.To(replicas), DependsOn: dependsOn}
+}
+
+func planStep(wf, name string, replicas int32, mode string, callers ...string) plan.Step {
+	return plan.Step{
+		Name: name, Service: wf + "-" + name, Replicas: replicas, Mode: mode,
+		App: plan.App{Port: 8080, Path: "/"}, Callers: callers, Policy: policy(),
+	}
+}
+
+// chainFixture is a sync-chain a → b → c whose entry is step a.
+func chainFixture() (*v1alpha1.Workflow, *plan.Plan) {
+	wf := workflow("quote", v1alpha1.StyleSyncChain, step("a", 1), step("b", 2, "a"), step("c", 1, "b"))
+	p := &plan.Plan{
+		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: plan.StyleSyncChain,
+		Entry: plan.Entry{Kind: plan.EntryStep, Step: "a", Service: "quote-a", Sync: true, Timeout: plan.D(10 * time.Second)},
+		Steps: []plan.Step{
+			planStep("quote", "a", 1, plan.ModeChain),
+			planStep("quote", "b", 2, plan.ModeChain, "a"),
+			planStep("quote", "c", 1, plan.ModeChain, "b"),
+		},
+		Levels: [][]string{{"a"}, {"b"}, {"c"}},
+		Sinks:  []string{"c"},
+	}
+	return wf, p
+}
+
+// orchestratedFixture is a sync-orchestrated diamond behind an orchestrator.
+func orchestratedFixture() (*v1alpha1.Workflow, *plan.Plan) {
+	wf := workflow("checkout", v1alpha1.StyleSyncOrchestrated, step("validate", 2), step("charge", 1, "validate"), step("reserve", 1, "validate"))
+	p := &plan.Plan{
+		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: plan.StyleSyncOrchestrated,
+		Roles: plan.Roles{Orchestrator: true},
+		Entry: plan.Entry{Kind: plan.EntryOrchestrator, Service: "checkout-orchestrator", Sync: true, Timeout: plan.D(10 * time.Second)},
+		Steps: []plan.Step{
+			planStep("checkout", "validate", 2, plan.ModeOrchestrated, plan.OrchestratorRole),
+			planStep("checkout", "charge", 1, plan.ModeOrchestrated, plan.OrchestratorRole),
+			planStep("checkout", "reserve", 1, plan.ModeOrchestrated, plan.OrchestratorRole),
+		},
+		Levels: [][]string{{"validate"}, {"charge", "reserve"}},
+		Sinks:  []string{"charge", "reserve"},
+	}
+	return wf, p
+}
+
+// choreographyFixture is two event-driven steps behind a gateway, on broker "events".
+func choreographyFixture() (*v1alpha1.Workflow, *plan.Plan) {
+	wf := workflow("orders", v1alpha1.StyleChoreography, step("reserve", 1), step("charge", 3))
+	wf.Spec.Broker = &v1alpha1.BrokerRef{Name: "events"}
+	p := &plan.Plan{
+		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: plan.StyleChoreography,
+		Roles: plan.Roles{Gateway: true, Broker: true, BrokerName: "events"},
+		Entry: plan.Entry{Kind: plan.EntryGateway, Service: "orders-gateway", Sync: true, Timeout: plan.D(5 * time.Second), Event: "order.requested"},
+		Steps: []plan.Step{
+			planStep("orders", "reserve", 1, plan.ModeEvent),
+			planStep("orders", "charge", 3, plan.ModeEvent),
+		},
+	}
+	p.Steps[0].Level, p.Steps[1].Level = -1, -1
+	return wf, p
+}
+
+func mustInput(t *testing.T, wf *v1alpha1.Workflow, p *plan.Plan) *WorkflowInput {
+	t.Helper()
+	in, err := NewWorkflowInput(wf, p, testSettings)
+	if err != nil {
+		t.Fatalf("NewWorkflowInput: %v", err)
+	}
+	return in
+}
+
+// readSample decodes one manifest of config/samples into out.
+func readSample(t *testing.T, file string, out any) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", file))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := yaml.UnmarshalStrict(b, out); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+}
+
+func sampleBroker(t *testing.T) *v1alpha1.Broker {
+	t.Helper()
+	var b v1alpha1.Broker
+	readSample(t, "broker.yaml", &b)
+	b.Namespace, b.UID = goldenNamespace, goldenUID
+	return &b
+}
+
+var goldenCredentials = Credentials{User: "patchbay", Password: "pbgoldenpassword"}

@@ -1,0 +1,20 @@
+package render
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// PlanKey is the key of the plan JSON in the plan ConfigMap.
+const PlanKey = "plan.json"
+
+// PlanConfigMap renders <workflow>-plan, the Plan JSON every pod of the workflow mounts.
+func PlanConfigMap(in *WorkflowInput) *corev1.ConfigMap {
+	cm := &corev1.ConfigMap{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
+		Data:     map[string]string{PlanKey: string(in.planJSON)},
+	}
+	stamp(cm, in.owner(), PlanConfigMapName(in.Workflow.Name), ComponentPlan, "")
+	cm.Annotations = map[string]string{AnnotationPlanHash: in.planHash}
+	return cm
+}

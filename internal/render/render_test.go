@@ -1,0 +1,315 @@
+package render
+
+import (
+	"fmt"
+	"reflect"
+	"slices"
+	"strings"
+	"testing"
+
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/plan"
+)
+
+func kindNames(objs []client.Object) []string {
+	var out []string
+	for _, o := range objs {
+		out = append(out, fmt.Sprintf("%s/%s", o.GetObjectKind().GroupVersionKind().Kind, o.GetName()))
+	}
+	return out
+}
+
+func TestWorkflowObjectsAreWhatTheStyleNeeds(t *testing.T) {
+	tests := []struct {
+		name    string
+		fixture func() (*v1alpha1.Workflow, *plan.Plan)
+		want    []string
+	}{
+		{"sync-chain: steps only, a PDB for the replicated step", chainFixture, []string{
+			"ConfigMap/quote-plan",
+			"Deployment/quote-a", "Service/quote-a", "Deployment/quote-b", "Service/quote-b", "Deployment/quote-c", "Service/quote-c",
+			"NetworkPolicy/quote-a", "NetworkPolicy/quote-b", "NetworkPolicy/quote-c",
+			"PodDisruptionBudget/quote-b",
+		}},
+		{"sync-orchestrated: steps and an orchestrator", orchestratedFixture, []string{
+			"ConfigMap/checkout-plan",
+			"Deployment/checkout-validate", "Service/checkout-validate", "Deployment/checkout-charge", "Service/checkout-charge",
+			"Deployment/checkout-reserve", "Service/checkout-reserve",
+			"Deployment/checkout-orchestrator", "Service/checkout-orchestrator",
+			"NetworkPolicy/checkout-validate", "NetworkPolicy/checkout-charge", "NetworkPolicy/checkout-reserve", "NetworkPolicy/checkout-orchestrator",
+			"PodDisruptionBudget/checkout-validate", "PodDisruptionBudget/checkout-orchestrator",
+		}},
+		{"choreography: steps and a gateway", choreographyFixture, []string{
+			"ConfigMap/orders-plan",
+			"Deployment/orders-reserve", "Service/orders-reserve", "Deployment/orders-charge", "Service/orders-charge",
+			"Deployment/orders-gateway", "Service/orders-gateway",
+			"NetworkPolicy/orders-reserve", "NetworkPolicy/orders-charge", "NetworkPolicy/orders-gateway",
+			"PodDisruptionBudget/orders-charge", "PodDisruptionBudget/orders-gateway",
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wf, p := tt.fixture()
+			got := kindNames(WorkflowObjects(mustInput(t, wf, p)))
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("children:\n got  %v\n want %v", got, tt.want)
+			}
+		})
+	}
+}
+
+func TestEveryChildIsStampedAndOwned(t *testing.T) {
+	wf, p := choreographyFixture()
+	for _, o := range WorkflowObjects(mustInput(t, wf, p)) {
+		ref := metav1.GetControllerOf(o)
+		if ref == nil || ref.UID != wf.UID || ref.Kind != "Workflow" || ref.APIVersion != v1alpha1.GroupVersion.String() {
+			t.Errorf("%s/%s: controller reference %+v, want the Workflow", o.GetObjectKind().GroupVersionKind().Kind, o.GetName(), ref)
+		}
+		l := o.GetLabels()
+		if l[LabelWorkflow] != wf.Name || l[LabelComponent] == "" || l["app.kubernetes.io/managed-by"] != "patchbay" {
+			t.Errorf("%s: labels %v", o.GetName(), l)
+		}
+		if o.GetNamespace() != wf.Namespace {
+			t.Errorf("%s: namespace %q", o.GetName(), o.GetNamespace())
+		}
+	}
+}
+
+// podTemplates returns the pod templates of Deployments and StatefulSets.
+func podTemplates(objs []client.Object) map[string]*corev1.PodTemplateSpec {
+	out := map[string]*corev1.PodTemplateSpec{}
+	for _, o := range objs {
+		switch o := o.(type) {
+		case *appsv1.Deployment:
+			out[o.Name] = &o.Spec.Template
+		case *appsv1.StatefulSet:
+			out[o.Name] = &o.Spec.Template
+		}
+	}
+	return out
+}
+
+func TestEveryPodIsRestricted(t *testing.T) {
+	var objs []client.Object
+	for _, f := range []func() (*v1alpha1.Workflow, *plan.Plan){chainFixture, orchestratedFixture, choreographyFixture} {
+		wf, p := f()
+		objs = append(objs, WorkflowObjects(mustInput(t, wf, p))...)
+	}
+	objs = append(objs, BrokerObjects(&BrokerInput{Broker: sampleBroker(t), Settings: testSettings, Credentials: goldenCredentials})...)
+	pods := podTemplates(objs)
+	if len(pods) < 10 {
+		t.Fatalf("only %d pod templates rendered", len(pods))
+	}
+	for name, tpl := range pods {
+		spec := tpl.Spec
+		if spec.AutomountServiceAccountToken == nil || *spec.AutomountServiceAccountToken {
+			t.Errorf("%s: mounts a service-account token", name)
+		}
+		psc := spec.SecurityContext
+		if psc == nil || psc.RunAsNonRoot == nil || !*psc.RunAsNonRoot || psc.SeccompProfile == nil || psc.SeccompProfile.Type != corev1.SeccompProfileTypeRuntimeDefault {
+			t.Errorf("%s: pod security context %+v is not restricted", name, psc)
+		}
+		for _, c := range slices.Concat(spec.InitContainers, spec.Containers) {
+			sc := c.SecurityContext
+			ok := sc != nil && sc.AllowPrivilegeEscalation != nil && !*sc.AllowPrivilegeEscalation &&
+				sc.ReadOnlyRootFilesystem != nil && *sc.ReadOnlyRootFilesystem &&
+				sc.Capabilities != nil && slices.Equal(sc.Capabilities.Drop, []corev1.Capability{"ALL"}) && len(sc.Capabilities.Add) == 0 &&
+				(sc.RunAsUser == nil || *sc.RunAsUser != 0)
+			if !ok {
+				t.Errorf("%s/%s: container security context %+v is not restricted", name, c.Name, sc)
+			}
+		}
+	}
+}
+
+func TestStepPodsRunTheSidecarNatively(t *testing.T) {
+	wf, p := orchestratedFixture()
+	in := mustInput(t, wf, p)
+	for i := range p.Steps {
+		d := StepDeployment(in, &p.Steps[i])
+		spec := d.Spec.Template.Spec
+		if len(spec.InitContainers) != 1 || len(spec.Containers) != 1 {
+			t.Fatalf("%s: %d init containers and %d containers, want the sidecar and the app", d.Name, len(spec.InitContainers), len(spec.Containers))
+		}
+		sc := spec.InitContainers[0]
+		if sc.Name != SidecarContainerName || sc.RestartPolicy == nil || *sc.RestartPolicy != corev1.ContainerRestartPolicyAlways {
+			t.Errorf("%s: %s is not a native sidecar (restartPolicy %v)", d.Name, sc.Name, sc.RestartPolicy)
+		}
+		if sc.Image != testSettings.RuntimeImage {
+			t.Errorf("%s: sidecar image %q, want the settings' %q", d.Name, sc.Image, testSettings.RuntimeImage)
+		}
+		if !slices.Contains(sc.Args, "--step="+p.Steps[i].Name) || !slices.Contains(sc.Args, "--plan=/etc/patchbay/plan/plan.json") {
+			t.Errorf("%s: sidecar args %v", d.Name, sc.Args)
+		}
+		if got := d.Spec.Template.Annotations[AnnotationPlanHash]; got != in.PlanHash() || got == "" {
+			t.Errorf("%s: plan hash annotation %q, want %q", d.Name, got, in.PlanHash())
+		}
+		if spec.Containers[0].Image != wf.Spec.Steps[i].Image {
+			t.Errorf("%s: app image %q", d.Name, spec.Containers[0].Image)
+		}
+		var planMounted bool
+		for _, v := range spec.Volumes {
+			planMounted = planMounted || (v.ConfigMap != nil && v.ConfigMap.Name == "checkout-plan")
+			if v.Secret != nil {
+				t.Errorf("%s: a sync workflow mounts Secret %s", d.Name, v.Secret.SecretName)
+			}
+		}
+		if !planMounted {
+			t.Errorf("%s: the plan ConfigMap is not mounted", d.Name)
+		}
+		if *d.Spec.Replicas != p.Steps[i].Replicas {
+			t.Errorf("%s: replicas %d, want %d", d.Name, *d.Spec.Replicas, p.Steps[i].Replicas)
+		}
+	}
+}
+
+func TestAPlanChangeRollsThePods(t *testing.T) {
+	wf, p := orchestratedFixture()
+	before := StepDeployment(mustInput(t, wf, p), &p.Steps[0]).Spec.Template.Annotations[AnnotationPlanHash]
+	p.Steps[0].Policy.Timeout = plan.D(p.Steps[0].Policy.Timeout.Duration * 2)
+	after := StepDeployment(mustInput(t, wf, p), &p.Steps[0]).Spec.Template.Annotations[AnnotationPlanHash]
+	if before == after {
+		t.Errorf("plan hash %q did not change with the plan", before)
+	}
+}
+
+func TestBrokerClientsMountTheCredentials(t *testing.T) {
+	wf, p := choreographyFixture()
+	in := mustInput(t, wf, p)
+	for name, tpl := range podTemplates(WorkflowObjects(in)) {
+		if tpl.Labels[LabelBrokerClient] != "events" {
+			t.Errorf("%s: pods lack %s=events", name, LabelBrokerClient)
+		}
+		var mounted bool
+		for _, v := range tpl.Spec.Volumes {
+			mounted = mounted || (v.Secret != nil && v.Secret.SecretName == "events-nats-client")
+		}
+		if !mounted {
+			t.Errorf("%s: the Broker's client Secret is not mounted", name)
+		}
+		for _, c := range slices.Concat(tpl.Spec.InitContainers, tpl.Spec.Containers) {
+			runtime := c.Image == testSettings.RuntimeImage
+			if runtime != slices.Contains(c.Args, "--nats-url=nats://events-nats.default.svc:4222") {
+				t.Errorf("%s/%s: args %v: only runtime containers get the broker URL", name, c.Name, c.Args)
+			}
+			var mountsCreds bool
+			for _, m := range c.VolumeMounts {
+				mountsCreds = mountsCreds || m.Name == natsVolume
+			}
+			if mountsCreds != runtime {
+				t.Errorf("%s/%s: mounts the credentials: %v, want only the runtime", name, c.Name, mountsCreds)
+			}
+		}
+	}
+}
+
+func TestServicesServeHTTPOnPort80(t *testing.T) {
+	wf, p := orchestratedFixture()
+	for _, o := range WorkflowObjects(mustInput(t, wf, p)) {
+		svc, ok := o.(*corev1.Service)
+		if !ok {
+			continue
+		}
+		want := int32(plan.SidecarPort)
+		if svc.Name == "checkout-orchestrator" {
+			want = plan.ComponentPort
+		}
+		if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 80 || svc.Spec.Ports[0].TargetPort.IntVal != want {
+			t.Errorf("%s: ports %+v, want 80 → %d", svc.Name, svc.Spec.Ports, want)
+		}
+	}
+}
+
+func TestStepNetworkPolicyAdmitsOnlyItsCallers(t *testing.T) {
+	ingressOn := func(np *networkingv1.NetworkPolicy, port int32) (rules []networkingv1.NetworkPolicyIngressRule) {
+		for _, r := range np.Spec.Ingress {
+			for _, p := range r.Ports {
+				if p.Port.IntVal == port {
+					rules = append(rules, r)
+				}
+			}
+		}
+		return rules
+	}
+	tests := []struct {
+		name    string
+		fixture func() (*v1alpha1.Workflow, *plan.Plan)
+		step    string
+		// from lists the selectors admitted to the inbound port; nil means everyone, empty no one.
+		from []map[string]string
+	}{
+		{"the entry of a chain admits everyone", chainFixture, "a", nil},
+		{"a chained step admits its predecessor", chainFixture, "b", []map[string]string{
+			{LabelWorkflow: "quote", LabelComponent: ComponentStep, LabelStep: "a"},
+		}},
+		{"an orchestrated step admits the orchestrator", orchestratedFixture, "charge", []map[string]string{
+			{LabelWorkflow: "checkout", LabelComponent: ComponentOrchestrator},
+		}},
+		{"an event-driven step admits no one", choreographyFixture, "charge", []map[string]string{}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wf, p := tt.fixture()
+			np := stepNetworkPolicy(mustInput(t, wf, p), p.Step(tt.step))
+			if !slices.Equal(np.Spec.PolicyTypes, []networkingv1.PolicyType{networkingv1.PolicyTypeIngress}) {
+				t.Errorf("policy types %v", np.Spec.PolicyTypes)
+			}
+			rules := ingressOn(np, plan.SidecarPort)
+			switch {
+			case tt.from == nil:
+				if len(rules) != 1 || rules[0].From != nil {
+					t.Errorf("inbound rules %+v, want one from everyone", rules)
+				}
+			case len(tt.from) == 0:
+				if len(rules) != 0 {
+					t.Errorf("inbound rules %+v, want none", rules)
+				}
+			default:
+				var got []map[string]string
+				for _, r := range rules {
+					for _, f := range r.From {
+						got = append(got, f.PodSelector.MatchLabels)
+					}
+				}
+				if !reflect.DeepEqual(got, tt.from) {
+					t.Errorf("inbound from %v, want %v", got, tt.from)
+				}
+			}
+			if admin := ingressOn(np, plan.SidecarAdminPort); len(admin) != 1 || admin[0].From != nil {
+				t.Errorf("admin port rules %+v, want one from everyone", admin)
+			}
+		})
+	}
+}
+
+func TestComponentNetworkPolicyEgress(t *testing.T) {
+	wf, p := orchestratedFixture()
+	np := componentNetworkPolicy(mustInput(t, wf, p), ComponentOrchestrator)
+	var steps []string
+	var dns bool
+	for _, r := range np.Spec.Egress {
+		for _, port := range r.Ports {
+			dns = dns || port.Port.IntVal == 53
+		}
+		for _, to := range r.To {
+			steps = append(steps, to.PodSelector.MatchLabels[LabelStep])
+		}
+	}
+	if !dns || !slices.Equal(steps, []string{"validate", "charge", "reserve"}) {
+		t.Errorf("egress %+v: want DNS and the three steps", np.Spec.Egress)
+	}
+}
+
+func TestNewWorkflowInputRejectsAForeignPlan(t *testing.T) {
+	wf, p := orchestratedFixture()
+	p.Workflow = "other"
+	if _, err := NewWorkflowInput(wf, p, testSettings); err == nil || !strings.Contains(err.Error(), "other") {
+		t.Errorf("err = %v, want a plan mismatch", err)
+	}
+}

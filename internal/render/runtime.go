@@ -1,0 +1,127 @@
+package render
+
+import (
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
+)
+
+// Where the patchbay-runtime finds its inputs in every pod of a workflow.
+const (
+	planVolume         = "plan"
+	planMountDir       = "/etc/patchbay/plan"
+	natsVolume         = "nats-credentials"
+	natsCredentialsDir = "/etc/patchbay/nats"
+	// SidecarContainerName is the name of the runtime sidecar in a step's pod.
+	SidecarContainerName = "patchbay-sidecar"
+	// AppContainerName is the name of the user's container in a step's pod.
+	AppContainerName = "app"
+)
+
+// runtimeArgs are the patchbay-runtime arguments of one role: the plan file and,
+// for the async styles, where the broker is and where its credentials are mounted.
+func runtimeArgs(in *WorkflowInput, role string, extra ...string) []string {
+	args := []string{role, "--plan=" + planMountDir + "/" + PlanKey}
+	args = append(args, extra...)
+	if in.usesBroker() {
+		args = append(args,
+			"--nats-url="+BrokerURL(in.Workflow.Namespace, in.Plan.Roles.BrokerName),
+			"--nats-credentials="+natsCredentialsDir)
+	}
+	return args
+}
+
+func runtimeVolumeMounts(in *WorkflowInput) []corev1.VolumeMount {
+	m := []corev1.VolumeMount{{Name: planVolume, MountPath: planMountDir, ReadOnly: true}}
+	if in.usesBroker() {
+		m = append(m, corev1.VolumeMount{Name: natsVolume, MountPath: natsCredentialsDir, ReadOnly: true})
+	}
+	return m
+}
+
+// runtimeVolumes are the plan and, for the async styles, the Broker's client
+// credentials: only pods of workflows that use a Broker mount its Secret.
+func runtimeVolumes(in *WorkflowInput) []corev1.Volume {
+	v := []corev1.Volume{{
+		Name: planVolume,
+		VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
+			LocalObjectReference: corev1.LocalObjectReference{Name: PlanConfigMapName(in.Workflow.Name)},
+		}},
+	}}
+	if in.usesBroker() {
+		v = append(v, corev1.Volume{
+			Name: natsVolume,
+			VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
+				SecretName: NATSClientSecretName(in.Plan.Roles.BrokerName),
+			}},
+		})
+	}
+	return v
+}
+
+func httpProbe(path string, port int32) *corev1.Probe {
+	return &corev1.Probe{
+		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
+			Path: path, Port: intstr.FromInt32(port), Scheme: corev1.URISchemeHTTP,
+		}},
+		PeriodSeconds:    10,
+		TimeoutSeconds:   1,
+		FailureThreshold: 3,
+		SuccessThreshold: 1,
+	}
+}
+
+func tcpPort(name string, port int32) corev1.ContainerPort {
+	return corev1.ContainerPort{Name: name, ContainerPort: port, Protocol: corev1.ProtocolTCP}
+}
+
+// sidecarContainer is the patchbay-runtime sidecar of a step, the one place it
+// is built. It runs as a native sidecar (an init container that keeps running),
+// so it is up before the app starts and stops after it.
+func sidecarContainer(in *WorkflowInput, step *plan.Step) corev1.Container {
+	return corev1.Container{
+		Name:          SidecarContainerName,
+		Image:         in.Settings.RuntimeImage,
+		Args:          runtimeArgs(in, "sidecar", "--step="+step.Name),
+		RestartPolicy: ptr.To(corev1.ContainerRestartPolicyAlways),
+		Ports: []corev1.ContainerPort{
+			tcpPort("http", plan.SidecarPort),
+			tcpPort("admin", plan.SidecarAdminPort),
+		},
+		ReadinessProbe: httpProbe("/readyz", plan.SidecarAdminPort),
+		LivenessProbe:  httpProbe("/healthz", plan.SidecarAdminPort),
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("20m"),
+				corev1.ResourceMemory: resource.MustParse("32Mi"),
+			},
+			Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("128Mi")},
+		},
+		SecurityContext: restrictedContainerSecurityContext(ptr.To(runtimeUser)),
+		VolumeMounts:    runtimeVolumeMounts(in),
+	}
+}
+
+// componentContainer is the patchbay-runtime container of the orchestrator or the gateway.
+func componentContainer(in *WorkflowInput, role string) corev1.Container {
+	return corev1.Container{
+		Name:           role,
+		Image:          in.Settings.RuntimeImage,
+		Args:           runtimeArgs(in, role),
+		Ports:          []corev1.ContainerPort{tcpPort("http", plan.ComponentPort)},
+		ReadinessProbe: httpProbe("/readyz", plan.ComponentPort),
+		LivenessProbe:  httpProbe("/healthz", plan.ComponentPort),
+		Resources: corev1.ResourceRequirements{
+			Requests: corev1.ResourceList{
+				corev1.ResourceCPU:    resource.MustParse("50m"),
+				corev1.ResourceMemory: resource.MustParse("64Mi"),
+			},
+			Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
+		},
+		SecurityContext: restrictedContainerSecurityContext(ptr.To(runtimeUser)),
+		VolumeMounts:    runtimeVolumeMounts(in),
+	}
+}

@@ -1,0 +1,102 @@
+package render
+
+import (
+	"fmt"
+
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/plan"
+)
+
+// WorkflowInput is everything a Workflow's children are rendered from: the
+// Workflow (the owner, and the app containers the Plan does not describe), its
+// compiled Plan and the operator's settings.
+type WorkflowInput struct {
+	Workflow *v1alpha1.Workflow
+	Plan     *plan.Plan
+	Settings Settings
+
+	planJSON []byte
+	planHash string
+	steps    map[string]*v1alpha1.Step
+}
+
+// NewWorkflowInput checks that the Plan belongs to the Workflow and marshals it once.
+func NewWorkflowInput(wf *v1alpha1.Workflow, p *plan.Plan, s Settings) (*WorkflowInput, error) {
+	if p.Workflow != wf.Name || p.Namespace != wf.Namespace {
+		return nil, fmt.Errorf("plan of %s/%s cannot render Workflow %s/%s", p.Namespace, p.Workflow, wf.Namespace, wf.Name)
+	}
+	b, err := p.Marshal()
+	if err != nil {
+		return nil, fmt.Errorf("marshal plan: %w", err)
+	}
+	h, err := p.Hash()
+	if err != nil {
+		return nil, fmt.Errorf("hash plan: %w", err)
+	}
+	in := &WorkflowInput{Workflow: wf, Plan: p, Settings: s, planJSON: b, planHash: h, steps: map[string]*v1alpha1.Step{}}
+	for i := range wf.Spec.Steps {
+		in.steps[wf.Spec.Steps[i].Name] = &wf.Spec.Steps[i]
+	}
+	for _, st := range p.Steps {
+		if in.steps[st.Name] == nil {
+			return nil, fmt.Errorf("plan step %q is not in the Workflow's spec.steps", st.Name)
+		}
+	}
+	return in, nil
+}
+
+// PlanHash is the hash of the plan, as the pods carry it.
+func (in *WorkflowInput) PlanHash() string { return in.planHash }
+
+func (in *WorkflowInput) owner() owner { return workflowOwner(in.Workflow) }
+
+// usesBroker reports whether the workflow's pods connect to a Broker.
+func (in *WorkflowInput) usesBroker() bool {
+	return in.Plan.Roles.Broker && in.Plan.Roles.BrokerName != ""
+}
+
+// Components lists the patchbay components the plan runs beside the steps, in
+// the order they are rendered.
+func Components(p *plan.Plan) []string {
+	var cs []string
+	if p.Roles.Orchestrator {
+		cs = append(cs, ComponentOrchestrator)
+	}
+	if p.Roles.Gateway {
+		cs = append(cs, ComponentGateway)
+	}
+	return cs
+}
+
+// StepObjects renders the Deployment and Service of every step.
+func StepObjects(in *WorkflowInput) []client.Object {
+	var objs []client.Object
+	for i := range in.Plan.Steps {
+		st := &in.Plan.Steps[i]
+		objs = append(objs, StepDeployment(in, st), StepService(in, st))
+	}
+	return objs
+}
+
+// ComponentObjects renders the orchestrator's and the gateway's Deployment and
+// Service, for those the plan runs.
+func ComponentObjects(in *WorkflowInput) []client.Object {
+	var objs []client.Object
+	for _, c := range Components(in.Plan) {
+		objs = append(objs, ComponentDeployment(in, c), ComponentService(in, c))
+	}
+	return objs
+}
+
+// WorkflowObjects renders every child of a Workflow, in the order the
+// controller applies them.
+func WorkflowObjects(in *WorkflowInput) []client.Object {
+	objs := []client.Object{PlanConfigMap(in)}
+	objs = append(objs, StepObjects(in)...)
+	objs = append(objs, ComponentObjects(in)...)
+	objs = append(objs, NetworkPolicies(in)...)
+	objs = append(objs, DisruptionBudgets(in)...)
+	return objs
+}
