@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"regexp"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/go-openapi/jsonpointer"
@@ -118,13 +119,13 @@ var plainKey = regexp.MustCompile(`^[-/_=.a-zA-Z0-9]+$`)
 // kvKey maps a key value to a valid KV key: as is when it can be, else
 // base64url with a prefix no plain key of this form starts with.
 func kvKey(k string) string {
-	if plainKey.MatchString(k) && k[0] != '.' && k[len(k)-1] != '.' && !startsWithB64(k) {
+	if plainKey.MatchString(k) && k[0] != '.' && k[len(k)-1] != '.' && !strings.HasPrefix(k, b64Prefix) {
 		return k
 	}
-	return "_b64_" + base64.RawURLEncoding.EncodeToString([]byte(k))
+	return b64Prefix + base64.RawURLEncoding.EncodeToString([]byte(k))
 }
 
-func startsWithB64(k string) bool { return len(k) >= 5 && k[:5] == "_b64_" }
+const b64Prefix = "_b64_"
 
 func (g *Gateway) serveQuery(w http.ResponseWriter, r *http.Request) {
 	if g.readModel == nil {
