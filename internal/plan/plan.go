@@ -19,6 +19,10 @@ const (
 	OrchestratorRole  = "orchestrator"
 	GatewayRole       = "gateway"
 	DefaultMaxBodyLen = 4 << 20 // largest payload a hop accepts, in bytes
+	// MaxMessageLen is the largest NATS message a Broker accepts (max_payload):
+	// a payload of DefaultMaxBodyLen plus headers, or a dead-letter envelope
+	// that carries one, or a run record holding several outputs.
+	MaxMessageLen = 2 * DefaultMaxBodyLen
 )
 
 // Style names, the same strings as the Workflow API.

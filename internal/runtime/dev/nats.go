@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
 )
 
 // broker is an embedded nats-server with JetStream for the async styles: on
@@ -29,8 +31,8 @@ func startBroker() (*broker, error) {
 		StoreDir:   dir,
 		NoSigs:     true,
 		NoLog:      true,
-		// Room for the largest payload plus headers.
-		MaxPayload: 8 << 20,
+		// The same limit as a Broker's servers.
+		MaxPayload: plan.MaxMessageLen,
 	})
 	if err != nil {
 		_ = os.RemoveAll(dir)
