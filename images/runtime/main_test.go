@@ -46,7 +46,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-const waitBound = 30 * time.Second
+// waitBound bounds every wait, generous for a loaded 2-core machine;
+// pollEvery is how often a wait looks.
+const (
+	waitBound = 30 * time.Second
+	pollEvery = 20 * time.Millisecond
+)
 
 // process is a started binary; the test's cleanup kills its whole process
 // group if it is still running, so nothing it started outlives the test.

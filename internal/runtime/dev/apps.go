@@ -128,6 +128,8 @@ func startCommand(ctx context.Context, step, command string, stderr io.Writer, l
 		}
 		select {
 		case <-a.exited:
+			// The shell is gone; what it started in the background is not.
+			kill(cmd)
 			return nil, fmt.Errorf("step %s: command %q exited before listening on $PORT (%d): %v", step, command, port, cmd.ProcessState)
 		case <-ctx.Done():
 			a.stop(log)
