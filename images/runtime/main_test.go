@@ -71,13 +71,23 @@ func start(t *testing.T, bin string, args ...string) *process {
 // startReadingStdout starts a binary and leaves its stdout to the test.
 func startReadingStdout(t *testing.T, bin string, args ...string) (*process, *bufio.Reader) {
 	t.Helper()
+	return startReadingStdoutTee(t, io.Discard, bin, args...)
+}
+
+// startReadingStdoutTee is startReadingStdout that also copies stderr to tee,
+// for a test that waits for a log line.
+func startReadingStdoutTee(t *testing.T, tee io.Writer, bin string, args ...string) (*process, *bufio.Reader) {
+	t.Helper()
 	p := &process{cmd: exec.Command(bin, args...), exited: make(chan struct{})}
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd.Stderr = io.MultiWriter(&p.stderr, t.Output())
+	p.cmd.Stderr = io.MultiWriter(&p.stderr, t.Output(), tee)
+	// A child the binary left behind may hold its output open: do not let
+	// that block Wait.
+	p.cmd.WaitDelay = time.Second
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
 	}
