@@ -233,7 +233,7 @@ func (e *Env) Err() error { return e.err }
 
 // connect opens a component's own connection to the embedded broker.
 func (e *Env) connect(p *plan.Plan, name string) (*bus.Conn, error) {
-	conn, err := bus.Connect(bus.Options{URL: e.NATSURL, Name: "patchbay-dev " + p.Workflow + " " + name}, e.tel.Log)
+	conn, err := bus.Connect(bus.Options{URL: e.NATSURL, Name: "patchbay-dev " + p.Workflow + " " + name, Storage: bus.DefaultStorage}, e.tel.Log)
 	if err != nil {
 		return nil, err
 	}
