@@ -49,6 +49,8 @@ type brokerScope struct {
 	before      *v1alpha1.Broker
 	credentials *render.Credentials
 	nameErr     *nameError
+	// applyErrors are the children the API server refused, for the status.
+	applyErrors []error
 	failed      bool
 }
 
@@ -137,6 +139,7 @@ func (r *BrokerReconciler) applyChildren(ctx context.Context, s *brokerScope) (c
 			}
 		case err != nil:
 			errs = append(errs, err)
+			s.applyErrors = append(s.applyErrors, err)
 		}
 	}
 	return ctrl.Result{}, errors.Join(errs...)
@@ -149,7 +152,7 @@ func (r *BrokerReconciler) writeStatus(ctx context.Context, s *brokerScope) (ctr
 	b.Status.URL = render.BrokerURL(b.Namespace, b.Name)
 	b.Status.Replicas = b.DesiredReplicas()
 	b.Status.ReadyReplicas = 0
-	ready := false
+	readiness := brokerReadiness{nameErr: s.nameErr, applyErrors: s.applyErrors}
 	sts := &appsv1.StatefulSet{}
 	err := r.client.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: render.NATSName(b.Name)}, sts)
 	switch {
@@ -159,10 +162,10 @@ func (r *BrokerReconciler) writeStatus(ctx context.Context, s *brokerScope) (ctr
 	default:
 		if ref := metav1.GetControllerOf(sts); ref != nil && ref.UID == b.UID {
 			b.Status.ReadyReplicas = sts.Status.ReadyReplicas
-			ready = statefulSetReady(sts, b.DesiredReplicas())
+			readiness.ready = statefulSetReady(sts, b.DesiredReplicas())
 		}
 	}
-	setBrokerAvailableCondition(b, ready, s.nameErr)
+	setBrokerAvailableCondition(b, readiness)
 	if !s.failed && s.nameErr == nil {
 		b.Status.ObservedGeneration = b.Generation
 	}

@@ -104,6 +104,9 @@ func TestSetStepsReadyCondition(t *testing.T) {
 		{"not compiled", workloadReadiness{}, wantCondition{metav1.ConditionUnknown, v1alpha1.ReasonCompileFailed, "did not compile"}},
 		{"a name conflict wins over progress", workloadReadiness{compiled: true, total: 2, waiting: []string{"a-b-c"}, nameErrors: []*nameError{conflict, tooLong}},
 			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNameConflict, "belongs to Workflow a-b; Service name x is 70 characters"}},
+		{"a refused child wins over everything, even all ready", workloadReadiness{compiled: true, total: 2, nameErrors: []*nameError{conflict},
+			applyErrors: []error{errors.New("apply Deployment shop-a: invalid"), errors.New("apply Service shop-a: invalid")}},
+			wantCondition{metav1.ConditionFalse, ReasonApplyFailed, "The API server refused the desired state, so children may be stale: apply Deployment shop-a: invalid; apply Service shop-a: invalid"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -185,20 +188,22 @@ func TestSetStyleAdvisedCondition(t *testing.T) {
 func TestSetBrokerAvailableCondition(t *testing.T) {
 	three := int32(3)
 	tests := []struct {
-		name    string
-		ready   bool
-		nameErr *nameError
-		want    wantCondition
+		name      string
+		readiness brokerReadiness
+		want      wantCondition
 	}{
-		{"ready", true, nil, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReplicasReady, "All 3 NATS servers ready at nats://"}},
-		{"starting", false, nil, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonReplicasNotReady, "1 of 3 NATS servers ready"}},
-		{"a name taken", true, &nameError{reason: v1alpha1.ReasonNameConflict, message: "Secret x already exists"}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNameConflict, "Secret x already exists"}},
+		{"ready", brokerReadiness{ready: true}, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReplicasReady, "All 3 NATS servers ready at nats://"}},
+		{"starting", brokerReadiness{}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonReplicasNotReady, "1 of 3 NATS servers ready"}},
+		{"a name taken", brokerReadiness{ready: true, nameErr: &nameError{reason: v1alpha1.ReasonNameConflict, message: "Secret x already exists"}},
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNameConflict, "Secret x already exists"}},
+		{"a refused child, on servers that are ready", brokerReadiness{ready: true, applyErrors: []error{errors.New("apply StatefulSet x-nats: invalid")}},
+			wantCondition{metav1.ConditionFalse, ReasonApplyFailed, "children may be stale: apply StatefulSet x-nats: invalid"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := &v1alpha1.Broker{Spec: v1alpha1.BrokerSpec{Replicas: &three}, Status: v1alpha1.BrokerStatus{ReadyReplicas: 1, URL: "nats://default-nats.prod.svc:4222"}}
 			b.Generation = 7
-			setBrokerAvailableCondition(b, tt.ready, tt.nameErr)
+			setBrokerAvailableCondition(b, tt.readiness)
 			checkCondition(t, b.Status.Conditions, v1alpha1.ConditionBrokerAvailable, 7, tt.want)
 		})
 	}

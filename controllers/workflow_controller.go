@@ -72,10 +72,12 @@ type workflowScope struct {
 	// desired holds every child rendered, applied or not; the others are pruned.
 	desired    map[childKey]bool
 	nameErrors []*nameError
-	created    []childKey
-	updated    []childKey
-	deleted    []childKey
-	failed     bool
+	// applyErrors are the children the API server refused, for the status.
+	applyErrors []error
+	created     []childKey
+	updated     []childKey
+	deleted     []childKey
+	failed      bool
 }
 
 func (r *WorkflowReconciler) phases() []phase[*workflowScope] {
@@ -191,6 +193,7 @@ func (r *WorkflowReconciler) applyChildren(ctx context.Context, s *workflowScope
 			s.nameErrors = append(s.nameErrors, nerr)
 		case err != nil:
 			errs = append(errs, err)
+			s.applyErrors = append(s.applyErrors, err)
 		case outcome == created:
 			s.created = append(s.created, key)
 		case outcome == updated:
@@ -218,7 +221,7 @@ func (r *WorkflowReconciler) writeStatus(ctx context.Context, s *workflowScope) 
 	wf := s.wf
 	setCompiledCondition(wf, s.plan, s.compileErr)
 	setBrokerReadyCondition(wf, s.broker)
-	readiness := workloadReadiness{compiled: s.plan != nil, nameErrors: s.nameErrors}
+	readiness := workloadReadiness{compiled: s.plan != nil, nameErrors: s.nameErrors, applyErrors: s.applyErrors}
 	if s.plan != nil {
 		if err := r.observeDeployments(ctx, s, &readiness); err != nil {
 			return ctrl.Result{}, err
@@ -314,7 +317,7 @@ func (r *WorkflowReconciler) emitEvents(s *workflowScope) {
 	if c, changed := conditionChanged(v1alpha1.ConditionCompiled); changed && c.Status == metav1.ConditionFalse {
 		r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, c.Reason, "Compile", "%s", eventNote(c.Message))
 	}
-	if c, changed := conditionChanged(v1alpha1.ConditionStepsReady); changed && len(s.nameErrors) > 0 {
+	if c, changed := conditionChanged(v1alpha1.ConditionStepsReady); changed && (len(s.nameErrors) > 0 || len(s.applyErrors) > 0) {
 		r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, c.Reason, "Apply", "%s", eventNote(c.Message))
 	}
 	var parts []string

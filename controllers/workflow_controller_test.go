@@ -14,6 +14,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -450,5 +451,40 @@ var _ = Describe("Switching style", func() {
 			[]string{"flip-x", "flip-y", "flip-z", "flip-orchestrator", "flip-gateway"},
 			[]string{"flip-x", "flip-orchestrator", "flip-gateway"})))
 		Eventually(func() int64 { return getWorkflow(ctx, ns, "flip").Status.ObservedGeneration }).Should(Equal(int64(3)))
+	})
+})
+
+var _ = Describe("A child the API server refuses", func() {
+	ctx := context.Background()
+
+	It("turns a ready Workflow's StepsReady and Ready False with the API server's error", func() {
+		ns := newNamespace("refused", nil)
+		wf := newWorkflow(ns, "quote", v1alpha1.StyleSyncChain, step("price", 1))
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+		Eventually(func() int64 { return getWorkflow(ctx, ns, "quote").Status.ObservedGeneration }).Should(Equal(int64(1)))
+		markWorkloadsReady(ctx, ns)
+		Eventually(workflowCondition(ctx, ns, "quote", v1alpha1.ConditionReady)).Should(HavePrefix("True/Ready"))
+
+		By("asking for more CPU than the limit allows, which the CRD cannot see but the Deployment's validation refuses")
+		updateWorkflow(ctx, ns, "quote", func(wf *v1alpha1.Workflow) {
+			wf.Spec.Steps[0].Resources = &corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")},
+				Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")},
+			}
+		})
+		Eventually(workflowCondition(ctx, ns, "quote", v1alpha1.ConditionStepsReady)).Should(And(
+			HavePrefix("False/ApplyFailed: "),
+			ContainSubstring("apply Deployment quote-price"),
+			ContainSubstring("must be less than or equal to cpu limit"),
+		))
+		Expect(workflowCondition(ctx, ns, "quote", v1alpha1.ConditionReady)()).To(HavePrefix("False/ApplyFailed: StepsReady is False"))
+		Eventually(events(ctx, ns, "quote")).Should(ContainElement(HavePrefix("Warning ApplyFailed: ")))
+		wf = getWorkflow(ctx, ns, "quote")
+		Expect(wf.Status.ObservedGeneration).To(Equal(wf.Generation - 1))
+
+		By("recovering once the spec is valid again")
+		updateWorkflow(ctx, ns, "quote", func(wf *v1alpha1.Workflow) { wf.Spec.Steps[0].Resources = nil })
+		markWorkloadsReady(ctx, ns)
+		Eventually(workflowCondition(ctx, ns, "quote", v1alpha1.ConditionReady)).Should(HavePrefix("True/Ready"))
 	})
 })
