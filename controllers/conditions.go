@@ -159,11 +159,13 @@ type brokerReadiness struct {
 	nameErr *nameError
 	// applyErrors are children the API server refused for another reason.
 	applyErrors []error
+	// storageChange is a change of spec.jetstream the StatefulSet cannot take.
+	storageChange string
 }
 
 // setBrokerAvailableCondition records whether every NATS server of a Broker is
-// ready; a child the API server refused, or that could not take its name,
-// keeps it False.
+// ready; a child the API server refused, a child that could not take its
+// name, or a storage change the StatefulSet cannot take keeps it False.
 func setBrokerAvailableCondition(b *v1alpha1.Broker, r brokerReadiness) {
 	status, reason := metav1.ConditionFalse, v1alpha1.ReasonReplicasNotReady
 	msg := fmt.Sprintf("%d of %d NATS servers ready", b.Status.ReadyReplicas, b.DesiredReplicas())
@@ -172,6 +174,8 @@ func setBrokerAvailableCondition(b *v1alpha1.Broker, r brokerReadiness) {
 		reason, msg = ReasonApplyFailed, applyErrorsMessage(r.applyErrors)
 	case r.nameErr != nil:
 		reason, msg = r.nameErr.reason, r.nameErr.message
+	case r.storageChange != "":
+		reason, msg = ReasonStorageChangeRequiresRecreate, r.storageChange
 	case r.ready:
 		status, reason = metav1.ConditionTrue, v1alpha1.ReasonReplicasReady
 		msg = fmt.Sprintf("All %s ready at %s", plural(int(b.DesiredReplicas()), "NATS server"), b.Status.URL)

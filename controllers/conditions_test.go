@@ -196,6 +196,8 @@ func TestSetBrokerAvailableCondition(t *testing.T) {
 		{"starting", brokerReadiness{}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonReplicasNotReady, "1 of 3 NATS servers ready"}},
 		{"a name taken", brokerReadiness{ready: true, nameErr: &nameError{reason: v1alpha1.ReasonNameConflict, message: "Secret x already exists"}},
 			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNameConflict, "Secret x already exists"}},
+		{"a storage change pending, on servers that are ready", brokerReadiness{ready: true, storageChange: "spec.jetstream.size changed from 1Gi to 2Gi, but"},
+			wantCondition{metav1.ConditionFalse, ReasonStorageChangeRequiresRecreate, "spec.jetstream.size changed from 1Gi to 2Gi"}},
 		{"a refused child, on servers that are ready", brokerReadiness{ready: true, applyErrors: []error{errors.New("apply StatefulSet x-nats: invalid")}},
 			wantCondition{metav1.ConditionFalse, ReasonApplyFailed, "children may be stale: apply StatefulSet x-nats: invalid"}},
 	}
