@@ -313,3 +313,24 @@ func TestNewWorkflowInputRejectsAForeignPlan(t *testing.T) {
 		t.Errorf("err = %v, want a plan mismatch", err)
 	}
 }
+
+// TestRuntimePodsShutDownGracefully checks that every runtime container keeps
+// serving while its endpoints drain and that its pod has the time to finish:
+// the shutdown delay plus the runtime's 30s drain timeout.
+func TestRuntimePodsShutDownGracefully(t *testing.T) {
+	const drainTimeout = 30
+	for _, fixture := range []func() (*v1alpha1.Workflow, *plan.Plan){chainFixture, orchestratedFixture, choreographyFixture} {
+		wf, p := fixture()
+		for name, tpl := range podTemplates(WorkflowObjects(mustInput(t, wf, p))) {
+			grace := tpl.Spec.TerminationGracePeriodSeconds
+			if grace == nil || *grace <= 5+drainTimeout {
+				t.Errorf("%s: terminationGracePeriodSeconds %v, want more than the shutdown delay and the drain timeout", name, grace)
+			}
+			for _, c := range slices.Concat(tpl.Spec.InitContainers, tpl.Spec.Containers) {
+				if runtime := c.Image == testSettings.RuntimeImage; runtime != slices.Contains(c.Args, "--shutdown-delay=5s") {
+					t.Errorf("%s/%s: args %v: every runtime container, and only those, get --shutdown-delay=5s", name, c.Name, c.Args)
+				}
+			}
+		}
+	}
+}
