@@ -82,8 +82,8 @@ type workflowScope struct {
 
 func (r *WorkflowReconciler) phases() []phase[*workflowScope] {
 	return []phase[*workflowScope]{
-		{"compile", r.compileWorkflow},
 		{"broker", r.lookupBroker},
+		{"compile", r.compileWorkflow},
 		{"plan ConfigMap", r.applyPlanConfigMap},
 		{"steps", r.applySteps},
 		{"orchestrator and gateway", r.applyComponents},
@@ -108,9 +108,10 @@ func (r *WorkflowReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	return runPhases(ctx, s, &s.failed, r.phases())
 }
 
-// compileWorkflow turns the spec into a plan. A spec the compiler refuses is
-// reported in Compiled and not retried: only a new spec can change the answer.
-// The children of the last good plan stay as they are.
+// compileWorkflow turns the spec into a plan, and the plan and the Broker into
+// the render input. A spec the compiler refuses is reported in Compiled and not
+// retried: only a new spec can change the answer. The children of the last
+// good plan stay as they are.
 func (r *WorkflowReconciler) compileWorkflow(_ context.Context, s *workflowScope) (ctrl.Result, error) {
 	p, err := r.compile(s.wf)
 	if err != nil {
@@ -121,12 +122,16 @@ func (r *WorkflowReconciler) compileWorkflow(_ context.Context, s *workflowScope
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if s.broker.broker != nil {
+		in.Streams = render.BrokerStreams(s.broker.broker)
+	}
 	s.plan, s.input = p, in
 	return ctrl.Result{}, nil
 }
 
 // lookupBroker finds the Broker an async style needs. A missing Broker does
-// not hold the children back; Workflows are requeued when it appears.
+// not hold the children back; Workflows are requeued when it appears, and
+// when it changes, as their pods store their streams the way it does.
 func (r *WorkflowReconciler) lookupBroker(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
 	s.broker = brokerState{needed: s.wf.Spec.Style.IsAsync(), name: s.wf.BrokerName()}
 	if !s.broker.needed {

@@ -287,6 +287,19 @@ var _ = Describe("A Workflow whose Broker is missing", func() {
 		By("running the rest of the topology meanwhile")
 		Eventually(func() []string { return childNames(ctx, ns, wf.Name) }).Should(ContainElement("Deployment/orders-gateway"))
 		generation := getWorkflow(ctx, ns, wf.Name).Generation
+		gatewayStreamArgs := func() []string {
+			d := &appsv1.Deployment{}
+			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "orders-gateway"}, d)).To(Succeed())
+			var args []string
+			for _, a := range d.Spec.Template.Spec.Containers[0].Args {
+				if strings.HasPrefix(a, "--stream-") {
+					args = append(args, a)
+				}
+			}
+			return args
+		}
+		By("leaving the stream settings to the runtime while there is no Broker to take them from")
+		Expect(gatewayStreamArgs()).To(BeEmpty())
 
 		b := &v1alpha1.Broker{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "late"}}
 		Expect(k8s.Create(ctx, b)).To(Succeed())
@@ -300,6 +313,16 @@ var _ = Describe("A Workflow whose Broker is missing", func() {
 		Expect(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionBrokerReady)()).To(
 			Equal("True/BrokerReady: Broker late is ready at nats://late-nats." + ns + ".svc:4222"))
 		Expect(getWorkflow(ctx, ns, wf.Name).Generation).To(Equal(generation))
+		Expect(gatewayStreamArgs()).To(Equal([]string{"--stream-replicas=1", "--stream-storage=file"}))
+
+		By("rolling the pods onto streams with three replicas when the Broker grows to three servers")
+		updateBroker(ctx, ns, "late", func(b *v1alpha1.Broker) { b.Spec.Replicas = ptr.To(int32(3)) })
+		Eventually(gatewayStreamArgs).Should(Equal([]string{"--stream-replicas=3", "--stream-storage=file"}))
+		for _, name := range []string{"orders-reserve", "orders-charge", "orders-notify"} {
+			d := &appsv1.Deployment{}
+			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, d)).To(Succeed())
+			Expect(d.Spec.Template.Spec.InitContainers[0].Args).To(ContainElements("--stream-replicas=3", "--stream-storage=file"), name)
+		}
 	})
 })
 

@@ -334,3 +334,42 @@ func TestRuntimePodsShutDownGracefully(t *testing.T) {
 		}
 	}
 }
+
+func TestRuntimeStoresStreamsAsTheBrokerDoes(t *testing.T) {
+	wf, p := choreographyFixture()
+	streamArgs := func(in *WorkflowInput) map[string][]string {
+		out := map[string][]string{}
+		for name, tpl := range podTemplates(WorkflowObjects(in)) {
+			for _, c := range slices.Concat(tpl.Spec.InitContainers, tpl.Spec.Containers) {
+				for _, a := range c.Args {
+					if strings.HasPrefix(a, "--stream-") {
+						out[name+"/"+c.Name] = append(out[name+"/"+c.Name], a)
+					}
+				}
+			}
+		}
+		return out
+	}
+	if got := streamArgs(mustInput(t, wf, p)); len(got) != 0 {
+		t.Errorf("without a Broker: stream args %v, want none", got)
+	}
+	in := mustInput(t, wf, p)
+	in.Streams = BrokerStreams(broker("events", 3, &v1alpha1.JetStream{Storage: v1alpha1.StorageMemory}))
+	got := streamArgs(in)
+	want := []string{"--stream-replicas=3", "--stream-storage=memory"}
+	for _, c := range []string{"orders-reserve/" + SidecarContainerName, "orders-charge/" + SidecarContainerName, "orders-gateway/gateway"} {
+		if !slices.Equal(got[c], want) {
+			t.Errorf("%s: stream args %v, want %v", c, got[c], want)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("stream args on %v, want only the runtime containers", got)
+	}
+
+	sync, sp := orchestratedFixture()
+	in = mustInput(t, sync, sp)
+	in.Streams = BrokerStreams(broker("default", 3, nil))
+	if got := streamArgs(in); len(got) != 0 {
+		t.Errorf("a sync style: stream args %v, want none", got)
+	}
+}

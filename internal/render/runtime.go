@@ -1,6 +1,8 @@
 package render
 
 import (
+	"fmt"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -32,8 +34,8 @@ const (
 )
 
 // runtimeArgs are the patchbay-runtime arguments of one role: the plan file,
-// the shutdown delay and, for the async styles, where the broker is and where
-// its credentials are mounted.
+// the shutdown delay and, for the async styles, where the broker is, where
+// its credentials are mounted and how to store the workflow's streams.
 func runtimeArgs(in *WorkflowInput, role string, extra ...string) []string {
 	args := []string{role, "--plan=" + planMountDir + "/" + PlanKey}
 	args = append(args, extra...)
@@ -42,6 +44,11 @@ func runtimeArgs(in *WorkflowInput, role string, extra ...string) []string {
 		args = append(args,
 			"--nats-url="+BrokerURL(in.Workflow.Namespace, in.Plan.Roles.BrokerName),
 			"--nats-credentials="+natsCredentialsDir)
+		if in.Streams != nil {
+			args = append(args,
+				fmt.Sprintf("--stream-replicas=%d", in.Streams.Replicas),
+				"--stream-storage="+string(in.Streams.Storage))
+		}
 	}
 	return args
 }
