@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -121,21 +123,56 @@ var _ = Describe("The samples", Ordered, func() {
 		}
 	})
 
-	It("get every child in the shape of the golden files", func() {
+	It("get every child in the shape of the golden files, and no other", func() {
 		for _, s := range samples {
 			wf := &v1alpha1.Workflow{}
 			readSample(s.file, wf)
 			wf = getWorkflow(ctx, ns, wf.Name)
-			for _, golden := range readGolden(s.golden, wf.UID) {
+			goldens := readGolden(s.golden, wf.UID)
+			for _, golden := range goldens {
 				Eventually(func() error { return matchesGolden(ctx, golden) }).Should(Succeed())
 			}
+			Expect(childNames(ctx, ns, wf.Name)).To(ConsistOf(goldenNames(goldens)), s.file)
 		}
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(broker), broker)).To(Succeed())
-		for _, golden := range readGolden("broker", broker.UID) {
+		goldens := readGolden("broker", broker.UID)
+		for _, golden := range goldens {
 			// The credentials are generated, and the servers' config hash covers them.
 			Eventually(func() error {
 				return matchesGolden(ctx, golden, "data.password", "spec.template.metadata.annotations.patchbay.dev/config-hash")
 			}).Should(Succeed())
+		}
+		Expect(slices.Collect(maps.Keys(labelledObjects(ctx, ns, client.MatchingLabels{"patchbay.dev/broker": broker.Name})))).To(ConsistOf(goldenNames(goldens)))
+	})
+
+	// envtest runs no garbage collector, so this is how deleting a Workflow or
+	// a Broker is shown to leave nothing behind: the collector deletes every
+	// object whose owner is gone, and blocks the owner's foreground deletion on it.
+	It("give every child one controller reference, to its owner, that blocks its deletion", func() {
+		type owned struct {
+			kind, label string
+			owner       client.Object
+		}
+		owners := []owned{{"Broker", "patchbay.dev/broker", broker}}
+		for _, s := range samples {
+			wf := &v1alpha1.Workflow{}
+			readSample(s.file, wf)
+			owners = append(owners, owned{"Workflow", "patchbay.dev/workflow", getWorkflow(ctx, ns, wf.Name)})
+		}
+		for _, o := range owners {
+			key, owner := o.label+"="+o.owner.GetName(), o.owner
+			children := labelledObjects(ctx, ns, client.MatchingLabels{o.label: owner.GetName()})
+			Expect(children).NotTo(BeEmpty(), key)
+			for child, obj := range children {
+				refs := obj.GetOwnerReferences()
+				Expect(refs).To(HaveLen(1), child)
+				ref := refs[0]
+				Expect(ref.UID).To(Equal(owner.GetUID()), child)
+				Expect(ref.Kind+"/"+ref.Name).To(Equal(o.kind+"/"+owner.GetName()), child)
+				Expect(ref.APIVersion).To(Equal("patchbay.dev/v1alpha1"), child)
+				Expect(ptr.Deref(ref.Controller, false)).To(BeTrue(), child+" has no controller reference")
+				Expect(ptr.Deref(ref.BlockOwnerDeletion, false)).To(BeTrue(), child+" does not block its owner's deletion")
+			}
 		}
 	})
 
