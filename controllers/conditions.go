@@ -129,7 +129,8 @@ func setStepsReadyCondition(wf *v1alpha1.Workflow, r workloadReadiness) {
 }
 
 // setReadyCondition records whether Compiled, BrokerReady and StepsReady all
-// are True; when not, it takes the reason of the first that is not and says which.
+// are True; when not, it takes the reason of the first that is not and says
+// which, and after a failed compile that the status describes an older plan.
 func setReadyCondition(wf *v1alpha1.Workflow) {
 	for _, typ := range []string{v1alpha1.ConditionCompiled, v1alpha1.ConditionBrokerReady, v1alpha1.ConditionStepsReady} {
 		c := meta.FindStatusCondition(wf.Status.Conditions, typ)
@@ -138,7 +139,12 @@ func setReadyCondition(wf *v1alpha1.Workflow) {
 			return
 		}
 		if c.Status != metav1.ConditionTrue {
-			setCondition(&wf.Status.Conditions, wf.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, c.Reason, typ+" is "+string(c.Status)+": "+c.Message)
+			msg := typ + " is " + string(c.Status) + ": " + c.Message
+			if typ == v1alpha1.ConditionCompiled && wf.Status.PlanHash != "" {
+				// Nothing is applied without a plan: what runs, and what the status shows, is older than the spec.
+				msg += fmt.Sprintf("; the children still run the last plan that compiled (%s), which status.steps and status.endpoint describe", wf.Status.PlanHash)
+			}
+			setCondition(&wf.Status.Conditions, wf.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, c.Reason, msg)
 			return
 		}
 	}

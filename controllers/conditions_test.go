@@ -128,23 +128,30 @@ func TestSetReadyCondition(t *testing.T) {
 		name  string
 		conds []metav1.Condition
 		want  wantCondition
+		// planHash is that of the last plan that compiled.
+		planHash string
 	}{
-		{"all true", []metav1.Condition{compiled, brokerOK, stepsOK}, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, "Serving at http://shop-gateway.prod.svc"}},
+		{"all true", []metav1.Condition{compiled, brokerOK, stepsOK}, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, "Serving at http://shop-gateway.prod.svc"}, ""},
 		{"the first false one names the reason", []metav1.Condition{
 			cond(v1alpha1.ConditionCompiled, metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "cycle a → b → a"),
 			cond(v1alpha1.ConditionBrokerReady, metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "no broker"),
-		}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "Compiled is False: cycle a → b → a"}},
+		}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "Compiled is False: cycle a → b → a"}, ""},
+		{"a failed compile after a good one says the status is of the last good plan", []metav1.Condition{
+			cond(v1alpha1.ConditionCompiled, metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "cycle a → b → a"), brokerOK, stepsOK,
+		}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonCompileFailed,
+			"Compiled is False: cycle a → b → a; the children still run the last plan that compiled (0123abcd), which status.steps and status.endpoint describe"}, "0123abcd"},
 		{"broker missing", []metav1.Condition{compiled, cond(v1alpha1.ConditionBrokerReady, metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "Broker default does not exist"), stepsOK},
-			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "BrokerReady is False: Broker default does not exist"}},
-		{"a missing condition", []metav1.Condition{compiled, brokerOK}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNotReady, "StepsReady is not known yet"}},
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "BrokerReady is False: Broker default does not exist"}, ""},
+		{"a missing condition", []metav1.Condition{compiled, brokerOK}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNotReady, "StepsReady is not known yet"}, ""},
 		{"style advice does not count", []metav1.Condition{compiled, brokerOK, stepsOK,
 			cond(v1alpha1.ConditionStyleAdvised, metav1.ConditionFalse, v1alpha1.ReasonStyleMismatch, "")},
-			wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, ""}},
+			wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, ""}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			wf := testWorkflow(v1alpha1.StyleHybrid)
 			wf.Status.Endpoint = "http://shop-gateway.prod.svc"
+			wf.Status.PlanHash = tt.planHash
 			wf.Status.Conditions = tt.conds
 			setReadyCondition(wf)
 			checkCondition(t, wf.Status.Conditions, v1alpha1.ConditionReady, 7, tt.want)

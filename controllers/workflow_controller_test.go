@@ -297,6 +297,24 @@ var _ = Describe("A Workflow the compiler refuses", func() {
 		Expect(getWorkflow(ctx, ns, "loop").Status.ObservedGeneration).To(BeZero())
 	})
 
+	It("says, after a good plan, that the status and the children are of that plan", func() {
+		ns := newNamespace("recycle", nil)
+		wf := newWorkflow(ns, "loop", v1alpha1.StyleSyncOrchestrated, step("a", 1), step("b", 1, "a"))
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+		Eventually(func() int64 { return getWorkflow(ctx, ns, "loop").Status.ObservedGeneration }).Should(Equal(int64(1)))
+		good := getWorkflow(ctx, ns, "loop").Status
+
+		updateWorkflow(ctx, ns, "loop", func(wf *v1alpha1.Workflow) { wf.Spec.Steps[0].DependsOn = []string{"b"} })
+		Eventually(workflowCondition(ctx, ns, "loop", v1alpha1.ConditionReady)).Should(And(
+			HavePrefix("False/CompileFailed: Compiled is False: dependency cycle"),
+			HaveSuffix("the children still run the last plan that compiled ("+good.PlanHash+"), which status.steps and status.endpoint describe"),
+		))
+		status := getWorkflow(ctx, ns, "loop").Status
+		Expect(status.Endpoint).To(Equal(good.Endpoint))
+		Expect(status.Steps).To(Equal(good.Steps))
+		Expect(status.ObservedGeneration).To(Equal(int64(1)))
+	})
+
 	It("reports a child name longer than 63 characters", func() {
 		ns := newNamespace("long", nil)
 		name := strings.Repeat("w", 50)
