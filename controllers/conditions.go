@@ -17,12 +17,6 @@ import (
 // Each condition of a Workflow is set by exactly one function below; the
 // constants in api/v1alpha1/conditions.go say what their statuses mean.
 
-// ReasonApplyFailed is the reason of a False StepsReady and Ready (Workflow) or
-// Ready (Broker) when the API server refused a child: the live children may be
-// stale, so the owner is not ready whatever their replicas say. The message
-// carries the API server's errors.
-const ReasonApplyFailed = "ApplyFailed"
-
 // maxConditionMessage is the longest message a condition holds.
 const maxConditionMessage = 32 * 1024
 
@@ -109,7 +103,7 @@ func setStepsReadyCondition(wf *v1alpha1.Workflow, r workloadReadiness) {
 	status, reason, msg := metav1.ConditionTrue, v1alpha1.ReasonStepsReady, ""
 	switch {
 	case len(r.applyErrors) > 0:
-		status, reason, msg = metav1.ConditionFalse, ReasonApplyFailed, applyErrorsMessage(r.applyErrors)
+		status, reason, msg = metav1.ConditionFalse, v1alpha1.ReasonApplyFailed, applyErrorsMessage(r.applyErrors)
 	case len(r.nameErrors) > 0:
 		status, reason = metav1.ConditionFalse, r.nameErrors[0].reason
 		msgs := make([]string, len(r.nameErrors))
@@ -177,11 +171,11 @@ func setBrokerAvailableCondition(b *v1alpha1.Broker, r brokerReadiness) {
 	msg := fmt.Sprintf("%d of %d NATS servers ready", b.Status.ReadyReplicas, b.DesiredReplicas())
 	switch {
 	case len(r.applyErrors) > 0:
-		reason, msg = ReasonApplyFailed, applyErrorsMessage(r.applyErrors)
+		reason, msg = v1alpha1.ReasonApplyFailed, applyErrorsMessage(r.applyErrors)
 	case r.nameErr != nil:
 		reason, msg = r.nameErr.reason, r.nameErr.message
 	case r.storageChange != "":
-		reason, msg = ReasonStorageChangeRequiresRecreate, r.storageChange
+		reason, msg = v1alpha1.ReasonStorageChangeRequiresRecreate, r.storageChange
 	case r.ready:
 		status, reason = metav1.ConditionTrue, v1alpha1.ReasonReplicasReady
 		msg = fmt.Sprintf("All %s ready at %s", plural(int(b.DesiredReplicas()), "NATS server"), b.Status.URL)

@@ -106,7 +106,7 @@ func TestSetStepsReadyCondition(t *testing.T) {
 			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNameConflict, "belongs to Workflow a-b; Service name x is 70 characters"}},
 		{"a refused child wins over everything, even all ready", workloadReadiness{compiled: true, total: 2, nameErrors: []*nameError{conflict},
 			applyErrors: []error{errors.New("apply Deployment shop-a: invalid"), errors.New("apply Service shop-a: invalid")}},
-			wantCondition{metav1.ConditionFalse, ReasonApplyFailed, "The API server refused the desired state, so children may be stale: apply Deployment shop-a: invalid; apply Service shop-a: invalid"}},
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonApplyFailed, "The API server refused the desired state, so children may be stale: apply Deployment shop-a: invalid; apply Service shop-a: invalid"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -204,9 +204,9 @@ func TestSetBrokerAvailableCondition(t *testing.T) {
 		{"a name taken", brokerReadiness{ready: true, nameErr: &nameError{reason: v1alpha1.ReasonNameConflict, message: "Secret x already exists"}},
 			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNameConflict, "Secret x already exists"}},
 		{"a storage change pending, on servers that are ready", brokerReadiness{ready: true, storageChange: "spec.jetstream.size changed from 1Gi to 2Gi, but"},
-			wantCondition{metav1.ConditionFalse, ReasonStorageChangeRequiresRecreate, "spec.jetstream.size changed from 1Gi to 2Gi"}},
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonStorageChangeRequiresRecreate, "spec.jetstream.size changed from 1Gi to 2Gi"}},
 		{"a refused child, on servers that are ready", brokerReadiness{ready: true, applyErrors: []error{errors.New("apply StatefulSet x-nats: invalid")}},
-			wantCondition{metav1.ConditionFalse, ReasonApplyFailed, "children may be stale: apply StatefulSet x-nats: invalid"}},
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonApplyFailed, "children may be stale: apply StatefulSet x-nats: invalid"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

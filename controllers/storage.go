@@ -11,11 +11,6 @@ import (
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 )
 
-// ReasonStorageChangeRequiresRecreate is the reason of a False Ready (Broker)
-// when spec.jetstream changed what the StatefulSet's volumeClaimTemplates hold,
-// which the API server does not let anyone update. The message names the field
-// and the command that lets the operator apply it.
-const ReasonStorageChangeRequiresRecreate = "StorageChangeRequiresRecreate"
 
 // storageChange describes how the volume claim templates of the desired
 // StatefulSet differ from the live one's, by the Broker fields they come from;
