@@ -166,6 +166,8 @@ func withEnvtest(f func(*rest.Config) error) error {
 		CRDDirectoryPaths:     []string{filepath.Join("config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 	}
+	// envtest's default range holds 256 Service IPs; 1000 Workflows need 5000.
+	env.ControlPlane.GetAPIServer().Configure().Set("service-cluster-ip-range", "10.0.0.0/16")
 	cfg, err := env.Start()
 	if err != nil {
 		return fmt.Errorf("start envtest: %w", err)
