@@ -14,6 +14,7 @@ import (
 
 	"fortio.org/fortio/fhttp"
 	"fortio.org/fortio/periodic"
+	"fortio.org/fortio/stats"
 	"sigs.k8s.io/yaml"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
@@ -29,6 +30,7 @@ type hopConfig struct {
 	payload    int
 	resolution time.Duration
 	uniform    bool
+	rounds     int    // the duration is split into this many interleaved runs per target
 	runtimeBin string // patchbay-runtime; built into a temporary directory when empty
 	self       string // this binary, re-executed as the echo app and the ReverseProxy
 }
@@ -61,6 +63,9 @@ type latencies struct {
 	actualQPS  float64
 	rssMaxKiB  int64 // sidecar only
 	rssLastKiB int64
+	// cpuPerReq is the CPU time the server in front (the app, the proxy or
+	// the sidecar) spent per request during the run.
+	cpuPerReq time.Duration
 }
 
 var percentiles = []float64{50, 90, 99}
@@ -122,30 +127,36 @@ func runHop(ctx context.Context, cfg hopConfig, rep *report) error {
 	}
 	defer sc.stop()
 
-	runs := []struct {
-		name string
-		url  string
-		proc *process
-	}{
-		{"direct", appURL + "/", nil},
-		{"reverseproxy", "http://" + rpAddr + "/", nil},
-		{"sidecar", "http://" + scAddr + "/", sc},
+	targets := []*hopTarget{
+		{name: "direct", url: appURL + "/", front: app},
+		{name: "reverseproxy", url: "http://" + rpAddr + "/", front: rp},
+		{name: "sidecar", url: "http://" + scAddr + "/", front: sc, sampleRSS: true},
 	}
-	results := map[string]*latencies{}
-	for _, r := range runs {
-		fmt.Printf("Hop: %s, %.0f qps, %d connections, %s (after %s warm-up)\n", r.name, cfg.qps, cfg.conns, cfg.duration, cfg.warmup)
+	rounds := max(1, cfg.rounds)
+	slice := cfg.duration / time.Duration(rounds)
+	fmt.Printf("Hop: %.0f qps, %d connections, %s per target in %d interleaved rounds, after %s warm-up each\n",
+		cfg.qps, cfg.conns, cfg.duration, rounds, cfg.warmup)
+	for _, t := range targets {
+		t.rec = newRecorder(cfg.resolution)
 		if cfg.warmup > 0 {
-			if _, err := fortioRun(ctx, cfg, r.name, r.url, cfg.warmup, nil); err != nil {
+			warm := &hopTarget{name: t.name, url: t.url, rec: newRecorder(cfg.resolution)}
+			if err := fortioRun(ctx, cfg, warm, cfg.warmup); err != nil {
 				return err
 			}
 		}
-		res, err := fortioRun(ctx, cfg, r.name, r.url, cfg.duration, r.proc)
-		if err != nil {
-			return err
+	}
+	// Interleaving spreads a change of the machine's load over every target.
+	for i := range rounds {
+		for _, t := range targets {
+			if err := fortioRun(ctx, cfg, t, slice); err != nil {
+				return err
+			}
+			fmt.Printf("  round %d %-12s p50/p90/p99 so far %s\n", i+1, t.name, t.result().summary())
 		}
-		results[r.name] = res
-		fmt.Printf("  p50/p90/p99 %.0f/%.0f/%.0f µs (fortio histogram %.0f/%.0f/%.0f), %d requests at %.0f qps, %d errors\n",
-			res.p[0], res.p[1], res.p[2], res.fortioP[0], res.fortioP[1], res.fortioP[2], res.count, res.actualQPS, res.errors)
+	}
+	results := map[string]*latencies{}
+	for _, t := range targets {
+		results[t.name] = t.result()
 	}
 	if p, _ := sc.rssKiB(); p > 0 {
 		results["sidecar"].rssLastKiB = p
@@ -159,7 +170,7 @@ func addHopRows(rep *report, cfg hopConfig, res map[string]*latencies) {
 	for _, l := range []*latencies{direct, rp, sc} {
 		rep.add(row{section: "hop", target: "p50/p90/p99 µs: " + l.name,
 			measured: fmt.Sprintf("%.0f/%.0f/%.0f", l.p[0], l.p[1], l.p[2]),
-			ratio:    fmt.Sprintf("%d req, %d err", l.count, l.errors)})
+			ratio:    fmt.Sprintf("%d req, %d err, %.0f µs CPU/req", l.count, l.errors, float64(l.cpuPerReq)/1e3)})
 	}
 	for i, name := range []string{"p50", "p99"} {
 		idx := []int{0, 2}[i]
@@ -173,8 +184,8 @@ func addHopRows(rep *report, cfg hopConfig, res map[string]*latencies) {
 	rep.check("hop", fmt.Sprintf("sidecar RSS ≤ 30 MiB at %.0f rps", cfg.qps), "30 MiB",
 		fmt.Sprintf("max %.1f, end %.1f MiB", float64(sc.rssMaxKiB)/1024, float64(sc.rssLastKiB)/1024),
 		fmt.Sprintf("%.2f", float64(sc.rssMaxKiB)/1024/30), sc.rssMaxKiB > 0 && sc.rssMaxKiB <= 30*1024)
-	rep.note("hop: fortio open loop, %.0f qps, %d connections, %d-byte JSON POST, %s per run after %s warm-up; percentiles are exact over every request (fortio's histogram at %s resolution printed above); added = through - direct",
-		cfg.qps, cfg.conns, cfg.payload, cfg.duration, cfg.warmup, cfg.resolution)
+	rep.note("hop: fortio open loop, %.0f qps, %d connections, %d-byte JSON POST, %s per target in %d interleaved rounds after %s warm-up; percentiles are exact over every request (fortio's histogram at %s resolution printed above); added = through - direct; CPU/req is the CPU time of the server fortio calls (app, proxy or sidecar) per request",
+		cfg.qps, cfg.conns, cfg.payload, cfg.duration, max(1, cfg.rounds), cfg.warmup, cfg.resolution)
 	for _, l := range []*latencies{direct, rp, sc} {
 		if l.errors > 0 {
 			rep.note("hop: %s had %d failed requests of %d", l.name, l.errors, l.count)
@@ -182,11 +193,42 @@ func addHopRows(rep *report, cfg hopConfig, res map[string]*latencies) {
 	}
 }
 
-// fortioRun loads url for d; when sample is set its RSS is read every 250 ms.
-func fortioRun(ctx context.Context, cfg hopConfig, name, url string, d time.Duration, sample *process) (*latencies, error) {
-	rec := &recorder{}
+// hopTarget is one of the three ways to the app, and what its runs measured.
+type hopTarget struct {
+	name      string
+	url       string
+	front     *process // the server fortio calls; its CPU time is measured
+	sampleRSS bool     // read front's RSS every 250 ms
+	rec       *recorder
+	cpu       time.Duration
+	rssMaxKiB int64
+	elapsed   time.Duration
+	nonOK     int64
+}
+
+func (t *hopTarget) result() *latencies {
+	l := &latencies{name: t.name, rssMaxKiB: t.rssMaxKiB}
+	l.count, l.errors = t.rec.counts()
+	l.errors = max(l.errors, t.nonOK)
+	l.p, l.fortioP = t.rec.percentiles(percentiles)
+	if l.count > 0 {
+		l.cpuPerReq = t.cpu / time.Duration(l.count)
+	}
+	if t.elapsed > 0 {
+		l.actualQPS = float64(l.count) / t.elapsed.Seconds()
+	}
+	return l
+}
+
+func (l *latencies) summary() string {
+	return fmt.Sprintf("%.0f/%.0f/%.0f µs (fortio histogram %.0f/%.0f/%.0f), %d requests at %.0f qps, %d errors, %.0f µs CPU per request",
+		l.p[0], l.p[1], l.p[2], l.fortioP[0], l.fortioP[1], l.fortioP[2], l.count, l.actualQPS, l.errors, float64(l.cpuPerReq)/1e3)
+}
+
+// fortioRun loads t for d and adds what it measured to t.
+func fortioRun(ctx context.Context, cfg hopConfig, t *hopTarget, d time.Duration) error {
 	opts := &fhttp.HTTPRunnerOptions{}
-	opts.RunType = name
+	opts.RunType = t.name
 	opts.QPS = cfg.qps
 	opts.Duration = d
 	opts.NumThreads = cfg.conns
@@ -195,31 +237,34 @@ func fortioRun(ctx context.Context, cfg hopConfig, name, url string, d time.Dura
 	opts.HTTPOptions.Resolution = cfg.resolution.Seconds() // the connection-time histogram
 	opts.Uniform = cfg.uniform
 	opts.Out = io.Discard
-	opts.AccessLogger = rec
+	opts.AccessLogger = t.rec
 	opts.Stop = periodic.NewAborter()
-	opts.URL = url
+	opts.URL = t.url
 	opts.Payload = jsonPayload(cfg.payload)
 	opts.ContentType = "application/json"
 	opts.AllowInitialErrors = true
-	opts.Init(url)
+	opts.Init(t.url)
 
 	stop := context.AfterFunc(ctx, func() { opts.Stop.Abort(false) })
 	defer stop()
-	var rssMax int64
+	var cpuBefore time.Duration
+	if t.front != nil {
+		cpuBefore, _ = t.front.cpuTime()
+	}
 	var wg sync.WaitGroup
 	done := make(chan struct{})
-	if sample != nil {
+	if t.sampleRSS {
 		wg.Go(func() {
-			t := time.NewTicker(250 * time.Millisecond)
-			defer t.Stop()
+			tick := time.NewTicker(250 * time.Millisecond)
+			defer tick.Stop()
 			for {
-				if v, err := sample.rssKiB(); err == nil {
-					rssMax = max(rssMax, v)
+				if v, err := t.front.rssKiB(); err == nil {
+					t.rssMaxKiB = max(t.rssMaxKiB, v)
 				}
 				select {
 				case <-done:
 					return
-				case <-t.C:
+				case <-tick.C:
 				}
 			}
 		})
@@ -227,37 +272,38 @@ func fortioRun(ctx context.Context, cfg hopConfig, name, url string, d time.Dura
 	res, err := fhttp.RunHTTPTest(opts)
 	close(done)
 	wg.Wait()
+	if t.front != nil {
+		after, _ := t.front.cpuTime()
+		t.cpu += after - cpuBefore
+	}
 	if err != nil {
-		return nil, fmt.Errorf("fortio %s: %w", name, err)
+		return fmt.Errorf("fortio %s: %w", t.name, err)
 	}
 	if ctx.Err() != nil {
-		return nil, ctx.Err()
+		return ctx.Err()
 	}
-	l := &latencies{name: name, actualQPS: res.ActualQPS, rssMaxKiB: rssMax}
-	l.count, l.errors = rec.counts()
+	t.elapsed += res.ActualDuration
 	for code, n := range res.RetCodes {
 		if code != 200 {
-			l.errors = max(l.errors, n)
+			t.nonOK += n
 		}
 	}
-	l.p = rec.percentiles(percentiles)
-	for i, p := range res.DurationHistogram.Percentiles {
-		if i < len(l.fortioP) {
-			l.fortioP[i] = p.Value * 1e6
-		}
-	}
-	if sample != nil {
-		l.rssLastKiB, _ = sample.rssKiB()
-	}
-	return l, nil
+	return nil
 }
 
 // recorder is a fortio access logger that keeps every request's latency, so
-// that percentiles are exact rather than read off histogram buckets.
+// that percentiles are exact rather than read off histogram buckets, and
+// pools the requests of several runs. It also feeds a fortio histogram at the
+// run's resolution, as a cross-check.
 type recorder struct {
 	mu      sync.Mutex
 	samples []float64 // µs
 	errors  int64
+	hist    *stats.Histogram
+}
+
+func newRecorder(resolution time.Duration) *recorder {
+	return &recorder{hist: stats.NewHistogram(0, resolution.Seconds())}
 }
 
 func (r *recorder) Start(ctx context.Context, _ periodic.ThreadID, _ int64, _ time.Time) context.Context {
@@ -267,6 +313,7 @@ func (r *recorder) Start(ctx context.Context, _ periodic.ThreadID, _ int64, _ ti
 func (r *recorder) Report(_ context.Context, _ periodic.ThreadID, _ int64, _ time.Time, latency float64, ok bool, _ string) {
 	r.mu.Lock()
 	r.samples = append(r.samples, latency*1e6)
+	r.hist.Record(latency)
 	if !ok {
 		r.errors++
 	}
@@ -281,21 +328,22 @@ func (r *recorder) counts() (int64, int64) {
 	return int64(len(r.samples)), r.errors
 }
 
-// percentiles uses the nearest-rank method.
-func (r *recorder) percentiles(ps []float64) [3]float64 {
+// percentiles are exact (nearest rank) and from fortio's histogram, in µs.
+func (r *recorder) percentiles(ps []float64) (exact, fortio [3]float64) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out [3]float64
 	s := slices.Clone(r.samples)
 	if len(s) == 0 {
-		return out
+		return exact, fortio
 	}
 	slices.Sort(s)
+	h := r.hist.Export().CalcPercentiles(ps)
 	for i, p := range ps[:3] {
 		rank := int(math.Ceil(p/100*float64(len(s)))) - 1
-		out[i] = s[min(max(rank, 0), len(s)-1)]
+		exact[i] = s[min(max(rank, 0), len(s)-1)]
+		fortio[i] = h.Percentiles[i].Value * 1e6
 	}
-	return out
+	return exact, fortio
 }
 
 // jsonPayload is a JSON object of exactly n bytes.

@@ -42,7 +42,8 @@ func run() int {
 	var hop hopConfig
 	fs.Float64Var(&hop.qps, "hop-qps", 1000, "hop: open-loop request rate")
 	fs.IntVar(&hop.conns, "hop-connections", 16, "hop: connections (fortio threads)")
-	fs.DurationVar(&hop.duration, "hop-duration", 15*time.Second, "hop: measured duration of each of the three runs")
+	fs.DurationVar(&hop.duration, "hop-duration", 15*time.Second, "hop: measured duration per target (direct, reverseproxy, sidecar)")
+	fs.IntVar(&hop.rounds, "hop-rounds", 3, "hop: split each target's duration into this many runs, interleaved with the other targets'")
 	fs.DurationVar(&hop.warmup, "hop-warmup", 2*time.Second, "hop: unmeasured load before each run")
 	fs.IntVar(&hop.payload, "hop-payload", 1024, "hop: request body bytes")
 	fs.DurationVar(&hop.resolution, "hop-resolution", 10*time.Microsecond, "hop: fortio histogram resolution")

@@ -4,9 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"net/http"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -93,6 +96,7 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 	fmt.Printf("Operator: the manager converges %d Workflows (MaxConcurrentReconciles %d)\n", cfg.workflows, cfg.workers)
 	var converge, resync time.Duration
 	var convergeWrites, restartWrites []string
+	var convergeReads int
 	var managedObjects int64
 	err = withEnvtest(func(restCfg *rest.Config) error {
 		c, err := client.New(restCfg, client.Options{Scheme: scheme})
@@ -115,7 +119,7 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 		}
 		err = waitConverged(ctx, c, ns, cfg.workflows, base)
 		converge = time.Since(start)
-		convergeWrites = m.writes.list()
+		convergeWrites, convergeReads = m.writes.list(), m.writes.readCount()
 		m.stop()
 		if err != nil {
 			return err
@@ -123,7 +127,8 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 		if managedObjects, err = countChildren(ctx, c, ns); err != nil {
 			return err
 		}
-		fmt.Printf("  converged in %s, %d children, %d writes\n", converge.Round(time.Millisecond), managedObjects, len(convergeWrites))
+		fmt.Printf("  converged in %s, %d children; the manager sent %d writes and %d reads (not counting watches)\n",
+			converge.Round(time.Millisecond), managedObjects, len(convergeWrites), convergeReads)
 
 		fmt.Println("Operator: restart the manager on the converged namespace")
 		m, err = startManager(restCfg, scheme, cfg.workers)
@@ -148,10 +153,11 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 	ratio := converge.Seconds() / plain.Seconds()
 	rep.check("operator", fmt.Sprintf("%d Workflows converge ≤ 1.5× plain create", cfg.workflows),
 		fmt.Sprintf("plain %.1fs (%d obj)", plain.Seconds(), plainObjects),
-		fmt.Sprintf("manager %.1fs (%d obj, %d writes)", converge.Seconds(), managedObjects+int64(cfg.workflows), len(convergeWrites)),
+		fmt.Sprintf("manager %.1fs (%d obj; %d writes, %d reads)", converge.Seconds(), managedObjects+int64(cfg.workflows), len(convergeWrites), convergeReads),
 		fmt.Sprintf("%.2f", ratio), ratio <= 1.5 && managedObjects+int64(cfg.workflows) == plainObjects)
 	rep.check("operator", "restart of a converged manager: 0 writes", "0",
 		fmt.Sprintf("%d writes (resync %.1fs)", len(restartWrites), resync.Seconds()), "-", len(restartWrites) == 0)
+	rep.note("operator: the manager's writes while converging: %s", byResource(convergeWrites))
 	if n := len(restartWrites); n > 0 {
 		rep.note("operator: writes after restart, first: %v", restartWrites[:min(n, 5)])
 	}
@@ -334,6 +340,32 @@ func countChildren(ctx context.Context, c client.Client, ns string) (int64, erro
 	return n, nil
 }
 
+// byResource counts requests such as "PATCH /api/v1/namespaces/ns/services/x"
+// by method and resource: "PATCH services 5000, ...".
+func byResource(requests []string) string {
+	counts := map[string]int{}
+	for _, r := range requests {
+		method, path, _ := strings.Cut(r, " ")
+		parts := strings.Split(strings.Trim(path, "/"), "/")
+		resource := path
+		for i, p := range parts {
+			if p == "namespaces" && i+2 < len(parts) {
+				resource = strings.Join(parts[i+2:min(i+3, len(parts))], "/")
+				if i+4 < len(parts) {
+					resource += "/" + parts[i+4] // a subresource such as status
+				}
+			}
+		}
+		counts[method+" "+resource]++
+	}
+	keys := slices.Sorted(maps.Keys(counts))
+	out := make([]string, len(keys))
+	for i, k := range keys {
+		out[i] = fmt.Sprintf("%s %d", k, counts[k])
+	}
+	return strings.Join(out, ", ")
+}
+
 // runningManager is a started manager and the writes it sent.
 type runningManager struct {
 	cancel context.CancelFunc
@@ -373,10 +405,12 @@ func (m *runningManager) stop() {
 	<-m.done
 }
 
-// writeCounter records every request that may change the API server's state.
+// writeCounter records every request that may change the API server's state,
+// and counts the reads that are not watches.
 type writeCounter struct {
 	mu       sync.Mutex
 	requests []string
+	reads    int
 }
 
 type roundTripperFunc func(*http.Request) (*http.Response, error)
@@ -386,7 +420,13 @@ func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { r
 func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 		switch r.Method {
-		case http.MethodGet, http.MethodHead, http.MethodOptions:
+		case http.MethodGet:
+			if r.URL.Query().Get("watch") == "" {
+				w.mu.Lock()
+				w.reads++
+				w.mu.Unlock()
+			}
+		case http.MethodHead, http.MethodOptions:
 		default:
 			w.mu.Lock()
 			w.requests = append(w.requests, r.Method+" "+r.URL.Path)
@@ -394,6 +434,12 @@ func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 		}
 		return rt.RoundTrip(r)
 	})
+}
+
+func (w *writeCounter) readCount() int {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.reads
 }
 
 func (w *writeCounter) list() []string {

@@ -90,6 +90,28 @@ func (p *process) rssKiB() (int64, error) {
 	return 0, errors.New("no VmRSS in /proc/<pid>/status")
 }
 
+// cpuTime is the CPU time (user and system) the process has used, from
+// /proc/<pid>/stat, at the kernel's 10 ms tick (USER_HZ is 100 on Linux).
+func (p *process) cpuTime() (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+	if err != nil {
+		return 0, err
+	}
+	// The command name, field 2, is in parentheses and may hold spaces.
+	_, rest, ok := strings.Cut(string(b), ") ")
+	f := strings.Fields(rest)
+	if !ok || len(f) < 13 {
+		return 0, errors.New("short /proc/<pid>/stat")
+	}
+	// utime and stime are fields 14 and 15 of the line, 12 and 13 after the name.
+	utime, err1 := strconv.ParseInt(f[11], 10, 64)
+	stime, err2 := strconv.ParseInt(f[12], 10, 64)
+	if err := errors.Join(err1, err2); err != nil {
+		return 0, err
+	}
+	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
 // freeAddr is a loopback address no one listens on at the moment.
 func freeAddr() (string, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
