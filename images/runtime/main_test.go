@@ -144,10 +144,14 @@ func freePort(t *testing.T) int {
 
 func sample(name string) string { return filepath.Join("..", "..", "config", "samples", name+".yaml") }
 
-func TestDevServesTheSyncSamplesWithNoOtherFlags(t *testing.T) {
+func TestDevServesTheSamplesWithNoOtherFlags(t *testing.T) {
 	for style, want := range map[string]string{
 		"sync-chain":        `{"sku":"a1","cart":"loaded","priced":true,"taxed":true}`,
 		"sync-orchestrated": `{"charge":{"sku":"a1","valid":true,"charged":true},"reserve":{"sku":"a1","valid":true,"reserved":true},"confirmed":true}`,
+		// The async styles run against an embedded NATS server, through the gateway.
+		"async-orchestrated": `{"sku":"a1","valid":true,"picked":true,"packed":true,"shipped":true}`,
+		"choreography":       `{"sku":"a1","reserved":true,"charged":true}`,
+		"hybrid":             `{"charge":{"sku":"a1","valid":true,"charged":true},"reserve":{"sku":"a1","valid":true,"reserved":true}}`,
 	} {
 		t.Run(style, func(t *testing.T) {
 			g := NewWithT(t)
@@ -194,7 +198,6 @@ func TestDevRefusesBadInputWithOneLine(t *testing.T) {
 		"malformed --step": {[]string{"-f", sample("sync-chain"), "--step", "cart"}, "want NAME=cmd:COMMAND or NAME=url:URL"},
 		"unreadable file":  {[]string{"-f", "does-not-exist.yaml"}, "does-not-exist.yaml"},
 		"port taken":       {[]string{"-f", sample("sync-chain"), "--addr", taken.Addr().String()}, "address already in use"},
-		"async style":      {[]string{"-f", sample("async-orchestrated")}, "not support"},
 		"no file":          {nil, "-f WORKFLOW.yaml is required"},
 	} {
 		t.Run(name, func(t *testing.T) {

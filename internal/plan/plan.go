@@ -19,6 +19,10 @@ const (
 	OrchestratorRole  = "orchestrator"
 	GatewayRole       = "gateway"
 	DefaultMaxBodyLen = 4 << 20 // largest payload a hop accepts, in bytes
+	// MaxMessageLen is the largest NATS message a Broker accepts (max_payload):
+	// a payload of DefaultMaxBodyLen plus headers, or a dead-letter envelope
+	// that carries one, or a run record holding several outputs.
+	MaxMessageLen = 2 * DefaultMaxBodyLen
 )
 
 // Style names, the same strings as the Workflow API.
@@ -258,6 +262,18 @@ type Stream struct {
 	DeadLetter string `json:"deadLetter"`
 	// RunsBucket is the JetStream KV bucket with run state and outcomes.
 	RunsBucket string `json:"runsBucket"`
+	// StartSubject is where the gateway starts a run of an orchestrated flow
+	// (async-orchestrated, hybrid): prefix.start. The message carries the entry
+	// payload and the run ID in header Patchbay-Run-Id; the gateway has stored
+	// the run as pending in RunsBucket first. Empty in choreography.
+	StartSubject string `json:"startSubject,omitempty"`
+	// OrchestratorDurable is the orchestrators' shared consumer of StartSubject
+	// and of every result subject (ResultPrefix.>); empty without an orchestrator.
+	OrchestratorDurable string `json:"orchestratorDurable,omitempty"`
+	// CompletionDurable is the gateways' shared consumer of the Entry.CompletesOn
+	// subjects and of DeadLetter, which completes or fails choreographed runs;
+	// empty in the other styles.
+	CompletionDurable string `json:"completionDurable,omitempty"`
 }
 
 // ReadModel is the CQRS projection of events into a KV bucket.

@@ -5,6 +5,7 @@ import (
 	"strings"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/plan"
 )
 
 // Ports and paths of a Broker's NATS servers.
@@ -34,6 +35,8 @@ func NATSConfig(b *v1alpha1.Broker) string {
 	w("listen: \"0.0.0.0:%d\"", natsClientPort)
 	w("http: \"0.0.0.0:%d\"", natsMonitorPort)
 	w("pid_file: %q", natsPidFile)
+	w("# Room for the data plane's largest body plus headers, or a dead letter carrying one.")
+	w("max_payload: %d", plan.MaxMessageLen)
 	w("# Lame-duck mode on shutdown: clients move to the other servers before this one stops.")
 	w("lame_duck_duration: \"30s\"")
 	w("lame_duck_grace_period: \"10s\"")

@@ -6,6 +6,8 @@ import (
 	"net/http"
 	"strconv"
 	"time"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
 )
 
 // RetryableStatus reports whether a step's answer is retried: 408, 429 and every 5xx.
@@ -62,4 +64,20 @@ func FormatRetryAfter(d time.Duration) string {
 		s = 1
 	}
 	return strconv.FormatInt(s, 10)
+}
+
+// RetryDelay is the pause before attempt+1 under r, where attempt (1-based)
+// just failed: the backoff of the policy, or the step's Retry-After when it
+// asked for longer. The async data plane naks a message with it, so one
+// delivery is one attempt and the broker's redelivery is the retry.
+func RetryDelay(r plan.Retry, attempt int, retryAfter time.Duration) time.Duration {
+	d := r.InitialDelay.Duration
+	if r.Backoff != "constant" {
+		limit := max(r.MaxDelay.Duration, d)
+		for i := 1; i < attempt && d < limit; i++ {
+			d *= 2
+		}
+		d = min(d, limit)
+	}
+	return max(d, retryAfter)
 }

@@ -4,6 +4,8 @@ import (
 	"net/http"
 	"testing"
 	"time"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
 )
 
 func TestRetryableStatus(t *testing.T) {
@@ -38,6 +40,27 @@ func TestFormatRetryAfter(t *testing.T) {
 	for d, want := range map[time.Duration]string{0: "1", time.Millisecond: "1", time.Second: "1", 1500 * time.Millisecond: "2", 30 * time.Second: "30"} {
 		if got := FormatRetryAfter(d); got != want {
 			t.Errorf("FormatRetryAfter(%v) = %q, want %q", d, got, want)
+		}
+	}
+}
+
+func TestRetryDelayFollowsTheBackoffAndRetryAfter(t *testing.T) {
+	exp := plan.Retry{Attempts: 5, Backoff: "exponential", InitialDelay: plan.D(100 * time.Millisecond), MaxDelay: plan.D(350 * time.Millisecond)}
+	for _, tc := range []struct {
+		r          plan.Retry
+		attempt    int
+		retryAfter time.Duration
+		want       time.Duration
+	}{
+		{exp, 1, 0, 100 * time.Millisecond},
+		{exp, 2, 0, 200 * time.Millisecond},
+		{exp, 3, 0, 350 * time.Millisecond},
+		{exp, 9, 0, 350 * time.Millisecond},
+		{exp, 1, 2 * time.Second, 2 * time.Second},
+		{plan.Retry{Backoff: "constant", InitialDelay: plan.D(50 * time.Millisecond)}, 4, 0, 50 * time.Millisecond},
+	} {
+		if got := RetryDelay(tc.r, tc.attempt, tc.retryAfter); got != tc.want {
+			t.Errorf("RetryDelay(%s, attempt %d, retry-after %s) = %s, want %s", tc.r.Backoff, tc.attempt, tc.retryAfter, got, tc.want)
 		}
 	}
 }

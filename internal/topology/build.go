@@ -30,6 +30,12 @@ func (c *compilation) build() *plan.Plan {
 			DeadLetter:    subj.deadLetter(),
 			RunsBucket:    runsBucketName(c.namespace, c.name),
 		}
+		if c.style == v1alpha1.StyleChoreography {
+			p.Stream.CompletionDurable = completionDurable
+		} else {
+			p.Stream.StartSubject = subj.start()
+			p.Stream.OrchestratorDurable = orchestratorDurable
+		}
 	}
 	p.Entry = c.buildEntry(subj)
 
@@ -226,6 +232,13 @@ func checkGeneratedNames(ps *problems, p *plan.Plan) {
 			return
 		}
 		owner[durable] = who
+	}
+	if p.Stream != nil {
+		for _, d := range []string{p.Stream.OrchestratorDurable, p.Stream.CompletionDurable} {
+			if d != "" {
+				claim(d, "the runtime")
+			}
+		}
 	}
 	if p.ReadModel != nil {
 		valid("bucket", p.ReadModel.Bucket)

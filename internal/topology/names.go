@@ -53,6 +53,7 @@ func (s subjects) commands() string           { return s.prefix + ".cmd" }
 func (s subjects) results() string            { return s.prefix + ".res" }
 func (s subjects) events() string             { return s.prefix + ".evt" }
 func (s subjects) deadLetter() string         { return s.prefix + ".dlq" }
+func (s subjects) start() string              { return s.prefix + ".start" }
 func (s subjects) command(step string) string { return s.commands() + "." + step }
 func (s subjects) result(step string) string  { return s.results() + "." + step }
 func (s subjects) event(typ string) string    { return s.events() + "." + typ }
@@ -76,6 +77,12 @@ func readModelBucketName(namespace, workflow string) string {
 // readModelDurable is the projector's consumer. It has no '_', so no step
 // consumer (whose names all contain one) can take it.
 const readModelDurable = "readmodel"
+
+// The runtime roles' own consumers; like readModelDurable they have no '_'.
+const (
+	orchestratorDurable = "orchestrator"
+	completionDurable   = "completion"
+)
 
 // commandDurable is a step's consumer of its command subject.
 func commandDurable(step string) string {

@@ -19,8 +19,9 @@ import (
 const usage = `patchbay-runtime runs patchbay's data plane.
 
 Usage:
-  patchbay-runtime sidecar      --plan FILE --step NAME [flags]
-  patchbay-runtime orchestrator --plan FILE [flags]
+  patchbay-runtime sidecar      --plan FILE --step NAME [--nats-url URL --nats-credentials DIR] [flags]
+  patchbay-runtime orchestrator --plan FILE [--nats-url URL --nats-credentials DIR] [flags]
+  patchbay-runtime gateway      --plan FILE --nats-url URL [--nats-credentials DIR] [flags]
   patchbay-runtime dev          -f WORKFLOW.yaml [--step NAME=cmd:COMMAND | NAME=url:URL]...
 
 Run "patchbay-runtime ROLE -h" for the flags of a role.
@@ -45,10 +46,12 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runSidecar(ctx, rest, stderr)
 	case "orchestrator":
 		err = runOrchestrator(ctx, rest, stderr)
+	case "gateway":
+		err = runGateway(ctx, rest, stderr)
 	case "dev":
 		err = runDev(ctx, rest, stdout, stderr)
 	default:
-		err = fmt.Errorf("unknown role %q: want sidecar, orchestrator or dev (gateway and the async roles come later)", role)
+		err = fmt.Errorf("unknown role %q: want sidecar, orchestrator, gateway or dev", role)
 	}
 	switch {
 	case err == nil:

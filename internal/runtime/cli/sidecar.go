@@ -26,6 +26,8 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 	var resolve stringList
 	fs.Var(&resolve, "resolve", "NAME=URL: call step NAME's sidecar at URL instead of its Service (repeatable)")
 	appURL := fs.String("app-url", "", "base URL of the app (default http://127.0.0.1:<the step's port>)")
+	var nf natsFlags
+	nf.register(fs)
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -61,6 +63,24 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 		_ = in.Close()
 		return err
 	}
+	// Async styles: the step also consumes its subjects; plain HTTP keeps
+	// working beside it (dual support).
+	wait := func() {}
+	if p.Stream != nil && len(p.Step(*step).Consumers) > 0 {
+		conn, err := nf.connect(p, tel, "sidecar "+*step)
+		if err != nil {
+			_, _ = in.Close(), adm.Close()
+			return err
+		}
+		defer conn.Close()
+		async, err := sc.StartAsync(ctx, conn)
+		if err != nil {
+			_, _ = in.Close(), adm.Close()
+			return err
+		}
+		wait = stopOnDone(ctx, async.Stop)
+	}
+	defer wait()
 	return serveWithAdmin(ctx, c, tel, serve.Server{Name: "inbound", Listener: in, Handler: sc}, adm)
 }
 

@@ -11,6 +11,8 @@ import (
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/gateway"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
 	"github.com/patchbay-dev/patchbay/internal/runtime/orchestrator"
 	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
@@ -43,8 +45,15 @@ type Env struct {
 	// AdminURL serves the admin endpoints.
 	AdminURL string
 
+	// NATSURL is the embedded broker's URL (async styles).
+	NATSURL string
+
 	apps     map[string]*app
 	sidecars map[string]string
+	broker   *broker
+	// closers stop the bus side (consumers, connections) after HTTP drained,
+	// latest first.
+	closers  []func()
 	tel      *telemetry.Telemetry
 	cancel   context.CancelFunc
 	done     chan struct{}
@@ -59,15 +68,12 @@ func (e *Env) AppURL(step string) string { return e.apps[step].url }
 func (e *Env) SidecarURL(step string) string { return e.sidecars[step] }
 
 // Start brings up the data plane of the Workflow in o.File and serves it until
-// ctx is done or Stop is called. Async styles are refused: they come with the
-// broker in a later part.
+// ctx is done or Stop is called. For the async styles it starts an embedded
+// NATS server with JetStream first; the entry is then the gateway.
 func Start(ctx context.Context, o Options) (env *Env, err error) {
 	wf, err := LoadWorkflow(o.File)
 	if err != nil {
 		return nil, err
-	}
-	if wf.Spec.Style.IsAsync() {
-		return nil, fmt.Errorf("workflow %s has style %s, which the dev mode does not support yet: it runs sync-chain and sync-orchestrated", wf.Name, wf.Spec.Style)
 	}
 	p, err := topology.Compile(wf)
 	if err != nil {
@@ -118,9 +124,17 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		apps: map[string]*app{}, sidecars: map[string]string(resolver), tel: o.Telemetry, done: make(chan struct{})}
 	defer func() {
 		if err != nil {
+			env.stopBus()
 			env.stopApps()
+			env.stopBroker()
 		}
 	}()
+	if p.Stream != nil {
+		if env.broker, err = startBroker(); err != nil {
+			return nil, err
+		}
+		env.NATSURL = env.broker.URL()
+	}
 	for i := range wf.Spec.Steps {
 		st := &wf.Spec.Steps[i]
 		a, err := startApp(ctx, st, sources[st.Name], o.Stderr, o.Telemetry.Log)
@@ -139,6 +153,42 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 			return nil, err
 		}
 		servers = append(servers, serve.Server{Name: "sidecar " + st.Name, Listener: sidecarL[st.Name], Handler: sc})
+		if p.Stream != nil {
+			conn, err := env.connect(p, "sidecar "+st.Name)
+			if err != nil {
+				return nil, err
+			}
+			async, err := sc.StartAsync(ctx, conn)
+			if err != nil {
+				return nil, err
+			}
+			if async != nil {
+				env.closers = append(env.closers, async.Stop)
+			}
+		}
+	}
+	if p.Stream != nil && p.Roles.Orchestrator {
+		conn, err := env.connect(p, "orchestrator")
+		if err != nil {
+			return nil, err
+		}
+		orch, err := orchestrator.StartAsync(ctx, orchestrator.AsyncConfig{Plan: p, Conn: conn, Telemetry: o.Telemetry})
+		if err != nil {
+			return nil, err
+		}
+		env.closers = append(env.closers, orch.Stop)
+	}
+	if p.Entry.Kind == plan.EntryGateway {
+		conn, err := env.connect(p, "gateway")
+		if err != nil {
+			return nil, err
+		}
+		gw, err := gateway.Start(ctx, gateway.Config{Plan: p, Conn: conn, Resolver: resolver, Transport: transport, Telemetry: o.Telemetry})
+		if err != nil {
+			return nil, err
+		}
+		env.closers = append(env.closers, gw.Stop)
+		servers = append(servers, serve.Server{Name: "gateway", Listener: entryL, Handler: gw})
 	}
 	if p.Entry.Kind == plan.EntryOrchestrator {
 		orch, err := orchestrator.New(orchestrator.Config{Plan: p, Resolver: resolver, Transport: transport, Telemetry: o.Telemetry})
@@ -158,7 +208,9 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		defer close(env.done)
 		env.err = serve.Run(runCtx, o.Telemetry.Log, health, o.Serve, servers...)
 		// Apps stop after the sidecars drained, so in-flight runs can finish.
+		env.stopBus()
 		env.stopApps()
+		env.stopBroker()
 	}()
 	o.Telemetry.Log.Info("Dev data plane is up", "workflow", wf.Name, "style", p.Style, "entry", env.EntryURL, "admin", env.AdminURL)
 	return env, nil
@@ -176,6 +228,30 @@ func (e *Env) Done() <-chan struct{} { return e.done }
 
 // Err is why the data plane stopped; read it after Done.
 func (e *Env) Err() error { return e.err }
+
+// connect opens a component's own connection to the embedded broker.
+func (e *Env) connect(p *plan.Plan, name string) (*bus.Conn, error) {
+	conn, err := bus.Connect(bus.Options{URL: e.NATSURL, Name: "patchbay-dev " + p.Workflow + " " + name}, e.tel.Log)
+	if err != nil {
+		return nil, err
+	}
+	e.closers = append(e.closers, conn.Close)
+	return conn, nil
+}
+
+func (e *Env) stopBus() {
+	for i := len(e.closers) - 1; i >= 0; i-- {
+		e.closers[i]()
+	}
+	e.closers = nil
+}
+
+func (e *Env) stopBroker() {
+	if e.broker != nil {
+		e.broker.stop()
+		e.broker = nil
+	}
+}
 
 func (e *Env) stopApps() {
 	var wg sync.WaitGroup

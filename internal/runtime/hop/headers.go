@@ -43,9 +43,16 @@ type Contract struct {
 
 // NewContract encodes the constant attributes of calls from source to step.
 func NewContract(source, step string, inject func(context.Context, http.Header)) (*Contract, error) {
+	return NewTypedContract(source, step, EventType, inject)
+}
+
+// NewTypedContract is NewContract for messages of another CloudEvents type,
+// such as the events a step emits on the bus: subject is the producing or
+// receiving step.
+func NewTypedContract(source, step, typ string, inject func(context.Context, http.Header)) (*Contract, error) {
 	ev := event.New()
 	ev.SetID("-")
-	ev.SetType(EventType)
+	ev.SetType(typ)
 	ev.SetSource(source)
 	ev.SetSubject(step)
 	req := http.Request{Header: make(http.Header, 8)}

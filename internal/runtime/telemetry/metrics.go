@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"strconv"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,6 +25,9 @@ type Metrics struct {
 	breakerTransitions *prometheus.CounterVec
 	runs               *prometheus.CounterVec
 	runDuration        *prometheus.HistogramVec
+	deadLetters        *prometheus.CounterVec
+	redeliveries       *prometheus.CounterVec
+	readModelLag       *prometheus.GaugeVec
 }
 
 // NewMetrics registers the metrics with reg.
@@ -69,9 +73,22 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "patchbay_run_duration_seconds", Buckets: latencyBuckets,
 			Help: "Duration of workflow runs, by outcome.",
 		}, []string{"workflow", "outcome"}),
+		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchbay_dead_letters_total",
+			Help: "Messages a step's sidecar gave up on and published to the dead-letter subject, by step and last status.",
+		}, []string{"step", "status"}),
+		redeliveries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchbay_consumer_redeliveries_total",
+			Help: "JetStream messages received again after a nak, an ack timeout or a crash, by consumer.",
+		}, []string{"consumer"}),
+		readModelLag: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "patchbay_read_model_lag_seconds",
+			Help: "Age of the last event the read model projected when it was written: how stale GET /query answers are.",
+		}, []string{"workflow"}),
 	}
 	reg.MustRegister(m.inbound, m.inboundDuration, m.inflight, m.rejected, m.hopDuration,
-		m.hopAttempts, m.retries, m.breakerTransitions, m.runs, m.runDuration)
+		m.hopAttempts, m.retries, m.breakerTransitions, m.runs, m.runDuration,
+		m.deadLetters, m.redeliveries, m.readModelLag)
 	return m
 }
 
@@ -168,5 +185,32 @@ func (r *Run) Done(ok bool, start time.Time) {
 	} else {
 		r.failed.Inc()
 		r.failedTime.Observe(d)
+	}
+}
+
+// DeadLetter counts a message a step gave up on.
+func (m *Metrics) DeadLetter(step string, status int) {
+	m.deadLetters.WithLabelValues(step, strconv.Itoa(status)).Inc()
+}
+
+// Redeliveries is the redelivery counter of a consumer.
+func (m *Metrics) Redeliveries(consumer string) prometheus.Counter {
+	return m.redeliveries.WithLabelValues(consumer)
+}
+
+// ReadModelLag is the read model's lag gauge of a workflow.
+func (m *Metrics) ReadModelLag(workflow string) prometheus.Gauge {
+	return m.readModelLag.WithLabelValues(workflow)
+}
+
+// Observe records a finished run that started at start, wherever it finished
+// (an async run ends in whichever replica handles its last message).
+func (r *Run) Observe(ok bool, d time.Duration) {
+	if ok {
+		r.ok.Inc()
+		r.okTime.Observe(d.Seconds())
+	} else {
+		r.failed.Inc()
+		r.failedTime.Observe(d.Seconds())
 	}
 }

@@ -1,0 +1,105 @@
+package bus
+
+import (
+	"context"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
+)
+
+// Retention of the workflow's stream and run records. Messages live long
+// enough for redeliveries, dead-letter inspection and late GET /runs/{id}.
+const (
+	streamMaxAge     = 24 * time.Hour
+	dedupeWindow     = 2 * time.Minute
+	runsTTL          = 24 * time.Hour
+	setupRetryWindow = 2 * time.Minute
+)
+
+// StreamConfig is the workflow's stream as every role declares it: one stream
+// over pb.<namespace>.<workflow>.>, limits retention (several consumers read
+// the same events), and a Nats-Msg-Id dedupe window that covers redeliveries.
+func StreamConfig(p *plan.Plan) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        p.Stream.Name,
+		Description: "patchbay workflow " + p.Namespace + "/" + p.Workflow,
+		Subjects:    p.Stream.Subjects,
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     jetstream.FileStorage,
+		MaxAge:      streamMaxAge,
+		Duplicates:  dedupeWindow,
+		MaxMsgSize:  plan.DefaultMaxBodyLen + 64<<10,
+	}
+}
+
+// EnsureStream creates or updates the workflow's stream. Every role calls it
+// with the same configuration, so the order in which pods start never matters.
+func EnsureStream(ctx context.Context, js jetstream.JetStream, p *plan.Plan) error {
+	ctx, cancel := context.WithTimeout(ctx, setupRetryWindow)
+	defer cancel()
+	return untilReady(ctx, "create stream "+p.Stream.Name, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, StreamConfig(p))
+		return err
+	})
+}
+
+// EnsureRuns creates or opens the run store.
+func EnsureRuns(ctx context.Context, js jetstream.JetStream, p *plan.Plan) (*Runs, error) {
+	kv, err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket: p.Stream.RunsBucket, Description: "patchbay runs of " + p.Namespace + "/" + p.Workflow,
+		TTL: runsTTL, Storage: jetstream.FileStorage, MaxValueSize: 2*plan.DefaultMaxBodyLen + 64<<10,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Runs{KV: kv}, nil
+}
+
+// EnsureReadModel creates or opens the CQRS read store.
+func EnsureReadModel(ctx context.Context, js jetstream.JetStream, p *plan.Plan) (jetstream.KeyValue, error) {
+	return ensureBucket(ctx, js, jetstream.KeyValueConfig{
+		Bucket: p.ReadModel.Bucket, Description: "patchbay read model of " + p.Namespace + "/" + p.Workflow,
+		Storage: jetstream.FileStorage,
+	})
+}
+
+func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
+	ctx, cancel := context.WithTimeout(ctx, setupRetryWindow)
+	defer cancel()
+	var kv jetstream.KeyValue
+	err := untilReady(ctx, "create bucket "+cfg.Bucket, func(ctx context.Context) (err error) {
+		kv, err = js.CreateOrUpdateKeyValue(ctx, cfg)
+		return err
+	})
+	return kv, err
+}
+
+// EnsureConsumer creates or updates a durable pull consumer with explicit acks.
+func EnsureConsumer(ctx context.Context, js jetstream.JetStream, p *plan.Plan, cfg jetstream.ConsumerConfig) (jetstream.Consumer, error) {
+	cfg.AckPolicy = jetstream.AckExplicitPolicy
+	cfg.DeliverPolicy = jetstream.DeliverAllPolicy
+	ctx, cancel := context.WithTimeout(ctx, setupRetryWindow)
+	defer cancel()
+	var c jetstream.Consumer
+	err := untilReady(ctx, "create consumer "+cfg.Durable, func(ctx context.Context) (err error) {
+		c, err = js.CreateOrUpdateConsumer(ctx, p.Stream.Name, cfg)
+		return err
+	})
+	return c, err
+}
+
+// StepConsumerConfig is the JetStream configuration of a plan consumer. The
+// broker delivers once more than MaxDeliver: a message whose last attempt was
+// cut short (its sidecar died) comes back once so that it is dead-lettered
+// rather than dropped.
+func StepConsumerConfig(c plan.Consumer) jetstream.ConsumerConfig {
+	return jetstream.ConsumerConfig{
+		Durable:       c.Durable,
+		FilterSubject: c.FilterSubject,
+		MaxAckPending: int(c.MaxAckPending),
+		AckWait:       c.AckWait.Duration,
+		MaxDeliver:    int(c.MaxDeliver) + 1,
+	}
+}

@@ -1,0 +1,355 @@
+package dev_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	. "github.com/onsi/gomega"
+
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
+	"github.com/patchbay-dev/patchbay/internal/runtime/gateway"
+	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
+)
+
+// fastAsync keeps redelivery backoff short and the breaker out of the way.
+const fastAsync = "{timeout: 2s, retry: {attempts: 3, backoff: exponential, initialDelay: 10ms, maxDelay: 50ms}, circuitBreaker: {consecutiveFailures: 100}}"
+
+func TestAsyncSamplesAnswerEndToEnd(t *testing.T) {
+	for style, want := range map[string]string{
+		"async-orchestrated": `{"id":7,"valid":true,"picked":true,"packed":true,"shipped":true}`,
+		"choreography":       `{"id":7,"reserved":true,"charged":true}`,
+		"hybrid":             `{"charge":{"id":7,"valid":true,"charged":true},"reserve":{"id":7,"valid":true,"reserved":true}}`,
+	} {
+		t.Run(style, func(t *testing.T) {
+			g := NewWithT(t)
+			env := givenSample(t, style)
+			a := whenPostJSON(t, env.EntryURL, `{"id":7}`)
+			g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
+			g.Expect(a.body).To(MatchJSON(want))
+			runID := a.header.Get(hop.HeaderRunID)
+			g.Expect(runID).NotTo(BeEmpty())
+			// The outcome is in the runs bucket too.
+			r := whenGet(t, env.EntryURL+"runs/"+runID)
+			g.Expect(r.code).To(Equal(http.StatusOK))
+			g.Expect(r.body).To(MatchJSON(want))
+		})
+	}
+}
+
+func TestAsyncStepsReceiveTheStepContractOverTheBus(t *testing.T) {
+	g := NewWithT(t)
+	env := givenSample(t, "async-orchestrated")
+	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
+	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
+	runID := a.header.Get(hop.HeaderRunID)
+	var traces []string
+	for _, step := range []string{"validate", "pick", "pack", "ship"} {
+		h := stepStats(g, env, step).LastHeaders
+		g.Expect(h).To(HaveKeyWithValue("Ce-Id", runID+"."+step))
+		g.Expect(h).To(HaveKeyWithValue("Ce-Specversion", "1.0"))
+		g.Expect(h).To(HaveKeyWithValue("Patchbay-Run-Id", runID))
+		g.Expect(h).To(HaveKeyWithValue("Traceparent", MatchRegexp(`^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$`)))
+		traces = append(traces, h["Traceparent"][3:35])
+	}
+	g.Expect(traces).To(HaveEach(traces[0]), "one trace across the bus")
+}
+
+func TestAsyncRetryableFailuresAreRetriedByRedelivery(t *testing.T) {
+	g := NewWithT(t)
+	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: test}
+spec:
+  style: async-orchestrated
+  resilience: `+fastAsync+`
+  steps:
+  - {name: first, image: demo, args: ["--mode=transform", "--set=first=true"]}
+  - {name: flaky, image: demo, args: ["--mode=transform", "--set=flaky=true", "--fail-first=2", "--fail-status=503"], dependsOn: [first]}
+`)
+	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
+	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
+	g.Expect(a.body).To(MatchJSON(`{"id":1,"first":true,"flaky":true}`))
+	g.Expect(stepStats(g, env, "flaky").Calls).To(BeEquivalentTo(3))
+	g.Expect(stepStats(g, env, "first").Calls).To(BeEquivalentTo(1))
+	g.Expect(metric(g, env, `patchbay_consumer_redeliveries_total{consumer="flaky_cmd"}`)).To(Equal("2"))
+}
+
+func TestAsync4xxIsDeadLetteredAndFailsTheRun(t *testing.T) {
+	for _, tc := range []struct{ style, yaml string }{
+		{"async-orchestrated", `  style: async-orchestrated
+  steps:
+  - {name: first, image: demo, args: ["--mode=echo"]}
+  - {name: picky, image: demo, args: ["--mode=echo", "--fail-first=100", "--fail-status=400"], dependsOn: [first]}
+`},
+		{"choreography", `  style: choreography
+  entry: {sync: true, timeout: 10s, event: req, completesOn: [done]}
+  steps:
+  - {name: first, image: demo, args: ["--mode=echo"], subscribes: [req], emits: [checked]}
+  - {name: picky, image: demo, args: ["--mode=echo", "--fail-first=100", "--fail-status=400"], subscribes: [checked], emits: [done]}
+`},
+	} {
+		t.Run(tc.style, func(t *testing.T) {
+			g := NewWithT(t)
+			env := givenWorkflow(t, "apiVersion: patchbay.dev/v1alpha1\nkind: Workflow\nmetadata: {name: test}\nspec:\n  resilience: "+fastAsync+"\n"+tc.yaml)
+			dlq := subscribe(t, env, env.Plan.Stream.DeadLetter)
+
+			a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
+			g.Expect(a.code).To(Equal(http.StatusBadRequest), "%s", a.body)
+			e := a.runError(g)
+			g.Expect(e.Step).To(Equal("picky"))
+			g.Expect(e.Status).To(Equal(http.StatusBadRequest))
+			g.Expect(e.Attempts).To(Equal(1), "a 4xx is not retried")
+			g.Expect(stepStats(g, env, "picky").Calls).To(BeEquivalentTo(1))
+
+			var m *nats.Msg
+			eventually(g, dlq).Should(Receive(&m))
+			var dl bus.DeadLetter
+			g.Expect(json.Unmarshal(m.Data, &dl)).To(Succeed())
+			g.Expect(dl.Step).To(Equal("picky"))
+			g.Expect(dl.Attempts).To(Equal(1))
+			g.Expect(dl.Status).To(Equal(http.StatusBadRequest))
+			g.Expect(dl.RunID).To(Equal(a.header.Get(hop.HeaderRunID)))
+			g.Expect(dl.Error).To(ContainSubstring("picky"))
+			g.Expect(dl.Payload).To(MatchJSON(`{"id":1}`))
+			g.Expect(metric(g, env, `patchbay_dead_letters_total{status="400",step="picky"}`)).To(Equal("1"))
+		})
+	}
+}
+
+func TestAsyncExhaustedRetriesAreDeadLettered(t *testing.T) {
+	g := NewWithT(t)
+	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: test}
+spec:
+  style: async-orchestrated
+  resilience: `+fastAsync+`
+  steps:
+  - {name: down, image: demo, args: ["--mode=echo", "--fail-first=100", "--fail-status=503"]}
+`)
+	dlq := subscribe(t, env, env.Plan.Stream.DeadLetter)
+	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
+	g.Expect(a.code).To(Equal(http.StatusServiceUnavailable), "%s", a.body)
+	g.Expect(a.runError(g).Step).To(Equal("down"))
+	g.Expect(a.runError(g).Attempts).To(Equal(3))
+	g.Expect(stepStats(g, env, "down").Calls).To(BeEquivalentTo(3))
+	var m *nats.Msg
+	eventually(g, dlq).Should(Receive(&m))
+	var dl bus.DeadLetter
+	g.Expect(json.Unmarshal(m.Data, &dl)).To(Succeed())
+	g.Expect(dl).To(And(HaveField("Step", "down"), HaveField("Attempts", 3), HaveField("Status", 503)))
+}
+
+func TestAsyncSlowRunAnswers202ThenTheRunHasTheResult(t *testing.T) {
+	g := NewWithT(t)
+	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: test}
+spec:
+  style: async-orchestrated
+  entry: {sync: true, timeout: 200ms}
+  steps:
+  - {name: slow, image: demo, args: ["--mode=transform", "--set=slow=true", "--hold"]}
+`)
+	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
+	g.Expect(a.code).To(Equal(http.StatusAccepted), "%s", a.body)
+	loc := a.header.Get("Location")
+	g.Expect(loc).To(Equal("/runs/" + a.header.Get(hop.HeaderRunID)))
+	g.Expect(whenGet(t, env.EntryURL+loc[1:]).code).To(Equal(http.StatusAccepted), "still pending")
+
+	release(t, env, "slow")
+	eventually(g, func(g Gomega) {
+		r := whenGet(t, env.EntryURL+loc[1:])
+		g.Expect(r.code).To(Equal(http.StatusOK))
+		g.Expect(r.body).To(MatchJSON(`{"id":1,"slow":true}`))
+	}).Should(Succeed())
+}
+
+func TestAsyncRunsAreAnsweredByAnyGatewayReplica(t *testing.T) {
+	g := NewWithT(t)
+	env := givenSample(t, "async-orchestrated")
+	a := whenPostJSON(t, env.EntryURL, `{"id":3}`)
+	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
+
+	// A second gateway, sharing nothing with the first but the broker.
+	conn, err := bus.Connect(bus.Options{URL: env.NATSURL, Name: "second gateway"}, testTelemetry(t).Log)
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(conn.Close)
+	gw, err := gateway.Start(context.Background(), gateway.Config{Plan: env.Plan, Conn: conn, Telemetry: testTelemetry(t)})
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(gw.Stop)
+	srv := httptest.NewServer(gw)
+	t.Cleanup(srv.Close)
+
+	r := whenGet(t, srv.URL+"/runs/"+a.header.Get(hop.HeaderRunID))
+	g.Expect(r.code).To(Equal(http.StatusOK))
+	g.Expect(r.body).To(MatchJSON(a.body))
+	// And it starts runs of its own, its outcome coming back to its own inbox.
+	b := whenPostJSON(t, srv.URL+"/", `{"id":4}`)
+	g.Expect(b.code).To(Equal(http.StatusOK), "%s", b.body)
+	g.Expect(b.body).To(MatchJSON(`{"id":4,"valid":true,"picked":true,"packed":true,"shipped":true}`))
+}
+
+func TestAsyncRedeliveryIsNotDuplicatedDownstream(t *testing.T) {
+	g := NewWithT(t)
+	env := givenSample(t, "choreography")
+	a := whenPostJSON(t, env.EntryURL, `{"orderId":"o-9"}`)
+	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
+	runID := a.header.Get(hop.HeaderRunID)
+
+	// The entry event of the same run again, as a redelivery would bring it:
+	// reserve runs again, but its event is the same message.
+	conn := connect(t, env)
+	h := nats.Header{hop.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
+	_, err := conn.JS.PublishMsg(context.Background(), &nats.Msg{Subject: env.Plan.Entry.EventSubject, Header: h, Data: []byte(`{"orderId":"o-9"}`)},
+		jetstream.WithMsgID("redelivered-"+runID))
+	g.Expect(err).NotTo(HaveOccurred())
+	eventually(g, func() int64 { return stepStats(g, env, "reserve").Calls }).Should(BeEquivalentTo(2))
+
+	reserved := env.Plan.Step("reserve").Output.Emits[0].Subject
+	g.Consistently(func() uint64 { return subjectCount(g, conn, env, reserved) }).
+		WithTimeout(300 * time.Millisecond).WithPolling(50 * time.Millisecond).Should(BeEquivalentTo(1))
+	g.Expect(stepStats(g, env, "charge").Calls).To(BeEquivalentTo(1))
+}
+
+func TestHybridLeavesGetTheEventButTheRunDoesNotWaitForThem(t *testing.T) {
+	g := NewWithT(t)
+	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: test}
+spec:
+  style: hybrid
+  steps:
+  - {name: validate, image: demo, args: ["--mode=transform", "--set=valid=true"]}
+  - {name: charge, image: demo, args: ["--mode=transform", "--set=charged=true"], dependsOn: [validate], emits: [payment.captured]}
+  - {name: notify, image: demo, args: ["--mode=echo", "--hold"], subscribes: [payment.captured]}
+  - {name: audit, image: demo, args: ["--mode=echo", "--hold"], subscribes: [payment.captured]}
+`)
+	t.Cleanup(func() { release(t, env, "notify"); release(t, env, "audit") })
+	a := whenPostJSON(t, env.EntryURL, `{"id":5}`)
+	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
+	g.Expect(a.body).To(MatchJSON(`{"id":5,"valid":true,"charged":true}`))
+	for _, leaf := range []string{"notify", "audit"} {
+		eventually(g, func() int64 { return stepStats(g, env, leaf).InFlight }).Should(BeEquivalentTo(1), leaf)
+		g.Expect(stepStats(g, env, leaf).LastHeaders).To(And(
+			HaveKeyWithValue("Patchbay-Run-Id", a.header.Get(hop.HeaderRunID)),
+			HaveKeyWithValue("Ce-Id", a.header.Get(hop.HeaderRunID)+"."+leaf)))
+	}
+}
+
+func TestReadModelServesTheProjectedEvent(t *testing.T) {
+	g := NewWithT(t)
+	env := givenSample(t, "choreography")
+	g.Expect(whenGet(t, env.EntryURL+"query/o-7").code).To(Equal(http.StatusNotFound))
+	a := whenPostJSON(t, env.EntryURL, `{"orderId":"o-7","qty":2}`)
+	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
+	eventually(g, func(g Gomega) {
+		r := whenGet(t, env.EntryURL+"query/o-7")
+		g.Expect(r.code).To(Equal(http.StatusOK))
+		g.Expect(r.body).To(MatchJSON(`{"orderId":"o-7","qty":2,"reserved":true,"charged":true}`))
+	}).Should(Succeed())
+	g.Expect(metric(g, env, `patchbay_read_model_lag_seconds{workflow="orders"}`)).NotTo(BeEmpty())
+}
+
+func TestGatewayProxiesDualSupportRequestsToSteps(t *testing.T) {
+	g := NewWithT(t)
+	env := givenSample(t, "hybrid")
+	r := whenGet(t, env.EntryURL+"steps/notify/_demo/stats")
+	g.Expect(r.code).To(Equal(http.StatusOK))
+	g.Expect(r.body).To(ContainSubstring(`"name":"notify"`))
+	g.Expect(whenGet(t, env.EntryURL+"steps/nope/x").code).To(Equal(http.StatusNotFound))
+}
+
+// --- helpers of the async tests
+
+func whenGet(t *testing.T, url string) answer {
+	t.Helper()
+	resp, err := client.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		t.Fatalf("read answer of GET %s: %v", url, err)
+	}
+	return answer{code: resp.StatusCode, header: resp.Header, body: b}
+}
+
+func release(t *testing.T, env *dev.Env, step string) {
+	t.Helper()
+	resp, err := client.Post(env.AppURL(step)+"/_demo/release", "", nil)
+	if err != nil {
+		t.Errorf("release %s: %v", step, err)
+		return
+	}
+	_ = resp.Body.Close()
+}
+
+func connect(t *testing.T, env *dev.Env) *bus.Conn {
+	t.Helper()
+	conn, err := bus.Connect(bus.Options{URL: env.NATSURL, Name: "test"}, testTelemetry(t).Log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(conn.Close)
+	return conn
+}
+
+// subscribe collects the messages published on subject from now on.
+func subscribe(t *testing.T, env *dev.Env, subject string) chan *nats.Msg {
+	t.Helper()
+	ch := make(chan *nats.Msg, 64)
+	nc := connect(t, env).NC
+	if _, err := nc.ChanSubscribe(subject, ch); err != nil {
+		t.Fatal(err)
+	}
+	if err := nc.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// subjectCount is how many messages the workflow's stream holds on subject.
+func subjectCount(g Gomega, conn *bus.Conn, env *dev.Env, subject string) uint64 {
+	s, err := conn.JS.Stream(context.Background(), env.Plan.Stream.Name)
+	g.Expect(err).NotTo(HaveOccurred())
+	info, err := s.Info(context.Background(), jetstream.WithSubjectFilter(subject))
+	g.Expect(err).NotTo(HaveOccurred())
+	return info.State.Subjects[subject]
+}
+
+func testTelemetry(t *testing.T) *telemetry.Telemetry {
+	t.Helper()
+	log, err := telemetry.NewLogger(t.Output(), "text", "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracing, _ := telemetry.NewTracing(context.Background(), "", "test")
+	return telemetry.New(log, tracing)
+}
+
+// metric is the value of one series on the dev mode's /metrics, "" when absent.
+func metric(g Gomega, env *dev.Env, series string) string {
+	resp, err := client.Get(env.AdminURL + "metrics")
+	g.Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	g.Expect(err).NotTo(HaveOccurred())
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, series+" "); ok {
+			return v
+		}
+	}
+	return ""
+}

@@ -1,0 +1,106 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strconv"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+)
+
+const (
+	completionAckWait = 30 * time.Second
+	completionPending = 1024
+)
+
+// startCompletion consumes, in choreography, the events that complete a run
+// and the dead letters that fail one. The consumer is shared by the gateway
+// replicas: whichever gets the message writes the outcome, and the record's
+// ReplyTo brings it to the replica holding the caller.
+func (g *Gateway) startCompletion(ctx context.Context) error {
+	p := g.plan
+	subjects := []string{p.Stream.DeadLetter}
+	for _, ev := range p.Events {
+		if ev.Completes {
+			subjects = append(subjects, ev.Subject)
+		}
+	}
+	cons, err := bus.EnsureConsumer(ctx, g.conn.JS, p, jetstream.ConsumerConfig{
+		Durable:        p.Stream.CompletionDurable,
+		Description:    "patchbay gateways: events that complete choreographed runs, and dead letters",
+		FilterSubjects: subjects,
+		MaxAckPending:  completionPending,
+		AckWait:        completionAckWait,
+	})
+	if err != nil {
+		return err
+	}
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		g.inflight.Add(1)
+		defer g.inflight.Done()
+		if err := g.complete(m); err != nil {
+			g.tel.Log.Warn("Completing a run failed; the message will be redelivered", "subject", m.Subject(), "err", err)
+			_ = m.NakWithDelay(500 * time.Millisecond)
+			return
+		}
+		_ = m.Ack()
+	})
+	if err != nil {
+		return err
+	}
+	g.consumers = append(g.consumers, cc)
+	return nil
+}
+
+// complete finishes a run on its first completion event or dead letter.
+func (g *Gateway) complete(m jetstream.Msg) error {
+	h := bus.HTTPHeader(m)
+	runID := h.Get(hop.HeaderRunID)
+	if runID == "" {
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), completionAckWait)
+	defer cancel()
+	var herr *hop.Error
+	if m.Subject() == g.plan.Stream.DeadLetter {
+		var dl bus.DeadLetter
+		if err := json.Unmarshal(m.Data(), &dl); err != nil {
+			return nil
+		}
+		code, _ := strconv.Atoi(h.Get(bus.HeaderErrorCode))
+		if code == 0 {
+			code = http.StatusBadGateway
+		}
+		herr = &hop.Error{Code: code, Step: dl.Step, Status: dl.Status, Attempts: dl.Attempts, Message: dl.Error, Detail: dl.Detail}
+	}
+	var finished bool
+	r, err := g.runs.Update(ctx, runID, func(r *bus.Run) bool {
+		finished = false
+		if r.Done() {
+			return false
+		}
+		if herr != nil {
+			r.Fail(herr)
+		} else {
+			r.Succeed(m.Data(), h.Get("Content-Type"))
+		}
+		finished = true
+		return true
+	})
+	if errors.Is(err, bus.ErrNoRun) {
+		return nil // not a run a gateway started
+	}
+	if err != nil {
+		return err
+	}
+	if finished {
+		g.run.Observe(r.Status == bus.RunSucceeded, r.Finished.Sub(r.Started))
+	}
+	return bus.Notify(g.conn.NC, r)
+}

@@ -1,0 +1,335 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/http/httputil"
+	"net/url"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
+)
+
+// CloudEvents type of the message that starts an orchestrated run.
+const RunRequestedType = "dev.patchbay.run.requested"
+
+// Config is what a gateway needs.
+type Config struct {
+	Plan *plan.Plan
+	Conn *bus.Conn
+	// Resolver finds the steps' sidecars for dual-support requests.
+	Resolver  hop.Resolver
+	Transport http.RoundTripper
+	Telemetry *telemetry.Telemetry
+}
+
+// Gateway is the sync wrapper of an async workflow (DESIGN §1). It keeps no
+// state of its own: runs live in the runs bucket, and an outcome comes back on
+// this replica's own NATS inbox, whose subject the run record names.
+//
+//	POST /                 start a run with the body as entry payload; a sync
+//	                       entry holds the caller until the outcome or
+//	                       entry.timeout, then answers 202 + Location. A caller
+//	                       that sends "Prefer: respond-async" gets 202 at once.
+//	GET  /runs/{id}        the run: its result (200), its error (the run's
+//	                       status), or 202 while pending; from any replica.
+//	GET  /query/{key}      the read model's latest projected event for key.
+//	ANY  /steps/{step}/... dual support: proxied to the step's sidecar as
+//	                       /..., for steps whose plan Callers name the gateway.
+type Gateway struct {
+	plan      *plan.Plan
+	tel       *telemetry.Telemetry
+	conn      *bus.Conn
+	runs      *bus.Runs
+	run       *telemetry.Run
+	inbox     string
+	sub       *nats.Subscription
+	waiters   sync.Map // run ID -> chan *bus.Run
+	start     *hop.Contract
+	entry     *hop.Contract
+	mux       *http.ServeMux
+	proxies   map[string]*httputil.ReverseProxy
+	consumers []jetstream.ConsumeContext
+	inflight  sync.WaitGroup
+	readModel *readModel
+}
+
+// Start connects the gateway's subscriptions and consumers.
+func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
+	p := cfg.Plan
+	if p.Stream == nil {
+		return nil, fmt.Errorf("workflow %s has style %s, which has no gateway", p.Workflow, p.Style)
+	}
+	if cfg.Transport == nil {
+		cfg.Transport = hop.NewTransport()
+	}
+	g = &Gateway{plan: p, tel: cfg.Telemetry, conn: cfg.Conn, run: cfg.Telemetry.Metrics.Run(p.Workflow),
+		mux: http.NewServeMux(), proxies: map[string]*httputil.ReverseProxy{}}
+	defer func() {
+		if err != nil {
+			g.Stop()
+		}
+	}()
+	source := hop.SourceOf(p.Namespace, p.Workflow, plan.GatewayRole)
+	if g.start, err = hop.NewTypedContract(source, p.Workflow, RunRequestedType, cfg.Telemetry.Tracing.Inject); err != nil {
+		return nil, err
+	}
+	if p.Entry.Event != "" {
+		if g.entry, err = hop.NewTypedContract(source, p.Workflow, p.Entry.Event, cfg.Telemetry.Tracing.Inject); err != nil {
+			return nil, err
+		}
+	}
+	if err := bus.EnsureStream(ctx, cfg.Conn.JS, p); err != nil {
+		return nil, err
+	}
+	if g.runs, err = bus.EnsureRuns(ctx, cfg.Conn.JS, p); err != nil {
+		return nil, err
+	}
+	g.inbox = cfg.Conn.NC.NewInbox()
+	if g.sub, err = cfg.Conn.NC.Subscribe(g.inbox, g.onOutcome); err != nil {
+		return nil, fmt.Errorf("subscribe to the gateway's inbox: %w", err)
+	}
+	if p.Stream.CompletionDurable != "" {
+		if err := g.startCompletion(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if p.ReadModel != nil {
+		if err := g.startReadModel(ctx); err != nil {
+			return nil, err
+		}
+	}
+	for i := range p.Steps {
+		st := &p.Steps[i]
+		if !callableByGateway(st) || cfg.Resolver == nil {
+			continue
+		}
+		base, err := cfg.Resolver.StepURL(st)
+		if err != nil {
+			return nil, err
+		}
+		u, err := url.Parse(base)
+		if err != nil {
+			return nil, fmt.Errorf("step %s: %w", st.Name, err)
+		}
+		rp := httputil.NewSingleHostReverseProxy(u)
+		rp.Transport = cfg.Transport
+		g.proxies[st.Name] = rp
+	}
+	g.mux.HandleFunc("POST /{$}", g.serveStart)
+	g.mux.HandleFunc("GET /runs/{id}", g.serveRun)
+	g.mux.HandleFunc("GET /query/{key...}", g.serveQuery)
+	g.mux.HandleFunc("/steps/{step}/{path...}", g.serveStep)
+	cfg.Telemetry.Log.Info("Gateway is up", "workflow", p.Workflow, "style", p.Style, "inbox", g.inbox)
+	return g, nil
+}
+
+func callableByGateway(st *plan.Step) bool {
+	for _, c := range st.Callers {
+		if c == plan.GatewayRole {
+			return true
+		}
+	}
+	return false
+}
+
+// Stop ends the consumers and the inbox subscription; held callers get their
+// answer from the drain of the HTTP server first.
+func (g *Gateway) Stop() {
+	for _, c := range g.consumers {
+		c.Drain()
+		<-c.Closed()
+	}
+	g.inflight.Wait()
+	if g.sub != nil {
+		_ = g.sub.Unsubscribe()
+	}
+}
+
+// ServeHTTP implements http.Handler.
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
+
+func (g *Gateway) onOutcome(m *nats.Msg) {
+	var r bus.Run
+	if err := json.Unmarshal(m.Data, &r); err != nil {
+		g.tel.Log.Warn("Dropping an unreadable outcome", "err", err)
+		return
+	}
+	if ch, ok := g.waiters.Load(r.ID); ok {
+		select {
+		case ch.(chan *bus.Run) <- &r:
+		default:
+		}
+	}
+}
+
+func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	runID := r.Header.Get(hop.HeaderRunID)
+	if runID == "" {
+		runID = uuid.NewString()
+	} else if !validRunID(runID) {
+		hop.BadRequest(http.StatusBadRequest, "header "+hop.HeaderRunID+" may hold only letters, digits, '-' and '_'").Write(w)
+		return
+	}
+	body := hop.GetBuffer()
+	defer hop.PutBuffer(body)
+	if err := hop.ReadBody(body, r.Body, r.ContentLength, plan.DefaultMaxBodyLen); err != nil {
+		code := http.StatusBadRequest
+		if errors.Is(err, hop.ErrTooLarge) {
+			code = http.StatusRequestEntityTooLarge
+		}
+		hop.BadRequest(code, "request body: "+err.Error()).Write(w)
+		return
+	}
+	ctx := g.tel.Tracing.Extract(r.Context(), r.Header)
+	ctx, span := g.tel.Tracing.Start(ctx, "run "+g.plan.Workflow, trace.SpanKindServer)
+	defer span.End()
+
+	wait := g.plan.Entry.Sync && !strings.Contains(r.Header.Get("Prefer"), "respond-async")
+	rec := &bus.Run{ID: runID, Status: bus.RunPending, Started: start.UTC()}
+	if wait {
+		rec.ReplyTo = g.inbox
+		ch := make(chan *bus.Run, 1)
+		g.waiters.Store(runID, ch)
+		defer g.waiters.Delete(runID)
+	}
+	if err := g.runs.Create(ctx, rec); err != nil {
+		if errors.Is(err, bus.ErrRunExists) {
+			(&hop.Error{Code: http.StatusConflict, RunID: runID, Message: "run " + runID + " exists; GET /runs/" + runID}).Write(w)
+			return
+		}
+		(&hop.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the run store is unavailable: " + err.Error()}).Write(w)
+		return
+	}
+	if err := g.publishStart(ctx, runID, r.Header.Get("Content-Type"), body.Bytes()); err != nil {
+		e := &hop.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the broker did not accept the run: " + err.Error()}
+		_, _ = g.runs.Update(context.WithoutCancel(ctx), runID, func(r *bus.Run) bool { r.Fail(e); return true })
+		e.Write(w)
+		return
+	}
+	if !wait {
+		writePending(w, runID)
+		return
+	}
+	ch, _ := g.waiters.Load(runID)
+	timer := time.NewTimer(g.plan.Entry.Timeout.Duration)
+	defer timer.Stop()
+	select {
+	case out := <-ch.(chan *bus.Run):
+		writeRun(w, out)
+	case <-timer.C:
+		// The outcome may have landed just now; the record is the truth.
+		if out, _, err := g.runs.Get(context.WithoutCancel(ctx), runID); err == nil && out.Done() {
+			writeRun(w, out)
+			return
+		}
+		writePending(w, runID)
+	case <-r.Context().Done():
+	}
+}
+
+func (g *Gateway) publishStart(ctx context.Context, runID, contentType string, body []byte) error {
+	if s := g.plan.Stream.StartSubject; s != "" {
+		id := bus.MsgID(runID, "start")
+		h := g.start.Header(ctx, runID, contentType)
+		h["Ce-Id"] = []string{id}
+		if err := g.conn.Publish(ctx, bus.NewMsg(s, h, body), id); err != nil {
+			return err
+		}
+	}
+	if s := g.plan.Entry.EventSubject; s != "" {
+		id := bus.MsgID(runID, plan.EntryEmitter, g.plan.Entry.Event)
+		h := g.entry.Header(ctx, runID, contentType)
+		h["Ce-Id"] = []string{id}
+		h[bus.HeaderStep] = []string{plan.EntryEmitter}
+		if err := g.conn.Publish(ctx, bus.NewMsg(s, h, body), id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (g *Gateway) serveRun(w http.ResponseWriter, r *http.Request) {
+	id := r.PathValue("id")
+	out, _, err := g.runs.Get(r.Context(), id)
+	switch {
+	case errors.Is(err, bus.ErrNoRun):
+		(&hop.Error{Code: http.StatusNotFound, RunID: id, Message: "no run " + id + " (runs are kept for 24h)"}).Write(w)
+	case err != nil:
+		(&hop.Error{Code: http.StatusServiceUnavailable, RunID: id, Message: "the run store is unavailable: " + err.Error()}).Write(w)
+	default:
+		writeRun(w, out)
+	}
+}
+
+func (g *Gateway) serveStep(w http.ResponseWriter, r *http.Request) {
+	step := r.PathValue("step")
+	rp, ok := g.proxies[step]
+	if !ok {
+		(&hop.Error{Code: http.StatusNotFound, Message: fmt.Sprintf("workflow %s has no step %s that the gateway may call", g.plan.Workflow, step)}).Write(w)
+		return
+	}
+	r.URL.Path = "/" + r.PathValue("path")
+	r.URL.RawPath = ""
+	rp.ServeHTTP(w, r)
+}
+
+// writeRun answers with a run: its result, its error, or 202 while pending.
+func writeRun(w http.ResponseWriter, r *bus.Run) {
+	switch r.Status {
+	case bus.RunSucceeded:
+		h := w.Header()
+		h.Set(hop.HeaderRunID, r.ID)
+		if r.ContentType != "" {
+			h.Set("Content-Type", r.ContentType)
+		}
+		w.WriteHeader(http.StatusOK)
+		_, _ = w.Write(r.Result)
+	case bus.RunFailed:
+		e := *r.Error
+		e.Code, e.RunID = r.Code, r.ID
+		if e.Code == 0 {
+			e.Code = http.StatusBadGateway
+		}
+		e.Write(w)
+	default:
+		writePending(w, r.ID)
+	}
+}
+
+func writePending(w http.ResponseWriter, runID string) {
+	h := w.Header()
+	h.Set("Location", "/runs/"+runID)
+	h.Set(hop.HeaderRunID, runID)
+	h.Set("Content-Type", "application/json")
+	w.WriteHeader(http.StatusAccepted)
+	b, _ := json.Marshal(map[string]string{"runId": runID, "status": bus.RunPending, "location": "/runs/" + runID})
+	_, _ = w.Write(append(b, '\n'))
+}
+
+// validRunID keeps caller-chosen run IDs usable as KV keys and in subjects.
+func validRunID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, c := range s {
+		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
+			return false
+		}
+	}
+	return true
+}

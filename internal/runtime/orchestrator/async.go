@@ -1,0 +1,354 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
+)
+
+// Settings of the orchestrators' shared consumer.
+const (
+	asyncMaxAckPending = 1024
+	asyncAckWait       = 30 * time.Second
+	asyncWorkers       = 64
+	asyncRetryDelay    = 500 * time.Millisecond
+)
+
+// AsyncConfig is what an async orchestrator needs.
+type AsyncConfig struct {
+	Plan      *plan.Plan
+	Conn      *bus.Conn
+	Telemetry *telemetry.Telemetry
+}
+
+// Async runs the orchestrated core of async-orchestrated and hybrid over the
+// bus. It keeps no state: a run lives in the runs bucket, so any replica
+// continues any run. It consumes run starts (Stream.StartSubject) and step
+// results (ResultPrefix.>) from one shared durable, records each result with
+// compare-and-set on the run's revision, publishes the commands of the steps
+// whose dependencies are complete, and when every sink has finished writes the
+// outcome and sends it to the gateway replica holding the caller.
+type Async struct {
+	plan       *plan.Plan
+	tel        *telemetry.Telemetry
+	conn       *bus.Conn
+	runs       *bus.Runs
+	run        *telemetry.Run
+	roots      []string
+	dependents map[string][]string
+	contracts  map[string]*hop.Contract
+	consume    jetstream.ConsumeContext
+	sem        chan struct{}
+	inflight   sync.WaitGroup
+}
+
+// StartAsync ensures the stream, the runs bucket and the orchestrators'
+// consumer, and starts consuming.
+func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
+	p := cfg.Plan
+	if p.Stream == nil || p.Stream.StartSubject == "" || p.Stream.OrchestratorDurable == "" {
+		return nil, fmt.Errorf("plan of workflow %s (style %s) has no orchestrator stream subjects", p.Workflow, p.Style)
+	}
+	a := &Async{
+		plan: p, tel: cfg.Telemetry, conn: cfg.Conn, run: cfg.Telemetry.Metrics.Run(p.Workflow),
+		dependents: map[string][]string{}, contracts: map[string]*hop.Contract{},
+		sem: make(chan struct{}, asyncWorkers),
+	}
+	source := hop.SourceOf(p.Namespace, p.Workflow, plan.OrchestratorRole)
+	for _, level := range p.Levels {
+		for _, name := range level {
+			st := p.Step(name)
+			if st == nil || st.Mode != plan.ModeOrchestrated || len(st.Consumers) == 0 {
+				return nil, fmt.Errorf("plan of workflow %s: level step %s is not an orchestrated step with a command subject", p.Workflow, name)
+			}
+			if len(st.DependsOn) == 0 {
+				a.roots = append(a.roots, name)
+			}
+			for _, d := range st.DependsOn {
+				a.dependents[d] = append(a.dependents[d], name)
+			}
+			c, err := hop.NewContract(source, name, cfg.Telemetry.Tracing.Inject)
+			if err != nil {
+				return nil, err
+			}
+			a.contracts[name] = c
+		}
+	}
+	if len(p.Sinks) == 0 {
+		return nil, fmt.Errorf("plan of workflow %s has no sinks", p.Workflow)
+	}
+	if err := bus.EnsureStream(ctx, cfg.Conn.JS, p); err != nil {
+		return nil, err
+	}
+	runs, err := bus.EnsureRuns(ctx, cfg.Conn.JS, p)
+	if err != nil {
+		return nil, err
+	}
+	a.runs = runs
+	cons, err := bus.EnsureConsumer(ctx, cfg.Conn.JS, p, jetstream.ConsumerConfig{
+		Durable:        p.Stream.OrchestratorDurable,
+		Description:    "patchbay orchestrators: run starts and step results",
+		FilterSubjects: []string{p.Stream.StartSubject, p.Stream.ResultPrefix + ".>"},
+		MaxAckPending:  asyncMaxAckPending,
+		AckWait:        asyncAckWait,
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.consume, err = cons.Consume(a.dispatch, jetstream.PullMaxMessages(asyncWorkers),
+		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+			cfg.Telemetry.Log.Debug("Consumer error", "consumer", p.Stream.OrchestratorDurable, "err", err)
+		}))
+	if err != nil {
+		return nil, err
+	}
+	cfg.Telemetry.Log.Info("Orchestrating over the bus", "workflow", p.Workflow, "consumer", p.Stream.OrchestratorDurable)
+	return a, nil
+}
+
+// Stop stops pulling and waits for the messages in hand.
+func (a *Async) Stop() {
+	a.consume.Drain()
+	<-a.consume.Closed()
+	a.inflight.Wait()
+}
+
+func (a *Async) dispatch(m jetstream.Msg) {
+	a.sem <- struct{}{}
+	a.inflight.Add(1)
+	go func() {
+		defer func() { <-a.sem; a.inflight.Done() }()
+		if err := a.handle(m); err != nil {
+			a.tel.Log.Warn("Handling a message failed; it will be redelivered", "subject", m.Subject(), "err", err)
+			_ = m.NakWithDelay(asyncRetryDelay)
+			return
+		}
+		_ = m.Ack()
+	}()
+}
+
+func (a *Async) handle(m jetstream.Msg) error {
+	h := bus.HTTPHeader(m)
+	runID := h.Get(hop.HeaderRunID)
+	if runID == "" {
+		a.tel.Log.Warn("Dropping a message without a run ID", "subject", m.Subject())
+		return nil
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), asyncAckWait)
+	defer cancel()
+	ctx = a.tel.Tracing.Extract(ctx, h)
+	if m.Subject() == a.plan.Stream.StartSubject {
+		return a.start(ctx, runID, h, m.Data())
+	}
+	step, ok := strings.CutPrefix(m.Subject(), a.plan.Stream.ResultPrefix+".")
+	if !ok || a.contracts[step] == nil {
+		a.tel.Log.Warn("Dropping a result of an unknown step", "subject", m.Subject(), "run", runID)
+		return nil
+	}
+	if h.Get(bus.HeaderStatus) == bus.StatusFailed {
+		return a.failed(ctx, runID, h, m.Data())
+	}
+	return a.succeeded(ctx, runID, step, h, m.Data())
+}
+
+// start dispatches the steps without dependencies with the entry payload.
+func (a *Async) start(ctx context.Context, runID string, h http.Header, payload []byte) error {
+	r, err := a.runs.Update(ctx, runID, func(r *bus.Run) bool {
+		changed := false
+		for _, n := range a.roots {
+			if s := r.Step(n); !s.Dispatched && !r.Done() {
+				s.Dispatched, changed = true, true
+			}
+		}
+		return changed
+	})
+	if errors.Is(err, bus.ErrNoRun) {
+		// Started by something other than a gateway: keep its record anyway.
+		if err := a.runs.Create(ctx, &bus.Run{ID: runID, Status: bus.RunPending, Started: time.Now()}); err != nil && !errors.Is(err, bus.ErrRunExists) {
+			return err
+		}
+		return a.start(ctx, runID, h, payload)
+	}
+	if err != nil || r.Done() {
+		return err
+	}
+	ctx, span := a.tel.Tracing.Start(ctx, "run "+a.plan.Workflow, trace.SpanKindConsumer)
+	defer span.End()
+	for _, n := range a.roots {
+		if err := a.command(ctx, runID, n, h.Get("Content-Type"), payload); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// succeeded records a step's output, dispatches what became ready and
+// finishes the run when every sink is done. A redelivered result changes
+// nothing but publishes the ready commands again (deduplicated by the
+// broker), so a crash between the record and the publish loses nothing.
+func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header, output []byte) error {
+	var finished bool
+	r, err := a.runs.Update(ctx, runID, func(r *bus.Run) bool {
+		finished = false
+		s := r.Step(step)
+		if r.Done() || s.Done {
+			return false
+		}
+		s.Done, s.Output, s.ContentType = true, output, h.Get("Content-Type")
+		for _, d := range a.dependents[step] {
+			if a.depsDone(r, d) {
+				r.Step(d).Dispatched = true
+			}
+		}
+		if a.sinksDone(r) {
+			a.finish(r)
+			finished = true
+		}
+		return true
+	})
+	if errors.Is(err, bus.ErrNoRun) {
+		a.tel.Log.Warn("Dropping a result of an unknown run", "run", runID, "step", step)
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	if r.Done() {
+		return a.done(r, finished)
+	}
+	for _, d := range a.dependents[step] {
+		if !a.depsDone(r, d) || r.Step(d).Done {
+			continue
+		}
+		ct, in, herr := a.input(r, d)
+		if herr != nil {
+			return a.fail(ctx, runID, herr)
+		}
+		if err := a.command(ctx, runID, d, ct, in); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// failed fails the run with the error a step's sidecar dead-lettered.
+func (a *Async) failed(ctx context.Context, runID string, h http.Header, body []byte) error {
+	var e hop.Error
+	if err := json.Unmarshal(body, &e); err != nil {
+		e = hop.Error{Step: h.Get(bus.HeaderStep), Message: "step failed: " + string(body)}
+	}
+	e.Code, _ = strconv.Atoi(h.Get(bus.HeaderErrorCode))
+	if e.Code == 0 {
+		e.Code = http.StatusBadGateway
+	}
+	return a.fail(ctx, runID, &e)
+}
+
+func (a *Async) fail(ctx context.Context, runID string, e *hop.Error) error {
+	var finished bool
+	r, err := a.runs.Update(ctx, runID, func(r *bus.Run) bool {
+		finished = false
+		if r.Done() {
+			return false
+		}
+		r.Fail(e)
+		finished = true
+		return true
+	})
+	if errors.Is(err, bus.ErrNoRun) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	return a.done(r, finished)
+}
+
+// done reports a finished run to its waiting gateway (again, on a redelivery).
+func (a *Async) done(r *bus.Run, finishedNow bool) error {
+	if finishedNow {
+		a.run.Observe(r.Status == bus.RunSucceeded, r.Finished.Sub(r.Started))
+		if r.Status == bus.RunFailed {
+			a.tel.Log.Info("Run failed", "workflow", a.plan.Workflow, "run", r.ID, "step", r.Error.Step,
+				"status", r.Error.Status, "attempts", r.Error.Attempts, "code", r.Code, "err", r.Error.Message)
+		}
+	}
+	return bus.Notify(a.conn.NC, r)
+}
+
+func (a *Async) depsDone(r *bus.Run, step string) bool {
+	for _, d := range a.plan.Step(step).DependsOn {
+		if s := r.Steps[d]; s == nil || !s.Done {
+			return false
+		}
+	}
+	return true
+}
+
+func (a *Async) sinksDone(r *bus.Run) bool {
+	for _, s := range a.plan.Sinks {
+		if o := r.Steps[s]; o == nil || !o.Done {
+			return false
+		}
+	}
+	return true
+}
+
+// finish writes the result (DESIGN §3): the sink's output or {sink: output}.
+func (a *Async) finish(r *bus.Run) {
+	if len(a.plan.Sinks) == 1 {
+		s := r.Steps[a.plan.Sinks[0]]
+		r.Succeed(s.Output, s.ContentType)
+		return
+	}
+	ct, out, herr := a.merge(r, a.plan.Sinks, "the run's result")
+	if herr != nil {
+		r.Fail(herr)
+		return
+	}
+	r.Succeed(out, ct)
+}
+
+// input is a step's input: its one dependency's output or {dep: output}.
+func (a *Async) input(r *bus.Run, step string) (string, []byte, *hop.Error) {
+	deps := a.plan.Step(step).DependsOn
+	if len(deps) == 1 {
+		s := r.Steps[deps[0]]
+		return s.ContentType, s.Output, nil
+	}
+	return a.merge(r, deps, "step "+step)
+}
+
+func (a *Async) merge(r *bus.Run, names []string, into string) (string, []byte, *hop.Error) {
+	parts := make([]hop.Part, len(names))
+	for i, n := range names {
+		parts[i] = hop.Part{Name: n, Producer: n, Body: r.Steps[n].Output}
+	}
+	buf := hop.GetBuffer()
+	defer hop.PutBuffer(buf)
+	if herr := hop.Merge(buf, into, parts); herr != nil {
+		return "", nil, herr
+	}
+	return "application/json", append([]byte(nil), buf.Bytes()...), nil
+}
+
+// command publishes a step's command, once per run and step.
+func (a *Async) command(ctx context.Context, runID, step, contentType string, body []byte) error {
+	st := a.plan.Step(step)
+	id := bus.MsgID(runID, "cmd", step)
+	return a.conn.Publish(ctx, bus.NewMsg(st.Consumers[0].FilterSubject, a.contracts[step].Header(ctx, runID, contentType), body), id)
+}

@@ -1,0 +1,124 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	. "github.com/onsi/gomega"
+	"sigs.k8s.io/yaml"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
+	"github.com/patchbay-dev/patchbay/internal/topology"
+)
+
+// A run lives in the runs bucket, not in an orchestrator: a second
+// orchestrator finishes a run the first one started and then stopped.
+func TestASecondOrchestratorFinishesARunTheFirstStarted(t *testing.T) {
+	g := NewWithT(t)
+	p := compile(t, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: handoff, namespace: default}
+spec:
+  style: async-orchestrated
+  steps:
+  - {name: first, image: demo}
+  - {name: second, image: demo, dependsOn: [first]}
+`)
+	url := embeddedNATS(t)
+	tel := func() *telemetry.Telemetry {
+		tracing, _ := telemetry.NewTracing(context.Background(), "", "test")
+		return telemetry.New(slog.New(slog.DiscardHandler), tracing)
+	}
+	conn := func() *bus.Conn {
+		c, err := bus.Connect(bus.Options{URL: url, Name: "test"}, slog.New(slog.DiscardHandler))
+		g.Expect(err).NotTo(HaveOccurred())
+		t.Cleanup(c.Close)
+		return c
+	}
+	ctx := context.Background()
+
+	// The test plays the gateway and the steps' sidecars.
+	test := conn()
+	g.Expect(bus.EnsureStream(ctx, test.JS, p)).To(Succeed())
+	runs, err := bus.EnsureRuns(ctx, test.JS, p)
+	g.Expect(err).NotTo(HaveOccurred())
+	commands := make(chan *nats.Msg, 8)
+	_, err = test.NC.ChanSubscribe(p.Stream.CommandPrefix+".>", commands)
+	g.Expect(err).NotTo(HaveOccurred())
+	outcomes := make(chan *nats.Msg, 8)
+	inbox := test.NC.NewInbox()
+	_, err = test.NC.ChanSubscribe(inbox, outcomes)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(test.NC.Flush()).To(Succeed())
+
+	a, err := StartAsync(ctx, AsyncConfig{Plan: p, Conn: conn(), Telemetry: tel()})
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(runs.Create(ctx, &bus.Run{ID: "r1", Status: bus.RunPending, Started: time.Now(), ReplyTo: inbox})).To(Succeed())
+	publish := func(subject string, h nats.Header, body string) {
+		h[hop.HeaderRunID] = []string{"r1"}
+		h["Content-Type"] = []string{"application/json"}
+		g.Expect(test.Publish(ctx, &nats.Msg{Subject: subject, Header: h, Data: []byte(body)}, subject+"/r1")).To(Succeed())
+	}
+	publish(p.Stream.StartSubject, nats.Header{}, `{"id":1}`)
+
+	var m *nats.Msg
+	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
+	g.Expect(m.Subject).To(Equal(p.Stream.CommandPrefix + ".first"))
+	g.Expect(m.Data).To(MatchJSON(`{"id":1}`))
+	a.Stop()
+
+	// first's result arrives while no orchestrator runs; a new one continues.
+	publish(p.Step("first").Output.ResultSubject, nats.Header{bus.HeaderStatus: {bus.StatusOK}}, `{"id":1,"first":true}`)
+	b, err := StartAsync(ctx, AsyncConfig{Plan: p, Conn: conn(), Telemetry: tel()})
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(b.Stop)
+	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
+	g.Expect(m.Subject).To(Equal(p.Stream.CommandPrefix + ".second"))
+	g.Expect(m.Data).To(MatchJSON(`{"id":1,"first":true}`))
+	publish(p.Step("second").Output.ResultSubject, nats.Header{bus.HeaderStatus: {bus.StatusOK}}, `{"id":1,"first":true,"second":true}`)
+
+	g.Eventually(outcomes).WithTimeout(20 * time.Second).Should(Receive(&m))
+	var r bus.Run
+	g.Expect(json.Unmarshal(m.Data, &r)).To(Succeed())
+	g.Expect(r.Status).To(Equal(bus.RunSucceeded))
+	g.Expect(r.Result).To(MatchJSON(`{"id":1,"first":true,"second":true}`))
+	stored, _, err := runs.Get(ctx, "r1")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(stored.Status).To(Equal(bus.RunSucceeded))
+}
+
+func compile(t *testing.T, manifest string) *plan.Plan {
+	t.Helper()
+	var wf v1alpha1.Workflow
+	if err := yaml.UnmarshalStrict([]byte(manifest), &wf); err != nil {
+		t.Fatal(err)
+	}
+	p, err := topology.Compile(&wf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func embeddedNATS(t *testing.T) string {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(20 * time.Second) {
+		t.Fatal("embedded NATS is not ready")
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	return srv.ClientURL()
+}

@@ -1,0 +1,262 @@
+package sidecar
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+	"github.com/prometheus/client_golang/prometheus"
+	"go.opentelemetry.io/otel/trace"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/resilience"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+)
+
+// CloudEvents types of the messages a sidecar publishes besides emitted events.
+const (
+	ResultEventType     = "dev.patchbay.step.result"
+	DeadLetterEventType = "dev.patchbay.step.deadletter"
+)
+
+// Async is the bus side of a sidecar (async-orchestrated, choreography,
+// hybrid): it pulls the step's durable consumers, calls the app once per
+// delivery under the step's timeout and breaker, and publishes the output as
+// the step's result and emitted events. The broker's redelivery is the retry:
+// a retryable failure is nak'ed with the policy's backoff until MaxDeliver,
+// then dead-lettered, as is a 4xx at once.
+type Async struct {
+	s         *Sidecar
+	conn      *bus.Conn
+	app       *hop.Target
+	sem       chan struct{}
+	result    *hop.Contract
+	emits     []emit
+	dead      *hop.Contract
+	consumers []*asyncConsumer
+	inflight  sync.WaitGroup
+}
+
+type emit struct {
+	plan.Emit
+	contract *hop.Contract
+}
+
+type asyncConsumer struct {
+	plan.Consumer
+	// trigger names what a message of this consumer is, in message IDs.
+	trigger      string
+	redeliveries prometheus.Counter
+	consume      jetstream.ConsumeContext
+}
+
+// StartAsync ensures the stream and the step's consumers and starts consuming.
+// It returns nil, nil for a step without consumers.
+func (s *Sidecar) StartAsync(ctx context.Context, conn *bus.Conn) (*Async, error) {
+	step, p := s.step, s.plan
+	if p.Stream == nil || len(step.Consumers) == 0 {
+		return nil, nil
+	}
+	// One attempt per delivery: the broker's redelivery is the retry.
+	once := *step
+	once.Policy.Retry.Attempts = 1
+	app, err := hop.NewStepTarget("sidecar", &once, s.appURL, s.source, s.transport, s.tel)
+	if err != nil {
+		return nil, err
+	}
+	source := hop.SourceOf(p.Namespace, p.Workflow, step.Name)
+	a := &Async{s: s, conn: conn, app: app, sem: make(chan struct{}, max(1, step.Policy.Bulkhead.MaxConcurrent))}
+	if a.result, err = hop.NewTypedContract(source, step.Name, ResultEventType, s.tel.Tracing.Inject); err != nil {
+		return nil, err
+	}
+	if a.dead, err = hop.NewTypedContract(source, step.Name, DeadLetterEventType, s.tel.Tracing.Inject); err != nil {
+		return nil, err
+	}
+	for _, e := range step.Output.Emits {
+		c, err := hop.NewTypedContract(source, step.Name, e.Type, s.tel.Tracing.Inject)
+		if err != nil {
+			return nil, err
+		}
+		a.emits = append(a.emits, emit{Emit: e, contract: c})
+	}
+	if err := bus.EnsureStream(ctx, conn.JS, p); err != nil {
+		return nil, err
+	}
+	for _, pc := range step.Consumers {
+		c := &asyncConsumer{Consumer: pc, trigger: "cmd", redeliveries: s.tel.Metrics.Redeliveries(pc.Durable)}
+		if pc.Event != "" {
+			c.trigger = pc.Event
+		}
+		cons, err := bus.EnsureConsumer(ctx, conn.JS, p, bus.StepConsumerConfig(pc))
+		if err != nil {
+			a.Stop()
+			return nil, err
+		}
+		// The client buffers no more than the pod works on at once.
+		c.consume, err = cons.Consume(func(m jetstream.Msg) { a.dispatch(c, m) },
+			jetstream.PullMaxMessages(cap(a.sem)),
+			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
+				s.tel.Log.Debug("Consumer error", "consumer", pc.Durable, "err", err)
+			}))
+		if err != nil {
+			a.Stop()
+			return nil, fmt.Errorf("consume %s: %w", pc.Durable, err)
+		}
+		a.consumers = append(a.consumers, c)
+		s.tel.Log.Info("Consuming", "step", step.Name, "consumer", pc.Durable, "subject", pc.FilterSubject)
+	}
+	return a, nil
+}
+
+// Stop stops pulling and waits for the messages in hand to be handled.
+func (a *Async) Stop() {
+	for _, c := range a.consumers {
+		if c.consume != nil {
+			c.consume.Drain()
+			<-c.consume.Closed()
+		}
+	}
+	a.inflight.Wait()
+}
+
+// dispatch hands a message to a worker; it blocks the consumer's delivery
+// while the step's bulkhead is full.
+func (a *Async) dispatch(c *asyncConsumer, m jetstream.Msg) {
+	a.sem <- struct{}{}
+	a.inflight.Add(1)
+	go func() {
+		defer func() { <-a.sem; a.inflight.Done() }()
+		a.handle(c, m)
+	}()
+}
+
+func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {
+	s := a.s
+	md, err := m.Metadata()
+	if err != nil {
+		_ = m.Term()
+		return
+	}
+	h := bus.HTTPHeader(m)
+	runID := h.Get(hop.HeaderRunID)
+	if runID == "" {
+		// An event from outside patchbay: its stream sequence identifies it.
+		runID = "seq-" + strconv.FormatUint(md.Sequence.Stream, 10)
+	}
+	attempt := int(md.NumDelivered)
+	if attempt > 1 {
+		c.redeliveries.Inc()
+	}
+	ctx := s.tel.Tracing.Extract(context.Background(), h)
+	ctx, span := s.tel.Tracing.Start(ctx, s.spanName, trace.SpanKindConsumer)
+	defer span.End()
+
+	if attempt > int(c.MaxDeliver) {
+		a.deadLetter(ctx, c, m, runID, &hop.Error{
+			Code: http.StatusBadGateway, Step: s.step.Name, Attempts: attempt - 1,
+			Message: fmt.Sprintf("step %s did not finish its last attempt (its sidecar stopped or the attempt outlived ackWait %s)", s.step.Name, c.AckWait),
+		})
+		return
+	}
+	out, herr := a.app.Invoke(ctx, &hop.Invocation{RunID: runID, ContentType: h.Get("Content-Type"), Body: m.Data()})
+	if herr == nil {
+		defer out.Release()
+		if err := a.publishOutput(ctx, c, runID, out); err != nil {
+			s.tel.Log.Warn("Publishing a step's output failed; the message will be redelivered", "step", s.step.Name, "run", runID, "err", err)
+			_ = m.NakWithDelay(time.Second)
+			return
+		}
+		_ = m.Ack()
+		return
+	}
+	herr.Attempts = attempt
+	herr.RunID = runID
+	if herr.Code == 499 {
+		_ = m.Nak() // this process is stopping
+		return
+	}
+	if retryable(herr) && attempt < int(c.MaxDeliver) {
+		delay := resilience.RetryDelay(s.step.Policy.Retry, attempt, herr.RetryAfter)
+		s.tel.Log.Debug("Step attempt failed, retrying by redelivery", "step", s.step.Name, "run", runID, "attempt", attempt, "status", herr.Status, "delay", delay)
+		_ = m.NakWithDelay(delay)
+		return
+	}
+	a.deadLetter(ctx, c, m, runID, herr)
+}
+
+// retryable: everything but a 4xx other than 408 and 429 (DESIGN §3), and
+// answers the step cannot have meant (a body over the limit).
+func retryable(e *hop.Error) bool {
+	return !(e.Status >= 200 && e.Status < 500 && !resilience.RetryableStatus(e.Status))
+}
+
+// header is the common part of what a step publishes: the run, the trace, the
+// producing step and the content type, with the CloudEvents attributes of c.
+func (a *Async) header(ctx context.Context, c *hop.Contract, runID, id, contentType string) http.Header {
+	h := c.Header(ctx, runID, contentType)
+	h["Ce-Id"] = []string{id}
+	h[bus.HeaderStep] = []string{a.s.step.Name}
+	return h
+}
+
+func (a *Async) publishOutput(ctx context.Context, c *asyncConsumer, runID string, out *hop.Response) error {
+	step := a.s.step
+	body := out.Body.Bytes()
+	if step.Output.ResultSubject != "" {
+		id := bus.MsgID(runID, step.Name, c.trigger, "res")
+		h := a.header(ctx, a.result, runID, id, out.ContentType)
+		h[bus.HeaderStatus] = []string{bus.StatusOK}
+		if err := a.conn.Publish(ctx, bus.NewMsg(step.Output.ResultSubject, h, body), id); err != nil {
+			return err
+		}
+	}
+	for _, e := range a.emits {
+		id := bus.MsgID(runID, step.Name, c.trigger, e.Type)
+		if err := a.conn.Publish(ctx, bus.NewMsg(e.Subject, a.header(ctx, e.contract, runID, id, out.ContentType), body), id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// deadLetter publishes the envelope, fails an orchestrated run at once with a
+// failure result, and terminates the message.
+func (a *Async) deadLetter(ctx context.Context, c *asyncConsumer, m jetstream.Msg, runID string, herr *hop.Error) {
+	s, step := a.s, a.s.step
+	env := bus.DeadLetter{
+		Workflow: s.plan.Workflow, Step: step.Name, RunID: runID, Subject: m.Subject(), Event: c.Event,
+		Attempts: herr.Attempts, Status: herr.Status, Error: herr.Message, Detail: herr.Detail,
+		Payload: m.Data(), ContentType: m.Headers().Get("Content-Type"), Time: time.Now().UTC(),
+	}
+	b, _ := json.Marshal(env)
+	id := bus.MsgID(runID, step.Name, c.trigger, "dlq")
+	dh := a.header(ctx, a.dead, runID, id, "application/json")
+	dh[bus.HeaderErrorCode] = []string{strconv.Itoa(herr.Code)}
+	err := a.conn.Publish(ctx, bus.NewMsg(s.plan.Stream.DeadLetter, dh, b), id)
+	if err == nil && step.Output.ResultSubject != "" {
+		b, _ := json.Marshal(herr)
+		id := bus.MsgID(runID, step.Name, c.trigger, "res")
+		h := a.header(ctx, a.result, runID, id, "application/json")
+		h[bus.HeaderStatus] = []string{bus.StatusFailed}
+		h[bus.HeaderErrorCode] = []string{strconv.Itoa(herr.Code)}
+		err = a.conn.Publish(ctx, bus.NewMsg(step.Output.ResultSubject, h, b), id)
+	}
+	if err != nil {
+		s.tel.Log.Warn("Dead-lettering failed; the message will be redelivered", "step", step.Name, "run", runID, "err", err)
+		_ = m.NakWithDelay(time.Second)
+		return
+	}
+	s.tel.Metrics.DeadLetter(step.Name, herr.Status)
+	s.tel.Log.Warn("Dead-lettered a message", "step", step.Name, "run", runID, "subject", m.Subject(),
+		"attempts", herr.Attempts, "status", herr.Status, "err", herr.Message)
+	if err := m.TermWithReason("dead-lettered"); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+		s.tel.Log.Debug("Terminating a message failed", "err", err)
+	}
+}
