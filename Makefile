@@ -69,12 +69,12 @@ BENCH_FLAGS ?=
 BENCH = $(LOCALBIN)/bench
 
 .PHONY: bench
-bench: envtest bench-build ## Measure the DESIGN §6 targets against baselines of the same run and print a table (about 7 minutes).
+bench: envtest bench-build ## Measure the DESIGN §6 targets against baselines of the same run and print a table (about 9 minutes).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(BENCH) -runtime $(LOCALBIN)/patchbay-runtime $(BENCH_FLAGS)
 
 .PHONY: bench-hop
-bench-hop: bench-build ## Measure the sync hop (fortio: direct, bare ReverseProxy, sidecar) and the breaker.
-	$(BENCH) -run hop,breaker -runtime $(LOCALBIN)/patchbay-runtime $(BENCH_FLAGS)
+bench-hop: bench-build ## Measure the sync hop (fortio: direct, bare ReverseProxy, sidecar), the breaker, raw NATS and the sync wrapper.
+	$(BENCH) -run hop,breaker,nats -runtime $(LOCALBIN)/patchbay-runtime $(BENCH_FLAGS)
 
 .PHONY: bench-operator
 bench-operator: envtest bench-build ## Measure the manager converging Workflows on envtest against a plain client, and its writes after a restart.

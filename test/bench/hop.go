@@ -31,7 +31,7 @@ type hopConfig struct {
 	resolution time.Duration
 	uniform    bool
 	rounds     int    // the duration is split into this many interleaved runs per target
-	runtimeBin string // patchbay-runtime; built into a temporary directory when empty
+	runtimeBin string // patchbay-runtime
 	self       string // this binary, re-executed as the echo app and the ReverseProxy
 }
 
@@ -78,13 +78,6 @@ func runHop(ctx context.Context, cfg hopConfig, rep *report) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	if cfg.runtimeBin == "" {
-		cfg.runtimeBin = filepath.Join(dir, "patchbay-runtime")
-		fmt.Println("Building patchbay-runtime")
-		if err := goBuild(ctx, cfg.runtimeBin, "./images/runtime"); err != nil {
-			return err
-		}
-	}
 	planFile := filepath.Join(dir, "plan.json")
 	if err := writeHopPlan(planFile); err != nil {
 		return err
