@@ -11,7 +11,6 @@ import (
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 )
 
-
 // storageChange describes how the volume claim templates of the desired
 // StatefulSet differ from the live one's, by the Broker fields they come from;
 // empty when they do not.
