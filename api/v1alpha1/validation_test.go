@@ -159,6 +159,45 @@ style: choreography
 entry: {event: order.requested, completesOn: [order.done]}
 steps:
 - {name: a, image: demo:1, subscribes: [order.requestd], emits: [order.done]}`), "spec.steps[].subscribes", "no step emits"),
+		Entry("completesOn in hybrid", workflow(`
+style: hybrid
+entry: {completesOn: [paid]}
+steps:
+- {name: a, image: demo:1, emits: [paid]}
+- {name: b, image: demo:1, subscribes: [paid]}`), "spec.entry.completesOn", "only in style choreography"),
+		Entry("entry.event in a sync style", orchestrated("entry: {event: order.requested}"), "spec.entry.event", "only in styles choreography and hybrid"),
+		Entry("entry.sync false in a sync style", orchestrated("entry: {sync: false}"), "spec.entry.sync", "needs an async style"),
+		Entry("a choreography step that subscribes to nothing", workflow(`
+style: choreography
+entry: {event: order.requested, completesOn: [order.done]}
+steps:
+- {name: a, image: demo:1, subscribes: [order.requested], emits: [order.done]}
+- {name: b, image: demo:1}`), "spec.steps[].subscribes", "required for every step in style choreography"),
+		Entry("hybrid without an orchestrated step", workflow(`
+style: hybrid
+entry: {event: order.requested}
+steps:
+- {name: a, image: demo:1, subscribes: [order.requested]}`), "spec.steps", "at least one orchestrated step"),
+		Entry("sync-chain fan-in", workflow(`
+style: sync-chain
+steps:
+- {name: a, image: demo:1}
+- {name: b, image: demo:1, dependsOn: [a]}
+- {name: c, image: demo:1, dependsOn: [a]}
+- {name: d, image: demo:1, dependsOn: [b, c]}`), "spec.steps[].dependsOn", "follows exactly one step"),
+		Entry("a step named entry beside spec.entry.event", workflow(`
+style: choreography
+entry: {event: order.requested, completesOn: [order.done]}
+steps:
+- {name: entry, image: demo:1, subscribes: [order.requested], emits: [order.done]}`), "spec.steps[].name", "entry is reserved"),
+		Entry("retry.initialDelay longer than retry.maxDelay", orchestrated("resilience: {retry: {initialDelay: 5s, maxDelay: 1s}}"),
+			"spec.resilience.retry", "initialDelay must not be longer than"),
+		Entry("a read model event that is not an event type", workflow(`
+style: choreography
+entry: {event: order.requested, completesOn: [order.done]}
+steps:
+- {name: a, image: demo:1, subscribes: [order.requested], emits: [order.done]}
+readModel: {events: ["order done"], key: /orderId}`), "spec.readModel.events[0]", "must be event types"),
 		Entry("zero timeout", orchestrated("resilience: {timeout: 0s}"), "resilience.timeout", "positive duration"),
 		Entry("negative timeout", orchestrated("resilience: {timeout: -1s}"), "resilience.timeout", "positive duration"),
 		Entry("a timeout that is not a duration", orchestrated("resilience: {timeout: soon}"), "resilience.timeout", "positive duration"),

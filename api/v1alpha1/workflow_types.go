@@ -40,7 +40,13 @@ func (s Style) HasEvents() bool { return s == StyleChoreography || s == StyleHyb
 // +kubebuilder:validation:XValidation:rule="self.style != 'sync-chain' || size(self.steps.filter(s, !has(s.dependsOn) || size(s.dependsOn) == 0)) == 1",message="spec.steps: style sync-chain needs exactly one root step (a step without dependsOn) that receives the request"
 // +kubebuilder:validation:XValidation:rule="self.style != 'choreography' || (has(self.entry) && has(self.entry.event))",message="spec.entry.event is required in style choreography: name the event a request becomes"
 // +kubebuilder:validation:XValidation:rule="self.style != 'choreography' || !has(self.entry) || (has(self.entry.sync) && !self.entry.sync) || (has(self.entry.completesOn) && size(self.entry.completesOn) > 0)",message="spec.entry.completesOn is required in style choreography when spec.entry.sync is true (the default): name the events that complete a run, or set spec.entry.sync to false"
-// +kubebuilder:validation:XValidation:rule="self.style == 'choreography' || self.style == 'hybrid' || !has(self.entry) || ((!has(self.entry.event) || size(self.entry.event) == 0) && (!has(self.entry.completesOn) || size(self.entry.completesOn) == 0))",message="spec.entry.event and spec.entry.completesOn are allowed only in styles choreography and hybrid"
+// +kubebuilder:validation:XValidation:rule="self.style == 'choreography' || self.style == 'hybrid' || !has(self.entry) || !has(self.entry.event) || size(self.entry.event) == 0",message="spec.entry.event is allowed only in styles choreography and hybrid: remove it or change spec.style"
+// +kubebuilder:validation:XValidation:rule="self.style == 'choreography' || !has(self.entry) || !has(self.entry.completesOn) || size(self.entry.completesOn) == 0",message="spec.entry.completesOn is allowed only in style choreography: a hybrid run completes when its orchestrated sink steps finish, and the other styles complete when their last step answers"
+// +kubebuilder:validation:XValidation:rule="self.style.startsWith('async') || self.style == 'choreography' || self.style == 'hybrid' || !has(self.entry) || !has(self.entry.sync) || self.entry.sync",message="spec.entry.sync: false needs an async style, where the gateway keeps runs and answers 202 with Location: /runs/{id}; the sync styles always answer synchronously, so remove it or change spec.style"
+// +kubebuilder:validation:XValidation:rule="self.style != 'choreography' || self.steps.all(s, has(s.subscribes) && size(s.subscribes) > 0)",message="spec.steps[].subscribes is required for every step in style choreography: steps react to events there, so name the events each step reacts to"
+// +kubebuilder:validation:XValidation:rule="self.style != 'hybrid' || self.steps.exists(s, !has(s.subscribes) || size(s.subscribes) == 0)",message="spec.steps: style hybrid needs at least one orchestrated step (one without subscribes); use style choreography for a flow of events only"
+// +kubebuilder:validation:XValidation:rule="self.style != 'sync-chain' || self.steps.all(s, !has(s.dependsOn) || size(s.dependsOn) <= 1)",message="spec.steps[].dependsOn: in style sync-chain a step follows exactly one step, because nobody merges outputs; use sync-orchestrated for fan-in"
+// +kubebuilder:validation:XValidation:rule="!has(self.entry) || !has(self.entry.event) || !self.steps.exists(s, s.name == 'entry')",message="spec.steps[].name: entry is reserved when spec.entry.event is set, because the event routing table names the request's event so; rename the step"
 // +kubebuilder:validation:XValidation:rule="!has(self.readModel) || self.style == 'choreography' || self.style == 'hybrid'",message="spec.readModel projects events, so it needs style choreography or hybrid"
 // +kubebuilder:validation:XValidation:rule="self.steps.all(s, !has(s.subscribes) || s.subscribes.all(e, (has(self.entry) && has(self.entry.event) && self.entry.event == e) || self.steps.exists(t, has(t.emits) && e in t.emits)))",message="spec.steps[].subscribes names an event that no step emits and that is not spec.entry.event: add the event to some step's emits or fix the name"
 type WorkflowSpec struct {
@@ -156,6 +162,8 @@ const (
 )
 
 // Retry repeats attempts that failed with 408, 429, 5xx, a connect error or a timeout.
+//
+// +kubebuilder:validation:XValidation:rule="!has(self.initialDelay) || !has(self.maxDelay) || duration(self.initialDelay) <= duration(self.maxDelay)",message="resilience.retry.initialDelay must not be longer than resilience.retry.maxDelay"
 type Retry struct {
 	// attempts is the total number of attempts, the first included (1 means no retry).
 	// Defaults to 3.
@@ -299,12 +307,14 @@ type Step struct {
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=64
+	// +kubebuilder:validation:items:MaxLength=4096
 	Command []string `json:"command,omitempty"`
 
 	// args are the arguments to the entrypoint, as in a core/v1 Container.
 	// +optional
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=256
+	// +kubebuilder:validation:items:MaxLength=4096
 	Args []string `json:"args,omitempty"`
 
 	// env sets environment variables in the app container, as in a core/v1 Container.
@@ -327,6 +337,7 @@ type ReadModel struct {
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:MaxLength=253
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[A-Za-z0-9_-]+(\\\\.[A-Za-z0-9_-]+)*$')",message="spec.readModel.events[] must be event types: dot-separated words of letters, digits, '-' and '_'"
 	Events []string `json:"events"`
 
 	// key is a JSON pointer (RFC 6901) into the event payload whose value keys the entry, such as /orderId.
