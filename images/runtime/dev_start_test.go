@@ -3,6 +3,7 @@ package main
 import (
 	"errors"
 	"fmt"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -112,4 +113,20 @@ spec:
 				WithPolling(pollEvery).Should(BeTrue(), "%s (pid %d) is still running", name, pid)
 		}
 	})
+}
+
+func TestDevStartsACommandAgainWhenItsPortWasTaken(t *testing.T) {
+	g := NewWithT(t)
+	// The first start of cart fails as a server does when another process
+	// took its port between dev picking it and the server binding it.
+	tried := filepath.Join(t.TempDir(), "tried")
+	cart := fmt.Sprintf("cart=cmd:if [ ! -e %[1]s ]; then touch %[1]s; echo 'listen tcp :'$PORT': bind: address already in use' >&2; exit 1; fi; exec %[2]s --mode=transform --set=cart=loaded",
+		tried, demoStepBin)
+	p, stdout := startReadingStdout(t, runtimeBin, "dev", "-f", sample("sync-chain"), "--step", cart)
+	url := readLine(t, stdout)
+	code, body := post(g, url, `{}`)
+	g.Expect(code).To(Equal(http.StatusOK), body)
+	g.Expect(body).To(MatchJSON(`{"cart":"loaded","priced":true,"taxed":true}`))
+	g.Expect(p.terminate(t)).To(Equal(0), p.stderr.String())
+	g.Expect(p.stderr.String()).To(ContainSubstring("Step command found its port taken, starting it again on another"))
 }
