@@ -111,8 +111,8 @@ func SetupAll(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 
 // CacheOptions limit the manager's cache of child kinds to the objects
 // patchbay manages, so that it does not hold every Secret, ConfigMap and
-// Deployment of the cluster. Names held by other objects are still found: the
-// controllers read the API server before creating a child the cache lacks.
+// Deployment of the cluster. Names held by other objects are still found: a
+// child the cache lacks is created only if its name is free (see createOnly).
 // The cache must keep managedFields (no TransformStripManagedFields): an
 // unchanged child is recognised by the fields patchbay owns.
 func CacheOptions() cache.Options {
