@@ -486,7 +486,10 @@ var _ = Describe("A child name held by an object patchbay does not manage", func
 		}
 		Expect(k8s.Create(ctx, held)).To(Succeed())
 
-		Expect(k8s.Create(ctx, newWorkflow(ns, "x", v1alpha1.StyleSyncChain, step("c", 1)))).To(Succeed())
+		wf := newWorkflow(ns, "x", v1alpha1.StyleSyncChain, step("c", 1))
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+		// Unconverged, it retries its create, refused, on every start of a manager.
+		DeferCleanup(func() { Expect(k8s.Delete(ctx, wf)).To(Succeed()) })
 		Eventually(workflowCondition(ctx, ns, "x", v1alpha1.ConditionStepsReady)).Should(And(
 			HavePrefix("False/NameConflict: "),
 			ContainSubstring("ConfigMap x-plan already exists and belongs to no patchbay object; it is left alone"),
