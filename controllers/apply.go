@@ -56,17 +56,28 @@ type nameError struct {
 
 func (e *nameError) Error() string { return e.message }
 
+// createOnly is the resourceVersion that makes a server-side apply create its
+// object or fail: an apply that names a resourceVersion is refused with a
+// Conflict unless the live object has exactly that version, and none has this
+// one (the largest revision the storage can count to). An absent object is
+// created, as if no version were named.
+const createOnly = "9223372036854775807"
+
 // applier applies rendered children with server-side apply, and only when the
 // live object differs from what the operator owns of it: an unchanged desired
 // state costs reads from the cache and no write at all.
 type applier struct {
 	client client.Client
-	// reader reads the API server directly, for names the cache does not hold:
-	// before creating a child, it must be sure that no one else holds the name.
+	// reader reads the API server directly, for names the cache does not hold.
 	reader client.Reader
 }
 
 // apply makes the live child match desired, which owner must control.
+//
+// A child the cache lacks is created with an apply that cannot touch an
+// existing object (createOnly), rather than after a read: the cache holds only
+// what patchbay manages, so the name may still be held by someone else, and
+// the API server then refuses the apply and the holder is read directly.
 func (a *applier) apply(ctx context.Context, owner client.Object, desired client.Object) (applyOutcome, error) {
 	kind := desired.GetObjectKind().GroupVersionKind().Kind
 	name := desired.GetName()
@@ -81,31 +92,55 @@ func (a *applier) apply(ctx context.Context, owner client.Object, desired client
 	key := client.ObjectKeyFromObject(desired)
 	err = a.client.Get(ctx, key, live)
 	if apierrors.IsNotFound(err) {
+		made, cerr := a.create(ctx, body)
+		switch {
+		case cerr != nil:
+			return unchanged, cerr
+		case made:
+			return created, nil
+		}
+		// The name is taken by an object the cache does not hold.
 		err = a.reader.Get(ctx, key, live)
+		if apierrors.IsNotFound(err) {
+			return unchanged, fmt.Errorf("create %s %s: it existed a moment ago and is gone now", kind, name)
+		}
 	}
-	outcome := updated
-	switch {
-	case apierrors.IsNotFound(err):
-		outcome = created
-	case err != nil:
+	if err != nil {
 		return unchanged, fmt.Errorf("get %s %s: %w", kind, name, err)
-	default:
-		if err := checkControlled(owner, kind, live); err != nil {
-			return unchanged, err
-		}
-		same, err := ownsAlready(body, live)
-		if err != nil {
-			return unchanged, fmt.Errorf("compare %s %s: %w", kind, name, err)
-		}
-		if same {
-			return unchanged, nil
-		}
 	}
-	log.FromContext(ctx).V(1).Info("Applying child", "kind", kind, "name", name, "create", outcome == created)
+	if err := checkControlled(owner, kind, live); err != nil {
+		return unchanged, err
+	}
+	same, err := ownsAlready(body, live)
+	if err != nil {
+		return unchanged, fmt.Errorf("compare %s %s: %w", kind, name, err)
+	}
+	if same {
+		return unchanged, nil
+	}
+	log.FromContext(ctx).V(1).Info("Applying child", "kind", kind, "name", name, "create", false)
 	if err := a.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(body), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
 		return unchanged, fmt.Errorf("apply %s %s: %w", kind, name, err)
 	}
-	return outcome, nil
+	return updated, nil
+}
+
+// create applies body only if no object has its name, and reports whether it
+// did; a name already taken is no error.
+func (a *applier) create(ctx context.Context, body *unstructured.Unstructured) (bool, error) {
+	kind, name := body.GetKind(), body.GetName()
+	log.FromContext(ctx).V(1).Info("Applying child", "kind", kind, "name", name, "create", true)
+	obj := body.DeepCopy()
+	obj.SetResourceVersion(createOnly)
+	err := a.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(FieldOwner), client.ForceOwnership)
+	switch {
+	case err == nil:
+		return true, nil
+	case apierrors.IsConflict(err):
+		return false, nil
+	default:
+		return false, fmt.Errorf("apply %s %s: %w", kind, name, err)
+	}
 }
 
 func checkNameLength(kind, name string) error {

@@ -28,6 +28,10 @@ const (
 	// DefaultComponentReplicas runs two orchestrator and gateway pods: both are
 	// stateless, so a second one makes a restart or a drain invisible to callers.
 	DefaultComponentReplicas = int32(2)
+	// DefaultWorkflowConcurrency is how many Workflows are reconciled at once.
+	// A reconcile mostly waits for the API server, so a few in flight converge
+	// many Workflows several times faster at the same cost per Workflow.
+	DefaultWorkflowConcurrency = 4
 )
 
 // Options configure the controllers.
@@ -38,18 +42,22 @@ type Options struct {
 	NATSImage string
 	// ComponentReplicas is the number of orchestrator and gateway pods of a Workflow.
 	ComponentReplicas int32
+	// WorkflowConcurrency is how many Workflows are reconciled at once.
+	WorkflowConcurrency int
 }
 
 // DefaultOptions are the options of a manager at version, such as v0.1.0.
 func DefaultOptions(version string) Options {
 	return Options{
-		RuntimeImage:      DefaultRuntimeRepository + ":" + version,
-		NATSImage:         DefaultNATSImage,
-		ComponentReplicas: DefaultComponentReplicas,
+		RuntimeImage:        DefaultRuntimeRepository + ":" + version,
+		NATSImage:           DefaultNATSImage,
+		ComponentReplicas:   DefaultComponentReplicas,
+		WorkflowConcurrency: DefaultWorkflowConcurrency,
 	}
 }
 
-// BindFlags registers --runtime-image, --nats-image and --component-replicas.
+// BindFlags registers --runtime-image, --nats-image, --component-replicas and
+// --workflow-concurrency.
 // The environment (PATCHBAY_RUNTIME_IMAGE, PATCHBAY_NATS_IMAGE) overrides the
 // defaults already in o, and a flag overrides both.
 func (o *Options) BindFlags(fs *flag.FlagSet) {
@@ -69,6 +77,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 		o.ComponentReplicas = n
 		return nil
 	})
+	fs.IntVar(&o.WorkflowConcurrency, "workflow-concurrency", o.WorkflowConcurrency, "number of Workflows reconciled at once")
 }
 
 func (o Options) validate() error {
@@ -82,6 +91,9 @@ func (o Options) validate() error {
 	if o.ComponentReplicas < 1 {
 		errs = append(errs, fmt.Errorf("component replicas must be at least 1, not %d", o.ComponentReplicas))
 	}
+	if o.WorkflowConcurrency < 1 {
+		errs = append(errs, fmt.Errorf("workflow concurrency must be at least 1, not %d", o.WorkflowConcurrency))
+	}
 	return errors.Join(errs...)
 }
 
@@ -93,11 +105,12 @@ func SetupAll(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	settings := render.Settings{RuntimeImage: opts.RuntimeImage, NATSImage: opts.NATSImage, ComponentReplicas: opts.ComponentReplicas}
 	a := applier{client: mgr.GetClient(), reader: mgr.GetAPIReader()}
 	wr := &WorkflowReconciler{
-		client:   mgr.GetClient(),
-		applier:  a,
-		recorder: mgr.GetEventRecorder("patchbay-workflow"),
-		settings: settings,
-		compile:  topology.Compile,
+		client:      mgr.GetClient(),
+		applier:     a,
+		recorder:    mgr.GetEventRecorder("patchbay-workflow"),
+		settings:    settings,
+		compile:     topology.Compile,
+		concurrency: opts.WorkflowConcurrency,
 	}
 	if err := wr.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("set up the Workflow controller: %w", err)
@@ -111,8 +124,8 @@ func SetupAll(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 
 // CacheOptions limit the manager's cache of child kinds to the objects
 // patchbay manages, so that it does not hold every Secret, ConfigMap and
-// Deployment of the cluster. Names held by other objects are still found: the
-// controllers read the API server before creating a child the cache lacks.
+// Deployment of the cluster. Names held by other objects are still found: a
+// child the cache lacks is created only if its name is free (see createOnly).
 // The cache must keep managedFields (no TransformStripManagedFields): an
 // unchanged child is recognised by the fields patchbay owns.
 func CacheOptions() cache.Options {

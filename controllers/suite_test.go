@@ -58,9 +58,10 @@ var (
 
 // The settings the golden files are rendered with (internal/render tests).
 var testOptions = controllers.Options{
-	RuntimeImage:      "registry.test/patchbay-runtime:test",
-	NATSImage:         "registry.test/nats:test",
-	ComponentReplicas: 2,
+	RuntimeImage:        "registry.test/patchbay-runtime:test",
+	NATSImage:           "registry.test/nats:test",
+	ComponentReplicas:   2,
+	WorkflowConcurrency: controllers.DefaultWorkflowConcurrency,
 }
 
 func TestControllers(t *testing.T) {

@@ -19,6 +19,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -56,6 +57,9 @@ type WorkflowReconciler struct {
 	recorder recorder.EventRecorder
 	settings render.Settings
 	compile  func(*v1alpha1.Workflow) (*plan.Plan, error)
+	// concurrency is how many Workflows are reconciled at once. Two that want
+	// the same child name may race: only one apply creates it (createOnly).
+	concurrency int
 }
 
 // workflowScope is what the phases of one reconcile share.
@@ -368,6 +372,7 @@ func (r *WorkflowReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 	}
 	return ctrl.NewControllerManagedBy(mgr).
 		Named("workflow").
+		WithOptions(controller.Options{MaxConcurrentReconciles: r.concurrency}).
 		For(&v1alpha1.Workflow{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
 		Owns(&corev1.ConfigMap{}).
 		Owns(&appsv1.Deployment{}).

@@ -475,6 +475,34 @@ var _ = Describe("Two Workflows whose children would share a name", func() {
 	})
 })
 
+var _ = Describe("A child name held by an object patchbay does not manage", func() {
+	ctx := context.Background()
+
+	It("leaves the object untouched, though the cache never sees it", func() {
+		ns := newNamespace("foreign", nil)
+		held := &corev1.ConfigMap{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "x-plan"},
+			Data:       map[string]string{"owner": "someone else"},
+		}
+		Expect(k8s.Create(ctx, held)).To(Succeed())
+
+		wf := newWorkflow(ns, "x", v1alpha1.StyleSyncChain, step("c", 1))
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+		// Unconverged, it retries its create, refused, on every start of a manager.
+		DeferCleanup(func() { Expect(k8s.Delete(ctx, wf)).To(Succeed()) })
+		Eventually(workflowCondition(ctx, ns, "x", v1alpha1.ConditionStepsReady)).Should(And(
+			HavePrefix("False/NameConflict: "),
+			ContainSubstring("ConfigMap x-plan already exists and belongs to no patchbay object; it is left alone"),
+		))
+		Expect(childNames(ctx, ns, "x")).To(ContainElement("Deployment/x-c"))
+		Consistently(func() string {
+			cm := &corev1.ConfigMap{}
+			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(held), cm)).To(Succeed())
+			return cm.ResourceVersion
+		}).Should(Equal(held.ResourceVersion))
+	})
+})
+
 var _ = Describe("Switching style", func() {
 	ctx := context.Background()
 

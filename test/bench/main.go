@@ -15,6 +15,8 @@ import (
 
 	"fortio.org/log"
 	"github.com/go-logr/logr"
+
+	"github.com/patchbay-dev/patchbay/controllers"
 )
 
 const usage = `bench measures the DESIGN §6 performance targets that the code can be measured against,
@@ -61,7 +63,7 @@ func run() int {
 	fs.DurationVar(&nc.wrapper.duration, "wrapper-duration", 15*time.Second, "wrapper: measured duration per target (direct, wrapper)")
 	var op operatorConfig
 	fs.IntVar(&op.workflows, "operator-workflows", 1000, "operator: Workflows to converge")
-	fs.IntVar(&op.workers, "operator-workers", 1, "operator: MaxConcurrentReconciles, and the plain client's concurrency")
+	fs.IntVar(&op.workers, "operator-workers", controllers.DefaultWorkflowConcurrency, "operator: the manager's --workflow-concurrency, and the plain client's concurrency")
 	fs.StringVar(&op.sample, "operator-sample", "config/samples/sync-orchestrated.yaml", "operator: the Workflow to copy")
 	fs.DurationVar(&op.settle, "operator-settle", 3*time.Second, "operator: idle time that ends the restarted manager's resync")
 	_ = fs.Parse(os.Args[1:])

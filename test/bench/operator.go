@@ -42,8 +42,9 @@ import (
 // operatorConfig is the size of the operator benchmark.
 type operatorConfig struct {
 	workflows int
-	// workers is both the manager's MaxConcurrentReconciles and the number of
-	// goroutines the plain client creates objects with (1, as main.go runs).
+	// workers is both the manager's --workflow-concurrency and the number of
+	// goroutines the plain client creates objects with, so that both sides
+	// have the same parallelism (by default the manager's default).
 	workers int
 	sample  string        // a Workflow manifest, copied workflows times
 	settle  time.Duration // how long a restarted manager must stay idle
@@ -59,6 +60,7 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 		return errors.New("KUBEBUILDER_ASSETS must name the envtest binaries (make bench sets it)")
 	}
 	ctrl.SetLogger(logrDiscard())
+	operatorOptions.WorkflowConcurrency = cfg.workers
 	scheme := runtime.NewScheme()
 	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
 	utilruntime.Must(v1alpha1.AddToScheme(scheme))
@@ -93,7 +95,7 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 	}
 	fmt.Printf("  %d objects in %s\n", plainObjects, plain.Round(time.Millisecond))
 
-	fmt.Printf("Operator: the manager converges %d Workflows (MaxConcurrentReconciles %d)\n", cfg.workflows, cfg.workers)
+	fmt.Printf("Operator: the manager converges %d Workflows (--workflow-concurrency %d)\n", cfg.workflows, cfg.workers)
 	var converge, resync time.Duration
 	var convergeWrites, restartWrites []string
 	var convergeReads int
@@ -161,8 +163,8 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 	if n := len(restartWrites); n > 0 {
 		rep.note("operator: writes after restart, first: %v", restartWrites[:min(n, 5)])
 	}
-	rep.note("operator: %d copies of %s on envtest (kube-apiserver + etcd, no client-side rate limit), a fresh API server for each side; objects count the Workflows; the plain client creates each Workflow, then its children as internal/render renders them",
-		cfg.workflows, filepath.Base(cfg.sample))
+	rep.note("operator: %d copies of %s on envtest, %d workers on each side (kube-apiserver + etcd, no client-side rate limit), a fresh API server for each side; objects count the Workflows; the plain client creates each Workflow, then its children as internal/render renders them",
+		cfg.workflows, filepath.Base(cfg.sample), cfg.workers)
 	return nil
 }
 
