@@ -71,8 +71,8 @@ test: manifests generate envtest helm ## Run every test tier: unit, golden, fuzz
 
 .PHONY: test-e2e
 test-e2e: manifests helm kwok cluster-assets ## Cluster e2e on kwok: helm install the chart, run the manager, apply config/samples, expect Ready.
-	HELM=$(HELM) KWOKCTL=$(KWOKCTL) KWOK=$(KWOK) KUBE_ASSETS="$$(hack/cluster-assets.sh)" \
-		go test -tags e2e -count=1 -timeout=20m $(TEST_FLAGS) ./test/e2e/... -ginkgo.v
+	HELM=$(HELM) KWOKCTL=$(KWOKCTL) KWOK=$(KWOK) KUBE_ASSETS="$$(hack/cluster-assets.sh)" TEST_FLAGS="$(TEST_FLAGS)" \
+		hack/test-e2e.sh
 
 .PHONY: chart-lint
 chart-lint: manifests helm ## Lint and render the Helm chart, and test what it renders.

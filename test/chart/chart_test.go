@@ -2,6 +2,7 @@ package chart
 
 import (
 	"bytes"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -212,7 +213,7 @@ func TestChartManagerDeployment(t *testing.T) {
 		"--health-probe-bind-address=:8081",
 		"--runtime-image=" + controllers.DefaultRuntimeRepository + ":" + chart.AppVersion,
 		"--nats-image=" + controllers.DefaultNATSImage,
-		"--component-replicas=" + "2",
+		fmt.Sprintf("--component-replicas=%d", controllers.DefaultComponentReplicas),
 	} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %v lack %s", c.Args, arg)
