@@ -84,6 +84,28 @@ chart-lint: manifests helm ## Lint and render the Helm chart, and test what it r
 test-update-golden: ## Rewrite the golden files from the current code; review the diff.
 	UPDATE_GOLDEN=1 go test ./internal/...
 
+##@ Benchmarks
+
+# Flags of test/bench, such as BENCH_FLAGS="-hop-duration 30s -operator-workflows 200".
+BENCH_FLAGS ?=
+BENCH = $(LOCALBIN)/bench
+
+.PHONY: bench
+bench: envtest bench-build ## Measure the DESIGN §6 targets against baselines of the same run and print a table (about 9 minutes).
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(BENCH) -runtime $(LOCALBIN)/patchbay-runtime $(BENCH_FLAGS)
+
+.PHONY: bench-hop
+bench-hop: bench-build ## Measure the sync hop (fortio: direct, bare ReverseProxy, sidecar), the breaker, raw NATS and the sync wrapper.
+	$(BENCH) -run hop,breaker,nats -runtime $(LOCALBIN)/patchbay-runtime $(BENCH_FLAGS)
+
+.PHONY: bench-operator
+bench-operator: envtest bench-build ## Measure the manager converging Workflows on envtest against a plain client, and its writes after a restart.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(BENCH) -run operator $(BENCH_FLAGS)
+
+.PHONY: bench-build
+bench-build: build-runtime ## Build the benchmark command (test/bench) and patchbay-runtime into bin/.
+	go build -o $(BENCH) ./test/bench
+
 ##@ Build
 
 .PHONY: build

@@ -49,7 +49,12 @@ type brokerScope struct {
 	before      *v1alpha1.Broker
 	credentials *render.Credentials
 	nameErr     *nameError
-	failed      bool
+	// applyErrors are the children the API server refused, for the status.
+	applyErrors []error
+	// storageChange says how spec.jetstream moved away from the live StatefulSet's
+	// claim templates, which cannot be updated; empty when it did not.
+	storageChange string
+	failed        bool
 }
 
 func (r *BrokerReconciler) phases() []phase[*brokerScope] {
@@ -126,8 +131,24 @@ func (r *BrokerReconciler) applyChildren(ctx context.Context, s *brokerScope) (c
 		return ctrl.Result{}, nil
 	}
 	in := &render.BrokerInput{Broker: s.broker, Settings: r.settings, Credentials: *s.credentials}
+	change, err := r.detectStorageChange(ctx, s.broker, render.NATSStatefulSet(in))
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	s.storageChange = change
+	// With a storage change pending, the servers keep the StatefulSet and the
+	// nats.conf they run, so that a restarted server finds no config for
+	// storage it does not have.
+	held := map[childKey]bool{}
+	if change != "" {
+		held[childKey{kind: "StatefulSet", name: render.NATSName(s.broker.Name)}] = true
+		held[childKey{kind: "ConfigMap", name: render.NATSConfigName(s.broker.Name)}] = true
+	}
 	var errs []error
 	for _, o := range render.BrokerObjects(in) {
+		if held[keyOf(o)] {
+			continue
+		}
 		_, err := r.applier.apply(ctx, s.broker, o)
 		var nerr *nameError
 		switch {
@@ -137,9 +158,27 @@ func (r *BrokerReconciler) applyChildren(ctx context.Context, s *brokerScope) (c
 			}
 		case err != nil:
 			errs = append(errs, err)
+			s.applyErrors = append(s.applyErrors, err)
 		}
 	}
 	return ctrl.Result{}, errors.Join(errs...)
+}
+
+// detectStorageChange compares the claim templates of the desired StatefulSet
+// with the live one's, if the Broker controls one.
+func (r *BrokerReconciler) detectStorageChange(ctx context.Context, b *v1alpha1.Broker, desired *appsv1.StatefulSet) (string, error) {
+	live := &appsv1.StatefulSet{}
+	err := r.client.Get(ctx, client.ObjectKeyFromObject(desired), live)
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("get StatefulSet %s: %w", desired.Name, err)
+	}
+	if ref := metav1.GetControllerOf(live); ref == nil || ref.UID != b.UID || !live.DeletionTimestamp.IsZero() {
+		return "", nil
+	}
+	return storageChange(b, live, desired), nil
 }
 
 // writeStatus reads the StatefulSet into the status and patches it once, and
@@ -149,7 +188,7 @@ func (r *BrokerReconciler) writeStatus(ctx context.Context, s *brokerScope) (ctr
 	b.Status.URL = render.BrokerURL(b.Namespace, b.Name)
 	b.Status.Replicas = b.DesiredReplicas()
 	b.Status.ReadyReplicas = 0
-	ready := false
+	readiness := brokerReadiness{nameErr: s.nameErr, applyErrors: s.applyErrors, storageChange: s.storageChange}
 	sts := &appsv1.StatefulSet{}
 	err := r.client.Get(ctx, types.NamespacedName{Namespace: b.Namespace, Name: render.NATSName(b.Name)}, sts)
 	switch {
@@ -159,11 +198,11 @@ func (r *BrokerReconciler) writeStatus(ctx context.Context, s *brokerScope) (ctr
 	default:
 		if ref := metav1.GetControllerOf(sts); ref != nil && ref.UID == b.UID {
 			b.Status.ReadyReplicas = sts.Status.ReadyReplicas
-			ready = statefulSetReady(sts, b.DesiredReplicas())
+			readiness.ready = statefulSetReady(sts, b.DesiredReplicas())
 		}
 	}
-	setBrokerAvailableCondition(b, ready, s.nameErr)
-	if !s.failed && s.nameErr == nil {
+	setBrokerAvailableCondition(b, readiness)
+	if !s.failed && s.nameErr == nil && s.storageChange == "" {
 		b.Status.ObservedGeneration = b.Generation
 	}
 	if equality.Semantic.DeepEqual(s.before.Status, b.Status) {

@@ -17,6 +17,22 @@ import (
 // Each condition of a Workflow is set by exactly one function below; the
 // constants in api/v1alpha1/conditions.go say what their statuses mean.
 
+// maxConditionMessage is the longest message a condition holds.
+const maxConditionMessage = 32 * 1024
+
+// applyErrorsMessage joins the errors of the children the API server refused.
+func applyErrorsMessage(errs []error) string {
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	msg := "The API server refused the desired state, so children may be stale: " + strings.Join(msgs, "; ")
+	if len(msg) > maxConditionMessage {
+		msg = msg[:maxConditionMessage-len("…")] + "…"
+	}
+	return msg
+}
+
 func setCondition(conds *[]metav1.Condition, generation int64, typ string, status metav1.ConditionStatus, reason, message string) {
 	meta.SetStatusCondition(conds, metav1.Condition{
 		Type: typ, Status: status, Reason: reason, Message: message, ObservedGeneration: generation,
@@ -73,17 +89,21 @@ type workloadReadiness struct {
 	compiled bool
 	// nameErrors are children that could not be applied under their names.
 	nameErrors []*nameError
+	// applyErrors are children the API server refused for another reason.
+	applyErrors []error
 	// waiting are the Deployments that do not have all their replicas ready.
 	waiting []string
 	total   int
 }
 
 // setStepsReadyCondition records whether every Deployment of the workflow
-// (steps, orchestrator, gateway) has all its replicas ready; a child that
-// could not take its name keeps it False.
+// (steps, orchestrator, gateway) has all its replicas ready; a child the API
+// server refused, or that could not take its name, keeps it False.
 func setStepsReadyCondition(wf *v1alpha1.Workflow, r workloadReadiness) {
 	status, reason, msg := metav1.ConditionTrue, v1alpha1.ReasonStepsReady, ""
 	switch {
+	case len(r.applyErrors) > 0:
+		status, reason, msg = metav1.ConditionFalse, v1alpha1.ReasonApplyFailed, applyErrorsMessage(r.applyErrors)
 	case len(r.nameErrors) > 0:
 		status, reason = metav1.ConditionFalse, r.nameErrors[0].reason
 		msgs := make([]string, len(r.nameErrors))
@@ -103,7 +123,8 @@ func setStepsReadyCondition(wf *v1alpha1.Workflow, r workloadReadiness) {
 }
 
 // setReadyCondition records whether Compiled, BrokerReady and StepsReady all
-// are True; when not, it takes the reason of the first that is not and says which.
+// are True; when not, it takes the reason of the first that is not and says
+// which, and after a failed compile that the status describes an older plan.
 func setReadyCondition(wf *v1alpha1.Workflow) {
 	for _, typ := range []string{v1alpha1.ConditionCompiled, v1alpha1.ConditionBrokerReady, v1alpha1.ConditionStepsReady} {
 		c := meta.FindStatusCondition(wf.Status.Conditions, typ)
@@ -112,7 +133,12 @@ func setReadyCondition(wf *v1alpha1.Workflow) {
 			return
 		}
 		if c.Status != metav1.ConditionTrue {
-			setCondition(&wf.Status.Conditions, wf.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, c.Reason, typ+" is "+string(c.Status)+": "+c.Message)
+			msg := typ + " is " + string(c.Status) + ": " + c.Message
+			if typ == v1alpha1.ConditionCompiled && wf.Status.PlanHash != "" {
+				// Nothing is applied without a plan: what runs, and what the status shows, is older than the spec.
+				msg += fmt.Sprintf("; the children still run the last plan that compiled (%s), which status.steps and status.endpoint describe", wf.Status.PlanHash)
+			}
+			setCondition(&wf.Status.Conditions, wf.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, c.Reason, msg)
 			return
 		}
 	}
@@ -125,15 +151,32 @@ func setStyleAdvisedCondition(wf *v1alpha1.Workflow) {
 	setCondition(&wf.Status.Conditions, wf.Generation, v1alpha1.ConditionStyleAdvised, status, reason, msg)
 }
 
+// brokerReadiness is the state of a Broker's children after a reconcile.
+type brokerReadiness struct {
+	// ready says that the StatefulSet runs the current template with every server ready.
+	ready bool
+	// nameErr is a child that could not be applied under its name.
+	nameErr *nameError
+	// applyErrors are children the API server refused for another reason.
+	applyErrors []error
+	// storageChange is a change of spec.jetstream the StatefulSet cannot take.
+	storageChange string
+}
+
 // setBrokerAvailableCondition records whether every NATS server of a Broker is
-// ready; ready says so of its StatefulSet, nameErr is a child it could not apply.
-func setBrokerAvailableCondition(b *v1alpha1.Broker, ready bool, nameErr *nameError) {
+// ready; a child the API server refused, a child that could not take its
+// name, or a storage change the StatefulSet cannot take keeps it False.
+func setBrokerAvailableCondition(b *v1alpha1.Broker, r brokerReadiness) {
 	status, reason := metav1.ConditionFalse, v1alpha1.ReasonReplicasNotReady
 	msg := fmt.Sprintf("%d of %d NATS servers ready", b.Status.ReadyReplicas, b.DesiredReplicas())
 	switch {
-	case nameErr != nil:
-		reason, msg = nameErr.reason, nameErr.message
-	case ready:
+	case len(r.applyErrors) > 0:
+		reason, msg = v1alpha1.ReasonApplyFailed, applyErrorsMessage(r.applyErrors)
+	case r.nameErr != nil:
+		reason, msg = r.nameErr.reason, r.nameErr.message
+	case r.storageChange != "":
+		reason, msg = v1alpha1.ReasonStorageChangeRequiresRecreate, r.storageChange
+	case r.ready:
 		status, reason = metav1.ConditionTrue, v1alpha1.ReasonReplicasReady
 		msg = fmt.Sprintf("All %s ready at %s", plural(int(b.DesiredReplicas()), "NATS server"), b.Status.URL)
 	}

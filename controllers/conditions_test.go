@@ -104,6 +104,9 @@ func TestSetStepsReadyCondition(t *testing.T) {
 		{"not compiled", workloadReadiness{}, wantCondition{metav1.ConditionUnknown, v1alpha1.ReasonCompileFailed, "did not compile"}},
 		{"a name conflict wins over progress", workloadReadiness{compiled: true, total: 2, waiting: []string{"a-b-c"}, nameErrors: []*nameError{conflict, tooLong}},
 			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNameConflict, "belongs to Workflow a-b; Service name x is 70 characters"}},
+		{"a refused child wins over everything, even all ready", workloadReadiness{compiled: true, total: 2, nameErrors: []*nameError{conflict},
+			applyErrors: []error{errors.New("apply Deployment shop-a: invalid"), errors.New("apply Service shop-a: invalid")}},
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonApplyFailed, "The API server refused the desired state, so children may be stale: apply Deployment shop-a: invalid; apply Service shop-a: invalid"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -125,23 +128,30 @@ func TestSetReadyCondition(t *testing.T) {
 		name  string
 		conds []metav1.Condition
 		want  wantCondition
+		// planHash is that of the last plan that compiled.
+		planHash string
 	}{
-		{"all true", []metav1.Condition{compiled, brokerOK, stepsOK}, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, "Serving at http://shop-gateway.prod.svc"}},
+		{"all true", []metav1.Condition{compiled, brokerOK, stepsOK}, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, "Serving at http://shop-gateway.prod.svc"}, ""},
 		{"the first false one names the reason", []metav1.Condition{
 			cond(v1alpha1.ConditionCompiled, metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "cycle a → b → a"),
 			cond(v1alpha1.ConditionBrokerReady, metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "no broker"),
-		}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "Compiled is False: cycle a → b → a"}},
+		}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "Compiled is False: cycle a → b → a"}, ""},
+		{"a failed compile after a good one says the status is of the last good plan", []metav1.Condition{
+			cond(v1alpha1.ConditionCompiled, metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "cycle a → b → a"), brokerOK, stepsOK,
+		}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonCompileFailed,
+			"Compiled is False: cycle a → b → a; the children still run the last plan that compiled (0123abcd), which status.steps and status.endpoint describe"}, "0123abcd"},
 		{"broker missing", []metav1.Condition{compiled, cond(v1alpha1.ConditionBrokerReady, metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "Broker default does not exist"), stepsOK},
-			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "BrokerReady is False: Broker default does not exist"}},
-		{"a missing condition", []metav1.Condition{compiled, brokerOK}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNotReady, "StepsReady is not known yet"}},
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "BrokerReady is False: Broker default does not exist"}, ""},
+		{"a missing condition", []metav1.Condition{compiled, brokerOK}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNotReady, "StepsReady is not known yet"}, ""},
 		{"style advice does not count", []metav1.Condition{compiled, brokerOK, stepsOK,
 			cond(v1alpha1.ConditionStyleAdvised, metav1.ConditionFalse, v1alpha1.ReasonStyleMismatch, "")},
-			wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, ""}},
+			wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, ""}, ""},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			wf := testWorkflow(v1alpha1.StyleHybrid)
 			wf.Status.Endpoint = "http://shop-gateway.prod.svc"
+			wf.Status.PlanHash = tt.planHash
 			wf.Status.Conditions = tt.conds
 			setReadyCondition(wf)
 			checkCondition(t, wf.Status.Conditions, v1alpha1.ConditionReady, 7, tt.want)
@@ -185,20 +195,24 @@ func TestSetStyleAdvisedCondition(t *testing.T) {
 func TestSetBrokerAvailableCondition(t *testing.T) {
 	three := int32(3)
 	tests := []struct {
-		name    string
-		ready   bool
-		nameErr *nameError
-		want    wantCondition
+		name      string
+		readiness brokerReadiness
+		want      wantCondition
 	}{
-		{"ready", true, nil, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReplicasReady, "All 3 NATS servers ready at nats://"}},
-		{"starting", false, nil, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonReplicasNotReady, "1 of 3 NATS servers ready"}},
-		{"a name taken", true, &nameError{reason: v1alpha1.ReasonNameConflict, message: "Secret x already exists"}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNameConflict, "Secret x already exists"}},
+		{"ready", brokerReadiness{ready: true}, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReplicasReady, "All 3 NATS servers ready at nats://"}},
+		{"starting", brokerReadiness{}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonReplicasNotReady, "1 of 3 NATS servers ready"}},
+		{"a name taken", brokerReadiness{ready: true, nameErr: &nameError{reason: v1alpha1.ReasonNameConflict, message: "Secret x already exists"}},
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNameConflict, "Secret x already exists"}},
+		{"a storage change pending, on servers that are ready", brokerReadiness{ready: true, storageChange: "spec.jetstream.size changed from 1Gi to 2Gi, but"},
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonStorageChangeRequiresRecreate, "spec.jetstream.size changed from 1Gi to 2Gi"}},
+		{"a refused child, on servers that are ready", brokerReadiness{ready: true, applyErrors: []error{errors.New("apply StatefulSet x-nats: invalid")}},
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonApplyFailed, "children may be stale: apply StatefulSet x-nats: invalid"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			b := &v1alpha1.Broker{Spec: v1alpha1.BrokerSpec{Replicas: &three}, Status: v1alpha1.BrokerStatus{ReadyReplicas: 1, URL: "nats://default-nats.prod.svc:4222"}}
 			b.Generation = 7
-			setBrokerAvailableCondition(b, tt.ready, tt.nameErr)
+			setBrokerAvailableCondition(b, tt.readiness)
 			checkCondition(t, b.Status.Conditions, v1alpha1.ConditionBrokerAvailable, 7, tt.want)
 		})
 	}

@@ -42,6 +42,15 @@ func readGolden(dir string, owner types.UID) []*unstructured.Unstructured {
 	return objs
 }
 
+// goldenNames are the "Kind/name" of golden objects.
+func goldenNames(objs []*unstructured.Unstructured) []string {
+	names := make([]string, len(objs))
+	for i, o := range objs {
+		names[i] = o.GetKind() + "/" + o.GetName()
+	}
+	return names
+}
+
 // matchesGolden reports how a live object differs from its golden file: every
 // field of the golden must be in the live object with the same value; the API
 // server's defaults may add more. ignore names paths (such as

@@ -275,8 +275,20 @@ func workflowCondition(ctx context.Context, ns, name, typ string) func() string 
 // childNames lists "Kind/name" of every object of a Workflow in a namespace.
 func childNames(ctx context.Context, ns, workflow string) []string {
 	var names []string
-	sel := client.MatchingLabels{"patchbay.dev/workflow": workflow}
-	for _, l := range []client.ObjectList{&corev1.ConfigMapList{}, &appsv1.DeploymentList{}, &corev1.ServiceList{}, &networkingv1.NetworkPolicyList{}, &policyv1.PodDisruptionBudgetList{}} {
+	for name := range labelledObjects(ctx, ns, client.MatchingLabels{"patchbay.dev/workflow": workflow}) {
+		names = append(names, name)
+	}
+	return names
+}
+
+// labelledObjects are the objects of every kind a Workflow or Broker has
+// children of that carry the labels, by "Kind/name".
+func labelledObjects(ctx context.Context, ns string, sel client.MatchingLabels) map[string]client.Object {
+	objs := map[string]client.Object{}
+	for _, l := range []client.ObjectList{
+		&corev1.ConfigMapList{}, &corev1.SecretList{}, &corev1.ServiceList{}, &appsv1.DeploymentList{}, &appsv1.StatefulSetList{},
+		&networkingv1.NetworkPolicyList{}, &policyv1.PodDisruptionBudgetList{},
+	} {
 		Expect(k8s.List(ctx, l, client.InNamespace(ns), sel)).To(Succeed())
 		items, err := meta.ExtractList(l)
 		Expect(err).NotTo(HaveOccurred())
@@ -284,10 +296,10 @@ func childNames(ctx context.Context, ns, workflow string) []string {
 			o := it.(client.Object)
 			kinds, _, err := scheme.ObjectKinds(o)
 			Expect(err).NotTo(HaveOccurred())
-			names = append(names, kinds[0].Kind+"/"+o.GetName())
+			objs[kinds[0].Kind+"/"+o.GetName()] = o
 		}
 	}
-	return names
+	return objs
 }
 
 // prefixed makes "Kind/name" entries from kinds and names.

@@ -72,16 +72,18 @@ type workflowScope struct {
 	// desired holds every child rendered, applied or not; the others are pruned.
 	desired    map[childKey]bool
 	nameErrors []*nameError
-	created    []childKey
-	updated    []childKey
-	deleted    []childKey
-	failed     bool
+	// applyErrors are the children the API server refused, for the status.
+	applyErrors []error
+	created     []childKey
+	updated     []childKey
+	deleted     []childKey
+	failed      bool
 }
 
 func (r *WorkflowReconciler) phases() []phase[*workflowScope] {
 	return []phase[*workflowScope]{
-		{"compile", r.compileWorkflow},
 		{"broker", r.lookupBroker},
+		{"compile", r.compileWorkflow},
 		{"plan ConfigMap", r.applyPlanConfigMap},
 		{"steps", r.applySteps},
 		{"orchestrator and gateway", r.applyComponents},
@@ -106,9 +108,10 @@ func (r *WorkflowReconciler) Reconcile(ctx context.Context, req reconcile.Reques
 	return runPhases(ctx, s, &s.failed, r.phases())
 }
 
-// compileWorkflow turns the spec into a plan. A spec the compiler refuses is
-// reported in Compiled and not retried: only a new spec can change the answer.
-// The children of the last good plan stay as they are.
+// compileWorkflow turns the spec into a plan, and the plan and the Broker into
+// the render input. A spec the compiler refuses is reported in Compiled and not
+// retried: only a new spec can change the answer. The children of the last
+// good plan stay as they are.
 func (r *WorkflowReconciler) compileWorkflow(_ context.Context, s *workflowScope) (ctrl.Result, error) {
 	p, err := r.compile(s.wf)
 	if err != nil {
@@ -119,12 +122,16 @@ func (r *WorkflowReconciler) compileWorkflow(_ context.Context, s *workflowScope
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	if s.broker.broker != nil {
+		in.Streams = render.BrokerStreams(s.broker.broker)
+	}
 	s.plan, s.input = p, in
 	return ctrl.Result{}, nil
 }
 
 // lookupBroker finds the Broker an async style needs. A missing Broker does
-// not hold the children back; Workflows are requeued when it appears.
+// not hold the children back; Workflows are requeued when it appears, and
+// when it changes, as their pods store their streams the way it does.
 func (r *WorkflowReconciler) lookupBroker(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
 	s.broker = brokerState{needed: s.wf.Spec.Style.IsAsync(), name: s.wf.BrokerName()}
 	if !s.broker.needed {
@@ -191,6 +198,7 @@ func (r *WorkflowReconciler) applyChildren(ctx context.Context, s *workflowScope
 			s.nameErrors = append(s.nameErrors, nerr)
 		case err != nil:
 			errs = append(errs, err)
+			s.applyErrors = append(s.applyErrors, err)
 		case outcome == created:
 			s.created = append(s.created, key)
 		case outcome == updated:
@@ -218,7 +226,7 @@ func (r *WorkflowReconciler) writeStatus(ctx context.Context, s *workflowScope) 
 	wf := s.wf
 	setCompiledCondition(wf, s.plan, s.compileErr)
 	setBrokerReadyCondition(wf, s.broker)
-	readiness := workloadReadiness{compiled: s.plan != nil, nameErrors: s.nameErrors}
+	readiness := workloadReadiness{compiled: s.plan != nil, nameErrors: s.nameErrors, applyErrors: s.applyErrors}
 	if s.plan != nil {
 		if err := r.observeDeployments(ctx, s, &readiness); err != nil {
 			return ctrl.Result{}, err
@@ -314,7 +322,7 @@ func (r *WorkflowReconciler) emitEvents(s *workflowScope) {
 	if c, changed := conditionChanged(v1alpha1.ConditionCompiled); changed && c.Status == metav1.ConditionFalse {
 		r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, c.Reason, "Compile", "%s", eventNote(c.Message))
 	}
-	if c, changed := conditionChanged(v1alpha1.ConditionStepsReady); changed && len(s.nameErrors) > 0 {
+	if c, changed := conditionChanged(v1alpha1.ConditionStepsReady); changed && (len(s.nameErrors) > 0 || len(s.applyErrors) > 0) {
 		r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, c.Reason, "Apply", "%s", eventNote(c.Message))
 	}
 	var parts []string

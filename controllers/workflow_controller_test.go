@@ -5,7 +5,9 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
+	"slices"
 	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
@@ -14,6 +16,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -120,21 +123,56 @@ var _ = Describe("The samples", Ordered, func() {
 		}
 	})
 
-	It("get every child in the shape of the golden files", func() {
+	It("get every child in the shape of the golden files, and no other", func() {
 		for _, s := range samples {
 			wf := &v1alpha1.Workflow{}
 			readSample(s.file, wf)
 			wf = getWorkflow(ctx, ns, wf.Name)
-			for _, golden := range readGolden(s.golden, wf.UID) {
+			goldens := readGolden(s.golden, wf.UID)
+			for _, golden := range goldens {
 				Eventually(func() error { return matchesGolden(ctx, golden) }).Should(Succeed())
 			}
+			Expect(childNames(ctx, ns, wf.Name)).To(ConsistOf(goldenNames(goldens)), s.file)
 		}
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(broker), broker)).To(Succeed())
-		for _, golden := range readGolden("broker", broker.UID) {
+		goldens := readGolden("broker", broker.UID)
+		for _, golden := range goldens {
 			// The credentials are generated, and the servers' config hash covers them.
 			Eventually(func() error {
 				return matchesGolden(ctx, golden, "data.password", "spec.template.metadata.annotations.patchbay.dev/config-hash")
 			}).Should(Succeed())
+		}
+		Expect(slices.Collect(maps.Keys(labelledObjects(ctx, ns, client.MatchingLabels{"patchbay.dev/broker": broker.Name})))).To(ConsistOf(goldenNames(goldens)))
+	})
+
+	// envtest runs no garbage collector, so this is how deleting a Workflow or
+	// a Broker is shown to leave nothing behind: the collector deletes every
+	// object whose owner is gone, and blocks the owner's foreground deletion on it.
+	It("give every child one controller reference, to its owner, that blocks its deletion", func() {
+		type owned struct {
+			kind, label string
+			owner       client.Object
+		}
+		owners := []owned{{"Broker", "patchbay.dev/broker", broker}}
+		for _, s := range samples {
+			wf := &v1alpha1.Workflow{}
+			readSample(s.file, wf)
+			owners = append(owners, owned{"Workflow", "patchbay.dev/workflow", getWorkflow(ctx, ns, wf.Name)})
+		}
+		for _, o := range owners {
+			key, owner := o.label+"="+o.owner.GetName(), o.owner
+			children := labelledObjects(ctx, ns, client.MatchingLabels{o.label: owner.GetName()})
+			Expect(children).NotTo(BeEmpty(), key)
+			for child, obj := range children {
+				refs := obj.GetOwnerReferences()
+				Expect(refs).To(HaveLen(1), child)
+				ref := refs[0]
+				Expect(ref.UID).To(Equal(owner.GetUID()), child)
+				Expect(ref.Kind+"/"+ref.Name).To(Equal(o.kind+"/"+owner.GetName()), child)
+				Expect(ref.APIVersion).To(Equal("patchbay.dev/v1alpha1"), child)
+				Expect(ptr.Deref(ref.Controller, false)).To(BeTrue(), child+" has no controller reference")
+				Expect(ptr.Deref(ref.BlockOwnerDeletion, false)).To(BeTrue(), child+" does not block its owner's deletion")
+			}
 		}
 	})
 
@@ -259,6 +297,24 @@ var _ = Describe("A Workflow the compiler refuses", func() {
 		Expect(getWorkflow(ctx, ns, "loop").Status.ObservedGeneration).To(BeZero())
 	})
 
+	It("says, after a good plan, that the status and the children are of that plan", func() {
+		ns := newNamespace("recycle", nil)
+		wf := newWorkflow(ns, "loop", v1alpha1.StyleSyncOrchestrated, step("a", 1), step("b", 1, "a"))
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+		Eventually(func() int64 { return getWorkflow(ctx, ns, "loop").Status.ObservedGeneration }).Should(Equal(int64(1)))
+		good := getWorkflow(ctx, ns, "loop").Status
+
+		updateWorkflow(ctx, ns, "loop", func(wf *v1alpha1.Workflow) { wf.Spec.Steps[0].DependsOn = []string{"b"} })
+		Eventually(workflowCondition(ctx, ns, "loop", v1alpha1.ConditionReady)).Should(And(
+			HavePrefix("False/CompileFailed: Compiled is False: dependency cycle"),
+			HaveSuffix("the children still run the last plan that compiled ("+good.PlanHash+"), which status.steps and status.endpoint describe"),
+		))
+		status := getWorkflow(ctx, ns, "loop").Status
+		Expect(status.Endpoint).To(Equal(good.Endpoint))
+		Expect(status.Steps).To(Equal(good.Steps))
+		Expect(status.ObservedGeneration).To(Equal(int64(1)))
+	})
+
 	It("reports a child name longer than 63 characters", func() {
 		ns := newNamespace("long", nil)
 		name := strings.Repeat("w", 50)
@@ -286,6 +342,19 @@ var _ = Describe("A Workflow whose Broker is missing", func() {
 		By("running the rest of the topology meanwhile")
 		Eventually(func() []string { return childNames(ctx, ns, wf.Name) }).Should(ContainElement("Deployment/orders-gateway"))
 		generation := getWorkflow(ctx, ns, wf.Name).Generation
+		gatewayStreamArgs := func() []string {
+			d := &appsv1.Deployment{}
+			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "orders-gateway"}, d)).To(Succeed())
+			var args []string
+			for _, a := range d.Spec.Template.Spec.Containers[0].Args {
+				if strings.HasPrefix(a, "--stream-") {
+					args = append(args, a)
+				}
+			}
+			return args
+		}
+		By("leaving the stream settings to the runtime while there is no Broker to take them from")
+		Expect(gatewayStreamArgs()).To(BeEmpty())
 
 		b := &v1alpha1.Broker{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "late"}}
 		Expect(k8s.Create(ctx, b)).To(Succeed())
@@ -299,6 +368,16 @@ var _ = Describe("A Workflow whose Broker is missing", func() {
 		Expect(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionBrokerReady)()).To(
 			Equal("True/BrokerReady: Broker late is ready at nats://late-nats." + ns + ".svc:4222"))
 		Expect(getWorkflow(ctx, ns, wf.Name).Generation).To(Equal(generation))
+		Expect(gatewayStreamArgs()).To(Equal([]string{"--stream-replicas=1", "--stream-storage=file"}))
+
+		By("rolling the pods onto streams with three replicas when the Broker grows to three servers")
+		updateBroker(ctx, ns, "late", func(b *v1alpha1.Broker) { b.Spec.Replicas = ptr.To(int32(3)) })
+		Eventually(gatewayStreamArgs).Should(Equal([]string{"--stream-replicas=3", "--stream-storage=file"}))
+		for _, name := range []string{"orders-reserve", "orders-charge", "orders-notify"} {
+			d := &appsv1.Deployment{}
+			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, d)).To(Succeed())
+			Expect(d.Spec.Template.Spec.InitContainers[0].Args).To(ContainElements("--stream-replicas=3", "--stream-storage=file"), name)
+		}
 	})
 })
 
@@ -450,5 +529,40 @@ var _ = Describe("Switching style", func() {
 			[]string{"flip-x", "flip-y", "flip-z", "flip-orchestrator", "flip-gateway"},
 			[]string{"flip-x", "flip-orchestrator", "flip-gateway"})))
 		Eventually(func() int64 { return getWorkflow(ctx, ns, "flip").Status.ObservedGeneration }).Should(Equal(int64(3)))
+	})
+})
+
+var _ = Describe("A child the API server refuses", func() {
+	ctx := context.Background()
+
+	It("turns a ready Workflow's StepsReady and Ready False with the API server's error", func() {
+		ns := newNamespace("refused", nil)
+		wf := newWorkflow(ns, "quote", v1alpha1.StyleSyncChain, step("price", 1))
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+		Eventually(func() int64 { return getWorkflow(ctx, ns, "quote").Status.ObservedGeneration }).Should(Equal(int64(1)))
+		markWorkloadsReady(ctx, ns)
+		Eventually(workflowCondition(ctx, ns, "quote", v1alpha1.ConditionReady)).Should(HavePrefix("True/Ready"))
+
+		By("asking for more CPU than the limit allows, which the CRD cannot see but the Deployment's validation refuses")
+		updateWorkflow(ctx, ns, "quote", func(wf *v1alpha1.Workflow) {
+			wf.Spec.Steps[0].Resources = &corev1.ResourceRequirements{
+				Requests: corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("2")},
+				Limits:   corev1.ResourceList{corev1.ResourceCPU: resource.MustParse("1")},
+			}
+		})
+		Eventually(workflowCondition(ctx, ns, "quote", v1alpha1.ConditionStepsReady)).Should(And(
+			HavePrefix("False/ApplyFailed: "),
+			ContainSubstring("apply Deployment quote-price"),
+			ContainSubstring("must be less than or equal to cpu limit"),
+		))
+		Expect(workflowCondition(ctx, ns, "quote", v1alpha1.ConditionReady)()).To(HavePrefix("False/ApplyFailed: StepsReady is False"))
+		Eventually(events(ctx, ns, "quote")).Should(ContainElement(HavePrefix("Warning ApplyFailed: ")))
+		wf = getWorkflow(ctx, ns, "quote")
+		Expect(wf.Status.ObservedGeneration).To(Equal(wf.Generation - 1))
+
+		By("recovering once the spec is valid again")
+		updateWorkflow(ctx, ns, "quote", func(wf *v1alpha1.Workflow) { wf.Spec.Steps[0].Resources = nil })
+		markWorkloadsReady(ctx, ns)
+		Eventually(workflowCondition(ctx, ns, "quote", v1alpha1.ConditionReady)).Should(HavePrefix("True/Ready"))
 	})
 })

@@ -47,4 +47,14 @@ const (
 	ReasonNoTraffic        = "NoTrafficGiven"
 	ReasonReplicasReady    = "ReplicasReady"
 	ReasonReplicasNotReady = "ReplicasNotReady"
+	// ReasonApplyFailed is the reason of a False StepsReady and Ready (Workflow) or
+	// Ready (Broker) when the API server refused a child: the live children may be
+	// stale, so the owner is not ready whatever their replicas say. The message
+	// carries the API server's errors.
+	ReasonApplyFailed = "ApplyFailed"
+	// ReasonStorageChangeRequiresRecreate is the reason of a False Ready (Broker)
+	// when spec.jetstream changed what the StatefulSet's volumeClaimTemplates hold,
+	// which the API server does not let anyone update. The message names the field
+	// and the command that lets the operator apply it.
+	ReasonStorageChangeRequiresRecreate = "StorageChangeRequiresRecreate"
 )

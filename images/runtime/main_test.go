@@ -19,7 +19,10 @@ import (
 
 	. "github.com/onsi/gomega"
 
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
+	"github.com/patchbay-dev/patchbay/internal/topology"
 )
 
 // These tests run the real binaries: patchbay-runtime and demo-step, built once.
@@ -46,7 +49,12 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-const waitBound = 30 * time.Second
+// waitBound bounds every wait, generous for a loaded 2-core machine;
+// pollEvery is how often a wait looks.
+const (
+	waitBound = 30 * time.Second
+	pollEvery = 20 * time.Millisecond
+)
 
 // process is a started binary; the test's cleanup kills its whole process
 // group if it is still running, so nothing it started outlives the test.
@@ -66,13 +74,23 @@ func start(t *testing.T, bin string, args ...string) *process {
 // startReadingStdout starts a binary and leaves its stdout to the test.
 func startReadingStdout(t *testing.T, bin string, args ...string) (*process, *bufio.Reader) {
 	t.Helper()
+	return startReadingStdoutTee(t, io.Discard, bin, args...)
+}
+
+// startReadingStdoutTee is startReadingStdout that also copies stderr to tee,
+// for a test that waits for a log line.
+func startReadingStdoutTee(t *testing.T, tee io.Writer, bin string, args ...string) (*process, *bufio.Reader) {
+	t.Helper()
 	p := &process{cmd: exec.Command(bin, args...), exited: make(chan struct{})}
 	p.cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	out, err := p.cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
 	}
-	p.cmd.Stderr = io.MultiWriter(&p.stderr, t.Output())
+	p.cmd.Stderr = io.MultiWriter(&p.stderr, t.Output(), tee)
+	// A child the binary left behind may hold its output open: do not let
+	// that block Wait.
+	p.cmd.WaitDelay = time.Second
 	if err := p.cmd.Start(); err != nil {
 		t.Fatalf("start %s: %v", bin, err)
 	}
@@ -211,53 +229,52 @@ func TestDevRefusesBadInputWithOneLine(t *testing.T) {
 	}
 }
 
-// orchestratedPlan is a two-step sync-orchestrated plan, built by hand as the
-// compiler would.
-func orchestratedPlan() *plan.Plan {
-	policy := plan.Policy{
-		Timeout:        plan.D(2 * time.Second),
-		Retry:          plan.Retry{Attempts: 3, Backoff: "exponential", InitialDelay: plan.D(10 * time.Millisecond), MaxDelay: plan.D(100 * time.Millisecond)},
-		CircuitBreaker: plan.CircuitBreaker{ConsecutiveFailures: 5, OpenDuration: plan.D(30 * time.Second), HalfOpenRequests: 1},
-		Bulkhead:       plan.Bulkhead{MaxConcurrent: 8},
-	}
-	step := func(name string, deps ...string) plan.Step {
-		s := plan.Step{Name: name, Service: "wf-" + name, Replicas: 1, Mode: plan.ModeOrchestrated,
-			App: plan.App{Port: 8080, Path: "/"}, DependsOn: deps, Input: plan.Input{Kind: plan.InputEntry},
-			Output: plan.Output{ToOrchestrator: true}, Callers: []string{plan.OrchestratorRole}, Policy: policy}
-		if len(deps) == 1 {
-			s.Level, s.Input = 1, plan.Input{Kind: plan.InputDependency, From: deps}
-		}
-		return s
-	}
-	return &plan.Plan{
-		Version: plan.Version, Namespace: "shop", Workflow: "wf", Style: plan.StyleSyncOrchestrated,
-		Roles: plan.Roles{Orchestrator: true},
-		Entry: plan.Entry{Kind: plan.EntryOrchestrator, Service: "wf-orchestrator", Sync: true, Timeout: plan.D(30 * time.Second)},
-		Steps: []plan.Step{step("first"), step("second", "first")}, Levels: [][]string{{"first"}, {"second"}}, Sinks: []string{"second"},
-	}
+// compiledSample compiles a sample Workflow as the operator does.
+func compiledSample(g Gomega, style string) (*v1alpha1.Workflow, *plan.Plan) {
+	wf, err := dev.LoadWorkflow(sample(style))
+	g.Expect(err).NotTo(HaveOccurred())
+	p, err := topology.Compile(wf)
+	g.Expect(err).NotTo(HaveOccurred())
+	return wf, p
 }
 
 func TestRolesRunFromAPlanFileAndDrainOnSIGTERM(t *testing.T) {
 	g := NewWithT(t)
-	b, err := orchestratedPlan().Marshal()
+	// The sample's diamond: validate, then charge and reserve, then confirm.
+	// The test holds charge for as long as the drain takes, so its attempt
+	// and the run may not time out on a slow machine.
+	const held = "charge"
+	wf, p := compiledSample(g, "sync-orchestrated")
+	p.Step(held).Policy.Timeout = plan.D(time.Minute)
+	p.Entry.Timeout = plan.D(time.Minute)
+	b, err := p.Marshal()
 	g.Expect(err).NotTo(HaveOccurred())
 	planFile := filepath.Join(t.TempDir(), "plan.json")
 	g.Expect(os.WriteFile(planFile, b, 0o600)).To(Succeed())
 
 	addr := func() string { return "127.0.0.1:" + strconv.Itoa(freePort(t)) }
-	apps := map[string]string{"first": addr(), "second": addr()}
-	start(t, demoStepBin, "--addr="+apps["first"], "--mode=transform", "--set=first=true")
-	start(t, demoStepBin, "--addr="+apps["second"], "--mode=transform", "--set=second=true", "--hold")
-	sidecars, admins := map[string]string{}, map[string]string{}
-	for _, step := range []string{"first", "second"} {
-		sidecars[step], admins[step] = addr(), addr()
-		start(t, runtimeBin, "sidecar", "--plan", planFile, "--step", step, "--listen", sidecars[step],
-			"--admin-listen", admins[step], "--app-url", "http://"+apps[step])
+	apps, sidecars, admins := map[string]string{}, map[string]string{}, map[string]string{}
+	var resolve []string
+	for _, st := range wf.Spec.Steps {
+		apps[st.Name], sidecars[st.Name], admins[st.Name] = addr(), addr(), addr()
+		args := append([]string{"--addr=" + apps[st.Name]}, st.Args...)
+		if st.Name == held {
+			args = append(args, "--hold")
+		}
+		start(t, demoStepBin, args...)
+		resolve = append(resolve, "--resolve", st.Name+"=http://"+sidecars[st.Name])
+	}
+	for _, st := range wf.Spec.Steps {
+		start(t, runtimeBin, "sidecar", "--plan", planFile, "--step", st.Name, "--listen", sidecars[st.Name],
+			"--admin-listen", admins[st.Name], "--app-url", "http://"+apps[st.Name])
 	}
 	orchAddr := addr()
-	orch := start(t, runtimeBin, "orchestrator", "--plan", planFile, "--listen", orchAddr,
-		"--resolve", "first=http://"+sidecars["first"], "--resolve", "second=http://"+sidecars["second"])
-	for _, u := range []string{admins["first"], admins["second"], orchAddr} {
+	orch := start(t, runtimeBin, append([]string{"orchestrator", "--plan", planFile, "--listen", orchAddr}, resolve...)...)
+	ready := []string{orchAddr}
+	for _, a := range admins {
+		ready = append(ready, a)
+	}
+	for _, u := range ready {
 		g.Eventually(func() (int, error) {
 			resp, err := http.Get("http://" + u + "/readyz")
 			if err != nil {
@@ -268,7 +285,7 @@ func TestRolesRunFromAPlanFileAndDrainOnSIGTERM(t *testing.T) {
 		}).WithTimeout(waitBound).WithPolling(20*time.Millisecond).Should(Equal(http.StatusOK), u)
 	}
 
-	// A run is in flight, held by the second step.
+	// A run is in flight, held by the charge step.
 	type result struct {
 		code int
 		body string
@@ -276,11 +293,11 @@ func TestRolesRunFromAPlanFileAndDrainOnSIGTERM(t *testing.T) {
 	}
 	done := make(chan result, 1)
 	go func() {
-		code, body, err := postRaw("http://"+orchAddr+"/", `{"order":1}`)
+		code, body, err := postRaw("http://"+orchAddr+"/", `{"sku":"a1"}`)
 		done <- result{code, body, err}
 	}()
 	inFlight := func() (int64, error) {
-		resp, err := http.Get("http://" + apps["second"] + "/_demo/stats")
+		resp, err := http.Get("http://" + apps[held] + "/_demo/stats")
 		if err != nil {
 			return 0, err
 		}
@@ -299,7 +316,7 @@ func TestRolesRunFromAPlanFileAndDrainOnSIGTERM(t *testing.T) {
 		}
 		return err
 	}).WithTimeout(waitBound).WithPolling(10 * time.Millisecond).Should(HaveOccurred())
-	resp, err := http.Post("http://"+apps["second"]+"/_demo/release", "", nil)
+	resp, err := http.Post("http://"+apps[held]+"/_demo/release", "", nil)
 	g.Expect(err).NotTo(HaveOccurred())
 	resp.Body.Close()
 
@@ -307,7 +324,7 @@ func TestRolesRunFromAPlanFileAndDrainOnSIGTERM(t *testing.T) {
 	g.Eventually(done).WithTimeout(waitBound).Should(Receive(&r))
 	g.Expect(r.err).NotTo(HaveOccurred())
 	g.Expect(r.code).To(Equal(http.StatusOK), r.body)
-	g.Expect(r.body).To(MatchJSON(`{"order":1,"first":true,"second":true}`))
+	g.Expect(r.body).To(MatchJSON(`{"charge":{"sku":"a1","valid":true,"charged":true},"reserve":{"sku":"a1","valid":true,"reserved":true},"confirmed":true}`))
 	g.Expect(orch.wait(t)).To(Equal(0), orch.stderr.String())
 	g.Expect(orch.stderr.String()).To(ContainSubstring(`"msg":"Draining"`))
 }

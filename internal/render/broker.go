@@ -3,10 +3,12 @@ package render
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"k8s.io/utils/ptr"
@@ -165,12 +167,17 @@ func NATSStatefulSet(in *BrokerInput) *appsv1.StatefulSet {
 		Lifecycle: &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{Exec: &corev1.ExecAction{
 			Command: []string{"nats-server", "-sl=ldm=" + natsPidFile},
 		}}},
+		Resources:       natsResources(b),
 		SecurityContext: restrictedContainerSecurityContext(ptr.To(natsUser)),
 		VolumeMounts: []corev1.VolumeMount{
 			{Name: "config", MountPath: natsConfigDir, ReadOnly: true},
 			{Name: "pid", MountPath: natsPidDir},
 			{Name: "data", MountPath: natsDataDir},
 		},
+	}
+	if limit, ok := nats.Resources.Limits[corev1.ResourceMemory]; ok {
+		// The Go runtime collects harder as it nears the limit, before the kernel kills it.
+		nats.Env = append(nats.Env, corev1.EnvVar{Name: "GOMEMLIMIT", Value: strconv.FormatInt(limit.Value()/10*9, 10)})
 	}
 	pod := podSpecBase()
 	pod.SecurityContext.FSGroup = ptr.To(natsUser)
@@ -222,6 +229,39 @@ func NATSStatefulSet(in *BrokerInput) *appsv1.StatefulSet {
 	}
 	stamp(sts, o, NATSName(b.Name), ComponentNATS, "")
 	return sts
+}
+
+// Memory of a NATS server beyond what JetStream stores in memory: connections,
+// routes, message buffers and the Go runtime.
+var (
+	natsMemoryHeadroom    = resource.MustParse("256Mi")
+	natsFileStorageMemory = resource.MustParse("256Mi")
+	natsCPURequest        = resource.MustParse("100m")
+)
+
+// natsResources size a NATS server. With memory storage JetStream keeps every
+// stream in the process, up to spec.jetstream.size (max_memory_store), so the
+// container asks for and is limited to that plus a headroom of a quarter of it,
+// at least 256Mi: requests equal to the limit keep it off the eviction list.
+// With file storage the streams are on the volume and the server needs little
+// memory; it gets requests and no limit, so that its page cache may grow.
+func natsResources(b *v1alpha1.Broker) corev1.ResourceRequirements {
+	if b.StorageKind() != v1alpha1.StorageMemory {
+		return corev1.ResourceRequirements{Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    natsCPURequest,
+			corev1.ResourceMemory: natsFileStorageMemory,
+		}}
+	}
+	size := b.StorageSize()
+	headroom := resource.NewQuantity(size.Value()/4, resource.BinarySI)
+	if headroom.Cmp(natsMemoryHeadroom) < 0 {
+		headroom = ptr.To(natsMemoryHeadroom.DeepCopy())
+	}
+	memory := resource.NewQuantity(size.Value()+headroom.Value(), resource.BinarySI)
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{corev1.ResourceCPU: natsCPURequest, corev1.ResourceMemory: *memory},
+		Limits:   corev1.ResourceList{corev1.ResourceMemory: *memory},
+	}
 }
 
 // natsConfigHash covers everything a NATS server reads only when it starts.

@@ -126,3 +126,43 @@ func TestNATSSecretStaysOutOfTheConfigMap(t *testing.T) {
 		t.Errorf("nats.conf holds the password:\n%s", conf)
 	}
 }
+
+func TestNATSResources(t *testing.T) {
+	memory := func(size string) *v1alpha1.JetStream {
+		q := resource.MustParse(size)
+		return &v1alpha1.JetStream{Storage: v1alpha1.StorageMemory, Size: &q}
+	}
+	tests := []struct {
+		name           string
+		js             *v1alpha1.JetStream
+		request        string
+		limit          string // "" for none
+		wantGoMemLimit string
+	}{
+		{"file storage asks, and is not limited", nil, "256Mi", "", ""},
+		{"memory storage: the store plus a quarter", memory("4Gi"), "5Gi", "5Gi", "4831838208"},
+		{"memory storage: at least 256Mi of headroom", memory("512Mi"), "768Mi", "768Mi", "724775724"},
+		{"memory storage of the default size", &v1alpha1.JetStream{Storage: v1alpha1.StorageMemory}, "12800Mi", "12800Mi", "12079595520"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := NATSStatefulSet(&BrokerInput{Broker: broker("m", 3, tt.js), Settings: testSettings, Credentials: goldenCredentials}).Spec.Template.Spec.Containers[0]
+			req, limit := c.Resources.Requests[corev1.ResourceMemory], c.Resources.Limits[corev1.ResourceMemory]
+			if req.String() != tt.request {
+				t.Errorf("memory request %s, want %s", req.String(), tt.request)
+			}
+			if got := c.Resources.Limits.Memory(); tt.limit == "" && !got.IsZero() || tt.limit != "" && limit.String() != tt.limit {
+				t.Errorf("memory limit %s, want %q", got, tt.limit)
+			}
+			var goMemLimit string
+			for _, e := range c.Env {
+				if e.Name == "GOMEMLIMIT" {
+					goMemLimit = e.Value
+				}
+			}
+			if goMemLimit != tt.wantGoMemLimit {
+				t.Errorf("GOMEMLIMIT %q, want %q", goMemLimit, tt.wantGoMemLimit)
+			}
+		})
+	}
+}

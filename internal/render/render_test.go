@@ -313,3 +313,63 @@ func TestNewWorkflowInputRejectsAForeignPlan(t *testing.T) {
 		t.Errorf("err = %v, want a plan mismatch", err)
 	}
 }
+
+// TestRuntimePodsShutDownGracefully checks that every runtime container keeps
+// serving while its endpoints drain and that its pod has the time to finish:
+// the shutdown delay plus the runtime's 30s drain timeout.
+func TestRuntimePodsShutDownGracefully(t *testing.T) {
+	const drainTimeout = 30
+	for _, fixture := range []func() (*v1alpha1.Workflow, *plan.Plan){chainFixture, orchestratedFixture, choreographyFixture} {
+		wf, p := fixture()
+		for name, tpl := range podTemplates(WorkflowObjects(mustInput(t, wf, p))) {
+			grace := tpl.Spec.TerminationGracePeriodSeconds
+			if grace == nil || *grace <= 5+drainTimeout {
+				t.Errorf("%s: terminationGracePeriodSeconds %v, want more than the shutdown delay and the drain timeout", name, grace)
+			}
+			for _, c := range slices.Concat(tpl.Spec.InitContainers, tpl.Spec.Containers) {
+				if runtime := c.Image == testSettings.RuntimeImage; runtime != slices.Contains(c.Args, "--shutdown-delay=5s") {
+					t.Errorf("%s/%s: args %v: every runtime container, and only those, get --shutdown-delay=5s", name, c.Name, c.Args)
+				}
+			}
+		}
+	}
+}
+
+func TestRuntimeStoresStreamsAsTheBrokerDoes(t *testing.T) {
+	wf, p := choreographyFixture()
+	streamArgs := func(in *WorkflowInput) map[string][]string {
+		out := map[string][]string{}
+		for name, tpl := range podTemplates(WorkflowObjects(in)) {
+			for _, c := range slices.Concat(tpl.Spec.InitContainers, tpl.Spec.Containers) {
+				for _, a := range c.Args {
+					if strings.HasPrefix(a, "--stream-") {
+						out[name+"/"+c.Name] = append(out[name+"/"+c.Name], a)
+					}
+				}
+			}
+		}
+		return out
+	}
+	if got := streamArgs(mustInput(t, wf, p)); len(got) != 0 {
+		t.Errorf("without a Broker: stream args %v, want none", got)
+	}
+	in := mustInput(t, wf, p)
+	in.Streams = BrokerStreams(broker("events", 3, &v1alpha1.JetStream{Storage: v1alpha1.StorageMemory}))
+	got := streamArgs(in)
+	want := []string{"--stream-replicas=3", "--stream-storage=memory"}
+	for _, c := range []string{"orders-reserve/" + SidecarContainerName, "orders-charge/" + SidecarContainerName, "orders-gateway/gateway"} {
+		if !slices.Equal(got[c], want) {
+			t.Errorf("%s: stream args %v, want %v", c, got[c], want)
+		}
+	}
+	if len(got) != 3 {
+		t.Errorf("stream args on %v, want only the runtime containers", got)
+	}
+
+	sync, sp := orchestratedFixture()
+	in = mustInput(t, sync, sp)
+	in.Streams = BrokerStreams(broker("default", 3, nil))
+	if got := streamArgs(in); len(got) != 0 {
+		t.Errorf("a sync style: stream args %v, want none", got)
+	}
+}

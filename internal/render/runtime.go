@@ -1,6 +1,8 @@
 package render
 
 import (
+	"fmt"
+
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -21,15 +23,32 @@ const (
 	AppContainerName = "app"
 )
 
-// runtimeArgs are the patchbay-runtime arguments of one role: the plan file and,
-// for the async styles, where the broker is and where its credentials are mounted.
+// Graceful shutdown of the patchbay-runtime. On SIGTERM it keeps serving for
+// shutdownDelay, while the endpoints controller and kube-proxy stop sending it
+// new requests, then drains for up to its --drain-timeout (30s by default).
+// The grace period covers both with room to spare, so that the kubelet does not
+// kill a pod that is still finishing requests.
+const (
+	shutdownDelay                 = "5s"
+	terminationGracePeriodSeconds = int64(40)
+)
+
+// runtimeArgs are the patchbay-runtime arguments of one role: the plan file,
+// the shutdown delay and, for the async styles, where the broker is, where
+// its credentials are mounted and how to store the workflow's streams.
 func runtimeArgs(in *WorkflowInput, role string, extra ...string) []string {
 	args := []string{role, "--plan=" + planMountDir + "/" + PlanKey}
 	args = append(args, extra...)
+	args = append(args, "--shutdown-delay="+shutdownDelay)
 	if in.usesBroker() {
 		args = append(args,
 			"--nats-url="+BrokerURL(in.Workflow.Namespace, in.Plan.Roles.BrokerName),
 			"--nats-credentials="+natsCredentialsDir)
+		if in.Streams != nil {
+			args = append(args,
+				fmt.Sprintf("--stream-replicas=%d", in.Streams.Replicas),
+				"--stream-storage="+string(in.Streams.Storage))
+		}
 	}
 	return args
 }

@@ -22,7 +22,15 @@ func sampleInput(t *testing.T, file string) *WorkflowInput {
 	if err != nil {
 		t.Fatalf("compile %s: %v", file, err)
 	}
-	return mustInput(t, &wf, p)
+	in := mustInput(t, &wf, p)
+	if wf.Spec.Style.IsAsync() {
+		b := sampleBroker(t)
+		if b.Name != wf.BrokerName() {
+			t.Fatalf("%s uses Broker %s, the sample is %s", file, wf.BrokerName(), b.Name)
+		}
+		in.Streams = BrokerStreams(b)
+	}
+	return in
 }
 
 // TestSamplesGolden pins every child of every sample Workflow in

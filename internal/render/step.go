@@ -57,13 +57,15 @@ func ComponentService(in *WorkflowInput, component string) *corev1.Service {
 }
 
 // workflowDeployment wraps a pod of the workflow in a Deployment whose pods
-// carry the plan hash, so that a new plan rolls them.
+// carry the plan hash, so that a new plan rolls them, and have the time to
+// drain that the runtime needs.
 func workflowDeployment(in *WorkflowInput, name, component, step string, replicas int32, pod corev1.PodSpec) *appsv1.Deployment {
 	o := in.owner()
 	labels := objectLabels(o, component, step)
 	if in.usesBroker() {
 		labels[LabelBrokerClient] = in.Plan.Roles.BrokerName
 	}
+	pod.TerminationGracePeriodSeconds = ptr.To(terminationGracePeriodSeconds)
 	d := &appsv1.Deployment{
 		TypeMeta: metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
 		Spec: appsv1.DeploymentSpec{

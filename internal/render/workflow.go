@@ -16,6 +16,10 @@ type WorkflowInput struct {
 	Workflow *v1alpha1.Workflow
 	Plan     *plan.Plan
 	Settings Settings
+	// Streams is how the runtime stores the workflow's stream and KV buckets,
+	// from the Broker it uses; nil while that Broker does not exist, and then
+	// the runtime's defaults apply.
+	Streams *Streams
 
 	planJSON []byte
 	planHash string
@@ -45,6 +49,22 @@ func NewWorkflowInput(wf *v1alpha1.Workflow, p *plan.Plan, s Settings) (*Workflo
 		}
 	}
 	return in, nil
+}
+
+// Streams is the replication and storage of a workflow's JetStream stream and
+// KV buckets. The Plan does not hold them, as they come from the Broker, not
+// the Workflow; they are runtime arguments, so a Broker change rolls the pods.
+type Streams struct {
+	// Replicas is the Broker's number of servers: every server holds a copy.
+	Replicas int32
+	// Storage is the Broker's JetStream storage.
+	Storage v1alpha1.Storage
+}
+
+// BrokerStreams are the streams a Broker can hold: as many replicas as it
+// has servers, on its storage.
+func BrokerStreams(b *v1alpha1.Broker) *Streams {
+	return &Streams{Replicas: b.DesiredReplicas(), Storage: b.StorageKind()}
 }
 
 // PlanHash is the hash of the plan, as the pods carry it.

@@ -142,11 +142,10 @@ func newEdge[R Outcome](name EdgeName, p plan.Policy, failed func(R, error) bool
 	}
 	breaker := breakerBuilder.Build()
 
-	policies := []failsafe.Policy[R]{retry.Build(), breaker}
-	if attemptTimeout > 0 {
-		policies = append(policies, timeout.New[R](attemptTimeout))
-	}
-	e := &Edge[R]{Name: name, executor: failsafe.With(policies...), breaker: breaker, timeout: attemptTimeout}
+	// The per-attempt timeout is a deadline on the attempt's context (see Do)
+	// rather than failsafe-go's timeout policy, whose timer, goroutine and child
+	// execution cost more than the rest of the closed path together.
+	e := &Edge[R]{Name: name, executor: failsafe.With[R](retry.Build(), breaker), breaker: breaker, timeout: attemptTimeout}
 	if reg != nil {
 		reg.add(name, breaker, cb)
 	}
@@ -157,11 +156,28 @@ func newEdge[R Outcome](name EdgeName, p plan.Policy, failed func(R, error) bool
 // attempt (the per-attempt timeout cancels it).
 func (e *Edge[R]) Do(ctx context.Context, fn func(ctx context.Context) (R, error)) Result[R] {
 	var attempts int
-	r, err := e.executor.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[R]) (R, error) {
+	r, err := e.executor.WithContext(ctx).Get(func() (R, error) {
 		attempts++
-		return fn(exec.Context())
+		return e.attempt(ctx, fn)
 	})
 	return Result[R]{Last: r, Err: err, Attempts: attempts}
+}
+
+// attempt runs fn once under the per-attempt timeout. An attempt that outlives
+// it fails with ErrTimeout whatever fn returns, as failsafe-go's timeout policy
+// would have it.
+func (e *Edge[R]) attempt(ctx context.Context, fn func(ctx context.Context) (R, error)) (R, error) {
+	if e.timeout <= 0 {
+		return fn(ctx)
+	}
+	actx, cancel := context.WithTimeoutCause(ctx, e.timeout, ErrTimeout)
+	defer cancel()
+	r, err := fn(actx)
+	if context.Cause(actx) == ErrTimeout {
+		var zero R
+		return zero, ErrTimeout
+	}
+	return r, err
 }
 
 // AttemptTimeout is the per-attempt timeout, 0 for relays.

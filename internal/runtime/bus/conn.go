@@ -23,12 +23,16 @@ type Options struct {
 	Credentials string
 	// Name is the connection name the broker shows.
 	Name string
+	// Storage is how the workflow's stream and buckets are kept on this broker.
+	Storage Storage
 }
 
 // Conn is a role's connection to the broker and its JetStream context.
 type Conn struct {
 	NC *nats.Conn
 	JS jetstream.JetStream
+	// Storage is how the workflow's stream and buckets are kept on this broker.
+	Storage Storage
 }
 
 // Connect dials the broker. It keeps reconnecting for ever once connected, and
@@ -69,7 +73,7 @@ func Connect(o Options, log *slog.Logger) (*Conn, error) {
 		nc.Close()
 		return nil, fmt.Errorf("JetStream at %s: %w", o.URL, err)
 	}
-	return &Conn{NC: nc, JS: js}, nil
+	return &Conn{NC: nc, JS: js, Storage: o.Storage}, nil
 }
 
 // Close drains the connection: pending publishes are flushed first.

@@ -18,16 +18,32 @@ const (
 	setupRetryWindow = 2 * time.Minute
 )
 
+// Storage is how the broker keeps the workflow's stream and buckets: as many
+// replicas as the Broker has servers (1, 3 or 5), on file or in memory. The
+// operator renders it from the Broker into --stream-replicas and
+// --stream-storage. The zero value is one replica on file.
+type Storage struct {
+	Replicas int
+	Type     jetstream.StorageType
+}
+
+// DefaultStorage suits a single server, such as dev's embedded one.
+var DefaultStorage = Storage{Replicas: 1, Type: jetstream.FileStorage}
+
+// replicas is the JetStream replica count; 0 lets the server pick (1).
+func (s Storage) replicas() int { return max(s.Replicas, 1) }
+
 // StreamConfig is the workflow's stream as every role declares it: one stream
 // over pb.<namespace>.<workflow>.>, limits retention (several consumers read
 // the same events), and a Nats-Msg-Id dedupe window that covers redeliveries.
-func StreamConfig(p *plan.Plan) jetstream.StreamConfig {
+func StreamConfig(p *plan.Plan, st Storage) jetstream.StreamConfig {
 	return jetstream.StreamConfig{
 		Name:        p.Stream.Name,
 		Description: "patchbay workflow " + p.Namespace + "/" + p.Workflow,
 		Subjects:    p.Stream.Subjects,
 		Retention:   jetstream.LimitsPolicy,
-		Storage:     jetstream.FileStorage,
+		Storage:     st.Type,
+		Replicas:    st.replicas(),
 		MaxAge:      streamMaxAge,
 		Duplicates:  dedupeWindow,
 		MaxMsgSize:  plan.DefaultMaxBodyLen + 64<<10,
@@ -36,21 +52,34 @@ func StreamConfig(p *plan.Plan) jetstream.StreamConfig {
 
 // EnsureStream creates or updates the workflow's stream. Every role calls it
 // with the same configuration, so the order in which pods start never matters.
-func EnsureStream(ctx context.Context, js jetstream.JetStream, p *plan.Plan) error {
+func EnsureStream(ctx context.Context, js jetstream.JetStream, p *plan.Plan, st Storage) error {
 	ctx, cancel := context.WithTimeout(ctx, setupRetryWindow)
 	defer cancel()
 	return untilReady(ctx, "create stream "+p.Stream.Name, func(ctx context.Context) error {
-		_, err := js.CreateOrUpdateStream(ctx, StreamConfig(p))
+		_, err := js.CreateOrUpdateStream(ctx, StreamConfig(p, st))
 		return err
 	})
 }
 
-// EnsureRuns creates or opens the run store.
-func EnsureRuns(ctx context.Context, js jetstream.JetStream, p *plan.Plan) (*Runs, error) {
-	kv, err := ensureBucket(ctx, js, jetstream.KeyValueConfig{
+// RunsConfig is the run store's bucket.
+func RunsConfig(p *plan.Plan, st Storage) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
 		Bucket: p.Stream.RunsBucket, Description: "patchbay runs of " + p.Namespace + "/" + p.Workflow,
-		TTL: runsTTL, Storage: jetstream.FileStorage, MaxValueSize: 2*plan.DefaultMaxBodyLen + 64<<10,
-	})
+		TTL: runsTTL, Storage: st.Type, Replicas: st.replicas(), MaxValueSize: 2*plan.DefaultMaxBodyLen + 64<<10,
+	}
+}
+
+// ReadModelConfig is the CQRS read store's bucket.
+func ReadModelConfig(p *plan.Plan, st Storage) jetstream.KeyValueConfig {
+	return jetstream.KeyValueConfig{
+		Bucket: p.ReadModel.Bucket, Description: "patchbay read model of " + p.Namespace + "/" + p.Workflow,
+		Storage: st.Type, Replicas: st.replicas(),
+	}
+}
+
+// EnsureRuns creates or opens the run store.
+func EnsureRuns(ctx context.Context, js jetstream.JetStream, p *plan.Plan, st Storage) (*Runs, error) {
+	kv, err := ensureBucket(ctx, js, RunsConfig(p, st))
 	if err != nil {
 		return nil, err
 	}
@@ -58,11 +87,8 @@ func EnsureRuns(ctx context.Context, js jetstream.JetStream, p *plan.Plan) (*Run
 }
 
 // EnsureReadModel creates or opens the CQRS read store.
-func EnsureReadModel(ctx context.Context, js jetstream.JetStream, p *plan.Plan) (jetstream.KeyValue, error) {
-	return ensureBucket(ctx, js, jetstream.KeyValueConfig{
-		Bucket: p.ReadModel.Bucket, Description: "patchbay read model of " + p.Namespace + "/" + p.Workflow,
-		Storage: jetstream.FileStorage,
-	})
+func EnsureReadModel(ctx context.Context, js jetstream.JetStream, p *plan.Plan, st Storage) (jetstream.KeyValue, error) {
+	return ensureBucket(ctx, js, ReadModelConfig(p, st))
 }
 
 func ensureBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {

@@ -82,6 +82,12 @@ func (c *common) register(fs *flag.FlagSet, defaultLogFormat string) {
 	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, how long to keep serving with /readyz failing before closing the listeners")
 }
 
+// check validates the flags after parsing, so a typo fails at start.
+func (c *common) check() error {
+	_, err := telemetry.NewLogger(io.Discard, c.logFormat, c.logLevel)
+	return err
+}
+
 func (c *common) telemetry(ctx context.Context, stderr io.Writer, service string) (*telemetry.Telemetry, error) {
 	log, err := telemetry.NewLogger(stderr, c.logFormat, c.logLevel)
 	if err != nil {

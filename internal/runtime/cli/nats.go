@@ -3,7 +3,10 @@ package cli
 import (
 	"context"
 	"flag"
+	"fmt"
 	"net/http"
+
+	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
@@ -11,15 +14,44 @@ import (
 )
 
 // natsFlags are the broker flags the operator renders for the async styles.
-type natsFlags struct{ url, credentials string }
+type natsFlags struct {
+	url, credentials string
+	// streamReplicas and streamStorage come from the Broker the workflow uses.
+	streamReplicas, streamStorage string
+	storage                       bus.Storage
+}
 
 func (n *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&n.url, "nats-url", "", "the Broker's client URL, such as nats://default-nats.shop.svc:4222 (async styles)")
 	fs.StringVar(&n.credentials, "nats-credentials", "", "directory with the files user and password (the Broker's client Secret)")
+	fs.StringVar(&n.streamReplicas, "stream-replicas", "1", "replicas of the workflow's stream and buckets: 1, 3 or 5 (the Broker's servers)")
+	fs.StringVar(&n.streamStorage, "stream-storage", "file", "where the broker keeps the workflow's stream and buckets: file or memory")
+}
+
+// check validates the flags after parsing.
+func (n *natsFlags) check() error {
+	switch n.streamReplicas {
+	case "1", "3", "5":
+		n.storage.Replicas = int(n.streamReplicas[0] - '0')
+	default:
+		return fmt.Errorf("--stream-replicas=%s: want 1, 3 or 5", n.streamReplicas)
+	}
+	switch n.streamStorage {
+	case "file":
+		n.storage.Type = jetstream.FileStorage
+	case "memory":
+		n.storage.Type = jetstream.MemoryStorage
+	default:
+		return fmt.Errorf("--stream-storage=%s: want file or memory", n.streamStorage)
+	}
+	return nil
 }
 
 func (n *natsFlags) connect(p *plan.Plan, tel *telemetry.Telemetry, name string) (*bus.Conn, error) {
-	return bus.Connect(bus.Options{URL: n.url, Credentials: n.credentials, Name: "patchbay " + p.Namespace + "/" + p.Workflow + " " + name}, tel.Log)
+	return bus.Connect(bus.Options{
+		URL: n.url, Credentials: n.credentials, Storage: n.storage,
+		Name: "patchbay " + p.Namespace + "/" + p.Workflow + " " + name,
+	}, tel.Log)
 }
 
 // stopOnDone runs stop once ctx is done, and returns a wait for it.

@@ -12,35 +12,61 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
 )
 
-func runOrchestrator(ctx context.Context, args []string, stderr io.Writer) error {
-	fs := newFlagSet("orchestrator", stderr)
-	var c common
-	c.register(fs, "json")
-	planFile := fs.String("plan", "/etc/patchbay/plan/plan.json", "the Plan JSON file (the <workflow>-plan ConfigMap as rendered)")
-	listen := fs.String("listen", ":"+strconv.Itoa(plan.ComponentPort), "HTTP address of runs (POST /) and of /metrics, /healthz, /readyz, /debug/breakers")
-	var resolve stringList
-	fs.Var(&resolve, "resolve", "NAME=URL: call step NAME's sidecar at URL instead of its Service (repeatable)")
-	var nf natsFlags
-	nf.register(fs)
+// componentFlags is the command line of the orchestrator and the gateway.
+type componentFlags struct {
+	common
+	planFile, listen string
+	resolve          stringList
+	nats             natsFlags
+}
+
+// parseComponent reads and checks the flags of the orchestrator or the
+// gateway; they differ only in what their listen address serves.
+func parseComponent(role, listenUsage string, args []string, stderr io.Writer) (*componentFlags, error) {
+	f := &componentFlags{}
+	fs := newFlagSet(role, stderr)
+	f.register(fs, "json")
+	fs.StringVar(&f.planFile, "plan", "/etc/patchbay/plan/plan.json", "the Plan JSON file (the <workflow>-plan ConfigMap as rendered)")
+	fs.StringVar(&f.listen, "listen", ":"+strconv.Itoa(plan.ComponentPort), listenUsage)
+	fs.Var(&f.resolve, "resolve", "NAME=URL: call step NAME's sidecar at URL instead of its Service (repeatable)")
+	f.nats.register(fs)
 	if err := parse(fs, args); err != nil {
+		return nil, err
+	}
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	if err := f.nats.check(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func parseOrchestrator(args []string, stderr io.Writer) (*componentFlags, error) {
+	return parseComponent("orchestrator", "HTTP address of runs (POST /) and of /metrics, /healthz, /readyz, /debug/breakers", args, stderr)
+}
+
+func runOrchestrator(ctx context.Context, args []string, stderr io.Writer) error {
+	f, err := parseOrchestrator(args, stderr)
+	if err != nil {
 		return err
 	}
-	p, err := plan.Load(*planFile)
+	p, err := plan.Load(f.planFile)
 	if err != nil {
 		return err
 	}
 	switch p.Style {
 	case plan.StyleSyncOrchestrated:
 	case plan.StyleAsyncOrchestrated, plan.StyleHybrid:
-		return runAsyncOrchestrator(ctx, c, nf, p, *listen, stderr)
+		return runAsyncOrchestrator(ctx, f, p, stderr)
 	default:
 		return fmt.Errorf("plan of workflow %s has style %s, which has no orchestrator", p.Workflow, p.Style)
 	}
-	resolver, err := stepResolver(p, resolve)
+	resolver, err := stepResolver(p, f.resolve)
 	if err != nil {
 		return err
 	}
-	tel, err := c.telemetry(ctx, stderr, "patchbay-orchestrator")
+	tel, err := f.telemetry(ctx, stderr, "patchbay-orchestrator")
 	if err != nil {
 		return err
 	}
@@ -49,7 +75,7 @@ func runOrchestrator(ctx context.Context, args []string, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	l, err := serve.Listen(*listen)
+	l, err := serve.Listen(f.listen)
 	if err != nil {
 		return err
 	}
@@ -57,23 +83,23 @@ func runOrchestrator(ctx context.Context, args []string, stderr io.Writer) error
 	mux := http.NewServeMux()
 	serve.AdminRoutes(mux, tel, health)
 	mux.Handle("/", o)
-	return serve.Run(ctx, tel.Log, health, c.serveOptions(), serve.Server{Name: "orchestrator", Listener: l, Handler: mux})
+	return serve.Run(ctx, tel.Log, health, f.serveOptions(), serve.Server{Name: "orchestrator", Listener: l, Handler: mux})
 }
 
 // runAsyncOrchestrator drives runs over the bus; its HTTP port serves only the
 // admin endpoints, since runs start at the gateway.
-func runAsyncOrchestrator(ctx context.Context, c common, nf natsFlags, p *plan.Plan, listen string, stderr io.Writer) error {
-	tel, err := c.telemetry(ctx, stderr, "patchbay-orchestrator")
+func runAsyncOrchestrator(ctx context.Context, f *componentFlags, p *plan.Plan, stderr io.Writer) error {
+	tel, err := f.telemetry(ctx, stderr, "patchbay-orchestrator")
 	if err != nil {
 		return err
 	}
 	defer tel.Tracing.Shutdown(context.WithoutCancel(ctx))
-	conn, err := nf.connect(p, tel, "orchestrator")
+	conn, err := f.nats.connect(p, tel, "orchestrator")
 	if err != nil {
 		return err
 	}
 	defer conn.Close()
-	l, err := serve.Listen(listen)
+	l, err := serve.Listen(f.listen)
 	if err != nil {
 		return err
 	}
@@ -87,5 +113,5 @@ func runAsyncOrchestrator(ctx context.Context, c common, nf natsFlags, p *plan.P
 	mux := http.NewServeMux()
 	serve.AdminRoutes(mux, tel, health)
 	mux.Handle("/", notHere("runs of workflow "+p.Workflow+" start at its gateway"))
-	return serve.Run(ctx, tel.Log, health, c.serveOptions(), serve.Server{Name: "orchestrator", Listener: l, Handler: mux})
+	return serve.Run(ctx, tel.Log, health, f.serveOptions(), serve.Server{Name: "orchestrator", Listener: l, Handler: mux})
 }

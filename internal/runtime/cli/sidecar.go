@@ -15,50 +15,71 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
-func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
+// sidecarFlags is the sidecar's command line.
+type sidecarFlags struct {
+	common
+	planFile, step, listen, admin, appURL string
+	resolve                               stringList
+	nats                                  natsFlags
+}
+
+// parseSidecar reads and checks the sidecar's flags.
+func parseSidecar(args []string, stderr io.Writer) (*sidecarFlags, error) {
+	f := &sidecarFlags{}
 	fs := newFlagSet("sidecar", stderr)
-	var c common
-	c.register(fs, "json")
-	planFile := fs.String("plan", "/etc/patchbay/plan/plan.json", "the Plan JSON file (the <workflow>-plan ConfigMap as rendered)")
-	step := fs.String("step", os.Getenv("PATCHBAY_STEP"), "the step this sidecar fronts (default $PATCHBAY_STEP)")
-	listen := fs.String("listen", ":"+strconv.Itoa(plan.SidecarPort), "inbound HTTP address")
-	admin := fs.String("admin-listen", ":"+strconv.Itoa(plan.SidecarAdminPort), "address of /metrics, /healthz, /readyz and /debug/breakers")
-	var resolve stringList
-	fs.Var(&resolve, "resolve", "NAME=URL: call step NAME's sidecar at URL instead of its Service (repeatable)")
-	appURL := fs.String("app-url", "", "base URL of the app (default http://127.0.0.1:<the step's port>)")
-	var nf natsFlags
-	nf.register(fs)
+	f.register(fs, "json")
+	fs.StringVar(&f.planFile, "plan", "/etc/patchbay/plan/plan.json", "the Plan JSON file (the <workflow>-plan ConfigMap as rendered)")
+	fs.StringVar(&f.step, "step", os.Getenv("PATCHBAY_STEP"), "the step this sidecar fronts (default $PATCHBAY_STEP)")
+	fs.StringVar(&f.listen, "listen", ":"+strconv.Itoa(plan.SidecarPort), "inbound HTTP address")
+	fs.StringVar(&f.admin, "admin-listen", ":"+strconv.Itoa(plan.SidecarAdminPort), "address of /metrics, /healthz, /readyz and /debug/breakers")
+	fs.Var(&f.resolve, "resolve", "NAME=URL: call step NAME's sidecar at URL instead of its Service (repeatable)")
+	fs.StringVar(&f.appURL, "app-url", "", "base URL of the app (default http://127.0.0.1:<the step's port>)")
+	f.nats.register(fs)
 	if err := parse(fs, args); err != nil {
-		return err
+		return nil, err
 	}
-	if *step == "" {
-		return errors.New("--step is required (or set PATCHBAY_STEP)")
+	if f.step == "" {
+		return nil, errors.New("--step is required (or set PATCHBAY_STEP)")
 	}
-	p, err := plan.Load(*planFile)
+	if err := f.check(); err != nil {
+		return nil, err
+	}
+	if err := f.nats.check(); err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
+func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
+	f, err := parseSidecar(args, stderr)
 	if err != nil {
 		return err
 	}
-	resolver, err := stepResolver(p, resolve)
+	p, err := plan.Load(f.planFile)
 	if err != nil {
 		return err
 	}
-	tel, err := c.telemetry(ctx, stderr, "patchbay-sidecar")
+	resolver, err := stepResolver(p, f.resolve)
+	if err != nil {
+		return err
+	}
+	tel, err := f.telemetry(ctx, stderr, "patchbay-sidecar")
 	if err != nil {
 		return err
 	}
 	defer tel.Tracing.Shutdown(context.WithoutCancel(ctx))
 	sc, err := sidecar.New(sidecar.Config{
-		Plan: p, Step: *step, AppURL: *appURL,
+		Plan: p, Step: f.step, AppURL: f.appURL,
 		Resolver: resolver, Telemetry: tel,
 	})
 	if err != nil {
 		return err
 	}
-	in, err := serve.Listen(*listen)
+	in, err := serve.Listen(f.listen)
 	if err != nil {
 		return err
 	}
-	adm, err := serve.Listen(*admin)
+	adm, err := serve.Listen(f.admin)
 	if err != nil {
 		_ = in.Close()
 		return err
@@ -66,8 +87,8 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 	// Async styles: the step also consumes its subjects; plain HTTP keeps
 	// working beside it (dual support).
 	wait := func() {}
-	if p.Stream != nil && len(p.Step(*step).Consumers) > 0 {
-		conn, err := nf.connect(p, tel, "sidecar "+*step)
+	if p.Stream != nil && len(p.Step(f.step).Consumers) > 0 {
+		conn, err := f.nats.connect(p, tel, "sidecar "+f.step)
 		if err != nil {
 			_, _ = in.Close(), adm.Close()
 			return err
@@ -81,7 +102,7 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 		wait = stopOnDone(ctx, async.Stop)
 	}
 	defer wait()
-	return serveWithAdmin(ctx, c, tel, serve.Server{Name: "inbound", Listener: in, Handler: sc}, adm)
+	return serveWithAdmin(ctx, f.common, tel, serve.Server{Name: "inbound", Listener: in, Handler: sc}, adm)
 }
 
 func serveWithAdmin(ctx context.Context, c common, tel *telemetry.Telemetry, main serve.Server, adm net.Listener) error {

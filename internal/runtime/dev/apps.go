@@ -1,6 +1,7 @@
 package dev
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +14,7 @@ import (
 	"os/exec"
 	"strconv"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
@@ -100,14 +102,34 @@ func startApp(ctx context.Context, st *v1alpha1.Step, src Source, stderr io.Writ
 	return &app{step: st.Name, url: "http://" + l.Addr().String(), server: srv}, nil
 }
 
+// errPortTaken is a command that exited because its $PORT was in use.
+var errPortTaken = errors.New("its port was taken")
+
+// startCommand starts a step command with $PORT set to a free port. The port
+// is found free and only then handed to the command, so another process may
+// take it in between: if the command exits saying so, it is started once more
+// on a new port.
 func startCommand(ctx context.Context, step, command string, stderr io.Writer, log *slog.Logger) (*app, error) {
+	a, err := startCommandOnce(ctx, step, command, stderr, log)
+	if errors.Is(err, errPortTaken) {
+		log.Warn("Step command found its port taken, starting it again on another", "step", step, "err", err)
+		a, err = startCommandOnce(ctx, step, command, stderr, log)
+	}
+	return a, err
+}
+
+func startCommandOnce(ctx context.Context, step, command string, stderr io.Writer, log *slog.Logger) (*app, error) {
 	port, err := freePort()
 	if err != nil {
 		return nil, fmt.Errorf("step %s: %w", step, err)
 	}
 	cmd := exec.Command("sh", "-c", command)
 	cmd.Env = append(os.Environ(), "PORT="+strconv.Itoa(port), "PATCHBAY_STEP="+step)
-	cmd.Stdout, cmd.Stderr = stderr, stderr
+	inUse := &addrInUseWatch{}
+	cmd.Stdout, cmd.Stderr = stderr, io.MultiWriter(stderr, inUse)
+	// What the shell starts in the background may keep its stderr open after
+	// it exits; do not let that hold up noticing the exit.
+	cmd.WaitDelay = time.Second
 	setProcessGroup(cmd)
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("step %s: start %q: %w", step, command, err)
@@ -128,7 +150,13 @@ func startCommand(ctx context.Context, step, command string, stderr io.Writer, l
 		}
 		select {
 		case <-a.exited:
-			return nil, fmt.Errorf("step %s: command %q exited before listening on $PORT (%d): %v", step, command, port, cmd.ProcessState)
+			// The shell is gone; what it started in the background is not.
+			kill(cmd)
+			err := fmt.Errorf("step %s: command %q exited before listening on $PORT (%d): %v", step, command, port, cmd.ProcessState)
+			if inUse.seen.Load() {
+				err = fmt.Errorf("%w: %w", err, errPortTaken)
+			}
+			return nil, err
 		case <-ctx.Done():
 			a.stop(log)
 			return nil, ctx.Err()
@@ -179,4 +207,27 @@ func freePort() (int, error) {
 		return 0, errors.New("no TCP port")
 	}
 	return addr.Port, nil
+}
+
+// addrInUseWatch notes whether a command's stderr said its address was in use,
+// as Go, Node, Python and most servers put it.
+type addrInUseWatch struct {
+	tail []byte
+	seen atomic.Bool
+}
+
+func (w *addrInUseWatch) Write(b []byte) (int, error) {
+	if w.seen.Load() {
+		return len(b), nil
+	}
+	// Keep the end of the previous write, so a message split across writes is found.
+	const keep = 64
+	w.tail = append(w.tail, b...)
+	if bytes.Contains(bytes.ToLower(w.tail), []byte("address already in use")) {
+		w.seen.Store(true)
+		w.tail = nil
+	} else if len(w.tail) > keep {
+		w.tail = append(w.tail[:0], w.tail[len(w.tail)-keep:]...)
+	}
+	return len(b), nil
 }

@@ -121,7 +121,8 @@ func TestAsync4xxIsDeadLetteredAndFailsTheRun(t *testing.T) {
 			g.Expect(dl.RunID).To(Equal(a.header.Get(hop.HeaderRunID)))
 			g.Expect(dl.Error).To(ContainSubstring("picky"))
 			g.Expect(dl.Payload).To(MatchJSON(`{"id":1}`))
-			g.Expect(metric(g, env, `patchbay_dead_letters_total{status="400",step="picky"}`)).To(Equal("1"))
+			// The sidecar counts a dead letter after publishing it.
+			eventually(g, func(g Gomega) string { return metric(g, env, `patchbay_dead_letters_total{status="400",step="picky"}`) }).Should(Equal("1"))
 		})
 	}
 }

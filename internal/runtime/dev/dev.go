@@ -70,7 +70,7 @@ func (e *Env) SidecarURL(step string) string { return e.sidecars[step] }
 // Start brings up the data plane of the Workflow in o.File and serves it until
 // ctx is done or Stop is called. For the async styles it starts an embedded
 // NATS server with JetStream first; the entry is then the gateway.
-func Start(ctx context.Context, o Options) (env *Env, err error) {
+func Start(ctx context.Context, o Options) (_ *Env, err error) {
 	wf, err := LoadWorkflow(o.File)
 	if err != nil {
 		return nil, err
@@ -120,7 +120,9 @@ func Start(ctx context.Context, o Options) (env *Env, err error) {
 		resolver[st.Name] = urlOf(l)
 	}
 
-	env = &Env{Plan: p, Workflow: wf, EntryURL: urlOf(entryL) + "/", AdminURL: urlOf(adminL) + "/",
+	// env is built up in a local, never in the named result: an early return
+	// must still find it to stop whatever was started so far.
+	env := &Env{Plan: p, Workflow: wf, EntryURL: urlOf(entryL) + "/", AdminURL: urlOf(adminL) + "/",
 		apps: map[string]*app{}, sidecars: map[string]string(resolver), tel: o.Telemetry, done: make(chan struct{})}
 	defer func() {
 		if err != nil {
@@ -231,7 +233,7 @@ func (e *Env) Err() error { return e.err }
 
 // connect opens a component's own connection to the embedded broker.
 func (e *Env) connect(p *plan.Plan, name string) (*bus.Conn, error) {
-	conn, err := bus.Connect(bus.Options{URL: e.NATSURL, Name: "patchbay-dev " + p.Workflow + " " + name}, e.tel.Log)
+	conn, err := bus.Connect(bus.Options{URL: e.NATSURL, Name: "patchbay-dev " + p.Workflow + " " + name, Storage: bus.DefaultStorage}, e.tel.Log)
 	if err != nil {
 		return nil, err
 	}

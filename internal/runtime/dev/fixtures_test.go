@@ -16,7 +16,6 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/demostep"
-	"github.com/patchbay-dev/patchbay/internal/resilience"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
 	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
@@ -149,20 +148,6 @@ func stepStats(g Gomega, env *dev.Env, step string) demostep.Stats {
 	var s demostep.Stats
 	getJSON(g, env.AppURL(step)+"/_demo/stats", &s)
 	return s
-}
-
-func breakerOf(g Gomega, env *dev.Env, to string) resilience.BreakerState {
-	var out struct {
-		Breakers []resilience.BreakerState `json:"breakers"`
-	}
-	getJSON(g, env.AdminURL+"debug/breakers", &out)
-	for _, b := range out.Breakers {
-		if b.To == to && (b.From == "orchestrator" || b.From == "sidecar") {
-			return b
-		}
-	}
-	g.Expect(out.Breakers).To(ContainElement(HaveField("EdgeName.To", to)))
-	return resilience.BreakerState{}
 }
 
 // barrierURL hosts a demo-step whose /_demo/barrier the steps under test join:

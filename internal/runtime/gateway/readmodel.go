@@ -36,7 +36,7 @@ func (g *Gateway) startReadModel(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	kv, err := bus.EnsureReadModel(ctx, g.conn.JS, p)
+	kv, err := bus.EnsureReadModel(ctx, g.conn.JS, p, g.conn.Storage)
 	if err != nil {
 		return err
 	}

@@ -91,10 +91,10 @@ func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 	if len(p.Sinks) == 0 {
 		return nil, fmt.Errorf("plan of workflow %s has no sinks", p.Workflow)
 	}
-	if err := bus.EnsureStream(ctx, cfg.Conn.JS, p); err != nil {
+	if err := bus.EnsureStream(ctx, cfg.Conn.JS, p, cfg.Conn.Storage); err != nil {
 		return nil, err
 	}
-	runs, err := bus.EnsureRuns(ctx, cfg.Conn.JS, p)
+	runs, err := bus.EnsureRuns(ctx, cfg.Conn.JS, p, cfg.Conn.Storage)
 	if err != nil {
 		return nil, err
 	}

@@ -48,8 +48,8 @@ spec:
 
 	// The test plays the gateway and the steps' sidecars.
 	test := conn()
-	g.Expect(bus.EnsureStream(ctx, test.JS, p)).To(Succeed())
-	runs, err := bus.EnsureRuns(ctx, test.JS, p)
+	g.Expect(bus.EnsureStream(ctx, test.JS, p, test.Storage)).To(Succeed())
+	runs, err := bus.EnsureRuns(ctx, test.JS, p, test.Storage)
 	g.Expect(err).NotTo(HaveOccurred())
 	commands := make(chan *nats.Msg, 8)
 	_, err = test.NC.ChanSubscribe(p.Stream.CommandPrefix+".>", commands)

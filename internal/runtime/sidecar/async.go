@@ -86,7 +86,7 @@ func (s *Sidecar) StartAsync(ctx context.Context, conn *bus.Conn) (*Async, error
 		}
 		a.emits = append(a.emits, emit{Emit: e, contract: c})
 	}
-	if err := bus.EnsureStream(ctx, conn.JS, p); err != nil {
+	if err := bus.EnsureStream(ctx, conn.JS, p, conn.Storage); err != nil {
 		return nil, err
 	}
 	for _, pc := range step.Consumers {

@@ -1,0 +1,364 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+	"time"
+
+	"fortio.org/fortio/fhttp"
+	"fortio.org/fortio/periodic"
+	"fortio.org/fortio/stats"
+	"sigs.k8s.io/yaml"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/topology"
+)
+
+// hopConfig is the fortio load of the sync-hop benchmark.
+type hopConfig struct {
+	qps        float64
+	conns      int
+	duration   time.Duration
+	warmup     time.Duration
+	payload    int
+	resolution time.Duration
+	uniform    bool
+	rounds     int    // the duration is split into this many interleaved runs per target
+	runtimeBin string // patchbay-runtime
+	self       string // this binary, re-executed as the echo app and the ReverseProxy
+}
+
+// hopWorkflow is one sync-chain step with every policy on: its sidecar calls
+// the app under a timeout, retries and a circuit breaker, behind a bulkhead
+// wide enough that the load never fills it.
+const hopWorkflow = `
+apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: bench, namespace: bench}
+spec:
+  style: sync-chain
+  resilience:
+    timeout: 2s
+    retry: {attempts: 3, backoff: exponential, initialDelay: 50ms, maxDelay: 1s}
+    circuitBreaker: {consecutiveFailures: 5, openDuration: 30s, halfOpenRequests: 1}
+    bulkhead: {maxConcurrent: 256}
+  steps:
+  - {name: echo, image: bench/echo, port: 9000}
+`
+
+// latencies are the results of one fortio run.
+type latencies struct {
+	name       string
+	p          [3]float64 // exact p50, p90, p99 of every request, in µs
+	fortioP    [3]float64 // the same from fortio's histogram
+	count      int64
+	errors     int64
+	actualQPS  float64
+	rssMaxKiB  int64 // sidecar only
+	rssLastKiB int64
+	// cpuPerReq is the CPU time the server in front (the app, the proxy or
+	// the sidecar) spent per request during the run.
+	cpuPerReq time.Duration
+}
+
+var percentiles = []float64{50, 90, 99}
+
+// runHop measures one hop three ways: straight to the app, through a bare
+// httputil.ReverseProxy, and through the patchbay-runtime sidecar.
+func runHop(ctx context.Context, cfg hopConfig, rep *report) error {
+	dir, err := os.MkdirTemp("", "patchbay-bench-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	planFile := filepath.Join(dir, "plan.json")
+	if err := writeHopPlan(planFile); err != nil {
+		return err
+	}
+
+	appAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	appURL := "http://" + appAddr
+	app, err := startProcess(ctx, "echo app", answers(appURL+"/"), cfg.self, roleEcho, "--listen", appAddr)
+	if err != nil {
+		return err
+	}
+	defer app.stop()
+
+	rpAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	rp, err := startProcess(ctx, "reverse proxy", answers("http://"+rpAddr+"/"), cfg.self, roleReverseProxy, "--listen", rpAddr, "--target", appURL)
+	if err != nil {
+		return err
+	}
+	defer rp.stop()
+
+	scAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	adminAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	sc, err := startProcess(ctx, "sidecar", answers("http://"+adminAddr+"/readyz"), cfg.runtimeBin, "sidecar",
+		"--plan", planFile, "--step", "echo", "--app-url", appURL,
+		"--listen", scAddr, "--admin-listen", adminAddr, "--log-level", "warn")
+	if err != nil {
+		return err
+	}
+	defer sc.stop()
+
+	targets := []*hopTarget{
+		{name: "direct", url: appURL + "/", front: app},
+		{name: "reverseproxy", url: "http://" + rpAddr + "/", front: rp},
+		{name: "sidecar", url: "http://" + scAddr + "/", front: sc, sampleRSS: true},
+	}
+	rounds := max(1, cfg.rounds)
+	slice := cfg.duration / time.Duration(rounds)
+	fmt.Printf("Hop: %.0f qps, %d connections, %s per target in %d interleaved rounds, after %s warm-up each\n",
+		cfg.qps, cfg.conns, cfg.duration, rounds, cfg.warmup)
+	for _, t := range targets {
+		t.rec = newRecorder(cfg.resolution)
+		if cfg.warmup > 0 {
+			warm := &hopTarget{name: t.name, url: t.url, rec: newRecorder(cfg.resolution)}
+			if err := fortioRun(ctx, cfg, warm, cfg.warmup); err != nil {
+				return err
+			}
+		}
+	}
+	// Interleaving spreads a change of the machine's load over every target.
+	for i := range rounds {
+		for _, t := range targets {
+			if err := fortioRun(ctx, cfg, t, slice); err != nil {
+				return err
+			}
+			fmt.Printf("  round %d %-12s p50/p90/p99 so far %s\n", i+1, t.name, t.result().summary())
+		}
+	}
+	results := map[string]*latencies{}
+	for _, t := range targets {
+		results[t.name] = t.result()
+	}
+	if p, _ := sc.rssKiB(); p > 0 {
+		results["sidecar"].rssLastKiB = p
+	}
+	addHopRows(rep, cfg, results)
+	return nil
+}
+
+func addHopRows(rep *report, cfg hopConfig, res map[string]*latencies) {
+	direct, rp, sc := res["direct"], res["reverseproxy"], res["sidecar"]
+	for _, l := range []*latencies{direct, rp, sc} {
+		rep.add(row{section: "hop", target: "p50/p90/p99 µs: " + l.name,
+			measured: fmt.Sprintf("%.0f/%.0f/%.0f", l.p[0], l.p[1], l.p[2]),
+			ratio:    fmt.Sprintf("%d req, %d err, %.0f µs CPU/req", l.count, l.errors, float64(l.cpuPerReq)/1e3)})
+	}
+	for i, name := range []string{"p50", "p99"} {
+		idx := []int{0, 2}[i]
+		rpAdded := rp.p[idx] - direct.p[idx]
+		scAdded := sc.p[idx] - direct.p[idx]
+		ratio := scAdded / rpAdded
+		rep.check("hop", "sidecar added latency "+name+" ≤ 1.2× ReverseProxy's",
+			fmt.Sprintf("RP +%.0f µs", rpAdded), fmt.Sprintf("sidecar +%.0f µs", scAdded),
+			fmt.Sprintf("%.2f", ratio), rpAdded > 0 && ratio <= 1.2)
+	}
+	rep.check("hop", fmt.Sprintf("sidecar RSS ≤ 30 MiB at %.0f rps", cfg.qps), "30 MiB",
+		fmt.Sprintf("max %.1f, end %.1f MiB", float64(sc.rssMaxKiB)/1024, float64(sc.rssLastKiB)/1024),
+		fmt.Sprintf("%.2f", float64(sc.rssMaxKiB)/1024/30), sc.rssMaxKiB > 0 && sc.rssMaxKiB <= 30*1024)
+	rep.note("hop: fortio open loop, %.0f qps, %d connections, %d-byte JSON POST, %s per target in %d interleaved rounds after %s warm-up; percentiles are exact over every request (fortio's histogram at %s resolution printed above); added = through - direct; CPU/req is the CPU time of the server fortio calls (app, proxy or sidecar) per request",
+		cfg.qps, cfg.conns, cfg.payload, cfg.duration, max(1, cfg.rounds), cfg.warmup, cfg.resolution)
+	for _, l := range []*latencies{direct, rp, sc} {
+		if l.errors > 0 {
+			rep.note("hop: %s had %d failed requests of %d", l.name, l.errors, l.count)
+		}
+	}
+}
+
+// hopTarget is one of the three ways to the app, and what its runs measured.
+type hopTarget struct {
+	name      string
+	url       string
+	front     *process // the server fortio calls; its CPU time is measured
+	sampleRSS bool     // read front's RSS every 250 ms
+	rec       *recorder
+	cpu       time.Duration
+	rssMaxKiB int64
+	elapsed   time.Duration
+	nonOK     int64
+}
+
+func (t *hopTarget) result() *latencies {
+	l := &latencies{name: t.name, rssMaxKiB: t.rssMaxKiB}
+	l.count, l.errors = t.rec.counts()
+	l.errors = max(l.errors, t.nonOK)
+	l.p, l.fortioP = t.rec.percentiles(percentiles)
+	if l.count > 0 {
+		l.cpuPerReq = t.cpu / time.Duration(l.count)
+	}
+	if t.elapsed > 0 {
+		l.actualQPS = float64(l.count) / t.elapsed.Seconds()
+	}
+	return l
+}
+
+func (l *latencies) summary() string {
+	return fmt.Sprintf("%.0f/%.0f/%.0f µs (fortio histogram %.0f/%.0f/%.0f), %d requests at %.0f qps, %d errors, %.0f µs CPU per request",
+		l.p[0], l.p[1], l.p[2], l.fortioP[0], l.fortioP[1], l.fortioP[2], l.count, l.actualQPS, l.errors, float64(l.cpuPerReq)/1e3)
+}
+
+// fortioRun loads t for d and adds what it measured to t.
+func fortioRun(ctx context.Context, cfg hopConfig, t *hopTarget, d time.Duration) error {
+	opts := &fhttp.HTTPRunnerOptions{}
+	opts.RunType = t.name
+	opts.QPS = cfg.qps
+	opts.Duration = d
+	opts.NumThreads = cfg.conns
+	opts.Percentiles = percentiles
+	opts.RunnerOptions.Resolution = cfg.resolution.Seconds()
+	opts.HTTPOptions.Resolution = cfg.resolution.Seconds() // the connection-time histogram
+	opts.Uniform = cfg.uniform
+	opts.Out = io.Discard
+	opts.AccessLogger = t.rec
+	opts.Stop = periodic.NewAborter()
+	opts.URL = t.url
+	opts.Payload = jsonPayload(cfg.payload)
+	opts.ContentType = "application/json"
+	opts.AllowInitialErrors = true
+	opts.Init(t.url)
+
+	stop := context.AfterFunc(ctx, func() { opts.Stop.Abort(false) })
+	defer stop()
+	var cpuBefore time.Duration
+	if t.front != nil {
+		cpuBefore, _ = t.front.cpuTime()
+	}
+	var wg sync.WaitGroup
+	done := make(chan struct{})
+	if t.sampleRSS {
+		wg.Go(func() {
+			tick := time.NewTicker(250 * time.Millisecond)
+			defer tick.Stop()
+			for {
+				if v, err := t.front.rssKiB(); err == nil {
+					t.rssMaxKiB = max(t.rssMaxKiB, v)
+				}
+				select {
+				case <-done:
+					return
+				case <-tick.C:
+				}
+			}
+		})
+	}
+	res, err := fhttp.RunHTTPTest(opts)
+	close(done)
+	wg.Wait()
+	if t.front != nil {
+		after, _ := t.front.cpuTime()
+		t.cpu += after - cpuBefore
+	}
+	if err != nil {
+		return fmt.Errorf("fortio %s: %w", t.name, err)
+	}
+	if ctx.Err() != nil {
+		return ctx.Err()
+	}
+	t.elapsed += res.ActualDuration
+	for code, n := range res.RetCodes {
+		if code != 200 {
+			t.nonOK += n
+		}
+	}
+	return nil
+}
+
+// recorder is a fortio access logger that keeps every request's latency, so
+// that percentiles are exact rather than read off histogram buckets, and
+// pools the requests of several runs. It also feeds a fortio histogram at the
+// run's resolution, as a cross-check.
+type recorder struct {
+	mu      sync.Mutex
+	samples []float64 // µs
+	errors  int64
+	hist    *stats.Histogram
+}
+
+func newRecorder(resolution time.Duration) *recorder {
+	return &recorder{hist: stats.NewHistogram(0, resolution.Seconds())}
+}
+
+func (r *recorder) Start(ctx context.Context, _ periodic.ThreadID, _ int64, _ time.Time) context.Context {
+	return ctx
+}
+
+func (r *recorder) Report(_ context.Context, _ periodic.ThreadID, _ int64, _ time.Time, latency float64, ok bool, _ string) {
+	r.mu.Lock()
+	r.samples = append(r.samples, latency*1e6)
+	r.hist.Record(latency)
+	if !ok {
+		r.errors++
+	}
+	r.mu.Unlock()
+}
+
+func (r *recorder) Info() string { return "exact latency recorder" }
+
+func (r *recorder) counts() (int64, int64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return int64(len(r.samples)), r.errors
+}
+
+// percentiles are exact (nearest rank) and from fortio's histogram, in µs.
+func (r *recorder) percentiles(ps []float64) (exact, fortio [3]float64) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	s := slices.Clone(r.samples)
+	if len(s) == 0 {
+		return exact, fortio
+	}
+	slices.Sort(s)
+	h := r.hist.Export().CalcPercentiles(ps)
+	for i, p := range ps[:3] {
+		rank := int(math.Ceil(p/100*float64(len(s)))) - 1
+		exact[i] = s[min(max(rank, 0), len(s)-1)]
+		fortio[i] = h.Percentiles[i].Value * 1e6
+	}
+	return exact, fortio
+}
+
+// jsonPayload is a JSON object of exactly n bytes.
+func jsonPayload(n int) []byte {
+	const head, foot = `{"pad":"`, `"}`
+	pad := max(n-len(head)-len(foot), 0)
+	return []byte(head + string(bytes.Repeat([]byte("x"), pad)) + foot)
+}
+
+// writeHopPlan compiles hopWorkflow and writes its plan as the sidecar reads it.
+func writeHopPlan(file string) error {
+	var wf v1alpha1.Workflow
+	if err := yaml.UnmarshalStrict([]byte(hopWorkflow), &wf); err != nil {
+		return err
+	}
+	p, err := topology.Compile(&wf)
+	if err != nil {
+		return err
+	}
+	b, err := p.Marshal()
+	if err != nil {
+		return err
+	}
+	return os.WriteFile(file, b, 0o644)
+}

@@ -1,0 +1,335 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"math"
+	"net"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"syscall"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"sigs.k8s.io/yaml"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/topology"
+)
+
+// roleNATS runs a NATS server with JetStream as a process of its own.
+const roleNATS = "serve-nats"
+
+// natsConfig is the size of the NATS section.
+type natsConfig struct {
+	requests  int // sequential core request-replies
+	messages  int // JetStream messages published, then consumed
+	wrapper   hopConfig
+	direct    *latencies // the hop section's direct run, when it ran
+	runtimeOK bool
+}
+
+// asyncWorkflow is one async-orchestrated step: the gateway holds the caller
+// while the orchestrator sends the step a command over JetStream and the
+// step's sidecar pulls it, calls the app and publishes the result.
+const asyncWorkflow = `
+apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: bench, namespace: bench}
+spec:
+  style: async-orchestrated
+  broker: {name: default}
+  entry: {sync: true, timeout: 10s}
+  resilience:
+    timeout: 2s
+    retry: {attempts: 3, backoff: exponential, initialDelay: 50ms, maxDelay: 1s}
+    bulkhead: {maxConcurrent: 256}
+  steps:
+  - {name: echo, image: bench/echo, port: 9000}
+`
+
+// serveNATS runs the NATS server role until SIGINT or SIGTERM.
+func serveNATS(args []string) error {
+	fs := flag.NewFlagSet(roleNATS, flag.ContinueOnError)
+	listen := fs.String("listen", "127.0.0.1:4222", "client address")
+	store := fs.String("store", "", "JetStream store directory")
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	host, port, err := net.SplitHostPort(*listen)
+	if err != nil {
+		return err
+	}
+	var p int
+	if _, err := fmt.Sscan(port, &p); err != nil {
+		return err
+	}
+	s, err := server.NewServer(&server.Options{Host: host, Port: p, JetStream: true, StoreDir: *store, NoSigs: true, MaxPayload: 8 << 20})
+	if err != nil {
+		return err
+	}
+	s.Start()
+	if !s.ReadyForConnections(10 * time.Second) {
+		return errors.New("NATS server not ready after 10s")
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	<-ctx.Done()
+	s.Shutdown()
+	s.WaitForShutdown()
+	return nil
+}
+
+// dialable reports whether something listens on addr.
+func dialable(addr string) func() bool {
+	return func() bool {
+		c, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			return false
+		}
+		_ = c.Close()
+		return true
+	}
+}
+
+// runNATS measures the raw NATS baselines of DESIGN §6 on a NATS server
+// process, then the sync wrapper (gateway → orchestrator → step sidecar →
+// app over JetStream) against direct + 4 × the raw request-reply p50.
+func runNATS(ctx context.Context, cfg natsConfig, rep *report) error {
+	dir, err := os.MkdirTemp("", "patchbay-bench-nats-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(dir)
+	addr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	srv, err := startProcess(ctx, "nats-server", dialable(addr), cfg.wrapper.self, roleNATS, "--listen", addr, "--store", filepath.Join(dir, "js"))
+	if err != nil {
+		return err
+	}
+	defer srv.stop()
+	url := "nats://" + addr
+	payload := jsonPayload(cfg.wrapper.payload)
+
+	fmt.Printf("NATS: %d sequential core request-replies of %d bytes\n", cfg.requests, len(payload))
+	rr, err := requestReply(url, payload, cfg.requests)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  p50/p90/p99 %.0f/%.0f/%.0f µs\n", rr[0], rr[1], rr[2])
+	rep.add(row{section: "nats", target: "raw core request-reply p50/p90/p99 µs", measured: fmt.Sprintf("%.0f/%.0f/%.0f", rr[0], rr[1], rr[2]),
+		ratio: "DESIGN: 65/-/231"})
+
+	fmt.Printf("NATS: JetStream async publish, then a durable consumer with explicit acks, %d messages\n", cfg.messages)
+	pub, sub, err := jetStreamRates(ctx, url, payload, cfg.messages)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("  publish %.0f msg/s, consume %.0f msg/s\n", pub, sub)
+	rep.add(row{section: "nats", target: "raw JetStream async publish msg/s", measured: fmt.Sprintf("%.0f", pub), ratio: "DESIGN: 129k"})
+	rep.add(row{section: "nats", target: "raw durable consumer, explicit acks msg/s", measured: fmt.Sprintf("%.0f", sub), ratio: "DESIGN: 139k"})
+
+	if !cfg.runtimeOK {
+		return nil
+	}
+	return runWrapper(ctx, cfg, url, dir, rr[0], rep)
+}
+
+// requestReply times n sequential requests to a responder that echoes them.
+func requestReply(url string, payload []byte, n int) ([3]float64, error) {
+	var out [3]float64
+	responder, err := nats.Connect(url)
+	if err != nil {
+		return out, err
+	}
+	defer responder.Close()
+	if _, err := responder.Subscribe("bench.echo", func(m *nats.Msg) { _ = m.Respond(m.Data) }); err != nil {
+		return out, err
+	}
+	if err := responder.Flush(); err != nil {
+		return out, err
+	}
+	requester, err := nats.Connect(url)
+	if err != nil {
+		return out, err
+	}
+	defer requester.Close()
+	for range min(n/10, 1000) { // warm-up
+		if _, err := requester.Request("bench.echo", payload, time.Second); err != nil {
+			return out, err
+		}
+	}
+	samples := make([]float64, 0, n)
+	for range n {
+		start := time.Now()
+		if _, err := requester.Request("bench.echo", payload, time.Second); err != nil {
+			return out, err
+		}
+		samples = append(samples, float64(time.Since(start).Nanoseconds())/1e3)
+	}
+	slices.Sort(samples)
+	for i, p := range percentiles {
+		out[i] = samples[min(max(int(math.Ceil(p/100*float64(len(samples))))-1, 0), len(samples)-1)]
+	}
+	return out, nil
+}
+
+// jetStreamRates publishes n messages asynchronously to a file-stored R1
+// stream, then reads them back with a durable pull consumer that acks each.
+func jetStreamRates(ctx context.Context, url string, payload []byte, n int) (pub, sub float64, err error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return 0, 0, err
+	}
+	stream, err := js.CreateStream(ctx, jetstream.StreamConfig{Name: "BENCH", Subjects: []string{"bench.js.>"}, Storage: jetstream.FileStorage, Replicas: 1})
+	if err != nil {
+		return 0, 0, err
+	}
+	start := time.Now()
+	for i := range n {
+		if _, err := js.PublishAsync(fmt.Sprintf("bench.js.%d", i%16), payload); err != nil {
+			return 0, 0, err
+		}
+	}
+	select {
+	case <-js.PublishAsyncComplete():
+	case <-time.After(2 * time.Minute):
+		return 0, 0, errors.New("JetStream publish did not complete in 2m")
+	}
+	pub = float64(n) / time.Since(start).Seconds()
+
+	cons, err := stream.CreateOrUpdateConsumer(ctx, jetstream.ConsumerConfig{Durable: "bench", AckPolicy: jetstream.AckExplicitPolicy, MaxAckPending: 10000})
+	if err != nil {
+		return 0, 0, err
+	}
+	done := make(chan struct{})
+	got := 0
+	start = time.Now()
+	cc, err := cons.Consume(func(m jetstream.Msg) {
+		_ = m.Ack()
+		got++
+		if got == n {
+			close(done)
+		}
+	})
+	if err != nil {
+		return 0, 0, err
+	}
+	defer cc.Stop()
+	select {
+	case <-done:
+	case <-time.After(2 * time.Minute):
+		return 0, 0, fmt.Errorf("consumed %d of %d messages in 2m", got, n)
+	}
+	sub = float64(n) / time.Since(start).Seconds()
+	return pub, sub, nil
+}
+
+// runWrapper runs the async data plane as separate processes and measures a
+// sync caller through the gateway against the same app called directly.
+func runWrapper(ctx context.Context, cfg natsConfig, natsURL, dir string, rrP50 float64, rep *report) error {
+	var wf v1alpha1.Workflow
+	if err := yaml.UnmarshalStrict([]byte(asyncWorkflow), &wf); err != nil {
+		return err
+	}
+	p, err := topology.Compile(&wf)
+	if err != nil {
+		return err
+	}
+	b, err := p.Marshal()
+	if err != nil {
+		return err
+	}
+	planFile := filepath.Join(dir, "async-plan.json")
+	if err := os.WriteFile(planFile, b, 0o644); err != nil {
+		return err
+	}
+	w := cfg.wrapper
+	appAddr, err := freeAddr()
+	if err != nil {
+		return err
+	}
+	appURL := "http://" + appAddr
+	app, err := startProcess(ctx, "echo app", answers(appURL+"/"), w.self, roleEcho, "--listen", appAddr)
+	if err != nil {
+		return err
+	}
+	defer app.stop()
+	var addrs [4]string
+	for i := range addrs {
+		if addrs[i], err = freeAddr(); err != nil {
+			return err
+		}
+	}
+	scAddr, scAdmin, orchAddr, gwAddr := addrs[0], addrs[1], addrs[2], addrs[3]
+	common := []string{"--plan", planFile, "--nats-url", natsURL, "--log-level", "warn"}
+	sc, err := startProcess(ctx, "async sidecar", answers("http://"+scAdmin+"/readyz"),
+		append([]string{w.runtimeBin, "sidecar", "--step", "echo", "--app-url", appURL, "--listen", scAddr, "--admin-listen", scAdmin}, common...)...)
+	if err != nil {
+		return err
+	}
+	defer sc.stop()
+	orch, err := startProcess(ctx, "async orchestrator", answers("http://"+orchAddr+"/readyz"),
+		append([]string{w.runtimeBin, "orchestrator", "--listen", orchAddr}, common...)...)
+	if err != nil {
+		return err
+	}
+	defer orch.stop()
+	gw, err := startProcess(ctx, "gateway", answers("http://"+gwAddr+"/readyz"),
+		append([]string{w.runtimeBin, "gateway", "--listen", gwAddr, "--resolve", "echo=http://" + scAddr}, common...)...)
+	if err != nil {
+		return err
+	}
+	defer gw.stop()
+
+	targets := []*hopTarget{
+		{name: "direct", url: appURL + "/", front: app},
+		{name: "wrapper", url: "http://" + gwAddr + "/", front: gw},
+	}
+	rounds := max(1, w.rounds)
+	slice := w.duration / time.Duration(rounds)
+	fmt.Printf("Sync wrapper: %.0f qps, %d connections, %s per target in %d interleaved rounds, after %s warm-up each\n",
+		w.qps, w.conns, w.duration, rounds, w.warmup)
+	for _, t := range targets {
+		t.rec = newRecorder(w.resolution)
+		if w.warmup > 0 {
+			if err := fortioRun(ctx, w, &hopTarget{name: t.name, url: t.url, rec: newRecorder(w.resolution)}, w.warmup); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range rounds {
+		for _, t := range targets {
+			if err := fortioRun(ctx, w, t, slice); err != nil {
+				return err
+			}
+			fmt.Printf("  round %d %-8s p50/p90/p99 so far %s\n", i+1, t.name, t.result().summary())
+		}
+	}
+	direct, wrapper := targets[0].result(), targets[1].result()
+	for _, l := range []*latencies{direct, wrapper} {
+		rep.add(row{section: "wrapper", target: "p50/p90/p99 µs: " + l.name,
+			measured: fmt.Sprintf("%.0f/%.0f/%.0f", l.p[0], l.p[1], l.p[2]),
+			ratio:    fmt.Sprintf("%d req, %d err, %.0f µs CPU/req", l.count, l.errors, float64(l.cpuPerReq)/1e3)})
+	}
+	limit := direct.p[0] + 4*rrP50
+	rep.check("wrapper", "sync wrapper p50 ≤ direct p50 + 4 × raw request-reply p50",
+		fmt.Sprintf("%.0f + 4×%.0f = %.0f µs", direct.p[0], rrP50, limit), fmt.Sprintf("%.0f µs", wrapper.p[0]),
+		fmt.Sprintf("%.2f", wrapper.p[0]/limit), wrapper.errors == 0 && wrapper.p[0] <= limit)
+	rep.note("wrapper: fortio open loop, %.0f qps, %d connections, %d-byte JSON POST to the gateway (held sync) of a one-step async-orchestrated workflow; gateway, orchestrator, step sidecar, app and NATS (JetStream, file storage) each a process; CPU/req is the gateway's",
+		w.qps, w.conns, w.payload)
+	return nil
+}
