@@ -2,6 +2,8 @@
 
 # Versions of the tools built into bin/ (cached by version: a second run builds nothing).
 CONTROLLER_GEN_VERSION ?= v0.23.0
+HELM_VERSION ?= v3.22.0
+KWOK_VERSION ?= v0.8.0
 
 IMG_REGISTRY ?= ghcr.io/patchbay-dev
 VERSION ?= 0.1.0
@@ -11,6 +13,12 @@ DEMO_STEP_IMG ?= $(IMG_REGISTRY)/demo-step:$(VERSION)
 
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/tools/controller-gen-$(CONTROLLER_GEN_VERSION)/controller-gen
+HELM ?= $(LOCALBIN)/tools/helm-$(HELM_VERSION)/helm
+KWOK_DIR ?= $(LOCALBIN)/tools/kwok-$(KWOK_VERSION)
+KWOK ?= $(KWOK_DIR)/kwok
+KWOKCTL ?= $(KWOK_DIR)/kwokctl
+
+CHART ?= charts/patchbay
 
 # go test flags; CI may add -race or -count=1.
 TEST_FLAGS ?=
@@ -31,8 +39,11 @@ help: ## Show this help.
 ##@ Development
 
 .PHONY: manifests
-manifests: controller-gen ## Generate the CRDs and the manager's RBAC from the API types and markers.
+manifests: controller-gen ## Generate the CRDs and the manager's RBAC from the API types and markers, and copy them into the chart.
 	$(CONTROLLER_GEN) rbac:roleName=manager-role crd paths="./..." output:crd:artifacts:config=config/crd/bases
+	@# config/ is the one source; the chart carries generated copies (make verify checks them).
+	rm -f $(CHART)/crds/*.yaml && cp config/crd/bases/*.yaml $(CHART)/crds/
+	cp config/rbac/role.yaml $(CHART)/files/role.yaml
 
 .PHONY: generate
 generate: controller-gen ## Generate the DeepCopy methods of the API types.
@@ -55,8 +66,19 @@ verify: controller-gen ## Fail if generated code (CRDs, RBAC, deepcopy) is stale
 	go vet ./...
 
 .PHONY: test
-test: manifests generate envtest ## Run every test tier: unit, golden, fuzz seeds, envtest suites and data-plane e2e.
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test $(TEST_FLAGS) $(GO_TEST_PACKAGES)
+test: manifests generate envtest helm ## Run every test tier: unit, golden, fuzz seeds, chart rendering, envtest suites and data-plane e2e.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM=$(HELM) go test $(TEST_FLAGS) $(GO_TEST_PACKAGES)
+
+.PHONY: test-e2e
+test-e2e: manifests helm kwok cluster-assets ## Cluster e2e on kwok: helm install the chart, run the manager, apply config/samples, expect Ready.
+	HELM=$(HELM) KWOKCTL=$(KWOKCTL) KWOK=$(KWOK) KUBE_ASSETS="$$(hack/cluster-assets.sh)" TEST_FLAGS="$(TEST_FLAGS)" \
+		hack/test-e2e.sh
+
+.PHONY: chart-lint
+chart-lint: manifests helm ## Lint and render the Helm chart, and test what it renders.
+	$(HELM) lint --strict $(CHART)
+	$(HELM) template patchbay $(CHART) --namespace patchbay-system >/dev/null
+	HELM=$(HELM) go test -count=1 ./test/chart/...
 
 .PHONY: test-update-golden
 test-update-golden: ## Rewrite the golden files from the current code; review the diff.
@@ -133,6 +155,10 @@ deploy: manifests ## Deploy the manager with kustomize (config/default).
 undeploy: ## Remove the manager deployed with 'make deploy'.
 	kubectl delete --ignore-not-found -k config/default
 
+.PHONY: helm-install
+helm-install: manifests helm ## Install (or upgrade) the chart into namespace patchbay-system of the current kubeconfig.
+	$(HELM) upgrade --install patchbay $(CHART) --namespace patchbay-system --create-namespace
+
 ##@ Tools
 
 .PHONY: controller-gen
@@ -143,3 +169,19 @@ $(CONTROLLER_GEN):
 .PHONY: envtest
 envtest: ## Download or build kube-apiserver, etcd and kubectl for envtest into bin/k8s/ (once per version).
 	@hack/envtest-assets.sh >/dev/null
+
+.PHONY: helm
+helm: $(HELM) ## Build helm into bin/ (once per version).
+$(HELM):
+	GOBIN=$(dir $(HELM)) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+
+.PHONY: kwok
+kwok: $(KWOK) $(KWOKCTL) ## Build kwok and kwokctl into bin/ (once per version).
+$(KWOK):
+	GOBIN=$(KWOK_DIR) go install sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION)
+$(KWOKCTL):
+	GOBIN=$(KWOK_DIR) go install sigs.k8s.io/kwok/cmd/kwokctl@$(KWOK_VERSION)
+
+.PHONY: cluster-assets
+cluster-assets: envtest ## Build kube-controller-manager and kube-scheduler next to the envtest assets in bin/k8s/ (once per version).
+	@hack/cluster-assets.sh >/dev/null

@@ -34,10 +34,12 @@ func main() {
 		metricsAddr          string
 		probeAddr            string
 		enableLeaderElection bool
+		leaderElectionNS     string
 	)
 	flag.StringVar(&metricsAddr, "metrics-bind-address", ":8080", "The address the metrics endpoint binds to; 0 disables it.")
 	flag.StringVar(&probeAddr, "health-probe-bind-address", ":8081", "The address the health and readiness probes bind to.")
 	flag.BoolVar(&enableLeaderElection, "leader-elect", false, "Elect a leader so that only one manager replica reconciles at a time.")
+	flag.StringVar(&leaderElectionNS, "leader-election-namespace", "", "The namespace of the leader-election Lease; empty means the manager's own namespace, which a manager outside the cluster must set.")
 	copts := controllers.DefaultOptions(version)
 	copts.BindFlags(flag.CommandLine)
 	opts := zap.Options{Development: false}
@@ -48,12 +50,13 @@ func main() {
 	log := ctrl.Log.WithName("setup")
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: metricsAddr},
-		HealthProbeBindAddress: probeAddr,
-		LeaderElection:         enableLeaderElection,
-		LeaderElectionID:       "manager.patchbay.dev",
-		Cache:                  controllers.CacheOptions(),
+		Scheme:                  scheme,
+		Metrics:                 metricsserver.Options{BindAddress: metricsAddr},
+		HealthProbeBindAddress:  probeAddr,
+		LeaderElection:          enableLeaderElection,
+		LeaderElectionID:        "manager.patchbay.dev",
+		LeaderElectionNamespace: leaderElectionNS,
+		Cache:                   controllers.CacheOptions(),
 	})
 	if err != nil {
 		log.Error(err, "Unable to create manager")

@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Regenerates the CRDs, RBAC and deepcopy code and fails if that changed them:
-# the committed generated files must match the API types and markers. It
+# Regenerates the CRDs, RBAC and deepcopy code, and the chart's copies of the
+# CRDs and RBAC, and fails if that changed them: the committed generated files
+# must match the API types and markers. It
 # compares against the files as they were, not against git, so uncommitted
 # work on the types is fine as long as it was regenerated.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-generated=(config/crd/bases config/rbac/role.yaml api/v1alpha1/zz_generated.deepcopy.go)
+generated=(config/crd/bases config/rbac/role.yaml api/v1alpha1/zz_generated.deepcopy.go charts/patchbay/crds charts/patchbay/files/role.yaml)
 before=$(mktemp -d)
 trap 'rm -rf "$before"' EXIT
 for f in "${generated[@]}"; do
