@@ -40,7 +40,7 @@ func helmBinary(t *testing.T) string {
 	if h, err := exec.LookPath("helm"); err == nil {
 		return h
 	}
-	t.Skip("helm not found: run make test or make chart-lint, which build it into bin/")
+	t.Fatal("helm not found: run make test or make chart-lint, which build it into bin/, or set HELM")
 	return ""
 }
 
