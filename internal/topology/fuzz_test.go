@@ -46,7 +46,7 @@ func FuzzCompile(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {
 		var w v1alpha1.Workflow
 		if err := json.Unmarshal(data, &w); err != nil {
-			t.Skip()
+			return // not a Workflow: nothing to compile
 		}
 		p, err := Compile(&w)
 		if err != nil {
