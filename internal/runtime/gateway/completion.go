@@ -17,6 +17,9 @@ import (
 const (
 	completionAckWait = 30 * time.Second
 	completionPending = 1024
+	// redeliveryDelay is how long a message the gateway failed to handle waits
+	// before the broker delivers it again.
+	redeliveryDelay = 500 * time.Millisecond
 )
 
 // startCompletion consumes, in choreography, the events that complete a run
@@ -41,12 +44,18 @@ func (g *Gateway) startCompletion(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	return g.consume(cons, "Completing a run failed; the message will be redelivered", g.complete)
+}
+
+// consume feeds a consumer's messages to handle, acking what it handled and
+// redelivering the rest after a short delay; SIGTERM drains through g.inflight.
+func (g *Gateway) consume(cons jetstream.Consumer, failed string, handle func(jetstream.Msg) error) error {
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		g.inflight.Add(1)
 		defer g.inflight.Done()
-		if err := g.complete(m); err != nil {
-			g.tel.Log.Warn("Completing a run failed; the message will be redelivered", "subject", m.Subject(), "err", err)
-			_ = m.NakWithDelay(500 * time.Millisecond)
+		if err := handle(m); err != nil {
+			g.tel.Log.Warn(failed, "subject", m.Subject(), "err", err)
+			_ = m.NakWithDelay(redeliveryDelay)
 			return
 		}
 		_ = m.Ack()

@@ -57,21 +57,7 @@ func (g *Gateway) startReadModel(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	cc, err := cons.Consume(func(m jetstream.Msg) {
-		g.inflight.Add(1)
-		defer g.inflight.Done()
-		if err := g.project(m); err != nil {
-			g.tel.Log.Warn("Projecting an event failed; it will be redelivered", "subject", m.Subject(), "err", err)
-			_ = m.NakWithDelay(500 * time.Millisecond)
-			return
-		}
-		_ = m.Ack()
-	})
-	if err != nil {
-		return err
-	}
-	g.consumers = append(g.consumers, cc)
-	return nil
+	return g.consume(cons, "Projecting an event failed; it will be redelivered", g.project)
 }
 
 func (g *Gateway) project(m jetstream.Msg) error {
