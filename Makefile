@@ -1,6 +1,8 @@
 # patchbay — build, test and run. `make help` lists the targets.
 
-# Versions of the tools built into bin/ (cached by version: a second run builds nothing).
+# Versions of the tools built into the user cache (PATCHBAY_CACHE, default
+# ~/.cache/patchbay), cached by version outside the clone: a fresh clone, as in
+# CI, builds nothing that an earlier clone on this machine built.
 CONTROLLER_GEN_VERSION ?= v0.23.0
 HELM_VERSION ?= v3.22.0
 KWOK_VERSION ?= v0.8.0
@@ -12,9 +14,12 @@ RUNTIME_IMG ?= $(IMG_REGISTRY)/patchbay-runtime:$(VERSION)
 DEMO_STEP_IMG ?= $(IMG_REGISTRY)/demo-step:$(VERSION)
 
 LOCALBIN ?= $(CURDIR)/bin
-CONTROLLER_GEN ?= $(LOCALBIN)/tools/controller-gen-$(CONTROLLER_GEN_VERSION)/controller-gen
-HELM ?= $(LOCALBIN)/tools/helm-$(HELM_VERSION)/helm
-KWOK_DIR ?= $(LOCALBIN)/tools/kwok-$(KWOK_VERSION)
+PATCHBAY_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/patchbay
+export PATCHBAY_CACHE
+TOOLS ?= $(PATCHBAY_CACHE)/tools
+CONTROLLER_GEN ?= $(TOOLS)/controller-gen-$(CONTROLLER_GEN_VERSION)/controller-gen
+HELM ?= $(TOOLS)/helm-$(HELM_VERSION)/helm
+KWOK_DIR ?= $(TOOLS)/kwok-$(KWOK_VERSION)
 KWOK ?= $(KWOK_DIR)/kwok
 KWOKCTL ?= $(KWOK_DIR)/kwokctl
 
@@ -162,26 +167,26 @@ helm-install: manifests helm ## Install (or upgrade) the chart into namespace pa
 ##@ Tools
 
 .PHONY: controller-gen
-controller-gen: $(CONTROLLER_GEN) ## Build controller-gen into bin/ (once per version).
+controller-gen: $(CONTROLLER_GEN) ## Build controller-gen into the tools cache (once per version).
 $(CONTROLLER_GEN):
 	GOBIN=$(dir $(CONTROLLER_GEN)) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
 
 .PHONY: envtest
-envtest: ## Download or build kube-apiserver, etcd and kubectl for envtest into bin/k8s/ (once per version).
+envtest: ## Download or build kube-apiserver, etcd and kubectl for envtest into the tools cache (once per version).
 	@hack/envtest-assets.sh >/dev/null
 
 .PHONY: helm
-helm: $(HELM) ## Build helm into bin/ (once per version).
+helm: $(HELM) ## Build helm into the tools cache (once per version).
 $(HELM):
 	GOBIN=$(dir $(HELM)) go install helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
 
 .PHONY: kwok
-kwok: $(KWOK) $(KWOKCTL) ## Build kwok and kwokctl into bin/ (once per version).
+kwok: $(KWOK) $(KWOKCTL) ## Build kwok and kwokctl into the tools cache (once per version).
 $(KWOK):
 	GOBIN=$(KWOK_DIR) go install sigs.k8s.io/kwok/cmd/kwok@$(KWOK_VERSION)
 $(KWOKCTL):
 	GOBIN=$(KWOK_DIR) go install sigs.k8s.io/kwok/cmd/kwokctl@$(KWOK_VERSION)
 
 .PHONY: cluster-assets
-cluster-assets: envtest ## Build kube-controller-manager and kube-scheduler next to the envtest assets in bin/k8s/ (once per version).
+cluster-assets: envtest ## Build kube-controller-manager and kube-scheduler next to the envtest assets in the tools cache (once per version).
 	@hack/cluster-assets.sh >/dev/null

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Puts a whole control plane for kwokctl's binary runtime under bin/k8s/<version>/
+# Puts a whole control plane for kwokctl's binary runtime under
+# $PATCHBAY_CACHE/k8s/<version>/
 # and prints that directory: the envtest assets (kube-apiserver, etcd, kubectl,
 # from envtest-assets.sh) plus kube-controller-manager and kube-scheduler, built
 # from the same wrapper module (hack/assets/kubernetes) through the Go module

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Puts the envtest control plane (kube-apiserver, etcd, kubectl) under
-# bin/k8s/<version>/ and prints that directory, for KUBEBUILDER_ASSETS.
+# $PATCHBAY_CACHE/k8s/<version>/ (default ~/.cache/patchbay, outside the clone,
+# so a fresh clone reuses it) and prints that directory, for KUBEBUILDER_ASSETS.
 #
 # It tries a download with setup-envtest first and falls back to building the
 # binaries from the Go module proxy through the wrapper modules in
@@ -14,8 +15,8 @@ K8S_VERSION=$(awk '$1=="require" && $2=="k8s.io/kubernetes" {sub(/^v/,"",$3); pr
 ETCD_VERSION=$(awk '$1=="require" && $2=="go.etcd.io/etcd/server/v3" {print $3}' "$root/hack/assets/etcd/go.mod")
 SETUP_ENVTEST_VERSION=${SETUP_ENVTEST_VERSION:-v0.25.1}
 
-bin=${LOCALBIN:-$root/bin}
-dir=$bin/k8s/$K8S_VERSION
+cache=${PATCHBAY_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/patchbay}
+dir=$cache/k8s/$K8S_VERSION
 log() { echo "envtest-assets: $*" >&2; }
 
 complete() { [[ -x $dir/kube-apiserver && -x $dir/etcd && -x $dir/kubectl ]]; }
@@ -31,11 +32,11 @@ mkdir -p "$dir"
 
 # 1. Download through setup-envtest (needs access to GitHub releases).
 if [[ ! -x $dir/kube-apiserver || ! -x $dir/etcd ]]; then
-  se=$bin/tools/setup-envtest-$SETUP_ENVTEST_VERSION/setup-envtest
+  se=$cache/tools/setup-envtest-$SETUP_ENVTEST_VERSION/setup-envtest
   if [[ ! -x $se ]]; then
     GOBIN=$(dirname "$se") go install "sigs.k8s.io/controller-runtime/tools/setup-envtest@$SETUP_ENVTEST_VERSION" || true
   fi
-  if [[ -x $se ]] && dl=$(timeout 300 "$se" use "$K8S_VERSION" --bin-dir "$bin/setup-envtest" -p path 2>/dev/null) && [[ -x $dl/kube-apiserver ]]; then
+  if [[ -x $se ]] && dl=$(timeout 300 "$se" use "$K8S_VERSION" --bin-dir "$cache/setup-envtest" -p path 2>/dev/null) && [[ -x $dl/kube-apiserver ]]; then
     log "downloaded Kubernetes $K8S_VERSION assets with setup-envtest"
     cp "$dl/kube-apiserver" "$dl/etcd" "$dir/"
     [[ -x $dl/kubectl && ! -e $dir/kubectl ]] && cp "$dl/kubectl" "$dir/"
