@@ -190,3 +190,29 @@ $(KWOKCTL):
 .PHONY: cluster-assets
 cluster-assets: envtest ## Build kube-controller-manager and kube-scheduler next to the envtest assets in the tools cache (once per version).
 	@hack/cluster-assets.sh >/dev/null
+
+##@ Local cluster (a real node on this machine, no Docker)
+
+.PHONY: cluster-up
+cluster-up: cluster-assets images ## Start the one-node local cluster (hack/local-cluster.sh up); prints the KUBECONFIG line.
+	hack/local-cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the local cluster and remove every process, mount, bridge and iptables chain it made.
+	hack/local-cluster.sh down
+
+.PHONY: cluster-status
+cluster-status: ## Say what of the local cluster runs.
+	hack/local-cluster.sh status
+
+.PHONY: demo
+demo: manifests helm cluster-assets images ## The demo: local cluster, chart, Broker, every sample, one request per style.
+	HELM=$(HELM) VERSION=$(VERSION) NATS_IMG=$(NATS_IMG) hack/demo.sh local
+
+.PHONY: demo-down
+demo-down: ## Remove the demo and the local cluster.
+	hack/local-cluster.sh down
+
+.PHONY: kind-demo
+kind-demo: manifests helm images ## The same demo on a kind cluster named patchbay (needs Docker and kind).
+	HELM=$(HELM) VERSION=$(VERSION) NATS_IMG=$(NATS_IMG) hack/demo.sh kind

@@ -1,0 +1,316 @@
+//go:build cluster
+
+package cluster
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"strings"
+	"sync"
+	"time"
+
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/util/intstr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+)
+
+// sample is one of config/samples, with what it answers to {"id":7}.
+type sample struct {
+	style, workflow, want string
+}
+
+var samples = []sample{
+	{"sync-chain", "quote", `{"id":7,"cart":"loaded","priced":true,"taxed":true}`},
+	{"sync-orchestrated", "checkout", `{"charge":{"id":7,"valid":true,"charged":true},"reserve":{"id":7,"valid":true,"reserved":true},"confirmed":true}`},
+	{"async-orchestrated", "fulfilment", `{"id":7,"valid":true,"picked":true,"packed":true,"shipped":true}`},
+	{"choreography", "orders", `{"id":7,"reserved":true,"charged":true}`},
+	{"hybrid", "shop", `{"charge":{"id":7,"valid":true,"charged":true},"reserve":{"id":7,"valid":true,"reserved":true}}`},
+}
+
+func intstrPort(p int) intstr.IntOrString { return intstr.FromInt(p) }
+
+var _ = Describe("patchbay on a real node", Ordered, func() {
+	It("brings the Broker and every sample to Ready", func(ctx SpecContext) {
+		expectBrokerReady(ctx)
+		for _, s := range samples {
+			expectWorkflowReady(ctx, s.workflow)
+		}
+	}, SpecTimeout(10*time.Minute))
+
+	It("answers every sample through its endpoint from the host and from a pod", func(ctx SpecContext) {
+		for _, s := range samples {
+			By(s.style + " from the host")
+			url := hostURL(ctx, s.workflow)
+			Eventually(func(g Gomega) {
+				a := fromHost(ctx, http.MethodPost, url, `{"id":7}`, nil)
+				g.Expect(a.Error).To(BeEmpty())
+				g.Expect(a.Status).To(Equal(http.StatusOK), a.Body)
+				g.Expect(a.Body).To(MatchJSON(s.want))
+			}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
+
+			By(s.style + " from a pod, through the cluster's DNS")
+			Eventually(func(g Gomega) {
+				a := fromProbe(ctx, http.MethodPost, endpoint(ctx, s.workflow)+"/", `{"id":7}`, nil)
+				g.Expect(a.Error).To(BeEmpty())
+				g.Expect(a.Status).To(Equal(http.StatusOK), a.Body)
+				g.Expect(a.Body).To(MatchJSON(s.want))
+			}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
+		}
+	}, SpecTimeout(10*time.Minute))
+
+	It("forms a NATS cluster of three from the rendered config, with authenticated clients", func(ctx SpecContext) {
+		for _, ip := range natsPodIPs(ctx) {
+			var jsz struct {
+				Meta struct {
+					Leader      string `json:"leader"`
+					ClusterSize int    `json:"cluster_size"`
+				} `json:"meta_cluster"`
+				Accounts []struct {
+					Streams []struct {
+						Name   string `json:"name"`
+						Config struct {
+							Replicas int `json:"num_replicas"`
+						} `json:"config"`
+					} `json:"stream_detail"`
+				} `json:"account_details"`
+			}
+			getJSON(ctx, "http://"+ip+":8222/jsz?accounts=true&streams=true&config=true", &jsz)
+			Expect(jsz.Meta.Leader).NotTo(BeEmpty(), "JetStream meta leader seen from %s", ip)
+			Expect(jsz.Meta.ClusterSize).To(Equal(3))
+			streams := 0
+			for _, a := range jsz.Accounts {
+				for _, st := range a.Streams {
+					streams++
+					Expect(st.Config.Replicas).To(Equal(3), "stream %s", st.Name)
+				}
+			}
+			// Streams are placed on every server at R3, so each reports them.
+			Expect(streams).To(BeNumerically(">=", 3), "workflow streams on %s", ip)
+
+			var connz struct {
+				Conns []struct {
+					Name string `json:"name"`
+					User string `json:"authorized_user"`
+				} `json:"connections"`
+			}
+			getJSON(ctx, "http://"+ip+":8222/connz?auth=true", &connz)
+			for _, c := range connz.Conns {
+				Expect(c.User).NotTo(BeEmpty(), "connection %q to %s is not authenticated", c.Name, ip)
+			}
+		}
+	}, SpecTimeout(2*time.Minute))
+
+	It("loses no accepted run when a NATS server is deleted under load", func(ctx SpecContext) {
+		url := hostURL(ctx, "fulfilment")
+		var (
+			mu       sync.Mutex
+			accepted = map[string]int{} // run id -> the id sent
+			refused  int
+		)
+		send := func(i int) {
+			a := fromHost(ctx, http.MethodPost, url, fmt.Sprintf(`{"id":%d}`, i), map[string]string{"Prefer": "respond-async"})
+			mu.Lock()
+			defer mu.Unlock()
+			if a.Error == "" && a.Status == http.StatusAccepted && a.Headers["Patchbay-Run-Id"] != "" {
+				accepted[a.Headers["Patchbay-Run-Id"]] = i
+			} else {
+				refused++
+			}
+		}
+		var wg sync.WaitGroup
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for i := 1; i <= 300; i++ {
+			<-tick.C
+			if i == 60 {
+				By("deleting default-nats-1 while runs arrive")
+				Expect(k8sClient.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "default-nats-1", Namespace: namespace}})).To(Succeed())
+			}
+			wg.Add(1)
+			go func() { defer wg.Done(); send(i) }()
+		}
+		wg.Wait()
+		By(fmt.Sprintf("%d runs accepted, %d refused at the door", len(accepted), refused))
+		Expect(len(accepted)).To(BeNumerically(">=", 150))
+		for runID, i := range accepted {
+			want := fmt.Sprintf(`{"id":%d,"valid":true,"picked":true,"packed":true,"shipped":true}`, i)
+			Eventually(func(g Gomega) {
+				a := fromHost(ctx, http.MethodGet, strings.TrimSuffix(url, "/")+"/runs/"+runID, "", nil)
+				g.Expect(a.Error).To(BeEmpty())
+				g.Expect(a.Status).To(Equal(http.StatusOK), "run %s: %s", runID, a.Body)
+				g.Expect(a.Body).To(MatchJSON(want))
+			}).WithContext(ctx).WithTimeout(3 * time.Minute).WithPolling(time.Second).Should(Succeed())
+		}
+		expectBrokerReady(ctx)
+	}, SpecTimeout(10*time.Minute))
+
+	It("enforces the NetworkPolicies drawn from the graph", func(ctx SpecContext) {
+		By("DNS works from a pod")
+		addrs, err := probeResolve(ctx, "kubernetes.default.svc.cluster.local")
+		Expect(err).NotTo(HaveOccurred())
+		Expect(addrs).NotTo(BeEmpty())
+
+		By("the entries admit a pod outside the graph")
+		for _, wf := range []string{"checkout", "fulfilment"} {
+			Expect(probeDial(ctx, serviceHost(ctx, wf)+":80")).To(Succeed(), "entry of %s", wf)
+		}
+
+		By("a pod outside the graph reaches no step, no async orchestrator and no broker")
+		for _, target := range []string{
+			"checkout-charge." + namespace + ".svc:80",         // only the orchestrator calls it
+			"quote-price." + namespace + ".svc:80",             // only the chain's previous step calls it
+			"fulfilment-validate." + namespace + ".svc:80",     // async: nobody calls it over HTTP
+			"fulfilment-orchestrator." + namespace + ".svc:80", // not the entry of an async style
+			"default-nats." + namespace + ".svc:4222",          // only the workflows' pods
+		} {
+			Expect(probeDial(ctx, target)).NotTo(Succeed(), "%s is reachable from a pod outside the graph", target)
+		}
+	}, SpecTimeout(3*time.Minute))
+
+	It("enforces the restricted Pod Security Standard in every namespace", func(ctx SpecContext) {
+		var nss corev1.NamespaceList
+		Expect(k8sClient.List(ctx, &nss)).To(Succeed())
+		for _, ns := range nss.Items {
+			if ns.Name == "kube-system" || ns.Name == "local-path-storage" {
+				continue // the cluster's own, exempt
+			}
+			priv := &corev1.Pod{
+				ObjectMeta: metav1.ObjectMeta{Name: "privileged", Namespace: ns.Name},
+				Spec: corev1.PodSpec{Containers: []corev1.Container{{
+					Name: "c", Image: env.probeImage,
+					SecurityContext: &corev1.SecurityContext{Privileged: ptrTo(true)},
+				}}},
+			}
+			err := k8sClient.Create(ctx, priv, client.DryRunAll)
+			Expect(err).To(HaveOccurred(), "namespace %s admits a privileged pod", ns.Name)
+			Expect(err.Error()).To(ContainSubstring("violates PodSecurity \"restricted"), ns.Name)
+		}
+	})
+
+	It("converges a style switch and answers in the new style", func(ctx SpecContext) {
+		var wf v1alpha1.Workflow
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "checkout"}, &wf)).To(Succeed())
+		patch := client.MergeFrom(wf.DeepCopy())
+		wf.Spec.Style = v1alpha1.StyleAsyncOrchestrated
+		Expect(k8sClient.Patch(ctx, &wf, patch)).To(Succeed())
+		expectWorkflowReady(ctx, "checkout")
+		want := samples[1].want
+		Eventually(func(g Gomega) {
+			a := fromHost(ctx, http.MethodPost, hostURL(ctx, "checkout"), `{"id":7}`, nil)
+			g.Expect(a.Error).To(BeEmpty())
+			g.Expect(a.Status).To(Equal(http.StatusOK), a.Body)
+			g.Expect(a.Body).To(MatchJSON(want))
+		}).WithContext(ctx).WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(Succeed())
+	}, SpecTimeout(8*time.Minute))
+
+	It("removes a deleted Workflow's pods", func(ctx SpecContext) {
+		Expect(k8sClient.Delete(ctx, &v1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "quote"}})).To(Succeed())
+		Eventually(func(g Gomega) {
+			var pods corev1.PodList
+			g.Expect(k8sClient.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{"patchbay.dev/workflow": "quote"})).To(Succeed())
+			g.Expect(pods.Items).To(BeEmpty())
+		}).WithContext(ctx).WithTimeout(3 * time.Minute).WithPolling(time.Second).Should(Succeed())
+	}, SpecTimeout(4*time.Minute))
+
+	It("restarted no pod: the probes are right", func(ctx SpecContext) {
+		for _, ns := range []string{namespace, releaseNamespace} {
+			var pods corev1.PodList
+			Expect(k8sClient.List(ctx, &pods, client.InNamespace(ns))).To(Succeed())
+			for _, p := range pods.Items {
+				for _, st := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+					Expect(st.RestartCount).To(BeZero(), "pod %s/%s container %s restarted: %v", ns, p.Name, st.Name, st.LastTerminationState.Terminated)
+				}
+			}
+		}
+	})
+})
+
+func ptrTo[T any](v T) *T { return &v }
+
+func expectWorkflowReady(ctx context.Context, name string) {
+	GinkgoHelper()
+	Eventually(func(g Gomega) {
+		var wf v1alpha1.Workflow
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &wf)).To(Succeed())
+		g.Expect(wf.Status.ObservedGeneration).To(Equal(wf.Generation), "observedGeneration")
+		ready := metaCondition(wf.Status.Conditions, v1alpha1.ConditionReady)
+		g.Expect(ready).NotTo(BeNil())
+		g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), "%s Ready: %s: %s", name, ready.Reason, ready.Message)
+	}).WithContext(ctx).WithTimeout(6 * time.Minute).WithPolling(2 * time.Second).Should(Succeed())
+}
+
+func expectBrokerReady(ctx context.Context) {
+	GinkgoHelper()
+	Eventually(func(g Gomega) {
+		var sts appsv1.StatefulSet
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "default-nats"}, &sts)).To(Succeed())
+		g.Expect(sts.Status.ReadyReplicas).To(Equal(int32(3)))
+		var b v1alpha1.Broker
+		g.Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "default"}, &b)).To(Succeed())
+		ready := metaCondition(b.Status.Conditions, v1alpha1.ConditionReady)
+		g.Expect(ready).NotTo(BeNil())
+		g.Expect(ready.Status).To(Equal(metav1.ConditionTrue), "Broker Ready: %s: %s", ready.Reason, ready.Message)
+	}).WithContext(ctx).WithTimeout(6 * time.Minute).WithPolling(2 * time.Second).Should(Succeed())
+}
+
+func metaCondition(conds []metav1.Condition, t string) *metav1.Condition {
+	for i := range conds {
+		if conds[i].Type == t {
+			return &conds[i]
+		}
+	}
+	return nil
+}
+
+// endpoint is the Workflow's status.endpoint, a cluster DNS name.
+func endpoint(ctx context.Context, name string) string {
+	GinkgoHelper()
+	var wf v1alpha1.Workflow
+	Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, &wf)).To(Succeed())
+	Expect(wf.Status.Endpoint).To(HavePrefix("http://"))
+	return strings.TrimSuffix(wf.Status.Endpoint, "/")
+}
+
+// serviceHost is the endpoint's host: <service>.<namespace>.svc.
+func serviceHost(ctx context.Context, name string) string {
+	return strings.TrimPrefix(endpoint(ctx, name), "http://")
+}
+
+// hostURL reaches the endpoint from this machine: the node routes Service
+// addresses, but this machine's resolver does not know cluster names.
+func hostURL(ctx context.Context, name string) string {
+	GinkgoHelper()
+	svcName := strings.SplitN(serviceHost(ctx, name), ".", 2)[0]
+	var svc corev1.Service
+	Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: namespace, Name: svcName}, &svc)).To(Succeed())
+	return "http://" + svc.Spec.ClusterIP + "/"
+}
+
+func natsPodIPs(ctx context.Context) []string {
+	GinkgoHelper()
+	var pods corev1.PodList
+	Expect(k8sClient.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{"patchbay.dev/broker": "default", "patchbay.dev/component": "nats"})).To(Succeed())
+	Expect(pods.Items).To(HaveLen(3))
+	var ips []string
+	for _, p := range pods.Items {
+		Expect(p.Status.PodIP).NotTo(BeEmpty(), p.Name)
+		ips = append(ips, p.Status.PodIP)
+	}
+	return ips
+}
+
+func getJSON(ctx context.Context, url string, v any) {
+	GinkgoHelper()
+	a := fromHost(ctx, http.MethodGet, url, "", nil)
+	Expect(a.Error).To(BeEmpty(), url)
+	Expect(a.Status).To(Equal(http.StatusOK), "%s: %s", url, a.Body)
+	Expect(json.Unmarshal([]byte(a.Body), v)).To(Succeed(), url)
+}
