@@ -12,8 +12,13 @@ VERSION ?= 0.1.0
 IMG ?= $(IMG_REGISTRY)/patchbay-manager:$(VERSION)
 RUNTIME_IMG ?= $(IMG_REGISTRY)/patchbay-runtime:$(VERSION)
 DEMO_STEP_IMG ?= $(IMG_REGISTRY)/demo-step:$(VERSION)
+# The NATS server image is built from the nats-server module go.mod requires, and
+# tagged with its version (evaluated only by the targets that use it).
+NATS_IMG ?= $(IMG_REGISTRY)/nats-server:$(shell go list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
+PAUSE_IMG ?= $(IMG_REGISTRY)/pause:$(VERSION)
 
 LOCALBIN ?= $(CURDIR)/bin
+IMAGES_DIR ?= $(LOCALBIN)/images
 PATCHBAY_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/patchbay
 export PATCHBAY_CACHE
 TOOLS ?= $(PATCHBAY_CACHE)/tools
@@ -137,6 +142,11 @@ runtime-image: ## Build the patchbay-runtime image: sidecar, orchestrator, dev (
 .PHONY: demo-step-image
 demo-step-image: ## Build the demo-step image used by the samples (needs a Docker engine).
 	docker build -f images/demo-step/Dockerfile -t $(DEMO_STEP_IMG) .
+
+.PHONY: images
+images: ## Build the manager, runtime, demo-step, NATS and pause image archives into bin/images without Docker (import with ctr images import or kind load image-archive).
+	go run ./hack/images -out $(IMAGES_DIR) -img $(IMG) -runtime-img $(RUNTIME_IMG) -demo-step-img $(DEMO_STEP_IMG) \
+		-nats-img $(NATS_IMG) -pause-img $(PAUSE_IMG)
 
 .PHONY: dev
 dev: ## Run a Workflow's data plane locally: make dev WORKFLOW=config/samples/sync-chain.yaml

@@ -1,0 +1,291 @@
+package main
+
+import (
+	"archive/tar"
+	"bytes"
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	v1 "github.com/google/go-containerregistry/pkg/v1"
+	"github.com/google/go-containerregistry/pkg/v1/empty"
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+const natsModule = "github.com/nats-io/nats-server/v2"
+
+// created stamps the config, the history and the layer's files: a fixed time
+// makes the same binary give the same image digest on every run.
+var created = time.Unix(0, 0).UTC()
+
+// spec is one image: a single static binary on an empty base.
+type spec struct {
+	// short names the archive, <short>.tar.
+	short string
+	// ref is the full reference; container runtimes would otherwise normalise a
+	// short name to docker.io and miss the imported image.
+	ref string
+	// pkg is the go build target, relative to the module root or a module path.
+	pkg string
+	// entry is where the binary lives in the image: the path of the
+	// Dockerfile's image, so that manifests run either build unchanged.
+	entry string
+	// ports mirror the Dockerfile's EXPOSE.
+	ports []string
+}
+
+// specs lists the images with the names of the flags.
+func specs(img, runtimeImg, demoStepImg, natsImg, pauseImg string) []spec {
+	return []spec{
+		{short: "manager", ref: img, pkg: ".", entry: "/manager"},
+		{short: "patchbay-runtime", ref: runtimeImg, pkg: "./images/runtime", entry: "/patchbay-runtime",
+			ports: []string{"15080/tcp", "15090/tcp", "8080/tcp"}},
+		{short: "demo-step", ref: demoStepImg, pkg: "./images/demo-step", entry: "/demo-step",
+			ports: []string{"8080/tcp"}},
+		// The Broker's pods run the bare command nats-server, found on PATH
+		// as in the nats:alpine image they default to.
+		{short: "nats-server", ref: natsImg, pkg: natsModule, entry: "/usr/local/bin/nats-server",
+			ports: []string{"4222/tcp", "6222/tcp", "8222/tcp"}},
+		{short: "pause", ref: pauseImg, pkg: "./images/pause", entry: "/pause"},
+	}
+}
+
+func main() {
+	out := flag.String("out", "bin/images", "Directory of the archives, one <short-name>.tar per image.")
+	img := flag.String("img", "ghcr.io/patchbay-dev/patchbay-manager:0.1.0", "Manager image.")
+	runtimeImg := flag.String("runtime-img", "ghcr.io/patchbay-dev/patchbay-runtime:0.1.0", "patchbay-runtime image.")
+	demoStepImg := flag.String("demo-step-img", "ghcr.io/patchbay-dev/demo-step:0.1.0", "demo-step image.")
+	natsImg := flag.String("nats-img", "", "NATS server image (default ghcr.io/patchbay-dev/nats-server:<the version go.mod requires>).")
+	pauseImg := flag.String("pause-img", "ghcr.io/patchbay-dev/pause:0.1.0", "Pod sandbox (pause) image.")
+	flag.Usage = func() {
+		fmt.Fprintf(flag.CommandLine.Output(), "Usage: %s [flags] [short-name...]\n\n"+
+			"Builds OCI image archives (docker save format) without a Docker engine;\n"+
+			"with short names (manager, patchbay-runtime, demo-step, nats-server, pause) only those.\n\n", os.Args[0])
+		flag.PrintDefaults()
+	}
+	flag.Parse()
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	if err := run(ctx, *out, flag.Args(), *img, *runtimeImg, *demoStepImg, *natsImg, *pauseImg); err != nil {
+		fmt.Fprintln(os.Stderr, "Error:", err)
+		os.Exit(1)
+	}
+}
+
+func run(ctx context.Context, out string, only []string, img, runtimeImg, demoStepImg, natsImg, pauseImg string) error {
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		return err
+	}
+	if natsImg == "" {
+		v, err := goOutput(ctx, root, "list", "-m", "-f", "{{.Version}}", natsModule)
+		if err != nil {
+			return err
+		}
+		natsImg = "ghcr.io/patchbay-dev/nats-server:" + v
+	}
+	all := specs(img, runtimeImg, demoStepImg, natsImg, pauseImg)
+	selected, err := selectSpecs(all, only)
+	if err != nil {
+		return err
+	}
+	work, err := os.MkdirTemp("", "patchbay-images-")
+	if err != nil {
+		return err
+	}
+	defer func() { _ = os.RemoveAll(work) }()
+	if err := os.MkdirAll(out, 0o755); err != nil {
+		return err
+	}
+	// One after the other: each go build already uses every core.
+	for _, s := range selected {
+		file := filepath.Join(out, s.short+".tar")
+		if err := build(ctx, root, work, s, file); err != nil {
+			return fmt.Errorf("%s: %w", s.short, err)
+		}
+		st, err := os.Stat(file)
+		if err != nil {
+			return err
+		}
+		fmt.Printf("%s  %s  %.1f MiB\n", s.ref, file, float64(st.Size())/(1<<20))
+	}
+	return nil
+}
+
+func selectSpecs(all []spec, only []string) ([]spec, error) {
+	if len(only) == 0 {
+		return all, nil
+	}
+	var sel []spec
+	for _, short := range only {
+		found := false
+		for _, s := range all {
+			if s.short == short {
+				sel = append(sel, s)
+				found = true
+			}
+		}
+		if !found {
+			return nil, fmt.Errorf("no image %q", short)
+		}
+	}
+	return sel, nil
+}
+
+// build compiles s's binary in work and writes its image to file.
+func build(ctx context.Context, root, work string, s spec, file string) error {
+	bin := filepath.Join(work, s.short)
+	if err := goBuild(ctx, root, s.pkg, bin); err != nil {
+		return err
+	}
+	img, err := imageOf(s, bin)
+	if err != nil {
+		return err
+	}
+	tag, err := name.NewTag(s.ref)
+	if err != nil {
+		return err
+	}
+	// Write next to the archive and rename, so that an interrupted run leaves
+	// no truncated archive for a cluster to import.
+	tmp := file + ".tmp"
+	if err := tarball.WriteToFile(tmp, tag, img); err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+	return os.Rename(tmp, file)
+}
+
+// goBuild builds pkg as the Dockerfiles do: static, without paths of this
+// machine or symbols.
+func goBuild(ctx context.Context, root, pkg, out string) error {
+	cmd := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags=-s -w", "-o", out, pkg)
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0", "GOOS=linux", "GOARCH="+runtime.GOARCH)
+	cmd.Stdout = os.Stderr
+	cmd.Stderr = os.Stderr
+	if err := cmd.Run(); err != nil {
+		return fmt.Errorf("go build %s: %w", pkg, err)
+	}
+	return nil
+}
+
+// imageOf puts the binary at s.entry as the one layer of an empty image, run
+// as the distroless nonroot user like the Dockerfiles' images.
+func imageOf(s spec, bin string) (v1.Image, error) {
+	data, err := os.ReadFile(bin)
+	if err != nil {
+		return nil, err
+	}
+	layerTar, err := layerTar(s.entry, data)
+	if err != nil {
+		return nil, err
+	}
+	layer, err := tarball.LayerFromOpener(func() (io.ReadCloser, error) {
+		return io.NopCloser(bytes.NewReader(layerTar)), nil
+	}, tarball.WithCompressedCaching)
+	if err != nil {
+		return nil, err
+	}
+	img, err := mutate.Append(empty.Image, mutate.Addendum{
+		Layer: layer,
+		History: v1.History{
+			Created:   v1.Time{Time: created},
+			CreatedBy: "go build -trimpath -ldflags='-s -w' " + s.pkg + " (hack/images)",
+		},
+	})
+	if err != nil {
+		return nil, err
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		return nil, err
+	}
+	cf = cf.DeepCopy()
+	cf.Created = v1.Time{Time: created}
+	cf.OS = "linux"
+	cf.Architecture = runtime.GOARCH
+	cf.Config.User = "65532:65532"
+	cf.Config.Entrypoint = []string{s.entry}
+	cf.Config.WorkingDir = "/"
+	// Container runtimes resolve a bare command such as nats-server with the
+	// image's PATH only; distroless sets the same one.
+	cf.Config.Env = []string{"PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+	if len(s.ports) > 0 {
+		cf.Config.ExposedPorts = map[string]struct{}{}
+		for _, p := range s.ports {
+			cf.Config.ExposedPorts[p] = struct{}{}
+		}
+	}
+	return mutate.ConfigFile(img, cf)
+}
+
+// layerTar is a tar of the binary at entry and of the directories above it,
+// owned by root and executable by the image's non-root user.
+func layerTar(entry string, data []byte) ([]byte, error) {
+	var buf bytes.Buffer
+	tw := tar.NewWriter(&buf)
+	rel := strings.TrimPrefix(path.Clean(entry), "/")
+	var dirs []string
+	for d := path.Dir(rel); d != "."; d = path.Dir(d) {
+		dirs = append([]string{d}, dirs...)
+	}
+	for _, d := range dirs {
+		if err := tw.WriteHeader(&tar.Header{
+			Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: created,
+			Uname: "root", Gname: "root",
+		}); err != nil {
+			return nil, err
+		}
+	}
+	if err := tw.WriteHeader(&tar.Header{
+		Typeflag: tar.TypeReg, Name: rel, Mode: 0o755, Size: int64(len(data)), ModTime: created,
+		Uname: "root", Gname: "root",
+	}); err != nil {
+		return nil, err
+	}
+	if _, err := tw.Write(data); err != nil {
+		return nil, err
+	}
+	if err := tw.Close(); err != nil {
+		return nil, err
+	}
+	return buf.Bytes(), nil
+}
+
+// moduleRoot lets the command run from any directory of the module, and its
+// test from hack/images.
+func moduleRoot(ctx context.Context) (string, error) {
+	gomod, err := goOutput(ctx, "", "env", "GOMOD")
+	if err != nil {
+		return "", err
+	}
+	if gomod == "" || gomod == os.DevNull {
+		return "", fmt.Errorf("not inside the patchbay module")
+	}
+	return filepath.Dir(gomod), nil
+}
+
+func goOutput(ctx context.Context, dir string, args ...string) (string, error) {
+	cmd := exec.CommandContext(ctx, "go", args...)
+	cmd.Dir = dir
+	cmd.Stderr = os.Stderr
+	b, err := cmd.Output()
+	if err != nil {
+		return "", fmt.Errorf("go %s: %w", strings.Join(args, " "), err)
+	}
+	return strings.TrimSpace(string(b)), nil
+}

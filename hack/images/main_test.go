@@ -1,0 +1,116 @@
+package main
+
+import (
+	"archive/tar"
+	"context"
+	"errors"
+	"io"
+	"path/filepath"
+	"runtime"
+	"slices"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/name"
+	"github.com/google/go-containerregistry/pkg/v1/tarball"
+)
+
+// TestPauseArchive builds the smallest image the way `make images` does and
+// reads the archive back as a cluster would import it.
+func TestPauseArchive(t *testing.T) {
+	ctx := context.Background()
+	root, err := moduleRoot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s spec
+	for _, c := range specs("m", "r", "d", "n", "ghcr.io/patchbay-dev/pause:0.1.0") {
+		if c.short == "pause" {
+			s = c
+		}
+	}
+	dir := t.TempDir()
+	file := filepath.Join(dir, "pause.tar")
+	if err := build(ctx, root, dir, s, file); err != nil {
+		t.Fatal(err)
+	}
+
+	tag, err := name.NewTag(s.ref)
+	if err != nil {
+		t.Fatal(err)
+	}
+	img, err := tarball.ImageFromPath(file, &tag)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cf.Config.User != "65532:65532" {
+		t.Errorf("User = %q, want 65532:65532", cf.Config.User)
+	}
+	if !slices.Equal(cf.Config.Entrypoint, []string{"/pause"}) {
+		t.Errorf("Entrypoint = %q, want [/pause]", cf.Config.Entrypoint)
+	}
+	if cf.Config.WorkingDir != "/" || cf.OS != "linux" || cf.Architecture != runtime.GOARCH {
+		t.Errorf("WorkingDir, OS, Architecture = %q, %q, %q", cf.Config.WorkingDir, cf.OS, cf.Architecture)
+	}
+	if !cf.Created.Time.Equal(created) {
+		t.Errorf("Created = %v, want the fixed %v", cf.Created.Time, created)
+	}
+
+	layers, err := img.Layers()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(layers) != 1 {
+		t.Fatalf("%d layers, want 1", len(layers))
+	}
+	rc, err := layers[0].Uncompressed()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = rc.Close() }()
+	tr := tar.NewReader(rc)
+	var names []string
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
+		if h.Name == "bin/sh" {
+			t.Error("The image has a shell")
+		}
+		if h.Name == "pause" {
+			if h.Typeflag != tar.TypeReg || h.Mode != 0o755 || h.Uid != 0 || h.Gid != 0 || h.Size == 0 {
+				t.Errorf("pause: type %c mode %o owner %d:%d size %d, want a non-empty regular file 0755 root:root",
+					h.Typeflag, h.Mode, h.Uid, h.Gid, h.Size)
+			}
+		}
+	}
+	if !slices.Equal(names, []string{"pause"}) {
+		t.Errorf("Layer files = %q, want [pause]", names)
+	}
+
+	// The same binary must give the same digest, so that a rebuild with
+	// unchanged sources loads as the same image.
+	again, err := imageOf(s, filepath.Join(dir, "pause"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	d1, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d2, err := again.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if d1 != d2 {
+		t.Errorf("Digest differs between two builds of the same binary: %s, %s", d1, d2)
+	}
+}
