@@ -16,6 +16,8 @@ DEMO_STEP_IMG ?= $(IMG_REGISTRY)/demo-step:$(VERSION)
 # tagged with its version (evaluated only by the targets that use it).
 NATS_IMG ?= $(IMG_REGISTRY)/nats-server:$(shell go list -m -f '{{.Version}}' github.com/nats-io/nats-server/v2)
 PAUSE_IMG ?= $(IMG_REGISTRY)/pause:$(VERSION)
+LOCAL_PATH_HELPER_IMG ?= $(IMG_REGISTRY)/local-path-helper:$(VERSION)
+PROBE_IMG ?= $(IMG_REGISTRY)/cluster-probe:$(VERSION)
 
 LOCALBIN ?= $(CURDIR)/bin
 IMAGES_DIR ?= $(LOCALBIN)/images
@@ -144,9 +146,9 @@ demo-step-image: ## Build the demo-step image used by the samples (needs a Docke
 	docker build -f images/demo-step/Dockerfile -t $(DEMO_STEP_IMG) .
 
 .PHONY: images
-images: ## Build the manager, runtime, demo-step, NATS and pause image archives into bin/images without Docker (import with ctr images import or kind load image-archive).
+images: ## Build the manager, runtime, demo-step, NATS, pause, local-path helper and cluster probe image archives into bin/images without Docker (import with ctr images import or kind load image-archive).
 	go run ./hack/images -out $(IMAGES_DIR) -img $(IMG) -runtime-img $(RUNTIME_IMG) -demo-step-img $(DEMO_STEP_IMG) \
-		-nats-img $(NATS_IMG) -pause-img $(PAUSE_IMG)
+		-nats-img $(NATS_IMG) -pause-img $(PAUSE_IMG) -local-path-helper-img $(LOCAL_PATH_HELPER_IMG) -probe-img $(PROBE_IMG)
 
 .PHONY: dev
 dev: ## Run a Workflow's data plane locally: make dev WORKFLOW=config/samples/sync-chain.yaml

@@ -44,21 +44,30 @@ type spec struct {
 	entry string
 	// ports mirror the Dockerfile's EXPOSE.
 	ports []string
+	// user runs the entrypoint; empty means the distroless nonroot user.
+	user string
 }
 
-// specs lists the images with the names of the flags.
-func specs(img, runtimeImg, demoStepImg, natsImg, pauseImg string) []spec {
+// specs lists the images; refs maps a short name to its full reference.
+func specs(refs map[string]string) []spec {
 	return []spec{
-		{short: "manager", ref: img, pkg: ".", entry: "/manager"},
-		{short: "patchbay-runtime", ref: runtimeImg, pkg: "./images/runtime", entry: "/patchbay-runtime",
+		{short: "manager", ref: refs["manager"], pkg: ".", entry: "/manager"},
+		{short: "patchbay-runtime", ref: refs["patchbay-runtime"], pkg: "./images/runtime", entry: "/patchbay-runtime",
 			ports: []string{"15080/tcp", "15090/tcp", "8080/tcp"}},
-		{short: "demo-step", ref: demoStepImg, pkg: "./images/demo-step", entry: "/demo-step",
+		{short: "demo-step", ref: refs["demo-step"], pkg: "./images/demo-step", entry: "/demo-step",
 			ports: []string{"8080/tcp"}},
 		// The Broker's pods run the bare command nats-server, found on PATH
 		// as in the nats:alpine image they default to.
-		{short: "nats-server", ref: natsImg, pkg: natsModule, entry: "/usr/local/bin/nats-server",
+		{short: "nats-server", ref: refs["nats-server"], pkg: natsModule, entry: "/usr/local/bin/nats-server",
 			ports: []string{"4222/tcp", "6222/tcp", "8222/tcp"}},
-		{short: "pause", ref: pauseImg, pkg: "./images/pause", entry: "/pause"},
+		{short: "pause", ref: refs["pause"], pkg: "./images/pause", entry: "/pause"},
+		// The local cluster's volume helper creates directories on the node as
+		// root; its namespace is exempt from the restricted standard.
+		{short: "local-path-helper", ref: refs["local-path-helper"], pkg: "./images/local-path-helper",
+			entry: "/local-path-helper", user: "0:0"},
+		// The cluster tier's client inside the cluster.
+		{short: "cluster-probe", ref: refs["cluster-probe"], pkg: "./test/cluster/probe", entry: "/cluster-probe",
+			ports: []string{"8080/tcp"}},
 	}
 }
 
@@ -69,35 +78,42 @@ func main() {
 	demoStepImg := flag.String("demo-step-img", "ghcr.io/patchbay-dev/demo-step:0.1.0", "demo-step image.")
 	natsImg := flag.String("nats-img", "", "NATS server image (default ghcr.io/patchbay-dev/nats-server:<the version go.mod requires>).")
 	pauseImg := flag.String("pause-img", "ghcr.io/patchbay-dev/pause:0.1.0", "Pod sandbox (pause) image.")
+	helperImg := flag.String("local-path-helper-img", "ghcr.io/patchbay-dev/local-path-helper:0.1.0", "The local cluster's volume helper image.")
+	probeImg := flag.String("probe-img", "ghcr.io/patchbay-dev/cluster-probe:0.1.0", "The cluster tier's probe image.")
 	flag.Usage = func() {
 		fmt.Fprintf(flag.CommandLine.Output(), "Usage: %s [flags] [short-name...]\n\n"+
 			"Builds OCI image archives (docker save format) without a Docker engine;\n"+
-			"with short names (manager, patchbay-runtime, demo-step, nats-server, pause) only those.\n\n", os.Args[0])
+			"with short names (manager, patchbay-runtime, demo-step, nats-server, pause,\n"+
+			"local-path-helper, cluster-probe) only those.\n\n", os.Args[0])
 		flag.PrintDefaults()
 	}
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
-	if err := run(ctx, *out, flag.Args(), *img, *runtimeImg, *demoStepImg, *natsImg, *pauseImg); err != nil {
+	refs := map[string]string{
+		"manager": *img, "patchbay-runtime": *runtimeImg, "demo-step": *demoStepImg, "nats-server": *natsImg,
+		"pause": *pauseImg, "local-path-helper": *helperImg, "cluster-probe": *probeImg,
+	}
+	if err := run(ctx, *out, flag.Args(), refs); err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}
 }
 
-func run(ctx context.Context, out string, only []string, img, runtimeImg, demoStepImg, natsImg, pauseImg string) error {
+func run(ctx context.Context, out string, only []string, refs map[string]string) error {
 	root, err := moduleRoot(ctx)
 	if err != nil {
 		return err
 	}
-	if natsImg == "" {
+	if refs["nats-server"] == "" {
 		v, err := goOutput(ctx, root, "list", "-m", "-f", "{{.Version}}", natsModule)
 		if err != nil {
 			return err
 		}
-		natsImg = "ghcr.io/patchbay-dev/nats-server:" + v
+		refs["nats-server"] = "ghcr.io/patchbay-dev/nats-server:" + v
 	}
-	all := specs(img, runtimeImg, demoStepImg, natsImg, pauseImg)
+	all := specs(refs)
 	selected, err := selectSpecs(all, only)
 	if err != nil {
 		return err
@@ -219,6 +235,9 @@ func imageOf(s spec, bin string) (v1.Image, error) {
 	cf.OS = "linux"
 	cf.Architecture = runtime.GOARCH
 	cf.Config.User = "65532:65532"
+	if s.user != "" {
+		cf.Config.User = s.user
+	}
 	cf.Config.Entrypoint = []string{s.entry}
 	cf.Config.WorkingDir = "/"
 	// Container runtimes resolve a bare command such as nats-server with the

@@ -23,7 +23,7 @@ func TestPauseArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	var s spec
-	for _, c := range specs("m", "r", "d", "n", "ghcr.io/patchbay-dev/pause:0.1.0") {
+	for _, c := range specs(map[string]string{"pause": "ghcr.io/patchbay-dev/pause:0.1.0"}) {
 		if c.short == "pause" {
 			s = c
 		}
