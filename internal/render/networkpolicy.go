@@ -20,7 +20,8 @@ var otlpPorts = []int32{4317, 4318}
 // (all sources for the entry step of a sync-chain, which callers reach through
 // its Service); its admin port (metrics, health) admits all. Step egress is not
 // restricted: the user's app may call anything. The orchestrator and gateway
-// serve callers on 8080 and may reach only DNS, the steps that list them as
+// serve callers on 8080 when they are the workflow's entry, and nobody
+// otherwise; they may reach only DNS, the steps that list them as
 // callers, their Broker and a trace collector.
 func NetworkPolicies(in *WorkflowInput) []client.Object {
 	var objs []client.Object
@@ -88,12 +89,25 @@ func componentNetworkPolicy(in *WorkflowInput, component string) *networkingv1.N
 		Spec: networkingv1.NetworkPolicySpec{
 			PodSelector: metav1.LabelSelector{MatchLabels: selectorLabels(o, component, "")},
 			PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress, networkingv1.PolicyTypeEgress},
-			Ingress:     []networkingv1.NetworkPolicyIngressRule{{Ports: tcpPolicyPorts(plan.ComponentPort)}},
+			Ingress:     componentIngress(in.Plan, component),
 			Egress:      egress,
 		},
 	}
 	stamp(np, o, ComponentName(in.Workflow.Name, component), component, "")
 	return np
+}
+
+// componentIngress admits callers from anywhere on the entry's port, and
+// nobody to a component that is not the entry: an async orchestrator takes its
+// work from the broker, so a pod that could reach it could only probe it. The
+// kubelet's probes come from the node, which NetworkPolicy implementations
+// always admit; a Prometheus outside the graph needs a policy of its own to
+// scrape such a component.
+func componentIngress(p *plan.Plan, component string) []networkingv1.NetworkPolicyIngressRule {
+	if p.Entry.Kind != component {
+		return nil
+	}
+	return []networkingv1.NetworkPolicyIngressRule{{Ports: tcpPolicyPorts(plan.ComponentPort)}}
 }
 
 // callerSelector selects the pods of a caller named in plan.Step.Callers.

@@ -306,6 +306,36 @@ func TestComponentNetworkPolicyEgress(t *testing.T) {
 	}
 }
 
+// TestComponentNetworkPolicyIngress pins who may call a component: callers on
+// the entry's port when it is the entry, nobody when it is an async
+// orchestrator that the gateway fronts.
+func TestComponentNetworkPolicyIngress(t *testing.T) {
+	for _, tt := range []struct {
+		sample, component string
+		wantOpen          bool
+	}{
+		{"sync-orchestrated", ComponentOrchestrator, true},
+		{"async-orchestrated", ComponentGateway, true},
+		{"async-orchestrated", ComponentOrchestrator, false},
+		{"hybrid", ComponentGateway, true},
+		{"hybrid", ComponentOrchestrator, false},
+		{"choreography", ComponentGateway, true},
+	} {
+		t.Run(tt.sample+"/"+tt.component, func(t *testing.T) {
+			in := sampleInput(t, tt.sample+".yaml")
+			np := componentNetworkPolicy(in, tt.component)
+			if !slices.Contains(np.Spec.PolicyTypes, networkingv1.PolicyTypeIngress) {
+				t.Fatalf("policy types %v: ingress must be restricted", np.Spec.PolicyTypes)
+			}
+			open := len(np.Spec.Ingress) == 1 && len(np.Spec.Ingress[0].From) == 0 &&
+				len(np.Spec.Ingress[0].Ports) == 1 && np.Spec.Ingress[0].Ports[0].Port.IntVal == plan.ComponentPort
+			if open != tt.wantOpen || (!tt.wantOpen && len(np.Spec.Ingress) != 0) {
+				t.Errorf("ingress %+v, want open to all on %d: %v", np.Spec.Ingress, plan.ComponentPort, tt.wantOpen)
+			}
+		})
+	}
+}
+
 func TestNewWorkflowInputRejectsAForeignPlan(t *testing.T) {
 	wf, p := orchestratedFixture()
 	p.Workflow = "other"
