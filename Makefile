@@ -217,6 +217,10 @@ cluster-down: ## Stop the local cluster and remove every process, mount, bridge 
 cluster-status: ## Say what of the local cluster runs.
 	hack/local-cluster.sh status
 
+.PHONY: test-cluster
+test-cluster: manifests helm cluster-assets images ## The cluster tier on the local real node: chart, samples from host and pod, NATS cluster, policies, faults.
+	HELM=$(HELM) VERSION=$(VERSION) NATS_IMG=$(NATS_IMG) PROBE_IMG=$(PROBE_IMG) TEST_FLAGS="$(TEST_FLAGS)" hack/test-cluster.sh
+
 .PHONY: demo
 demo: manifests helm cluster-assets images ## The demo: local cluster, chart, Broker, every sample, one request per style.
 	HELM=$(HELM) VERSION=$(VERSION) NATS_IMG=$(NATS_IMG) hack/demo.sh local
