@@ -56,6 +56,19 @@ func helm(t *testing.T, args ...string) []byte {
 	return out
 }
 
+// helmFails runs helm, expects it to fail and returns what it printed.
+func helmFails(t *testing.T, args ...string) string {
+	t.Helper()
+	out, err := exec.Command(helmBinary(t), args...).CombinedOutput()
+	if err == nil {
+		t.Fatalf("helm %s succeeded, want an error\n%s", strings.Join(args, " "), out)
+	}
+	if _, ok := err.(*exec.ExitError); !ok {
+		t.Fatalf("helm %s: %v", strings.Join(args, " "), err)
+	}
+	return string(out)
+}
+
 // rendered is what `helm template` produced, by kind and name.
 type rendered map[string][]byte
 

@@ -36,3 +36,20 @@ app.kubernetes.io/component: manager
 {{- define "patchbay.image" -}}
 {{- printf "%s:%s" .image.repository (default .root.Chart.AppVersion .image.tag) -}}
 {{- end -}}
+
+{{/* natsImage is the --nats-image: natsImage is either one string or a
+repository and a tag. */}}
+{{- define "patchbay.natsImage" -}}
+{{- $img := .Values.natsImage -}}
+{{- if kindIs "string" $img -}}
+{{- required "natsImage is required" $img -}}
+{{- else -}}
+{{- printf "%s:%s" (required "natsImage.repository is required" $img.repository) (required "natsImage.tag is required" $img.tag) -}}
+{{- end -}}
+{{- end -}}
+
+{{/* The labels of the pods the manager deploys (internal/render/meta.go). */}}
+{{- define "patchbay.runtimePodLabels" -}}
+app.kubernetes.io/name: patchbay
+app.kubernetes.io/managed-by: patchbay
+{{- end -}}
