@@ -89,7 +89,7 @@ request() {
     for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.2; done
     url=http://127.0.0.1:$port/
   fi
-  curl -sS -o /tmp/patchbay-demo-$wf.out -w '%{http_code} %{time_total}' \
+  curl -sS -o /tmp/patchbay-demo-$wf.out -w '%{http_code} %{time_total}\n' \
     -H 'Content-Type: application/json' -d '{"orderId":"demo-1","id":7}' "$url" || true
   [[ -n $pf ]] && kill "$pf" 2>/dev/null
   return 0
