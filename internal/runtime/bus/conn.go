@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
@@ -61,7 +62,7 @@ func Connect(o Options, log *slog.Logger) (*Conn, error) {
 		// The broker's password may be rotated before its servers reload it:
 		// keep trying instead of giving up after the same error twice.
 		nats.IgnoreAuthErrorAbort(),
-		nats.ReconnectWait(250 * time.Millisecond),
+		nats.CustomReconnectDelay(reconnectDelay),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("Disconnected from the broker", "err", err)
@@ -103,6 +104,24 @@ func Connect(o Options, log *slog.Logger) (*Conn, error) {
 	}
 	c.NC, c.JS = nc, js
 	return c, nil
+}
+
+// Pause between two passes over the broker's servers while none answers.
+const (
+	reconnectWaitMin = 250 * time.Millisecond
+	reconnectWaitMax = 5 * time.Second
+)
+
+// reconnectDelay backs off from reconnectWaitMin to reconnectWaitMax over the
+// failed passes of one outage (attempts counts from 1; the client starts over
+// at every disconnect), with up to 20% jitter so that a workflow's pods do not
+// reconnect in step.
+func reconnectDelay(attempts int) time.Duration {
+	d := reconnectWaitMax
+	if attempts < 16 {
+		d = min(reconnectWaitMin<<max(attempts-1, 0), reconnectWaitMax)
+	}
+	return d + rand.N(d/5+1)
 }
 
 // Ready is nil while the connection is up, else why it is not.
