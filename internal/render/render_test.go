@@ -403,3 +403,55 @@ func TestRuntimeStoresStreamsAsTheBrokerDoes(t *testing.T) {
 		t.Errorf("a sync style: stream args %v, want none", got)
 	}
 }
+
+// Every patchbay-runtime container (sidecar, orchestrator, gateway) of every
+// style has a startup probe on /healthz with a budget of at least two
+// minutes, liveness on /healthz with sane thresholds, and readiness on
+// /readyz: liveness never waits for the broker, readiness does.
+func TestRuntimeContainersProbeHealthAndReadiness(t *testing.T) {
+	const minStartupBudget = 2 * 60 // seconds
+	for _, file := range sampleWorkflows {
+		in := sampleInput(t, file)
+		seen := 0
+		for name, tpl := range podTemplates(WorkflowObjects(in)) {
+			for _, c := range slices.Concat(tpl.Spec.InitContainers, tpl.Spec.Containers) {
+				if c.Image != testSettings.RuntimeImage {
+					continue
+				}
+				seen++
+				at := fmt.Sprintf("%s %s/%s", file, name, c.Name)
+				port := int32(plan.ComponentPort)
+				if c.Name == SidecarContainerName {
+					port = plan.SidecarAdminPort
+				}
+				for kind, want := range map[string]struct {
+					probe *corev1.Probe
+					path  string
+				}{"startup": {c.StartupProbe, "/healthz"}, "liveness": {c.LivenessProbe, "/healthz"}, "readiness": {c.ReadinessProbe, "/readyz"}} {
+					p := want.probe
+					if p == nil || p.HTTPGet == nil {
+						t.Errorf("%s: no HTTP %s probe", at, kind)
+						continue
+					}
+					if p.HTTPGet.Path != want.path || p.HTTPGet.Port.IntVal != port {
+						t.Errorf("%s: %s probe on %s:%s, want %s:%d", at, kind, p.HTTPGet.Path, p.HTTPGet.Port.String(), want.path, port)
+					}
+				}
+				if s := c.StartupProbe; s != nil {
+					if budget := s.PeriodSeconds * s.FailureThreshold; budget < minStartupBudget {
+						t.Errorf("%s: startup budget %ds (period %d × failureThreshold %d), want at least %ds", at, budget, s.PeriodSeconds, s.FailureThreshold, minStartupBudget)
+					}
+					if s.SuccessThreshold != 1 {
+						t.Errorf("%s: startup successThreshold %d, want 1", at, s.SuccessThreshold)
+					}
+				}
+				if l := c.LivenessProbe; l != nil && (l.FailureThreshold < 3 || l.PeriodSeconds < 10 || l.TimeoutSeconds < 1) {
+					t.Errorf("%s: liveness period %ds, timeout %ds, failureThreshold %d: want at least 10s, 1s and 3", at, l.PeriodSeconds, l.TimeoutSeconds, l.FailureThreshold)
+				}
+			}
+		}
+		if seen == 0 {
+			t.Errorf("%s: no runtime container", file)
+		}
+	}
+}

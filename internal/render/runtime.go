@@ -81,6 +81,29 @@ func runtimeVolumes(in *WorkflowInput) []corev1.Volume {
 	return v
 }
 
+// Probes of the patchbay-runtime containers (sidecar, orchestrator, gateway).
+//
+// Liveness is /healthz: the runtime answers it from its start for as long as
+// its serving loop runs, and never fails it because the broker is unreachable
+// or the role is still connecting: restarting a role does not bring its
+// broker sooner, it only turned a Broker's start into CrashLoopBackOff.
+// Readiness is /readyz: false until the role is connected and set up on the
+// broker, whenever the connection is down, and while draining.
+//
+// The startup probe is on /healthz too, not /readyz, and holds liveness back
+// for up to runtimeStartupBudget. On /readyz it would restart every runtime
+// container whose broker takes longer than the budget (the restart loop again,
+// only slower), and since the sidecar is a native sidecar the kubelet would
+// not start the app container before the broker is up. The wait for the
+// broker is readiness' business: the pod takes no traffic until /readyz
+// passes. The generous budget covers a runtime that is slow to open its
+// admin port (a cold node, a throttled CPU) without ever letting liveness
+// kill a role that is still starting.
+const (
+	runtimeStartupPeriodSeconds    = 2
+	runtimeStartupFailureThreshold = 90 // 3 minutes
+)
+
 func httpProbe(path string, port int32) *corev1.Probe {
 	return &corev1.Probe{
 		ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{
@@ -93,6 +116,18 @@ func httpProbe(path string, port int32) *corev1.Probe {
 	}
 }
 
+// runtimeProbes sets the startup, liveness and readiness probes of a
+// patchbay-runtime container whose admin endpoints are on port.
+func runtimeProbes(c *corev1.Container, port int32) {
+	startup := httpProbe("/healthz", port)
+	startup.PeriodSeconds = runtimeStartupPeriodSeconds
+	startup.TimeoutSeconds = 2
+	startup.FailureThreshold = runtimeStartupFailureThreshold
+	c.StartupProbe = startup
+	c.LivenessProbe = httpProbe("/healthz", port)
+	c.ReadinessProbe = httpProbe("/readyz", port)
+}
+
 func tcpPort(name string, port int32) corev1.ContainerPort {
 	return corev1.ContainerPort{Name: name, ContainerPort: port, Protocol: corev1.ProtocolTCP}
 }
@@ -101,7 +136,7 @@ func tcpPort(name string, port int32) corev1.ContainerPort {
 // is built. It runs as a native sidecar (an init container that keeps running),
 // so it is up before the app starts and stops after it.
 func sidecarContainer(in *WorkflowInput, step *plan.Step) corev1.Container {
-	return corev1.Container{
+	c := corev1.Container{
 		Name:          SidecarContainerName,
 		Image:         in.Settings.RuntimeImage,
 		Args:          runtimeArgs(in, "sidecar", "--step="+step.Name),
@@ -110,8 +145,6 @@ func sidecarContainer(in *WorkflowInput, step *plan.Step) corev1.Container {
 			tcpPort("http", plan.SidecarPort),
 			tcpPort("admin", plan.SidecarAdminPort),
 		},
-		ReadinessProbe: httpProbe("/readyz", plan.SidecarAdminPort),
-		LivenessProbe:  httpProbe("/healthz", plan.SidecarAdminPort),
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{
 				corev1.ResourceCPU:    resource.MustParse("20m"),
@@ -122,17 +155,17 @@ func sidecarContainer(in *WorkflowInput, step *plan.Step) corev1.Container {
 		SecurityContext: restrictedContainerSecurityContext(ptr.To(runtimeUser)),
 		VolumeMounts:    runtimeVolumeMounts(in),
 	}
+	runtimeProbes(&c, plan.SidecarAdminPort)
+	return c
 }
 
 // componentContainer is the patchbay-runtime container of the orchestrator or the gateway.
 func componentContainer(in *WorkflowInput, role string) corev1.Container {
-	return corev1.Container{
-		Name:           role,
-		Image:          in.Settings.RuntimeImage,
-		Args:           runtimeArgs(in, role),
-		Ports:          []corev1.ContainerPort{tcpPort("http", plan.ComponentPort)},
-		ReadinessProbe: httpProbe("/readyz", plan.ComponentPort),
-		LivenessProbe:  httpProbe("/healthz", plan.ComponentPort),
+	c := corev1.Container{
+		Name:  role,
+		Image: in.Settings.RuntimeImage,
+		Args:  runtimeArgs(in, role),
+		Ports: []corev1.ContainerPort{tcpPort("http", plan.ComponentPort)},
 		Resources: corev1.ResourceRequirements{
 			Requests: corev1.ResourceList{
 				corev1.ResourceCPU:    resource.MustParse("50m"),
@@ -143,4 +176,6 @@ func componentContainer(in *WorkflowInput, role string) corev1.Container {
 		SecurityContext: restrictedContainerSecurityContext(ptr.To(runtimeUser)),
 		VolumeMounts:    runtimeVolumeMounts(in),
 	}
+	runtimeProbes(&c, plan.ComponentPort)
+	return c
 }

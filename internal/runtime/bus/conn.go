@@ -5,9 +5,12 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -33,25 +36,50 @@ type Conn struct {
 	JS jetstream.JetStream
 	// Storage is how the workflow's stream and buckets are kept on this broker.
 	Storage Storage
+
+	url      string
+	closing  atomic.Bool
+	failOnce sync.Once
+	failed   chan struct{}
+	failErr  error
 }
 
-// Connect dials the broker. It keeps reconnecting for ever once connected, and
-// retries the first connect too, so a role may start before its broker is up.
+// Connect dials the broker. It never waits for the broker: the first connect
+// is retried in the background like every reconnect, for ever, and neither a
+// refused connection, an unknown host nor a rejected password closes the
+// connection, so a role may start long before its broker and outlive any
+// broker restart. Ready says whether it is connected; Failed reports the one
+// state it cannot leave, a connection closed other than by Close.
 func Connect(o Options, log *slog.Logger) (*Conn, error) {
 	if o.URL == "" {
 		return nil, errors.New("--nats-url is required for the async styles")
 	}
+	c := &Conn{Storage: o.Storage, url: o.URL, failed: make(chan struct{})}
 	opts := []nats.Option{
 		nats.Name(o.Name),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
-		nats.ReconnectWait(250 * time.Millisecond),
+		// The broker's password may be rotated before its servers reload it:
+		// keep trying instead of giving up after the same error twice.
+		nats.IgnoreAuthErrorAbort(),
+		nats.CustomReconnectDelay(reconnectDelay),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
 			if err != nil {
 				log.Warn("Disconnected from the broker", "err", err)
 			}
 		}),
+		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
+			log.Debug("Connecting to the broker failed; retrying", "url", o.URL, "err", err)
+		}),
+		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("Connected to the broker", "url", nc.ConnectedUrlRedacted()) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("Reconnected to the broker", "url", nc.ConnectedUrlRedacted()) }),
+		nats.ClosedHandler(func(nc *nats.Conn) {
+			err := nc.LastError()
+			if err == nil {
+				err = nats.ErrConnectionClosed
+			}
+			c.Fail(fmt.Errorf("the connection to the broker at %s closed: %w", o.URL, err))
+		}),
 	}
 	if o.Credentials != "" {
 		user, err := readSecret(o.Credentials, "user")
@@ -70,17 +98,87 @@ func Connect(o Options, log *slog.Logger) (*Conn, error) {
 	}
 	js, err := jetstream.New(nc)
 	if err != nil {
+		c.closing.Store(true)
 		nc.Close()
 		return nil, fmt.Errorf("JetStream at %s: %w", o.URL, err)
 	}
-	return &Conn{NC: nc, JS: js, Storage: o.Storage}, nil
+	c.NC, c.JS = nc, js
+	return c, nil
+}
+
+// Pause between two passes over the broker's servers while none answers.
+const (
+	reconnectWaitMin = 250 * time.Millisecond
+	reconnectWaitMax = 5 * time.Second
+)
+
+// reconnectDelay backs off from reconnectWaitMin to reconnectWaitMax over the
+// failed passes of one outage (attempts counts from 1; the client starts over
+// at every disconnect), with up to 20% jitter so that a workflow's pods do not
+// reconnect in step.
+func reconnectDelay(attempts int) time.Duration {
+	d := reconnectWaitMax
+	if attempts < 16 {
+		d = min(reconnectWaitMin<<max(attempts-1, 0), reconnectWaitMax)
+	}
+	return d + rand.N(d/5+1)
+}
+
+// Ready is nil while the connection is up, else why it is not.
+func (c *Conn) Ready() error {
+	if c.NC.IsConnected() {
+		return nil
+	}
+	if err := c.NC.LastError(); err != nil {
+		return fmt.Errorf("not connected to the broker at %s (%s): %w", c.url, c.NC.Status(), err)
+	}
+	return fmt.Errorf("not connected to the broker at %s (%s)", c.url, c.NC.Status())
+}
+
+// Fail marks the connection as unusable for good, such as when it closed or a
+// consumer stopped on its own; the role should exit so that it is restarted.
+// The first error wins; Fail after Close does nothing.
+func (c *Conn) Fail(err error) {
+	if c.closing.Load() {
+		return
+	}
+	c.failOnce.Do(func() {
+		c.failErr = err
+		close(c.failed)
+	})
+}
+
+// Failed is closed once Fail was called; Err says why.
+func (c *Conn) Failed() <-chan struct{} { return c.failed }
+
+// Err is the error Fail was given, or nil.
+func (c *Conn) Err() error {
+	select {
+	case <-c.failed:
+		return c.failErr
+	default:
+		return nil
+	}
 }
 
 // Close drains the connection: pending publishes are flushed first.
 func (c *Conn) Close() {
+	c.closing.Store(true)
 	if err := c.NC.Drain(); err != nil {
 		c.NC.Close()
 	}
+}
+
+// WatchConsume fails the connection if cc stops while stopping reports false:
+// the client stops consuming for good when its consumer was deleted or the
+// connection closed, and only a restart of the role recreates them.
+func (c *Conn) WatchConsume(cc jetstream.ConsumeContext, durable string, stopping *atomic.Bool) {
+	go func() {
+		<-cc.Closed()
+		if !stopping.Load() {
+			c.Fail(fmt.Errorf("consumer %s stopped consuming", durable))
+		}
+	}()
 }
 
 func readSecret(dir, name string) (string, error) {

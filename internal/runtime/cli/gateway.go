@@ -4,8 +4,10 @@ import (
 	"context"
 	"io"
 	"net/http"
+	"sync/atomic"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/gateway"
 	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
 )
@@ -32,24 +34,39 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
 		return err
 	}
 	defer tel.Tracing.Shutdown(context.WithoutCancel(ctx))
-	conn, err := f.nats.connect(p, tel, "gateway")
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
 	l, err := serve.Listen(f.listen)
 	if err != nil {
 		return err
 	}
-	g, err := gateway.Start(ctx, gateway.Config{Plan: p, Conn: conn, Resolver: resolver, Telemetry: tel})
+	// The gateway serves /healthz and /readyz at once; its own routes answer
+	// 503 until it is set up on the broker.
+	var gw atomic.Pointer[gateway.Gateway]
+	health := &serve.Health{}
+	link, err := f.nats.link(ctx, p, tel, "gateway", health, func(ctx context.Context, conn *bus.Conn) (func(), error) {
+		g, err := gateway.Start(ctx, gateway.Config{Plan: p, Conn: conn, Resolver: resolver, Telemetry: tel})
+		if err != nil {
+			return nil, err
+		}
+		gw.Store(g)
+		return g.Stop, nil
+	})
 	if err != nil {
 		_ = l.Close()
 		return err
 	}
-	defer g.Stop()
-	health := &serve.Health{}
+	// After the drain: held callers have their answers before the consumers
+	// and the connection stop.
+	defer link.Close()
 	mux := http.NewServeMux()
 	serve.AdminRoutes(mux, tel, health)
-	mux.Handle("/", g)
-	return serve.Run(ctx, tel.Log, health, f.serveOptions(), serve.Server{Name: "gateway", Listener: l, Handler: mux})
+	mux.Handle("/", http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if g := gw.Load(); g != nil {
+			g.ServeHTTP(w, r)
+			return
+		}
+		notReady(w, health)
+	}))
+	opts := f.serveOptions()
+	opts.Fatal = link.Fatal()
+	return serve.Run(ctx, tel.Log, health, opts, serve.Server{Name: "gateway", Listener: l, Handler: mux})
 }

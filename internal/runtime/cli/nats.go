@@ -1,7 +1,7 @@
 package cli
 
 import (
-	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"net/http"
@@ -10,6 +10,7 @@ import (
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
@@ -54,15 +55,18 @@ func (n *natsFlags) connect(p *plan.Plan, tel *telemetry.Telemetry, name string)
 	}, tel.Log)
 }
 
-// stopOnDone runs stop once ctx is done, and returns a wait for it.
-func stopOnDone(ctx context.Context, stop func()) func() {
-	done := make(chan struct{})
-	go func() {
-		<-ctx.Done()
-		stop()
-		close(done)
-	}()
-	return func() { <-done }
+// notReady answers a request for a route the role serves only once set up
+// on the broker.
+func notReady(w http.ResponseWriter, health *serve.Health) {
+	msg := "not ready"
+	if err := health.Check(); err != nil {
+		msg += ": " + err.Error()
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Retry-After", "1")
+	w.WriteHeader(http.StatusServiceUnavailable)
+	b, _ := json.Marshal(map[string]string{"error": msg})
+	_, _ = w.Write(append(b, '\n'))
 }
 
 func notHere(msg string) http.Handler {

@@ -8,6 +8,7 @@ import (
 	"strconv"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/orchestrator"
 	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
 )
@@ -94,24 +95,29 @@ func runAsyncOrchestrator(ctx context.Context, f *componentFlags, p *plan.Plan, 
 		return err
 	}
 	defer tel.Tracing.Shutdown(context.WithoutCancel(ctx))
-	conn, err := f.nats.connect(p, tel, "orchestrator")
-	if err != nil {
-		return err
-	}
-	defer conn.Close()
 	l, err := serve.Listen(f.listen)
 	if err != nil {
 		return err
 	}
-	o, err := orchestrator.StartAsync(ctx, orchestrator.AsyncConfig{Plan: p, Conn: conn, Telemetry: tel})
+	health := &serve.Health{}
+	link, err := f.nats.link(ctx, p, tel, "orchestrator", health, func(ctx context.Context, conn *bus.Conn) (func(), error) {
+		o, err := orchestrator.StartAsync(ctx, orchestrator.AsyncConfig{Plan: p, Conn: conn, Telemetry: tel})
+		if err != nil {
+			return nil, err
+		}
+		return o.Stop, nil
+	})
 	if err != nil {
 		_ = l.Close()
 		return err
 	}
-	defer stopOnDone(ctx, o.Stop)()
-	health := &serve.Health{}
+	defer link.Close()
+	// On SIGTERM the consumer stops pulling while the HTTP server drains.
+	defer context.AfterFunc(ctx, link.Close)()
 	mux := http.NewServeMux()
 	serve.AdminRoutes(mux, tel, health)
 	mux.Handle("/", notHere("runs of workflow "+p.Workflow+" start at its gateway"))
-	return serve.Run(ctx, tel.Log, health, f.serveOptions(), serve.Server{Name: "orchestrator", Listener: l, Handler: mux})
+	opts := f.serveOptions()
+	opts.Fatal = link.Fatal()
+	return serve.Run(ctx, tel.Log, health, opts, serve.Server{Name: "orchestrator", Listener: l, Handler: mux})
 }

@@ -10,6 +10,7 @@ import (
 	"strconv"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
 	"github.com/patchbay-dev/patchbay/internal/runtime/sidecar"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
@@ -84,31 +85,33 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 		_ = in.Close()
 		return err
 	}
-	// Async styles: the step also consumes its subjects; plain HTTP keeps
-	// working beside it (dual support).
-	wait := func() {}
+	// Async styles: the step also consumes its subjects, once connected to
+	// the broker; plain HTTP works beside it from the start (dual support).
+	health := &serve.Health{}
+	opts := f.serveOptions()
 	if p.Stream != nil && len(p.Step(f.step).Consumers) > 0 {
-		conn, err := f.nats.connect(p, tel, "sidecar "+f.step)
+		link, err := f.nats.link(ctx, p, tel, "sidecar "+f.step, health, func(ctx context.Context, conn *bus.Conn) (func(), error) {
+			async, err := sc.StartAsync(ctx, conn)
+			if err != nil {
+				return nil, err
+			}
+			return async.Stop, nil
+		})
 		if err != nil {
 			_, _ = in.Close(), adm.Close()
 			return err
 		}
-		defer conn.Close()
-		async, err := sc.StartAsync(ctx, conn)
-		if err != nil {
-			_, _ = in.Close(), adm.Close()
-			return err
-		}
-		wait = stopOnDone(ctx, async.Stop)
+		defer link.Close()
+		// On SIGTERM the consumers stop pulling while the HTTP servers drain.
+		defer context.AfterFunc(ctx, link.Close)()
+		opts.Fatal = link.Fatal()
 	}
-	defer wait()
-	return serveWithAdmin(ctx, f.common, tel, serve.Server{Name: "inbound", Listener: in, Handler: sc}, adm)
+	return serveWithAdmin(ctx, opts, tel, health, serve.Server{Name: "inbound", Listener: in, Handler: sc}, adm)
 }
 
-func serveWithAdmin(ctx context.Context, c common, tel *telemetry.Telemetry, main serve.Server, adm net.Listener) error {
-	health := &serve.Health{}
+func serveWithAdmin(ctx context.Context, opts serve.Options, tel *telemetry.Telemetry, health *serve.Health, main serve.Server, adm net.Listener) error {
 	mux := http.NewServeMux()
 	serve.AdminRoutes(mux, tel, health)
 	tel.Log.Info("Starting", "server", main.Name)
-	return serve.Run(ctx, tel.Log, health, c.serveOptions(), main, serve.Server{Name: "admin", Listener: adm, Handler: mux})
+	return serve.Run(ctx, tel.Log, health, opts, main, serve.Server{Name: "admin", Listener: adm, Handler: mux})
 }

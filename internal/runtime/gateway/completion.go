@@ -64,6 +64,7 @@ func (g *Gateway) consume(cons jetstream.Consumer, failed string, handle func(je
 		return err
 	}
 	g.consumers = append(g.consumers, cc)
+	g.conn.WatchConsume(cc, cons.CachedInfo().Name, &g.stopping)
 	return nil
 }
 

@@ -10,6 +10,7 @@ import (
 	"net/url"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/google/uuid"
@@ -63,6 +64,7 @@ type Gateway struct {
 	mux       *http.ServeMux
 	proxies   map[string]*httputil.ReverseProxy
 	consumers []jetstream.ConsumeContext
+	stopping  atomic.Bool
 	inflight  sync.WaitGroup
 	readModel *readModel
 }
@@ -78,9 +80,11 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	}
 	g = &Gateway{plan: p, tel: cfg.Telemetry, conn: cfg.Conn, run: cfg.Telemetry.Metrics.Run(p.Workflow),
 		mux: http.NewServeMux(), proxies: map[string]*httputil.ReverseProxy{}}
+	// The returns below set g to nil: stop what was started through a copy.
+	started := g
 	defer func() {
 		if err != nil {
-			g.Stop()
+			started.Stop()
 		}
 	}()
 	source := hop.SourceOf(p.Namespace, p.Workflow, plan.GatewayRole)
@@ -149,6 +153,7 @@ func callableByGateway(st *plan.Step) bool {
 // Stop ends the consumers and the inbox subscription; held callers get their
 // answer from the drain of the HTTP server first.
 func (g *Gateway) Stop() {
+	g.stopping.Store(true)
 	for _, c := range g.consumers {
 		c.Drain()
 		<-c.Closed()

@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -54,6 +55,7 @@ type Async struct {
 	consume    jetstream.ConsumeContext
 	sem        chan struct{}
 	inflight   sync.WaitGroup
+	stopping   atomic.Bool
 }
 
 // StartAsync ensures the stream, the runs bucket and the orchestrators'
@@ -116,12 +118,14 @@ func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 	if err != nil {
 		return nil, err
 	}
+	cfg.Conn.WatchConsume(a.consume, p.Stream.OrchestratorDurable, &a.stopping)
 	cfg.Telemetry.Log.Info("Orchestrating over the bus", "workflow", p.Workflow, "consumer", p.Stream.OrchestratorDurable)
 	return a, nil
 }
 
 // Stop stops pulling and waits for the messages in hand.
 func (a *Async) Stop() {
+	a.stopping.Store(true)
 	a.consume.Drain()
 	<-a.consume.Closed()
 	a.inflight.Wait()

@@ -16,22 +16,59 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
-// Health is a role's readiness: ready once it serves, not ready while draining.
-type Health struct{ ready atomic.Bool }
+// Health is a role's liveness and readiness.
+//
+// Liveness (/healthz) is only that the process serves: it answers 200 for as
+// long as the server that carries it runs, and looks at nothing else, so that
+// the kubelet never restarts a role that waits for its broker or reconnects to
+// it (restarting would not bring the broker sooner).
+//
+// Readiness (/readyz) is that the role serves (Run sets it, and clears it when
+// draining) and that every check added with AddCheck passes, such as being
+// connected to the broker with the consumers set up.
+type Health struct {
+	serving atomic.Bool
+	mu      sync.Mutex
+	checks  []func() error
+}
 
-// SetReady sets readiness.
-func (h *Health) SetReady(v bool) { h.ready.Store(v) }
+// SetReady says whether the role serves; Run sets it, and clears it to drain.
+func (h *Health) SetReady(v bool) { h.serving.Store(v) }
+
+// AddCheck adds a readiness condition: the role is not ready while check
+// returns an error.
+func (h *Health) AddCheck(check func() error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	h.checks = append(h.checks, check)
+}
+
+// Check is nil when the role is ready, else why it is not.
+func (h *Health) Check() error {
+	if !h.serving.Load() {
+		return errors.New("not serving (starting or draining)")
+	}
+	h.mu.Lock()
+	checks := h.checks
+	h.mu.Unlock()
+	for _, c := range checks {
+		if err := c(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
 
 // Ready reports readiness.
-func (h *Health) Ready() bool { return h.ready.Load() }
+func (h *Health) Ready() bool { return h.Check() == nil }
 
 // AdminRoutes adds the admin endpoints to mux.
 func AdminRoutes(mux *http.ServeMux, tel *telemetry.Telemetry, health *Health) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(tel.Registry, promhttp.HandlerOpts{Registry: tel.Registry}))
 	mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) { _, _ = w.Write([]byte("ok\n")) })
 	mux.HandleFunc("GET /readyz", func(w http.ResponseWriter, _ *http.Request) {
-		if !health.Ready() {
-			http.Error(w, "not ready", http.StatusServiceUnavailable)
+		if err := health.Check(); err != nil {
+			http.Error(w, "not ready: "+err.Error(), http.StatusServiceUnavailable)
 			return
 		}
 		_, _ = w.Write([]byte("ok\n"))
@@ -66,9 +103,13 @@ type Options struct {
 	ShutdownDelay time.Duration
 	// DrainTimeout bounds how long in-flight requests may finish.
 	DrainTimeout time.Duration
+	// Fatal, when it yields an error, ends Run as a failed server does:
+	// readiness fails, the servers drain at once and Run returns the error,
+	// so that the process exits non-zero and is restarted.
+	Fatal <-chan error
 }
 
-// Run serves until ctx is done or a server fails, then drains: readiness fails,
+// Run serves until ctx is done, a server fails or opts.Fatal yields, then drains: readiness fails,
 // after ShutdownDelay the listeners close, and in-flight requests have
 // DrainTimeout to finish.
 func Run(ctx context.Context, log *slog.Logger, health *Health, opts Options, servers ...Server) error {
@@ -95,8 +136,12 @@ func Run(ctx context.Context, log *slog.Logger, health *Health, opts Options, se
 	select {
 	case <-ctx.Done():
 	case runErr = <-errc:
+	case runErr = <-opts.Fatal:
 	}
 	health.SetReady(false)
+	if runErr != nil {
+		log.Error("Stopping", "err", runErr)
+	}
 	log.Info("Draining", "shutdownDelay", opts.ShutdownDelay, "drainTimeout", opts.DrainTimeout)
 	if opts.ShutdownDelay > 0 && runErr == nil {
 		time.Sleep(opts.ShutdownDelay)

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -42,6 +43,7 @@ type Async struct {
 	dead      *hop.Contract
 	consumers []*asyncConsumer
 	inflight  sync.WaitGroup
+	stopping  atomic.Bool
 }
 
 type emit struct {
@@ -64,13 +66,18 @@ func (s *Sidecar) StartAsync(ctx context.Context, conn *bus.Conn) (*Async, error
 	if p.Stream == nil || len(step.Consumers) == 0 {
 		return nil, nil
 	}
-	// One attempt per delivery: the broker's redelivery is the retry.
-	once := *step
-	once.Policy.Retry.Attempts = 1
-	app, err := hop.NewStepTarget("sidecar", &once, s.appURL, s.source, s.transport, s.tel)
-	if err != nil {
-		return nil, err
+	if s.asyncApp == nil {
+		// One attempt per delivery: the broker's redelivery is the retry.
+		once := *step
+		once.Policy.Retry.Attempts = 1
+		app, err := hop.NewStepTarget("sidecar", &once, s.appURL, s.source, s.transport, s.tel)
+		if err != nil {
+			return nil, err
+		}
+		s.asyncApp = app
 	}
+	app := s.asyncApp
+	var err error
 	source := hop.SourceOf(p.Namespace, p.Workflow, step.Name)
 	a := &Async{s: s, conn: conn, app: app, sem: make(chan struct{}, max(1, step.Policy.Bulkhead.MaxConcurrent))}
 	if a.result, err = hop.NewTypedContract(source, step.Name, ResultEventType, s.tel.Tracing.Inject); err != nil {
@@ -110,6 +117,7 @@ func (s *Sidecar) StartAsync(ctx context.Context, conn *bus.Conn) (*Async, error
 			return nil, fmt.Errorf("consume %s: %w", pc.Durable, err)
 		}
 		a.consumers = append(a.consumers, c)
+		conn.WatchConsume(c.consume, pc.Durable, &a.stopping)
 		s.tel.Log.Info("Consuming", "step", step.Name, "consumer", pc.Durable, "subject", pc.FilterSubject)
 	}
 	return a, nil
@@ -117,6 +125,7 @@ func (s *Sidecar) StartAsync(ctx context.Context, conn *bus.Conn) (*Async, error
 
 // Stop stops pulling and waits for the messages in hand to be handled.
 func (a *Async) Stop() {
+	a.stopping.Store(true)
 	for _, c := range a.consumers {
 		if c.consume != nil {
 			c.consume.Drain()

@@ -49,6 +49,9 @@ type Sidecar struct {
 	spanName  string
 
 	chain *chain // nil unless the step is a sync-chain step
+	// asyncApp is the async side's app target, built by the first StartAsync
+	// so that a retried start does not register its breaker twice.
+	asyncApp *hop.Target
 }
 
 // New builds a sidecar; edges and their breakers are built here, once.

@@ -1,0 +1,340 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	. "github.com/onsi/gomega"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
+	"github.com/patchbay-dev/patchbay/internal/topology"
+)
+
+// These tests run the roles in process through Main, against an embedded
+// nats-server that the test starts, stops and restarts on a fixed port, as a
+// Broker's StatefulSet comes up after the workflow's pods and loses servers.
+
+// waitBound bounds every wait, generous for a loaded 2-core machine.
+const (
+	waitBound = 60 * time.Second
+	pollEvery = 50 * time.Millisecond
+)
+
+const (
+	natsUser     = "patchbay"
+	natsPassword = "s3cret"
+)
+
+// testBroker is an embedded nats-server with JetStream and a client password,
+// on a port and store directory that outlive its restarts.
+type testBroker struct {
+	t    *testing.T
+	port int
+	dir  string
+	srv  *server.Server
+}
+
+func newTestBroker(t *testing.T) *testBroker {
+	b := &testBroker{t: t, port: freePort(t), dir: t.TempDir()}
+	t.Cleanup(b.stop)
+	return b
+}
+
+func (b *testBroker) url() string { return "nats://127.0.0.1:" + strconv.Itoa(b.port) }
+
+func (b *testBroker) start() {
+	b.t.Helper()
+	srv, err := server.NewServer(&server.Options{
+		ServerName: "patchbay-test", Host: "127.0.0.1", Port: b.port,
+		JetStream: true, StoreDir: b.dir, NoSigs: true, NoLog: true,
+		Username: natsUser, Password: natsPassword,
+	})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(waitBound) {
+		srv.Shutdown()
+		b.t.Fatalf("embedded NATS on port %d is not ready within %s", b.port, waitBound)
+	}
+	b.srv = srv
+}
+
+func (b *testBroker) stop() {
+	if b.srv != nil {
+		b.srv.Shutdown()
+		b.srv.WaitForShutdown()
+		b.srv = nil
+	}
+}
+
+// credentials writes the Broker's client Secret as the pod mounts it.
+func credentials(t *testing.T) string {
+	dir := t.TempDir()
+	for name, v := range map[string]string{"user": natsUser, "password": natsPassword} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(v+"\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
+
+func freePort(t *testing.T) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
+}
+
+// planFile compiles a sample Workflow as the operator does and writes its plan.
+func planFile(t *testing.T, style string) (string, *plan.Plan) {
+	t.Helper()
+	wf, err := dev.LoadWorkflow(filepath.Join("..", "..", "..", "config", "samples", style+".yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := topology.Compile(wf)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := p.Marshal()
+	if err != nil {
+		t.Fatal(err)
+	}
+	file := filepath.Join(t.TempDir(), "plan.json")
+	if err := os.WriteFile(file, b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file, p
+}
+
+// syncBuffer is a log sink the role and the test share.
+type syncBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (s *syncBuffer) Write(p []byte) (int, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.Write(p)
+}
+
+func (s *syncBuffer) String() string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.b.String()
+}
+
+// role is a role running through Main.
+type role struct {
+	admin  string // host:port of /healthz and /readyz
+	stderr *syncBuffer
+	done   chan struct{} // closed when Main returned
+	code   int           // Main's exit code, once done
+	stop   context.CancelFunc
+}
+
+// exitCode waits for Main to return.
+func (r *role) exitCode(g Gomega) int {
+	g.Eventually(r.done).WithTimeout(waitBound).Should(BeClosed())
+	return r.code
+}
+
+// startRole runs Main(args) until the test ends (as SIGTERM would end it).
+func startRole(t *testing.T, admin string, args ...string) *role {
+	t.Helper()
+	ctx, cancel := context.WithCancel(context.Background())
+	r := &role{admin: admin, stderr: &syncBuffer{}, done: make(chan struct{}), stop: cancel}
+	go func() {
+		defer close(r.done)
+		r.code = Main(ctx, append(args, "--log-format=text", "--log-level=debug"), io.Discard, r.stderr)
+	}()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case <-r.done:
+		case <-time.After(waitBound):
+			t.Errorf("%s did not return within %s after its context ended", args[0], waitBound)
+		}
+		if t.Failed() {
+			t.Logf("%s log:\n%s", args[0], r.stderr.String())
+		}
+	})
+	return r
+}
+
+// status GETs path on the role's admin address; 0 when nothing answers.
+func (r *role) status(path string) int {
+	c := http.Client{Timeout: time.Second}
+	resp, err := c.Get("http://" + r.admin + path)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
+
+// probes is what the kubelet sees: /healthz, /readyz, and whether Main returned.
+type probes struct {
+	Healthz, Readyz int
+	Exited          bool
+}
+
+func (r *role) probes() probes {
+	p := probes{Healthz: r.status("/healthz"), Readyz: r.status("/readyz")}
+	select {
+	case <-r.done:
+		p.Exited = true
+	default:
+	}
+	return p
+}
+
+var (
+	waiting = probes{Healthz: http.StatusOK, Readyz: http.StatusServiceUnavailable}
+	ready   = probes{Healthz: http.StatusOK, Readyz: http.StatusOK}
+)
+
+// The measured bug: every async role restarted three to five times before
+// its Broker was up, because it listened (and so answered /healthz) only once
+// connected and set up on the broker. A role must serve /healthz from its
+// start, say not ready while the broker is unreachable, and never exit for it.
+func TestGatewayWaitsForTheBrokerAndRidesOutItsRestarts(t *testing.T) {
+	g := NewWithT(t)
+	file, _ := planFile(t, "async-orchestrated")
+	broker := newTestBroker(t)
+	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	gw := startRole(t, listen, "gateway", "--plan="+file, "--listen="+listen,
+		"--nats-url="+broker.url(), "--nats-credentials="+credentials(t), "--shutdown-delay=0")
+
+	// No broker yet: alive, not ready, and it stays so.
+	g.Eventually(gw.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(waiting))
+	g.Consistently(gw.probes).WithTimeout(3 * time.Second).WithPolling(100 * time.Millisecond).Should(Equal(waiting))
+	// Its routes answer 503 rather than hang.
+	code, body := postAsync(g, listen, "")
+	g.Expect(code).To(Equal(http.StatusServiceUnavailable), body)
+
+	// The broker comes up: the gateway sets itself up and takes runs.
+	broker.start()
+	g.Eventually(gw.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(ready))
+	code, body = postAsync(g, listen, "run-1")
+	g.Expect(code).To(Equal(http.StatusAccepted), body)
+	g.Expect(get(g, listen, "/runs/run-1")).To(Equal(http.StatusAccepted))
+
+	// The broker goes away: not ready, still alive, still running.
+	broker.stop()
+	g.Eventually(gw.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(waiting))
+	g.Consistently(gw.probes).WithTimeout(2 * time.Second).WithPolling(100 * time.Millisecond).Should(Equal(waiting))
+
+	// It comes back with its store: ready again, and the run is still there.
+	broker.start()
+	g.Eventually(gw.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(ready))
+	g.Eventually(func() int { return get(g, listen, "/runs/run-1") }).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(http.StatusAccepted))
+	code, body = postAsync(g, listen, "run-2")
+	g.Expect(code).To(Equal(http.StatusAccepted), body)
+
+	// SIGTERM still ends it cleanly.
+	gw.stop()
+	g.Expect(gw.exitCode(g)).To(Equal(0))
+}
+
+// The orchestrator and the sidecar of an async step wait for the broker the
+// same way: alive from the start, ready once the broker is up.
+func TestAsyncRolesServeHealthWhileWaitingForTheBroker(t *testing.T) {
+	for name, args := range map[string]func(listen, admin string) []string{
+		"orchestrator": func(listen, _ string) []string {
+			return []string{"orchestrator", "--listen=" + listen}
+		},
+		"sidecar": func(listen, admin string) []string {
+			return []string{"sidecar", "--step=pick", "--listen=" + listen, "--admin-listen=" + admin, "--app-url=http://127.0.0.1:1"}
+		},
+	} {
+		t.Run(name, func(t *testing.T) {
+			g := NewWithT(t)
+			file, _ := planFile(t, "async-orchestrated")
+			broker := newTestBroker(t)
+			listen, admin := "127.0.0.1:"+strconv.Itoa(freePort(t)), "127.0.0.1:"+strconv.Itoa(freePort(t))
+			a := args(listen, admin)
+			if name == "orchestrator" {
+				admin = listen
+			}
+			r := startRole(t, admin, append(a, "--plan="+file, "--nats-url="+broker.url(), "--nats-credentials="+credentials(t))...)
+			g.Eventually(r.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(waiting))
+			g.Consistently(r.probes).WithTimeout(2 * time.Second).WithPolling(100 * time.Millisecond).Should(Equal(waiting))
+			broker.start()
+			g.Eventually(r.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(ready))
+		})
+	}
+}
+
+// A consumer the client stops on its own (here: deleted on the broker) would
+// leave the role running but idle for good: it must turn not ready and exit
+// non-zero, so that Kubernetes restarts it and it recreates the consumer.
+func TestOrchestratorExitsWhenItsConsumerIsGone(t *testing.T) {
+	g := NewWithT(t)
+	file, p := planFile(t, "async-orchestrated")
+	broker := newTestBroker(t)
+	broker.start()
+	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	r := startRole(t, listen, "orchestrator", "--plan="+file, "--listen="+listen,
+		"--nats-url="+broker.url(), "--nats-credentials="+credentials(t))
+	g.Eventually(r.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(ready))
+
+	nc, err := nats.Connect(broker.url(), nats.UserInfo(natsUser, natsPassword))
+	g.Expect(err).NotTo(HaveOccurred())
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	g.Expect(err).NotTo(HaveOccurred())
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+	defer cancel()
+	g.Expect(js.DeleteConsumer(ctx, p.Stream.Name, p.Stream.OrchestratorDurable)).To(Succeed())
+
+	g.Expect(r.exitCode(g)).To(Equal(1))
+	g.Expect(r.stderr.String()).To(ContainSubstring("consumer " + p.Stream.OrchestratorDurable + " stopped consuming"))
+}
+
+func postAsync(g Gomega, addr, runID string) (int, string) {
+	req, err := http.NewRequest(http.MethodPost, "http://"+addr+"/", strings.NewReader(`{"sku":"a1"}`))
+	g.Expect(err).NotTo(HaveOccurred())
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Prefer", "respond-async")
+	if runID != "" {
+		req.Header.Set("Patchbay-Run-Id", runID)
+	}
+	c := http.Client{Timeout: waitBound}
+	resp, err := c.Do(req)
+	g.Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+func get(g Gomega, addr, path string) int {
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get("http://" + addr + path)
+	if err != nil {
+		return 0
+	}
+	_, _ = io.Copy(io.Discard, resp.Body)
+	resp.Body.Close()
+	return resp.StatusCode
+}
