@@ -445,8 +445,8 @@ func TestRuntimeContainersProbeHealthAndReadiness(t *testing.T) {
 						t.Errorf("%s: startup successThreshold %d, want 1", at, s.SuccessThreshold)
 					}
 				}
-				if l := c.LivenessProbe; l != nil && (l.FailureThreshold < 3 || l.PeriodSeconds < 10 || l.TimeoutSeconds < 1) {
-					t.Errorf("%s: liveness period %ds, timeout %ds, failureThreshold %d: want at least 10s, 1s and 3", at, l.PeriodSeconds, l.TimeoutSeconds, l.FailureThreshold)
+				if l := c.LivenessProbe; l != nil && (l.FailureThreshold < 3 || l.PeriodSeconds < 10 || l.TimeoutSeconds < 5) {
+					t.Errorf("%s: liveness period %ds, timeout %ds, failureThreshold %d: want at least 10s, 5s and 3", at, l.PeriodSeconds, l.TimeoutSeconds, l.FailureThreshold)
 				}
 			}
 		}
