@@ -20,4 +20,4 @@ export KUBECONFIG
 hack/local-cluster.sh load bin/images/*.tar
 [[ -n $started ]] && echo "test-cluster: started the local cluster for this run" >&2
 
-go test -tags cluster -count=1 -timeout="${CLUSTER_TIMEOUT:-30m}" ${TEST_FLAGS:-} ./test/cluster/ -ginkgo.v
+go test -v -tags cluster -count=1 -timeout="${CLUSTER_TIMEOUT:-30m}" ${TEST_FLAGS:-} ./test/cluster/ -ginkgo.v

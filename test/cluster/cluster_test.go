@@ -164,14 +164,21 @@ var _ = Describe("patchbay on a real node", Ordered, func() {
 		}
 
 		By("a pod outside the graph reaches no step, no async orchestrator and no broker")
-		for _, target := range []string{
-			"checkout-charge." + namespace + ".svc:80",         // only the orchestrator calls it
-			"quote-price." + namespace + ".svc:80",             // only the chain's previous step calls it
-			"fulfilment-validate." + namespace + ".svc:80",     // async: nobody calls it over HTTP
-			"fulfilment-orchestrator." + namespace + ".svc:80", // not the entry of an async style
-			"default-nats." + namespace + ".svc:4222",          // only the workflows' pods
+		for _, target := range []struct{ service, why string }{
+			{"checkout-charge", "only the orchestrator calls it"},
+			{"quote-pricing", "only the chain's previous step calls it"},
+			{"fulfilment-validate", "in an async style nobody calls a step over HTTP"},
+			{"fulfilment-orchestrator", "it is not the entry of an async style"},
+			{"default-nats", "only the pods of the Broker's workflows are its clients"},
 		} {
-			Expect(probeDial(ctx, target)).NotTo(Succeed(), "%s is reachable from a pod outside the graph", target)
+			// Dial the Service's address, not its name: a name that does not
+			// resolve would pass for a blocked connection.
+			var svc corev1.Service
+			Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: namespace, Name: target.service}, &svc)).To(Succeed())
+			port := svc.Spec.Ports[0].Port
+			err := probeDial(ctx, fmt.Sprintf("%s:%d", svc.Spec.ClusterIP, port))
+			Expect(err).To(HaveOccurred(), "%s:%d is reachable from a pod outside the graph, but %s", target.service, port, target.why)
+			Expect(err.Error()).To(ContainSubstring("timeout"), "%s: want a dropped connection", target.service)
 		}
 	}, SpecTimeout(3*time.Minute))
 

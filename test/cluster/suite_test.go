@@ -156,7 +156,7 @@ func dumpDiagnostics(ctx context.Context) {
 		{"get", "pods,svc,networkpolicies,workflows,brokers", "-n", namespace, "-o", "wide"},
 		{"get", "pods", "-n", releaseNamespace, "-o", "wide"},
 		{"get", "events", "-n", namespace, "--sort-by=.lastTimestamp"},
-		{"logs", "-n", releaseNamespace, "deploy/patchbay", "--tail=100"},
+		{"logs", "-n", releaseNamespace, "deploy/patchbay-manager", "--tail=100"},
 	} {
 		out, err := runErr(ctx, "kubectl", args...)
 		fmt.Fprintf(GinkgoWriter, "$ kubectl %s\n%s%v\n", strings.Join(args, " "), out, err)
