@@ -78,7 +78,10 @@ verify: controller-gen ## Fail if generated code (CRDs, RBAC, deepcopy) is stale
 	go vet ./...
 
 .PHONY: test
-test: manifests generate envtest helm ## Run every test tier: unit, golden, fuzz seeds, chart rendering, envtest suites and data-plane e2e.
+test: test-unit test-cluster ## Run every test tier: test-unit, then test-cluster on the local real node (needs root).
+
+.PHONY: test-unit
+test-unit: manifests generate envtest helm ## Unit, golden, fuzz seeds, chart rendering, envtest suites and data-plane e2e: no cluster, no root.
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM=$(HELM) go test $(TEST_FLAGS) $(GO_TEST_PACKAGES)
 
 .PHONY: test-e2e

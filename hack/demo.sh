@@ -57,7 +57,9 @@ log "installing the chart (manager $VERSION, runtime $VERSION, NATS $NATS_IMG)"
   --set image.tag="$VERSION" --set image.pullPolicy=IfNotPresent \
   --set runtimeImage.tag="$VERSION" --set natsImage="$NATS_IMG" \
   --wait --timeout 5m >/dev/null
-kubectl -n "$RELEASE_NAMESPACE" rollout status deploy --timeout=5m >/dev/null
+# make images keeps the tags: restart the manager so that it runs the image just loaded.
+kubectl -n "$RELEASE_NAMESPACE" rollout restart deploy/patchbay-manager >/dev/null
+kubectl -n "$RELEASE_NAMESPACE" rollout status deploy/patchbay-manager --timeout=5m >/dev/null
 
 log "applying the Broker and the samples in namespace $NAMESPACE"
 kubectl create namespace "$NAMESPACE" --dry-run=client -o yaml | kubectl apply -f - >/dev/null

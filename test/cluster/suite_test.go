@@ -85,6 +85,10 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		"--namespace", releaseNamespace, "--create-namespace",
 		"--set", "image.tag="+env.version, "--set", "runtimeImage.tag="+env.version,
 		"--set", "natsImage="+env.natsImage, "--wait", "--timeout", "5m")
+	// The image tag stays the same when make images rebuilds it: restart the
+	// manager so that it runs the image just loaded.
+	kubectl(ctx, "rollout", "restart", "-n", releaseNamespace, "deployment/patchbay-manager")
+	kubectl(ctx, "rollout", "status", "-n", releaseNamespace, "deployment/patchbay-manager", "--timeout=3m")
 
 	By("starting from an empty namespace")
 	deleteNamespace(ctx)
