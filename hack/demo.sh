@@ -36,7 +36,7 @@ local)
   ;;
 kind)
   command -v kind >/dev/null || { echo "kind is not installed" >&2; exit 1; }
-  kind get clusters 2>/dev/null | grep -qx "$KIND_CLUSTER" || kind create cluster --name "$KIND_CLUSTER"
+  kind get clusters 2>/dev/null | grep -x "$KIND_CLUSTER" >/dev/null || kind create cluster --name "$KIND_CLUSTER"
   KUBECONFIG=${KUBECONFIG:-$HOME/.kube/config}
   export KUBECONFIG
   kubectl config use-context "kind-$KIND_CLUSTER" >/dev/null

@@ -6,6 +6,7 @@
 #   hack/local-cluster.sh up       start it (idempotent: a running cluster is kept)
 #   hack/local-cluster.sh down     stop it and remove every trace of it
 #   hack/local-cluster.sh status   say what runs
+#   hack/local-cluster.sh leftovers list what of a cluster is still here (fails if anything)
 #   hack/local-cluster.sh env      print the export KUBECONFIG=... line
 #   hack/local-cluster.sh load F.. import OCI/docker image archives into the node
 #
@@ -62,6 +63,9 @@ CONTAINERD_SOCK=$STATE/containerd/containerd.sock
 KUBECONFIG_ADMIN=$STATE/kubeconfig
 
 log() { echo "local-cluster: $*" >&2; }
+# has PATTERN: grep that reads all its input. grep -q stops at the first match,
+# and under pipefail the writer's SIGPIPE would turn a match into a failure.
+has() { grep "$@" >/dev/null; }
 die() { log "$*"; exit 1; }
 
 # --- tools --------------------------------------------------------------------
@@ -343,7 +347,7 @@ sysctl_set() { # KEY VALUE: set, remembering the first value seen for down
 host_network_up() {
   sysctl_set net.ipv4.ip_forward 1
   sysctl_set net.bridge.bridge-nf-call-iptables 1
-  ip addr show dev lo | grep -q " $NODE_IP/32 " || ip addr add "$NODE_IP/32" dev lo
+  ip addr show dev lo | has " $NODE_IP/32 " || ip addr add "$NODE_IP/32" dev lo
   if ! ip link show "$BRIDGE" >/dev/null 2>&1; then
     ip link add "$BRIDGE" type bridge
     ip addr add "$BRIDGE_IP/24" dev "$BRIDGE"
@@ -507,7 +511,7 @@ down() {
   local ipt
   for ipt in iptables ip6tables; do
     command -v "$ipt-save" >/dev/null || continue
-    if "$ipt-save" | grep -qE 'KUBE-|CNI-|PATCHBAY-'; then
+    if "$ipt-save" | has -E 'KUBE-|CNI-|PATCHBAY-'; then
       "$ipt-save" | grep -vE 'KUBE-|CNI-|PATCHBAY-' | "$ipt-restore"
     fi
   done
@@ -534,7 +538,32 @@ down() {
     while read -r key val; do echo "$val" >"/proc/sys/${key//./\/}" 2>/dev/null || true; done <"$STATE/sysctl.orig"
   fi
   rm -rf "$STATE"
+  if ! leftovers; then
+    die "down: the above is left of the cluster"
+  fi
   log "down: nothing of the cluster is left"
+}
+
+# leftovers lists what of the cluster is still on this machine, and fails if
+# anything is.
+leftovers() {
+  local left=() c
+  # Every process of the cluster names a file under $STATE on its command
+  # line: a config, a kubeconfig, a data directory or containerd's socket.
+  for c in $(pgrep -f -- "$STATE/" 2>/dev/null); do left+=("process $c: $(tr '\0' ' ' </proc/"$c"/cmdline 2>/dev/null | cut -c1-100)"); done
+  findmnt -rn -o TARGET | has -F "$STATE" && left+=("mounts under $STATE")
+  ip netns list 2>/dev/null | has '^cni-' && left+=("network namespaces cni-*")
+  ip link show "$BRIDGE" >/dev/null 2>&1 && left+=("bridge $BRIDGE")
+  ip addr show dev lo | has " $NODE_IP/32 " && left+=("address $NODE_IP on lo")
+  for c in iptables ip6tables; do
+    command -v "$c-save" >/dev/null && "$c-save" | has -E 'KUBE-|CNI-|PATCHBAY-' && left+=("$c chains")
+  done
+  command -v ipset >/dev/null && ipset list -n 2>/dev/null | has -E '^(KUBE-|kube-router)' && left+=("ipsets")
+  compgen -G '/sys/fs/cgroup/*/kubepods' >/dev/null && left+=("kubelet cgroups")
+  [[ -e $STATE ]] && left+=("$STATE")
+  ((${#left[@]} == 0)) && return 0
+  for c in "${left[@]}"; do log "left: $c"; done
+  return 1
 }
 
 # --- status -------------------------------------------------------------------
@@ -558,7 +587,8 @@ case ${1:-} in
 up) up ;;
 down) down ;;
 status) status ;;
+leftovers) leftovers ;;
 env) print_env ;;
 load) shift; load "$@" ;;
-*) echo "usage: $0 up|down|status|env|load ARCHIVE..." >&2; exit 2 ;;
+*) echo "usage: $0 up|down|status|leftovers|env|load ARCHIVE..." >&2; exit 2 ;;
 esac
