@@ -491,7 +491,14 @@ down() {
     stop "$c"
   done
   # Stop and remove every pod through the CRI, so that the CNI plugins release
-  # their addresses and delete their veths and network namespaces.
+  # their addresses and delete their veths and network namespaces. A cluster
+  # whose processes were killed (a machine's session ended) still has its
+  # containers: start its containerd again to remove them.
+  if ! alive containerd && [[ -f $STATE/containerd/config.toml && -x $crictl ]]; then
+    mkdir -p "$LOGS" "$RUN"
+    start containerd containerd --config "$STATE/containerd/config.toml"
+    for _ in $(seq 60); do "$crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK" version >/dev/null 2>&1 && break; sleep 0.5; done
+  fi
   if alive containerd && [[ -x $crictl ]]; then
     "$crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK" rmp --all --force >/dev/null 2>&1 || true
   fi
