@@ -76,6 +76,8 @@ verify: controller-gen ## Fail if generated code (CRDs, RBAC, deepcopy) is stale
 	if [ -n "$$unformatted" ]; then echo "Not gofmt-clean (run 'make fmt'):"; echo "$$unformatted"; exit 1; fi
 	go mod tidy -diff
 	go vet ./...
+	@# The cluster tiers build only under their tags.
+	go vet -tags cluster,e2e ./test/...
 
 .PHONY: test
 test: test-unit test-cluster ## Run every test tier: test-unit, then test-cluster on the local real node (needs root).
