@@ -5,14 +5,17 @@ import (
 	"encoding/json"
 	"io"
 	"net/http"
+	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
 )
 
 // A caller's id or key goes into a NATS subject. One over the broker's
@@ -156,4 +159,26 @@ func whenPostWithHeader(t *testing.T, url, body, key, value string) answer {
 		t.Fatal(err)
 	}
 	return answer{code: resp.StatusCode, header: resp.Header, body: b}
+}
+
+// As a role exits for Kubernetes to restart it, the dev data plane stops
+// with the error when a component's broker link fails for good (here: the
+// read model's consumer is deleted, so the client stops consuming), instead
+// of serving on, disconnected; /readyz says so until it stopped.
+func TestDevStopsWhenABrokerLinkFailsForGood(t *testing.T) {
+	g := NewWithT(t)
+	tel := testTelemetry(t)
+	env, err := dev.Start(context.Background(), dev.Options{
+		File: filepath.Join("..", "..", "..", "config", "samples", "choreography.yaml"),
+		Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Stderr: t.Output(), Telemetry: tel,
+		Serve: serve.Options{DrainTimeout: 5 * time.Second},
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(func() { _ = env.Stop() })
+	g.Expect(whenGet(t, env.AdminURL+"readyz").code).To(Equal(http.StatusOK))
+
+	conn := connect(t, env)
+	g.Expect(conn.JS.DeleteConsumer(context.Background(), env.Plan.Stream.Name, env.Plan.ReadModel.Durable)).To(Succeed())
+	eventually(g, env.Done()).Should(BeClosed())
+	g.Expect(env.Err()).To(MatchError(ContainSubstring("consumer " + env.Plan.ReadModel.Durable + " stopped consuming")))
 }
