@@ -112,8 +112,12 @@ type written struct {
 // maxWritten bounds the records kept for the next update.
 const maxWritten = 4096
 
-// Create stores a new run.
+// Create stores a new run. Like Get and Update, it refuses a run id that is
+// not a valid one (CheckRunID) with a *KeyError before reaching the broker.
 func (s *Runs) Create(ctx context.Context, r *Run) error {
+	if err := CheckRunID("run id", r.ID); err != nil {
+		return err
+	}
 	b, err := json.Marshal(r)
 	if err != nil {
 		return err
@@ -129,6 +133,9 @@ func (s *Runs) Create(ctx context.Context, r *Run) error {
 
 // Get reads a run.
 func (s *Runs) Get(ctx context.Context, id string) (*Run, uint64, error) {
+	if err := CheckRunID("run id", id); err != nil {
+		return nil, 0, err
+	}
 	e, err := s.KV.Get(ctx, id)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) || errors.Is(err, jetstream.ErrInvalidKey) {
@@ -149,6 +156,9 @@ func (s *Runs) Get(ctx context.Context, id string) (*Run, uint64, error) {
 // attempt may start from the record this process last wrote; a decision not
 // to change anything is only taken on a fresh read.
 func (s *Runs) Update(ctx context.Context, id string, change func(*Run) bool) (*Run, error) {
+	if err := CheckRunID("run id", id); err != nil {
+		return nil, err
+	}
 	r, rev, cached := s.written(id)
 	for {
 		if !cached {

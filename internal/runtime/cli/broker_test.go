@@ -46,6 +46,9 @@ type testBroker struct {
 	port int
 	dir  string
 	srv  *server.Server
+	// maxControlLine, when set, lowers the server's limit on a protocol line
+	// (4096 by default), over which it closes the client's connection.
+	maxControlLine int32
 }
 
 func newTestBroker(t *testing.T) *testBroker {
@@ -61,7 +64,7 @@ func (b *testBroker) start() {
 	srv, err := server.NewServer(&server.Options{
 		ServerName: "patchbay-test", Host: "127.0.0.1", Port: b.port,
 		JetStream: true, StoreDir: b.dir, NoSigs: true, NoLog: true,
-		Username: natsUser, Password: natsPassword,
+		Username: natsUser, Password: natsPassword, MaxControlLine: b.maxControlLine,
 	})
 	if err != nil {
 		b.t.Fatal(err)
@@ -310,6 +313,30 @@ func TestOrchestratorExitsWhenItsConsumerIsGone(t *testing.T) {
 
 	g.Expect(r.exitCode(g)).To(Equal(1))
 	g.Expect(r.stderr.String()).To(ContainSubstring("consumer " + p.Stream.OrchestratorDurable + " stopped consuming"))
+}
+
+// The broker closes a connection whose protocol line is over its limit, and
+// the client does not reconnect after that. The gateway checks every key
+// against a bound far below the default limit; should a line still be too
+// long (here: a broker with a lower limit), the gateway must not stay up
+// disconnected: it turns not ready and exits non-zero, to be restarted.
+func TestGatewayExitsWhenTheBrokerClosesItsConnection(t *testing.T) {
+	g := NewWithT(t)
+	file, _ := planFile(t, "choreography")
+	broker := newTestBroker(t)
+	broker.maxControlLine = 400
+	broker.start()
+	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
+	gw := startRole(t, listen, "gateway", "--plan="+file, "--listen="+listen,
+		"--nats-url="+broker.url(), "--nats-credentials="+credentials(t), "--shutdown-delay=0")
+	g.Eventually(gw.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(ready))
+
+	// A valid read-model key (256 bytes, stored base64-encoded), whose KV
+	// read is over this broker's limit.
+	code := get(g, listen, "/query/"+strings.Repeat("%C3%BC", 128))
+	g.Expect(code).To(Or(Equal(http.StatusServiceUnavailable), BeZero()))
+	g.Expect(gw.exitCode(g)).To(Equal(1))
+	g.Expect(gw.stderr.String()).To(ContainSubstring("maximum control line exceeded"))
 }
 
 func postAsync(g Gomega, addr, runID string) (int, string) {

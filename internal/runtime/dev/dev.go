@@ -51,6 +51,8 @@ type Env struct {
 	apps     map[string]*app
 	sidecars map[string]string
 	broker   *broker
+	// conns are the components' broker connections.
+	conns []*bus.Conn
 	// closers stop the bus side (consumers, connections) after HTTP drained,
 	// latest first.
 	closers  []func()
@@ -200,15 +202,21 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		servers = append(servers, serve.Server{Name: "orchestrator", Listener: entryL, Handler: orch})
 	}
 	health := &serve.Health{}
+	health.AddCheck(env.brokerReady)
 	mux := http.NewServeMux()
 	serve.AdminRoutes(mux, o.Telemetry, health)
 	servers = append(servers, serve.Server{Name: "admin", Listener: adminL, Handler: mux})
 
 	runCtx, cancel := context.WithCancel(ctx)
 	env.cancel = cancel
+	// As in the roles: a connection closed for good (or a consumer stopped on
+	// its own) ends the data plane with its error instead of leaving it up
+	// and disconnected.
+	runOpts := o.Serve
+	runOpts.Fatal = env.fatal(runCtx)
 	go func() {
 		defer close(env.done)
-		env.err = serve.Run(runCtx, o.Telemetry.Log, health, o.Serve, servers...)
+		env.err = serve.Run(runCtx, o.Telemetry.Log, health, runOpts, servers...)
 		// Apps stop after the sidecars drained, so in-flight runs can finish.
 		env.stopBus()
 		env.stopApps()
@@ -238,7 +246,36 @@ func (e *Env) connect(p *plan.Plan, name string) (*bus.Conn, error) {
 		return nil, err
 	}
 	e.closers = append(e.closers, conn.Close)
+	e.conns = append(e.conns, conn)
 	return conn, nil
+}
+
+// brokerReady is nil while every component is connected to the broker.
+func (e *Env) brokerReady() error {
+	for _, c := range e.conns {
+		if err := c.Err(); err != nil {
+			return err
+		}
+		if err := c.Ready(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// fatal yields the first error of a connection that failed for good.
+func (e *Env) fatal(ctx context.Context) <-chan error {
+	ch := make(chan error, len(e.conns))
+	for _, c := range e.conns {
+		go func() {
+			select {
+			case <-c.Failed():
+				ch <- c.Err()
+			case <-ctx.Done():
+			}
+		}()
+	}
+	return ch
 }
 
 func (e *Env) stopBus() {

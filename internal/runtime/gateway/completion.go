@@ -75,6 +75,11 @@ func (g *Gateway) complete(m jetstream.Msg) error {
 	if runID == "" {
 		return nil
 	}
+	if err := bus.CheckRunID("run id", runID); err != nil {
+		// Not a run a gateway started, and retrying would not change it.
+		g.tel.Log.Warn("Dropping a message with an invalid run id", "subject", m.Subject(), "err", err)
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), completionAckWait)
 	defer cancel()
 	var herr *hop.Error

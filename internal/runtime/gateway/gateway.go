@@ -186,8 +186,8 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	runID := r.Header.Get(hop.HeaderRunID)
 	if runID == "" {
 		runID = uuid.NewString()
-	} else if !validRunID(runID) {
-		hop.BadRequest(http.StatusBadRequest, "header "+hop.HeaderRunID+" may hold only letters, digits, '-' and '_'").Write(w)
+	} else if err := bus.CheckRunID(hop.HeaderRunID+" header", runID); err != nil {
+		hop.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
 		return
 	}
 	body := hop.GetBuffer()
@@ -270,6 +270,10 @@ func (g *Gateway) publishStart(ctx context.Context, runID, contentType string, b
 
 func (g *Gateway) serveRun(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
+	if err := bus.CheckRunID("run id", id); err != nil {
+		hop.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
+		return
+	}
 	out, _, err := g.runs.Get(r.Context(), id)
 	switch {
 	case errors.Is(err, bus.ErrNoRun):
@@ -324,17 +328,4 @@ func writePending(w http.ResponseWriter, runID string) {
 	w.WriteHeader(http.StatusAccepted)
 	b, _ := json.Marshal(map[string]string{"runId": runID, "status": bus.RunPending, "location": "/runs/" + runID})
 	_, _ = w.Write(append(b, '\n'))
-}
-
-// validRunID keeps caller-chosen run IDs usable as KV keys and in subjects.
-func validRunID(s string) bool {
-	if s == "" || len(s) > 128 {
-		return false
-	}
-	for _, c := range s {
-		if !(c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9' || c == '-' || c == '_') {
-			return false
-		}
-	}
-	return true
 }

@@ -2,13 +2,10 @@ package gateway
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
 	"errors"
 	"net/http"
-	"regexp"
 	"strconv"
-	"strings"
 	"time"
 
 	"github.com/go-openapi/jsonpointer"
@@ -60,26 +57,36 @@ func (g *Gateway) startReadModel(ctx context.Context) error {
 	return g.consume(cons, "Projecting an event failed; it will be redelivered", g.project)
 }
 
+// project writes an event to the read model under its key. An event it
+// cannot project is logged, counted by reason and acknowledged: retrying it
+// would not change it, and would hold back every later event (one at a time).
 func (g *Gateway) project(m jetstream.Msg) error {
 	rm := g.readModel
+	skip := func(reason string, args ...any) error {
+		g.tel.Log.Warn("Skipping an event the read model cannot project: "+reason,
+			append([]any{"subject", m.Subject(), "keyPointer", g.plan.ReadModel.Key}, args...)...)
+		g.tel.Metrics.ReadModelSkipped(g.plan.Workflow, reason)
+		return nil
+	}
 	var doc any
 	if err := json.Unmarshal(m.Data(), &doc); err != nil {
-		g.tel.Log.Warn("Skipping an event that is not JSON", "subject", m.Subject())
-		return nil
+		return skip("not JSON")
 	}
 	v, _, err := rm.pointer.Get(doc)
 	if err != nil || v == nil {
-		g.tel.Log.Warn("Skipping an event without the read model's key", "subject", m.Subject(), "key", g.plan.ReadModel.Key)
-		return nil
+		return skip("no key")
 	}
 	key, ok := keyString(v)
 	if !ok {
-		g.tel.Log.Warn("Skipping an event whose key is not a string or number", "subject", m.Subject(), "key", g.plan.ReadModel.Key)
-		return nil
+		return skip("key not a string or number")
+	}
+	kvKey, err := bus.ReadModelKey("read-model key", key)
+	if err != nil {
+		return skip("invalid key", "err", err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	if _, err := rm.kv.Put(ctx, kvKey(key), m.Data()); err != nil {
+	if _, err := rm.kv.Put(ctx, kvKey, m.Data()); err != nil {
 		return err
 	}
 	if md, err := m.Metadata(); err == nil {
@@ -91,7 +98,7 @@ func (g *Gateway) project(m jetstream.Msg) error {
 func keyString(v any) (string, bool) {
 	switch k := v.(type) {
 	case string:
-		return k, k != ""
+		return k, true
 	case float64:
 		return strconv.FormatFloat(k, 'f', -1, 64), true
 	case bool:
@@ -100,26 +107,18 @@ func keyString(v any) (string, bool) {
 	return "", false
 }
 
-var plainKey = regexp.MustCompile(`^[-/_=.a-zA-Z0-9]+$`)
-
-// kvKey maps a key value to a valid KV key: as is when it can be, else
-// base64url with a prefix no plain key of this form starts with.
-func kvKey(k string) string {
-	if plainKey.MatchString(k) && k[0] != '.' && k[len(k)-1] != '.' && !strings.HasPrefix(k, b64Prefix) {
-		return k
-	}
-	return b64Prefix + base64.RawURLEncoding.EncodeToString([]byte(k))
-}
-
-const b64Prefix = "_b64_"
-
 func (g *Gateway) serveQuery(w http.ResponseWriter, r *http.Request) {
 	if g.readModel == nil {
 		(&hop.Error{Code: http.StatusNotFound, Message: "workflow " + g.plan.Workflow + " has no read model"}).Write(w)
 		return
 	}
 	key := r.PathValue("key")
-	e, err := g.readModel.kv.Get(r.Context(), kvKey(key))
+	kvKey, err := bus.ReadModelKey("read-model key", key)
+	if err != nil {
+		hop.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
+		return
+	}
+	e, err := g.readModel.kv.Get(r.Context(), kvKey)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
 		(&hop.Error{Code: http.StatusNotFound, Message: "no projected event with key " + strconv.Quote(key) + " (yet: the read model is eventually consistent)"}).Write(w)

@@ -152,6 +152,11 @@ func (a *Async) handle(m jetstream.Msg) error {
 		a.tel.Log.Warn("Dropping a message without a run ID", "subject", m.Subject())
 		return nil
 	}
+	if err := bus.CheckRunID("run id", runID); err != nil {
+		// No gateway starts such a run, and retrying would not change it.
+		a.tel.Log.Warn("Dropping a message with an invalid run id", "subject", m.Subject(), "err", err)
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), asyncAckWait)
 	defer cancel()
 	ctx = a.tel.Tracing.Extract(ctx, h)

@@ -28,6 +28,7 @@ type Metrics struct {
 	deadLetters        *prometheus.CounterVec
 	redeliveries       *prometheus.CounterVec
 	readModelLag       *prometheus.GaugeVec
+	readModelSkipped   *prometheus.CounterVec
 }
 
 // NewMetrics registers the metrics with reg.
@@ -85,10 +86,14 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "patchbay_read_model_lag_seconds",
 			Help: "Age of the last event the read model projected when it was written: how stale GET /query answers are.",
 		}, []string{"workflow"}),
+		readModelSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "patchbay_read_model_skipped_total",
+			Help: "Events the read model acknowledged without projecting them, by reason: not JSON, no key, key not a string or number, invalid key.",
+		}, []string{"workflow", "reason"}),
 	}
 	reg.MustRegister(m.inbound, m.inboundDuration, m.inflight, m.rejected, m.hopDuration,
 		m.hopAttempts, m.retries, m.breakerTransitions, m.runs, m.runDuration,
-		m.deadLetters, m.redeliveries, m.readModelLag)
+		m.deadLetters, m.redeliveries, m.readModelLag, m.readModelSkipped)
 	return m
 }
 
@@ -201,6 +206,12 @@ func (m *Metrics) Redeliveries(consumer string) prometheus.Counter {
 // ReadModelLag is the read model's lag gauge of a workflow.
 func (m *Metrics) ReadModelLag(workflow string) prometheus.Gauge {
 	return m.readModelLag.WithLabelValues(workflow)
+}
+
+// ReadModelSkipped counts an event of workflow the read model did not
+// project, and why.
+func (m *Metrics) ReadModelSkipped(workflow, reason string) {
+	m.readModelSkipped.WithLabelValues(workflow, reason).Inc()
 }
 
 // Observe records a finished run that started at start, wherever it finished
