@@ -131,7 +131,7 @@ func TestSetReadyCondition(t *testing.T) {
 		// planHash is that of the last plan that compiled.
 		planHash string
 	}{
-		{"all true", []metav1.Condition{compiled, brokerOK, stepsOK}, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, "Serving at http://shop-gateway.prod.svc"}, ""},
+		{"all true", []metav1.Condition{compiled, brokerOK, stepsOK}, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, "Serving at http://shop.prod.svc"}, ""},
 		{"the first false one names the reason", []metav1.Condition{
 			cond(v1alpha1.ConditionCompiled, metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "cycle a → b → a"),
 			cond(v1alpha1.ConditionBrokerReady, metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "no broker"),
@@ -150,7 +150,7 @@ func TestSetReadyCondition(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			wf := testWorkflow(v1alpha1.StyleHybrid)
-			wf.Status.Endpoint = "http://shop-gateway.prod.svc"
+			wf.Status.Endpoint = "http://shop.prod.svc"
 			wf.Status.PlanHash = tt.planHash
 			wf.Status.Conditions = tt.conds
 			setReadyCondition(wf)

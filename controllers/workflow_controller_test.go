@@ -204,11 +204,11 @@ var _ = Describe("The samples", Ordered, func() {
 		columns := printedColumns(ctx, ns)
 		Expect(columns["quote"]).To(Equal(map[string]string{
 			"Name": "quote", "Style": "sync-chain", "Ready": "True", "Steps": "3/3",
-			"Endpoint": "http://quote-cart.default.svc", "Age": columns["quote"]["Age"],
+			"Endpoint": "http://quote.default.svc", "Age": columns["quote"]["Age"],
 		}))
-		Expect(columns["shop"]).To(HaveKeyWithValue("Endpoint", "http://shop-gateway.default.svc"))
+		Expect(columns["shop"]).To(HaveKeyWithValue("Endpoint", "http://shop.default.svc"))
 		Expect(columns["shop"]).To(HaveKeyWithValue("Steps", "5/5"))
-		Expect(columns["checkout"]).To(HaveKeyWithValue("Endpoint", "http://checkout-orchestrator.default.svc"))
+		Expect(columns["checkout"]).To(HaveKeyWithValue("Endpoint", "http://checkout.default.svc"))
 		for name, row := range columns {
 			Expect(row["Age"]).NotTo(BeEmpty(), name)
 		}
@@ -517,7 +517,8 @@ var _ = Describe("Switching style", func() {
 			return d.Spec.Template.Annotations["patchbay.dev/plan-hash"]
 		}
 		expect := func(workloads, budgets []string) []string {
-			out := []string{"ConfigMap/flip-plan"}
+			// The entry Service, flip, stays through every style.
+			out := []string{"ConfigMap/flip-plan", "Service/flip"}
 			out = append(out, prefixed("Deployment", workloads...)...)
 			out = append(out, prefixed("Service", workloads...)...)
 			out = append(out, prefixed("NetworkPolicy", workloads...)...)
@@ -528,6 +529,14 @@ var _ = Describe("Switching style", func() {
 		Eventually(children).Should(ConsistOf(expect(
 			[]string{"flip-x", "flip-y", "flip-orchestrator"}, []string{"flip-x", "flip-orchestrator"})))
 		orchestratedHash := planHash()
+		endpoint := getWorkflow(ctx, ns, "flip").Status.Endpoint
+		Expect(endpoint).To(Equal("http://flip." + ns + ".svc"))
+		entrySelector := func() map[string]string {
+			svc := &corev1.Service{}
+			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "flip"}, svc)).To(Succeed())
+			return svc.Spec.Selector
+		}
+		Expect(entrySelector()).To(HaveKeyWithValue("patchbay.dev/component", "orchestrator"))
 
 		By("choreography: the orchestrator goes, a gateway comes")
 		updateWorkflow(ctx, ns, "flip", func(wf *v1alpha1.Workflow) {
@@ -540,6 +549,8 @@ var _ = Describe("Switching style", func() {
 		Eventually(children).Should(ConsistOf(expect(
 			[]string{"flip-x", "flip-y", "flip-gateway"}, []string{"flip-x", "flip-gateway"})))
 		Expect(planHash()).NotTo(Equal(orchestratedHash), "the step pods did not roll to the new plan")
+		Eventually(entrySelector).Should(HaveKeyWithValue("patchbay.dev/component", "gateway"))
+		Expect(getWorkflow(ctx, ns, "flip").Status.Endpoint).To(Equal(endpoint), "the endpoint moved with the style")
 		Eventually(events(ctx, ns, "flip")).Should(ContainElement(And(
 			HavePrefix("Normal TopologyChanged: Applied the choreography topology"),
 			ContainSubstring("deleted PodDisruptionBudget flip-orchestrator, NetworkPolicy flip-orchestrator, Service flip-orchestrator, Deployment flip-orchestrator"),
@@ -557,6 +568,7 @@ var _ = Describe("Switching style", func() {
 			[]string{"flip-x", "flip-y", "flip-z", "flip-orchestrator", "flip-gateway"},
 			[]string{"flip-x", "flip-orchestrator", "flip-gateway"})))
 		Eventually(func() int64 { return getWorkflow(ctx, ns, "flip").Status.ObservedGeneration }).Should(Equal(int64(3)))
+		Expect(getWorkflow(ctx, ns, "flip").Status.Endpoint).To(Equal(endpoint), "the endpoint moved with the style")
 	})
 })
 

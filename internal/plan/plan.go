@@ -94,7 +94,9 @@ type Entry struct {
 	Kind string `json:"kind"`
 	// Step is the root step when Kind is EntryStep.
 	Step string `json:"step,omitempty"`
-	// Service is the Kubernetes Service that receives requests (port ServicePort).
+	// Service is the Kubernetes Service that receives requests (port
+	// ServicePort): it is named after the Workflow and selects the entry's
+	// pods, so it stays the same when the style changes.
 	Service string `json:"service"`
 	// Sync holds the caller until the run completes. Always true in the sync
 	// styles, which have no run store to answer later.

@@ -57,7 +57,7 @@ func chainFixture() (*v1alpha1.Workflow, *plan.Plan) {
 	wf := workflow("quote", v1alpha1.StyleSyncChain, step("a", 1), step("b", 2, "a"), step("c", 1, "b"))
 	p := &plan.Plan{
 		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: plan.StyleSyncChain,
-		Entry: plan.Entry{Kind: plan.EntryStep, Step: "a", Service: "quote-a", Sync: true, Timeout: plan.D(10 * time.Second)},
+		Entry: plan.Entry{Kind: plan.EntryStep, Step: "a", Service: "quote", Sync: true, Timeout: plan.D(10 * time.Second)},
 		Steps: []plan.Step{
 			planStep("quote", "a", 1, plan.ModeChain),
 			planStep("quote", "b", 2, plan.ModeChain, "a"),
@@ -75,7 +75,7 @@ func orchestratedFixture() (*v1alpha1.Workflow, *plan.Plan) {
 	p := &plan.Plan{
 		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: plan.StyleSyncOrchestrated,
 		Roles: plan.Roles{Orchestrator: true},
-		Entry: plan.Entry{Kind: plan.EntryOrchestrator, Service: "checkout-orchestrator", Sync: true, Timeout: plan.D(10 * time.Second)},
+		Entry: plan.Entry{Kind: plan.EntryOrchestrator, Service: "checkout", Sync: true, Timeout: plan.D(10 * time.Second)},
 		Steps: []plan.Step{
 			planStep("checkout", "validate", 2, plan.ModeOrchestrated, plan.OrchestratorRole),
 			planStep("checkout", "charge", 1, plan.ModeOrchestrated, plan.OrchestratorRole),
@@ -94,7 +94,7 @@ func choreographyFixture() (*v1alpha1.Workflow, *plan.Plan) {
 	p := &plan.Plan{
 		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: plan.StyleChoreography,
 		Roles: plan.Roles{Gateway: true, Broker: true, BrokerName: "events"},
-		Entry: plan.Entry{Kind: plan.EntryGateway, Service: "orders-gateway", Sync: true, Timeout: plan.D(5 * time.Second), Event: "order.requested"},
+		Entry: plan.Entry{Kind: plan.EntryGateway, Service: "orders", Sync: true, Timeout: plan.D(5 * time.Second), Event: "order.requested"},
 		Steps: []plan.Step{
 			planStep("orders", "reserve", 1, plan.ModeEvent),
 			planStep("orders", "charge", 3, plan.ModeEvent),

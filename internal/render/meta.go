@@ -43,6 +43,8 @@ const (
 	ComponentGateway      = "gateway"
 	ComponentPlan         = "plan"
 	ComponentNATS         = "nats"
+	// ComponentEntry is the Workflow's stable entry Service, <workflow>.
+	ComponentEntry = "entry"
 )
 
 // owner is the object whose children are rendered, with the label that names it.

@@ -2,6 +2,7 @@ package render
 
 import (
 	"fmt"
+	"maps"
 	"reflect"
 	"slices"
 	"strings"
@@ -34,6 +35,7 @@ func TestWorkflowObjectsAreWhatTheStyleNeeds(t *testing.T) {
 		{"sync-chain: steps only, a PDB for the replicated step", chainFixture, []string{
 			"ConfigMap/quote-plan",
 			"Deployment/quote-a", "Service/quote-a", "Deployment/quote-b", "Service/quote-b", "Deployment/quote-c", "Service/quote-c",
+			"Service/quote",
 			"NetworkPolicy/quote-a", "NetworkPolicy/quote-b", "NetworkPolicy/quote-c",
 			"PodDisruptionBudget/quote-b",
 		}},
@@ -41,14 +43,14 @@ func TestWorkflowObjectsAreWhatTheStyleNeeds(t *testing.T) {
 			"ConfigMap/checkout-plan",
 			"Deployment/checkout-validate", "Service/checkout-validate", "Deployment/checkout-charge", "Service/checkout-charge",
 			"Deployment/checkout-reserve", "Service/checkout-reserve",
-			"Deployment/checkout-orchestrator", "Service/checkout-orchestrator",
+			"Deployment/checkout-orchestrator", "Service/checkout-orchestrator", "Service/checkout",
 			"NetworkPolicy/checkout-validate", "NetworkPolicy/checkout-charge", "NetworkPolicy/checkout-reserve", "NetworkPolicy/checkout-orchestrator",
 			"PodDisruptionBudget/checkout-validate", "PodDisruptionBudget/checkout-orchestrator",
 		}},
 		{"choreography: steps and a gateway", choreographyFixture, []string{
 			"ConfigMap/orders-plan",
 			"Deployment/orders-reserve", "Service/orders-reserve", "Deployment/orders-charge", "Service/orders-charge",
-			"Deployment/orders-gateway", "Service/orders-gateway",
+			"Deployment/orders-gateway", "Service/orders-gateway", "Service/orders",
 			"NetworkPolicy/orders-reserve", "NetworkPolicy/orders-charge", "NetworkPolicy/orders-gateway",
 			"PodDisruptionBudget/orders-charge", "PodDisruptionBudget/orders-gateway",
 		}},
@@ -217,7 +219,7 @@ func TestServicesServeHTTPOnPort80(t *testing.T) {
 			continue
 		}
 		want := int32(plan.SidecarPort)
-		if svc.Name == "checkout-orchestrator" {
+		if svc.Name == "checkout-orchestrator" || svc.Name == "checkout" {
 			want = plan.ComponentPort
 		}
 		if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 80 || svc.Spec.Ports[0].TargetPort.IntVal != want {
@@ -303,6 +305,37 @@ func TestComponentNetworkPolicyEgress(t *testing.T) {
 	}
 	if !dns || !slices.Equal(steps, []string{"validate", "charge", "reserve"}) {
 		t.Errorf("egress %+v: want DNS and the three steps", np.Spec.Egress)
+	}
+}
+
+// TestEntryServiceFollowsTheStyle pins the stable entry: one Service named
+// after the Workflow whose selector picks the pods that take callers in the
+// style, so a style switch moves its selector and never its address.
+func TestEntryServiceFollowsTheStyle(t *testing.T) {
+	for _, tt := range []struct {
+		sample, component, step string
+		port                    int32
+	}{
+		{"sync-chain", ComponentStep, "cart", plan.SidecarPort},
+		{"sync-orchestrated", ComponentOrchestrator, "", plan.ComponentPort},
+		{"async-orchestrated", ComponentGateway, "", plan.ComponentPort},
+		{"choreography", ComponentGateway, "", plan.ComponentPort},
+		{"hybrid", ComponentGateway, "", plan.ComponentPort},
+	} {
+		t.Run(tt.sample, func(t *testing.T) {
+			in := sampleInput(t, tt.sample+".yaml")
+			svc := EntryService(in)
+			if svc.Name != in.Workflow.Name || in.Plan.Entry.Service != in.Workflow.Name {
+				t.Errorf("entry Service %s, plan entry %s: want both named %s", svc.Name, in.Plan.Entry.Service, in.Workflow.Name)
+			}
+			want := selectorLabels(in.owner(), tt.component, tt.step)
+			if !maps.Equal(svc.Spec.Selector, want) {
+				t.Errorf("selector %v, want %v", svc.Spec.Selector, want)
+			}
+			if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != plan.ServicePort || svc.Spec.Ports[0].TargetPort.IntVal != tt.port {
+				t.Errorf("ports %+v, want %d → %d", svc.Spec.Ports, plan.ServicePort, tt.port)
+			}
+		})
 	}
 }
 

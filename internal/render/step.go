@@ -56,6 +56,27 @@ func ComponentService(in *WorkflowInput, component string) *corev1.Service {
 	return workflowService(in, ComponentName(in.Workflow.Name, component), component, "", plan.ComponentPort)
 }
 
+// EntryService renders <workflow>, the Workflow's stable entry: port 80 to the
+// pods that take callers in the current style (the root step's sidecar in a
+// sync-chain, the orchestrator in sync-orchestrated, the gateway in the async
+// styles). A style switch moves its selector, never its name or address.
+func EntryService(in *WorkflowInput) *corev1.Service {
+	o := in.owner()
+	component, step, port := ComponentStep, in.Plan.Entry.Step, int32(plan.SidecarPort)
+	if in.Plan.Entry.Kind != plan.EntryStep {
+		component, step, port = in.Plan.Entry.Kind, "", plan.ComponentPort
+	}
+	svc := &corev1.Service{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"},
+		Spec: corev1.ServiceSpec{
+			Selector: selectorLabels(o, component, step),
+			Ports:    []corev1.ServicePort{servicePort("http", plan.ServicePort, port)},
+		},
+	}
+	stamp(svc, o, in.Plan.Entry.Service, ComponentEntry, "")
+	return svc
+}
+
 // workflowDeployment wraps a pod of the workflow in a Deployment whose pods
 // carry the plan hash, so that a new plan rolls them, and have the time to
 // drain that the runtime needs.

@@ -101,13 +101,14 @@ func StepObjects(in *WorkflowInput) []client.Object {
 }
 
 // ComponentObjects renders the orchestrator's and the gateway's Deployment and
-// Service, for those the plan runs.
+// Service, for those the plan runs, and then the entry Service that points at
+// the one that takes callers (or at the root step).
 func ComponentObjects(in *WorkflowInput) []client.Object {
 	var objs []client.Object
 	for _, c := range Components(in.Plan) {
 		objs = append(objs, ComponentDeployment(in, c), ComponentService(in, c))
 	}
-	return objs
+	return append(objs, EntryService(in))
 }
 
 // WorkflowObjects renders every child of a Workflow, in the order the

@@ -71,7 +71,9 @@ func (c *compilation) build() *plan.Plan {
 
 func (c *compilation) buildEntry(subj subjects) plan.Entry {
 	e := c.spec.Entry
-	entry := plan.Entry{Sync: e.EntrySync(), Timeout: plan.D(e.EntryTimeout())}
+	// The entry Service is named after the Workflow in every style, so that
+	// status.endpoint does not change when the style does.
+	entry := plan.Entry{Sync: e.EntrySync(), Timeout: plan.D(e.EntryTimeout()), Service: c.name}
 	switch c.style {
 	case v1alpha1.StyleSyncChain:
 		entry.Kind = plan.EntryStep
@@ -80,15 +82,12 @@ func (c *compilation) buildEntry(subj subjects) plan.Entry {
 				entry.Step = n
 			}
 		}
-		entry.Service = childName(c.name, entry.Step)
 		entry.Sync = true
 	case v1alpha1.StyleSyncOrchestrated:
 		entry.Kind = plan.EntryOrchestrator
-		entry.Service = childName(c.name, plan.OrchestratorRole)
 		entry.Sync = true
 	default:
 		entry.Kind = plan.EntryGateway
-		entry.Service = childName(c.name, plan.GatewayRole)
 	}
 	if ev := c.entryEvent(); ev != "" {
 		entry.Event = ev

@@ -72,7 +72,7 @@ steps:
 	if got := p.Step("leaf").Callers; !slices.Equal(got, []string{"left"}) {
 		t.Errorf("leaf callers %v", got)
 	}
-	if p.Entry.Step != "root" || p.Entry.Service != "wf-root" {
+	if p.Entry.Step != "root" || p.Entry.Service != "wf" {
 		t.Errorf("entry %+v", p.Entry)
 	}
 }
