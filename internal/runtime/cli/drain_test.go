@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,6 +33,8 @@ type slowApp struct {
 	addr  string
 	srv   *http.Server
 	delay time.Duration
+	// hold, when set, keeps every call until it is closed.
+	hold chan struct{}
 
 	mu                sync.Mutex
 	started, finished int
@@ -58,6 +61,9 @@ func (a *slowApp) serve(w http.ResponseWriter, r *http.Request) {
 	a.mu.Unlock()
 	_, _ = io.Copy(io.Discard, r.Body)
 	time.Sleep(a.delay) // the app's work
+	if a.hold != nil {
+		<-a.hold
+	}
 	w.Header().Set("Content-Type", "application/json")
 	_, _ = w.Write([]byte(`{"picked":true}`))
 	a.mu.Lock()
@@ -328,4 +334,56 @@ func TestSyncSidecarDrainsBeforeItsAppStops(t *testing.T) {
 	app.stop()
 	sc.stop()
 	g.Expect(sc.exitCode(g)).To(Equal(0))
+}
+
+// A drain cut short (the app's calls outlast the drain timeout) leaves the
+// sidecar with messages in hand when the app exits under them: their calls
+// fail for want of an app, which is no failure of the step. The stopping
+// sidecar hands them back at once and dead-letters none of them, even on
+// their last attempt.
+func TestStoppingSidecarDeadLettersNothingForAnAppThatIsGone(t *testing.T) {
+	g := NewWithT(t)
+	file, p := planFile(t, "async-orchestrated")
+	step := p.Step("pick")
+	// One attempt: any failure of the step would be dead-lettered at once.
+	step.Policy.Retry.Attempts = 1
+	step.Consumers[0].MaxDeliver = 1
+	b, err := p.Marshal()
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(os.WriteFile(file, b, 0o600)).To(Succeed())
+	broker := newTestBroker(t)
+	broker.start()
+	nc, err := nats.Connect(broker.url(), nats.UserInfo(natsUser, natsPassword))
+	g.Expect(err).NotTo(HaveOccurred())
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	app := startSlowApp(t, 0)
+	app.hold = make(chan struct{})
+	t.Cleanup(func() { close(app.hold) })
+	listen, admin := loopback(t), loopback(t)
+	sc := startRole(t, admin, "sidecar", "--plan="+file, "--step="+step.Name,
+		"--listen="+listen, "--admin-listen="+admin, "--app-url=http://"+app.addr,
+		"--nats-url="+broker.url(), "--nats-credentials="+credentials(t),
+		"--shutdown-delay=0", "--drain-timeout=1s")
+	g.Eventually(sc.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(ready))
+	watch := watchRuns(t, g, js, p.Stream.Name, step.Output.ResultSubject, p.Stream.DeadLetter)
+	feed := feedRuns(js, step.Consumers[0].FilterSubject, 10*time.Millisecond)
+	g.Eventually(app.stats).WithTimeout(waitBound).WithPolling(pollEvery).Should(HaveField("InFlight", BeNumerically(">=", 3)))
+	accepted := feed.stop()
+
+	// The hook's drain is cut short by the calls in hand; then the app exits
+	// under them, then the sidecar gets SIGTERM.
+	var code int
+	g.Eventually(drain(admin)).WithTimeout(waitBound).Should(Receive(&code))
+	g.Expect(code).To(Equal(http.StatusInternalServerError))
+	app.stop()
+	g.Eventually(sc.stderr.String).WithTimeout(waitBound).WithPolling(pollEvery).Should(ContainSubstring("handing the message back"))
+	sc.stop()
+	g.Expect(sc.exitCode(g)).To(Equal(0))
+	g.Expect(sc.stderr.String()).To(ContainSubstring("handing the message back"))
+	g.Expect(sc.stderr.String()).NotTo(ContainSubstring("Dead-lettered"))
+	g.Consistently(watch.deadLetters).WithTimeout(500 * time.Millisecond).WithPolling(pollEvery).Should(BeEmpty())
+	g.Expect(watch.missing(accepted)).To(HaveLen(len(accepted)), "no run completed without its app")
 }
