@@ -379,21 +379,69 @@ func TestNewWorkflowInputRejectsAForeignPlan(t *testing.T) {
 
 // TestRuntimePodsShutDownGracefully checks that every runtime container keeps
 // serving while its endpoints drain and that its pod has the time to finish:
-// the shutdown delay plus the runtime's 30s drain timeout.
+// the shutdown delay plus the runtime's drain timeout, both passed to every
+// runtime container. A step's pod also has the time for its app's preStop
+// hook (which drains the sidecar for up to the same delay and timeout), then
+// for the app and the drained sidecar to exit.
 func TestRuntimePodsShutDownGracefully(t *testing.T) {
-	const drainTimeout = 30
+	const shutdownDelay, drainTimeout, appExit, sidecarExit = 5, 30, 10, 5
 	for _, fixture := range []func() (*v1alpha1.Workflow, *plan.Plan){chainFixture, orchestratedFixture, choreographyFixture} {
 		wf, p := fixture()
 		for name, tpl := range podTemplates(WorkflowObjects(mustInput(t, wf, p))) {
+			want := int64(shutdownDelay + drainTimeout)
+			if tpl.Labels[LabelComponent] == ComponentStep {
+				want += appExit + sidecarExit
+			}
 			grace := tpl.Spec.TerminationGracePeriodSeconds
-			if grace == nil || *grace <= 5+drainTimeout {
-				t.Errorf("%s: terminationGracePeriodSeconds %v, want more than the shutdown delay and the drain timeout", name, grace)
+			if grace == nil || *grace < want {
+				t.Errorf("%s: terminationGracePeriodSeconds %v, want at least %d", name, grace, want)
 			}
 			for _, c := range slices.Concat(tpl.Spec.InitContainers, tpl.Spec.Containers) {
-				if runtime := c.Image == testSettings.RuntimeImage; runtime != slices.Contains(c.Args, "--shutdown-delay=5s") {
-					t.Errorf("%s/%s: args %v: every runtime container, and only those, get --shutdown-delay=5s", name, c.Name, c.Args)
+				runtime := c.Image == testSettings.RuntimeImage
+				for _, arg := range []string{"--shutdown-delay=5s", "--drain-timeout=30s"} {
+					if runtime != slices.Contains(c.Args, arg) {
+						t.Errorf("%s/%s: args %v: every runtime container, and only those, get %s", name, c.Name, c.Args, arg)
+					}
 				}
 			}
+		}
+	}
+}
+
+// The measured bug: Kubernetes stops a pod's app before its native sidecar,
+// so the sidecar kept feeding an app that was gone. Every step's app
+// container has a preStop hook that drains its sidecar (GET /drain on the
+// sidecar's admin port) before the app gets SIGTERM; no other container has one.
+func TestStepAppsDrainTheirSidecarBeforeStopping(t *testing.T) {
+	for _, file := range sampleWorkflows {
+		in := sampleInput(t, file)
+		steps := 0
+		for name, tpl := range podTemplates(WorkflowObjects(in)) {
+			for _, c := range slices.Concat(tpl.Spec.InitContainers, tpl.Spec.Containers) {
+				hook := c.Lifecycle != nil && c.Lifecycle.PreStop != nil
+				if c.Name != AppContainerName || tpl.Labels[LabelComponent] != ComponentStep {
+					if hook {
+						t.Errorf("%s: %s/%s has a preStop hook %+v, want none", file, name, c.Name, c.Lifecycle.PreStop)
+					}
+					continue
+				}
+				steps++
+				if !hook || c.Lifecycle.PreStop.HTTPGet == nil {
+					t.Errorf("%s: %s/%s: lifecycle %+v, want a preStop httpGet", file, name, c.Name, c.Lifecycle)
+					continue
+				}
+				get := c.Lifecycle.PreStop.HTTPGet
+				if get.Path != "/drain" || get.Port.IntValue() != plan.SidecarAdminPort || get.Scheme != corev1.URISchemeHTTP || get.Host != "" {
+					t.Errorf("%s: %s/%s: preStop %+v, want GET http://<pod IP>:%d/drain", file, name, c.Name, get, plan.SidecarAdminPort)
+				}
+				sidecar := tpl.Spec.InitContainers[0]
+				if sidecar.Name != SidecarContainerName || !slices.ContainsFunc(sidecar.Ports, func(p corev1.ContainerPort) bool { return p.ContainerPort == plan.SidecarAdminPort }) {
+					t.Errorf("%s: %s: the hook's port %d is not the sidecar's admin port: %+v", file, name, plan.SidecarAdminPort, sidecar.Ports)
+				}
+			}
+		}
+		if steps == 0 {
+			t.Errorf("%s: no step app container", file)
 		}
 	}
 }

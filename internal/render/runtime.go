@@ -25,12 +25,32 @@ const (
 
 // Graceful shutdown of the patchbay-runtime. On SIGTERM it keeps serving for
 // shutdownDelay, while the endpoints controller and kube-proxy stop sending it
-// new requests, then drains for up to its --drain-timeout (30s by default).
-// The grace period covers both with room to spare, so that the kubelet does not
-// kill a pod that is still finishing requests.
+// new requests, then drains for up to drainTimeout. The orchestrator's and
+// the gateway's grace period covers both with room to spare, so that the
+// kubelet does not kill a pod that is still finishing requests.
+//
+// A step's pod stops in another order: Kubernetes stops the app (a main
+// container) first and the sidecar (a native sidecar) only once the app has
+// exited. So the app's preStop hook drains the sidecar first (GET /drain on
+// its admin port): /readyz fails, the consumers stop fetching, and the hook
+// answers after shutdownDelay once the requests and messages in hand are done,
+// within shutdownDelay + drainTimeout. Only then does the app get SIGTERM. The
+// step's grace period covers the hook, then appStopBudget for the app to exit,
+// then sidecarStopBudget for the drained sidecar to close (no second delay,
+// nothing left in flight).
 const (
-	shutdownDelay                 = "5s"
-	terminationGracePeriodSeconds = int64(40)
+	shutdownDelaySeconds          = 5
+	drainTimeoutSeconds           = 30
+	terminationGracePeriodSeconds = int64(shutdownDelaySeconds + drainTimeoutSeconds + 5)
+
+	appStopBudgetSeconds              = 10
+	sidecarStopBudgetSeconds          = 5
+	stepTerminationGracePeriodSeconds = int64(shutdownDelaySeconds + drainTimeoutSeconds + appStopBudgetSeconds + sidecarStopBudgetSeconds)
+)
+
+var (
+	shutdownDelay = fmt.Sprintf("%ds", shutdownDelaySeconds)
+	drainTimeout  = fmt.Sprintf("%ds", drainTimeoutSeconds)
 )
 
 // runtimeArgs are the patchbay-runtime arguments of one role: the plan file,
@@ -39,7 +59,7 @@ const (
 func runtimeArgs(in *WorkflowInput, role string, extra ...string) []string {
 	args := []string{role, "--plan=" + planMountDir + "/" + PlanKey}
 	args = append(args, extra...)
-	args = append(args, "--shutdown-delay="+shutdownDelay)
+	args = append(args, "--shutdown-delay="+shutdownDelay, "--drain-timeout="+drainTimeout)
 	if in.usesBroker() {
 		args = append(args,
 			"--nats-url="+BrokerURL(in.Workflow.Namespace, in.Plan.Roles.BrokerName),
@@ -169,6 +189,20 @@ func sidecarContainer(in *WorkflowInput, step *plan.Step) corev1.Container {
 	}
 	runtimeProbes(&c, plan.SidecarAdminPort)
 	return c
+}
+
+// drainPath is the sidecar's drain endpoint (serve.DrainPath).
+const drainPath = "/drain"
+
+// drainSidecarHook is the app container's preStop hook: it drains the
+// sidecar before the app gets SIGTERM (see stepTerminationGracePeriodSeconds).
+// An httpGet, which the kubelet runs against the pod's IP, because an app
+// image need not have a shell; the sidecar's admin port is not one of the
+// app container's ports, so the hook names it by number.
+func drainSidecarHook() *corev1.Lifecycle {
+	return &corev1.Lifecycle{PreStop: &corev1.LifecycleHandler{HTTPGet: &corev1.HTTPGetAction{
+		Path: drainPath, Port: intstr.FromInt32(plan.SidecarAdminPort), Scheme: corev1.URISchemeHTTP,
+	}}}
 }
 
 // componentContainer is the patchbay-runtime container of the orchestrator or the gateway.

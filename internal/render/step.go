@@ -25,6 +25,9 @@ func StepDeployment(in *WorkflowInput, step *plan.Step) *appsv1.Deployment {
 		SecurityContext: restrictedContainerSecurityContext(nil),
 		// The root filesystem is read-only; most HTTP servers still want a scratch /tmp.
 		VolumeMounts: []corev1.VolumeMount{{Name: tmpVolume, MountPath: "/tmp"}},
+		// The sidecar stops taking work and finishes its work in hand before
+		// the app stops.
+		Lifecycle: drainSidecarHook(),
 	}
 	if spec.Resources != nil {
 		app.Resources = *spec.Resources
@@ -35,7 +38,9 @@ func StepDeployment(in *WorkflowInput, step *plan.Step) *appsv1.Deployment {
 	pod.Volumes = append(runtimeVolumes(in), corev1.Volume{
 		Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
 	})
-	return workflowDeployment(in, StepName(in.Workflow.Name, step.Name), ComponentStep, step.Name, step.Replicas, pod)
+	d := workflowDeployment(in, StepName(in.Workflow.Name, step.Name), ComponentStep, step.Name, step.Replicas, pod)
+	d.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To(stepTerminationGracePeriodSeconds)
+	return d
 }
 
 // StepService renders <workflow>-<step>: port 80 to the sidecar's inbound port.

@@ -78,8 +78,8 @@ func (c *common) register(fs *flag.FlagSet, defaultLogFormat string) {
 	fs.StringVar(&c.logFormat, "log-format", defaultLogFormat, "log format: json or text")
 	fs.StringVar(&c.logLevel, "log-level", "info", "log level: debug, info, warn or error")
 	fs.StringVar(&c.otlpEndpoint, "otlp-endpoint", otlpFromEnv(), "OTLP/HTTP collector URL for spans, such as http://otel-collector:4318 (default $OTEL_EXPORTER_OTLP_TRACES_ENDPOINT, else $OTEL_EXPORTER_OTLP_ENDPOINT; empty: no spans, traceparent still propagated)")
-	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM, how long in-flight requests may finish")
-	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "on SIGTERM, how long to keep serving with /readyz failing before closing the listeners")
+	fs.DurationVar(&c.drainTimeout, "drain-timeout", 30*time.Second, "on SIGTERM (and, for the sidecar, on GET /drain after the shutdown delay), how long in-flight requests and messages may finish")
+	fs.DurationVar(&c.shutdownDelay, "shutdown-delay", 0, "on SIGTERM (or, for the sidecar, on GET /drain), how long to keep serving with /readyz failing before closing the listeners (before answering /drain)")
 }
 
 // check validates the flags after parsing, so a typo fails at start.

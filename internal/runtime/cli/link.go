@@ -120,6 +120,31 @@ func (l *brokerLink) ready() error {
 // Fatal yields the error that ends the role, if any.
 func (l *brokerLink) Fatal() <-chan error { return l.fatal }
 
+// Drain ends the setup loop and stops what the setup started (the consumers
+// stop fetching and finish the messages in hand) but keeps the connection up,
+// for the acks and results of those messages. ctx bounds the wait; Close
+// still follows.
+func (l *brokerLink) Drain(ctx context.Context) error {
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		l.cancel()
+		<-l.done
+		l.mu.Lock()
+		stop := l.stop
+		l.mu.Unlock()
+		if stop != nil {
+			stop()
+		}
+	}()
+	select {
+	case <-done:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("messages still in hand: %w", ctx.Err())
+	}
+}
+
 // Close ends the setup loop, stops what the setup started and drains the
 // connection. It may be called more than once and from several goroutines:
 // every call returns once the first is done.

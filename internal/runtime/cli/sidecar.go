@@ -89,6 +89,9 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 	// the broker; plain HTTP works beside it from the start (dual support).
 	health := &serve.Health{}
 	opts := f.serveOptions()
+	// GET /drain is the app container's preStop hook: the sidecar stops
+	// taking work and finishes what it has while the app is still up.
+	drainer := &serve.Drainer{Log: tel.Log, Health: health, ShutdownDelay: opts.ShutdownDelay, DrainTimeout: opts.DrainTimeout}
 	if p.Stream != nil && len(p.Step(f.step).Consumers) > 0 {
 		link, err := f.nats.link(ctx, p, tel, "sidecar "+f.step, health, func(ctx context.Context, conn *bus.Conn) (func(), error) {
 			async, err := sc.StartAsync(ctx, conn)
@@ -105,13 +108,19 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 		// On SIGTERM the consumers stop pulling while the HTTP servers drain.
 		defer context.AfterFunc(ctx, link.Close)()
 		opts.Fatal = link.Fatal()
+		drainer.Stop = link.Drain
 	}
-	return serveWithAdmin(ctx, opts, tel, health, serve.Server{Name: "inbound", Listener: in, Handler: sc}, adm)
+	return serveWithAdmin(ctx, opts, tel, health, serve.Server{Name: "inbound", Listener: in, Handler: drainer.Track(sc)}, adm, drainer)
 }
 
-func serveWithAdmin(ctx context.Context, opts serve.Options, tel *telemetry.Telemetry, health *serve.Health, main serve.Server, adm net.Listener) error {
+// serveWithAdmin serves main, and the admin endpoints on adm; with a
+// drainer, GET /drain too.
+func serveWithAdmin(ctx context.Context, opts serve.Options, tel *telemetry.Telemetry, health *serve.Health, main serve.Server, adm net.Listener, drainer *serve.Drainer) error {
 	mux := http.NewServeMux()
 	serve.AdminRoutes(mux, tel, health)
+	if drainer != nil {
+		mux.Handle("GET "+serve.DrainPath, drainer)
+	}
 	tel.Log.Info("Starting", "server", main.Name)
 	return serve.Run(ctx, tel.Log, health, opts, main, serve.Server{Name: "admin", Listener: adm, Handler: mux})
 }

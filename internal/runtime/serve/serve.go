@@ -27,13 +27,21 @@ import (
 // draining) and that every check added with AddCheck passes, such as being
 // connected to the broker with the consumers set up.
 type Health struct {
-	serving atomic.Bool
-	mu      sync.Mutex
-	checks  []func() error
+	serving  atomic.Bool
+	draining atomic.Bool
+	mu       sync.Mutex
+	checks   []func() error
 }
 
 // SetReady says whether the role serves; Run sets it, and clears it to drain.
 func (h *Health) SetReady(v bool) { h.serving.Store(v) }
+
+// SetDraining fails readiness for good: the role was asked to drain (the
+// preStop hook of its pod's app, see Drainer) and is about to stop.
+func (h *Health) SetDraining() { h.draining.Store(true) }
+
+// Draining reports whether SetDraining was called.
+func (h *Health) Draining() bool { return h.draining.Load() }
 
 // AddCheck adds a readiness condition: the role is not ready while check
 // returns an error.
@@ -45,6 +53,9 @@ func (h *Health) AddCheck(check func() error) {
 
 // Check is nil when the role is ready, else why it is not.
 func (h *Health) Check() error {
+	if h.draining.Load() {
+		return errors.New("draining: the pod is stopping")
+	}
 	if !h.serving.Load() {
 		return errors.New("not serving (starting or draining)")
 	}
@@ -143,7 +154,9 @@ func Run(ctx context.Context, log *slog.Logger, health *Health, opts Options, se
 		log.Error("Stopping", "err", runErr)
 	}
 	log.Info("Draining", "shutdownDelay", opts.ShutdownDelay, "drainTimeout", opts.DrainTimeout)
-	if opts.ShutdownDelay > 0 && runErr == nil {
+	// After a drain (the preStop hook) the endpoints have long stopped
+	// routing here: no second delay.
+	if opts.ShutdownDelay > 0 && runErr == nil && !health.Draining() {
 		time.Sleep(opts.ShutdownDelay)
 	}
 	drainCtx, cancel := context.WithTimeout(context.Background(), opts.DrainTimeout)

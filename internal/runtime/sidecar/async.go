@@ -44,6 +44,7 @@ type Async struct {
 	consumers []*asyncConsumer
 	inflight  sync.WaitGroup
 	stopping  atomic.Bool
+	stopOnce  sync.Once
 }
 
 type emit struct {
@@ -123,15 +124,22 @@ func (s *Sidecar) StartAsync(ctx context.Context, conn *bus.Conn) (*Async, error
 	return a, nil
 }
 
-// Stop stops pulling and waits for the messages in hand to be handled.
+// Stop stops pulling and waits for the messages in hand to be handled: the
+// durable consumers stay on the broker, so that the step's other replicas
+// (or this pod's replacement) take the messages this one no longer fetches.
+// The messages the client had already buffered are handled too: Stop runs
+// while the app is still up (the drain of the pod's preStop hook). It may be
+// called more than once; every call waits for the work in hand.
 func (a *Async) Stop() {
-	a.stopping.Store(true)
-	for _, c := range a.consumers {
-		if c.consume != nil {
-			c.consume.Drain()
-			<-c.consume.Closed()
+	a.stopOnce.Do(func() {
+		a.stopping.Store(true)
+		for _, c := range a.consumers {
+			if c.consume != nil {
+				c.consume.Drain()
+				<-c.consume.Closed()
+			}
 		}
-	}
+	})
 	a.inflight.Wait()
 }
 
@@ -189,6 +197,15 @@ func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {
 	herr.RunID = runID
 	if herr.Code == 499 {
 		_ = m.Nak() // this process is stopping
+		return
+	}
+	if herr.Status == 0 && a.stopping.Load() {
+		// The app never answered and this sidecar is stopping: most likely
+		// the app is gone already (Kubernetes stops it before its native
+		// sidecar). That is no failure of the step: hand the message back
+		// at once for another replica, and never dead-letter it here.
+		s.tel.Log.Info("The app did not answer while the sidecar stops; handing the message back", "step", s.step.Name, "run", runID, "attempt", attempt, "err", herr.Message)
+		_ = m.Nak()
 		return
 	}
 	if retryable(herr) && attempt < int(c.MaxDeliver) {

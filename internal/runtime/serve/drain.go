@@ -1,0 +1,138 @@
+package serve
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net/http"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// DrainPath is the admin endpoint that drains a sidecar: the app container's
+// preStop hook calls it, so that the sidecar is drained before the app gets
+// SIGTERM (Kubernetes stops a pod's main containers before its native
+// sidecars, so a sidecar that waited for its own SIGTERM would keep feeding
+// an app that is gone).
+const DrainPath = "/drain"
+
+// Drainer drains a role while its pod's app is still up. The first GET
+// /drain (or Drain call):
+//
+//  1. fails /readyz at once and for good, so that the endpoints stop routing
+//     to the pod;
+//  2. runs Stop, which stops taking work other than inbound HTTP (the
+//     sidecar's JetStream consumers stop fetching) and waits for the work in
+//     hand to finish;
+//  3. keeps serving inbound HTTP for ShutdownDelay, so that requests that
+//     were already routed here still reach the live app, then waits for the
+//     inbound requests in flight to finish;
+//
+// all of it bounded by ShutdownDelay + DrainTimeout, and answers 200 once
+// done (500 if the bound cut it short). Later calls wait for the same drain.
+// Inbound HTTP keeps being served after the drain, until the process stops.
+type Drainer struct {
+	Log    *slog.Logger
+	Health *Health
+	// ShutdownDelay and DrainTimeout are the role's serve.Options.
+	ShutdownDelay, DrainTimeout time.Duration
+	// Stop, when set, stops fetching work and waits for the work in hand;
+	// ctx ends when the drain's bound passes.
+	Stop func(ctx context.Context) error
+
+	inflight atomic.Int64
+	once     sync.Once
+	done     chan struct{}
+	err      error
+	init     sync.Once
+}
+
+func (d *Drainer) doneCh() chan struct{} {
+	d.init.Do(func() { d.done = make(chan struct{}) })
+	return d.done
+}
+
+// Track counts the requests h serves as in flight for the drain.
+func (d *Drainer) Track(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		d.inflight.Add(1)
+		defer d.inflight.Add(-1)
+		h.ServeHTTP(w, r)
+	})
+}
+
+// Drain drains the role once and returns how the drain went; concurrent and
+// later calls wait for the first one.
+func (d *Drainer) Drain() error {
+	done := d.doneCh()
+	d.once.Do(func() {
+		defer close(done)
+		d.err = d.drain()
+	})
+	<-done
+	return d.err
+}
+
+// Drained reports whether a drain finished.
+func (d *Drainer) Drained() bool {
+	select {
+	case <-d.doneCh():
+		return true
+	default:
+		return false
+	}
+}
+
+func (d *Drainer) drain() error {
+	start := time.Now()
+	d.Health.SetDraining()
+	d.Log.Info("Draining before the app stops", "shutdownDelay", d.ShutdownDelay, "drainTimeout", d.DrainTimeout)
+	ctx, cancel := context.WithTimeout(context.Background(), d.ShutdownDelay+d.DrainTimeout)
+	defer cancel()
+	stopped := make(chan error, 1)
+	go func() {
+		if d.Stop == nil {
+			stopped <- nil
+			return
+		}
+		stopped <- d.Stop(ctx)
+	}()
+
+	// Requests routed before the endpoints noticed still come in.
+	select {
+	case <-time.After(d.ShutdownDelay):
+	case <-ctx.Done():
+	}
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for d.inflight.Load() > 0 && ctx.Err() == nil {
+		select {
+		case <-tick.C:
+		case <-ctx.Done():
+		}
+	}
+	var err error
+	select {
+	case err = <-stopped:
+	case <-ctx.Done():
+	}
+	if err == nil && ctx.Err() != nil {
+		err = fmt.Errorf("drain cut short after %s: %d inbound requests still in flight", time.Since(start).Round(time.Millisecond), d.inflight.Load())
+	}
+	if err != nil {
+		d.Log.Warn("Drain cut short", "err", err)
+		return err
+	}
+	d.Log.Info("Drained", "took", time.Since(start).Round(time.Millisecond))
+	return nil
+}
+
+// ServeHTTP is GET /drain.
+func (d *Drainer) ServeHTTP(w http.ResponseWriter, _ *http.Request) {
+	if err := d.Drain(); err != nil {
+		http.Error(w, "drain: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	_, _ = w.Write([]byte("drained\n"))
+}
