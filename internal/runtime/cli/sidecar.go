@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"os"
 	"strconv"
+	"time"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
@@ -22,6 +23,7 @@ type sidecarFlags struct {
 	planFile, step, listen, admin, appURL string
 	resolve                               stringList
 	nats                                  natsFlags
+	drainedRestartAfter                   time.Duration
 }
 
 // parseSidecar reads and checks the sidecar's flags.
@@ -35,6 +37,7 @@ func parseSidecar(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	fs.StringVar(&f.admin, "admin-listen", ":"+strconv.Itoa(plan.SidecarAdminPort), "address of /metrics, /healthz, /readyz and /debug/breakers")
 	fs.Var(&f.resolve, "resolve", "NAME=URL: call step NAME's sidecar at URL instead of its Service (repeatable)")
 	fs.StringVar(&f.appURL, "app-url", "", "base URL of the app (default http://127.0.0.1:<the step's port>)")
+	fs.DurationVar(&f.drainedRestartAfter, "drained-restart-after", 90*time.Second, "after GET /drain, exit (for the kubelet to start the sidecar afresh) if the pod is still running this much later, as when only its app was restarted; longer than the pod's grace period; 0 never")
 	f.nats.register(fs)
 	if err := parse(fs, args); err != nil {
 		return nil, err
@@ -91,7 +94,8 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 	opts := f.serveOptions()
 	// GET /drain is the app container's preStop hook: the sidecar stops
 	// taking work and finishes what it has while the app is still up.
-	drainer := &serve.Drainer{Log: tel.Log, Health: health, ShutdownDelay: opts.ShutdownDelay, DrainTimeout: opts.DrainTimeout}
+	drainer := &serve.Drainer{Log: tel.Log, Health: health, ShutdownDelay: opts.ShutdownDelay, DrainTimeout: opts.DrainTimeout, RestartAfter: f.drainedRestartAfter}
+	opts.Fatal = drainer.Expired()
 	if p.Stream != nil && len(p.Step(f.step).Consumers) > 0 {
 		link, err := f.nats.link(ctx, p, tel, "sidecar "+f.step, health, func(ctx context.Context, conn *bus.Conn) (func(), error) {
 			async, err := sc.StartAsync(ctx, conn)
@@ -107,10 +111,24 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 		defer link.Close()
 		// On SIGTERM the consumers stop pulling while the HTTP servers drain.
 		defer context.AfterFunc(ctx, link.Close)()
-		opts.Fatal = link.Fatal()
+		opts.Fatal = firstOf(link.Fatal(), drainer.Expired())
 		drainer.Stop = link.Drain
 	}
 	return serveWithAdmin(ctx, opts, tel, health, serve.Server{Name: "inbound", Listener: in, Handler: drainer.Track(sc)}, adm, drainer)
+}
+
+// firstOf yields the first error either channel yields.
+func firstOf(a, b <-chan error) <-chan error {
+	out := make(chan error, 1)
+	go func() {
+		select {
+		case err := <-a:
+			out <- err
+		case err := <-b:
+			out <- err
+		}
+	}()
+	return out
 }
 
 // serveWithAdmin serves main, and the admin endpoints on adm; with a

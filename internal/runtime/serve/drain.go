@@ -40,17 +40,33 @@ type Drainer struct {
 	// Stop, when set, stops fetching work and waits for the work in hand;
 	// ctx ends when the drain's bound passes.
 	Stop func(ctx context.Context) error
+	// RestartAfter, when positive, makes Expired yield once a drain is this
+	// old. The preStop hook also runs when the kubelet restarts only the app
+	// (a failed liveness probe): the pod then lives on with a drained sidecar
+	// that takes no work. Past the pod's grace period the pod is not being
+	// stopped, so the sidecar exits and the kubelet starts it afresh.
+	RestartAfter time.Duration
 
 	inflight atomic.Int64
 	once     sync.Once
 	done     chan struct{}
+	expired  chan error
 	err      error
 	init     sync.Once
 }
 
 func (d *Drainer) doneCh() chan struct{} {
-	d.init.Do(func() { d.done = make(chan struct{}) })
+	d.init.Do(func() {
+		d.done = make(chan struct{})
+		d.expired = make(chan error, 1)
+	})
 	return d.done
+}
+
+// Expired yields when a drain is RestartAfter old and the process still runs.
+func (d *Drainer) Expired() <-chan error {
+	d.doneCh()
+	return d.expired
 }
 
 // Track counts the requests h serves as in flight for the drain.
@@ -69,6 +85,11 @@ func (d *Drainer) Drain() error {
 	d.once.Do(func() {
 		defer close(done)
 		d.err = d.drain()
+		if d.RestartAfter > 0 {
+			time.AfterFunc(d.RestartAfter, func() {
+				d.expired <- fmt.Errorf("drained %s ago, yet the pod was not stopped (its app was restarted alone): restarting to take work again", d.RestartAfter)
+			})
+		}
 	})
 	<-done
 	return d.err
