@@ -136,6 +136,32 @@ var _ = Describe("patchbay on a real node", Ordered, func() {
 		expectBrokerReady(ctx)
 	}, SpecTimeout(10*time.Minute))
 
+	It("rolls out a sync-chain step and an async step under load without a failed request or run", func(ctx SpecContext) {
+		chain := steadyLoad(ctx, hostURL(ctx, "quote"), nil)
+		async := steadyLoad(ctx, hostURL(ctx, "fulfilment"), map[string]string{"Prefer": "respond-async"})
+		for _, d := range []string{"quote-cart", "quote-pricing", "fulfilment-pick"} {
+			By("restarting " + d + " under load")
+			kubectl(ctx, "rollout", "restart", "-n", namespace, "deployment/"+d)
+		}
+		for _, d := range []string{"quote-cart", "quote-pricing", "fulfilment-pick"} {
+			kubectl(ctx, "rollout", "status", "-n", namespace, "deployment/"+d, "--timeout=5m")
+		}
+		chainAnswers, asyncAnswers := chain(), async()
+
+		By(fmt.Sprintf("sync-chain: %d requests during the rollout", len(chainAnswers)))
+		for i, a := range chainAnswers {
+			Expect(a.Error).To(BeEmpty(), "request %d", i)
+			Expect(a.Status).To(Equal(http.StatusOK), "request %d: %s", i, a.Body)
+			Expect(a.Body).To(MatchJSON(fmt.Sprintf(`{"id":%d,"cart":"loaded","priced":true,"taxed":true}`, i)))
+		}
+		By(fmt.Sprintf("async-orchestrated: %d runs during the rollout", len(asyncAnswers)))
+		for i, a := range asyncAnswers {
+			Expect(a.Error).To(BeEmpty(), "run %d", i)
+			Expect(a.Status).To(Equal(http.StatusAccepted), "run %d: %s", i, a.Body)
+		}
+		expectRunsComplete(ctx, "fulfilment", asyncAnswers, `{"id":%d,"valid":true,"picked":true,"packed":true,"shipped":true}`)
+	}, SpecTimeout(10*time.Minute))
+
 	It("enforces the NetworkPolicies drawn from the graph", func(ctx SpecContext) {
 		By("DNS works from a pod")
 		addrs, err := probeResolve(ctx, "kubernetes.default.svc.cluster.local")

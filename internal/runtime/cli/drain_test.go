@@ -258,7 +258,7 @@ func TestAsyncSidecarDrainsBeforeItsAppStops(t *testing.T) {
 // requests, because a sidecar kept taking requests for an app that had
 // stopped. With the preStop drain, the sidecar fails /readyz at once (the
 // endpoints stop routing to it) while the requests that still come in reach
-// the live app until it stops.
+// the live app, then closes its inbound listener before the app stops.
 func TestSyncSidecarDrainsBeforeItsAppStops(t *testing.T) {
 	g := NewWithT(t)
 	file, p := planFile(t, "sync-chain")
@@ -322,14 +322,18 @@ func TestSyncSidecarDrainsBeforeItsAppStops(t *testing.T) {
 	g.Eventually(drained).WithTimeout(waitBound).Should(Receive(&code))
 	g.Expect(code).To(Equal(http.StatusOK))
 	g.Expect(succeeded()).To(BeNumerically(">", atNotReady), "requests routed during the drain reached the app")
-	// After the hook, until the app stops, requests still succeed.
-	atDrained := succeeded()
-	g.Eventually(succeeded).WithTimeout(waitBound).WithPolling(pollEvery).Should(BeNumerically(">", atDrained+5))
+	// After the hook, before the app stops, the inbound listener is closed: a
+	// caller still routed here is refused, and retries elsewhere, rather than
+	// reaching an app that is about to stop.
+	_, err := http.Post("http://"+listen+"/", "application/json", strings.NewReader(`{"sku":"a1"}`))
+	g.Expect(err).To(MatchError(ContainSubstring("connection refused")))
 
 	close(stopLoad)
 	<-loadDone
 	mu.Lock()
-	g.Expect(failures).To(BeEmpty())
+	// The load's only failures are the refusals after the drain: no request
+	// that the sidecar accepted failed.
+	g.Expect(failures).To(HaveEach(ContainSubstring("connection refused")))
 	mu.Unlock()
 	app.stop()
 	sc.stop()

@@ -114,7 +114,7 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 		opts.Fatal = firstOf(link.Fatal(), drainer.Expired())
 		drainer.Stop = link.Drain
 	}
-	return serveWithAdmin(ctx, opts, tel, health, serve.Server{Name: "inbound", Listener: in, Handler: drainer.Track(sc)}, adm, drainer)
+	return serveWithAdmin(ctx, opts, tel, health, serve.Server{Name: "inbound", Listener: in, Handler: drainer.Track(sc), CloseOnDrain: true}, adm, drainer)
 }
 
 // firstOf yields the first error either channel yields.
@@ -138,6 +138,7 @@ func serveWithAdmin(ctx context.Context, opts serve.Options, tel *telemetry.Tele
 	serve.AdminRoutes(mux, tel, health)
 	if drainer != nil {
 		mux.Handle("GET "+serve.DrainPath, drainer)
+		opts.Drainer = drainer
 	}
 	tel.Log.Info("Starting", "server", main.Name)
 	return serve.Run(ctx, tel.Log, health, opts, main, serve.Server{Name: "admin", Listener: adm, Handler: mux})

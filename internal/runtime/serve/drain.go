@@ -29,9 +29,14 @@ const DrainPath = "/drain"
 //     were already routed here still reach the live app, then waits for the
 //     inbound requests in flight to finish;
 //
+//  4. closes the servers that Run marks CloseOnDrain (the inbound one), so
+//     that a caller still routed here is refused, and retries elsewhere,
+//     rather than reaching an app that is about to stop;
+//
 // all of it bounded by ShutdownDelay + DrainTimeout, and answers 200 once
 // done (500 if the bound cut it short). Later calls wait for the same drain.
-// Inbound HTTP keeps being served after the drain, until the process stops.
+// From the start of the drain the servers stop keeping connections alive, so
+// that callers dial again, through Services that no longer list this pod.
 type Drainer struct {
 	Log    *slog.Logger
 	Health *Health
@@ -46,6 +51,11 @@ type Drainer struct {
 	// that takes no work. Past the pod's grace period the pod is not being
 	// stopped, so the sidecar exits and the kubelet starts it afresh.
 	RestartAfter time.Duration
+
+	// onStart and onDrained are Run's: stop keeping connections alive, and
+	// close the servers marked CloseOnDrain.
+	onStart   func()
+	onDrained func(context.Context)
 
 	inflight atomic.Int64
 	once     sync.Once
@@ -111,6 +121,9 @@ func (d *Drainer) drain() error {
 	d.Log.Info("Draining before the app stops", "shutdownDelay", d.ShutdownDelay, "drainTimeout", d.DrainTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), d.ShutdownDelay+d.DrainTimeout)
 	defer cancel()
+	if d.onStart != nil {
+		d.onStart()
+	}
 	stopped := make(chan error, 1)
 	go func() {
 		if d.Stop == nil {
@@ -137,6 +150,11 @@ func (d *Drainer) drain() error {
 	select {
 	case err = <-stopped:
 	case <-ctx.Done():
+	}
+	// Nothing is in flight: close the inbound listener before the app stops,
+	// so that a caller still routed here is refused and retries elsewhere.
+	if d.onDrained != nil {
+		d.onDrained(ctx)
 	}
 	if err == nil && ctx.Err() != nil {
 		err = fmt.Errorf("drain cut short after %s: %d inbound requests still in flight", time.Since(start).Round(time.Millisecond), d.inflight.Load())

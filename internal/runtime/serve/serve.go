@@ -105,6 +105,11 @@ type Server struct {
 	Name     string
 	Listener net.Listener
 	Handler  http.Handler
+	// CloseOnDrain closes the listener at the end of a drain (see Drainer),
+	// before the app stops: callers that still hold this pod's address then
+	// get a refused connection, which they retry elsewhere, instead of a
+	// request that reaches an app that is gone.
+	CloseOnDrain bool
 }
 
 // Options tune the drain.
@@ -118,6 +123,11 @@ type Options struct {
 	// readiness fails, the servers drain at once and Run returns the error,
 	// so that the process exits non-zero and is restarted.
 	Fatal <-chan error
+	// Drainer, when set, is the role's GET /drain: when a drain starts the
+	// servers stop keeping connections alive (callers dial again, through
+	// Services that no longer list this pod), and when it ends the servers
+	// marked CloseOnDrain close.
+	Drainer *Drainer
 }
 
 // Run serves until ctx is done, a server fails or opts.Fatal yields, then drains: readiness fails,
@@ -135,6 +145,24 @@ func Run(ctx context.Context, log *slog.Logger, health *Health, opts Options, se
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),
 		}
 		log.Info("Serving", "server", s.Name, "addr", s.Listener.Addr().String())
+	}
+	if d := opts.Drainer; d != nil {
+		d.onStart = func() {
+			for _, h := range hs {
+				h.SetKeepAlivesEnabled(false)
+			}
+		}
+		d.onDrained = func(ctx context.Context) {
+			for i, s := range servers {
+				if s.CloseOnDrain {
+					if err := hs[i].Shutdown(ctx); err != nil {
+						log.Warn("Closing after the drain cut short", "server", s.Name, "err", err)
+					}
+				}
+			}
+		}
+	}
+	for i, s := range servers {
 		go func() {
 			if err := hs[i].Serve(s.Listener); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				errc <- fmt.Errorf("%s server: %w", s.Name, err)
