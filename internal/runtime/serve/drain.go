@@ -22,9 +22,11 @@ const DrainPath = "/drain"
 //
 //  1. fails /readyz at once and for good, so that the endpoints stop routing
 //     to the pod;
+//
 //  2. runs Stop, which stops taking work other than inbound HTTP (the
 //     sidecar's JetStream consumers stop fetching) and waits for the work in
 //     hand to finish;
+//
 //  3. keeps serving inbound HTTP for ShutdownDelay, so that requests that
 //     were already routed here still reach the live app, then waits for the
 //     inbound requests in flight to finish;
