@@ -106,7 +106,7 @@ BENCH_FLAGS ?=
 BENCH = $(LOCALBIN)/bench
 
 .PHONY: bench
-bench: envtest bench-build ## Measure the DESIGN §6 targets against baselines of the same run and print a table (about 9 minutes).
+bench: envtest bench-build ## Measure the performance targets (README, Benchmarks) against baselines of the same run and print a table (about 9 minutes).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(BENCH) -runtime $(LOCALBIN)/patchbay-runtime $(BENCH_FLAGS)
 
 .PHONY: bench-hop

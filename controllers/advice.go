@@ -8,7 +8,7 @@ import (
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 )
 
-// The pattern guidance behind StyleAdvised (DESIGN §1): read-heavy flows suit
+// The pattern guidance behind StyleAdvised (docs/api.md, Conditions): read-heavy flows suit
 // the sync styles; write-heavy flows an async style with a sync wrapper; both
 // heavy at scale an async style with a read model.
 const (

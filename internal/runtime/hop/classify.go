@@ -13,7 +13,7 @@ import (
 // maxDetail bounds how much of a step's own error body an Error repeats.
 const maxDetail = 512
 
-// Classify turns a failed call into the run's error (DESIGN §3): a step's 4xx is
+// Classify turns a failed call into the run's error (docs/step-contract.md): a step's 4xx is
 // the caller's problem and keeps its status; an open breaker is 503 with
 // Retry-After; timeouts are 504; an overloaded step (429, 503) is 503; any other
 // failure after the last attempt is 502.

@@ -253,7 +253,7 @@ func (o *Orchestrator) runLevel(ctx context.Context, runID string, level []int, 
 	return first
 }
 
-// call invokes step i with its input (DESIGN §3): the entry payload, its one
+// call invokes step i with its input: the entry payload, its one
 // dependency's output, or the object of its dependencies' outputs.
 func (o *Orchestrator) call(ctx context.Context, runID string, i int, entry *hop.Response, outputs []*hop.Response) (*hop.Response, *hop.Error) {
 	st := &o.steps[i]
