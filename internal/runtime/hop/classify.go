@@ -41,7 +41,7 @@ func (t *Target) Classify(ctx context.Context, res resilience.Result[*Response])
 		e.Code = http.StatusGatewayTimeout
 		e.Message = fmt.Sprintf("step %s timed out: %d attempts of %s each", t.step, n, t.edge.AttemptTimeout())
 	case errors.Is(res.Err, context.Canceled):
-		e.Code = 499 // the caller went away; nobody reads this answer
+		e.Code = StatusClientClosedRequest
 		e.Message = "the caller canceled the run"
 	case errors.Is(res.Err, ErrTooLarge):
 		e.Code = http.StatusBadGateway

@@ -159,7 +159,7 @@ func (o *Orchestrator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if herr != nil {
 		herr.RunID = runID
 		herr.Write(w)
-		if herr.Code != 499 {
+		if herr.Code != hop.StatusClientClosedRequest {
 			o.tel.Log.Info("Run failed", "workflow", o.plan.Workflow, "run", runID, "step", herr.Step,
 				"status", herr.Status, "attempts", herr.Attempts, "code", herr.Code, "err", herr.Message)
 		}

@@ -187,7 +187,7 @@ func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {
 	}
 	herr.Attempts = attempt
 	herr.RunID = runID
-	if herr.Code == 499 {
+	if herr.Code == hop.StatusClientClosedRequest {
 		_ = m.Nak() // this process is stopping
 		return
 	}
