@@ -141,7 +141,7 @@ build-runtime: ## Build patchbay-runtime and demo-step into bin/.
 	CGO_ENABLED=0 go build -o $(LOCALBIN)/demo-step ./images/demo-step
 
 .PHONY: runtime-image
-runtime-image: ## Build the patchbay-runtime image: sidecar, orchestrator, dev (needs a Docker engine).
+runtime-image: ## Build the patchbay-runtime image: sidecar, orchestrator, gateway, dev (needs a Docker engine).
 	docker build -f images/runtime/Dockerfile -t $(RUNTIME_IMG) .
 
 .PHONY: demo-step-image

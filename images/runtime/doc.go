@@ -1,3 +1,3 @@
 // Command patchbay-runtime is patchbay's data plane: one binary whose first
-// argument picks the role (sidecar, orchestrator, dev).
+// argument picks the role (sidecar, orchestrator, gateway, dev).
 package main
