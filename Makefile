@@ -157,6 +157,10 @@ images: ## Build the manager, runtime, demo-step, NATS, pause, local-path helper
 dev: ## Run a Workflow's data plane locally: make dev WORKFLOW=config/samples/sync-chain.yaml
 	go run ./images/runtime dev -f $(or $(WORKFLOW),config/samples/sync-orchestrated.yaml)
 
+.PHONY: graph
+graph: ## Draw a Workflow's topology: make graph WORKFLOW=config/samples/hybrid.yaml [FORMAT=dot] (Mermaid by default)
+	@go run ./images/runtime graph -f $(or $(WORKFLOW),config/samples/sync-orchestrated.yaml) --format $(or $(FORMAT),mermaid)
+
 ##@ Deployment
 
 .PHONY: install
