@@ -108,7 +108,7 @@ BENCH_FLAGS ?=
 BENCH = $(LOCALBIN)/bench
 
 .PHONY: bench
-bench: envtest bench-build ## Measure the DESIGN §6 targets against baselines of the same run and print a table (about 9 minutes).
+bench: envtest bench-build ## Measure the performance targets (README, Benchmarks) against baselines of the same run and print a table (about 9 minutes).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(BENCH) -runtime $(LOCALBIN)/patchbay-runtime $(BENCH_FLAGS)
 
 .PHONY: bench-hop
@@ -143,7 +143,7 @@ build-runtime: ## Build patchbay-runtime and demo-step into bin/.
 	CGO_ENABLED=0 go build -o $(LOCALBIN)/demo-step ./images/demo-step
 
 .PHONY: runtime-image
-runtime-image: ## Build the patchbay-runtime image: sidecar, orchestrator, dev (needs a Docker engine).
+runtime-image: ## Build the patchbay-runtime image: sidecar, orchestrator, gateway, dev (needs a Docker engine).
 	docker build -f images/runtime/Dockerfile -t $(RUNTIME_IMG) .
 
 .PHONY: demo-step-image
@@ -158,6 +158,10 @@ images: ## Build the manager, runtime, demo-step, NATS, pause, local-path helper
 .PHONY: dev
 dev: ## Run a Workflow's data plane locally: make dev WORKFLOW=config/samples/sync-chain.yaml
 	go run ./images/runtime dev -f $(or $(WORKFLOW),config/samples/sync-orchestrated.yaml)
+
+.PHONY: graph
+graph: ## Draw a Workflow's topology: make graph WORKFLOW=config/samples/hybrid.yaml [FORMAT=dot] (Mermaid by default)
+	@go run ./images/runtime graph -f $(or $(WORKFLOW),config/samples/sync-orchestrated.yaml) --format $(or $(FORMAT),mermaid)
 
 ##@ Deployment
 

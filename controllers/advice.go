@@ -8,9 +8,9 @@ import (
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 )
 
-// The pattern guidance behind StyleAdvised (DESIGN §1): read-heavy flows suit
-// the sync styles; write-heavy flows an async style with a sync wrapper; both
-// heavy at scale an async style with a read model.
+// The pattern guidance behind StyleAdvised (docs/api.md, Conditions):
+// read-heavy flows suit the sync styles; write-heavy flows an async style with
+// a sync wrapper; both heavy at scale an async style with a read model.
 const (
 	// heavyRatio: one kind of traffic outweighs the other at this many times its rate.
 	heavyRatio = 2

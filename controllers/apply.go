@@ -219,8 +219,10 @@ func extractOwned(live client.Object) (any, error) {
 
 // normalized round-trips v through JSON, so that both sides of a comparison
 // have the same number types, and drops empty values, which apply neither sets
-// nor records, and statuses: no child sets one, but the API server defaults
-// the status of a StatefulSet's claim templates, which are owned as a whole.
+// nor records, and the statuses of objects: no child sets one, but the API
+// server defaults the status of a StatefulSet's claim templates, which are
+// owned as a whole. Only those statuses go: a label, an annotation or a
+// ConfigMap key named "status" is compared like any other field.
 func normalized(v any) (any, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
@@ -230,7 +232,25 @@ func normalized(v any) (any, error) {
 	if err := utiljson.Unmarshal(b, &out); err != nil {
 		return nil, err
 	}
+	dropStatuses(out)
 	return dropEmpty(out), nil
+}
+
+// dropStatuses deletes the status of the object obj and of the objects it
+// embeds whole: a StatefulSet's volume claim templates.
+func dropStatuses(obj any) {
+	m, ok := obj.(map[string]any)
+	if !ok {
+		return
+	}
+	delete(m, "status")
+	spec, _ := m["spec"].(map[string]any)
+	templates, _ := spec["volumeClaimTemplates"].([]any)
+	for _, t := range templates {
+		if t, ok := t.(map[string]any); ok {
+			delete(t, "status")
+		}
+	}
 }
 
 func dropEmpty(v any) any {
@@ -238,7 +258,7 @@ func dropEmpty(v any) any {
 	case map[string]any:
 		for k, e := range v {
 			e = dropEmpty(e)
-			if isEmpty(e) || k == "status" {
+			if isEmpty(e) {
 				delete(v, k)
 				continue
 			}

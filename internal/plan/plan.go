@@ -10,7 +10,7 @@ import (
 // whose version it does not know.
 const Version = "patchbay.dev/plan/v1"
 
-// Ports and paths fixed by the architecture (DESIGN §4).
+// Ports and paths fixed by the architecture (docs/architecture.md, Names and ports).
 const (
 	ServicePort       = 80    // every Service serves HTTP on port 80
 	SidecarPort       = 15080 // sidecar inbound HTTP
@@ -160,7 +160,7 @@ type Step struct {
 	//   - sync-orchestrated: "orchestrator".
 	//   - async-orchestrated, choreography, hybrid: "gateway". Work reaches these
 	//     steps over NATS, but their sidecars also serve plain HTTP at all times
-	//     (dual support, DESIGN §1); the gateway is the one HTTP door, so it is the
+	//     (dual support, docs/architecture.md); the gateway is the one HTTP door, so it is the
 	//     only caller. No step of these styles is called by another step.
 	// Empty means "anyone the namespace allows" and occurs only for the sync-chain root.
 	Callers []string `json:"callers,omitempty"`
@@ -247,7 +247,7 @@ type EventRoute struct {
 	Projected bool `json:"projected,omitempty"`
 }
 
-// Stream is the workflow's JetStream stream and its subjects (DESIGN §4):
+// Stream is the workflow's JetStream stream and its subjects (docs/architecture.md, Names and ports):
 // one stream per workflow over pb.<namespace>.<workflow>.>.
 type Stream struct {
 	// Name is the stream name: a valid JetStream name of bounded length.

@@ -2,7 +2,7 @@ package render
 
 import "fmt"
 
-// Child names (DESIGN §4). They are never truncated: a name that does not fit
+// Child names (docs/architecture.md, Names and ports). They are never truncated: a name that does not fit
 // is reported by the controller, so a long name cannot collide with another.
 
 // StepName is the name of a step's Deployment, Service, NetworkPolicy and PDB.

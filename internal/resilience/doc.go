@@ -1,3 +1,3 @@
 // Package resilience turns a plan.Policy into failsafe-go policies for one hop and
-// holds the status semantics every hop shares (DESIGN §3).
+// holds the status semantics every hop shares (docs/step-contract.md).
 package resilience

@@ -68,9 +68,9 @@ var (
 	ErrBreakerOpen = circuitbreaker.ErrOpen
 )
 
-// NewEdge builds the full policy of a call to a step: every failure that DESIGN §3
-// calls retryable (408, 429, 5xx, connect errors, timeouts) is retried and counts
-// against the breaker.
+// NewEdge builds the full policy of a call to a step: every failure that the
+// step contract (docs/step-contract.md) calls retryable (408, 429, 5xx,
+// connect errors, timeouts) is retried and counts against the breaker.
 func NewEdge[R Outcome](name EdgeName, p plan.Policy, hooks Hooks, reg *Registry) *Edge[R] {
 	failed := func(r R, err error) bool {
 		if err != nil {

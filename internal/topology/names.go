@@ -39,7 +39,7 @@ func isEventType(s string) bool { return len(s) <= maxEventTypeLen && eventType.
 // childName is the name of a child object of the workflow: <workflow>-<suffix>.
 func childName(workflow, suffix string) string { return workflow + "-" + suffix }
 
-// subjects builds the subjects of one workflow (DESIGN §4). Namespace,
+// subjects builds the subjects of one workflow (docs/architecture.md, Names and ports). Namespace,
 // workflow and step names are DNS labels and event types dot-separated words,
 // so every token is non-empty and free of wildcards and whitespace.
 type subjects struct{ prefix string }

@@ -1,2 +1,2 @@
-// Command bench measures the DESIGN §6 performance targets, each against a baseline taken in the same run (make bench).
+// Command bench measures patchbay's performance targets (README, Benchmarks), each against a baseline taken in the same run (make bench).
 package main

@@ -19,7 +19,7 @@ import (
 	"github.com/patchbay-dev/patchbay/controllers"
 )
 
-const usage = `bench measures the DESIGN §6 performance targets that the code can be measured against,
+const usage = `bench measures patchbay's performance targets that the code can be measured against,
 each against a baseline taken in the same run on the same machine, prints a table and exits 1
 when a target is missed. Run it from the repository root (make bench).
 

@@ -98,7 +98,7 @@ func dialable(addr string) func() bool {
 	}
 }
 
-// runNATS measures the raw NATS baselines of DESIGN §6 on a NATS server
+// runNATS measures the raw NATS baselines on a NATS server
 // process, then the sync wrapper (gateway → orchestrator → step sidecar →
 // app over JetStream) against direct + 4 × the raw request-reply p50.
 func runNATS(ctx context.Context, cfg natsConfig, rep *report) error {
@@ -126,7 +126,7 @@ func runNATS(ctx context.Context, cfg natsConfig, rep *report) error {
 	}
 	fmt.Printf("  p50/p90/p99 %.0f/%.0f/%.0f µs\n", rr[0], rr[1], rr[2])
 	rep.add(row{section: "nats", target: "raw core request-reply p50/p90/p99 µs", measured: fmt.Sprintf("%.0f/%.0f/%.0f", rr[0], rr[1], rr[2]),
-		ratio: "DESIGN: 65/-/231"})
+		ratio: "reference machine: 65/-/231"})
 
 	fmt.Printf("NATS: JetStream async publish, then a durable consumer with explicit acks, %d messages\n", cfg.messages)
 	pub, sub, err := jetStreamRates(ctx, url, payload, cfg.messages)
@@ -134,8 +134,8 @@ func runNATS(ctx context.Context, cfg natsConfig, rep *report) error {
 		return err
 	}
 	fmt.Printf("  publish %.0f msg/s, consume %.0f msg/s\n", pub, sub)
-	rep.add(row{section: "nats", target: "raw JetStream async publish msg/s", measured: fmt.Sprintf("%.0f", pub), ratio: "DESIGN: 129k"})
-	rep.add(row{section: "nats", target: "raw durable consumer, explicit acks msg/s", measured: fmt.Sprintf("%.0f", sub), ratio: "DESIGN: 139k"})
+	rep.add(row{section: "nats", target: "raw JetStream async publish msg/s", measured: fmt.Sprintf("%.0f", pub), ratio: "reference machine: 129k"})
+	rep.add(row{section: "nats", target: "raw durable consumer, explicit acks msg/s", measured: fmt.Sprintf("%.0f", sub), ratio: "reference machine: 139k"})
 
 	if !cfg.runtimeOK {
 		return nil

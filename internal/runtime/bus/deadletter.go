@@ -3,7 +3,7 @@ package bus
 import "time"
 
 // DeadLetter is the envelope a step's sidecar publishes on the workflow's
-// dead-letter subject when it gives up on a message (DESIGN §3).
+// dead-letter subject when it gives up on a message (docs/operations.md, Dead letters).
 type DeadLetter struct {
 	Workflow string `json:"workflow"`
 	Step     string `json:"step"`

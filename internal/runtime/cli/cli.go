@@ -23,6 +23,7 @@ Usage:
   patchbay-runtime orchestrator --plan FILE [--nats-url URL --nats-credentials DIR] [flags]
   patchbay-runtime gateway      --plan FILE --nats-url URL [--nats-credentials DIR] [flags]
   patchbay-runtime dev          -f WORKFLOW.yaml [--step NAME=cmd:COMMAND | NAME=url:URL]...
+  patchbay-runtime graph        -f WORKFLOW.yaml [--format mermaid|dot]
 
 Run "patchbay-runtime ROLE -h" for the flags of a role.
 `
@@ -50,8 +51,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runGateway(ctx, rest, stderr)
 	case "dev":
 		err = runDev(ctx, rest, stdout, stderr)
+	case "graph":
+		err = runGraph(ctx, rest, os.Stdin, stdout, stderr)
 	default:
-		err = fmt.Errorf("unknown role %q: want sidecar, orchestrator, gateway or dev", role)
+		err = fmt.Errorf("unknown role %q: want sidecar, orchestrator, gateway, dev or graph", role)
 	}
 	switch {
 	case err == nil:

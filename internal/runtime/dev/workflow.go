@@ -21,6 +21,12 @@ func LoadWorkflow(file string) (*v1alpha1.Workflow, error) {
 	if err != nil {
 		return nil, fmt.Errorf("read workflow: %w", err)
 	}
+	return ParseWorkflow(file, b)
+}
+
+// ParseWorkflow is LoadWorkflow for YAML already read from file, which only
+// names it in errors.
+func ParseWorkflow(file string, b []byte) (*v1alpha1.Workflow, error) {
 	var found []*v1alpha1.Workflow
 	for _, doc := range docSeparator.Split(string(b), -1) {
 		if len(bytes.TrimSpace([]byte(doc))) == 0 {
@@ -50,6 +56,6 @@ func LoadWorkflow(file string) (*v1alpha1.Workflow, error) {
 		}
 		return found[0], nil
 	default:
-		return nil, fmt.Errorf("%s holds %d Workflows: the dev mode runs one", file, len(found))
+		return nil, fmt.Errorf("%s holds %d Workflows: give a file with one", file, len(found))
 	}
 }

@@ -37,7 +37,7 @@ type Config struct {
 	Telemetry *telemetry.Telemetry
 }
 
-// Gateway is the sync wrapper of an async workflow (DESIGN §1). It keeps no
+// Gateway is the sync wrapper of an async workflow (docs/architecture.md). It keeps no
 // state of its own: runs live in the runs bucket, and an outcome comes back on
 // this replica's own NATS inbox, whose subject the run record names.
 //

@@ -16,7 +16,7 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
 )
 
-// readModel is the CQRS projection (DESIGN §1): chosen events, keyed by a
+// readModel is the CQRS projection: chosen events, keyed by a
 // JSON pointer into their payload, in a KV bucket.
 type readModel struct {
 	kv      jetstream.KeyValue

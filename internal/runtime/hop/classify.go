@@ -13,7 +13,7 @@ import (
 // maxDetail bounds how much of a step's own error body an Error repeats.
 const maxDetail = 512
 
-// Classify turns a failed call into the run's error (DESIGN §3): a step's 4xx is
+// Classify turns a failed call into the run's error (docs/step-contract.md): a step's 4xx is
 // the caller's problem and keeps its status; an open breaker is 503 with
 // Retry-After; timeouts are 504; an overloaded step (429, 503) is 503; any other
 // failure after the last attempt is 502.
@@ -41,7 +41,7 @@ func (t *Target) Classify(ctx context.Context, res resilience.Result[*Response])
 		e.Code = http.StatusGatewayTimeout
 		e.Message = fmt.Sprintf("step %s timed out: %d attempts of %s each", t.step, n, t.edge.AttemptTimeout())
 	case errors.Is(res.Err, context.Canceled):
-		e.Code = 499 // the caller went away; nobody reads this answer
+		e.Code = StatusClientClosedRequest
 		e.Message = "the caller canceled the run"
 	case errors.Is(res.Err, ErrTooLarge):
 		e.Code = http.StatusBadGateway

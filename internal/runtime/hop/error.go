@@ -20,6 +20,12 @@ const (
 	HeaderFrom = "Patchbay-From"
 )
 
+// StatusClientClosedRequest is the code of a run whose caller went away before
+// the answer (nginx's 499): nobody reads the answer, so it is neither logged
+// as a failure nor retried, and an async sidecar that gets it is stopping and
+// hands the message back to the broker.
+const StatusClientClosedRequest = 499
+
 // Error is a failed run as the caller sees it: the HTTP status of the answer and
 // a JSON body naming the step, the step's last status and the attempts made.
 type Error struct {

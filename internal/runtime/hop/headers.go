@@ -31,7 +31,7 @@ func SourceOf(namespace, workflow, caller string) string {
 	return "/patchbay/" + namespace + "/" + workflow + "/" + caller
 }
 
-// Contract builds the step contract's request headers (DESIGN §3) for the
+// Contract builds the step contract's request headers (docs/step-contract.md) for the
 // calls of one caller to one step: CloudEvents binary mode, patchbay-run-id
 // and traceparent. The SDK encodes the attributes that do not change from call
 // to call once; a call adds its id, content type, run ID and trace context.

@@ -20,7 +20,7 @@ type Part struct {
 	Object bool
 }
 
-// Merge writes the JSON object {name: output, ...} of parts into buf (DESIGN §3:
+// Merge writes the JSON object {name: output, ...} of parts into buf (docs/step-contract.md:
 // the input of a step with several dependencies, the result of several sinks).
 // An output that is not JSON cannot be merged and fails the run, naming the
 // step that produced it.

@@ -317,7 +317,7 @@ func (a *Async) sinksDone(r *bus.Run) bool {
 	return true
 }
 
-// finish writes the result (DESIGN §3): the sink's output or {sink: output}.
+// finish writes the result: the sink's output or {sink: output}.
 func (a *Async) finish(r *bus.Run) {
 	if len(a.plan.Sinks) == 1 {
 		s := r.Steps[a.plan.Sinks[0]]

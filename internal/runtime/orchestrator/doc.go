@@ -1,3 +1,6 @@
-// Package orchestrator is the orchestrator role of sync-orchestrated: it runs a
-// plan's DAG level by level over HTTP, the steps of a level at once.
+// Package orchestrator is the orchestrator role. In sync-orchestrated it runs a
+// plan's DAG level by level over HTTP, the steps of a level at once (New). In
+// async-orchestrated and hybrid it drives the orchestrated steps over the bus
+// (StartAsync): stateless, with each run's state in a JetStream key-value
+// bucket, so any replica continues any run.
 package orchestrator

@@ -159,7 +159,7 @@ func (o *Orchestrator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	if herr != nil {
 		herr.RunID = runID
 		herr.Write(w)
-		if herr.Code != 499 {
+		if herr.Code != hop.StatusClientClosedRequest {
 			o.tel.Log.Info("Run failed", "workflow", o.plan.Workflow, "run", runID, "step", herr.Step,
 				"status", herr.Status, "attempts", herr.Attempts, "code", herr.Code, "err", herr.Message)
 		}
@@ -253,7 +253,7 @@ func (o *Orchestrator) runLevel(ctx context.Context, runID string, level []int, 
 	return first
 }
 
-// call invokes step i with its input (DESIGN §3): the entry payload, its one
+// call invokes step i with its input: the entry payload, its one
 // dependency's output, or the object of its dependencies' outputs.
 func (o *Orchestrator) call(ctx context.Context, runID string, i int, entry *hop.Response, outputs []*hop.Response) (*hop.Response, *hop.Error) {
 	st := &o.steps[i]

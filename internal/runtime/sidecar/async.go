@@ -195,7 +195,7 @@ func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {
 	}
 	herr.Attempts = attempt
 	herr.RunID = runID
-	if herr.Code == 499 {
+	if herr.Code == hop.StatusClientClosedRequest {
 		_ = m.Nak() // this process is stopping
 		return
 	}
@@ -217,7 +217,7 @@ func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {
 	a.deadLetter(ctx, c, m, runID, herr)
 }
 
-// retryable: everything but a 4xx other than 408 and 429 (DESIGN §3), and
+// retryable: everything but a 4xx other than 408 and 429 (docs/step-contract.md), and
 // answers the step cannot have meant (a body over the limit).
 func retryable(e *hop.Error) bool {
 	return !(e.Status >= 200 && e.Status < 500 && !resilience.RetryableStatus(e.Status))

@@ -14,7 +14,7 @@ import (
 )
 
 // These benchmarks compare one sidecar hop with a bare httputil.ReverseProxy
-// over loopback, 1 KiB payloads (DESIGN §6 measures the same with fortio).
+// over loopback, 1 KiB payloads (make bench measures the same with fortio).
 
 var payload = bytes.Repeat([]byte("x"), 1024)
 

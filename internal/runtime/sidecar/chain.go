@@ -132,7 +132,7 @@ func (c *chain) serve(w http.ResponseWriter, r *http.Request) int {
 	code := c.run1(ctx, w, r, runID)
 	if c.entry {
 		c.run.Done(code < 300, start)
-		if code >= 300 && code != 499 {
+		if code >= 300 && code != hop.StatusClientClosedRequest {
 			s.tel.Log.Info("Run failed", "workflow", s.plan.Workflow, "run", runID, "code", code)
 		}
 	}
@@ -161,7 +161,7 @@ func (c *chain) run1(ctx context.Context, w http.ResponseWriter, r *http.Request
 	out, herr := c.app.Invoke(ctx, &hop.Invocation{RunID: runID, ContentType: r.Header.Get("Content-Type"), Body: in.Bytes()})
 	s.bulkhead.ReleasePermit()
 	if herr != nil {
-		if herr.Code != 499 {
+		if herr.Code != hop.StatusClientClosedRequest {
 			s.tel.Log.Info("Step failed", "step", herr.Step, "run", runID, "status", herr.Status, "attempts", herr.Attempts, "err", herr.Message)
 		}
 		return c.write(w, herr)

@@ -63,7 +63,7 @@ func (s *Sidecar) proxy(w http.ResponseWriter, r *http.Request, path string, inv
 		case errors.As(err, &tooLarge):
 			return s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes", plan.DefaultMaxBodyLen))
 		case errors.Is(err, context.Canceled):
-			return 499
+			return hop.StatusClientClosedRequest
 		default:
 			return s.fail(w, r, http.StatusBadGateway, fmt.Sprintf("step %s's app is unreachable: %v", s.step.Name, err))
 		}
