@@ -263,12 +263,14 @@ func TestGatewayWaitsForTheBrokerAndRidesOutItsRestarts(t *testing.T) {
 // The orchestrator and the sidecar of an async step wait for the broker the
 // same way: alive from the start, ready once the broker is up.
 func TestAsyncRolesServeHealthWhileWaitingForTheBroker(t *testing.T) {
+	// The sidecar's app listens from the start: only the broker is missing.
+	app := startSlowApp(t, 0).addr
 	for name, args := range map[string]func(listen, admin string) []string{
 		"orchestrator": func(listen, _ string) []string {
 			return []string{"orchestrator", "--listen=" + listen}
 		},
 		"sidecar": func(listen, admin string) []string {
-			return []string{"sidecar", "--step=pick", "--listen=" + listen, "--admin-listen=" + admin, "--app-url=http://127.0.0.1:1"}
+			return []string{"sidecar", "--step=pick", "--listen=" + listen, "--admin-listen=" + admin, "--app-url=http://" + app}
 		},
 	} {
 		t.Run(name, func(t *testing.T) {

@@ -96,8 +96,17 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 	// taking work and finishes what it has while the app is still up.
 	drainer := &serve.Drainer{Log: tel.Log, Health: health, ShutdownDelay: opts.ShutdownDelay, DrainTimeout: opts.DrainTimeout, RestartAfter: f.drainedRestartAfter}
 	opts.Fatal = drainer.Expired()
+	// Ready, in every style, only once the app listens: the kubelet starts
+	// the app after this native sidecar, and the endpoints must not send
+	// requests before the app can take them.
+	health.AddCheck(func() error { return sc.AppListening(ctx) })
 	if p.Stream != nil && len(p.Step(f.step).Consumers) > 0 {
 		link, err := f.nats.link(ctx, p, tel, "sidecar "+f.step, health, func(ctx context.Context, conn *bus.Conn) (func(), error) {
+			// Consume only once the app listens: the link retries this
+			// set-up with backoff until it does.
+			if err := sc.AppListening(ctx); err != nil {
+				return nil, err
+			}
 			async, err := sc.StartAsync(ctx, conn)
 			if err != nil {
 				return nil, err

@@ -37,8 +37,8 @@ const DrainPath = "/drain"
 //
 // all of it bounded by ShutdownDelay + DrainTimeout, and answers 200 once
 // done (500 if the bound cut it short). Later calls wait for the same drain.
-// From the start of the drain the servers stop keeping connections alive, so
-// that callers dial again, through Services that no longer list this pod.
+// From the start of the drain the answers of tracked handlers close their
+// connections, so that callers dial again.
 type Drainer struct {
 	Log    *slog.Logger
 	Health *Health
@@ -54,9 +54,7 @@ type Drainer struct {
 	// stopped, so the sidecar exits and the kubelet starts it afresh.
 	RestartAfter time.Duration
 
-	// onStart and onDrained are Run's: stop keeping connections alive, and
-	// close the servers marked CloseOnDrain.
-	onStart   func()
+	// onDrained is Run's: close the servers marked CloseOnDrain.
 	onDrained func(context.Context)
 
 	inflight atomic.Int64
@@ -81,11 +79,17 @@ func (d *Drainer) Expired() <-chan error {
 	return d.expired
 }
 
-// Track counts the requests h serves as in flight for the drain.
+// Track counts the requests h serves as in flight for the drain. From the
+// start of a drain their answers close the connection (Connection: close), so
+// that callers dial again, through Services that no longer list this pod,
+// rather than keep a connection to it.
 func (d *Drainer) Track(h http.Handler) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		d.inflight.Add(1)
 		defer d.inflight.Add(-1)
+		if d.Health.Draining() {
+			w.Header().Set("Connection", "close")
+		}
 		h.ServeHTTP(w, r)
 	})
 }
@@ -123,9 +127,6 @@ func (d *Drainer) drain() error {
 	d.Log.Info("Draining before the app stops", "shutdownDelay", d.ShutdownDelay, "drainTimeout", d.DrainTimeout)
 	ctx, cancel := context.WithTimeout(context.Background(), d.ShutdownDelay+d.DrainTimeout)
 	defer cancel()
-	if d.onStart != nil {
-		d.onStart()
-	}
 	stopped := make(chan error, 1)
 	go func() {
 		if d.Stop == nil {

@@ -123,9 +123,7 @@ type Options struct {
 	// readiness fails, the servers drain at once and Run returns the error,
 	// so that the process exits non-zero and is restarted.
 	Fatal <-chan error
-	// Drainer, when set, is the role's GET /drain: when a drain starts the
-	// servers stop keeping connections alive (callers dial again, through
-	// Services that no longer list this pod), and when it ends the servers
+	// Drainer, when set, is the role's GET /drain: when it ends, the servers
 	// marked CloseOnDrain close.
 	Drainer *Drainer
 }
@@ -147,11 +145,6 @@ func Run(ctx context.Context, log *slog.Logger, health *Health, opts Options, se
 		log.Info("Serving", "server", s.Name, "addr", s.Listener.Addr().String())
 	}
 	if d := opts.Drainer; d != nil {
-		d.onStart = func() {
-			for _, h := range hs {
-				h.SetKeepAlivesEnabled(false)
-			}
-		}
 		d.onDrained = func(ctx context.Context) {
 			for i, s := range servers {
 				if s.CloseOnDrain {

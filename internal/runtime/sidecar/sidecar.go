@@ -1,10 +1,14 @@
 package sidecar
 
 import (
+	"context"
 	"fmt"
+	"net"
 	"net/http"
+	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/failsafe-go/failsafe-go/bulkhead"
 	"github.com/google/uuid"
@@ -134,4 +138,31 @@ func stepNames(p *plan.Plan) string {
 		names[i] = s.Name
 	}
 	return strings.Join(names, ", ")
+}
+
+// AppListening reports whether the app accepts connections. The kubelet
+// starts the app only once the native sidecar has started, so a sidecar that
+// consumed at once would call an app that is not listening yet: its failed
+// calls would open the breaker and dead-letter the runs. The sidecar is ready,
+// and consumes, only once the app listens.
+func (s *Sidecar) AppListening(ctx context.Context) error {
+	u, err := url.Parse(s.appBase)
+	if err != nil {
+		return err
+	}
+	host := u.Host
+	if u.Port() == "" {
+		port := "80"
+		if u.Scheme == "https" {
+			port = "443"
+		}
+		host = net.JoinHostPort(u.Hostname(), port)
+	}
+	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	defer cancel()
+	c, err := (&net.Dialer{}).DialContext(ctx, "tcp", host)
+	if err != nil {
+		return fmt.Errorf("the app at %s is not listening: %w", host, err)
+	}
+	return c.Close()
 }
