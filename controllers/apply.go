@@ -6,18 +6,10 @@ import (
 	"fmt"
 	"reflect"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
-	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
-	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
-	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
-	policyv1ac "k8s.io/client-go/applyconfigurations/policy/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -193,28 +185,6 @@ func ownsAlready(body *unstructured.Unstructured, live client.Object) (bool, err
 		return false, err
 	}
 	return reflect.DeepEqual(a, b), nil
-}
-
-// extractOwned returns the fields of live that FieldOwner manages.
-func extractOwned(live client.Object) (any, error) {
-	switch o := live.(type) {
-	case *appsv1.Deployment:
-		return appsv1ac.ExtractDeployment(o, FieldOwner)
-	case *appsv1.StatefulSet:
-		return appsv1ac.ExtractStatefulSet(o, FieldOwner)
-	case *corev1.Service:
-		return corev1ac.ExtractService(o, FieldOwner)
-	case *corev1.ConfigMap:
-		return corev1ac.ExtractConfigMap(o, FieldOwner)
-	case *corev1.Secret:
-		return corev1ac.ExtractSecret(o, FieldOwner)
-	case *networkingv1.NetworkPolicy:
-		return networkingv1ac.ExtractNetworkPolicy(o, FieldOwner)
-	case *policyv1.PodDisruptionBudget:
-		return policyv1ac.ExtractPodDisruptionBudget(o, FieldOwner)
-	default:
-		return nil, fmt.Errorf("no field extraction for %T", live)
-	}
 }
 
 // normalized round-trips v through JSON, so that both sides of a comparison

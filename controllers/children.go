@@ -3,6 +3,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"reflect"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -11,6 +12,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
+	policyv1ac "k8s.io/client-go/applyconfigurations/policy/v1"
+	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 )
@@ -27,32 +33,111 @@ func keyOf(obj client.Object) childKey {
 	return childKey{kind: obj.GetObjectKind().GroupVersionKind().Kind, name: obj.GetName()}
 }
 
-// childList is a kind of child, by the kind name rendered objects carry, and
-// the list type to read it with.
-type childList struct {
+// owners says which owners have children of a kind.
+type owners uint8
+
+const (
+	ownedByWorkflow owners = 1 << iota
+	ownedByBroker
+)
+
+// childKind is a kind of child: the one place that lists what the operator
+// creates. The cache options, the Owns() watches, the pruning and the
+// extraction of owned fields are derived from childKinds; the RBAC markers on
+// the reconcilers cannot be, and TestChildKindsHaveRBAC ties them to it.
+type childKind struct {
+	// kind is the kind name rendered objects carry.
 	kind string
-	list client.ObjectList
+	// owners are the owners whose children come in this kind.
+	owners owners
+	// newObject and newList make an empty object and list of the kind.
+	newObject func() client.Object
+	newList   func() client.ObjectList
+	// extract returns the fields of an object of the kind that FieldOwner manages.
+	extract func(client.Object) (any, error)
 }
 
-// workflowChildLists are the kinds a Workflow's children come in.
-func workflowChildLists() []childList {
-	return []childList{
-		{"PodDisruptionBudget", &policyv1.PodDisruptionBudgetList{}},
-		{"NetworkPolicy", &networkingv1.NetworkPolicyList{}},
-		{"Service", &corev1.ServiceList{}},
-		{"Deployment", &appsv1.DeploymentList{}},
-		{"ConfigMap", &corev1.ConfigMapList{}},
+// childKinds are the kinds of every child, in the order a Workflow's are
+// pruned: disruption budgets and policies before the Services and
+// Deployments they are about, ConfigMaps last.
+var childKinds = []childKind{
+	child(ownedByWorkflow|ownedByBroker, "PodDisruptionBudget", &policyv1.PodDisruptionBudgetList{}, policyv1ac.ExtractPodDisruptionBudget),
+	child(ownedByWorkflow|ownedByBroker, "NetworkPolicy", &networkingv1.NetworkPolicyList{}, networkingv1ac.ExtractNetworkPolicy),
+	child(ownedByWorkflow|ownedByBroker, "Service", &corev1.ServiceList{}, corev1ac.ExtractService),
+	child(ownedByWorkflow, "Deployment", &appsv1.DeploymentList{}, appsv1ac.ExtractDeployment),
+	child(ownedByBroker, "StatefulSet", &appsv1.StatefulSetList{}, appsv1ac.ExtractStatefulSet),
+	child(ownedByWorkflow|ownedByBroker, "ConfigMap", &corev1.ConfigMapList{}, corev1ac.ExtractConfigMap),
+	child(ownedByBroker, "Secret", &corev1.SecretList{}, corev1ac.ExtractSecret),
+}
+
+// child makes the childKind of the objects T, listed with L and extracted with
+// the applyconfigurations' Extract function for the kind.
+func child[T client.Object, L client.ObjectList, A any](o owners, kind string, _ L, extract func(T, string) (A, error)) childKind {
+	newT := func() client.Object { return reflect.New(reflect.TypeFor[T]().Elem()).Interface().(T) }
+	return childKind{
+		kind:      kind,
+		owners:    o,
+		newObject: newT,
+		newList:   func() client.ObjectList { return reflect.New(reflect.TypeFor[L]().Elem()).Interface().(L) },
+		extract: func(live client.Object) (any, error) {
+			t, ok := live.(T)
+			if !ok {
+				return nil, fmt.Errorf("a %s cannot be read from %T", kind, live)
+			}
+			return extract(t, FieldOwner)
+		},
 	}
+}
+
+// childKindsOf are the kinds of the children of owner.
+func childKindsOf(o owners) []childKind {
+	var out []childKind
+	for _, k := range childKinds {
+		if k.owners&o != 0 {
+			out = append(out, k)
+		}
+	}
+	return out
+}
+
+// childKindByType finds the kind of the typed object obj, which, read through
+// a typed client, carries no TypeMeta.
+func childKindByType(obj client.Object) (childKind, bool) {
+	t := reflect.TypeOf(obj)
+	for _, k := range childKinds {
+		if reflect.TypeOf(k.newObject()) == t {
+			return k, true
+		}
+	}
+	return childKind{}, false
+}
+
+// extractOwned returns the fields of live that FieldOwner manages.
+func extractOwned(live client.Object) (any, error) {
+	k, ok := childKindByType(live)
+	if !ok {
+		return nil, fmt.Errorf("no field extraction for %T", live)
+	}
+	return k.extract(live)
+}
+
+// ownChildren adds a watch of each kind of o's children to b, so that drift
+// of a child is undone.
+func ownChildren(b *builder.Builder, o owners) *builder.Builder {
+	for _, k := range childKindsOf(o) {
+		b = b.Owns(k.newObject())
+	}
+	return b
 }
 
 // pruneChildren deletes the children that owner controls, that carry the
 // owner's label, and that the desired set no longer holds: the orchestrator
 // after a switch to choreography, the PDB of a step scaled down to one.
 // It returns what it deleted.
-func pruneChildren(ctx context.Context, c client.Client, owner client.Object, lists []childList, selector client.MatchingLabels, desired map[childKey]bool) ([]childKey, error) {
+func pruneChildren(ctx context.Context, c client.Client, owner client.Object, kinds []childKind, selector client.MatchingLabels, desired map[childKey]bool) ([]childKey, error) {
 	var deleted []childKey
-	for _, l := range lists {
-		kind, list := l.kind, l.list
+	for _, l := range kinds {
+		kind, list := l.kind, l.newList()
 		if err := c.List(ctx, list, client.InNamespace(owner.GetNamespace()), selector); err != nil {
 			return deleted, fmt.Errorf("list %s: %w", kind, err)
 		}

@@ -7,10 +7,6 @@ import (
 	"fmt"
 	"os"
 
-	appsv1 "k8s.io/api/apps/v1"
-	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -130,13 +126,9 @@ func SetupAll(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 // unchanged child is recognised by the fields patchbay owns.
 func CacheOptions() cache.Options {
 	managed := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{render.LabelManagedBy: render.ManagedBy})}
-	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}:                managed,
-		&corev1.ConfigMap{}:             managed,
-		&corev1.Service{}:               managed,
-		&appsv1.Deployment{}:            managed,
-		&appsv1.StatefulSet{}:           managed,
-		&networkingv1.NetworkPolicy{}:   managed,
-		&policyv1.PodDisruptionBudget{}: managed,
-	}}
+	byObject := map[client.Object]cache.ByObject{}
+	for _, k := range childKinds {
+		byObject[k.newObject()] = managed
+	}
+	return cache.Options{ByObject: byObject}
 }

@@ -9,8 +9,6 @@ import (
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
-	networkingv1 "k8s.io/api/networking/v1"
-	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -219,7 +217,7 @@ func (r *WorkflowReconciler) pruneChildren(ctx context.Context, s *workflowScope
 	if s.input == nil || s.failed {
 		return ctrl.Result{}, nil
 	}
-	deleted, err := pruneChildren(ctx, r.client, s.wf, workflowChildLists(), client.MatchingLabels{render.LabelWorkflow: s.wf.Name}, s.desired)
+	deleted, err := pruneChildren(ctx, r.client, s.wf, childKindsOf(ownedByWorkflow), client.MatchingLabels{render.LabelWorkflow: s.wf.Name}, s.desired)
 	s.deleted = deleted
 	return ctrl.Result{}, err
 }
@@ -370,15 +368,11 @@ func (r *WorkflowReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 	if err != nil {
 		return fmt.Errorf("index Workflows by Broker: %w", err)
 	}
-	return ctrl.NewControllerManagedBy(mgr).
+	b := ctrl.NewControllerManagedBy(mgr).
 		Named("workflow").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.concurrency}).
-		For(&v1alpha1.Workflow{}, builder.WithPredicates(predicate.GenerationChangedPredicate{})).
-		Owns(&corev1.ConfigMap{}).
-		Owns(&appsv1.Deployment{}).
-		Owns(&corev1.Service{}).
-		Owns(&networkingv1.NetworkPolicy{}).
-		Owns(&policyv1.PodDisruptionBudget{}).
+		For(&v1alpha1.Workflow{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
+	return ownChildren(b, ownedByWorkflow).
 		Watches(&v1alpha1.Broker{}, handler.EnqueueRequestsFromMapFunc(r.workflowsUsingBroker)).
 		Complete(r)
 }

@@ -143,8 +143,6 @@ type Step struct {
 	App App `json:"app"`
 	// DependsOn are the step's dependencies, sorted.
 	DependsOn []string `json:"dependsOn,omitempty"`
-	// Level is the step's index in Plan.Levels; -1 for event-driven steps.
-	Level int `json:"level"`
 	// Input is what the step receives.
 	Input Input `json:"input"`
 	// Output is where its output goes.
@@ -252,14 +250,11 @@ type EventRoute struct {
 type Stream struct {
 	// Name is the stream name: a valid JetStream name of bounded length.
 	Name string `json:"name"`
-	// Subjects is the stream's subject list: [Prefix + ".>"].
+	// Subjects is the stream's subject list: [pb.<namespace>.<workflow>.>].
 	Subjects []string `json:"subjects"`
-	// Prefix is pb.<namespace>.<workflow>.
-	Prefix string `json:"prefix"`
-	// CommandPrefix (prefix.cmd), ResultPrefix (prefix.res), EventPrefix (prefix.evt).
-	CommandPrefix string `json:"commandPrefix"`
-	ResultPrefix  string `json:"resultPrefix"`
-	EventPrefix   string `json:"eventPrefix"`
+	// ResultPrefix is the prefix of the steps' result subjects
+	// (pb.<namespace>.<workflow>.res), which the orchestrator consumes.
+	ResultPrefix string `json:"resultPrefix"`
 	// DeadLetter is the dead-letter subject (prefix.dlq).
 	DeadLetter string `json:"deadLetter"`
 	// RunsBucket is the JetStream KV bucket with run state and outcomes.

@@ -10,6 +10,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/golden"
 )
 
 func broker(name string, replicas int32, js *v1alpha1.JetStream) *v1alpha1.Broker {
@@ -29,7 +30,7 @@ func TestNATSConfigGolden(t *testing.T) {
 	for file, b := range brokers {
 		want[file] = []byte(NATSConfig(b))
 	}
-	checkGoldenDir(t, "nats", want)
+	golden.CheckDir(t, "nats", want)
 }
 
 func TestNATSConfigRoutesEveryServer(t *testing.T) {
@@ -48,7 +49,7 @@ func TestNATSConfigRoutesEveryServer(t *testing.T) {
 
 func TestBrokerGolden(t *testing.T) {
 	in := &BrokerInput{Broker: sampleBroker(t), Settings: testSettings, Credentials: goldenCredentials}
-	checkGoldenDir(t, "broker", objectFiles(t, BrokerObjects(in)))
+	golden.CheckDir(t, "broker", objectFiles(t, BrokerObjects(in)))
 }
 
 func TestNATSStatefulSet(t *testing.T) {

@@ -100,7 +100,6 @@ func choreographyFixture() (*v1alpha1.Workflow, *plan.Plan) {
 			planStep("orders", "charge", 3, plan.ModeEvent),
 		},
 	}
-	p.Steps[0].Level, p.Steps[1].Level = -1, -1
 	return wf, p
 }
 

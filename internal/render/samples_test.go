@@ -6,6 +6,7 @@ import (
 	"testing"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/golden"
 	"github.com/patchbay-dev/patchbay/internal/topology"
 )
 
@@ -39,7 +40,7 @@ func TestSamplesGolden(t *testing.T) {
 	for _, file := range sampleWorkflows {
 		t.Run(file, func(t *testing.T) {
 			in := sampleInput(t, file)
-			checkGoldenDir(t, strings.TrimSuffix(filepath.Base(file), ".yaml"), objectFiles(t, WorkflowObjects(in)))
+			golden.CheckDir(t, strings.TrimSuffix(filepath.Base(file), ".yaml"), objectFiles(t, WorkflowObjects(in)))
 		})
 	}
 }

@@ -21,14 +21,11 @@ func (c *compilation) build() *plan.Plan {
 	subj := newSubjects(c.namespace, c.name)
 	if c.style.IsAsync() {
 		p.Stream = &plan.Stream{
-			Name:          streamName(c.namespace, c.name),
-			Subjects:      []string{subj.all()},
-			Prefix:        subj.prefix,
-			CommandPrefix: subj.commands(),
-			ResultPrefix:  subj.results(),
-			EventPrefix:   subj.events(),
-			DeadLetter:    subj.deadLetter(),
-			RunsBucket:    runsBucketName(c.namespace, c.name),
+			Name:         streamName(c.namespace, c.name),
+			Subjects:     []string{subj.all()},
+			ResultPrefix: subj.results(),
+			DeadLetter:   subj.deadLetter(),
+			RunsBucket:   runsBucketName(c.namespace, c.name),
 		}
 		if c.style == v1alpha1.StyleChoreography {
 			p.Stream.CompletionDurable = completionDurable
@@ -107,13 +104,11 @@ func (c *compilation) buildStep(n string, subj subjects, dependents []string) pl
 		Service:  childName(c.name, n),
 		Replicas: s.DesiredReplicas(),
 		App:      plan.App{Port: s.AppPort(), Path: s.AppPath()},
-		Level:    -1,
 		Policy:   policy,
 	}
 	async := c.style.IsAsync()
 	if c.isDriven[n] {
 		st.DependsOn = c.deps[n]
-		st.Level = c.level[n]
 		switch len(st.DependsOn) {
 		case 0:
 			st.Input = plan.Input{Kind: plan.InputEntry}

@@ -27,8 +27,8 @@ func TestEmptyNamespaceCompilesAsDefault(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p.Namespace != "default" || p.Stream.Prefix != "pb.default.wf" || p.Stream.Name != "pb_default_wf" {
-		t.Errorf("namespace %q, prefix %q, stream %q", p.Namespace, p.Stream.Prefix, p.Stream.Name)
+	if p.Namespace != "default" || p.Stream.Subjects[0] != "pb.default.wf.>" || p.Stream.Name != "pb_default_wf" {
+		t.Errorf("namespace %q, subjects %q, stream %q", p.Namespace, p.Stream.Subjects, p.Stream.Name)
 	}
 }
 

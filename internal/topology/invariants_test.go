@@ -116,15 +116,15 @@ func checkInvariants(t testing.TB, w *v1alpha1.Workflow, p *plan.Plan) {
 		lvl, inLevels := levelOf[s.Name]
 		switch s.Mode {
 		case plan.ModeEvent:
-			if inLevels || s.Level != -1 || len(s.DependsOn) > 0 || s.Input.Kind != plan.InputEvent {
-				fail("event step %s: level %d, in levels %v, dependsOn %v, input %s", s.Name, s.Level, inLevels, s.DependsOn, s.Input.Kind)
+			if inLevels || len(s.DependsOn) > 0 || s.Input.Kind != plan.InputEvent {
+				fail("event step %s: in levels %v (level %d), dependsOn %v, input %s", s.Name, inLevels, lvl, s.DependsOn, s.Input.Kind)
 			}
 			if !style.HasEvents() || len(s.Consumers) == 0 {
 				fail("event step %s in style %s with %d consumers", s.Name, style, len(s.Consumers))
 			}
 		case plan.ModeChain, plan.ModeOrchestrated:
-			if !inLevels || s.Level != lvl {
-				fail("step %s: level %d, levels say %d (listed %v)", s.Name, s.Level, lvl, inLevels)
+			if !inLevels {
+				fail("step %s is in no level", s.Name)
 			}
 			if (s.Mode == plan.ModeChain) != (style == v1alpha1.StyleSyncChain) {
 				fail("step %s has mode %s in style %s", s.Name, s.Mode, style)
@@ -140,8 +140,8 @@ func checkInvariants(t testing.TB, w *v1alpha1.Workflow, p *plan.Plan) {
 			ds := p.Step(d)
 			if ds == nil || ds.Mode == plan.ModeEvent {
 				fail("step %s depends on %s: not a driven step", s.Name, d)
-			} else if ds.Level >= s.Level {
-				fail("step %s (level %d) depends on %s (level %d)", s.Name, s.Level, d, ds.Level)
+			} else if levelOf[d] >= lvl {
+				fail("step %s (level %d) depends on %s (level %d)", s.Name, lvl, d, levelOf[d])
 			}
 		}
 		wantInput := plan.InputEvent
@@ -208,11 +208,13 @@ func checkInvariants(t testing.TB, w *v1alpha1.Workflow, p *plan.Plan) {
 
 	// Subjects and JetStream names.
 	var subjects []string
+	var streamPrefix string
 	if st := p.Stream; st != nil {
-		if len(st.Subjects) != 1 || !validStreamSubject(st.Subjects[0]) || st.Subjects[0] != st.Prefix+".>" {
+		if len(st.Subjects) != 1 || !validStreamSubject(st.Subjects[0]) || !strings.HasSuffix(st.Subjects[0], ".>") {
 			fail("stream subjects %v", st.Subjects)
 		}
-		subjects = append(subjects, st.Prefix, st.CommandPrefix, st.ResultPrefix, st.EventPrefix, st.DeadLetter)
+		streamPrefix = strings.TrimSuffix(st.Subjects[0], ">")
+		subjects = append(subjects, st.ResultPrefix, st.DeadLetter)
 		for _, n := range []string{st.Name, st.RunsBucket} {
 			if !validNATS.MatchString(n) {
 				fail("invalid JetStream name %q", n)
@@ -257,8 +259,8 @@ func checkInvariants(t testing.TB, w *v1alpha1.Workflow, p *plan.Plan) {
 		if !validSubject(sub) {
 			fail("invalid subject %q", sub)
 		}
-		if p.Stream != nil && !strings.HasPrefix(sub, p.Stream.Prefix) {
-			fail("subject %q outside the stream %s", sub, p.Stream.Prefix)
+		if p.Stream != nil && !strings.HasPrefix(sub, streamPrefix) {
+			fail("subject %q outside the stream %s", sub, p.Stream.Subjects)
 		}
 	}
 	if p.Stream == nil && len(subjects) > 0 {

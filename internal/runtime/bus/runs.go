@@ -31,10 +31,8 @@ type Run struct {
 	Started time.Time `json:"started"`
 	// ReplyTo is the core NATS subject of the gateway replica holding the
 	// caller; empty when nobody waits.
-	ReplyTo string `json:"replyTo,omitempty"`
-	// Traceparent continues the caller's trace in the orchestrator.
-	Traceparent string     `json:"traceparent,omitempty"`
-	Finished    *time.Time `json:"finished,omitempty"`
+	ReplyTo  string     `json:"replyTo,omitempty"`
+	Finished *time.Time `json:"finished,omitempty"`
 	// Steps are the outputs of the finished steps (orchestrated styles) and
 	// the steps whose command was sent.
 	Steps map[string]*StepOutput `json:"steps,omitempty"`

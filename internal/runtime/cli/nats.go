@@ -62,17 +62,22 @@ func notReady(w http.ResponseWriter, health *serve.Health) {
 	if err := health.Check(); err != nil {
 		msg += ": " + err.Error()
 	}
-	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Retry-After", "1")
-	w.WriteHeader(http.StatusServiceUnavailable)
-	b, _ := json.Marshal(map[string]string{"error": msg})
-	_, _ = w.Write(append(b, '\n'))
+	writeError(w, http.StatusServiceUnavailable, msg)
 }
 
+// notHere answers every request with a 404 that says where to go instead.
 func notHere(msg string) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
-		w.Header().Set("Content-Type", "application/json")
-		w.WriteHeader(http.StatusNotFound)
-		_, _ = w.Write([]byte(`{"error":"` + msg + `"}` + "\n"))
+		writeError(w, http.StatusNotFound, msg)
 	})
+}
+
+// writeError answers with status and the JSON object {"error": msg}.
+func writeError(w http.ResponseWriter, status int, msg string) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(struct {
+		Error string `json:"error"`
+	}{msg})
 }

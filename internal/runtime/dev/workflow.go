@@ -1,17 +1,18 @@
 package dev
 
 import (
+	"bufio"
 	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"os"
-	"regexp"
 
+	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/yaml"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 )
-
-var docSeparator = regexp.MustCompile(`(?m)^---\s*$`)
 
 // LoadWorkflow reads the one Workflow in a YAML file (other documents, such as
 // a Broker, are skipped). Unknown fields are errors, so a typo does not
@@ -28,21 +29,29 @@ func LoadWorkflow(file string) (*v1alpha1.Workflow, error) {
 // names it in errors.
 func ParseWorkflow(file string, b []byte) (*v1alpha1.Workflow, error) {
 	var found []*v1alpha1.Workflow
-	for _, doc := range docSeparator.Split(string(b), -1) {
-		if len(bytes.TrimSpace([]byte(doc))) == 0 {
+	docs := utilyaml.NewYAMLReader(bufio.NewReader(bytes.NewReader(b)))
+	for {
+		doc, err := docs.Read()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			return nil, fmt.Errorf("%s: %w", file, err)
+		}
+		if len(bytes.TrimSpace(doc)) == 0 {
 			continue
 		}
 		var meta struct {
 			Kind string `json:"kind"`
 		}
-		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
+		if err := yaml.Unmarshal(doc, &meta); err != nil {
 			return nil, fmt.Errorf("%s: %w", file, err)
 		}
 		if meta.Kind != "Workflow" {
 			continue
 		}
 		var wf v1alpha1.Workflow
-		if err := yaml.UnmarshalStrict([]byte(doc), &wf); err != nil {
+		if err := yaml.UnmarshalStrict(doc, &wf); err != nil {
 			return nil, fmt.Errorf("%s: %w", file, err)
 		}
 		found = append(found, &wf)

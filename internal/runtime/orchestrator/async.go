@@ -8,12 +8,12 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
@@ -53,9 +53,9 @@ type Async struct {
 	dependents map[string][]string
 	contracts  map[string]*hop.Contract
 	consume    jetstream.ConsumeContext
-	sem        chan struct{}
-	inflight   sync.WaitGroup
-	stopping   atomic.Bool
+	// workers handle the messages in hand, asyncWorkers at most at once.
+	workers  errgroup.Group
+	stopping atomic.Bool
 }
 
 // StartAsync ensures the stream, the runs bucket and the orchestrators'
@@ -68,8 +68,8 @@ func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 	a := &Async{
 		plan: p, tel: cfg.Telemetry, conn: cfg.Conn, run: cfg.Telemetry.Metrics.Run(p.Workflow),
 		dependents: map[string][]string{}, contracts: map[string]*hop.Contract{},
-		sem: make(chan struct{}, asyncWorkers),
 	}
+	a.workers.SetLimit(asyncWorkers)
 	source := hop.SourceOf(p.Namespace, p.Workflow, plan.OrchestratorRole)
 	for _, level := range p.Levels {
 		for _, name := range level {
@@ -128,21 +128,19 @@ func (a *Async) Stop() {
 	a.stopping.Store(true)
 	a.consume.Drain()
 	<-a.consume.Closed()
-	a.inflight.Wait()
+	_ = a.workers.Wait()
 }
 
 func (a *Async) dispatch(m jetstream.Msg) {
-	a.sem <- struct{}{}
-	a.inflight.Add(1)
-	go func() {
-		defer func() { <-a.sem; a.inflight.Done() }()
+	a.workers.Go(func() error {
 		if err := a.handle(m); err != nil {
 			a.tel.Log.Warn("Handling a message failed; it will be redelivered", "subject", m.Subject(), "err", err)
 			_ = m.NakWithDelay(asyncRetryDelay)
-			return
+			return nil
 		}
 		_ = m.Ack()
-	}()
+		return nil
+	})
 }
 
 func (a *Async) handle(m jetstream.Msg) error {

@@ -52,8 +52,11 @@ spec:
 	runs, err := bus.EnsureRuns(ctx, test.JS, p, test.Storage)
 	g.Expect(err).NotTo(HaveOccurred())
 	commands := make(chan *nats.Msg, 8)
-	_, err = test.NC.ChanSubscribe(p.Stream.CommandPrefix+".>", commands)
-	g.Expect(err).NotTo(HaveOccurred())
+	command := func(step string) string { return p.Step(step).Consumers[0].FilterSubject }
+	for _, step := range []string{"first", "second"} {
+		_, err = test.NC.ChanSubscribe(command(step), commands)
+		g.Expect(err).NotTo(HaveOccurred())
+	}
 	outcomes := make(chan *nats.Msg, 8)
 	inbox := test.NC.NewInbox()
 	_, err = test.NC.ChanSubscribe(inbox, outcomes)
@@ -72,7 +75,7 @@ spec:
 
 	var m *nats.Msg
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
-	g.Expect(m.Subject).To(Equal(p.Stream.CommandPrefix + ".first"))
+	g.Expect(m.Subject).To(Equal(command("first")))
 	g.Expect(m.Data).To(MatchJSON(`{"id":1}`))
 	a.Stop()
 
@@ -82,7 +85,7 @@ spec:
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(b.Stop)
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
-	g.Expect(m.Subject).To(Equal(p.Stream.CommandPrefix + ".second"))
+	g.Expect(m.Subject).To(Equal(command("second")))
 	g.Expect(m.Data).To(MatchJSON(`{"id":1,"first":true}`))
 	publish(p.Step("second").Output.ResultSubject, nats.Header{bus.HeaderStatus: {bus.StatusOK}}, `{"id":1,"first":true,"second":true}`)
 

@@ -7,11 +7,11 @@ import (
 	"fmt"
 	"net/http"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/google/uuid"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
@@ -225,26 +225,20 @@ func (o *Orchestrator) runLevel(ctx context.Context, runID string, level []int, 
 		outputs[level[0]] = out
 		return herr
 	}
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
-	var (
-		wg    sync.WaitGroup
-		once  sync.Once
-		first *hop.Error
-	)
+	g, gctx := errgroup.WithContext(ctx)
 	results := make([]*hop.Response, len(level))
-	call := func(k int) {
-		out, herr := o.call(ctx, runID, level[k], entry, outputs)
-		results[k] = out
-		if herr != nil {
-			once.Do(func() { first = herr; cancel() })
-		}
+	for k, i := range level {
+		g.Go(func() error {
+			out, herr := o.call(gctx, runID, i, entry, outputs)
+			results[k] = out
+			if herr != nil {
+				return herr
+			}
+			return nil
+		})
 	}
-	for k := 1; k < len(level); k++ {
-		wg.Go(func() { call(k) })
-	}
-	call(0)
-	wg.Wait()
+	var first *hop.Error
+	errors.As(g.Wait(), &first)
 	// outputs is written only here, after the level, so the goroutines above
 	// read the earlier levels' outputs without a lock.
 	for k, i := range level {

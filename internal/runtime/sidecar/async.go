@@ -14,6 +14,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	"github.com/prometheus/client_golang/prometheus"
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/resilience"
@@ -37,14 +38,16 @@ type Async struct {
 	s         *Sidecar
 	conn      *bus.Conn
 	app       *hop.Target
-	sem       chan struct{}
 	result    *hop.Contract
 	emits     []emit
 	dead      *hop.Contract
 	consumers []*asyncConsumer
-	inflight  sync.WaitGroup
-	stopping  atomic.Bool
-	stopOnce  sync.Once
+	// workers handle the messages in hand, limit (the step's bulkhead) at
+	// most at once.
+	workers  errgroup.Group
+	limit    int
+	stopping atomic.Bool
+	stopOnce sync.Once
 }
 
 type emit struct {
@@ -80,7 +83,8 @@ func (s *Sidecar) StartAsync(ctx context.Context, conn *bus.Conn) (*Async, error
 	app := s.asyncApp
 	var err error
 	source := hop.SourceOf(p.Namespace, p.Workflow, step.Name)
-	a := &Async{s: s, conn: conn, app: app, sem: make(chan struct{}, max(1, step.Policy.Bulkhead.MaxConcurrent))}
+	a := &Async{s: s, conn: conn, app: app, limit: int(max(1, step.Policy.Bulkhead.MaxConcurrent))}
+	a.workers.SetLimit(a.limit)
 	if a.result, err = hop.NewTypedContract(source, step.Name, ResultEventType, s.tel.Tracing.Inject); err != nil {
 		return nil, err
 	}
@@ -109,7 +113,7 @@ func (s *Sidecar) StartAsync(ctx context.Context, conn *bus.Conn) (*Async, error
 		}
 		// The client buffers no more than the pod works on at once.
 		c.consume, err = cons.Consume(func(m jetstream.Msg) { a.dispatch(c, m) },
-			jetstream.PullMaxMessages(cap(a.sem)),
+			jetstream.PullMaxMessages(a.limit),
 			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
 				s.tel.Log.Debug("Consumer error", "consumer", pc.Durable, "err", err)
 			}))
@@ -140,18 +144,16 @@ func (a *Async) Stop() {
 			}
 		}
 	})
-	a.inflight.Wait()
+	_ = a.workers.Wait()
 }
 
 // dispatch hands a message to a worker; it blocks the consumer's delivery
 // while the step's bulkhead is full.
 func (a *Async) dispatch(c *asyncConsumer, m jetstream.Msg) {
-	a.sem <- struct{}{}
-	a.inflight.Add(1)
-	go func() {
-		defer func() { <-a.sem; a.inflight.Done() }()
+	a.workers.Go(func() error {
 		a.handle(c, m)
-	}()
+		return nil
+	})
 }
 
 func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {

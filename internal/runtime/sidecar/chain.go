@@ -8,10 +8,10 @@ import (
 	"net/http"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"go.opentelemetry.io/otel/trace"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/resilience"
@@ -187,29 +187,27 @@ func (c *chain) run1(ctx context.Context, w http.ResponseWriter, r *http.Request
 // fanOut forwards the output to every next step at once and merges what they
 // return; the first failure cancels the other branches and answers the run.
 func (c *chain) fanOut(ctx context.Context, w http.ResponseWriter, runID string, out *hop.Response) int {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel()
 	h := c.relayHeader(ctx, runID, out.ContentType)
 	type result struct {
 		resp *hop.Response
 		err  *hop.Error
 	}
 	results := make([]result, len(c.next))
-	var failOnce sync.Once
+	g, gctx := errgroup.WithContext(ctx)
+	for i := range c.next {
+		g.Go(func() error {
+			resp, herr := c.next[i].target.Relay(gctx, h, out.Body.Bytes())
+			results[i] = result{resp, herr}
+			if herr != nil || !resp.OK() {
+				return branchFailed(i)
+			}
+			return nil
+		})
+	}
 	failed := -1
-	call := func(i int) {
-		resp, herr := c.next[i].target.Relay(ctx, h, out.Body.Bytes())
-		results[i] = result{resp, herr}
-		if herr != nil || !resp.OK() {
-			failOnce.Do(func() { failed = i; cancel() })
-		}
+	if err := g.Wait(); err != nil {
+		failed = int(err.(branchFailed))
 	}
-	var wg sync.WaitGroup
-	for i := 1; i < len(c.next); i++ {
-		wg.Go(func() { call(i) })
-	}
-	call(0)
-	wg.Wait()
 	defer func() {
 		for _, r := range results {
 			r.resp.Release()
@@ -237,6 +235,11 @@ func (c *chain) fanOut(ctx context.Context, w http.ResponseWriter, runID string,
 	}
 	return writeOutput(w, runID, http.StatusOK, "application/json", merged.Bytes())
 }
+
+// branchFailed is the index of the first branch of a fan-out that failed.
+type branchFailed int
+
+func (b branchFailed) Error() string { return "branch " + strconv.Itoa(int(b)) + " failed" }
 
 // relayHeader carries the run to the next sidecar; the step contract's headers
 // are added there, for that step's app.
