@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"log/slog"
-	"net/http"
 	"os"
 	"os/signal"
 	"syscall"
@@ -27,7 +26,7 @@ func main() {
 	log := slog.New(slog.NewJSONHandler(os.Stderr, nil))
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM, os.Interrupt)
 	defer stop()
-	srv := &http.Server{Addr: cfg.Addr, Handler: demostep.New(cfg), ReadHeaderTimeout: 10 * time.Second}
+	srv := demostep.NewServer(cfg.Addr, cfg)
 	errc := make(chan error, 1)
 	go func() { errc <- srv.ListenAndServe() }()
 	log.Info("Serving", "name", cfg.Name, "addr", cfg.Addr, "mode", cfg.Mode)

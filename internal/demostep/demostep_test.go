@@ -130,3 +130,12 @@ func TestBarrierNeedsEveryParty(t *testing.T) {
 	g.Expect(code).To(Equal(500))
 	g.Expect(body).To(ContainSubstring("did not arrive"))
 }
+
+func TestServerBoundsHowLongABodyMayTake(t *testing.T) {
+	g := NewWithT(t)
+	cfg, err := Parse(nil, io.Discard)
+	g.Expect(err).NotTo(HaveOccurred())
+	srv := NewServer(":0", cfg)
+	g.Expect(srv.ReadHeaderTimeout).To(BeNumerically(">", 0))
+	g.Expect(srv.ReadTimeout).To(BeNumerically(">", 0), "a slow body would hold a handler for ever")
+}

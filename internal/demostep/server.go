@@ -46,6 +46,19 @@ type Stats struct {
 
 var lastHeaderNames = []string{"Ce-Id", "Ce-Type", "Ce-Source", "Ce-Specversion", "Ce-Subject", "Content-Type", "Patchbay-Run-Id", "Traceparent"}
 
+// ReadTimeout bounds how long a request, headers and body, may take to
+// arrive, so that a caller trickling its body cannot hold a handler for ever.
+// A minute lets the largest body a step takes (--max-body, 4 MiB by default)
+// arrive at well under 1 Mbit/s; it bounds only the reading (net/http clears
+// the deadline once the body is read), not how long --hold or --delay keep the
+// answer back.
+const ReadTimeout = time.Minute
+
+// NewServer is the HTTP server of a demo step on addr, with read timeouts.
+func NewServer(addr string, cfg *Config) *http.Server {
+	return &http.Server{Addr: addr, Handler: New(cfg), ReadHeaderTimeout: 10 * time.Second, ReadTimeout: ReadTimeout}
+}
+
 // New makes a demo step.
 func New(cfg *Config) *Step {
 	s := &Step{cfg: cfg, gate: make(chan struct{}), barriers: map[string]*barrier{}}

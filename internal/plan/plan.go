@@ -315,6 +315,21 @@ type Bulkhead struct {
 	MaxConcurrent int32 `json:"maxConcurrent"`
 }
 
+// EntryMaxConcurrent bounds the requests one gateway or orchestrator replica
+// serves at once: the workflow's resilience.bulkhead.maxConcurrent, from which
+// every step's policy resolves (the largest of the steps' when some override
+// it, so that the entry never sheds load that every step could take).
+func (p *Plan) EntryMaxConcurrent() int32 {
+	var n int32
+	for i := range p.Steps {
+		n = max(n, p.Steps[i].Policy.Bulkhead.MaxConcurrent)
+	}
+	if n <= 0 {
+		return 64 // v1alpha1.DefaultMaxConcurrent; a plan always resolves it
+	}
+	return n
+}
+
 // Step returns the named step, or nil.
 func (p *Plan) Step(name string) *Step {
 	for i := range p.Steps {

@@ -49,6 +49,9 @@ type Edge[R Outcome] struct {
 	executor failsafe.Executor[R]
 	breaker  circuitbreaker.CircuitBreaker[R]
 	timeout  time.Duration
+	// failed is the edge's failure predicate; attempts its retry.attempts.
+	failed   func(R, error) bool
+	attempts int
 }
 
 // Result is how a call on an edge ended.
@@ -145,7 +148,8 @@ func newEdge[R Outcome](name EdgeName, p plan.Policy, failed func(R, error) bool
 	// The per-attempt timeout is a deadline on the attempt's context (see Do)
 	// rather than failsafe-go's timeout policy, whose timer, goroutine and child
 	// execution cost more than the rest of the closed path together.
-	e := &Edge[R]{Name: name, executor: failsafe.With[R](retry.Build(), breaker), breaker: breaker, timeout: attemptTimeout}
+	e := &Edge[R]{Name: name, executor: failsafe.With[R](retry.Build(), breaker), breaker: breaker, timeout: attemptTimeout,
+		failed: failed, attempts: max(1, int(p.Retry.Attempts))}
 	if reg != nil {
 		reg.add(name, breaker, cb)
 	}
@@ -154,14 +158,42 @@ func newEdge[R Outcome](name EdgeName, p plan.Policy, failed func(R, error) bool
 
 // Do runs fn under the edge's policies. fn gets a context that ends with the
 // attempt (the per-attempt timeout cancels it).
+//
+// When ctx has a deadline (the run's), a retryable answer whose Retry-After
+// outlasts it ends the retries at once with that answer: waiting would only
+// turn the step's own answer into the deadline's 504 later.
 func (e *Edge[R]) Do(ctx context.Context, fn func(ctx context.Context) (R, error)) Result[R] {
 	var attempts int
-	r, err := e.executor.WithContext(ctx).Get(func() (R, error) {
+	deadline, hasDeadline := ctx.Deadline()
+	if !hasDeadline {
+		r, err := e.executor.WithContext(ctx).Get(func() (R, error) {
+			attempts++
+			return e.attempt(ctx, fn)
+		})
+		return Result[R]{Last: r, Err: err, Attempts: attempts}
+	}
+	rctx, stop := context.WithCancelCause(ctx)
+	defer stop(nil)
+	var last R
+	r, err := e.executor.WithContext(rctx).Get(func() (R, error) {
 		attempts++
-		return e.attempt(ctx, fn)
+		r, err := e.attempt(ctx, fn)
+		if err == nil && attempts < e.attempts {
+			if ra := r.RetryAfterDelay(); ra > 0 && ra > time.Until(deadline) && e.failed(r, nil) {
+				last = r
+				stop(errRetryAfterPastDeadline)
+			}
+		}
+		return r, err
 	})
+	if context.Cause(rctx) == errRetryAfterPastDeadline {
+		return Result[R]{Last: last, Attempts: attempts}
+	}
 	return Result[R]{Last: r, Err: err, Attempts: attempts}
 }
+
+// errRetryAfterPastDeadline ends an edge's retries from inside an attempt.
+var errRetryAfterPastDeadline = errors.New("the step's Retry-After outlasts the run's deadline")
 
 // attempt runs fn once under the per-attempt timeout. An attempt that outlives
 // it fails with ErrTimeout whatever fn returns, as failsafe-go's timeout policy

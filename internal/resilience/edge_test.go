@@ -170,3 +170,21 @@ func TestRelayRetriesOnlyWhatNeverReachedTheStep(t *testing.T) {
 	g.Expect(res.Err).NotTo(HaveOccurred())
 	g.Expect(res.Attempts).To(Equal(3))
 }
+
+func TestEdgeStopsRetryingWhenRetryAfterPassesTheRunsDeadline(t *testing.T) {
+	g := NewWithT(t)
+	p := policy(3, 10, time.Minute)
+	p.Retry.MaxDelay = plan.D(time.Minute) // maxDelay allows the wait, the run's deadline does not
+	e := NewEdge[*outcome](EdgeName{"a", "b"}, p, Hooks{}, nil)
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	start := time.Now()
+	res := e.Do(ctx, func(context.Context) (*outcome, error) {
+		return &outcome{status: 503, retryAfter: 30 * time.Second}, nil
+	})
+	// The step's own answer comes back at once, not the deadline's 504 later.
+	g.Expect(res.Err).NotTo(HaveOccurred())
+	g.Expect(res.Last.status).To(Equal(503))
+	g.Expect(res.Attempts).To(Equal(1))
+	g.Expect(time.Since(start)).To(BeNumerically("<", time.Second))
+}

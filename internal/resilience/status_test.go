@@ -22,11 +22,17 @@ func TestRetryableStatus(t *testing.T) {
 func TestParseRetryAfter(t *testing.T) {
 	now := time.Date(2026, 1, 2, 3, 4, 5, 0, time.UTC)
 	for in, want := range map[string]time.Duration{
-		"":    0,
-		"0":   0,
-		"3":   3 * time.Second,
-		"-1":  0,
-		"abc": 0,
+		"":                              0,
+		"0":                             0,
+		"3":                             3 * time.Second,
+		"-1":                            0,
+		"abc":                           0,
+		"3600":                          time.Hour,
+		"86400":                         MaxRetryAfter,
+		"99999999999":                   MaxRetryAfter, // overflowed time.Duration
+		"9223372036854775807":           MaxRetryAfter,
+		"99999999999999999999":          MaxRetryAfter, // beyond int64
+		"Fri, 31 Dec 9999 23:59:59 GMT": MaxRetryAfter,
 		now.Add(7 * time.Second).Format(http.TimeFormat): 7 * time.Second,
 		now.Add(-time.Minute).Format(http.TimeFormat):    0,
 	} {
@@ -56,11 +62,32 @@ func TestRetryDelayFollowsTheBackoffAndRetryAfter(t *testing.T) {
 		{exp, 2, 0, 200 * time.Millisecond},
 		{exp, 3, 0, 350 * time.Millisecond},
 		{exp, 9, 0, 350 * time.Millisecond},
-		{exp, 1, 2 * time.Second, 2 * time.Second},
+		{exp, 1, 300 * time.Millisecond, 300 * time.Millisecond},
+		{exp, 1, 2 * time.Second, 350 * time.Millisecond}, // capped by maxDelay
+		{exp, 1, MaxRetryAfter, 350 * time.Millisecond},
 		{plan.Retry{Backoff: "constant", InitialDelay: plan.D(50 * time.Millisecond)}, 4, 0, 50 * time.Millisecond},
 	} {
 		if got := RetryDelay(tc.r, tc.attempt, tc.retryAfter); got != tc.want {
 			t.Errorf("RetryDelay(%s, attempt %d, retry-after %s) = %s, want %s", tc.r.Backoff, tc.attempt, tc.retryAfter, got, tc.want)
+		}
+	}
+}
+
+func TestRetryAfterTooLong(t *testing.T) {
+	r := plan.Retry{Backoff: "exponential", InitialDelay: plan.D(100 * time.Millisecond), MaxDelay: plan.D(10 * time.Second)}
+	for _, tc := range []struct {
+		retryAfter, remaining time.Duration
+		want                  bool
+	}{
+		{time.Second, 0, false},
+		{10 * time.Second, 0, false},
+		{11 * time.Second, 0, true},              // past maxDelay
+		{time.Hour, 0, true},                     // past maxDelay
+		{5 * time.Second, 2 * time.Second, true}, // past the run's deadline
+		{time.Second, 2 * time.Second, false},
+	} {
+		if got := RetryAfterTooLong(r, tc.retryAfter, tc.remaining); got != tc.want {
+			t.Errorf("RetryAfterTooLong(%s, remaining %s) = %v, want %v", tc.retryAfter, tc.remaining, got, tc.want)
 		}
 	}
 }

@@ -97,7 +97,7 @@ func startApp(ctx context.Context, st *v1alpha1.Step, src Source, stderr io.Writ
 	if err != nil {
 		return nil, fmt.Errorf("step %s: %w", st.Name, err)
 	}
-	srv := &http.Server{Handler: demostep.New(cfg), ReadHeaderTimeout: 10 * time.Second}
+	srv := demostep.NewServer("", cfg)
 	go func() { _ = srv.Serve(l) }()
 	return &app{step: st.Name, url: "http://" + l.Addr().String(), server: srv}, nil
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"strconv"
 	"time"
@@ -17,9 +18,6 @@ import (
 const (
 	completionAckWait = 30 * time.Second
 	completionPending = 1024
-	// redeliveryDelay is how long a message the gateway failed to handle waits
-	// before the broker delivers it again.
-	redeliveryDelay = 500 * time.Millisecond
 )
 
 // startCompletion consumes, in choreography, the events that complete a run
@@ -40,6 +38,7 @@ func (g *Gateway) startCompletion(ctx context.Context) error {
 		FilterSubjects: subjects,
 		MaxAckPending:  completionPending,
 		AckWait:        completionAckWait,
+		MaxDeliver:     bus.RoleConsumerMaxDeliver,
 	})
 	if err != nil {
 		return err
@@ -53,9 +52,21 @@ func (g *Gateway) consume(cons jetstream.Consumer, failed string, handle func(je
 	cc, err := cons.Consume(func(m jetstream.Msg) {
 		g.inflight.Add(1)
 		defer g.inflight.Done()
+		attempt := 1
+		if md, err := m.Metadata(); err == nil {
+			attempt = int(md.NumDelivered)
+		}
+		if attempt > bus.RoleMaxDeliver {
+			g.giveUp(m, attempt-1, "the gateway did not finish its last attempt on this message (it stopped, or the attempt outlived the ack wait)")
+			return
+		}
 		if err := handle(m); err != nil {
-			g.tel.Log.Warn(failed, "subject", m.Subject(), "err", err)
-			_ = m.NakWithDelay(redeliveryDelay)
+			if attempt >= bus.RoleMaxDeliver {
+				g.giveUp(m, attempt, fmt.Sprintf("the gateway failed on this message %d times: %v", attempt, err))
+				return
+			}
+			g.tel.Log.Warn(failed, "subject", m.Subject(), "attempt", attempt, "err", err)
+			_ = m.NakWithDelay(redeliveryDelay(attempt))
 			return
 		}
 		_ = m.Ack()
@@ -66,6 +77,35 @@ func (g *Gateway) consume(cons jetstream.Consumer, failed string, handle func(je
 	g.consumers = append(g.consumers, cc)
 	g.conn.WatchConsume(cc, cons.CachedInfo().Name, &g.stopping)
 	return nil
+}
+
+// redeliveryDelay is bus.RedeliveryDelay; tests shorten it.
+var redeliveryDelay = bus.RedeliveryDelay
+
+// giveUp dead-letters a poison message and terminates it: it is not
+// delivered again. A dead letter of a choreographed run fails that run when
+// the completion consumer reads it. A dead letter the gateway itself cannot
+// handle is only logged: dead-lettering it again would feed it back to the
+// same consumer.
+func (g *Gateway) giveUp(m jetstream.Msg, attempts int, reason string) {
+	runID := bus.HTTPHeader(m).Get(hop.HeaderRunID)
+	if m.Subject() != g.plan.Stream.DeadLetter {
+		ctx, cancel := context.WithTimeout(context.Background(), completionAckWait)
+		defer cancel()
+		msg, id := bus.GiveUp(g.plan, "gateway", m, attempts, reason)
+		if err := g.conn.Publish(ctx, msg, id); err != nil {
+			g.tel.Log.Warn("Dead-lettering failed; the message will be redelivered", "subject", m.Subject(), "err", err)
+			_ = m.NakWithDelay(redeliveryDelay(attempts))
+			return
+		}
+		g.tel.Metrics.DeadLetter("gateway", 0)
+		g.tel.Log.Warn("Dead-lettered a message the gateway could not handle", "subject", m.Subject(), "run", runID, "attempts", attempts, "err", reason)
+	} else {
+		g.tel.Log.Error("Giving up on a dead letter the gateway could not handle", "run", runID, "attempts", attempts, "err", reason)
+	}
+	if err := m.TermWithReason("dead-lettered"); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+		g.tel.Log.Debug("Terminating a message failed", "err", err)
+	}
 }
 
 // complete finishes a run on its first completion event or dead letter.

@@ -62,6 +62,7 @@ type Gateway struct {
 	start     *hop.Contract
 	entry     *hop.Contract
 	mux       *http.ServeMux
+	handler   http.Handler // mux behind the inbound bulkhead
 	proxies   map[string]*httputil.ReverseProxy
 	consumers []jetstream.ConsumeContext
 	stopping  atomic.Bool
@@ -137,6 +138,10 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	g.mux.HandleFunc("GET /runs/{id}", g.serveRun)
 	g.mux.HandleFunc("GET /query/{key...}", g.serveQuery)
 	g.mux.HandleFunc("/steps/{step}/{path...}", g.serveStep)
+	// Every request passes the inbound bulkhead: a sync caller holds a permit
+	// until its outcome or entry.timeout, so a burst cannot pile up waiters.
+	g.handler = hop.Bulkhead("the gateway of workflow "+p.Workflow, p.EntryMaxConcurrent(), g.mux,
+		cfg.Telemetry.Metrics.BulkheadRejected("gateway"))
 	cfg.Telemetry.Log.Info("Gateway is up", "workflow", p.Workflow, "style", p.Style, "inbox", g.inbox)
 	return g, nil
 }
@@ -165,7 +170,7 @@ func (g *Gateway) Stop() {
 }
 
 // ServeHTTP implements http.Handler.
-func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.mux.ServeHTTP(w, r) }
+func (g *Gateway) ServeHTTP(w http.ResponseWriter, r *http.Request) { g.handler.ServeHTTP(w, r) }
 
 func (g *Gateway) onOutcome(m *nats.Msg) {
 	var r bus.Run

@@ -50,6 +50,7 @@ func (g *Gateway) startReadModel(ctx context.Context) error {
 		FilterSubjects: subjects,
 		MaxAckPending:  1,
 		AckWait:        30 * time.Second,
+		MaxDeliver:     bus.RoleConsumerMaxDeliver,
 	})
 	if err != nil {
 		return err

@@ -29,6 +29,9 @@ const (
 	asyncRetryDelay    = 500 * time.Millisecond
 )
 
+// redeliveryDelay is bus.RedeliveryDelay; tests shorten it.
+var redeliveryDelay = bus.RedeliveryDelay
+
 // AsyncConfig is what an async orchestrator needs.
 type AsyncConfig struct {
 	Plan      *plan.Plan
@@ -107,6 +110,7 @@ func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 		FilterSubjects: []string{p.Stream.StartSubject, p.Stream.ResultPrefix + ".>"},
 		MaxAckPending:  asyncMaxAckPending,
 		AckWait:        asyncAckWait,
+		MaxDeliver:     bus.RoleConsumerMaxDeliver,
 	})
 	if err != nil {
 		return nil, err
@@ -133,14 +137,51 @@ func (a *Async) Stop() {
 
 func (a *Async) dispatch(m jetstream.Msg) {
 	a.workers.Go(func() error {
+		attempt := 1
+		if md, err := m.Metadata(); err == nil {
+			attempt = int(md.NumDelivered)
+		}
+		if attempt > bus.RoleMaxDeliver {
+			a.giveUp(m, attempt-1, "the orchestrator did not finish its last attempt on this message (it stopped, or the attempt outlived the ack wait)")
+			return nil
+		}
 		if err := a.handle(m); err != nil {
-			a.tel.Log.Warn("Handling a message failed; it will be redelivered", "subject", m.Subject(), "err", err)
-			_ = m.NakWithDelay(asyncRetryDelay)
+			if attempt >= bus.RoleMaxDeliver {
+				a.giveUp(m, attempt, fmt.Sprintf("the orchestrator failed on this message %d times: %v", attempt, err))
+				return nil
+			}
+			a.tel.Log.Warn("Handling a message failed; it will be redelivered", "subject", m.Subject(), "attempt", attempt, "err", err)
+			_ = m.NakWithDelay(redeliveryDelay(attempt))
 			return nil
 		}
 		_ = m.Ack()
 		return nil
 	})
+}
+
+// giveUp dead-letters a poison message, fails its run with the reason when
+// it belongs to one, and terminates it: it is not delivered again.
+func (a *Async) giveUp(m jetstream.Msg, attempts int, reason string) {
+	ctx, cancel := context.WithTimeout(context.Background(), asyncAckWait)
+	defer cancel()
+	msg, id := bus.GiveUp(a.plan, plan.OrchestratorRole, m, attempts, reason)
+	if err := a.conn.Publish(ctx, msg, id); err != nil {
+		a.tel.Log.Warn("Dead-lettering failed; the message will be redelivered", "subject", m.Subject(), "err", err)
+		_ = m.NakWithDelay(asyncRetryDelay)
+		return
+	}
+	runID := bus.HTTPHeader(m).Get(hop.HeaderRunID)
+	a.tel.Metrics.DeadLetter(plan.OrchestratorRole, 0)
+	a.tel.Log.Warn("Dead-lettered a message the orchestrator could not handle", "subject", m.Subject(), "run", runID, "attempts", attempts, "err", reason)
+	if runID != "" && bus.CheckRunID("run id", runID) == nil {
+		herr := &hop.Error{Code: http.StatusBadGateway, RunID: runID, Attempts: attempts, Message: reason}
+		if err := a.fail(ctx, runID, herr); err != nil {
+			a.tel.Log.Warn("Failing the run of a dead-lettered message failed", "run", runID, "err", err)
+		}
+	}
+	if err := m.TermWithReason("dead-lettered"); err != nil && !errors.Is(err, jetstream.ErrMsgAlreadyAckd) {
+		a.tel.Log.Debug("Terminating a message failed", "err", err)
+	}
 }
 
 func (a *Async) handle(m jetstream.Msg) error {

@@ -39,6 +39,7 @@ type Orchestrator struct {
 	source   string
 	mergesJ  bool // some input or the result merges outputs, so the entry must be JSON
 	spanName string
+	handler  http.Handler // serveHTTP behind the inbound bulkhead
 }
 
 type step struct {
@@ -129,11 +130,16 @@ func New(cfg Config) (*Orchestrator, error) {
 		o.sinks = append(o.sinks, i)
 	}
 	o.mergesJ = o.mergesJ || len(o.sinks) > 1
+	o.handler = hop.Bulkhead("the orchestrator of workflow "+p.Workflow, p.EntryMaxConcurrent(), http.HandlerFunc(o.serveHTTP),
+		cfg.Telemetry.Metrics.BulkheadRejected("orchestrator"))
 	return o, nil
 }
 
-// ServeHTTP runs the workflow for a POST to /.
-func (o *Orchestrator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+// ServeHTTP runs the workflow for a POST to /, within the inbound bulkhead
+// (the workflow's bulkhead maxConcurrent runs at once per replica).
+func (o *Orchestrator) ServeHTTP(w http.ResponseWriter, r *http.Request) { o.handler.ServeHTTP(w, r) }
+
+func (o *Orchestrator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/" {
 		(&hop.Error{Code: http.StatusNotFound, Message: "runs start with POST /"}).Write(w)
 		return

@@ -112,8 +112,19 @@ type Server struct {
 	CloseOnDrain bool
 }
 
-// Options tune the drain.
+// ReadTimeout bounds how long a request may take to arrive, headers and body
+// (net/http's Server.ReadTimeout), so that a caller that trickles its body
+// (slow loris) cannot hold a handler, or a bulkhead permit, for ever. It is
+// generous because a legitimate body may be large: the biggest body a role
+// accepts (8 MiB) still arrives within it at about 1.1 Mbit/s. It bounds only
+// the reading: once the body is read, net/http clears the deadline, so a
+// handler may still take as long as the run's timeout to answer.
+const ReadTimeout = time.Minute
+
+// Options tune the servers and the drain.
 type Options struct {
+	// ReadTimeout overrides the package's ReadTimeout when positive.
+	ReadTimeout time.Duration
 	// ShutdownDelay keeps serving after readiness turns false, so that endpoints
 	// stop routing here before the listeners close.
 	ShutdownDelay time.Duration
@@ -134,10 +145,15 @@ type Options struct {
 func Run(ctx context.Context, log *slog.Logger, health *Health, opts Options, servers ...Server) error {
 	hs := make([]*http.Server, len(servers))
 	errc := make(chan error, len(servers))
+	readTimeout := ReadTimeout
+	if opts.ReadTimeout > 0 {
+		readTimeout = opts.ReadTimeout
+	}
 	for i, s := range servers {
 		hs[i] = &http.Server{
 			Handler:           s.Handler,
-			ReadHeaderTimeout: 10 * time.Second,
+			ReadHeaderTimeout: min(10*time.Second, readTimeout),
+			ReadTimeout:       readTimeout,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    1 << 20,
 			ErrorLog:          slog.NewLogLogger(log.Handler(), slog.LevelWarn),

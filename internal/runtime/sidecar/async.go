@@ -210,7 +210,10 @@ func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {
 		_ = m.Nak()
 		return
 	}
-	if retryable(herr) && attempt < int(c.MaxDeliver) {
+	// A Retry-After past the step's maxDelay ends the retries, as in the sync
+	// styles: the message is dead-lettered with the step's answer rather than
+	// parked in the broker for as long as the step asked.
+	if retryable(herr) && attempt < int(c.MaxDeliver) && !resilience.RetryAfterTooLong(s.step.Policy.Retry, herr.RetryAfter, 0) {
 		delay := resilience.RetryDelay(s.step.Policy.Retry, attempt, herr.RetryAfter)
 		s.tel.Log.Debug("Step attempt failed, retrying by redelivery", "step", s.step.Name, "run", runID, "attempt", attempt, "status", herr.Status, "delay", delay)
 		_ = m.NakWithDelay(delay)

@@ -141,6 +141,19 @@ func (c *chain) serve(w http.ResponseWriter, r *http.Request) int {
 
 func (c *chain) run1(ctx context.Context, w http.ResponseWriter, r *http.Request, runID string) int {
 	s := c.s
+	// The bulkhead decides before the body is read: a request over it costs
+	// neither the read nor a buffer, and a full step sheds load at once.
+	if !s.bulkhead.TryAcquirePermit() {
+		return s.reject(w, runID)
+	}
+	permit := true
+	release := func() {
+		if permit {
+			permit = false
+			s.bulkhead.ReleasePermit()
+		}
+	}
+	defer release()
 	in := hop.GetBuffer()
 	defer hop.PutBuffer(in)
 	if err := hop.ReadBody(in, r.Body, r.ContentLength, plan.DefaultMaxBodyLen); err != nil {
@@ -155,11 +168,8 @@ func (c *chain) run1(ctx context.Context, w http.ResponseWriter, r *http.Request
 			Message: fmt.Sprintf("request body is not valid JSON, and workflow %s merges step outputs into JSON objects", s.plan.Workflow)})
 	}
 
-	if !s.bulkhead.TryAcquirePermit() {
-		return s.reject(w, runID)
-	}
 	out, herr := c.app.Invoke(ctx, &hop.Invocation{RunID: runID, ContentType: r.Header.Get("Content-Type"), Body: in.Bytes()})
-	s.bulkhead.ReleasePermit()
+	release() // the app is done; the steps after it have their own bulkheads
 	if herr != nil {
 		if herr.Code != hop.StatusClientClosedRequest {
 			s.tel.Log.Info("Step failed", "step", herr.Step, "run", runID, "status", herr.Status, "attempts", herr.Attempts, "err", herr.Message)

@@ -6,6 +6,8 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -79,4 +81,49 @@ func TestNewRefusesWhatASidecarCannotRun(t *testing.T) {
 		plan.Step{Name: "c", DependsOn: []string{"a"}, Output: plan.Output{Next: []string{"d"}}},
 		plan.Step{Name: "d", DependsOn: []string{"b", "c"}})
 	g.Expect(ValidateChain(join)).To(MatchError(ContainSubstring("cannot join branches")))
+}
+
+// watchedBody records whether anything read it.
+type watchedBody struct {
+	read atomic.Bool
+	io.Reader
+}
+
+func (b *watchedBody) Read(p []byte) (int, error) {
+	b.read.Store(true)
+	return b.Reader.Read(p)
+}
+
+func TestChainRejectsOverTheBulkheadBeforeReadingTheBody(t *testing.T) {
+	g := NewWithT(t)
+	entered, release := make(chan struct{}, 1), make(chan struct{})
+	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		entered <- struct{}{}
+		<-release
+		_, _ = io.Copy(w, r.Body)
+	}))
+	defer app.Close()
+	defer close(release)
+	p := chainPlan(plan.Step{Name: "only"})
+	p.Steps[0].Policy.Bulkhead.MaxConcurrent = 1
+	sc, err := New(Config{Plan: p, Step: "only", AppURL: app.URL, Resolver: hop.StaticResolver{}, Telemetry: testTelemetry()})
+	g.Expect(err).NotTo(HaveOccurred())
+
+	first := make(chan int, 1)
+	go func() {
+		rec := httptest.NewRecorder()
+		sc.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", strings.NewReader("{}")))
+		first <- rec.Code
+	}()
+	g.Eventually(entered).WithTimeout(5 * time.Second).Should(Receive())
+
+	body := &watchedBody{Reader: strings.NewReader(`{"big":"body"}`)}
+	rec := httptest.NewRecorder()
+	sc.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", body))
+	g.Expect(rec.Code).To(Equal(http.StatusServiceUnavailable), rec.Body.String())
+	g.Expect(rec.Header().Get(hop.HeaderRejected)).To(Equal("bulkhead"))
+	g.Expect(body.read.Load()).To(BeFalse(), "the body was read before the bulkhead decided")
+
+	release <- struct{}{}
+	g.Eventually(first).WithTimeout(5 * time.Second).Should(Receive(Equal(http.StatusOK)))
 }

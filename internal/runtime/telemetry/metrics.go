@@ -48,7 +48,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 		}, []string{"step"}),
 		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchbay_bulkhead_rejections_total",
-			Help: "Requests a sidecar rejected because its bulkhead was full, by step.",
+			Help: "Requests a sidecar rejected because its bulkhead was full, by step (gateway or orchestrator for theirs).",
 		}, []string{"step"}),
 		hopDuration: prometheus.NewHistogramVec(prometheus.HistogramOpts{
 			Name: "patchbay_hop_duration_seconds", Buckets: latencyBuckets,
@@ -138,6 +138,13 @@ func (in *Inbound) Done(code int, start time.Time) {
 
 // Rejected counts a bulkhead rejection.
 func (in *Inbound) Rejected() { in.rejected.Inc() }
+
+// BulkheadRejected counts a rejection by the inbound bulkhead of a role that
+// is no step (the gateway, the orchestrator): role is the step label.
+func (m *Metrics) BulkheadRejected(role string) func() {
+	c := m.rejected.WithLabelValues(role)
+	return c.Inc
+}
 
 // Hop are one edge's metrics.
 type Hop struct {

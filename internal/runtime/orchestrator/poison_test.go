@@ -1,0 +1,85 @@
+package orchestrator
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	. "github.com/onsi/gomega"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
+)
+
+// A message the orchestrator fails on every time (here: a run start whose run
+// record is not readable) is tried bus.RoleMaxDeliver times, then ends as one
+// dead letter with the reason, and is not delivered again.
+func TestAPoisonMessageEndsAsOneDeadLetter(t *testing.T) {
+	g := NewWithT(t)
+	saved := redeliveryDelay
+	redeliveryDelay = func(int) time.Duration { return 10 * time.Millisecond }
+	t.Cleanup(func() { redeliveryDelay = saved })
+
+	p := compile(t, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: poison, namespace: default}
+spec:
+  style: async-orchestrated
+  steps:
+  - {name: only, image: demo}
+`)
+	url := embeddedNATS(t)
+	conn := func() *bus.Conn {
+		c, err := bus.Connect(bus.Options{URL: url, Name: "test"}, slog.New(slog.DiscardHandler))
+		g.Expect(err).NotTo(HaveOccurred())
+		t.Cleanup(c.Close)
+		return c
+	}
+	ctx := context.Background()
+	test := conn()
+	g.Expect(bus.EnsureStream(ctx, test.JS, p, test.Storage)).To(Succeed())
+	runs, err := bus.EnsureRuns(ctx, test.JS, p, test.Storage)
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = runs.KV.Put(ctx, "r1", []byte("not a run record"))
+	g.Expect(err).NotTo(HaveOccurred())
+	dead := make(chan *nats.Msg, 8)
+	_, err = test.NC.ChanSubscribe(p.Stream.DeadLetter, dead)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(test.NC.Flush()).To(Succeed())
+
+	h := nats.Header{hop.HeaderRunID: {"r1"}, "Content-Type": {"application/json"}}
+	g.Expect(test.Publish(ctx, &nats.Msg{Subject: p.Stream.StartSubject, Header: h, Data: []byte(`{}`)}, "start/r1")).To(Succeed())
+
+	tracing, _ := telemetry.NewTracing(ctx, "", "test")
+	a, err := StartAsync(ctx, AsyncConfig{Plan: p, Conn: conn(), Telemetry: telemetry.New(slog.New(slog.DiscardHandler), tracing)})
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(a.Stop)
+
+	var m *nats.Msg
+	g.Eventually(dead).WithTimeout(20 * time.Second).Should(Receive(&m))
+	var dl bus.DeadLetter
+	g.Expect(json.Unmarshal(m.Data, &dl)).To(Succeed())
+	g.Expect(dl.Step).To(Equal(plan.OrchestratorRole))
+	g.Expect(dl.RunID).To(Equal("r1"))
+	g.Expect(dl.Subject).To(Equal(p.Stream.StartSubject))
+	g.Expect(dl.Attempts).To(Equal(bus.RoleMaxDeliver))
+	g.Expect(dl.Error).To(ContainSubstring("failed on this message 10 times"))
+	g.Expect(string(dl.Payload)).To(Equal(`{}`))
+
+	// Terminated: nothing pending or awaiting an ack, and no second dead letter.
+	cons, err := test.JS.Consumer(ctx, p.Stream.Name, p.Stream.OrchestratorDurable)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(cons.CachedInfo().Config.MaxDeliver).To(Equal(bus.RoleConsumerMaxDeliver))
+	g.Eventually(func(g Gomega) {
+		info, err := cons.Info(ctx)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(info.NumPending).To(BeZero())
+		g.Expect(info.NumAckPending).To(BeZero())
+	}).WithTimeout(10 * time.Second).Should(Succeed())
+	g.Consistently(dead).WithTimeout(time.Second).ShouldNot(Receive())
+}
