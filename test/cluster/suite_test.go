@@ -98,6 +98,10 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 		if CurrentSpecReport().Failed() || suiteFailed() {
 			dumpDiagnostics(ctx)
 		}
+		if os.Getenv("KEEP_NAMESPACE") != "" {
+			fmt.Fprintf(GinkgoWriter, "KEEP_NAMESPACE is set: namespace %s is left for a look\n", namespace)
+			return
+		}
 		deleteNamespace(ctx)
 	}, NodeTimeout(5*time.Minute))
 

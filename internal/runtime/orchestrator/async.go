@@ -215,7 +215,7 @@ func (a *Async) handle(m jetstream.Msg) error {
 
 // start dispatches the steps without dependencies with the entry payload.
 func (a *Async) start(ctx context.Context, runID string, h http.Header, payload []byte) error {
-	r, err := a.runs.Update(ctx, runID, func(r *bus.Run) bool {
+	dispatchRoots := func(r *bus.Run) bool {
 		changed := false
 		for _, n := range a.roots {
 			if s := r.Step(n); !s.Dispatched && !r.Done() {
@@ -223,13 +223,18 @@ func (a *Async) start(ctx context.Context, runID string, h http.Header, payload 
 			}
 		}
 		return changed
-	})
+	}
+	r, err := a.runs.Update(ctx, runID, dispatchRoots)
 	if errors.Is(err, bus.ErrNoRun) {
 		// Started by something other than a gateway: keep its record anyway.
 		if err := a.runs.Create(ctx, &bus.Run{ID: runID, Status: bus.RunPending, Started: time.Now()}); err != nil && !errors.Is(err, bus.ErrRunExists) {
 			return err
 		}
-		return a.start(ctx, runID, h, payload)
+		// Once: a record that exists but cannot be read yet is retried by
+		// redelivery, not here.
+		if r, err = a.runs.Update(ctx, runID, dispatchRoots); errors.Is(err, bus.ErrNoRun) {
+			return errRecordNotVisible(runID, err)
+		}
 	}
 	if err != nil || r.Done() {
 		return err
@@ -269,8 +274,7 @@ func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header
 		return true
 	})
 	if errors.Is(err, bus.ErrNoRun) {
-		a.tel.Log.Warn("Dropping a result of an unknown run", "run", runID, "step", step)
-		return nil
+		return errRecordNotVisible(runID, err)
 	}
 	if err != nil {
 		return err
@@ -318,12 +322,22 @@ func (a *Async) fail(ctx context.Context, runID string, e *hop.Error) error {
 		return true
 	})
 	if errors.Is(err, bus.ErrNoRun) {
-		return nil
+		return errRecordNotVisible(runID, err)
 	}
 	if err != nil {
 		return err
 	}
 	return a.done(r, finished)
+}
+
+// errRecordNotVisible is a result, or a failure, of a run whose record this
+// process cannot read. Every run's record is written before its start
+// message, so the read came from a replica of the runs bucket that has not
+// caught up (seen on the local cluster right after a NATS server restarted):
+// the message is retried, bounded by the consumer's delivery limit, instead
+// of being dropped and leaving the run pending for good.
+func errRecordNotVisible(runID string, err error) error {
+	return fmt.Errorf("the record of run %s is not visible yet: %w", runID, err)
 }
 
 // done reports a finished run to its waiting gateway (again, on a redelivery).

@@ -125,3 +125,54 @@ func embeddedNATS(t *testing.T) string {
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
 	return srv.ClientURL()
 }
+
+// A result can be read before its run's record is visible to this process
+// (a replica of the runs bucket that has not caught up, seen on the local
+// cluster after a NATS server restarted). It is retried, not dropped: before,
+// the run stayed pending for good.
+func TestAResultOfARunNotVisibleYetIsRetried(t *testing.T) {
+	g := NewWithT(t)
+	p := compile(t, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: lag, namespace: default}
+spec:
+  style: async-orchestrated
+  steps:
+  - {name: first, image: demo}
+  - {name: second, image: demo, dependsOn: [first]}
+`)
+	url := embeddedNATS(t)
+	tracing, _ := telemetry.NewTracing(context.Background(), "", "test")
+	tel := telemetry.New(slog.New(slog.DiscardHandler), tracing)
+	conn := func() *bus.Conn {
+		c, err := bus.Connect(bus.Options{URL: url, Name: "test"}, slog.New(slog.DiscardHandler))
+		g.Expect(err).NotTo(HaveOccurred())
+		t.Cleanup(c.Close)
+		return c
+	}
+	ctx := context.Background()
+	test := conn()
+	g.Expect(bus.EnsureStream(ctx, test.JS, p, test.Storage)).To(Succeed())
+	runs, err := bus.EnsureRuns(ctx, test.JS, p, test.Storage)
+	g.Expect(err).NotTo(HaveOccurred())
+	commands := make(chan *nats.Msg, 8)
+	_, err = test.NC.ChanSubscribe(p.Step("second").Consumers[0].FilterSubject, commands)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(test.NC.Flush()).To(Succeed())
+	a, err := StartAsync(ctx, AsyncConfig{Plan: p, Conn: conn(), Telemetry: tel})
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(a.Stop)
+
+	subject := p.Step("first").Output.ResultSubject
+	h := nats.Header{bus.HeaderStatus: {bus.StatusOK}, hop.HeaderRunID: {"r2"}, "Content-Type": {"application/json"}}
+	g.Expect(test.Publish(ctx, &nats.Msg{Subject: subject, Header: h, Data: []byte(`{"first":true}`)}, subject+"/r2")).To(Succeed())
+	g.Consistently(commands).WithTimeout(time.Second).ShouldNot(Receive())
+
+	// The record becomes visible: the redelivered result moves the run on.
+	run := &bus.Run{ID: "r2", Status: bus.RunPending, Started: time.Now()}
+	run.Step("first").Dispatched = true
+	g.Expect(runs.Create(ctx, run)).To(Succeed())
+	var m *nats.Msg
+	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
+	g.Expect(m.Data).To(MatchJSON(`{"first":true}`))
+}
