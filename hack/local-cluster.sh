@@ -500,7 +500,12 @@ down() {
     for _ in $(seq 60); do "$crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK" version >/dev/null 2>&1 && break; sleep 0.5; done
   fi
   if alive containerd && [[ -x $crictl ]]; then
-    "$crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK" rmp --all --force >/dev/null 2>&1 || true
+    # crictl's default timeout (2 s) is too short to stop forty pods at once.
+    local cri=("$crictl" --runtime-endpoint "unix://$CONTAINERD_SOCK" --timeout 120s)
+    for _ in 1 2 3; do
+      "${cri[@]}" rmp --all --force >/dev/null 2>&1 || true
+      [[ -z $("${cri[@]}" pods -q 2>/dev/null) ]] && break
+    done
   fi
   stop containerd
   # Shims outlive containerd by design; they belong to this cluster's socket.
@@ -534,10 +539,20 @@ down() {
     local m
     while read -r m; do umount -l "$m" 2>/dev/null || true; done < <(findmnt -rn -o TARGET | grep -F "$STATE" | sort -r)
   fi
-  # The kubelet's cgroups (cgroupfs driver), leaves first.
-  local ctl
-  for ctl in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
-    [[ -d $ctl ]] && find "$ctl" -depth -type d -exec rmdir {} + 2>/dev/null || true
+  # The kubelet's cgroups (cgroupfs driver), leaves first. A container whose
+  # shim was killed before the CRI could stop it lives on in its cgroup: kill
+  # what is left there, so that nothing of the cluster keeps running.
+  local ctl p
+  for ctl in $(find /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods -name cgroup.procs 2>/dev/null); do
+    for p in $(cat "$ctl" 2>/dev/null); do kill -KILL "$p" 2>/dev/null || true; done
+  done
+  # A killed process leaves its cgroup a moment later.
+  for _ in $(seq 20); do
+    for ctl in /sys/fs/cgroup/*/kubepods /sys/fs/cgroup/kubepods; do
+      [[ -d $ctl ]] && find "$ctl" -depth -type d -exec rmdir {} + 2>/dev/null || true
+    done
+    compgen -G '/sys/fs/cgroup/*/kubepods' >/dev/null || break
+    sleep 0.5
   done
 
   if [[ -f $STATE/sysctl.orig ]]; then
