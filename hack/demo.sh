@@ -97,12 +97,33 @@ request() {
   return 0
 }
 
+# follow WORKFLOW: poll the run the last answer named until it is done.
+follow() {
+  local wf=$1 loc url i
+  loc=$(sed -n 's/.*"location":"\([^"]*\)".*/\1/p' "/tmp/patchbay-demo-$wf.out")
+  [[ -n $loc && $cluster == local ]] || return 0
+  url=http://$(kubectl get svc -n "$NAMESPACE" "$wf" -o jsonpath='{.spec.clusterIP}')$loc
+  for i in $(seq 60); do
+    if [[ $(curl -s -o "/tmp/patchbay-demo-$wf.out" -w '%{http_code}' "$url") == 200 ]]; then
+      printf '  then GET %s answered after %d more s: %s\n' "$loc" "$i" "$(cat "/tmp/patchbay-demo-$wf.out")"
+      return 0
+    fi
+    sleep 1
+  done
+  printf '  GET %s: still not done after 60 s\n' "$loc"
+}
+
 printf '\n'
 for s in "${samples[@]}"; do
   wf=$(awk '$1=="name:" {print $2; exit}' "config/samples/$s.yaml")
   read -r code secs < <(request "$wf")
   printf '\033[1m%s\033[0m  workflow %s  endpoint %s\n' "$s" "$wf" "$(kubectl get workflow -n "$NAMESPACE" "$wf" -o jsonpath='{.status.endpoint}')"
   printf '  HTTP %s in %.0f ms: %s\n' "$code" "$(awk -v s="$secs" 'BEGIN {print s * 1000}')" "$(cat "/tmp/patchbay-demo-$wf.out")"
+  if [[ $code == 202 ]]; then
+    # The sync wrapper held the caller for entry.timeout; the run goes on and
+    # its outcome is at the Location it answered.
+    follow "$wf"
+  fi
   printf '  topology: %s\n\n' "$(kubectl get deploy -n "$NAMESPACE" -l "patchbay.dev/workflow=$wf" -o jsonpath='{range .items[*]}{.metadata.name}({.status.readyReplicas}/{.spec.replicas}) {end}')"
   rm -f "/tmp/patchbay-demo-$wf.out"
 done
