@@ -77,9 +77,39 @@ func ReadModelConfig(p *plan.Plan, st Storage) jetstream.KeyValueConfig {
 	}
 }
 
-// EnsureRuns creates or opens the run store.
+// EnsureRuns creates or opens the run store, read through its leader.
+//
+// A key-value bucket lets any replica answer a read (direct get), and a
+// replica that has not caught up answers with an older record or none. A run
+// record is read right after another process wrote it (the gateway creates
+// it, then an orchestrator on another server reads it), so such a read made
+// the orchestrator drop results of runs it could not see, and runs stayed
+// pending (seen on the local cluster with three servers). The run store turns
+// direct gets off on its stream and binds after that, so that its reads go to
+// the stream's leader, which has every acknowledged write.
 func EnsureRuns(ctx context.Context, js jetstream.JetStream, p *plan.Plan, st Storage) (*Runs, error) {
-	kv, err := ensureBucket(ctx, js, RunsConfig(p, st))
+	cfg := RunsConfig(p, st)
+	if _, err := ensureBucket(ctx, js, cfg); err != nil {
+		return nil, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, setupRetryWindow)
+	defer cancel()
+	var kv jetstream.KeyValue
+	err := untilReady(ctx, "read bucket "+cfg.Bucket+" through its leader", func(ctx context.Context) error {
+		s, err := js.Stream(ctx, "KV_"+cfg.Bucket)
+		if err != nil {
+			return err
+		}
+		if sc := s.CachedInfo().Config; sc.AllowDirect {
+			sc.AllowDirect = false
+			if _, err := js.UpdateStream(ctx, sc); err != nil {
+				return err
+			}
+		}
+		// The handle reads directly if the stream allowed it when bound.
+		kv, err = js.KeyValue(ctx, cfg.Bucket)
+		return err
+	})
 	if err != nil {
 		return nil, err
 	}

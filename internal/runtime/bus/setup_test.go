@@ -1,8 +1,12 @@
 package bus
 
 import (
+	"context"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
+	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/gomega"
 
@@ -34,4 +38,43 @@ func TestStreamAndBucketsFollowTheBrokersStorage(t *testing.T) {
 			}
 		})
 	}
+}
+
+// The run store reads through the stream's leader: a direct get may be
+// answered by a replica that has not caught up with the record just written.
+func TestRunsAreReadThroughTheLeader(t *testing.T) {
+	g := NewWithT(t)
+	url := embeddedNATS(t)
+	nc, err := nats.Connect(url)
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	g.Expect(err).NotTo(HaveOccurred())
+	ctx := context.Background()
+	p := &plan.Plan{Namespace: "default", Workflow: "w", Stream: &plan.Stream{RunsBucket: "runs_w"}}
+	for range 2 { // a second role opening the store finds it the same
+		runs, err := EnsureRuns(ctx, js, p, DefaultStorage)
+		g.Expect(err).NotTo(HaveOccurred())
+		s, err := js.Stream(ctx, "KV_runs_w")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(s.CachedInfo().Config.AllowDirect).To(BeFalse())
+		g.Expect(runs.Create(ctx, &Run{ID: "r1", Status: RunPending})).To(Or(Succeed(), MatchError(ErrRunExists)))
+		r, _, err := runs.Get(ctx, "r1")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(r.Status).To(Equal(RunPending))
+	}
+}
+
+func embeddedNATS(t *testing.T) string {
+	t.Helper()
+	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(20 * time.Second) {
+		t.Fatal("embedded NATS is not ready")
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	return srv.ClientURL()
 }
