@@ -24,7 +24,7 @@ import (
 // orchestrator finishes a run the first one started and then stopped.
 func TestASecondOrchestratorFinishesARunTheFirstStarted(t *testing.T) {
 	g := NewWithT(t)
-	p := compile(t, `apiVersion: patchbay.dev/v1alpha1
+	env := givenAsyncWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
 kind: Workflow
 metadata: {name: handoff, namespace: default}
 spec:
@@ -33,38 +33,23 @@ spec:
   - {name: first, image: demo}
   - {name: second, image: demo, dependsOn: [first]}
 `)
-	url := embeddedNATS(t)
-	tel := func() *telemetry.Telemetry {
-		tracing, _ := telemetry.NewTracing(context.Background(), "", "test")
-		return telemetry.New(slog.New(slog.DiscardHandler), tracing)
-	}
-	conn := func() *bus.Conn {
-		c, err := bus.Connect(bus.Options{URL: url, Name: "test"}, slog.New(slog.DiscardHandler))
-		g.Expect(err).NotTo(HaveOccurred())
-		t.Cleanup(c.Close)
-		return c
-	}
+	p := env.p
 	ctx := context.Background()
-
 	// The test plays the gateway and the steps' sidecars.
-	test := conn()
-	g.Expect(bus.EnsureStream(ctx, test.JS, p, test.Storage)).To(Succeed())
-	runs, err := bus.EnsureRuns(ctx, test.JS, p, test.Storage)
-	g.Expect(err).NotTo(HaveOccurred())
+	test, runs := env.test, env.runs
 	commands := make(chan *nats.Msg, 8)
 	command := func(step string) string { return p.Step(step).Consumers[0].FilterSubject }
 	for _, step := range []string{"first", "second"} {
-		_, err = test.NC.ChanSubscribe(command(step), commands)
+		_, err := test.NC.ChanSubscribe(command(step), commands)
 		g.Expect(err).NotTo(HaveOccurred())
 	}
 	outcomes := make(chan *nats.Msg, 8)
 	inbox := test.NC.NewInbox()
-	_, err = test.NC.ChanSubscribe(inbox, outcomes)
+	_, err := test.NC.ChanSubscribe(inbox, outcomes)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(test.NC.Flush()).To(Succeed())
 
-	a, err := StartAsync(ctx, AsyncConfig{Plan: p, Conn: conn(), Telemetry: tel()})
-	g.Expect(err).NotTo(HaveOccurred())
+	a := env.start(t, g)
 	g.Expect(runs.Create(ctx, &bus.Run{ID: "r1", Status: bus.RunPending, Started: time.Now(), ReplyTo: inbox})).To(Succeed())
 	publish := func(subject string, h nats.Header, body string) {
 		h[hop.HeaderRunID] = []string{"r1"}
@@ -81,8 +66,7 @@ spec:
 
 	// first's result arrives while no orchestrator runs; a new one continues.
 	publish(p.Step("first").Output.ResultSubject, nats.Header{bus.HeaderStatus: {bus.StatusOK}}, `{"id":1,"first":true}`)
-	b, err := StartAsync(ctx, AsyncConfig{Plan: p, Conn: conn(), Telemetry: tel()})
-	g.Expect(err).NotTo(HaveOccurred())
+	b := env.start(t, g)
 	t.Cleanup(b.Stop)
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
 	g.Expect(m.Subject).To(Equal(command("second")))
@@ -97,6 +81,44 @@ spec:
 	stored, _, err := runs.Get(ctx, "r1")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(stored.Status).To(Equal(bus.RunSucceeded))
+}
+
+// asyncEnv is an embedded broker with a workflow's stream and runs bucket, a
+// connection for the test to play the gateway and the steps with, and the
+// means to start orchestrators on it.
+type asyncEnv struct {
+	p    *plan.Plan
+	test *bus.Conn
+	runs *bus.Runs
+	url  string
+}
+
+func givenAsyncWorkflow(t *testing.T, g Gomega, manifest string) *asyncEnv {
+	t.Helper()
+	e := &asyncEnv{p: compile(t, manifest), url: embeddedNATS(t)}
+	e.test = e.conn(t, g)
+	ctx := context.Background()
+	g.Expect(bus.EnsureStream(ctx, e.test.JS, e.p, e.test.Storage)).To(Succeed())
+	var err error
+	e.runs, err = bus.EnsureRuns(ctx, e.test.JS, e.p, e.test.Storage)
+	g.Expect(err).NotTo(HaveOccurred())
+	return e
+}
+
+// conn is a new connection to the broker, closed when the test ends.
+func (e *asyncEnv) conn(t *testing.T, g Gomega) *bus.Conn {
+	c, err := bus.Connect(bus.Options{URL: e.url, Name: "test"}, slog.New(slog.DiscardHandler))
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(c.Close)
+	return c
+}
+
+// start starts an orchestrator on a connection of its own.
+func (e *asyncEnv) start(t *testing.T, g Gomega) *Async {
+	tracing, _ := telemetry.NewTracing(context.Background(), "", "test")
+	a, err := StartAsync(context.Background(), AsyncConfig{Plan: e.p, Conn: e.conn(t, g), Telemetry: telemetry.New(slog.New(slog.DiscardHandler), tracing)})
+	g.Expect(err).NotTo(HaveOccurred())
+	return a
 }
 
 func compile(t *testing.T, manifest string) *plan.Plan {
@@ -132,7 +154,7 @@ func embeddedNATS(t *testing.T) string {
 // the run stayed pending for good.
 func TestAResultOfARunNotVisibleYetIsRetried(t *testing.T) {
 	g := NewWithT(t)
-	p := compile(t, `apiVersion: patchbay.dev/v1alpha1
+	env := givenAsyncWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
 kind: Workflow
 metadata: {name: lag, namespace: default}
 spec:
@@ -141,27 +163,13 @@ spec:
   - {name: first, image: demo}
   - {name: second, image: demo, dependsOn: [first]}
 `)
-	url := embeddedNATS(t)
-	tracing, _ := telemetry.NewTracing(context.Background(), "", "test")
-	tel := telemetry.New(slog.New(slog.DiscardHandler), tracing)
-	conn := func() *bus.Conn {
-		c, err := bus.Connect(bus.Options{URL: url, Name: "test"}, slog.New(slog.DiscardHandler))
-		g.Expect(err).NotTo(HaveOccurred())
-		t.Cleanup(c.Close)
-		return c
-	}
+	p, test, runs := env.p, env.test, env.runs
 	ctx := context.Background()
-	test := conn()
-	g.Expect(bus.EnsureStream(ctx, test.JS, p, test.Storage)).To(Succeed())
-	runs, err := bus.EnsureRuns(ctx, test.JS, p, test.Storage)
-	g.Expect(err).NotTo(HaveOccurred())
 	commands := make(chan *nats.Msg, 8)
-	_, err = test.NC.ChanSubscribe(p.Step("second").Consumers[0].FilterSubject, commands)
+	_, err := test.NC.ChanSubscribe(p.Step("second").Consumers[0].FilterSubject, commands)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(test.NC.Flush()).To(Succeed())
-	a, err := StartAsync(ctx, AsyncConfig{Plan: p, Conn: conn(), Telemetry: tel})
-	g.Expect(err).NotTo(HaveOccurred())
-	t.Cleanup(a.Stop)
+	t.Cleanup(env.start(t, g).Stop)
 
 	subject := p.Step("first").Output.ResultSubject
 	h := nats.Header{bus.HeaderStatus: {bus.StatusOK}, hop.HeaderRunID: {"r2"}, "Content-Type": {"application/json"}}

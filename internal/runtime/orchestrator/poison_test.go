@@ -3,7 +3,6 @@ package orchestrator
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
-	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
 // A message the orchestrator fails on every time (here: a run start whose run
@@ -25,7 +23,7 @@ func TestAPoisonMessageEndsAsOneDeadLetter(t *testing.T) {
 	redeliveryDelay = func(int) time.Duration { return 10 * time.Millisecond }
 	t.Cleanup(func() { redeliveryDelay = saved })
 
-	p := compile(t, `apiVersion: patchbay.dev/v1alpha1
+	env := givenAsyncWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
 kind: Workflow
 metadata: {name: poison, namespace: default}
 spec:
@@ -33,19 +31,9 @@ spec:
   steps:
   - {name: only, image: demo}
 `)
-	url := embeddedNATS(t)
-	conn := func() *bus.Conn {
-		c, err := bus.Connect(bus.Options{URL: url, Name: "test"}, slog.New(slog.DiscardHandler))
-		g.Expect(err).NotTo(HaveOccurred())
-		t.Cleanup(c.Close)
-		return c
-	}
+	p, test, runs := env.p, env.test, env.runs
 	ctx := context.Background()
-	test := conn()
-	g.Expect(bus.EnsureStream(ctx, test.JS, p, test.Storage)).To(Succeed())
-	runs, err := bus.EnsureRuns(ctx, test.JS, p, test.Storage)
-	g.Expect(err).NotTo(HaveOccurred())
-	_, err = runs.KV.Put(ctx, "r1", []byte("not a run record"))
+	_, err := runs.KV.Put(ctx, "r1", []byte("not a run record"))
 	g.Expect(err).NotTo(HaveOccurred())
 	dead := make(chan *nats.Msg, 8)
 	_, err = test.NC.ChanSubscribe(p.Stream.DeadLetter, dead)
@@ -55,10 +43,7 @@ spec:
 	h := nats.Header{hop.HeaderRunID: {"r1"}, "Content-Type": {"application/json"}}
 	g.Expect(test.Publish(ctx, &nats.Msg{Subject: p.Stream.StartSubject, Header: h, Data: []byte(`{}`)}, "start/r1")).To(Succeed())
 
-	tracing, _ := telemetry.NewTracing(ctx, "", "test")
-	a, err := StartAsync(ctx, AsyncConfig{Plan: p, Conn: conn(), Telemetry: telemetry.New(slog.New(slog.DiscardHandler), tracing)})
-	g.Expect(err).NotTo(HaveOccurred())
-	t.Cleanup(a.Stop)
+	t.Cleanup(env.start(t, g).Stop)
 
 	var m *nats.Msg
 	g.Eventually(dead).WithTimeout(20 * time.Second).Should(Receive(&m))
