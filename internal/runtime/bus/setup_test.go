@@ -3,14 +3,13 @@ package bus
 import (
 	"context"
 	"testing"
-	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
 )
 
 func TestStreamAndBucketsFollowTheBrokersStorage(t *testing.T) {
@@ -44,7 +43,7 @@ func TestStreamAndBucketsFollowTheBrokersStorage(t *testing.T) {
 // answered by a replica that has not caught up with the record just written.
 func TestRunsAreReadThroughTheLeader(t *testing.T) {
 	g := NewWithT(t)
-	url := embeddedNATS(t)
+	url := natstest.Start(t)
 	nc, err := nats.Connect(url)
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(nc.Close)
@@ -63,18 +62,4 @@ func TestRunsAreReadThroughTheLeader(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(r.Status).To(Equal(RunPending))
 	}
-}
-
-func embeddedNATS(t *testing.T) string {
-	t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(20 * time.Second) {
-		t.Fatal("embedded NATS is not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	return srv.ClientURL()
 }

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	. "github.com/onsi/gomega"
 	"sigs.k8s.io/yaml"
@@ -15,6 +14,7 @@ import (
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 	"github.com/patchbay-dev/patchbay/internal/topology"
 )
@@ -49,13 +49,9 @@ spec:
 	}
 	g.Expect(completes).NotTo(BeEmpty())
 
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	g.Expect(err).NotTo(HaveOccurred())
-	go srv.Start()
-	g.Expect(srv.ReadyForConnections(20 * time.Second)).To(BeTrue())
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	url := natstest.Start(t)
 	conn := func() *bus.Conn {
-		c, err := bus.Connect(bus.Options{URL: srv.ClientURL(), Name: "test"}, slog.New(slog.DiscardHandler))
+		c, err := bus.Connect(bus.Options{URL: url, Name: "test"}, slog.New(slog.DiscardHandler))
 		g.Expect(err).NotTo(HaveOccurred())
 		t.Cleanup(c.Close)
 		return c

@@ -7,7 +7,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	. "github.com/onsi/gomega"
 	"sigs.k8s.io/yaml"
@@ -16,6 +15,7 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 	"github.com/patchbay-dev/patchbay/internal/topology"
 )
@@ -95,7 +95,7 @@ type asyncEnv struct {
 
 func givenAsyncWorkflow(t *testing.T, g Gomega, manifest string) *asyncEnv {
 	t.Helper()
-	e := &asyncEnv{p: compile(t, manifest), url: embeddedNATS(t)}
+	e := &asyncEnv{p: compile(t, manifest), url: natstest.Start(t)}
 	e.test = e.conn(t, g)
 	ctx := context.Background()
 	g.Expect(bus.EnsureStream(ctx, e.test.JS, e.p, e.test.Storage)).To(Succeed())
@@ -132,20 +132,6 @@ func compile(t *testing.T, manifest string) *plan.Plan {
 		t.Fatal(err)
 	}
 	return p
-}
-
-func embeddedNATS(t *testing.T) string {
-	t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(20 * time.Second) {
-		t.Fatal("embedded NATS is not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	return srv.ClientURL()
 }
 
 // A result can be read before its run's record is visible to this process

@@ -1,0 +1,3 @@
+// Package natstest starts an embedded NATS server with JetStream for the
+// runtime's tests.
+package natstest
