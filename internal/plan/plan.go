@@ -67,6 +67,10 @@ type Plan struct {
 	Stream *Stream `json:"stream,omitempty"`
 	// ReadModel is the CQRS projection; nil when the spec has none.
 	ReadModel *ReadModel `json:"readModel,omitempty"`
+	// RunTimeout is the deadline of an async run (spec.runTimeout, else
+	// entry.timeout): past it the run fails with 504 and is dead-lettered.
+	// Zero in the sync styles, where Entry.Timeout is the run's deadline.
+	RunTimeout Duration `json:"runTimeout,omitzero"`
 }
 
 // Roles are the components beside the steps.
@@ -257,6 +261,14 @@ type Stream struct {
 	ResultPrefix string `json:"resultPrefix"`
 	// DeadLetter is the dead-letter subject (prefix.dlq).
 	DeadLetter string `json:"deadLetter"`
+	// DeadLetterStream keeps the dead letters (sourced from DeadLetter) for
+	// DeadLetterRetention, beyond the workflow stream's 24h.
+	DeadLetterStream    string   `json:"deadLetterStream"`
+	DeadLetterRetention Duration `json:"deadLetterRetention"`
+	// DeadlineDurable is the gateways' shared consumer of the messages that
+	// start runs (StartSubject, or Entry.EventSubject in choreography), which
+	// enforces the run deadline (RunTimeout).
+	DeadlineDurable string `json:"deadlineDurable"`
 	// RunsBucket is the JetStream KV bucket with run state and outcomes.
 	RunsBucket string `json:"runsBucket"`
 	// StartSubject is where the gateway starts a run of an orchestrated flow

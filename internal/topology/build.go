@@ -26,7 +26,12 @@ func (c *compilation) build() *plan.Plan {
 			ResultPrefix: subj.results(),
 			DeadLetter:   subj.deadLetter(),
 			RunsBucket:   runsBucketName(c.namespace, c.name),
+
+			DeadLetterStream:    deadLetterStreamName(c.namespace, c.name),
+			DeadLetterRetention: plan.D(c.spec.DeadLetterRetention()),
+			DeadlineDurable:     deadlineDurable,
 		}
+		p.RunTimeout = plan.D(c.spec.RunDeadline())
 		if c.style == v1alpha1.StyleChoreography {
 			p.Stream.CompletionDurable = completionDurable
 		} else {
@@ -35,6 +40,11 @@ func (c *compilation) build() *plan.Plan {
 		}
 	}
 	p.Entry = c.buildEntry(subj)
+	if p.Stream != nil && p.Stream.StartSubject == "" && len(p.Entry.CompletesOn) == 0 {
+		// A choreographed run without completesOn never finishes, so it has
+		// no deadline either.
+		p.Stream.DeadlineDurable, p.RunTimeout = "", plan.Duration{}
+	}
 
 	dependents := map[string][]string{}
 	for _, n := range c.driven {
@@ -217,6 +227,7 @@ func checkGeneratedNames(ps *problems, p *plan.Plan) {
 	if p.Stream != nil {
 		valid("stream", p.Stream.Name)
 		valid("bucket", p.Stream.RunsBucket)
+		valid("stream", p.Stream.DeadLetterStream)
 	}
 	owner := map[string]string{}
 	claim := func(durable, who string) {
@@ -228,7 +239,7 @@ func checkGeneratedNames(ps *problems, p *plan.Plan) {
 		owner[durable] = who
 	}
 	if p.Stream != nil {
-		for _, d := range []string{p.Stream.OrchestratorDurable, p.Stream.CompletionDurable} {
+		for _, d := range []string{p.Stream.OrchestratorDurable, p.Stream.CompletionDurable, p.Stream.DeadlineDurable} {
 			if d != "" {
 				claim(d, "the runtime")
 			}

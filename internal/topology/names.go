@@ -70,6 +70,10 @@ func runsBucketName(namespace, workflow string) string {
 	return boundedName("pb_"+namespace+"_"+workflow+"_runs", "runs\x00"+namespace+"\x00"+workflow, false)
 }
 
+func deadLetterStreamName(namespace, workflow string) string {
+	return boundedName("pb_"+namespace+"_"+workflow+"_dlq", "dlq\x00"+namespace+"\x00"+workflow, false)
+}
+
 func readModelBucketName(namespace, workflow string) string {
 	return boundedName("pb_"+namespace+"_"+workflow+"_readmodel", "readmodel\x00"+namespace+"\x00"+workflow, false)
 }
@@ -82,6 +86,7 @@ const readModelDurable = "readmodel"
 const (
 	orchestratorDurable = "orchestrator"
 	completionDurable   = "completion"
+	deadlineDurable     = "deadline"
 )
 
 // commandDurable is a step's consumer of its command subject.

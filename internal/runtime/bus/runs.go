@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -42,6 +43,36 @@ type Run struct {
 	// Error is why the run failed, naming the step; Code is its HTTP status.
 	Error *hop.Error `json:"error,omitempty"`
 	Code  int        `json:"code,omitempty"`
+	// Deadline is when the run fails with 504 if it has not finished
+	// (plan.RunTimeout after Started, or after its last replay).
+	Deadline *time.Time `json:"deadline,omitempty"`
+	// Expired marks a run failed by its deadline.
+	Expired bool `json:"expired,omitempty"`
+}
+
+// DeadlineOf is the run's deadline: its own, else timeout after it started;
+// zero when neither is known.
+func (r *Run) DeadlineOf(timeout time.Duration) time.Time {
+	if r.Deadline != nil {
+		return *r.Deadline
+	}
+	if timeout <= 0 {
+		return time.Time{}
+	}
+	return r.Started.Add(timeout)
+}
+
+// Waiting are the steps whose command was sent and that have not finished,
+// sorted: what a pending run waits on.
+func (r *Run) Waiting() []string {
+	var out []string
+	for name, s := range r.Steps {
+		if s.Dispatched && !s.Done {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // StepOutput is one step of an orchestrated run.

@@ -354,3 +354,28 @@ func metric(g Gomega, env *dev.Env, series string) string {
 	}
 	return ""
 }
+
+// A Retry-After that outlasts the run's deadline ends the retries at once:
+// the step's own answer fails the run, rather than the run sitting out the
+// pause only to fail with 504 at its deadline.
+func TestAsyncRetryAfterPastTheRunsDeadlineIsNotWaitedFor(t *testing.T) {
+	g := NewWithT(t)
+	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: test}
+spec:
+  style: async-orchestrated
+  runTimeout: 5s
+  entry: {timeout: 30s}
+  resilience: {timeout: 2s, retry: {attempts: 3, initialDelay: 10ms, maxDelay: 1m}}
+  steps:
+  - {name: busy, image: demo, args: ["--mode=echo", "--fail-first=1", "--fail-status=503", "--retry-after=40s"]}
+`)
+	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
+	g.Expect(a.code).To(Equal(http.StatusServiceUnavailable), "%s", a.body)
+	e := a.runError(g)
+	g.Expect(e.Step).To(Equal("busy"))
+	g.Expect(e.Status).To(Equal(http.StatusServiceUnavailable))
+	g.Expect(e.Attempts).To(Equal(1))
+	g.Expect(stepStats(g, env, "busy").Calls).To(BeEquivalentTo(1))
+}

@@ -61,6 +61,9 @@ func (g *Gateway) consume(cons jetstream.Consumer, failed string, handle func(je
 			return
 		}
 		if err := handle(m); err != nil {
+			if errors.Is(err, errDeferred) {
+				return
+			}
 			if attempt >= bus.RoleMaxDeliver {
 				g.giveUp(m, attempt, fmt.Sprintf("the gateway failed on this message %d times: %v", attempt, err))
 				return

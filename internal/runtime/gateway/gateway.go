@@ -112,6 +112,11 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 			return nil, err
 		}
 	}
+	if p.Stream.DeadlineDurable != "" {
+		if err := g.startDeadlines(ctx); err != nil {
+			return nil, err
+		}
+	}
 	if p.ReadModel != nil {
 		if err := g.startReadModel(ctx); err != nil {
 			return nil, err
@@ -211,6 +216,10 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 
 	wait := g.plan.Entry.Sync && !strings.Contains(r.Header.Get("Prefer"), "respond-async")
 	rec := &bus.Run{ID: runID, Status: bus.RunPending, Started: start.UTC()}
+	if d := g.plan.RunTimeout.Duration; d > 0 {
+		deadline := rec.Started.Add(d)
+		rec.Deadline = &deadline
+	}
 	if wait {
 		rec.ReplyTo = g.inbox
 		ch := make(chan *bus.Run, 1)
@@ -225,7 +234,7 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 		(&hop.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the run store is unavailable: " + err.Error()}).Write(w)
 		return
 	}
-	if err := g.publishStart(ctx, runID, r.Header.Get("Content-Type"), body.Bytes()); err != nil {
+	if err := g.publishStart(ctx, rec, r.Header.Get("Content-Type"), body.Bytes()); err != nil {
 		e := &hop.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the broker did not accept the run: " + err.Error()}
 		_, _ = g.runs.Update(context.WithoutCancel(ctx), runID, func(r *bus.Run) bool { r.Fail(e); return true })
 		e.Write(w)
@@ -252,11 +261,13 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (g *Gateway) publishStart(ctx context.Context, runID, contentType string, body []byte) error {
+func (g *Gateway) publishStart(ctx context.Context, rec *bus.Run, contentType string, body []byte) error {
+	runID := rec.ID
 	if s := g.plan.Stream.StartSubject; s != "" {
 		id := bus.MsgID(runID, "start")
 		h := g.start.Header(ctx, runID, contentType)
 		h["Ce-Id"] = []string{id}
+		bus.SetDeadline(h, rec.Deadline)
 		if err := g.conn.Publish(ctx, bus.NewMsg(s, h, body), id); err != nil {
 			return err
 		}
@@ -266,6 +277,7 @@ func (g *Gateway) publishStart(ctx context.Context, runID, contentType string, b
 		h := g.entry.Header(ctx, runID, contentType)
 		h["Ce-Id"] = []string{id}
 		h[bus.HeaderStep] = []string{plan.EntryEmitter}
+		bus.SetDeadline(h, rec.Deadline)
 		if err := g.conn.Publish(ctx, bus.NewMsg(s, h, body), id); err != nil {
 			return err
 		}

@@ -227,7 +227,11 @@ func (a *Async) start(ctx context.Context, runID string, h http.Header, payload 
 	r, err := a.runs.Update(ctx, runID, dispatchRoots)
 	if errors.Is(err, bus.ErrNoRun) {
 		// Started by something other than a gateway: keep its record anyway.
-		if err := a.runs.Create(ctx, &bus.Run{ID: runID, Status: bus.RunPending, Started: time.Now()}); err != nil && !errors.Is(err, bus.ErrRunExists) {
+		rec := &bus.Run{ID: runID, Status: bus.RunPending, Started: time.Now()}
+		if d := bus.Deadline(h); !d.IsZero() {
+			rec.Deadline = &d
+		}
+		if err := a.runs.Create(ctx, rec); err != nil && !errors.Is(err, bus.ErrRunExists) {
 			return err
 		}
 		// Once: a record that exists but cannot be read yet is retried by
@@ -242,7 +246,7 @@ func (a *Async) start(ctx context.Context, runID string, h http.Header, payload 
 	ctx, span := a.tel.Tracing.Start(ctx, "run "+a.plan.Workflow, trace.SpanKindConsumer)
 	defer span.End()
 	for _, n := range a.roots {
-		if err := a.command(ctx, runID, n, h.Get("Content-Type"), payload); err != nil {
+		if err := a.command(ctx, r, n, h.Get("Content-Type"), payload); err != nil {
 			return err
 		}
 	}
@@ -290,7 +294,7 @@ func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header
 		if herr != nil {
 			return a.fail(ctx, runID, herr)
 		}
-		if err := a.command(ctx, runID, d, ct, in); err != nil {
+		if err := a.command(ctx, r, d, ct, in); err != nil {
 			return err
 		}
 	}
@@ -408,9 +412,14 @@ func (a *Async) merge(r *bus.Run, names []string, into string) (string, []byte, 
 	return "application/json", append([]byte(nil), buf.Bytes()...), nil
 }
 
-// command publishes a step's command, once per run and step.
-func (a *Async) command(ctx context.Context, runID, step, contentType string, body []byte) error {
+// command publishes a step's command, once per run and step, with the run's
+// deadline, past which the step does not wait for a retry.
+func (a *Async) command(ctx context.Context, r *bus.Run, step, contentType string, body []byte) error {
 	st := a.plan.Step(step)
-	id := bus.MsgID(runID, "cmd", step)
-	return a.conn.Publish(ctx, bus.NewMsg(st.Consumers[0].FilterSubject, a.contracts[step].Header(ctx, runID, contentType), body), id)
+	id := bus.MsgID(r.ID, "cmd", step)
+	h := a.contracts[step].Header(ctx, r.ID, contentType)
+	if d := r.DeadlineOf(a.plan.RunTimeout.Duration); !d.IsZero() {
+		bus.SetDeadline(h, &d)
+	}
+	return a.conn.Publish(ctx, bus.NewMsg(st.Consumers[0].FilterSubject, h, body), id)
 }

@@ -187,7 +187,7 @@ func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {
 	out, herr := a.app.Invoke(ctx, &hop.Invocation{RunID: runID, ContentType: h.Get("Content-Type"), Body: m.Data()})
 	if herr == nil {
 		defer out.Release()
-		if err := a.publishOutput(ctx, c, runID, out); err != nil {
+		if err := a.publishOutput(ctx, c, runID, h, out); err != nil {
 			s.tel.Log.Warn("Publishing a step's output failed; the message will be redelivered", "step", s.step.Name, "run", runID, "err", err)
 			_ = m.NakWithDelay(time.Second)
 			return
@@ -210,10 +210,15 @@ func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {
 		_ = m.Nak()
 		return
 	}
-	// A Retry-After past the step's maxDelay ends the retries, as in the sync
-	// styles: the message is dead-lettered with the step's answer rather than
-	// parked in the broker for as long as the step asked.
-	if retryable(herr) && attempt < int(c.MaxDeliver) && !resilience.RetryAfterTooLong(s.step.Policy.Retry, herr.RetryAfter, 0) {
+	// A Retry-After past the step's maxDelay, or past the run's deadline,
+	// ends the retries, as in the sync styles: the message is dead-lettered
+	// with the step's answer rather than parked in the broker for as long as
+	// the step asked.
+	var remaining time.Duration
+	if d := bus.Deadline(h); !d.IsZero() {
+		remaining = max(time.Until(d), time.Nanosecond)
+	}
+	if retryable(herr) && attempt < int(c.MaxDeliver) && !resilience.RetryAfterTooLong(s.step.Policy.Retry, herr.RetryAfter, remaining) {
 		delay := resilience.RetryDelay(s.step.Policy.Retry, attempt, herr.RetryAfter)
 		s.tel.Log.Debug("Step attempt failed, retrying by redelivery", "step", s.step.Name, "run", runID, "attempt", attempt, "status", herr.Status, "delay", delay)
 		_ = m.NakWithDelay(delay)
@@ -230,19 +235,23 @@ func retryable(e *hop.Error) bool {
 
 // header is the common part of what a step publishes: the run, the trace, the
 // producing step and the content type, with the CloudEvents attributes of c.
-func (a *Async) header(ctx context.Context, c *hop.Contract, runID, id, contentType string) http.Header {
+// The run's deadline (HeaderDeadline of the message in) goes on too.
+func (a *Async) header(ctx context.Context, c *hop.Contract, in http.Header, runID, id, contentType string) http.Header {
 	h := c.Header(ctx, runID, contentType)
 	h["Ce-Id"] = []string{id}
 	h[bus.HeaderStep] = []string{a.s.step.Name}
+	if d := in.Get(bus.HeaderDeadline); d != "" {
+		h[bus.HeaderDeadline] = []string{d}
+	}
 	return h
 }
 
-func (a *Async) publishOutput(ctx context.Context, c *asyncConsumer, runID string, out *hop.Response) error {
+func (a *Async) publishOutput(ctx context.Context, c *asyncConsumer, runID string, in http.Header, out *hop.Response) error {
 	step := a.s.step
 	body := out.Body.Bytes()
 	if step.Output.ResultSubject != "" {
 		id := bus.MsgID(runID, step.Name, c.trigger, "res")
-		h := a.header(ctx, a.result, runID, id, out.ContentType)
+		h := a.header(ctx, a.result, in, runID, id, out.ContentType)
 		h[bus.HeaderStatus] = []string{bus.StatusOK}
 		if err := a.conn.Publish(ctx, bus.NewMsg(step.Output.ResultSubject, h, body), id); err != nil {
 			return err
@@ -250,7 +259,7 @@ func (a *Async) publishOutput(ctx context.Context, c *asyncConsumer, runID strin
 	}
 	for _, e := range a.emits {
 		id := bus.MsgID(runID, step.Name, c.trigger, e.Type)
-		if err := a.conn.Publish(ctx, bus.NewMsg(e.Subject, a.header(ctx, e.contract, runID, id, out.ContentType), body), id); err != nil {
+		if err := a.conn.Publish(ctx, bus.NewMsg(e.Subject, a.header(ctx, e.contract, in, runID, id, out.ContentType), body), id); err != nil {
 			return err
 		}
 	}
@@ -268,13 +277,14 @@ func (a *Async) deadLetter(ctx context.Context, c *asyncConsumer, m jetstream.Ms
 	}
 	b, _ := json.Marshal(env)
 	id := bus.MsgID(runID, step.Name, c.trigger, "dlq")
-	dh := a.header(ctx, a.dead, runID, id, "application/json")
+	in := bus.HTTPHeader(m)
+	dh := a.header(ctx, a.dead, in, runID, id, "application/json")
 	dh[bus.HeaderErrorCode] = []string{strconv.Itoa(herr.Code)}
 	err := a.conn.Publish(ctx, bus.NewMsg(s.plan.Stream.DeadLetter, dh, b), id)
 	if err == nil && step.Output.ResultSubject != "" {
 		b, _ := json.Marshal(herr)
 		id := bus.MsgID(runID, step.Name, c.trigger, "res")
-		h := a.header(ctx, a.result, runID, id, "application/json")
+		h := a.header(ctx, a.result, in, runID, id, "application/json")
 		h[bus.HeaderStatus] = []string{bus.StatusFailed}
 		h[bus.HeaderErrorCode] = []string{strconv.Itoa(herr.Code)}
 		err = a.conn.Publish(ctx, bus.NewMsg(step.Output.ResultSubject, h, b), id)
