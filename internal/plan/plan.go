@@ -269,6 +269,9 @@ type Stream struct {
 	// start runs (StartSubject, or Entry.EventSubject in choreography), which
 	// enforces the run deadline (RunTimeout).
 	DeadlineDurable string `json:"deadlineDurable"`
+	// DeadlineSubject (prefix.deadline) carries the deadline of a replayed
+	// run to DeadlineDurable.
+	DeadlineSubject string `json:"deadlineSubject"`
 	// RunsBucket is the JetStream KV bucket with run state and outcomes.
 	RunsBucket string `json:"runsBucket"`
 	// StartSubject is where the gateway starts a run of an orchestrated flow

@@ -30,6 +30,7 @@ func (c *compilation) build() *plan.Plan {
 			DeadLetterStream:    deadLetterStreamName(c.namespace, c.name),
 			DeadLetterRetention: plan.D(c.spec.DeadLetterRetention()),
 			DeadlineDurable:     deadlineDurable,
+			DeadlineSubject:     subj.deadline(),
 		}
 		p.RunTimeout = plan.D(c.spec.RunDeadline())
 		if c.style == v1alpha1.StyleChoreography {
@@ -43,7 +44,7 @@ func (c *compilation) build() *plan.Plan {
 	if p.Stream != nil && p.Stream.StartSubject == "" && len(p.Entry.CompletesOn) == 0 {
 		// A choreographed run without completesOn never finishes, so it has
 		// no deadline either.
-		p.Stream.DeadlineDurable, p.RunTimeout = "", plan.Duration{}
+		p.Stream.DeadlineDurable, p.Stream.DeadlineSubject, p.RunTimeout = "", "", plan.Duration{}
 	}
 
 	dependents := map[string][]string{}

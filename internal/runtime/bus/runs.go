@@ -48,6 +48,24 @@ type Run struct {
 	Deadline *time.Time `json:"deadline,omitempty"`
 	// Expired marks a run failed by its deadline.
 	Expired bool `json:"expired,omitempty"`
+	// Replays counts the replays of the run's dead letters (HeaderReplay).
+	Replays int `json:"replays,omitempty"`
+	// History is what happened to the run before its replays: each failure
+	// and the dead letter that was replayed, oldest first.
+	History []RunEvent `json:"history,omitempty"`
+}
+
+// RunEvent is one replay of a run, with how the run stood before it.
+type RunEvent struct {
+	Time time.Time `json:"time"`
+	// DeadLetter is the id of the replayed dead letter, Step its step.
+	DeadLetter string `json:"deadLetter"`
+	Step       string `json:"step,omitempty"`
+	// Status is the run's status before the replay, Error and Code its
+	// failure if it had failed.
+	Status string     `json:"status"`
+	Error  *hop.Error `json:"error,omitempty"`
+	Code   int        `json:"code,omitempty"`
 }
 
 // DeadlineOf is the run's deadline: its own, else timeout after it started;

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -50,13 +51,38 @@ func StreamConfig(p *plan.Plan, st Storage) jetstream.StreamConfig {
 	}
 }
 
-// EnsureStream creates or updates the workflow's stream. Every role calls it
-// with the same configuration, so the order in which pods start never matters.
+// DeadLetterStreamConfig is the workflow's dead-letter stream: it sources the
+// dead-letter subject of the workflow's stream and keeps the dead letters
+// for their own retention (spec.deadLetters.retention), beyond the 24h of
+// the workflow's stream.
+func DeadLetterStreamConfig(p *plan.Plan, st Storage) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        p.Stream.DeadLetterStream,
+		Description: "patchbay dead letters of " + p.Namespace + "/" + p.Workflow,
+		Sources:     []*jetstream.StreamSource{{Name: p.Stream.Name, FilterSubject: p.Stream.DeadLetter}},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     st.Type,
+		Replicas:    st.replicas(),
+		MaxAge:      p.Stream.DeadLetterRetention.Duration,
+		MaxMsgSize:  plan.DefaultMaxBodyLen + 64<<10,
+	}
+}
+
+// EnsureStream creates or updates the workflow's stream and its dead-letter
+// stream. Every role calls it with the same configuration, so the order in
+// which pods start never matters.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, p *plan.Plan, st Storage) error {
 	ctx, cancel := context.WithTimeout(ctx, setupRetryWindow)
 	defer cancel()
-	return untilReady(ctx, "create stream "+p.Stream.Name, func(ctx context.Context) error {
+	err := untilReady(ctx, "create stream "+p.Stream.Name, func(ctx context.Context) error {
 		_, err := js.CreateOrUpdateStream(ctx, StreamConfig(p, st))
+		return err
+	})
+	if err != nil || p.Stream.DeadLetterStream == "" {
+		return err
+	}
+	return untilReady(ctx, "create stream "+p.Stream.DeadLetterStream, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, DeadLetterStreamConfig(p, st))
 		return err
 	})
 }
@@ -67,6 +93,16 @@ func RunsConfig(p *plan.Plan, st Storage) jetstream.KeyValueConfig {
 		Bucket: p.Stream.RunsBucket, Description: "patchbay runs of " + p.Namespace + "/" + p.Workflow,
 		TTL: runsTTL, Storage: st.Type, Replicas: st.replicas(), MaxValueSize: 2*plan.DefaultMaxBodyLen + 64<<10,
 	}
+}
+
+// OpenRuns opens the run store that the roles created, without changing its
+// configuration (for tools such as patchbay-runtime dlq).
+func OpenRuns(ctx context.Context, js jetstream.JetStream, p *plan.Plan) (*Runs, error) {
+	kv, err := js.KeyValue(ctx, p.Stream.RunsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open the run store %s: %w", p.Stream.RunsBucket, err)
+	}
+	return &Runs{KV: kv}, nil
 }
 
 // ReadModelConfig is the CQRS read store's bucket.

@@ -2,7 +2,6 @@ package dev_test
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -113,8 +112,7 @@ func TestAsync4xxIsDeadLetteredAndFailsTheRun(t *testing.T) {
 
 			var m *nats.Msg
 			eventually(g, dlq).Should(Receive(&m))
-			var dl bus.DeadLetter
-			g.Expect(json.Unmarshal(m.Data, &dl)).To(Succeed())
+			dl := bus.ParseDeadLetter("", "", m.Header, m.Data)
 			g.Expect(dl.Step).To(Equal("picky"))
 			g.Expect(dl.Attempts).To(Equal(1))
 			g.Expect(dl.Status).To(Equal(http.StatusBadRequest))
@@ -146,9 +144,8 @@ spec:
 	g.Expect(stepStats(g, env, "down").Calls).To(BeEquivalentTo(3))
 	var m *nats.Msg
 	eventually(g, dlq).Should(Receive(&m))
-	var dl bus.DeadLetter
-	g.Expect(json.Unmarshal(m.Data, &dl)).To(Succeed())
-	g.Expect(dl).To(And(HaveField("Step", "down"), HaveField("Attempts", 3), HaveField("Status", 503)))
+	dl := bus.ParseDeadLetter("", "", m.Header, m.Data)
+	g.Expect(*dl).To(And(HaveField("Step", "down"), HaveField("Attempts", 3), HaveField("Status", 503)))
 }
 
 func TestAsyncSlowRunAnswers202ThenTheRunHasTheResult(t *testing.T) {

@@ -2,11 +2,8 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -127,15 +124,7 @@ func (g *Gateway) complete(m jetstream.Msg) error {
 	defer cancel()
 	var herr *hop.Error
 	if m.Subject() == g.plan.Stream.DeadLetter {
-		var dl bus.DeadLetter
-		if err := json.Unmarshal(m.Data(), &dl); err != nil {
-			return nil
-		}
-		code, _ := strconv.Atoi(h.Get(bus.HeaderErrorCode))
-		if code == 0 {
-			code = http.StatusBadGateway
-		}
-		herr = &hop.Error{Code: code, Step: dl.Step, Status: dl.Status, Attempts: dl.Attempts, Message: dl.Error, Detail: dl.Detail}
+		herr = bus.ParseDeadLetter(g.plan.Workflow, "", m.Headers(), m.Data()).RunError()
 	}
 	var finished bool
 	r, err := g.runs.Update(ctx, runID, func(r *bus.Run) bool {

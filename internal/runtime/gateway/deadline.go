@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"net/http"
@@ -32,7 +31,8 @@ var errDeferred = errors.New("deferred")
 
 // startDeadlines enforces the run deadline (plan.RunTimeout). The deadline
 // lives in the broker, not in a process: a shared durable of the gateways
-// reads every message that starts a run; while the run is pending before its
+// reads every message that starts a run (and the deadline check that a
+// replay publishes on DeadlineSubject); while the run is pending before its
 // deadline, the message goes back to the broker with a delay that ends at the
 // deadline (NakWithDelay), and whichever gateway replica gets it then fails
 // a run that is still pending with 504, naming the steps it waits on, and
@@ -46,12 +46,12 @@ func (g *Gateway) startDeadlines(ctx context.Context) error {
 		subject = p.Entry.EventSubject
 	}
 	cons, err := bus.EnsureConsumer(ctx, g.conn.JS, p, jetstream.ConsumerConfig{
-		Durable:       p.Stream.DeadlineDurable,
-		Description:   "patchbay gateways: the deadlines of runs (spec.runTimeout)",
-		FilterSubject: subject,
-		MaxAckPending: deadlineAckPending,
-		AckWait:       completionAckWait,
-		MaxDeliver:    bus.RoleConsumerMaxDeliver,
+		Durable:        p.Stream.DeadlineDurable,
+		Description:    "patchbay gateways: the deadlines of runs (spec.runTimeout)",
+		FilterSubjects: []string{subject, p.Stream.DeadlineSubject},
+		MaxAckPending:  deadlineAckPending,
+		AckWait:        completionAckWait,
+		MaxDeliver:     bus.RoleConsumerMaxDeliver,
 	})
 	if err != nil {
 		return err
@@ -78,6 +78,9 @@ func (g *Gateway) checkDeadline(m jetstream.Msg) error {
 	}
 	if r.Done() && !r.Expired {
 		return nil
+	}
+	if gen, _ := strconv.Atoi(bus.HTTPHeader(m).Get(bus.HeaderReplay)); gen < r.Replays {
+		return nil // the run was replayed: the replay's own check watches it
 	}
 	if !r.Done() {
 		deadline := r.DeadlineOf(g.plan.RunTimeout.Duration)
@@ -144,22 +147,15 @@ func (g *Gateway) expired(r *bus.Run) *hop.Error {
 }
 
 // deadLetterExpired publishes the dead letter of an expired run: the message
-// that started it, with the 504.
+// that started it (or that replayed it), with the 504.
 func (g *Gateway) deadLetterExpired(ctx context.Context, m jetstream.Msg, r *bus.Run) error {
 	step := r.Error.Step
 	if step == "" {
 		step = plan.GatewayRole
 	}
-	h := bus.HTTPHeader(m)
-	env := bus.DeadLetter{
-		Workflow: g.plan.Workflow, Step: step, RunID: r.ID, Subject: m.Subject(),
-		Error: r.Error.Message, Payload: m.Data(), ContentType: h.Get("Content-Type"), Time: time.Now().UTC(),
-	}
-	b, _ := json.Marshal(env)
-	id := bus.MsgID(r.ID, "deadline", "dlq")
-	dh := http.Header{"Content-Type": {"application/json"}, bus.HeaderStep: {step}, hop.HeaderRunID: {r.ID},
-		bus.HeaderErrorCode: {strconv.Itoa(http.StatusGatewayTimeout)}, "Ce-Id": {id}}
-	if err := g.conn.Publish(ctx, bus.NewMsg(g.plan.Stream.DeadLetter, dh, b), id); err != nil {
+	msg, _ := bus.NewDeadLetter(g.plan, m, bus.Failure{Step: step, Code: http.StatusGatewayTimeout, Message: r.Error.Message})
+	id := bus.MsgID(r.ID, "deadline", strconv.Itoa(r.Replays), "dlq")
+	if err := g.conn.Publish(ctx, msg, id); err != nil {
 		return err
 	}
 	g.tel.Metrics.DeadLetter(plan.GatewayRole, 0)

@@ -48,6 +48,9 @@ type Config struct {
 //	GET  /runs/{id}        the run: its result (200), its error (the run's
 //	                       status), or 202 while pending; from any replica.
 //	GET  /query/{key}      the read model's latest projected event for key.
+//	GET  /deadletters      the workflow's dead letters, oldest first.
+//	GET  /deadletters/{id} one dead letter with its payload.
+//	POST /deadletters/{id}/replay  run its message again (bus.DeadLetters.Replay).
 //	ANY  /steps/{step}/... dual support: proxied to the step's sidecar as
 //	                       /..., for steps whose plan Callers name the gateway.
 type Gateway struct {
@@ -68,6 +71,7 @@ type Gateway struct {
 	stopping  atomic.Bool
 	inflight  sync.WaitGroup
 	readModel *readModel
+	dlq       *bus.DeadLetters
 }
 
 // Start connects the gateway's subscriptions and consumers.
@@ -103,6 +107,7 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	if g.runs, err = bus.EnsureRuns(ctx, cfg.Conn.JS, p, cfg.Conn.Storage); err != nil {
 		return nil, err
 	}
+	g.dlq = &bus.DeadLetters{Plan: p, Conn: cfg.Conn, Runs: g.runs}
 	g.inbox = cfg.Conn.NC.NewInbox()
 	if g.sub, err = cfg.Conn.NC.Subscribe(g.inbox, g.onOutcome); err != nil {
 		return nil, fmt.Errorf("subscribe to the gateway's inbox: %w", err)
@@ -142,6 +147,9 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	g.mux.HandleFunc("POST /{$}", g.serveStart)
 	g.mux.HandleFunc("GET /runs/{id}", g.serveRun)
 	g.mux.HandleFunc("GET /query/{key...}", g.serveQuery)
+	g.mux.HandleFunc("GET /deadletters", g.serveDeadLetters)
+	g.mux.HandleFunc("GET /deadletters/{id}", g.serveDeadLetter)
+	g.mux.HandleFunc("POST /deadletters/{id}/replay", g.serveReplay)
 	g.mux.HandleFunc("/steps/{step}/{path...}", g.serveStep)
 	// Every request passes the inbound bulkhead: a sync caller holds a permit
 	// until its outcome or entry.timeout, so a burst cannot pile up waiters.

@@ -412,14 +412,15 @@ func (a *Async) merge(r *bus.Run, names []string, into string) (string, []byte, 
 	return "application/json", append([]byte(nil), buf.Bytes()...), nil
 }
 
-// command publishes a step's command, once per run and step, with the run's
-// deadline, past which the step does not wait for a retry.
+// command publishes a step's command, once per run, step and replay, with
+// the run's deadline, past which the step does not wait for a retry.
 func (a *Async) command(ctx context.Context, r *bus.Run, step, contentType string, body []byte) error {
 	st := a.plan.Step(step)
-	id := bus.MsgID(r.ID, "cmd", step)
 	h := a.contracts[step].Header(ctx, r.ID, contentType)
 	if d := r.DeadlineOf(a.plan.RunTimeout.Duration); !d.IsZero() {
 		bus.SetDeadline(h, &d)
 	}
+	bus.SetReplay(h, r)
+	id := bus.MsgID(r.ID, "cmd", step+bus.ReplaySuffix(h))
 	return a.conn.Publish(ctx, bus.NewMsg(st.Consumers[0].FilterSubject, h, body), id)
 }

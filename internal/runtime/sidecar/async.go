@@ -22,11 +22,9 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
 )
 
-// CloudEvents types of the messages a sidecar publishes besides emitted events.
-const (
-	ResultEventType     = "dev.patchbay.step.result"
-	DeadLetterEventType = "dev.patchbay.step.deadletter"
-)
+// CloudEvents type of the results a sidecar publishes besides emitted events.
+// A dead letter is the message that failed, with its own attributes.
+const ResultEventType = "dev.patchbay.step.result"
 
 // Async is the bus side of a sidecar (async-orchestrated, choreography,
 // hybrid): it pulls the step's durable consumers, calls the app once per
@@ -40,7 +38,6 @@ type Async struct {
 	app       *hop.Target
 	result    *hop.Contract
 	emits     []emit
-	dead      *hop.Contract
 	consumers []*asyncConsumer
 	// workers handle the messages in hand, limit (the step's bulkhead) at
 	// most at once.
@@ -86,9 +83,6 @@ func (s *Sidecar) StartAsync(ctx context.Context, conn *bus.Conn) (*Async, error
 	a := &Async{s: s, conn: conn, app: app, limit: int(max(1, step.Policy.Bulkhead.MaxConcurrent))}
 	a.workers.SetLimit(a.limit)
 	if a.result, err = hop.NewTypedContract(source, step.Name, ResultEventType, s.tel.Tracing.Inject); err != nil {
-		return nil, err
-	}
-	if a.dead, err = hop.NewTypedContract(source, step.Name, DeadLetterEventType, s.tel.Tracing.Inject); err != nil {
 		return nil, err
 	}
 	for _, e := range step.Output.Emits {
@@ -235,13 +229,15 @@ func retryable(e *hop.Error) bool {
 
 // header is the common part of what a step publishes: the run, the trace, the
 // producing step and the content type, with the CloudEvents attributes of c.
-// The run's deadline (HeaderDeadline of the message in) goes on too.
+// The run's deadline and replay generation (of the message in) go on too.
 func (a *Async) header(ctx context.Context, c *hop.Contract, in http.Header, runID, id, contentType string) http.Header {
 	h := c.Header(ctx, runID, contentType)
 	h["Ce-Id"] = []string{id}
 	h[bus.HeaderStep] = []string{a.s.step.Name}
-	if d := in.Get(bus.HeaderDeadline); d != "" {
-		h[bus.HeaderDeadline] = []string{d}
+	for _, k := range []string{bus.HeaderDeadline, bus.HeaderReplay} {
+		if v := in.Get(k); v != "" {
+			h[k] = []string{v}
+		}
 	}
 	return h
 }
@@ -250,7 +246,7 @@ func (a *Async) publishOutput(ctx context.Context, c *asyncConsumer, runID strin
 	step := a.s.step
 	body := out.Body.Bytes()
 	if step.Output.ResultSubject != "" {
-		id := bus.MsgID(runID, step.Name, c.trigger, "res")
+		id := bus.MsgID(runID, step.Name, c.trigger+bus.ReplaySuffix(in), "res")
 		h := a.header(ctx, a.result, in, runID, id, out.ContentType)
 		h[bus.HeaderStatus] = []string{bus.StatusOK}
 		if err := a.conn.Publish(ctx, bus.NewMsg(step.Output.ResultSubject, h, body), id); err != nil {
@@ -258,7 +254,7 @@ func (a *Async) publishOutput(ctx context.Context, c *asyncConsumer, runID strin
 		}
 	}
 	for _, e := range a.emits {
-		id := bus.MsgID(runID, step.Name, c.trigger, e.Type)
+		id := bus.MsgID(runID, step.Name, c.trigger+bus.ReplaySuffix(in), e.Type)
 		if err := a.conn.Publish(ctx, bus.NewMsg(e.Subject, a.header(ctx, e.contract, in, runID, id, out.ContentType), body), id); err != nil {
 			return err
 		}
@@ -266,24 +262,19 @@ func (a *Async) publishOutput(ctx context.Context, c *asyncConsumer, runID strin
 	return nil
 }
 
-// deadLetter publishes the envelope, fails an orchestrated run at once with a
-// failure result, and terminates the message.
+// deadLetter publishes the message as a dead letter, fails an orchestrated
+// run at once with a failure result, and terminates the message.
 func (a *Async) deadLetter(ctx context.Context, c *asyncConsumer, m jetstream.Msg, runID string, herr *hop.Error) {
 	s, step := a.s, a.s.step
-	env := bus.DeadLetter{
-		Workflow: s.plan.Workflow, Step: step.Name, RunID: runID, Subject: m.Subject(), Event: c.Event,
-		Attempts: herr.Attempts, Status: herr.Status, Error: herr.Message, Detail: herr.Detail,
-		Payload: m.Data(), ContentType: m.Headers().Get("Content-Type"), Time: time.Now().UTC(),
-	}
-	b, _ := json.Marshal(env)
-	id := bus.MsgID(runID, step.Name, c.trigger, "dlq")
 	in := bus.HTTPHeader(m)
-	dh := a.header(ctx, a.dead, in, runID, id, "application/json")
-	dh[bus.HeaderErrorCode] = []string{strconv.Itoa(herr.Code)}
-	err := a.conn.Publish(ctx, bus.NewMsg(s.plan.Stream.DeadLetter, dh, b), id)
+	dlq, id := bus.NewDeadLetter(s.plan, m, bus.Failure{
+		Step: step.Name, Event: c.Event, Attempts: herr.Attempts, Status: herr.Status,
+		Code: herr.Code, Message: herr.Message, Detail: herr.Detail,
+	})
+	err := a.conn.Publish(ctx, dlq, id)
 	if err == nil && step.Output.ResultSubject != "" {
 		b, _ := json.Marshal(herr)
-		id := bus.MsgID(runID, step.Name, c.trigger, "res")
+		id := bus.MsgID(runID, step.Name, c.trigger+bus.ReplaySuffix(in), "res")
 		h := a.header(ctx, a.result, in, runID, id, "application/json")
 		h[bus.HeaderStatus] = []string{bus.StatusFailed}
 		h[bus.HeaderErrorCode] = []string{strconv.Itoa(herr.Code)}
