@@ -13,6 +13,8 @@ const (
 	DefaultBrokerName   = "default"
 	DefaultEntrySync    = true
 	DefaultEntryTimeout = 10 * time.Second
+	// DefaultIdempotencyWindow is how long an Idempotency-Key is remembered.
+	DefaultIdempotencyWindow = 24 * time.Hour
 	// DefaultDeadLetterRetention is how long dead letters are kept: 7 days.
 	DefaultDeadLetterRetention = 7 * 24 * time.Hour
 	DefaultStepPort            = int32(8080)
@@ -56,6 +58,14 @@ func (e *Entry) EntryTimeout() time.Duration {
 		return DefaultEntryTimeout
 	}
 	return e.Timeout.Duration
+}
+
+// EntryIdempotencyWindow is how long an Idempotency-Key is remembered.
+func (e *Entry) EntryIdempotencyWindow() time.Duration {
+	if e == nil || e.IdempotencyWindow == nil {
+		return DefaultIdempotencyWindow
+	}
+	return e.IdempotencyWindow.Duration
 }
 
 // RunDeadline is how long a run of an async style may take: spec.runTimeout,

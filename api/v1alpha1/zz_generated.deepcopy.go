@@ -214,6 +214,11 @@ func (in *Entry) DeepCopyInto(out *Entry) {
 		*out = new(v1.Duration)
 		**out = **in
 	}
+	if in.IdempotencyWindow != nil {
+		in, out := &in.IdempotencyWindow, &out.IdempotencyWindow
+		*out = new(v1.Duration)
+		**out = **in
+	}
 	if in.CompletesOn != nil {
 		in, out := &in.CompletesOn, &out.CompletesOn
 		*out = make([]string, len(*in))

@@ -109,6 +109,9 @@ type Entry struct {
 	// sync styles it is the deadline of the whole run: past it the caller gets
 	// 504 Gateway Timeout.
 	Timeout Duration `json:"timeout"`
+	// IdempotencyWindow is how long the gateway remembers an
+	// Idempotency-Key (Stream.IdempotencyBucket); zero in the sync styles.
+	IdempotencyWindow Duration `json:"idempotencyWindow,omitzero"`
 	// Event is the event a request becomes (choreography; hybrid when set).
 	Event string `json:"event,omitempty"`
 	// EventSubject is the subject Event is published on.
@@ -261,6 +264,9 @@ type Stream struct {
 	ResultPrefix string `json:"resultPrefix"`
 	// DeadLetter is the dead-letter subject (prefix.dlq).
 	DeadLetter string `json:"deadLetter"`
+	// IdempotencyBucket maps Idempotency-Keys to runs for
+	// Entry.IdempotencyWindow.
+	IdempotencyBucket string `json:"idempotencyBucket"`
 	// DeadLetterStream keeps the dead letters (sourced from DeadLetter) for
 	// DeadLetterRetention, beyond the workflow stream's 24h.
 	DeadLetterStream    string   `json:"deadLetterStream"`

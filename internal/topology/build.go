@@ -27,6 +27,7 @@ func (c *compilation) build() *plan.Plan {
 			DeadLetter:   subj.deadLetter(),
 			RunsBucket:   runsBucketName(c.namespace, c.name),
 
+			IdempotencyBucket:   idempotencyBucketName(c.namespace, c.name),
 			DeadLetterStream:    deadLetterStreamName(c.namespace, c.name),
 			DeadLetterRetention: plan.D(c.spec.DeadLetterRetention()),
 			DeadlineDurable:     deadlineDurable,
@@ -41,6 +42,9 @@ func (c *compilation) build() *plan.Plan {
 		}
 	}
 	p.Entry = c.buildEntry(subj)
+	if p.Stream != nil {
+		p.Entry.IdempotencyWindow = plan.D(c.spec.Entry.EntryIdempotencyWindow())
+	}
 	if p.Stream != nil && p.Stream.StartSubject == "" && len(p.Entry.CompletesOn) == 0 {
 		// A choreographed run without completesOn never finishes, so it has
 		// no deadline either.
@@ -229,6 +233,7 @@ func checkGeneratedNames(ps *problems, p *plan.Plan) {
 		valid("stream", p.Stream.Name)
 		valid("bucket", p.Stream.RunsBucket)
 		valid("stream", p.Stream.DeadLetterStream)
+		valid("bucket", p.Stream.IdempotencyBucket)
 	}
 	owner := map[string]string{}
 	claim := func(durable, who string) {

@@ -71,6 +71,10 @@ func runsBucketName(namespace, workflow string) string {
 	return boundedName("pb_"+namespace+"_"+workflow+"_runs", "runs\x00"+namespace+"\x00"+workflow, false)
 }
 
+func idempotencyBucketName(namespace, workflow string) string {
+	return boundedName("pb_"+namespace+"_"+workflow+"_idem", "idem\x00"+namespace+"\x00"+workflow, false)
+}
+
 func deadLetterStreamName(namespace, workflow string) string {
 	return boundedName("pb_"+namespace+"_"+workflow+"_dlq", "dlq\x00"+namespace+"\x00"+workflow, false)
 }

@@ -11,7 +11,8 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/patchbay-dev/patchbay/internal/plan")
+	"github.com/patchbay-dev/patchbay/internal/plan"
+)
 
 // MaxDeadLetterIDLen bounds a dead-letter id: a stream sequence (uint64).
 const MaxDeadLetterIDLen = 20

@@ -124,7 +124,16 @@ func ReadModelConfig(p *plan.Plan, st Storage) jetstream.KeyValueConfig {
 // direct gets off on its stream and binds after that, so that its reads go to
 // the stream's leader, which has every acknowledged write.
 func EnsureRuns(ctx context.Context, js jetstream.JetStream, p *plan.Plan, st Storage) (*Runs, error) {
-	cfg := RunsConfig(p, st)
+	kv, err := ensureLeaderBucket(ctx, js, RunsConfig(p, st))
+	if err != nil {
+		return nil, err
+	}
+	return &Runs{KV: kv}, nil
+}
+
+// ensureLeaderBucket creates or opens a bucket whose reads go to its
+// stream's leader (see EnsureRuns).
+func ensureLeaderBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	if _, err := ensureBucket(ctx, js, cfg); err != nil {
 		return nil, err
 	}
@@ -149,7 +158,7 @@ func EnsureRuns(ctx context.Context, js jetstream.JetStream, p *plan.Plan, st St
 	if err != nil {
 		return nil, err
 	}
-	return &Runs{KV: kv}, nil
+	return kv, nil
 }
 
 // EnsureReadModel creates or opens the CQRS read store.

@@ -376,3 +376,37 @@ spec:
 	g.Expect(e.Attempts).To(Equal(1))
 	g.Expect(stepStats(g, env, "busy").Calls).To(BeEquivalentTo(1))
 }
+
+// A retried POST with the same Idempotency-Key gets the first run's id and
+// result, and the steps' apps are called once.
+func TestAsyncIdempotencyKeyCallsTheAppsOnce(t *testing.T) {
+	g := NewWithT(t)
+	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: test}
+spec:
+  style: async-orchestrated
+  steps:
+  - {name: first, image: demo, args: ["--mode=transform", "--set=first=true"]}
+  - {name: second, image: demo, args: ["--mode=transform", "--set=second=true"], dependsOn: [first]}
+`)
+	send := func() answer {
+		req, err := http.NewRequest(http.MethodPost, env.EntryURL, strings.NewReader(`{"id":9}`))
+		g.Expect(err).NotTo(HaveOccurred())
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "order-9-attempt")
+		resp, err := client.Do(req)
+		g.Expect(err).NotTo(HaveOccurred())
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		g.Expect(err).NotTo(HaveOccurred())
+		return answer{code: resp.StatusCode, header: resp.Header, body: b}
+	}
+	a, b := send(), send()
+	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
+	g.Expect(b.code).To(Equal(http.StatusOK), "%s", b.body)
+	g.Expect(b.body).To(MatchJSON(a.body))
+	g.Expect(b.header.Get(hop.HeaderRunID)).To(Equal(a.header.Get(hop.HeaderRunID)))
+	g.Expect(stepStats(g, env, "first").Calls).To(BeEquivalentTo(1))
+	g.Expect(stepStats(g, env, "second").Calls).To(BeEquivalentTo(1))
+}

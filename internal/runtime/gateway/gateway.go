@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -45,6 +47,8 @@ type Config struct {
 //	                       entry holds the caller until the outcome or
 //	                       entry.timeout, then answers 202 + Location. A caller
 //	                       that sends "Prefer: respond-async" gets 202 at once.
+//	                       With an Idempotency-Key, a repeated POST gets the
+//	                       run the key started (Entry.IdempotencyWindow).
 //	GET  /runs/{id}        the run: its result (200), its error (the run's
 //	                       status), or 202 while pending; from any replica.
 //	GET  /query/{key}      the read model's latest projected event for key.
@@ -72,6 +76,7 @@ type Gateway struct {
 	inflight  sync.WaitGroup
 	readModel *readModel
 	dlq       *bus.DeadLetters
+	idem      *bus.Idempotency
 }
 
 // Start connects the gateway's subscriptions and consumers.
@@ -105,6 +110,9 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 		return nil, err
 	}
 	if g.runs, err = bus.EnsureRuns(ctx, cfg.Conn.JS, p, cfg.Conn.Storage); err != nil {
+		return nil, err
+	}
+	if g.idem, err = bus.EnsureIdempotency(ctx, cfg.Conn.JS, p, cfg.Conn.Storage); err != nil {
 		return nil, err
 	}
 	g.dlq = &bus.DeadLetters{Plan: p, Conn: cfg.Conn, Runs: g.runs}
@@ -199,6 +207,10 @@ func (g *Gateway) onOutcome(m *nats.Msg) {
 	}
 }
 
+// HeaderIdempotencyKey makes a POST / idempotent within the plan's
+// Entry.IdempotencyWindow (docs/api.md, Runs).
+const HeaderIdempotencyKey = "Idempotency-Key"
+
 func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	runID := r.Header.Get(hop.HeaderRunID)
@@ -207,6 +219,13 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	} else if err := bus.CheckRunID(hop.HeaderRunID+" header", runID); err != nil {
 		hop.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
 		return
+	}
+	key := r.Header.Get(HeaderIdempotencyKey)
+	if key != "" {
+		if err := bus.CheckIdempotencyKey(HeaderIdempotencyKey+" header", key); err != nil {
+			hop.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
+			return
+		}
 	}
 	body := hop.GetBuffer()
 	defer hop.PutBuffer(body)
@@ -223,6 +242,20 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	defer span.End()
 
 	wait := g.plan.Entry.Sync && !strings.Contains(r.Header.Get("Prefer"), "respond-async")
+	var claim bus.Claim
+	if key != "" {
+		sum := sha256.Sum256(body.Bytes())
+		claim = bus.Claim{RunID: runID, Body: hex.EncodeToString(sum[:])}
+		held, err := g.idem.Get(ctx, key)
+		if err != nil {
+			(&hop.Error{Code: http.StatusServiceUnavailable, Message: "the idempotency store is unavailable: " + err.Error()}).Write(w)
+			return
+		}
+		if held != nil {
+			g.join(ctx, w, key, held, claim, wait)
+			return
+		}
+	}
 	rec := &bus.Run{ID: runID, Status: bus.RunPending, Started: start.UTC()}
 	if d := g.plan.RunTimeout.Duration; d > 0 {
 		deadline := rec.Started.Add(d)
@@ -230,17 +263,47 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	}
 	if wait {
 		rec.ReplyTo = g.inbox
-		ch := make(chan *bus.Run, 1)
-		g.waiters.Store(runID, ch)
-		defer g.waiters.Delete(runID)
 	}
+	// The record first: a run id that is taken is refused before this
+	// caller touches anything of the run that holds it.
 	if err := g.runs.Create(ctx, rec); err != nil {
 		if errors.Is(err, bus.ErrRunExists) {
+			if key != "" {
+				if held, _ := g.idem.Get(ctx, key); held != nil && held.RunID == runID {
+					g.join(ctx, w, key, held, claim, wait)
+					return
+				}
+			}
 			(&hop.Error{Code: http.StatusConflict, RunID: runID, Message: "run " + runID + " exists; GET /runs/" + runID}).Write(w)
 			return
 		}
 		(&hop.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the run store is unavailable: " + err.Error()}).Write(w)
 		return
+	}
+	if key != "" {
+		// The lock among concurrent requests with this key: the first to
+		// create it starts its run; the others drop the record they made
+		// (nothing of it was published) and join that run.
+		held, err := g.idem.Claim(ctx, key, claim)
+		if err != nil || held != nil {
+			if derr := g.runs.Delete(context.WithoutCancel(ctx), runID); derr != nil {
+				g.tel.Log.Warn("Deleting the record of a run that was not started failed", "run", runID, "err", derr)
+			}
+		}
+		if err != nil {
+			(&hop.Error{Code: http.StatusServiceUnavailable, Message: "the idempotency store is unavailable: " + err.Error()}).Write(w)
+			return
+		}
+		if held != nil {
+			g.join(ctx, w, key, held, claim, wait)
+			return
+		}
+	}
+	var ch chan *bus.Run
+	if wait {
+		ch = make(chan *bus.Run, 1)
+		g.waiters.Store(runID, ch)
+		defer g.waiters.Delete(runID)
 	}
 	if err := g.publishStart(ctx, rec, r.Header.Get("Content-Type"), body.Bytes()); err != nil {
 		e := &hop.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the broker did not accept the run: " + err.Error()}
@@ -252,11 +315,10 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 		writePending(w, runID)
 		return
 	}
-	ch, _ := g.waiters.Load(runID)
 	timer := time.NewTimer(g.plan.Entry.Timeout.Duration)
 	defer timer.Stop()
 	select {
-	case out := <-ch.(chan *bus.Run):
+	case out := <-ch:
 		writeRun(w, out)
 	case <-timer.C:
 		// The outcome may have landed just now; the record is the truth.
@@ -266,6 +328,39 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 		}
 		writePending(w, runID)
 	case <-r.Context().Done():
+	}
+}
+
+// join answers a request whose Idempotency-Key started a run already: with
+// that run, as GET /runs/{id} would, holding a sync caller until it finishes
+// or entry.timeout. The same key with another body is refused (422).
+func (g *Gateway) join(ctx context.Context, w http.ResponseWriter, key string, held *bus.Claim, mine bus.Claim, wait bool) {
+	if held.Body != mine.Body {
+		(&hop.Error{Code: http.StatusUnprocessableEntity, RunID: held.RunID, Message: fmt.Sprintf(
+			"%s %s was used for run %s with another request body: use a new key for a new request", HeaderIdempotencyKey, key, held.RunID)}).Write(w)
+		return
+	}
+	w.Header().Set("Idempotent-Replayed", "true")
+	out, _, err := g.runs.Get(ctx, held.RunID)
+	switch {
+	case errors.Is(err, bus.ErrNoRun):
+		(&hop.Error{Code: http.StatusNotFound, RunID: held.RunID, Message: fmt.Sprintf("%s %s names run %s, which is no longer kept", HeaderIdempotencyKey, key, held.RunID)}).Write(w)
+		return
+	case err != nil:
+		(&hop.Error{Code: http.StatusServiceUnavailable, RunID: held.RunID, Message: "the run store is unavailable: " + err.Error()}).Write(w)
+		return
+	}
+	if out.Done() || !wait {
+		writeRun(w, out)
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, g.plan.Entry.Timeout.Duration)
+	defer cancel()
+	if done, err := g.runs.Await(wctx, held.RunID); err == nil {
+		out = done
+	}
+	if ctx.Err() == nil {
+		writeRun(w, out)
 	}
 }
 
