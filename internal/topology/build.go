@@ -17,6 +17,8 @@ func (c *compilation) build() *plan.Plan {
 		Style:     string(c.style),
 		Roles:     c.roles(),
 		Levels:    c.levels,
+		// One size budget for every hop, stream and bucket of the workflow.
+		MaxBodyLen: plan.DefaultMaxBodyLen,
 	}
 	subj := newSubjects(c.namespace, c.name)
 	if c.style.IsAsync() {
@@ -38,6 +40,7 @@ func (c *compilation) build() *plan.Plan {
 			p.Stream.CompletionDurable = completionDurable
 		} else {
 			p.Stream.StartSubject = subj.start()
+			p.Stream.OutputSubject = subj.output()
 			p.Stream.OrchestratorDurable = orchestratorDurable
 		}
 	}

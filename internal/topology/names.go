@@ -54,6 +54,7 @@ func (s subjects) results() string            { return s.prefix + ".res" }
 func (s subjects) events() string             { return s.prefix + ".evt" }
 func (s subjects) deadLetter() string         { return s.prefix + ".dlq" }
 func (s subjects) start() string              { return s.prefix + ".start" }
+func (s subjects) output() string             { return s.prefix + ".out" }
 func (s subjects) deadline() string           { return s.prefix + ".deadline" }
 func (s subjects) command(step string) string { return s.commands() + "." + step }
 func (s subjects) result(step string) string  { return s.results() + "." + step }

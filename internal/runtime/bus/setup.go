@@ -47,7 +47,7 @@ func StreamConfig(p *plan.Plan, st Storage) jetstream.StreamConfig {
 		Replicas:    st.replicas(),
 		MaxAge:      streamMaxAge,
 		Duplicates:  dedupeWindow,
-		MaxMsgSize:  plan.DefaultMaxBodyLen + 64<<10,
+		MaxMsgSize:  int32(p.MaxMessage()),
 	}
 }
 
@@ -64,7 +64,7 @@ func DeadLetterStreamConfig(p *plan.Plan, st Storage) jetstream.StreamConfig {
 		Storage:     st.Type,
 		Replicas:    st.replicas(),
 		MaxAge:      p.Stream.DeadLetterRetention.Duration,
-		MaxMsgSize:  plan.DefaultMaxBodyLen + 64<<10,
+		MaxMsgSize:  int32(p.MaxMessage()),
 	}
 }
 
@@ -91,7 +91,7 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, p *plan.Plan, st 
 func RunsConfig(p *plan.Plan, st Storage) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket: p.Stream.RunsBucket, Description: "patchbay runs of " + p.Namespace + "/" + p.Workflow,
-		TTL: runsTTL, Storage: st.Type, Replicas: st.replicas(), MaxValueSize: 2*plan.DefaultMaxBodyLen + 64<<10,
+		TTL: runsTTL, Storage: st.Type, Replicas: st.replicas(), MaxValueSize: int32(p.MaxMessage()),
 	}
 }
 

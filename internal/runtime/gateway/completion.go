@@ -123,8 +123,14 @@ func (g *Gateway) complete(m jetstream.Msg) error {
 	ctx, cancel := context.WithTimeout(context.Background(), completionAckWait)
 	defer cancel()
 	var herr *hop.Error
+	var ref *bus.Ref
 	if m.Subject() == g.plan.Stream.DeadLetter {
 		herr = bus.ParseDeadLetter(g.plan.Workflow, "", m.Headers(), m.Data()).RunError()
+	} else {
+		var err error
+		if ref, err = bus.RefOf(m); err != nil {
+			return err
+		}
 	}
 	var finished bool
 	r, err := g.runs.Update(ctx, runID, func(r *bus.Run) bool {
@@ -135,7 +141,7 @@ func (g *Gateway) complete(m jetstream.Msg) error {
 		if herr != nil {
 			r.Fail(herr)
 		} else {
-			r.Succeed(m.Data(), h.Get("Content-Type"))
+			r.Succeed(ref, h.Get("Content-Type"))
 		}
 		finished = true
 		return true

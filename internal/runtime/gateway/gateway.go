@@ -229,7 +229,7 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	}
 	body := hop.GetBuffer()
 	defer hop.PutBuffer(body)
-	if err := hop.ReadBody(body, r.Body, r.ContentLength, plan.DefaultMaxBodyLen); err != nil {
+	if err := hop.ReadBody(body, r.Body, r.ContentLength, g.plan.MaxBody()); err != nil {
 		code := http.StatusBadRequest
 		if errors.Is(err, hop.ErrTooLarge) {
 			code = http.StatusRequestEntityTooLarge
@@ -319,11 +319,11 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	defer timer.Stop()
 	select {
 	case out := <-ch:
-		writeRun(w, out)
+		g.writeRun(ctx, w, out)
 	case <-timer.C:
 		// The outcome may have landed just now; the record is the truth.
 		if out, _, err := g.runs.Get(context.WithoutCancel(ctx), runID); err == nil && out.Done() {
-			writeRun(w, out)
+			g.writeRun(ctx, w, out)
 			return
 		}
 		writePending(w, runID)
@@ -351,7 +351,7 @@ func (g *Gateway) join(ctx context.Context, w http.ResponseWriter, key string, h
 		return
 	}
 	if out.Done() || !wait {
-		writeRun(w, out)
+		g.writeRun(ctx, w, out)
 		return
 	}
 	wctx, cancel := context.WithTimeout(ctx, g.plan.Entry.Timeout.Duration)
@@ -360,7 +360,7 @@ func (g *Gateway) join(ctx context.Context, w http.ResponseWriter, key string, h
 		out = done
 	}
 	if ctx.Err() == nil {
-		writeRun(w, out)
+		g.writeRun(ctx, w, out)
 	}
 }
 
@@ -401,7 +401,7 @@ func (g *Gateway) serveRun(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		(&hop.Error{Code: http.StatusServiceUnavailable, RunID: id, Message: "the run store is unavailable: " + err.Error()}).Write(w)
 	default:
-		writeRun(w, out)
+		g.writeRun(r.Context(), w, out)
 	}
 }
 
@@ -417,17 +417,27 @@ func (g *Gateway) serveStep(w http.ResponseWriter, r *http.Request) {
 	rp.ServeHTTP(w, r)
 }
 
-// writeRun answers with a run: its result, its error, or 202 while pending.
-func writeRun(w http.ResponseWriter, r *bus.Run) {
+// writeRun answers with a run: its result (read from the stream where the
+// record says it is), its error, or 202 while pending.
+func (g *Gateway) writeRun(ctx context.Context, w http.ResponseWriter, r *bus.Run) {
 	switch r.Status {
 	case bus.RunSucceeded:
+		result, _, err := g.conn.Payload(context.WithoutCancel(ctx), g.plan, r.Result)
+		if errors.Is(err, bus.ErrPayloadGone) {
+			(&hop.Error{Code: http.StatusGone, RunID: r.ID, Message: fmt.Sprintf("run %s succeeded, but the broker no longer keeps its result: %v", r.ID, err)}).Write(w)
+			return
+		}
+		if err != nil {
+			(&hop.Error{Code: http.StatusServiceUnavailable, RunID: r.ID, Message: "the result of run " + r.ID + " is unavailable: " + err.Error()}).Write(w)
+			return
+		}
 		h := w.Header()
 		h.Set(hop.HeaderRunID, r.ID)
 		if r.ContentType != "" {
 			h.Set("Content-Type", r.ContentType)
 		}
 		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(r.Result)
+		_, _ = w.Write(result)
 	case bus.RunFailed:
 		e := *r.Error
 		e.Code, e.RunID = r.Code, r.ID

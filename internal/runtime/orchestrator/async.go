@@ -210,7 +210,7 @@ func (a *Async) handle(m jetstream.Msg) error {
 	if h.Get(bus.HeaderStatus) == bus.StatusFailed {
 		return a.failed(ctx, runID, h, m.Data())
 	}
-	return a.succeeded(ctx, runID, step, h, m.Data())
+	return a.succeeded(ctx, runID, step, h, m)
 }
 
 // start dispatches the steps without dependencies with the entry payload.
@@ -253,11 +253,16 @@ func (a *Async) start(ctx context.Context, runID string, h http.Header, payload 
 	return nil
 }
 
-// succeeded records a step's output, dispatches what became ready and
-// finishes the run when every sink is done. A redelivered result changes
-// nothing but publishes the ready commands again (deduplicated by the
-// broker), so a crash between the record and the publish loses nothing.
-func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header, output []byte) error {
+// succeeded records a step's output (where its result message is, not a
+// copy), dispatches what became ready and finishes the run when every sink
+// is done. A redelivered result changes nothing but publishes the ready
+// commands (and a merged result) again, deduplicated by the broker, so a
+// crash between the record and the publish loses nothing.
+func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header, m jetstream.Msg) error {
+	ref, err := bus.RefOf(m)
+	if err != nil {
+		return err
+	}
 	var finished bool
 	r, err := a.runs.Update(ctx, runID, func(r *bus.Run) bool {
 		finished = false
@@ -265,14 +270,15 @@ func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header
 		if r.Done() || s.Done {
 			return false
 		}
-		s.Done, s.Output, s.ContentType = true, output, h.Get("Content-Type")
+		s.Done, s.Output, s.ContentType = true, ref, h.Get("Content-Type")
 		for _, d := range a.dependents[step] {
 			if a.depsDone(r, d) {
 				r.Step(d).Dispatched = true
 			}
 		}
-		if a.sinksDone(r) {
-			a.finish(r)
+		if a.sinksDone(r) && len(a.plan.Sinks) == 1 {
+			sink := r.Steps[a.plan.Sinks[0]]
+			r.Succeed(sink.Output, sink.ContentType)
 			finished = true
 		}
 		return true
@@ -286,11 +292,18 @@ func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header
 	if r.Done() {
 		return a.done(r, finished)
 	}
+	have := output{step: step, data: m.Data()}
+	if a.sinksDone(r) {
+		return a.finishMerged(ctx, r, have)
+	}
 	for _, d := range a.dependents[step] {
 		if !a.depsDone(r, d) || r.Step(d).Done {
 			continue
 		}
-		ct, in, herr := a.input(r, d)
+		ct, in, herr, err := a.input(ctx, r, d, have)
+		if err != nil {
+			return err
+		}
 		if herr != nil {
 			return a.fail(ctx, runID, herr)
 		}
@@ -299,6 +312,59 @@ func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header
 		}
 	}
 	return nil
+}
+
+// output is a step's output in hand, so that it is not read back.
+type output struct {
+	step string
+	data []byte
+}
+
+// payload is the output of step name: the one in hand, or read from the
+// stream where the run record says it is.
+func (a *Async) payload(ctx context.Context, r *bus.Run, name string, have output) ([]byte, *hop.Error, error) {
+	if name == have.step {
+		return have.data, nil, nil
+	}
+	b, _, err := a.conn.Payload(ctx, a.plan, r.Steps[name].Output)
+	if errors.Is(err, bus.ErrPayloadGone) {
+		return nil, &hop.Error{Code: http.StatusBadGateway, Step: name, Message: fmt.Sprintf("the output of step %s is no longer kept by the broker: %v", name, err)}, nil
+	}
+	return b, nil, err
+}
+
+// finishMerged finishes a run with several sinks: their outputs merged into
+// {sink: output}, published on the output subject for the record to refer
+// to; a result over the size budget fails the run with 413.
+func (a *Async) finishMerged(ctx context.Context, r *bus.Run, have output) error {
+	ct, out, herr, err := a.merge(ctx, r, a.plan.Sinks, "the run's result", have)
+	if err != nil {
+		return err
+	}
+	if herr != nil {
+		return a.fail(ctx, r.ID, herr)
+	}
+	h := http.Header{"Content-Type": {ct}, hop.HeaderRunID: {r.ID}}
+	bus.SetReplay(h, r)
+	ack, err := a.conn.JS.PublishMsg(ctx, bus.NewMsg(a.plan.Stream.OutputSubject, h, out), jetstream.WithMsgID(bus.MsgID(r.ID, "out"+bus.ReplaySuffix(h))))
+	if err != nil {
+		return err
+	}
+	ref := &bus.Ref{Seq: ack.Sequence, Size: len(out)}
+	var finished bool
+	r, err = a.runs.Update(ctx, r.ID, func(r *bus.Run) bool {
+		finished = false
+		if r.Done() {
+			return false
+		}
+		r.Succeed(ref, ct)
+		finished = true
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return a.done(r, finished)
 }
 
 // failed fails the run with the error a step's sidecar dead-lettered.
@@ -374,42 +440,31 @@ func (a *Async) sinksDone(r *bus.Run) bool {
 	return true
 }
 
-// finish writes the result: the sink's output or {sink: output}.
-func (a *Async) finish(r *bus.Run) {
-	if len(a.plan.Sinks) == 1 {
-		s := r.Steps[a.plan.Sinks[0]]
-		r.Succeed(s.Output, s.ContentType)
-		return
-	}
-	ct, out, herr := a.merge(r, a.plan.Sinks, "the run's result")
-	if herr != nil {
-		r.Fail(herr)
-		return
-	}
-	r.Succeed(out, ct)
-}
-
 // input is a step's input: its one dependency's output or {dep: output}.
-func (a *Async) input(r *bus.Run, step string) (string, []byte, *hop.Error) {
+func (a *Async) input(ctx context.Context, r *bus.Run, step string, have output) (string, []byte, *hop.Error, error) {
 	deps := a.plan.Step(step).DependsOn
 	if len(deps) == 1 {
-		s := r.Steps[deps[0]]
-		return s.ContentType, s.Output, nil
+		b, herr, err := a.payload(ctx, r, deps[0], have)
+		return r.Steps[deps[0]].ContentType, b, herr, err
 	}
-	return a.merge(r, deps, "step "+step)
+	return a.merge(ctx, r, deps, "step "+step, have)
 }
 
-func (a *Async) merge(r *bus.Run, names []string, into string) (string, []byte, *hop.Error) {
+func (a *Async) merge(ctx context.Context, r *bus.Run, names []string, into string, have output) (string, []byte, *hop.Error, error) {
 	parts := make([]hop.Part, len(names))
 	for i, n := range names {
-		parts[i] = hop.Part{Name: n, Producer: n, Body: r.Steps[n].Output}
+		b, herr, err := a.payload(ctx, r, n, have)
+		if herr != nil || err != nil {
+			return "", nil, herr, err
+		}
+		parts[i] = hop.Part{Name: n, Producer: n, Body: b}
 	}
 	buf := hop.GetBuffer()
 	defer hop.PutBuffer(buf)
 	if herr := hop.Merge(buf, into, parts); herr != nil {
-		return "", nil, herr
+		return "", nil, herr, nil
 	}
-	return "application/json", append([]byte(nil), buf.Bytes()...), nil
+	return "application/json", append([]byte(nil), buf.Bytes()...), nil, nil
 }
 
 // command publishes a step's command, once per run, step and replay, with

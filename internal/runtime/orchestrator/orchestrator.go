@@ -175,7 +175,7 @@ func (o *Orchestrator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 func (o *Orchestrator) serveRun(ctx context.Context, w http.ResponseWriter, r *http.Request, runID string) *hop.Error {
 	in := hop.GetBuffer()
 	defer hop.PutBuffer(in)
-	if err := hop.ReadBody(in, r.Body, r.ContentLength, plan.DefaultMaxBodyLen); err != nil {
+	if err := hop.ReadBody(in, r.Body, r.ContentLength, o.plan.MaxBody()); err != nil {
 		if errors.Is(err, hop.ErrTooLarge) {
 			return hop.BadRequest(http.StatusRequestEntityTooLarge, "request body: "+err.Error())
 		}

@@ -156,7 +156,7 @@ func (c *chain) run1(ctx context.Context, w http.ResponseWriter, r *http.Request
 	defer release()
 	in := hop.GetBuffer()
 	defer hop.PutBuffer(in)
-	if err := hop.ReadBody(in, r.Body, r.ContentLength, plan.DefaultMaxBodyLen); err != nil {
+	if err := hop.ReadBody(in, r.Body, r.ContentLength, s.plan.MaxBody()); err != nil {
 		code := http.StatusBadRequest
 		if errors.Is(err, hop.ErrTooLarge) {
 			code = http.StatusRequestEntityTooLarge
