@@ -410,3 +410,32 @@ spec:
 	g.Expect(stepStats(g, env, "first").Calls).To(BeEquivalentTo(1))
 	g.Expect(stepStats(g, env, "second").Calls).To(BeEquivalentTo(1))
 }
+
+// A choreographed run that never gets its completing event fails at its
+// deadline with 504, naming the events it waits for, and is dead-lettered
+// with the entry event, so that it can be replayed.
+func TestChoreographedRunPastItsDeadlineFails(t *testing.T) {
+	g := NewWithT(t)
+	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: test}
+spec:
+  style: choreography
+  runTimeout: 2s
+  entry: {sync: true, timeout: 30s, event: req, completesOn: [done]}
+  resilience: {timeout: 10s}
+  steps:
+  - {name: first, image: demo, args: ["--mode=echo"], subscribes: [req], emits: [checked]}
+  - {name: slow, image: demo, args: ["--mode=echo", "--latency=4s"], subscribes: [checked], emits: [done]}
+`)
+	dlq := subscribe(t, env, env.Plan.Stream.DeadLetter)
+	a := whenPostJSON(t, env.EntryURL, `{"id":3}`)
+	g.Expect(a.code).To(Equal(http.StatusGatewayTimeout), "%s", a.body)
+	g.Expect(a.runError(g).Message).To(And(ContainSubstring("deadline"), ContainSubstring("event done")))
+	var m *nats.Msg
+	eventually(g, dlq).Should(Receive(&m))
+	dl := bus.ParseDeadLetter("", "", m.Header, m.Data)
+	g.Expect(dl.Subject).To(Equal(env.Plan.Entry.EventSubject))
+	g.Expect(dl.Code).To(Equal(http.StatusGatewayTimeout))
+	g.Expect(dl.Payload).To(MatchJSON(`{"id":3}`))
+}
