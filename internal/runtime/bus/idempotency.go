@@ -100,6 +100,26 @@ func (i *Idempotency) Claim(ctx context.Context, key string, c Claim) (*Claim, e
 	}
 }
 
+// Release gives up key when it still stands for runID (a run that could not
+// be started), so that a retry with the key starts a new run.
+func (i *Idempotency) Release(ctx context.Context, key, runID string) error {
+	if err := CheckIdempotencyKey("Idempotency-Key header", key); err != nil {
+		return err
+	}
+	e, err := i.KV.Get(ctx, key)
+	if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) {
+		return nil
+	}
+	if err != nil {
+		return err
+	}
+	var c Claim
+	if json.Unmarshal(e.Value(), &c) != nil || c.RunID != runID {
+		return nil
+	}
+	return i.KV.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
+}
+
 // Await returns the run once it has finished, or the last record seen (or
 // ErrNoRun) when ctx ends first. It watches the run's key, so it sees the
 // outcome whichever replica writes it.

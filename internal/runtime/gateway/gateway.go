@@ -308,6 +308,12 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	if err := g.publishStart(ctx, rec, r.Header.Get("Content-Type"), body.Bytes()); err != nil {
 		e := &hop.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the broker did not accept the run: " + err.Error()}
 		_, _ = g.runs.Update(context.WithoutCancel(ctx), runID, func(r *bus.Run) bool { r.Fail(e); return true })
+		if key != "" {
+			// Nothing ran: a retry with the key starts a run afresh.
+			if err := g.idem.Release(context.WithoutCancel(ctx), key, runID); err != nil {
+				g.tel.Log.Warn("Releasing an idempotency key failed", "key", key, "run", runID, "err", err)
+			}
+		}
 		e.Write(w)
 		return
 	}
