@@ -22,7 +22,7 @@ import (
 	"github.com/patchbay-dev/patchbay/controllers"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	pbrender "github.com/patchbay-dev/patchbay/internal/render"
-	"github.com/patchbay-dev/patchbay/internal/resilience"
+	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 	"github.com/patchbay-dev/patchbay/internal/topology"
 )

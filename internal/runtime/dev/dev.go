@@ -12,6 +12,7 @@ import (
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/gateway"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
 	"github.com/patchbay-dev/patchbay/internal/runtime/orchestrator"
@@ -110,7 +111,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		return nil, err
 	}
 	sidecarL := map[string]net.Listener{}
-	resolver := hop.StaticResolver{}
+	resolver := contract.StaticResolver{}
 	for _, st := range p.Steps {
 		l := entryL
 		if p.Entry.Kind != plan.EntryStep || p.Entry.Step != st.Name {

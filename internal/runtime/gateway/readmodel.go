@@ -13,7 +13,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 // readModel is the CQRS projection: chosen events, keyed by a
@@ -110,21 +110,21 @@ func keyString(v any) (string, bool) {
 
 func (g *Gateway) serveQuery(w http.ResponseWriter, r *http.Request) {
 	if g.readModel == nil {
-		(&hop.Error{Code: http.StatusNotFound, Message: "workflow " + g.plan.Workflow + " has no read model"}).Write(w)
+		(&contract.Error{Code: http.StatusNotFound, Message: "workflow " + g.plan.Workflow + " has no read model"}).Write(w)
 		return
 	}
 	key := r.PathValue("key")
 	kvKey, err := bus.ReadModelKey("read-model key", key)
 	if err != nil {
-		hop.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
+		contract.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
 		return
 	}
 	e, err := g.readModel.kv.Get(r.Context(), kvKey)
 	switch {
 	case errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted):
-		(&hop.Error{Code: http.StatusNotFound, Message: "no projected event with key " + strconv.Quote(key) + " (yet: the read model is eventually consistent)"}).Write(w)
+		(&contract.Error{Code: http.StatusNotFound, Message: "no projected event with key " + strconv.Quote(key) + " (yet: the read model is eventually consistent)"}).Write(w)
 	case err != nil:
-		(&hop.Error{Code: http.StatusServiceUnavailable, Message: "the read model is unavailable: " + err.Error()}).Write(w)
+		(&contract.Error{Code: http.StatusServiceUnavailable, Message: "the read model is unavailable: " + err.Error()}).Write(w)
 	default:
 		w.Header().Set("Content-Type", "application/json")
 		w.Header().Set("Patchbay-Revision", strconv.FormatUint(e.Revision(), 10))

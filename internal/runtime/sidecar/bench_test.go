@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
 )
 
@@ -59,7 +60,7 @@ func BenchmarkSidecarChainHop(b *testing.B) {
 	defer app.Close()
 	p := chainPlan(plan.Step{Name: "only", App: plan.App{Path: "/"}})
 	p.Steps[0].Policy.Bulkhead.MaxConcurrent = 1024
-	sc, err := New(Config{Plan: p, Step: "only", AppURL: app.URL, Resolver: hop.StaticResolver{}, Telemetry: testTelemetry()})
+	sc, err := New(Config{Plan: p, Step: "only", AppURL: app.URL, Resolver: contract.StaticResolver{}, Telemetry: testTelemetry()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -72,7 +73,7 @@ func BenchmarkSidecarOrchestratedHop(b *testing.B) {
 	p := chainPlan(plan.Step{Name: "only", App: plan.App{Path: "/"}})
 	p.Style, p.Steps[0].Mode = plan.StyleSyncOrchestrated, plan.ModeOrchestrated
 	p.Steps[0].Policy.Bulkhead.MaxConcurrent = 1024
-	sc, err := New(Config{Plan: p, Step: "only", AppURL: app.URL, Resolver: hop.StaticResolver{}, Telemetry: testTelemetry()})
+	sc, err := New(Config{Plan: p, Step: "only", AppURL: app.URL, Resolver: contract.StaticResolver{}, Telemetry: testTelemetry()})
 	if err != nil {
 		b.Fatal(err)
 	}

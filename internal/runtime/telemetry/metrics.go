@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/patchbay-dev/patchbay/internal/resilience"
+	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 )
 
 // latencyBuckets cover a sidecar hop (sub-millisecond) up to a slow step.
