@@ -233,7 +233,7 @@ func (r *WorkflowReconciler) writeStatus(ctx context.Context, s *workflowScope) 
 		if err := r.observeDeployments(ctx, s, &readiness); err != nil {
 			return ctrl.Result{}, err
 		}
-		wf.Status.Endpoint = render.ServiceURL(wf.Namespace, s.plan.Entry.Service)
+		wf.Status.Endpoint = plan.ServiceURL(wf.Namespace, s.plan.Entry.Service)
 		wf.Status.PlanHash = s.input.PlanHash()
 	}
 	setStepsReadyCondition(wf, readiness)
@@ -281,7 +281,7 @@ func (r *WorkflowReconciler) observeDeployments(ctx context.Context, s *workflow
 		return d.Status.ReadyReplicas, nil
 	}
 	for _, st := range s.plan.Steps {
-		name := render.StepName(wf.Name, st.Name)
+		name := plan.ChildName(wf.Name, st.Name)
 		waiting := len(readiness.waiting)
 		ready, err := check(name, st.Replicas)
 		if err != nil {
@@ -293,7 +293,7 @@ func (r *WorkflowReconciler) observeDeployments(ctx context.Context, s *workflow
 		steps = append(steps, v1alpha1.StepStatus{Name: st.Name, Replicas: st.Replicas, ReadyReplicas: ready})
 	}
 	for _, c := range render.Components(s.plan) {
-		if _, err := check(render.ComponentName(wf.Name, c), r.settings.ComponentReplicas); err != nil {
+		if _, err := check(plan.ChildName(wf.Name, c), r.settings.ComponentReplicas); err != nil {
 			return err
 		}
 	}

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 )
 
 // Version is the schema version of the Plan JSON. The runtime refuses a plan
@@ -25,15 +27,6 @@ const (
 	MaxMessageLen = 2 * DefaultMaxBodyLen
 )
 
-// Style names, the same strings as the Workflow API.
-const (
-	StyleSyncChain         = "sync-chain"
-	StyleSyncOrchestrated  = "sync-orchestrated"
-	StyleAsyncOrchestrated = "async-orchestrated"
-	StyleChoreography      = "choreography"
-	StyleHybrid            = "hybrid"
-)
-
 // Plan is a compiled Workflow. The same Workflow spec always gives the same Plan,
 // byte for byte, once marshalled.
 type Plan struct {
@@ -42,8 +35,9 @@ type Plan struct {
 	// Namespace and Workflow identify the source object.
 	Namespace string `json:"namespace"`
 	Workflow  string `json:"workflow"`
-	// Style is the Workflow's spec.style.
-	Style string `json:"style"`
+	// Style is the Workflow's spec.style; ask it, not the other fields, whether
+	// the workflow is async (Style.IsAsync) or has events (Style.HasEvents).
+	Style v1alpha1.Style `json:"style"`
 	// Roles says which patchbay components this workflow runs.
 	Roles Roles `json:"roles"`
 	// Entry says where requests land and when a run completes.

@@ -56,7 +56,7 @@ func planStep(wf, name string, replicas int32, mode string, callers ...string) p
 func chainFixture() (*v1alpha1.Workflow, *plan.Plan) {
 	wf := workflow("quote", v1alpha1.StyleSyncChain, step("a", 1), step("b", 2, "a"), step("c", 1, "b"))
 	p := &plan.Plan{
-		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: plan.StyleSyncChain,
+		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: v1alpha1.StyleSyncChain,
 		Entry: plan.Entry{Kind: plan.EntryStep, Step: "a", Service: "quote", Sync: true, Timeout: plan.D(10 * time.Second)},
 		Steps: []plan.Step{
 			planStep("quote", "a", 1, plan.ModeChain),
@@ -73,7 +73,7 @@ func chainFixture() (*v1alpha1.Workflow, *plan.Plan) {
 func orchestratedFixture() (*v1alpha1.Workflow, *plan.Plan) {
 	wf := workflow("checkout", v1alpha1.StyleSyncOrchestrated, step("validate", 2), step("charge", 1, "validate"), step("reserve", 1, "validate"))
 	p := &plan.Plan{
-		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: plan.StyleSyncOrchestrated,
+		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: v1alpha1.StyleSyncOrchestrated,
 		Roles: plan.Roles{Orchestrator: true},
 		Entry: plan.Entry{Kind: plan.EntryOrchestrator, Service: "checkout", Sync: true, Timeout: plan.D(10 * time.Second)},
 		Steps: []plan.Step{
@@ -92,7 +92,7 @@ func choreographyFixture() (*v1alpha1.Workflow, *plan.Plan) {
 	wf := workflow("orders", v1alpha1.StyleChoreography, step("reserve", 1), step("charge", 3))
 	wf.Spec.Broker = &v1alpha1.BrokerRef{Name: "events"}
 	p := &plan.Plan{
-		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: plan.StyleChoreography,
+		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: v1alpha1.StyleChoreography,
 		Roles: plan.Roles{Gateway: true, Broker: true, BrokerName: "events"},
 		Entry: plan.Entry{Kind: plan.EntryGateway, Service: "orders", Sync: true, Timeout: plan.D(5 * time.Second), Event: "order.requested"},
 		Steps: []plan.Step{

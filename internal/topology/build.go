@@ -14,7 +14,7 @@ func (c *compilation) build() *plan.Plan {
 		Version:   plan.Version,
 		Namespace: c.namespace,
 		Workflow:  c.name,
-		Style:     string(c.style),
+		Style:     c.style,
 		Roles:     c.roles(),
 		Levels:    c.levels,
 	}
@@ -101,7 +101,7 @@ func (c *compilation) buildStep(n string, subj subjects, dependents []string) pl
 	policy := resolvePolicy(s.Resilience, c.spec.Resilience)
 	st := plan.Step{
 		Name:     n,
-		Service:  childName(c.name, n),
+		Service:  plan.ChildName(c.name, n),
 		Replicas: s.DesiredReplicas(),
 		App:      plan.App{Port: s.AppPort(), Path: s.AppPath()},
 		Policy:   policy,

@@ -9,7 +9,7 @@ import (
 
 func (c *compilation) checkMetadata() {
 	if !isDNSLabel(c.name) {
-		c.ps.add(ReasonInvalidField, nil, "metadata.name %q must be a DNS label: lowercase letters, digits and '-', at most 63 characters", c.name)
+		c.ps.add(ReasonInvalidField, nil, "metadata.name %q must be a DNS label: lowercase letters, digits and '-', at most %d characters", c.name, plan.MaxNameLen)
 	}
 	if !isDNSLabel(c.namespace) {
 		c.ps.add(ReasonInvalidField, nil, "metadata.namespace %q must be a DNS label", c.namespace)
@@ -45,11 +45,11 @@ func (c *compilation) checkStep(i int, s *v1alpha1.Step) {
 	who := []string{n}
 	switch {
 	case !isDNSLabel(n):
-		c.ps.add(ReasonInvalidField, who, "spec.steps[%d].name %q must be a DNS label: lowercase letters, digits and '-', at most 63 characters", i, n)
+		c.ps.add(ReasonInvalidField, who, "spec.steps[%d].name %q must be a DNS label: lowercase letters, digits and '-', at most %d characters", i, n, plan.MaxNameLen)
 	case n == plan.OrchestratorRole || n == plan.GatewayRole:
 		c.ps.add(ReasonInvalidField, who, "step name %s is reserved for patchbay's own component: rename the step", n)
-	case isDNSLabel(c.name) && len(childName(c.name, n)) > maxChildNameLen:
-		c.ps.add(ReasonNameTooLong, who, "step %s: child name %s is %d characters, longer than %d: shorten the workflow or step name", n, childName(c.name, n), len(childName(c.name, n)), maxChildNameLen)
+	case isDNSLabel(c.name) && len(plan.ChildName(c.name, n)) > plan.MaxNameLen:
+		c.ps.add(ReasonNameTooLong, who, "step %s: child name %s is %d characters, longer than %d: shorten the workflow or step name", n, plan.ChildName(c.name, n), len(plan.ChildName(c.name, n)), plan.MaxNameLen)
 	}
 	if port := s.AppPort(); port < 1 || port > 65535 {
 		c.ps.add(ReasonInvalidField, who, "step %s: port %d is not a TCP port (1-65535)", n, port)
@@ -270,16 +270,16 @@ func (c *compilation) checkRoleNames() {
 		return
 	}
 	roles := c.roles()
-	names := []string{childName(c.name, "plan")}
+	names := []string{plan.ConfigMapName(c.name)}
 	if roles.Orchestrator {
-		names = append(names, childName(c.name, plan.OrchestratorRole))
+		names = append(names, plan.ChildName(c.name, plan.OrchestratorRole))
 	}
 	if roles.Gateway {
-		names = append(names, childName(c.name, plan.GatewayRole))
+		names = append(names, plan.ChildName(c.name, plan.GatewayRole))
 	}
 	for _, n := range names {
-		if len(n) > maxChildNameLen {
-			c.ps.add(ReasonNameTooLong, nil, "child name %s is %d characters, longer than %d: shorten the workflow name", n, len(n), maxChildNameLen)
+		if len(n) > plan.MaxNameLen {
+			c.ps.add(ReasonNameTooLong, nil, "child name %s is %d characters, longer than %d: shorten the workflow name", n, len(n), plan.MaxNameLen)
 		}
 	}
 }

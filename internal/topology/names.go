@@ -3,15 +3,13 @@ package topology
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"github.com/patchbay-dev/patchbay/internal/plan"
 	"regexp"
 	"strings"
 )
 
 // Bounds on generated names.
 const (
-	// maxChildNameLen is the longest Kubernetes object name patchbay creates: a
-	// Service name is a DNS label.
-	maxChildNameLen = 63
 	// maxNATSNameLen bounds stream, consumer and bucket names. JetStream allows
 	// more, but these names become file names on the broker's volume and appear
 	// in every log line; longer ones are cut and given a hash suffix.
@@ -32,12 +30,9 @@ var (
 
 const maxEventTypeLen = 253
 
-func isDNSLabel(s string) bool { return len(s) <= maxChildNameLen && dnsLabel.MatchString(s) }
+func isDNSLabel(s string) bool { return len(s) <= plan.MaxNameLen && dnsLabel.MatchString(s) }
 
 func isEventType(s string) bool { return len(s) <= maxEventTypeLen && eventType.MatchString(s) }
-
-// childName is the name of a child object of the workflow: <workflow>-<suffix>.
-func childName(workflow, suffix string) string { return workflow + "-" + suffix }
 
 // subjects builds the subjects of one workflow (docs/architecture.md, Names and ports). Namespace,
 // workflow and step names are DNS labels and event types dot-separated words,

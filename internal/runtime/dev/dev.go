@@ -134,7 +134,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 			env.stopBroker()
 		}
 	}()
-	if p.Stream != nil {
+	if p.Style.IsAsync() {
 		if env.broker, err = startBroker(); err != nil {
 			return nil, err
 		}
@@ -158,7 +158,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 			return nil, err
 		}
 		servers = append(servers, serve.Server{Name: "sidecar " + st.Name, Listener: sidecarL[st.Name], Handler: sc})
-		if p.Stream != nil {
+		if p.Style.IsAsync() {
 			conn, err := env.connect(p, "sidecar "+st.Name)
 			if err != nil {
 				return nil, err
@@ -172,7 +172,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 			}
 		}
 	}
-	if p.Stream != nil && p.Roles.Orchestrator {
+	if p.Style.IsAsync() && p.Roles.Orchestrator {
 		conn, err := env.connect(p, "orchestrator")
 		if err != nil {
 			return nil, err

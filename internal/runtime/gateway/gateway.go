@@ -76,7 +76,7 @@ type Gateway struct {
 // Start connects the gateway's subscriptions and consumers.
 func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	p := cfg.Plan
-	if p.Stream == nil {
+	if !p.Style.IsAsync() {
 		return nil, fmt.Errorf("workflow %s has style %s, which has no gateway", p.Workflow, p.Style)
 	}
 	g = &Gateway{plan: p, tel: cfg.Telemetry, conn: cfg.Conn, run: cfg.Telemetry.Metrics.Run(p.Workflow),

@@ -13,6 +13,7 @@ import (
 
 	. "github.com/onsi/gomega"
 
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
@@ -30,7 +31,7 @@ func chainPlan(steps ...plan.Step) *plan.Plan {
 			CircuitBreaker: plan.CircuitBreaker{ConsecutiveFailures: 5, OpenDuration: plan.D(time.Second), HalfOpenRequests: 1},
 			Bulkhead:       plan.Bulkhead{MaxConcurrent: 4}}
 	}
-	return &plan.Plan{Version: plan.Version, Namespace: "ns", Workflow: "wf", Style: plan.StyleSyncChain,
+	return &plan.Plan{Version: plan.Version, Namespace: "ns", Workflow: "wf", Style: v1alpha1.StyleSyncChain,
 		Entry: plan.Entry{Kind: plan.EntryStep, Step: steps[0].Name, Timeout: plan.D(10 * time.Second)}, Steps: steps}
 }
 
