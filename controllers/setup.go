@@ -106,6 +106,7 @@ func SetupAll(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		recorder:    mgr.GetEventRecorder("patchbay-workflow"),
 		settings:    settings,
 		compile:     topology.Compile,
+		admin:       newNATSAdmin(),
 		concurrency: opts.WorkflowConcurrency,
 	}
 	if err := wr.SetupWithManager(ctx, mgr); err != nil {

@@ -36,6 +36,11 @@ const (
 	ReasonBrokerNotReady   = "BrokerNotReady"
 	ReasonBrokerReady      = "BrokerReady"
 	ReasonBrokerNotNeeded  = "BrokerNotNeeded"
+	// ReasonBrokerCleanupPending: a deleted Workflow waits for its stream,
+	// buckets and user to be deleted from its Broker, which does not answer.
+	ReasonBrokerCleanupPending = "BrokerCleanupPending"
+	// ReasonBrokerDeleting: the Workflow's Broker is being deleted.
+	ReasonBrokerDeleting = "BrokerDeleting"
 	ReasonNameConflict     = "NameConflict"
 	ReasonNameTooLong      = "NameTooLong"
 	ReasonStepsReady       = "StepsReady"

@@ -30,6 +30,7 @@ func sampleInput(t *testing.T, file string) *WorkflowInput {
 			t.Fatalf("%s uses Broker %s, the sample is %s", file, wf.BrokerName(), b.Name)
 		}
 		in.Streams = BrokerStreams(b)
+		in.NATSCredentialsHash = CredentialsHash([]byte("golden credentials"))
 	}
 	return in
 }

@@ -8,22 +8,27 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
 )
 
 // Options say how a role reaches the broker.
 type Options struct {
 	// URL is the broker's client URL, such as nats://default-nats.shop.svc:4222.
 	URL string
-	// Credentials is a directory with the files user and password (the Broker's
-	// client Secret as mounted); empty connects without credentials.
+	// Credentials is a directory with the workflow's credentials (its NATS
+	// credentials Secret as mounted): the file nats.creds, a user JWT and its
+	// seed. Empty connects without credentials.
 	Credentials string
+	// InboxPrefix is the prefix of the connection's reply subjects
+	// (InboxPrefix of the plan); empty keeps the client's _INBOX.
+	InboxPrefix string
 	// Name is the connection name the broker shows.
 	Name string
 	// Storage is how the workflow's stream and buckets are kept on this broker.
@@ -59,8 +64,9 @@ func Connect(o Options, log *slog.Logger) (*Conn, error) {
 		nats.Name(o.Name),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
-		// The broker's password may be rotated before its servers reload it:
-		// keep trying instead of giving up after the same error twice.
+		// Credentials may be replaced (a deleted Secret, a recreated Broker)
+		// while the pod still holds the old ones until it is rolled: keep
+		// trying instead of closing after the same authorization error twice.
 		nats.IgnoreAuthErrorAbort(),
 		nats.CustomReconnectDelay(reconnectDelay),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -81,16 +87,17 @@ func Connect(o Options, log *slog.Logger) (*Conn, error) {
 			c.Fail(fmt.Errorf("the connection to the broker at %s closed: %w", o.URL, err))
 		}),
 	}
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
+	}
 	if o.Credentials != "" {
-		user, err := readSecret(o.Credentials, "user")
-		if err != nil {
-			return nil, err
+		// Read at every connect, so that a reconnect after the Secret changed
+		// under a running pod uses the new credentials.
+		file := filepath.Join(o.Credentials, CredentialsFile)
+		if _, err := os.Stat(file); err != nil {
+			return nil, fmt.Errorf("NATS credentials: %w", err)
 		}
-		password, err := readSecret(o.Credentials, "password")
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, nats.UserInfo(user, password))
+		opts = append(opts, nats.UserCredentials(file))
 	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
@@ -181,13 +188,9 @@ func (c *Conn) WatchConsume(cc jetstream.ConsumeContext, durable string, stoppin
 	}()
 }
 
-func readSecret(dir, name string) (string, error) {
-	b, err := os.ReadFile(filepath.Join(dir, name))
-	if err != nil {
-		return "", fmt.Errorf("NATS credentials: %w", err)
-	}
-	return strings.TrimSpace(string(b)), nil
-}
+// CredentialsFile is the file in the credentials directory that holds the
+// user's JWT and seed (natsauth.CredentialsKey).
+const CredentialsFile = "nats.creds"
 
 // untilReady retries f with a short pause while ctx allows: the broker may
 // still be electing a JetStream leader when a role starts.
@@ -208,3 +211,9 @@ func untilReady(ctx context.Context, what string, f func(context.Context) error)
 		delay = min(2*delay, 2*time.Second)
 	}
 }
+
+// InboxPrefix is the prefix of the reply subjects of a workflow's roles
+// (request replies, JetStream API answers, pull deliveries, the gateway's
+// inbox): _INBOX_<stream>, so that its user may subscribe to its own replies
+// and to no other workflow's.
+func InboxPrefix(p *plan.Plan) string { return "_INBOX_" + p.Stream.Name }
