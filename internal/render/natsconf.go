@@ -28,6 +28,14 @@ const (
 	envRoutePrefix = "NATS_ROUTE_"
 )
 
+// NATSDataDir is where a Broker's server keeps JetStream and its resolver's
+// account JWTs, and NATSServerNameEnv the variable nats.conf reads its name
+// from: tests that run a server from NATSConfig put them elsewhere.
+const (
+	NATSDataDir       = natsDataDir
+	NATSServerNameEnv = envServerName
+)
+
 // natsRouteURLs are the route URLs of a Broker's servers, with the route user
 // and $(NATS_ROUTE_PASSWORD) for the kubelet to expand; none for one server.
 func natsRouteURLs(b *v1alpha1.Broker) []string {

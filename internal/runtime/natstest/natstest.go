@@ -1,6 +1,9 @@
 package natstest
 
 import (
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -12,6 +15,45 @@ import (
 func Start(t testing.TB) string {
 	t.Helper()
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	go srv.Start()
+	if !srv.ReadyForConnections(20 * time.Second) {
+		t.Fatal("embedded NATS is not ready")
+	}
+	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+	return srv.ClientURL()
+}
+
+// StartConfig runs a NATS server from conf, a nats.conf as a Broker renders
+// it, until the test ends, and returns its URL. Only where it runs changes:
+// the client port is a free loopback port, monitoring and the cluster are
+// off, and its files (store, resolver, pid) are under a temporary directory
+// instead of dataDir and the pid file's directory. env are the variables
+// nats.conf reads, as the pod would have them.
+func StartConfig(t testing.TB, conf, dataDir string, env map[string]string) string {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	dir := t.TempDir()
+	conf = strings.ReplaceAll(conf, `"`+dataDir, `"`+filepath.Join(dir, "data"))
+	file := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(file)
+	if err != nil {
+		t.Fatalf("nats.conf as rendered: %v", err)
+	}
+	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
+	opts.HTTPPort, opts.HTTPHost = 0, ""
+	opts.Cluster = server.ClusterOpts{}
+	opts.Routes = nil
+	opts.PidFile = ""
+	opts.NoSigs, opts.NoLog = true, true
+	srv, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
