@@ -44,8 +44,12 @@ type brokerConn struct {
 	revoking sync.Mutex
 }
 
-func newNATSAdmin() *natsAdmin {
-	return &natsAdmin{url: func(b *v1alpha1.Broker) string { return b.Status.URL }, conns: map[types.NamespacedName]*brokerConn{}}
+// newNATSAdmin reaches each Broker at url(b), or its status.url if url is nil.
+func newNATSAdmin(url func(*v1alpha1.Broker) string) *natsAdmin {
+	if url == nil {
+		url = func(b *v1alpha1.Broker) string { return b.Status.URL }
+	}
+	return &natsAdmin{url: url, conns: map[types.NamespacedName]*brokerConn{}}
 }
 
 // conn returns the connection to b, connecting if needed.

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/render"
 	"github.com/patchbay-dev/patchbay/internal/topology"
 )
@@ -40,6 +41,10 @@ type Options struct {
 	ComponentReplicas int32
 	// WorkflowConcurrency is how many Workflows are reconciled at once.
 	WorkflowConcurrency int
+	// BrokerAddress is where the manager reaches a Broker's NATS servers to
+	// clean up after Workflows; nil means the Broker's status.url, its
+	// Service. Tests point it at a server of their own.
+	BrokerAddress func(*v1alpha1.Broker) string
 }
 
 // DefaultOptions are the options of a manager at version, such as v0.1.0.
@@ -106,7 +111,7 @@ func SetupAll(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		recorder:    mgr.GetEventRecorder("patchbay-workflow"),
 		settings:    settings,
 		compile:     topology.Compile,
-		admin:       newNATSAdmin(),
+		admin:       newNATSAdmin(opts.BrokerAddress),
 		concurrency: opts.WorkflowConcurrency,
 	}
 	if err := wr.SetupWithManager(ctx, mgr); err != nil {

@@ -62,7 +62,16 @@ var testOptions = controllers.Options{
 	NATSImage:           "registry.test/nats:test",
 	ComponentReplicas:   2,
 	WorkflowConcurrency: controllers.DefaultWorkflowConcurrency,
+	BrokerAddress: func(b *v1alpha1.Broker) string {
+		url, _ := brokerServers.Load(b.Namespace + "/" + b.Name)
+		s, _ := url.(string)
+		return s
+	},
 }
+
+// brokerServers are the NATS servers tests run for Brokers, by
+// "namespace/name": the manager reaches no other (BrokerAddress).
+var brokerServers sync.Map
 
 func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)

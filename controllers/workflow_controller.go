@@ -385,14 +385,30 @@ func (r *WorkflowReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 		For(&v1alpha1.Workflow{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
 	return ownChildren(b, ownedByWorkflow).
 		Watches(&v1alpha1.Broker{}, handler.EnqueueRequestsFromMapFunc(r.workflowsUsingBroker)).
+		// A Broker's auth Secret, new or replaced, gives its Workflows new credentials.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.workflowsUsingBrokerSecret)).
 		Complete(r)
 }
 
 // workflowsUsingBroker maps a Broker to the Workflows in its namespace that use it.
 func (r *WorkflowReconciler) workflowsUsingBroker(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.workflowsOf(ctx, o.GetNamespace(), o.GetName())
+}
+
+// workflowsUsingBrokerSecret maps a Broker's auth Secret to the Workflows
+// that use the Broker.
+func (r *WorkflowReconciler) workflowsUsingBrokerSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	broker := o.GetLabels()[render.LabelBroker]
+	if broker == "" || o.GetName() != render.NATSAuthSecretName(broker) {
+		return nil
+	}
+	return r.workflowsOf(ctx, o.GetNamespace(), broker)
+}
+
+func (r *WorkflowReconciler) workflowsOf(ctx context.Context, namespace, broker string) []reconcile.Request {
 	var list v1alpha1.WorkflowList
-	if err := r.client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{brokerIndex: o.GetName()}); err != nil {
-		log.FromContext(ctx).Error(err, "Cannot list the Workflows of a Broker", "broker", o.GetName())
+	if err := r.client.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{brokerIndex: broker}); err != nil {
+		log.FromContext(ctx).Error(err, "Cannot list the Workflows of a Broker", "broker", broker)
 		return nil
 	}
 	reqs := make([]reconcile.Request, len(list.Items))

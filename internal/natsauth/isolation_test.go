@@ -124,7 +124,9 @@ func TestAWorkflowsCredentialsReachOnlyItsOwnResources(t *testing.T) {
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	g.Expect(err).NotTo(HaveOccurred())
-	call := func() (context.Context, context.CancelFunc) { return context.WithTimeout(context.Background(), 2*time.Second) }
+	call := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 2*time.Second)
+	}
 	expectRefused := func(what string) {
 		t.Helper()
 		g.Eventually(refused).Should(Receive(MatchError(ContainSubstring("Permissions Violation"))), what)

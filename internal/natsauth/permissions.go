@@ -10,9 +10,11 @@ import (
 // WorkflowPermissions are what a workflow's user may publish and subscribe to:
 // the workflow's own subjects (pb.<namespace>.<workflow>.>), its own reply
 // inbox (bus.InboxPrefix), and the JetStream API calls on its own stream, its
-// consumers and its KV buckets only. Nothing lets it list, read or delete
-// another workflow's stream, consumers or buckets, nor delete its own: the
-// manager deletes them when the Workflow goes.
+// consumers and its KV buckets only. Nothing lets it list, read, change or
+// delete another workflow's stream, consumers or buckets.
+//
+// The list is as short as it can be: a user's JWT travels in the CONNECT
+// line, which the server bounds (max_control_line in NATSConfig).
 func WorkflowPermissions(p *plan.Plan) *jwt.Permissions {
 	inbox := bus.InboxPrefix(p)
 	pub := []string{
@@ -21,37 +23,26 @@ func WorkflowPermissions(p *plan.Plan) *jwt.Permissions {
 		inbox + ".>",
 		"$JS.API.INFO",
 	}
-	// JetStream API on one stream: info, create or update, and its consumers;
-	// acks and flow control go to $JS.ACK / $JS.FC subjects named after it.
-	stream := func(name string, kv bool) {
+	// JetStream API on one stream: its info, creation and updates, reads of
+	// its messages, its consumers and their deliveries; acks go to $JS.ACK
+	// subjects named after it.
+	stream := func(name string) {
 		pub = append(pub,
-			"$JS.API.STREAM.INFO."+name,
-			"$JS.API.STREAM.CREATE."+name,
-			"$JS.API.STREAM.UPDATE."+name,
+			"$JS.API.STREAM.*."+name,
 			"$JS.API.STREAM.MSG.GET."+name,
-			"$JS.API.DIRECT.GET."+name,
 			"$JS.API.DIRECT.GET."+name+".>",
-			"$JS.API.CONSUMER.CREATE."+name,
-			"$JS.API.CONSUMER.CREATE."+name+".>",
-			"$JS.API.CONSUMER.DURABLE.CREATE."+name+".>",
-			"$JS.API.CONSUMER.INFO."+name+".>",
+			"$JS.API.CONSUMER.*."+name+".>",
 			"$JS.API.CONSUMER.MSG.NEXT."+name+".>",
 			"$JS.ACK."+name+".>",
-			"$JS.FC."+name+".>",
 		)
-		if kv {
-			// A KV watch is an ordered consumer, which the client deletes and
-			// recreates when it falls behind.
-			pub = append(pub, "$JS.API.CONSUMER.DELETE."+name+".>")
-		}
 	}
-	stream(p.Stream.Name, false)
+	stream(p.Stream.Name)
 	buckets := []string{p.Stream.RunsBucket}
 	if p.ReadModel != nil {
 		buckets = append(buckets, p.ReadModel.Bucket)
 	}
 	for _, b := range buckets {
-		stream("KV_"+b, true)
+		stream("KV_" + b)
 		pub = append(pub, "$KV."+b+".>")
 	}
 	return &jwt.Permissions{

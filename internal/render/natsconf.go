@@ -20,6 +20,9 @@ const (
 	natsPidFile     = natsPidDir + "/nats.pid"
 	natsDataDir     = "/data"
 	natsJWTDir      = natsDataDir + "/jwt"
+	// natsMaxControlLine bounds a protocol line: a CONNECT carries the user's
+	// JWT, up to about 4 KiB for a workflow with the longest names.
+	natsMaxControlLine = 16 << 10
 	// Environment variables nats.conf reads, so that no secret is in the ConfigMap.
 	envServerName    = "SERVER_NAME"
 	envRoutePassword = "NATS_ROUTE_PASSWORD"
@@ -65,6 +68,8 @@ func NATSConfig(b *v1alpha1.Broker, auth *natsauth.Broker) string {
 	w("pid_file: %q", natsPidFile)
 	w("# Room for the data plane's largest body plus headers, or a dead letter carrying one.")
 	w("max_payload: %d", plan.MaxMessageLen)
+	w("# Room for a workflow user's JWT, with its permissions, in the CONNECT line.")
+	w("max_control_line: %d", natsMaxControlLine)
 	w("# Lame-duck mode on shutdown: clients move to the other servers before this one stops.")
 	w("lame_duck_duration: \"30s\"")
 	w("lame_duck_grace_period: \"10s\"")

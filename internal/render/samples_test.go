@@ -41,7 +41,11 @@ func TestSamplesGolden(t *testing.T) {
 	for _, file := range sampleWorkflows {
 		t.Run(file, func(t *testing.T) {
 			in := sampleInput(t, file)
-			golden.CheckDir(t, strings.TrimSuffix(filepath.Base(file), ".yaml"), objectFiles(t, WorkflowObjects(in)))
+			objs := WorkflowObjects(in)
+			if in.Workflow.Spec.Style.IsAsync() {
+				objs = append(objs, WorkflowCredentialsSecret(in, []byte("golden credentials")))
+			}
+			golden.CheckDir(t, strings.TrimSuffix(filepath.Base(file), ".yaml"), objectFiles(t, objs))
 		})
 	}
 }

@@ -26,13 +26,23 @@ func Start(t testing.TB) string {
 	return srv.ClientURL()
 }
 
+// T is what StartConfig needs of a test: a testing.TB or a GinkgoT().
+type T interface {
+	Helper()
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Setenv(key, value string)
+	TempDir() string
+	Cleanup(func())
+}
+
 // StartConfig runs a NATS server from conf, a nats.conf as a Broker renders
 // it, until the test ends, and returns its URL. Only where it runs changes:
 // the client port is a free loopback port, monitoring and the cluster are
 // off, and its files (store, resolver, pid) are under a temporary directory
 // instead of dataDir and the pid file's directory. env are the variables
 // nats.conf reads, as the pod would have them.
-func StartConfig(t testing.TB, conf, dataDir string, env map[string]string) string {
+func StartConfig(t T, conf, dataDir string, env map[string]string) string {
 	t.Helper()
 	for k, v := range env {
 		t.Setenv(k, v)
