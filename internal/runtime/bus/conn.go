@@ -77,6 +77,15 @@ func Connect(o Options, log *slog.Logger) (*Conn, error) {
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Debug("Connecting to the broker failed; retrying", "url", o.URL, "err", err)
 		}),
+		// Refused credentials and permission violations arrive here, not as
+		// the error of a call: log them rather than nats.go's plain stderr.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				log.Warn("The broker reported an error", "subject", sub.Subject, "err", err)
+				return
+			}
+			log.Warn("The broker reported an error", "err", err)
+		}),
 		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("Connected to the broker", "url", nc.ConnectedUrlRedacted()) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("Reconnected to the broker", "url", nc.ConnectedUrlRedacted()) }),
 		nats.ClosedHandler(func(nc *nats.Conn) {
