@@ -75,9 +75,10 @@ func (r *WorkflowReconciler) credentialsSecret(ctx context.Context, wf *v1alpha1
 // (natsauth.WorkflowPermissions) in <workflow>-nats-credentials, and its pod
 // templates the hash of it. Credentials are kept while they are the
 // Broker's and carry the plan's permissions; otherwise (a deleted Secret, a
-// Broker with new keys, a plan whose names changed) new ones are minted and
-// the pods roll, and the replaced user is revoked. Without the Broker's keys
-// (no Broker yet) an existing Secret is kept as it is.
+// Broker with new keys, a plan whose names changed) new ones are minted, the
+// pods roll, and the user they replace (named on the plan ConfigMap,
+// render.AnnotationNATSUser) is revoked. Without the Broker's keys (no
+// Broker yet) an existing Secret is kept as it is.
 func (r *WorkflowReconciler) resolveCredentials(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
 	if s.input == nil || !s.broker.needed || s.plan.Stream == nil {
 		return ctrl.Result{}, nil
@@ -88,6 +89,10 @@ func (r *WorkflowReconciler) resolveCredentials(ctx context.Context, s *workflow
 		return ctrl.Result{}, nil
 	}
 	existing, err := r.credentialsSecret(ctx, s.wf)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	previous, err := r.recordedUser(ctx, s.wf)
 	if err != nil {
 		return ctrl.Result{}, err
 	}
@@ -105,38 +110,55 @@ func (r *WorkflowReconciler) resolveCredentials(ctx context.Context, s *workflow
 		if existing != nil {
 			s.desired[childKey{kind: "Secret", name: name}] = true
 			s.input.NATSCredentialsHash = render.CredentialsHash(creds)
+			s.input.NATSUser = previous
 		}
 		return ctrl.Result{}, nil
 	}
-	var replaced string
+	var user string
 	if creds != nil {
 		uc, err := auth.UserOf(creds)
-		switch {
-		case err != nil:
-			creds = nil
-		case !samePermissions(uc.Permissions.Pub.Allow, uc.Permissions.Sub.Allow, natsauth.WorkflowPermissions(s.plan)):
-			creds, replaced = nil, uc.Subject
+		if err == nil && samePermissions(uc.Permissions.Pub.Allow, uc.Permissions.Sub.Allow, natsauth.WorkflowPermissions(s.plan)) {
+			user = uc.Subject
 		}
 	}
-	if creds == nil {
+	if user == "" {
 		u, err := auth.NewWorkflowUser(s.plan)
 		if err != nil {
 			return ctrl.Result{}, err
 		}
-		creds = u.Creds
+		creds, user = u.Creds, u.PublicKey
 	}
 	s.input.NATSCredentialsHash = render.CredentialsHash(creds)
+	s.input.NATSUser = user
 	if err := r.applyChildren(ctx, s, render.WorkflowCredentialsSecret(s.input, creds)); err != nil {
 		return ctrl.Result{}, err
 	}
-	if replaced != "" {
-		if err := r.revokeUser(ctx, s.broker.broker, auth, replaced); err != nil {
-			// The new user works; the old one keeps its narrower rights
-			// until the revocation succeeds on a later change.
-			log.FromContext(ctx).Info("Cannot revoke the replaced NATS user yet", "broker", s.broker.name, "err", err.Error())
+	if previous != "" && previous != user {
+		if err := r.revokeUser(ctx, s.broker.broker, auth, previous); err != nil {
+			// The new user works; the old one stays named on the plan
+			// ConfigMap only until it is rewritten, so say so.
+			log.FromContext(ctx).Error(err, "Cannot revoke the replaced NATS user", "broker", s.broker.name, "user", previous)
+			r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, "RevokeFailed", "Revoke",
+				"%s", eventNote(fmt.Sprintf("Cannot revoke the replaced NATS user %s on Broker %s: %v", previous, s.broker.name, err)))
 		}
 	}
 	return ctrl.Result{}, nil
+}
+
+// recordedUser is the user named on the Workflow's plan ConfigMap.
+func (r *WorkflowReconciler) recordedUser(ctx context.Context, wf *v1alpha1.Workflow) (string, error) {
+	cm := &corev1.ConfigMap{}
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: wf.Namespace, Name: render.PlanConfigMapName(wf.Name)}, cm)
+	switch {
+	case apierrors.IsNotFound(err):
+		return "", nil
+	case err != nil:
+		return "", fmt.Errorf("get ConfigMap %s: %w", render.PlanConfigMapName(wf.Name), err)
+	}
+	if ref := metav1.GetControllerOf(cm); ref == nil || ref.UID != wf.UID {
+		return "", nil
+	}
+	return cm.Annotations[render.AnnotationNATSUser], nil
 }
 
 func samePermissions(pub, sub []string, want *jwt.Permissions) bool {
@@ -238,14 +260,22 @@ func (r *WorkflowReconciler) BrokerCleanup(ctx context.Context, wf *v1alpha1.Wor
 	if err := c.deleteResources(ctx, res, false, false); err != nil {
 		return err
 	}
+	var users []string
+	if u, err := r.recordedUser(ctx, wf); err != nil {
+		return err
+	} else if u != "" {
+		users = append(users, u)
+	}
 	secret, err := r.credentialsSecret(ctx, wf)
-	if err != nil || secret == nil {
+	if err != nil {
 		return err
 	}
-	if uc, err := auth.UserOf(secret.Data[natsauth.CredentialsKey]); err == nil {
-		return c.revoke(ctx, uc.Subject)
+	if secret != nil {
+		if uc, err := auth.UserOf(secret.Data[natsauth.CredentialsKey]); err == nil && !slices.Contains(users, uc.Subject) {
+			users = append(users, uc.Subject)
+		}
 	}
-	return nil
+	return c.revoke(ctx, users...)
 }
 
 // pruneForPlan deletes the consumers of the stream that p does not name, and

@@ -175,6 +175,13 @@ var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 		nc, err := connectAs(url, creds, compiled(ctx, ns, "beta"))
 		Expect(err).NotTo(HaveOccurred(), "the new credentials work")
 		nc.Close()
+		Eventually(func() error {
+			nc, err := connectAs(url, old, compiled(ctx, ns, "beta"))
+			if err == nil {
+				nc.Close()
+			}
+			return err
+		}).Should(MatchError(nats.ErrAuthorization), "the deleted Secret's user is revoked")
 	})
 
 	It("deletes a deleted Workflow's stream, consumers, buckets and user from the Broker", func() {

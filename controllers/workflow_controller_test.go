@@ -27,6 +27,7 @@ import (
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/natsauth"
+	"github.com/patchbay-dev/patchbay/internal/render"
 )
 
 // samples are the Workflow samples by file, with the name of their golden directory.
@@ -133,7 +134,7 @@ var _ = Describe("The samples", Ordered, func() {
 			goldens := readGolden(s.golden, wf.UID)
 			for _, golden := range goldens {
 				// The credentials are generated, and the pods' hash of them too.
-				ignore := []string{"spec.template.metadata.annotations.patchbay.dev/nats-credentials-hash"}
+				ignore := []string{"spec.template.metadata.annotations.patchbay.dev/nats-credentials-hash", "metadata.annotations.patchbay.dev/nats-user"}
 				if golden.GetKind() == "Secret" {
 					ignore = append(ignore, "data")
 				}
@@ -396,6 +397,11 @@ var _ = Describe("A Workflow whose Broker is missing", func() {
 			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "late-nats"}, &appsv1.StatefulSet{})
 		}).Should(Succeed())
 		Eventually(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionBrokerReady)).Should(HavePrefix("False/BrokerNotReady"))
+		By("giving the Workflow its credentials on the new Broker, which rolls its pods")
+		Eventually(credentials(ctx, ns, wf.Name)).ShouldNot(BeEmpty())
+		for _, name := range []string{"orders-gateway", "orders-reserve", "orders-charge", "orders-notify"} {
+			Eventually(podCredentialsHash(ctx, ns, name)).Should(Equal(render.CredentialsHash(credentials(ctx, ns, wf.Name)())), name)
+		}
 		markWorkloadsReady(ctx, ns)
 
 		Eventually(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionReady)).Should(HavePrefix("True/Ready"))

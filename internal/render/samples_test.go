@@ -31,6 +31,7 @@ func sampleInput(t *testing.T, file string) *WorkflowInput {
 		}
 		in.Streams = BrokerStreams(b)
 		in.NATSCredentialsHash = CredentialsHash([]byte("golden credentials"))
+		in.NATSUser = "UGOLDENUSER"
 	}
 	return in
 }

@@ -29,6 +29,9 @@ type WorkflowInput struct {
 	// (CredentialsHash), on the pod templates of the async styles; empty
 	// while the Secret cannot be made (no Broker yet).
 	NATSCredentialsHash string
+	// NATSUser is the public key of the user in those credentials, on the
+	// plan ConfigMap (AnnotationNATSUser).
+	NATSUser string
 
 	planJSON []byte
 	planHash string
