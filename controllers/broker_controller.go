@@ -37,6 +37,8 @@ type BrokerReconciler struct {
 	client   client.Client
 	applier  applier
 	settings render.Settings
+	// admin holds the manager's connections to Brokers: a deleted Broker's is closed.
+	admin *natsAdmin
 }
 
 // brokerScope is what the phases of one reconcile share.
@@ -64,11 +66,13 @@ func (r *BrokerReconciler) phases() []phase[*brokerScope] {
 // Reconcile runs the phases for one Broker.
 func (r *BrokerReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
 	b := &v1alpha1.Broker{}
-	if err := r.client.Get(ctx, req.NamespacedName, b); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !b.DeletionTimestamp.IsZero() {
+	err := r.client.Get(ctx, req.NamespacedName, b)
+	if apierrors.IsNotFound(err) || err == nil && !b.DeletionTimestamp.IsZero() {
+		r.admin.forget(req.NamespacedName)
 		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
 	}
 	s := &brokerScope{broker: b, before: b.DeepCopy()}
 	return runPhases(ctx, s, &s.failed, r.phases())

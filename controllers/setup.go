@@ -105,19 +105,20 @@ func SetupAll(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	settings := render.Settings{RuntimeImage: opts.RuntimeImage, NATSImage: opts.NATSImage, ComponentReplicas: opts.ComponentReplicas}
 	a := applier{client: mgr.GetClient(), reader: mgr.GetAPIReader()}
+	admin := newNATSAdmin(opts.BrokerAddress)
 	wr := &WorkflowReconciler{
 		client:      mgr.GetClient(),
 		applier:     a,
 		recorder:    mgr.GetEventRecorder("patchbay-workflow"),
 		settings:    settings,
 		compile:     topology.Compile,
-		admin:       newNATSAdmin(opts.BrokerAddress),
+		admin:       admin,
 		concurrency: opts.WorkflowConcurrency,
 	}
 	if err := wr.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("set up the Workflow controller: %w", err)
 	}
-	br := &BrokerReconciler{client: mgr.GetClient(), applier: a, settings: settings}
+	br := &BrokerReconciler{client: mgr.GetClient(), applier: a, settings: settings, admin: admin}
 	if err := br.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the Broker controller: %w", err)
 	}

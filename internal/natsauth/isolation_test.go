@@ -5,6 +5,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"testing"
 	"time"
@@ -40,17 +41,17 @@ func givenBroker(t *testing.T) (*natsauth.Broker, string) {
 	return auth, url
 }
 
-// givenWorkflow is the async-orchestrated sample renamed, its plan, and the
-// directory of its credentials as its pods mount them.
-func givenWorkflow(t *testing.T, auth *natsauth.Broker, name string) (file string, p *plan.Plan, creds string) {
+// givenWorkflow is a sample renamed, its plan, and the directory of its
+// credentials as its pods mount them.
+func givenWorkflow(t *testing.T, auth *natsauth.Broker, sample, name string) (file string, p *plan.Plan, creds string) {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", "async-orchestrated.yaml"))
+	b, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", sample+".yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	dir := t.TempDir()
 	file = filepath.Join(dir, "workflow.yaml")
-	if err := os.WriteFile(file, []byte(strings.Replace(string(b), "name: fulfilment", "name: "+name, 1)), 0o600); err != nil {
+	if err := os.WriteFile(file, []byte(regexp.MustCompile(`(?m)^  name: .*$`).ReplaceAllString(string(b), "  name: "+name)), 0o600); err != nil {
 		t.Fatal(err)
 	}
 	wf, err := dev.LoadWorkflow(file)
@@ -99,8 +100,8 @@ func givenDataPlane(t *testing.T, file, url, creds string) *dev.Env {
 	return env
 }
 
-func run(g Gomega, env *dev.Env) {
-	resp, err := http.Post(env.EntryURL, "application/json", strings.NewReader(`{"id":7}`))
+func run(g Gomega, env *dev.Env, body string) {
+	resp, err := http.Post(env.EntryURL, "application/json", strings.NewReader(body))
 	g.Expect(err).NotTo(HaveOccurred())
 	defer resp.Body.Close()
 	g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
@@ -109,11 +110,22 @@ func run(g Gomega, env *dev.Env) {
 func TestAWorkflowsCredentialsReachOnlyItsOwnResources(t *testing.T) {
 	g := NewWithT(t)
 	auth, url := givenBroker(t)
-	fileA, pA, credsA := givenWorkflow(t, auth, "alpha")
-	fileB, pB, credsB := givenWorkflow(t, auth, "beta")
-	// Both run end to end, each with its own credentials only.
-	run(g, givenDataPlane(t, fileA, url, credsA))
-	run(g, givenDataPlane(t, fileB, url, credsB))
+	fileA, pA, credsA := givenWorkflow(t, auth, "async-orchestrated", "alpha")
+	fileB, pB, credsB := givenWorkflow(t, auth, "hybrid", "beta")
+	g.Expect(pB.ReadModel).NotTo(BeNil())
+	// Both run end to end, each with its own credentials only, B's read
+	// model included.
+	run(g, givenDataPlane(t, fileA, url, credsA), `{"id":7}`)
+	envB := givenDataPlane(t, fileB, url, credsB)
+	run(g, envB, `{"id":7,"orderId":"o-7"}`)
+	g.Eventually(func() int {
+		resp, err := http.Get(envB.EntryURL + "query/o-7")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}, 20*time.Second).Should(Equal(http.StatusOK))
 
 	// Workflow A's credentials, as A's pods use them.
 	refused := make(chan error, 64)
@@ -167,6 +179,17 @@ func TestAWorkflowsCredentialsReachOnlyItsOwnResources(t *testing.T) {
 	g.Expect(err).To(HaveOccurred(), "put into B's runs bucket")
 	expectRefused("put into B's runs bucket")
 
+	ctx, cancel = call()
+	_, err = nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET.KV_"+pB.ReadModel.Bucket+".$KV."+pB.ReadModel.Bucket+".o-7", nil)
+	cancel()
+	g.Expect(err).To(HaveOccurred(), "get from B's read model")
+	expectRefused("get from B's read model")
+
+	ctx, cancel = call()
+	g.Expect(js.DeleteKeyValue(ctx, pB.ReadModel.Bucket)).NotTo(Succeed(), "delete B's read model")
+	cancel()
+	expectRefused("delete B's read model")
+
 	g.Expect(nc.Publish(pB.Stream.StartSubject, []byte(`{"id":7}`))).To(Succeed())
 	expectRefused("publish on B's start subject")
 	_, err = nc.SubscribeSync(pB.Stream.Subjects[0])
@@ -190,4 +213,8 @@ func TestAWorkflowsCredentialsReachOnlyItsOwnResources(t *testing.T) {
 	g.Expect(s.CachedInfo().State.Msgs).To(BeNumerically(">", 0))
 	_, err = s.Consumer(ctx, "spy")
 	g.Expect(err).To(MatchError(jetstream.ErrConsumerNotFound))
+	kv, err := jsB.KeyValue(ctx, pB.ReadModel.Bucket)
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = kv.Get(ctx, "o-7")
+	g.Expect(err).NotTo(HaveOccurred(), "B's read model is intact")
 }
