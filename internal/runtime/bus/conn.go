@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -24,7 +25,7 @@ type Options struct {
 	URL string
 	// Credentials is a directory with the workflow's credentials (its NATS
 	// credentials Secret as mounted): the file nats.creds, a user JWT and its
-	// seed. Empty connects without credentials.
+	// seed, or the files user and password. Empty connects without credentials.
 	Credentials string
 	// InboxPrefix is the prefix of the connection's reply subjects
 	// (InboxPrefix of the plan); empty keeps the client's _INBOX.
@@ -100,13 +101,11 @@ func Connect(o Options, log *slog.Logger) (*Conn, error) {
 		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
 	}
 	if o.Credentials != "" {
-		// Read at every connect, so that a reconnect after the Secret changed
-		// under a running pod uses the new credentials.
-		file := filepath.Join(o.Credentials, CredentialsFile)
-		if _, err := os.Stat(file); err != nil {
-			return nil, fmt.Errorf("NATS credentials: %w", err)
+		opt, err := credentialsOption(o.Credentials)
+		if err != nil {
+			return nil, err
 		}
-		opts = append(opts, nats.UserCredentials(file))
+		opts = append(opts, opt)
 	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
@@ -200,6 +199,33 @@ func (c *Conn) WatchConsume(cc jetstream.ConsumeContext, durable string, stoppin
 // CredentialsFile is the file in the credentials directory that holds the
 // user's JWT and seed (natsauth.CredentialsKey).
 const CredentialsFile = "nats.creds"
+
+// credentialsOption authenticates with the credentials in dir: the file
+// nats.creds, as a Workflow's credentials Secret holds it, read at every
+// connect so that a reconnect after the Secret changed under a running pod
+// uses the new credentials; or else the files user and password, for a
+// broker of your own that has users with passwords.
+func credentialsOption(dir string) (nats.Option, error) {
+	file := filepath.Join(dir, CredentialsFile)
+	_, err := os.Stat(file)
+	if err == nil {
+		return nats.UserCredentials(file), nil
+	}
+	user, uerr := readSecret(dir, "user")
+	password, perr := readSecret(dir, "password")
+	if uerr != nil || perr != nil {
+		return nil, fmt.Errorf("NATS credentials: %w (nor files user and password)", err)
+	}
+	return nats.UserInfo(user, password), nil
+}
+
+func readSecret(dir, name string) (string, error) {
+	b, err := os.ReadFile(filepath.Join(dir, name))
+	if err != nil {
+		return "", err
+	}
+	return strings.TrimSpace(string(b)), nil
+}
 
 // untilReady retries f with a short pause while ctx allows: the broker may
 // still be electing a JetStream leader when a role starts.

@@ -37,32 +37,11 @@ type T interface {
 }
 
 // StartConfig runs a NATS server from conf, a nats.conf as a Broker renders
-// it, until the test ends, and returns its URL. Only where it runs changes:
-// the client port is a free loopback port, monitoring and the cluster are
-// off, and its files (store, resolver, pid) are under a temporary directory
-// instead of dataDir and the pid file's directory. env are the variables
-// nats.conf reads, as the pod would have them.
+// it (ConfigOptions), until the test ends, and returns its URL.
 func StartConfig(t T, conf, dataDir string, env map[string]string) string {
 	t.Helper()
-	for k, v := range env {
-		t.Setenv(k, v)
-	}
-	dir := t.TempDir()
-	conf = strings.ReplaceAll(conf, `"`+dataDir, `"`+filepath.Join(dir, "data"))
-	file := filepath.Join(dir, "nats.conf")
-	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	opts, err := server.ProcessConfigFile(file)
-	if err != nil {
-		t.Fatalf("nats.conf as rendered: %v", err)
-	}
-	opts.Host, opts.Port = "127.0.0.1", server.RANDOM_PORT
-	opts.HTTPPort, opts.HTTPHost = 0, ""
-	opts.Cluster = server.ClusterOpts{}
-	opts.Routes = nil
-	opts.PidFile = ""
-	opts.NoSigs, opts.NoLog = true, true
+	opts := ConfigOptions(t, conf, dataDir, t.TempDir(), env)
+	opts.Port = server.RANDOM_PORT
 	srv, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
@@ -73,4 +52,32 @@ func StartConfig(t T, conf, dataDir string, env map[string]string) string {
 	}
 	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
 	return srv.ClientURL()
+}
+
+// ConfigOptions are the options of a server run from conf, a nats.conf as a
+// Broker renders it. Only where it runs changes: it listens on loopback (on
+// the port the caller sets), monitoring and the cluster are off, and its
+// files (store, resolver) are under dir instead of dataDir. env are the
+// variables nats.conf reads, as the pod would have them.
+func ConfigOptions(t T, conf, dataDir, dir string, env map[string]string) *server.Options {
+	t.Helper()
+	for k, v := range env {
+		t.Setenv(k, v)
+	}
+	conf = strings.ReplaceAll(conf, `"`+dataDir, `"`+filepath.Join(dir, "data"))
+	file := filepath.Join(dir, "nats.conf")
+	if err := os.WriteFile(file, []byte(conf), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	opts, err := server.ProcessConfigFile(file)
+	if err != nil {
+		t.Fatalf("nats.conf as rendered: %v", err)
+	}
+	opts.Host = "127.0.0.1"
+	opts.HTTPPort, opts.HTTPHost = 0, ""
+	opts.Cluster = server.ClusterOpts{}
+	opts.Routes = nil
+	opts.PidFile = ""
+	opts.NoSigs, opts.NoLog = true, true
+	return opts
 }
