@@ -139,9 +139,11 @@ func TestAWorkflowsCredentialsReachOnlyItsOwnResources(t *testing.T) {
 	call := func() (context.Context, context.CancelFunc) {
 		return context.WithTimeout(context.Background(), 2*time.Second)
 	}
-	expectRefused := func(what string) {
+	// The server answers each refused publish or subscription with a
+	// permissions violation naming its subject.
+	expectRefused := func(what, subject string) {
 		t.Helper()
-		g.Eventually(refused).Should(Receive(MatchError(ContainSubstring("Permissions Violation"))), what)
+		g.Eventually(refused).Should(Receive(MatchError(And(ContainSubstring("Permissions Violation"), ContainSubstring(`"`+subject+`"`)))), what)
 	}
 
 	// A's own stream is there for A.
@@ -153,51 +155,51 @@ func TestAWorkflowsCredentialsReachOnlyItsOwnResources(t *testing.T) {
 	ctx, cancel = call()
 	g.Expect(js.DeleteStream(ctx, pB.Stream.Name)).NotTo(Succeed(), "delete B's stream")
 	cancel()
-	expectRefused("delete B's stream")
+	expectRefused("delete B's stream", "$JS.API.STREAM.DELETE."+pB.Stream.Name)
 
 	ctx, cancel = call()
 	_, err = js.CreateOrUpdateConsumer(ctx, pB.Stream.Name, jetstream.ConsumerConfig{Durable: "spy", FilterSubject: pB.Stream.StartSubject})
 	cancel()
 	g.Expect(err).To(HaveOccurred(), "create a consumer on B's stream")
-	expectRefused("create a consumer on B's stream")
+	expectRefused("create a consumer on B's stream", "$JS.API.CONSUMER.CREATE."+pB.Stream.Name+".spy."+pB.Stream.StartSubject)
 
 	ctx, cancel = call()
 	_, err = js.KeyValue(ctx, pB.Stream.RunsBucket)
 	cancel()
 	g.Expect(err).To(HaveOccurred(), "bind B's runs bucket")
-	expectRefused("bind B's runs bucket")
+	expectRefused("bind B's runs bucket", "$JS.API.STREAM.INFO.KV_"+pB.Stream.RunsBucket)
 
 	ctx, cancel = call()
 	_, err = nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET.KV_"+pB.Stream.RunsBucket+".$KV."+pB.Stream.RunsBucket+".some-run", nil)
 	cancel()
 	g.Expect(err).To(HaveOccurred(), "get from B's runs bucket")
-	expectRefused("get from B's runs bucket")
+	expectRefused("get from B's runs bucket", "$JS.API.DIRECT.GET.KV_"+pB.Stream.RunsBucket+".$KV."+pB.Stream.RunsBucket+".some-run")
 
 	ctx, cancel = call()
 	_, err = js.Publish(ctx, "$KV."+pB.Stream.RunsBucket+".some-run", []byte(`{"status":"succeeded"}`))
 	cancel()
 	g.Expect(err).To(HaveOccurred(), "put into B's runs bucket")
-	expectRefused("put into B's runs bucket")
+	expectRefused("put into B's runs bucket", "$KV."+pB.Stream.RunsBucket+".some-run")
 
 	ctx, cancel = call()
 	_, err = nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET.KV_"+pB.ReadModel.Bucket+".$KV."+pB.ReadModel.Bucket+".o-7", nil)
 	cancel()
 	g.Expect(err).To(HaveOccurred(), "get from B's read model")
-	expectRefused("get from B's read model")
+	expectRefused("get from B's read model", "$JS.API.DIRECT.GET.KV_"+pB.ReadModel.Bucket+".$KV."+pB.ReadModel.Bucket+".o-7")
 
 	ctx, cancel = call()
 	g.Expect(js.DeleteKeyValue(ctx, pB.ReadModel.Bucket)).NotTo(Succeed(), "delete B's read model")
 	cancel()
-	expectRefused("delete B's read model")
+	expectRefused("delete B's read model", "$JS.API.STREAM.DELETE.KV_"+pB.ReadModel.Bucket)
 
 	g.Expect(nc.Publish(pB.Stream.StartSubject, []byte(`{"id":7}`))).To(Succeed())
-	expectRefused("publish on B's start subject")
+	expectRefused("publish on B's start subject", pB.Stream.StartSubject)
 	_, err = nc.SubscribeSync(pB.Stream.Subjects[0])
 	g.Expect(err).NotTo(HaveOccurred())
-	expectRefused("subscribe to B's subjects")
+	expectRefused("subscribe to B's subjects", pB.Stream.Subjects[0])
 	_, err = nc.SubscribeSync(bus.InboxPrefix(pB) + ".>")
 	g.Expect(err).NotTo(HaveOccurred())
-	expectRefused("subscribe to B's inbox")
+	expectRefused("subscribe to B's inbox", bus.InboxPrefix(pB)+".>")
 
 	// Nothing of B changed: its stream is there with its messages, and B
 	// still runs.
@@ -217,4 +219,35 @@ func TestAWorkflowsCredentialsReachOnlyItsOwnResources(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	_, err = kv.Get(ctx, "o-7")
 	g.Expect(err).NotTo(HaveOccurred(), "B's read model is intact")
+}
+
+// A user's JWT travels in the CONNECT line, which a server bounds: the user
+// of a Workflow with the longest names and every bucket still connects to a
+// server run from the rendered nats.conf, and may use its stream.
+func TestTheLongestWorkflowUserConnects(t *testing.T) {
+	g := NewWithT(t)
+	auth, url := givenBroker(t)
+	wf, err := dev.LoadWorkflow(filepath.Join("..", "..", "config", "samples", "hybrid.yaml"))
+	g.Expect(err).NotTo(HaveOccurred())
+	wf.Namespace = strings.Repeat("n", 63)
+	wf.Name = strings.Repeat("w", 63-len("-orchestrator"))
+	p, err := topology.Compile(wf)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(p.ReadModel).NotTo(BeNil())
+	u, err := auth.NewWorkflowUser(p)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(len(u.Creds)).To(BeNumerically(">", 4096), "longer than the default max_control_line")
+
+	token, seed, err := natsauth.JWTAndSeed(u.Creds)
+	g.Expect(err).NotTo(HaveOccurred())
+	nc, err := nats.Connect(url, nats.UserJWTAndSeed(token, seed), nats.CustomInboxPrefix(bus.InboxPrefix(p)))
+	g.Expect(err).NotTo(HaveOccurred())
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	g.Expect(err).NotTo(HaveOccurred())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	g.Expect(bus.EnsureStream(ctx, js, p, bus.DefaultStorage)).To(Succeed())
+	_, err = bus.EnsureReadModel(ctx, js, p, bus.DefaultStorage)
+	g.Expect(err).NotTo(HaveOccurred())
 }
