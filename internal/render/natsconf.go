@@ -20,8 +20,10 @@ const (
 	natsPidFile     = natsPidDir + "/nats.pid"
 	natsDataDir     = "/data"
 	natsJWTDir      = natsDataDir + "/jwt"
-	// natsMaxControlLine bounds a protocol line: a CONNECT carries the user's
-	// JWT, up to about 4 KiB for a workflow with the longest names.
+	// natsMaxControlLine bounds a protocol line. A CONNECT carries the user's
+	// JWT, which comes close to the default 4 KiB for a workflow with the
+	// longest names (natsauth's TestTheLongestWorkflowUserConnects logs it):
+	// four times that leaves room for its permissions to grow.
 	natsMaxControlLine = 16 << 10
 	// Environment variables nats.conf reads, so that no secret is in the ConfigMap.
 	envServerName    = "SERVER_NAME"
