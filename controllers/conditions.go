@@ -61,8 +61,10 @@ func setCompiledCondition(wf *v1alpha1.Workflow, p *plan.Plan, err error) {
 type brokerState struct {
 	needed bool
 	name   string
-	// broker is nil when it does not exist.
+	// broker is nil when it does not exist or is being deleted.
 	broker *v1alpha1.Broker
+	// deleting is true when it is being deleted.
+	deleting bool
 }
 
 // setBrokerReadyCondition records whether the Broker the style needs exists and is ready.
@@ -71,6 +73,9 @@ func setBrokerReadyCondition(wf *v1alpha1.Workflow, b brokerState) {
 	switch {
 	case !b.needed:
 		reason, msg = v1alpha1.ReasonBrokerNotNeeded, fmt.Sprintf("Style %s does not use a broker", wf.Spec.Style)
+	case b.deleting:
+		status, reason = metav1.ConditionFalse, v1alpha1.ReasonBrokerDeleting
+		msg = fmt.Sprintf("Broker %s is being deleted: the workflow's runs wait until a Broker of that name exists again, or name another in spec.broker", b.name)
 	case b.broker == nil:
 		status, reason = metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound
 		msg = fmt.Sprintf("Broker %s does not exist in namespace %s: create it, or name another in spec.broker", b.name, wf.Namespace)

@@ -12,6 +12,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/render"
 	"github.com/patchbay-dev/patchbay/internal/topology"
 )
@@ -40,6 +41,10 @@ type Options struct {
 	ComponentReplicas int32
 	// WorkflowConcurrency is how many Workflows are reconciled at once.
 	WorkflowConcurrency int
+	// BrokerAddress is where the manager reaches a Broker's NATS servers to
+	// clean up after Workflows; nil means the Broker's status.url, its
+	// Service. Tests point it at a server of their own.
+	BrokerAddress func(*v1alpha1.Broker) string
 }
 
 // DefaultOptions are the options of a manager at version, such as v0.1.0.
@@ -100,18 +105,20 @@ func SetupAll(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	settings := render.Settings{RuntimeImage: opts.RuntimeImage, NATSImage: opts.NATSImage, ComponentReplicas: opts.ComponentReplicas}
 	a := applier{client: mgr.GetClient(), reader: mgr.GetAPIReader()}
+	admin := newNATSAdmin(opts.BrokerAddress)
 	wr := &WorkflowReconciler{
 		client:      mgr.GetClient(),
 		applier:     a,
 		recorder:    mgr.GetEventRecorder("patchbay-workflow"),
 		settings:    settings,
 		compile:     topology.Compile,
+		admin:       admin,
 		concurrency: opts.WorkflowConcurrency,
 	}
 	if err := wr.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("set up the Workflow controller: %w", err)
 	}
-	br := &BrokerReconciler{client: mgr.GetClient(), applier: a, settings: settings}
+	br := &BrokerReconciler{client: mgr.GetClient(), applier: a, settings: settings, admin: admin}
 	if err := br.SetupWithManager(mgr); err != nil {
 		return fmt.Errorf("set up the Broker controller: %w", err)
 	}

@@ -24,6 +24,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -62,7 +63,16 @@ var testOptions = controllers.Options{
 	NATSImage:           "registry.test/nats:test",
 	ComponentReplicas:   2,
 	WorkflowConcurrency: controllers.DefaultWorkflowConcurrency,
+	BrokerAddress: func(b *v1alpha1.Broker) string {
+		url, _ := brokerServers.Load(b.Namespace + "/" + b.Name)
+		s, _ := url.(string)
+		return s
+	},
 }
+
+// brokerServers are the NATS servers tests run for Brokers, by
+// "namespace/name": the manager reaches no other (BrokerAddress).
+var brokerServers sync.Map
 
 func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)
@@ -238,10 +248,16 @@ func markWorkloadsReady(ctx context.Context, ns string) {
 	var deps appsv1.DeploymentList
 	Expect(k8s.List(ctx, &deps, client.InNamespace(ns))).To(Succeed())
 	for i := range deps.Items {
-		d := &deps.Items[i]
-		n := ptr.Deref(d.Spec.Replicas, 1)
-		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
-		Expect(k8s.Status().Update(ctx, d)).To(Succeed())
+		// The manager may change a Deployment meanwhile: mark what it holds now.
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			d := &appsv1.Deployment{}
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(&deps.Items[i]), d); err != nil {
+				return err
+			}
+			n := ptr.Deref(d.Spec.Replicas, 1)
+			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
+			return k8s.Status().Update(ctx, d)
+		})).To(Succeed())
 	}
 	var sets appsv1.StatefulSetList
 	Expect(k8s.List(ctx, &sets, client.InNamespace(ns))).To(Succeed())

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -41,7 +42,8 @@ const nameConflictRetry = time.Minute
 // +kubebuilder:rbac:groups=patchbay.dev,resources=workflows/status,verbs=patch
 // +kubebuilder:rbac:groups=patchbay.dev,resources=workflows/finalizers,verbs=update
 // +kubebuilder:rbac:groups=patchbay.dev,resources=brokers,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=configmaps;services,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=patchbay.dev,resources=workflows,verbs=patch
+// +kubebuilder:rbac:groups="",resources=configmaps;services;secrets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
@@ -55,6 +57,8 @@ type WorkflowReconciler struct {
 	recorder recorder.EventRecorder
 	settings render.Settings
 	compile  func(*v1alpha1.Workflow) (*plan.Plan, error)
+	// admin talks to the Brokers, to clean up after Workflows.
+	admin *natsAdmin
 	// concurrency is how many Workflows are reconciled at once. Two that want
 	// the same child name may race: only one apply creates it (createOnly).
 	concurrency int
@@ -85,7 +89,9 @@ type workflowScope struct {
 func (r *WorkflowReconciler) phases() []phase[*workflowScope] {
 	return []phase[*workflowScope]{
 		{"broker", r.lookupBroker},
+		{"finalizer", r.ensureFinalizer},
 		{"compile", r.compileWorkflow},
+		{"credentials", r.resolveCredentials},
 		{"plan ConfigMap", r.applyPlanConfigMap},
 		{"steps", r.applySteps},
 		{"orchestrator and gateway", r.applyComponents},
@@ -96,15 +102,16 @@ func (r *WorkflowReconciler) phases() []phase[*workflowScope] {
 	}
 }
 
-// Reconcile runs the phases for one Workflow. A deleted Workflow needs nothing:
-// its children carry owner references and go with it.
+// Reconcile runs the phases for one Workflow. A deleted Workflow's children
+// carry owner references and go with it; what it holds on its Broker is
+// deleted by finalize first.
 func (r *WorkflowReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
 	wf := &v1alpha1.Workflow{}
 	if err := r.client.Get(ctx, req.NamespacedName, wf); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !wf.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+		return r.finalize(ctx, wf)
 	}
 	s := &workflowScope{wf: wf, before: wf.DeepCopy(), desired: map[childKey]bool{}}
 	return runPhases(ctx, s, &s.failed, r.phases())
@@ -145,6 +152,8 @@ func (r *WorkflowReconciler) lookupBroker(ctx context.Context, s *workflowScope)
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return ctrl.Result{}, fmt.Errorf("get Broker %s: %w", s.broker.name, err)
+	case !b.DeletionTimestamp.IsZero():
+		s.broker.deleting = true
 	default:
 		s.broker.broker = b
 	}
@@ -360,7 +369,9 @@ func eventNote(msg string) string {
 func (r *WorkflowReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Workflow{}, brokerIndex, func(o client.Object) []string {
 		wf := o.(*v1alpha1.Workflow)
-		if !wf.Spec.Style.IsAsync() {
+		// A Workflow that holds the cleanup finalizer waits for its Broker
+		// even after a switch to a sync style.
+		if !wf.Spec.Style.IsAsync() && !controllerutil.ContainsFinalizer(wf, BrokerCleanupFinalizer) {
 			return nil
 		}
 		return []string{wf.BrokerName()}
@@ -374,14 +385,30 @@ func (r *WorkflowReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 		For(&v1alpha1.Workflow{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
 	return ownChildren(b, ownedByWorkflow).
 		Watches(&v1alpha1.Broker{}, handler.EnqueueRequestsFromMapFunc(r.workflowsUsingBroker)).
+		// A Broker's auth Secret, new or replaced, gives its Workflows new credentials.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.workflowsUsingBrokerSecret)).
 		Complete(r)
 }
 
 // workflowsUsingBroker maps a Broker to the Workflows in its namespace that use it.
 func (r *WorkflowReconciler) workflowsUsingBroker(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.workflowsOf(ctx, o.GetNamespace(), o.GetName())
+}
+
+// workflowsUsingBrokerSecret maps a Broker's auth Secret to the Workflows
+// that use the Broker.
+func (r *WorkflowReconciler) workflowsUsingBrokerSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	broker := o.GetLabels()[render.LabelBroker]
+	if broker == "" || o.GetName() != render.NATSAuthSecretName(broker) {
+		return nil
+	}
+	return r.workflowsOf(ctx, o.GetNamespace(), broker)
+}
+
+func (r *WorkflowReconciler) workflowsOf(ctx context.Context, namespace, broker string) []reconcile.Request {
 	var list v1alpha1.WorkflowList
-	if err := r.client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{brokerIndex: o.GetName()}); err != nil {
-		log.FromContext(ctx).Error(err, "Cannot list the Workflows of a Broker", "broker", o.GetName())
+	if err := r.client.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{brokerIndex: broker}); err != nil {
+		log.FromContext(ctx).Error(err, "Cannot list the Workflows of a Broker", "broker", broker)
 		return nil
 	}
 	reqs := make([]reconcile.Request, len(list.Items))

@@ -30,12 +30,17 @@ const (
 
 // Condition reasons.
 const (
-	ReasonCompiled         = "Compiled"
-	ReasonCompileFailed    = "CompileFailed"
-	ReasonBrokerNotFound   = "BrokerNotFound"
-	ReasonBrokerNotReady   = "BrokerNotReady"
-	ReasonBrokerReady      = "BrokerReady"
-	ReasonBrokerNotNeeded  = "BrokerNotNeeded"
+	ReasonCompiled        = "Compiled"
+	ReasonCompileFailed   = "CompileFailed"
+	ReasonBrokerNotFound  = "BrokerNotFound"
+	ReasonBrokerNotReady  = "BrokerNotReady"
+	ReasonBrokerReady     = "BrokerReady"
+	ReasonBrokerNotNeeded = "BrokerNotNeeded"
+	// ReasonBrokerCleanupPending: a deleted Workflow waits for its stream,
+	// buckets and user to be deleted from its Broker, which does not answer.
+	ReasonBrokerCleanupPending = "BrokerCleanupPending"
+	// ReasonBrokerDeleting: the Workflow's Broker is being deleted.
+	ReasonBrokerDeleting   = "BrokerDeleting"
 	ReasonNameConflict     = "NameConflict"
 	ReasonNameTooLong      = "NameTooLong"
 	ReasonStepsReady       = "StepsReady"

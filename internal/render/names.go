@@ -16,8 +16,12 @@ func NATSHeadlessName(broker string) string { return broker + "-nats-headless" }
 // NATSConfigName is the name of a Broker's nats.conf ConfigMap.
 func NATSConfigName(broker string) string { return broker + "-nats-config" }
 
-// NATSClientSecretName is the name of the Secret with a Broker's client credentials.
-func NATSClientSecretName(broker string) string { return broker + "-nats-client" }
+// NATSAuthSecretName is the name of the Secret with a Broker's keys.
+func NATSAuthSecretName(broker string) string { return broker + "-nats-auth" }
+
+// WorkflowCredentialsSecretName is the name of the Secret with a workflow's
+// NATS credentials.
+func WorkflowCredentialsSecretName(workflow string) string { return workflow + "-nats-credentials" }
 
 // BrokerURL is the client URL of a Broker.
 func BrokerURL(namespace, broker string) string {

@@ -17,5 +17,8 @@ func PlanConfigMap(in *WorkflowInput) *corev1.ConfigMap {
 	}
 	stamp(cm, in.owner(), plan.ConfigMapName(in.Workflow.Name), ComponentPlan, "")
 	cm.Annotations = map[string]string{AnnotationPlanHash: in.planHash}
+	if in.usesBroker() && in.NATSUser != "" {
+		cm.Annotations[AnnotationNATSUser] = in.NATSUser
+	}
 	return cm
 }

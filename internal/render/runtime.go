@@ -81,8 +81,8 @@ func runtimeVolumeMounts(in *WorkflowInput) []corev1.VolumeMount {
 	return m
 }
 
-// runtimeVolumes are the plan and, for the async styles, the Broker's client
-// credentials: only pods of workflows that use a Broker mount its Secret.
+// runtimeVolumes are the plan and, for the async styles, the workflow's own
+// NATS credentials: no other workflow's pods mount its Secret.
 func runtimeVolumes(in *WorkflowInput) []corev1.Volume {
 	v := []corev1.Volume{{
 		Name: planVolume,
@@ -94,7 +94,7 @@ func runtimeVolumes(in *WorkflowInput) []corev1.Volume {
 		v = append(v, corev1.Volume{
 			Name: natsVolume,
 			VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-				SecretName: NATSClientSecretName(in.Plan.Roles.BrokerName),
+				SecretName: WorkflowCredentialsSecretName(in.Workflow.Name),
 			}},
 		})
 	}

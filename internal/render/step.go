@@ -83,13 +83,18 @@ func EntryService(in *WorkflowInput) *corev1.Service {
 }
 
 // workflowDeployment wraps a pod of the workflow in a Deployment whose pods
-// carry the plan hash, so that a new plan rolls them, and have the time to
-// drain that the runtime needs.
+// carry the plan hash and the hash of the workflow's NATS credentials, so
+// that a new plan or new credentials roll them, and have the time to drain
+// that the runtime needs.
 func workflowDeployment(in *WorkflowInput, name, component, step string, replicas int32, pod corev1.PodSpec) *appsv1.Deployment {
 	o := in.owner()
 	labels := objectLabels(o, component, step)
 	if in.usesBroker() {
 		labels[LabelBrokerClient] = in.Plan.Roles.BrokerName
+	}
+	annotations := map[string]string{AnnotationPlanHash: in.planHash}
+	if in.usesBroker() && in.NATSCredentialsHash != "" {
+		annotations[AnnotationNATSCredentialsHash] = in.NATSCredentialsHash
 	}
 	pod.TerminationGracePeriodSeconds = ptr.To(terminationGracePeriodSeconds)
 	d := &appsv1.Deployment{
@@ -100,7 +105,7 @@ func workflowDeployment(in *WorkflowInput, name, component, step string, replica
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
 					Labels:      labels,
-					Annotations: map[string]string{AnnotationPlanHash: in.planHash},
+					Annotations: annotations,
 				},
 				Spec: pod,
 			},

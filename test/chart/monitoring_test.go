@@ -20,6 +20,7 @@ import (
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/controllers"
+	"github.com/patchbay-dev/patchbay/internal/natsauth"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	pbrender "github.com/patchbay-dev/patchbay/internal/render"
 	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
@@ -172,7 +173,7 @@ func runtimePods(t *testing.T) map[string]corev1.PodTemplateSpec {
 	var b v1alpha1.Broker
 	readYAML(t, "config/samples/broker.yaml", &b)
 	b.Namespace = "shop"
-	sts := pbrender.NATSStatefulSet(&pbrender.BrokerInput{Broker: &b, Settings: settings, Credentials: pbrender.Credentials{User: "u", Password: "p"}})
+	sts := pbrender.NATSStatefulSet(&pbrender.BrokerInput{Broker: &b, Settings: settings, Auth: mustAuth(t)})
 	pods["broker.yaml "+sts.Name] = sts.Spec.Template
 	return pods
 }
@@ -458,4 +459,13 @@ func TestChartDashboard(t *testing.T) {
 	if _, ok := cm.Labels["grafana_dashboard"]; ok || cm.Labels["dashboards"] != "patchbay" || cm.Namespace != "monitoring" {
 		t.Errorf("custom label and namespace: %s labels %v", cm.Namespace, cm.Labels)
 	}
+}
+
+func mustAuth(t *testing.T) *natsauth.Broker {
+	t.Helper()
+	a, err := natsauth.NewBroker("test", "pbtestroutepassword")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

@@ -35,6 +35,10 @@ type Options struct {
 	Stderr    io.Writer
 	Telemetry *telemetry.Telemetry
 	Serve     serve.Options
+	// NATSURL is a broker to use instead of an embedded one (async styles),
+	// and NATSCredentials the directory of the workflow's credentials on it
+	// (bus.Options.Credentials).
+	NATSURL, NATSCredentials string
 }
 
 // Env is a running dev data plane.
@@ -52,6 +56,8 @@ type Env struct {
 	apps     map[string]*app
 	sidecars map[string]string
 	broker   *broker
+	// natsCredentials is Options.NATSCredentials.
+	natsCredentials string
 	// conns are the components' broker connections.
 	conns []*bus.Conn
 	// closers stop the bus side (consumers, connections) after HTTP drained,
@@ -134,7 +140,11 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 			env.stopBroker()
 		}
 	}()
-	if p.Style.IsAsync() {
+	env.natsCredentials = o.NATSCredentials
+	switch {
+	case p.Style.IsAsync() && o.NATSURL != "":
+		env.NATSURL = o.NATSURL
+	case p.Style.IsAsync():
 		if env.broker, err = startBroker(); err != nil {
 			return nil, err
 		}
@@ -242,7 +252,10 @@ func (e *Env) Err() error { return e.err }
 
 // connect opens a component's own connection to the embedded broker.
 func (e *Env) connect(p *plan.Plan, name string) (*bus.Conn, error) {
-	conn, err := bus.Connect(bus.Options{URL: e.NATSURL, Name: "patchbay-dev " + p.Workflow + " " + name, Storage: bus.DefaultStorage}, e.tel.Log)
+	conn, err := bus.Connect(bus.Options{
+		URL: e.NATSURL, Credentials: e.natsCredentials, InboxPrefix: bus.InboxPrefix(p),
+		Name: "patchbay-dev " + p.Workflow + " " + name, Storage: bus.DefaultStorage,
+	}, e.tel.Log)
 	if err != nil {
 		return nil, err
 	}
