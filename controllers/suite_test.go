@@ -138,7 +138,7 @@ func startManager() *runningManager {
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  controllers.CacheOptions(),
+		Cache:                  testOptions.CacheOptions(),
 		// The suite restarts the manager in the same process.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
