@@ -138,12 +138,17 @@ func SetupAll(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	settings := render.Settings{RuntimeImage: opts.RuntimeImage, NATSImage: opts.NATSImage, ComponentReplicas: opts.ComponentReplicas}
 	a := applier{client: mgr.GetClient(), reader: mgr.GetAPIReader()}
+	secrets, err := newStepSecrets(mgr, opts)
+	if err != nil {
+		return err
+	}
 	wr := &WorkflowReconciler{
 		client:      mgr.GetClient(),
 		applier:     a,
 		recorder:    mgr.GetEventRecorder("patchbay-workflow"),
 		settings:    settings,
 		compile:     topology.Compile,
+		secrets:     secrets,
 		concurrency: opts.WorkflowConcurrency,
 	}
 	if err := wr.SetupWithManager(ctx, mgr); err != nil {
