@@ -26,7 +26,7 @@ import (
 // natsClientUser is the user name in every Broker's client credentials.
 const natsClientUser = "patchbay"
 
-// +kubebuilder:rbac:groups=patchbay.dev,resources=brokers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=patchbay.dev,resources=brokers,verbs=list;watch
 // +kubebuilder:rbac:groups=patchbay.dev,resources=brokers/status,verbs=patch
 // +kubebuilder:rbac:groups=patchbay.dev,resources=brokers/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=configmaps;services;secrets,verbs=get;list;watch;create;patch

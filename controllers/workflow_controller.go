@@ -37,10 +37,10 @@ const brokerIndex = "patchbay.dev/broker"
 // again: the holder is not ours, so its deletion brings no event.
 const nameConflictRetry = time.Minute
 
-// +kubebuilder:rbac:groups=patchbay.dev,resources=workflows,verbs=get;list;watch
+// +kubebuilder:rbac:groups=patchbay.dev,resources=workflows,verbs=list;watch
 // +kubebuilder:rbac:groups=patchbay.dev,resources=workflows/status,verbs=patch
 // +kubebuilder:rbac:groups=patchbay.dev,resources=workflows/finalizers,verbs=update
-// +kubebuilder:rbac:groups=patchbay.dev,resources=brokers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=patchbay.dev,resources=brokers,verbs=list;watch
 // +kubebuilder:rbac:groups="",resources=configmaps;services,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;delete
