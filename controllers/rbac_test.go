@@ -276,8 +276,15 @@ var _ = Describe("The manager's role", Ordered, func() {
 		} {
 			Expect(k8s.Create(ctx, o)).To(Succeed())
 		}
-		Expect(k8s.Create(ctx, newWorkflow(ns, "held", v1alpha1.StyleSyncChain, step("a", 2)))).To(Succeed())
-		Expect(k8s.Create(ctx, &v1alpha1.Broker{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held"}})).To(Succeed())
+		wf := newWorkflow(ns, "held", v1alpha1.StyleSyncChain, step("a", 2))
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+		b := &v1alpha1.Broker{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "held"}}
+		Expect(k8s.Create(ctx, b)).To(Succeed())
+		// Unconverged, they retry their creates, refused, on every start of a manager.
+		DeferCleanup(func() {
+			Expect(k8s.Delete(ctx, wf)).To(Succeed())
+			Expect(k8s.Delete(ctx, b)).To(Succeed())
+		})
 		Eventually(workflowCondition(ctx, ns, "held", v1alpha1.ConditionStepsReady)).Should(And(
 			HavePrefix("False/NameConflict"), ContainSubstring("ConfigMap held-plan"), ContainSubstring("Deployment held-a"),
 			ContainSubstring("Service held-a"), ContainSubstring("NetworkPolicy held-a"), ContainSubstring("PodDisruptionBudget held-a")))

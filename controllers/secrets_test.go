@@ -116,7 +116,7 @@ var _ = Describe("Steps that read Secrets", func() {
 		Expect(k8s.Create(ctx, newSecret(ns, "later", true))).To(Succeed())
 		Eventually(deployment(ctx, ns, "shop-early")).ShouldNot(BeNil())
 		Expect(deployment(ctx, ns, "shop-early")().Spec.Template.Spec.Containers[0].EnvFrom).To(Equal([]corev1.EnvFromSource{secretEnvFrom("later")}))
-		Expect(workflowCondition(ctx, ns, "shop", v1alpha1.ConditionSecretsAllowed)()).To(Equal("False/SecretNotAllowed: " +
+		Eventually(workflowCondition(ctx, ns, "shop", v1alpha1.ConditionSecretsAllowed)).Should(Equal("False/SecretNotAllowed: " +
 			"step steals, spec.steps[1].envFrom[1].secretRef: Secret " + credentials + " is managed by patchbay (it belongs to Broker " + broker.Name + "), and no step may read it: remove the reference; " +
 			"step steals gets no Deployment until then"))
 		Expect(getWorkflow(ctx, ns, "shop").Status.ObservedGeneration).To(BeZero())
