@@ -168,6 +168,10 @@ func (s *stepSecrets) check(ctx context.Context, wf *v1alpha1.Workflow) (*secret
 
 // refusal says why a step may not read the Secret, or "" if it may.
 func (s *stepSecrets) refusal(ctx context.Context, namespace, name string) (string, error) {
+	if name == "" {
+		// The CRD refuses it; a Workflow stored before that rule may hold one.
+		return "the reference names no Secret: set its name, or remove it", nil
+	}
 	key := types.NamespacedName{Namespace: namespace, Name: name}
 	m := secretMetadata()
 	err := s.cache.Get(ctx, key, m)

@@ -326,6 +326,7 @@ type Step struct {
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=128
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.valueFrom) || !has(self.valueFrom.secretKeyRef) || (has(self.valueFrom.secretKeyRef.name) && size(self.valueFrom.secretKeyRef.name) > 0)",message="spec.steps[].env[].valueFrom.secretKeyRef.name must name a Secret"
 	Env []corev1.EnvVar `json:"env,omitempty"`
 
 	// envFrom sets environment variables in the app container from every key
@@ -335,6 +336,7 @@ type Step struct {
 	// +listType=atomic
 	// +kubebuilder:validation:MaxItems=16
 	// +kubebuilder:validation:items:XValidation:rule="has(self.configMapRef) != has(self.secretRef)",message="spec.steps[].envFrom[] must set exactly one of configMapRef and secretRef"
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.secretRef) || (has(self.secretRef.name) && size(self.secretRef.name) > 0)",message="spec.steps[].envFrom[].secretRef.name must name a Secret"
 	EnvFrom []corev1.EnvFromSource `json:"envFrom,omitempty"`
 
 	// resources are the app container's compute resources, as in a core/v1 Container.
