@@ -93,7 +93,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 }
 
 // splitNamespaces splits a comma-separated list, dropping the spaces around
-// its items; validate refuses an empty item.
+// its items; Validate refuses an empty item.
 func splitNamespaces(s string) []string {
 	if strings.TrimSpace(s) == "" {
 		return nil
