@@ -24,7 +24,7 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/render"
 )
 
-// +kubebuilder:rbac:groups=patchbay.dev,resources=brokers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=patchbay.dev,resources=brokers,verbs=list;watch
 // +kubebuilder:rbac:groups=patchbay.dev,resources=brokers/status,verbs=patch
 // +kubebuilder:rbac:groups=patchbay.dev,resources=brokers/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=configmaps;services;secrets,verbs=get;list;watch;create;patch

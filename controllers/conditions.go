@@ -127,11 +127,11 @@ func setStepsReadyCondition(wf *v1alpha1.Workflow, r workloadReadiness) {
 	setCondition(&wf.Status.Conditions, wf.Generation, v1alpha1.ConditionStepsReady, status, reason, msg)
 }
 
-// setReadyCondition records whether Compiled, BrokerReady and StepsReady all
-// are True; when not, it takes the reason of the first that is not and says
+// setReadyCondition records whether Compiled, BrokerReady, SecretsAllowed and
+// StepsReady all are True; when not, it takes the reason of the first that is not and says
 // which, and after a failed compile that the status describes an older plan.
 func setReadyCondition(wf *v1alpha1.Workflow) {
-	for _, typ := range []string{v1alpha1.ConditionCompiled, v1alpha1.ConditionBrokerReady, v1alpha1.ConditionStepsReady} {
+	for _, typ := range []string{v1alpha1.ConditionCompiled, v1alpha1.ConditionBrokerReady, v1alpha1.ConditionSecretsAllowed, v1alpha1.ConditionStepsReady} {
 		c := meta.FindStatusCondition(wf.Status.Conditions, typ)
 		if c == nil {
 			setCondition(&wf.Status.Conditions, wf.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNotReady, typ+" is not known yet")

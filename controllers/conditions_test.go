@@ -124,6 +124,7 @@ func TestSetReadyCondition(t *testing.T) {
 	compiled := cond(v1alpha1.ConditionCompiled, metav1.ConditionTrue, v1alpha1.ReasonCompiled, "")
 	brokerOK := cond(v1alpha1.ConditionBrokerReady, metav1.ConditionTrue, v1alpha1.ReasonBrokerReady, "")
 	stepsOK := cond(v1alpha1.ConditionStepsReady, metav1.ConditionTrue, v1alpha1.ReasonStepsReady, "")
+	secretsOK := cond(v1alpha1.ConditionSecretsAllowed, metav1.ConditionTrue, v1alpha1.ReasonSecretsAllowed, "")
 	tests := []struct {
 		name  string
 		conds []metav1.Condition
@@ -131,19 +132,22 @@ func TestSetReadyCondition(t *testing.T) {
 		// planHash is that of the last plan that compiled.
 		planHash string
 	}{
-		{"all true", []metav1.Condition{compiled, brokerOK, stepsOK}, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, "Serving at http://shop.prod.svc"}, ""},
+		{"all true", []metav1.Condition{compiled, brokerOK, secretsOK, stepsOK}, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, "Serving at http://shop.prod.svc"}, ""},
 		{"the first false one names the reason", []metav1.Condition{
 			cond(v1alpha1.ConditionCompiled, metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "cycle a → b → a"),
 			cond(v1alpha1.ConditionBrokerReady, metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "no broker"),
 		}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "Compiled is False: cycle a → b → a"}, ""},
 		{"a failed compile after a good one says the status is of the last good plan", []metav1.Condition{
-			cond(v1alpha1.ConditionCompiled, metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "cycle a → b → a"), brokerOK, stepsOK,
+			cond(v1alpha1.ConditionCompiled, metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "cycle a → b → a"), brokerOK, secretsOK, stepsOK,
 		}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonCompileFailed,
 			"Compiled is False: cycle a → b → a; the children still run the last plan that compiled (0123abcd), which status.steps and status.endpoint describe"}, "0123abcd"},
-		{"broker missing", []metav1.Condition{compiled, cond(v1alpha1.ConditionBrokerReady, metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "Broker default does not exist"), stepsOK},
+		{"broker missing", []metav1.Condition{compiled, cond(v1alpha1.ConditionBrokerReady, metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "Broker default does not exist"), secretsOK, stepsOK},
 			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "BrokerReady is False: Broker default does not exist"}, ""},
-		{"a missing condition", []metav1.Condition{compiled, brokerOK}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNotReady, "StepsReady is not known yet"}, ""},
-		{"style advice does not count", []metav1.Condition{compiled, brokerOK, stepsOK,
+		{"a secret refused", []metav1.Condition{compiled, brokerOK,
+			cond(v1alpha1.ConditionSecretsAllowed, metav1.ConditionFalse, v1alpha1.ReasonSecretNotAllowed, "step a, spec.steps[0].envFrom[0].secretRef: Secret x does not exist"), stepsOK},
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonSecretNotAllowed, "SecretsAllowed is False: step a, spec.steps[0].envFrom[0].secretRef: Secret x does not exist"}, ""},
+		{"a missing condition", []metav1.Condition{compiled, brokerOK, secretsOK}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNotReady, "StepsReady is not known yet"}, ""},
+		{"style advice does not count", []metav1.Condition{compiled, brokerOK, secretsOK, stepsOK,
 			cond(v1alpha1.ConditionStyleAdvised, metav1.ConditionFalse, v1alpha1.ReasonStyleMismatch, "")},
 			wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, ""}, ""},
 	}

@@ -50,9 +50,12 @@ var (
 	scheme  = runtime.NewScheme()
 	// k8s reads and writes the API server directly, as a user would.
 	k8s client.Client
-	// managerCfg authenticates as a user holding only the generated manager
-	// role, so that the suite fails if the RBAC markers ask for too little.
+	// managerCfg impersonates the chart's ServiceAccount, bound to exactly the
+	// generated manager role, so that the suite fails if the RBAC markers ask
+	// for too little (rbac_test.go also fails if they ask for too much).
 	managerCfg *rest.Config
+	// auditLog is the API server's audit log: every request, by whom, allowed or not.
+	auditLog string
 	// manager is the running manager.
 	manager *runningManager
 )
@@ -94,6 +97,7 @@ var _ = BeforeSuite(func() {
 		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 	}
+	auditLog = configureAudit(testEnv)
 	var err error
 	cfg, err = testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
@@ -112,23 +116,46 @@ var _ = AfterSuite(func() {
 	}
 })
 
-// managerIdentity binds config/rbac/role.yaml, generated from the RBAC markers,
-// to a new user and returns that user's config.
-func managerIdentity() *rest.Config {
-	const user = "patchbay-manager"
+// The ServiceAccount `helm install patchbay charts/patchbay -n patchbay-system`
+// runs the manager as.
+const (
+	chartNamespace      = "patchbay-system"
+	chartServiceAccount = "patchbay"
+)
+
+// managerRole is config/rbac/role.yaml, generated from the RBAC markers.
+func managerRole() *rbacv1.ClusterRole {
 	b, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
 	Expect(err).NotTo(HaveOccurred())
 	role := &rbacv1.ClusterRole{}
 	Expect(yaml.UnmarshalStrict(b, role)).To(Succeed())
+	return role
+}
+
+// managerIdentity binds config/rbac/role.yaml to the chart's ServiceAccount,
+// as the chart's ClusterRoleBinding does, and returns a config that
+// impersonates it.
+func managerIdentity() *rest.Config {
+	role := managerRole()
 	Expect(k8s.Create(context.Background(), role)).To(Succeed())
 	Expect(k8s.Create(context.Background(), &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: user},
+		ObjectMeta: metav1.ObjectMeta{Name: "patchbay-manager"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: chartNamespace, Name: chartServiceAccount}},
 	})).To(Succeed())
-	u, err := testEnv.AddUser(envtest.User{Name: user}, cfg)
-	Expect(err).NotTo(HaveOccurred())
-	return u.Config()
+	return impersonating(chartNamespace, chartServiceAccount)
+}
+
+// impersonating is the suite's admin config acting as a ServiceAccount; the
+// API server authorizes its requests as that ServiceAccount's.
+func impersonating(namespace, serviceAccount string) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.Impersonate = rest.ImpersonationConfig{UserName: serviceAccountUser(namespace, serviceAccount)}
+	return c
+}
+
+func serviceAccountUser(namespace, serviceAccount string) string {
+	return "system:serviceaccount:" + namespace + ":" + serviceAccount
 }
 
 // runningManager is a started manager and what its requests wrote.
@@ -138,23 +165,28 @@ type runningManager struct {
 	writes *writeCounter
 }
 
-// startManager starts a manager as main.go does, as the manager's user, with
-// every request it makes to the API server counted.
+// startManager starts a manager as main.go does, as the chart's
+// ServiceAccount, with every request it makes to the API server counted.
 func startManager() *runningManager {
+	return startManagerWith(managerCfg, testOptions)
+}
+
+// startManagerWith starts a manager with opts as the identity of restCfg.
+func startManagerWith(restCfg *rest.Config, opts controllers.Options) *runningManager {
 	writes := &writeCounter{}
-	counted := rest.CopyConfig(managerCfg)
+	counted := rest.CopyConfig(restCfg)
 	counted.Wrap(writes.wrap)
 	mgr, err := ctrl.NewManager(counted, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  controllers.CacheOptions(),
+		Cache:                  opts.CacheOptions(),
 		// The suite restarts the manager in the same process.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
-	Expect(controllers.SetupAll(ctx, mgr, testOptions)).To(Succeed())
+	Expect(controllers.SetupAll(ctx, mgr, opts)).To(Succeed())
 	m := &runningManager{cancel: cancel, done: make(chan error, 1), writes: writes}
 	go func() {
 		defer GinkgoRecover()

@@ -38,11 +38,10 @@ const brokerIndex = "patchbay.dev/broker"
 // again: the holder is not ours, so its deletion brings no event.
 const nameConflictRetry = time.Minute
 
-// +kubebuilder:rbac:groups=patchbay.dev,resources=workflows,verbs=get;list;watch
+// +kubebuilder:rbac:groups=patchbay.dev,resources=workflows,verbs=list;watch;patch
 // +kubebuilder:rbac:groups=patchbay.dev,resources=workflows/status,verbs=patch
 // +kubebuilder:rbac:groups=patchbay.dev,resources=workflows/finalizers,verbs=update
-// +kubebuilder:rbac:groups=patchbay.dev,resources=brokers,verbs=get;list;watch
-// +kubebuilder:rbac:groups=patchbay.dev,resources=workflows,verbs=patch
+// +kubebuilder:rbac:groups=patchbay.dev,resources=brokers,verbs=list;watch
 // +kubebuilder:rbac:groups="",resources=configmaps;services;secrets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;delete
@@ -59,6 +58,8 @@ type WorkflowReconciler struct {
 	compile  func(*v1alpha1.Workflow) (*plan.Plan, error)
 	// admin talks to the Brokers, to clean up after Workflows.
 	admin *natsAdmin
+	// secrets decides which Secrets steps may read.
+	secrets *stepSecrets
 	// concurrency is how many Workflows are reconciled at once. Two that want
 	// the same child name may race: only one apply creates it (createOnly).
 	concurrency int
@@ -74,6 +75,8 @@ type workflowScope struct {
 	compileErr error
 	input      *render.WorkflowInput
 	broker     brokerState
+	// secrets is the check of the steps' Secret references; nil if it failed.
+	secrets *secretCheck
 
 	// desired holds every child rendered, applied or not; the others are pruned.
 	desired    map[childKey]bool
@@ -91,6 +94,7 @@ func (r *WorkflowReconciler) phases() []phase[*workflowScope] {
 		{"broker", r.lookupBroker},
 		{"finalizer", r.ensureFinalizer},
 		{"compile", r.compileWorkflow},
+		{"secret references", r.checkSecrets},
 		{"credentials", r.resolveCredentials},
 		{"plan ConfigMap", r.applyPlanConfigMap},
 		{"steps", r.applySteps},
@@ -167,11 +171,57 @@ func (r *WorkflowReconciler) applyPlanConfigMap(ctx context.Context, s *workflow
 	return ctrl.Result{}, r.applyChildren(ctx, s, render.PlanConfigMap(s.input))
 }
 
+// checkSecrets decides every Secret reference of the steps, and finds the
+// Deployments that the steps with a refused one keep.
+func (r *WorkflowReconciler) checkSecrets(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
+	c, err := r.secrets.check(ctx, s.wf)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	for st := range c.refusedSteps() {
+		name := plan.ChildName(s.wf.Name, st)
+		d := &appsv1.Deployment{}
+		err := r.client.Get(ctx, types.NamespacedName{Namespace: s.wf.Namespace, Name: name}, d)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return ctrl.Result{}, fmt.Errorf("get Deployment %s: %w", name, err)
+		case metav1.IsControlledBy(d, s.wf):
+			c.kept[st] = name
+		}
+	}
+	s.secrets = c
+	return ctrl.Result{}, nil
+}
+
+// applySteps applies every step's Deployment and Service, but no Deployment
+// that would read a Secret the steps may not read: a step with a refused
+// reference keeps the Deployment it has, which stays desired and is not
+// pruned. When the references could not be checked, no step that reads a
+// Secret is updated.
 func (r *WorkflowReconciler) applySteps(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
 	if s.input == nil {
 		return ctrl.Result{}, nil
 	}
-	return ctrl.Result{}, r.applyChildren(ctx, s, render.StepObjects(s.input)...)
+	held := map[childKey]bool{}
+	if s.secrets != nil {
+		for st := range s.secrets.refusedSteps() {
+			held[childKey{kind: "Deployment", name: plan.ChildName(s.wf.Name, st)}] = true
+		}
+	} else {
+		for _, ref := range stepSecretRefs(s.wf) {
+			held[childKey{kind: "Deployment", name: plan.ChildName(s.wf.Name, ref.step)}] = true
+		}
+	}
+	var objs []client.Object
+	for _, o := range render.StepObjects(s.input) {
+		if held[keyOf(o)] {
+			s.desired[keyOf(o)] = true
+			continue
+		}
+		objs = append(objs, o)
+	}
+	return ctrl.Result{}, r.applyChildren(ctx, s, objs...)
 }
 
 func (r *WorkflowReconciler) applyComponents(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
@@ -237,6 +287,7 @@ func (r *WorkflowReconciler) writeStatus(ctx context.Context, s *workflowScope) 
 	wf := s.wf
 	setCompiledCondition(wf, s.plan, s.compileErr)
 	setBrokerReadyCondition(wf, s.broker)
+	setSecretsAllowedCondition(wf, s.secrets)
 	readiness := workloadReadiness{compiled: s.plan != nil, nameErrors: s.nameErrors, applyErrors: s.applyErrors}
 	if s.plan != nil {
 		if err := r.observeDeployments(ctx, s, &readiness); err != nil {
@@ -248,7 +299,7 @@ func (r *WorkflowReconciler) writeStatus(ctx context.Context, s *workflowScope) 
 	setStepsReadyCondition(wf, readiness)
 	setReadyCondition(wf)
 	setStyleAdvisedCondition(wf)
-	if !s.failed && s.compileErr == nil && len(s.nameErrors) == 0 {
+	if !s.failed && s.compileErr == nil && len(s.nameErrors) == 0 && s.secrets != nil && len(s.secrets.refused) == 0 {
 		wf.Status.ObservedGeneration = wf.Generation
 	}
 	r.emitEvents(s)
@@ -333,6 +384,9 @@ func (r *WorkflowReconciler) emitEvents(s *workflowScope) {
 	if c, changed := conditionChanged(v1alpha1.ConditionCompiled); changed && c.Status == metav1.ConditionFalse {
 		r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, c.Reason, "Compile", "%s", eventNote(c.Message))
 	}
+	if c, changed := conditionChanged(v1alpha1.ConditionSecretsAllowed); changed && c.Status == metav1.ConditionFalse {
+		r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, c.Reason, "CheckSecrets", "%s", eventNote(c.Message))
+	}
 	if c, changed := conditionChanged(v1alpha1.ConditionStepsReady); changed && (len(s.nameErrors) > 0 || len(s.applyErrors) > 0) {
 		r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, c.Reason, "Apply", "%s", eventNote(c.Message))
 	}
@@ -364,8 +418,9 @@ func eventNote(msg string) string {
 	return msg[:maxNote] + "…"
 }
 
-// SetupWithManager watches Workflows, their children (so that drift is undone)
-// and Brokers (so that a Workflow waiting for one proceeds when it appears).
+// SetupWithManager watches Workflows, their children (so that drift is undone),
+// Brokers (so that a Workflow waiting for one proceeds when it appears) and
+// the Secrets labelled for steps (so that a label added or removed is acted on).
 func (r *WorkflowReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Workflow{}, brokerIndex, func(o client.Object) []string {
 		wf := o.(*v1alpha1.Workflow)
@@ -379,6 +434,12 @@ func (r *WorkflowReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 	if err != nil {
 		return fmt.Errorf("index Workflows by Broker: %w", err)
 	}
+	err = mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Workflow{}, secretIndex, func(o client.Object) []string {
+		return referencedSecrets(o.(*v1alpha1.Workflow))
+	})
+	if err != nil {
+		return fmt.Errorf("index Workflows by the Secrets they read: %w", err)
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("workflow").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.concurrency}).
@@ -387,6 +448,7 @@ func (r *WorkflowReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 		Watches(&v1alpha1.Broker{}, handler.EnqueueRequestsFromMapFunc(r.workflowsUsingBroker)).
 		// A Broker's auth Secret, new or replaced, gives its Workflows new credentials.
 		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.workflowsUsingBrokerSecret)).
+		WatchesRawSource(r.secretSource()).
 		Complete(r)
 }
 

@@ -9,10 +9,16 @@ const (
 	// ConditionBrokerReady is True when the Broker an async style needs is ready, or
 	// when the style needs none; False when it is missing or not ready yet.
 	ConditionBrokerReady = "BrokerReady"
+	// ConditionSecretsAllowed is True when every Secret the steps read
+	// (spec.steps[].env[].valueFrom.secretKeyRef, spec.steps[].envFrom[].secretRef)
+	// exists, is labelled LabelStepReadable "true" and is not managed by patchbay.
+	// False names each step, variable and Secret refused, and the fix; the
+	// Deployment of a step it names is neither created nor updated.
+	ConditionSecretsAllowed = "SecretsAllowed"
 	// ConditionStepsReady is True when every step, orchestrator and gateway Deployment
 	// has all its replicas ready; False while any is progressing.
 	ConditionStepsReady = "StepsReady"
-	// ConditionReady is True when Compiled, BrokerReady and StepsReady all are;
+	// ConditionReady is True when Compiled, BrokerReady, SecretsAllowed and StepsReady all are;
 	// False names the first that is not.
 	ConditionReady = "Ready"
 	// ConditionStyleAdvised is True when spec.traffic fits the chosen style, False when
@@ -20,6 +26,14 @@ const (
 	// Unknown when spec.traffic is not given.
 	ConditionStyleAdvised = "StyleAdvised"
 )
+
+// LabelStepReadable on a Secret, with the value "true", lets the steps of the
+// Workflows in its namespace read it (spec.steps[].env[].valueFrom.secretKeyRef,
+// spec.steps[].envFrom[].secretRef). Whoever may label a Secret may already
+// change it: the label is the namespace owner's consent. Secrets that patchbay
+// manages (labelled app.kubernetes.io/managed-by: patchbay), such as broker
+// credentials, are refused even with it.
+const LabelStepReadable = "patchbay.dev/step-readable"
 
 // Condition type of a Broker.
 const (
@@ -44,6 +58,8 @@ const (
 	ReasonNameConflict     = "NameConflict"
 	ReasonNameTooLong      = "NameTooLong"
 	ReasonStepsReady       = "StepsReady"
+	ReasonSecretsAllowed   = "SecretsAllowed"
+	ReasonSecretNotAllowed = "SecretNotAllowed"
 	ReasonStepsProgressing = "StepsProgressing"
 	ReasonReady            = "Ready"
 	ReasonNotReady         = "NotReady"

@@ -318,11 +318,26 @@ type Step struct {
 	Args []string `json:"args,omitempty"`
 
 	// env sets environment variables in the app container, as in a core/v1 Container.
+	// A valueFrom.secretKeyRef may name only a Secret of the namespace labelled
+	// patchbay.dev/step-readable: "true" that patchbay does not manage; the
+	// SecretsAllowed condition reports any other, and the step's Deployment is
+	// then not updated.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=128
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.valueFrom) || !has(self.valueFrom.secretKeyRef) || (has(self.valueFrom.secretKeyRef.name) && size(self.valueFrom.secretKeyRef.name) > 0)",message="spec.steps[].env[].valueFrom.secretKeyRef.name must name a Secret"
 	Env []corev1.EnvVar `json:"env,omitempty"`
+
+	// envFrom sets environment variables in the app container from every key
+	// of a ConfigMap or a Secret, as in a core/v1 Container. A secretRef is
+	// allowed as env's secretKeyRef is.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:XValidation:rule="has(self.configMapRef) != has(self.secretRef)",message="spec.steps[].envFrom[] must set exactly one of configMapRef and secretRef"
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.secretRef) || (has(self.secretRef.name) && size(self.secretRef.name) > 0)",message="spec.steps[].envFrom[].secretRef.name must name a Secret"
+	EnvFrom []corev1.EnvFromSource `json:"envFrom,omitempty"`
 
 	// resources are the app container's compute resources, as in a core/v1 Container.
 	// +optional
@@ -385,7 +400,7 @@ type WorkflowStatus struct {
 	// +listMapKey=name
 	Steps []StepStatus `json:"steps,omitempty"`
 
-	// conditions are Compiled, BrokerReady, StepsReady, Ready and StyleAdvised.
+	// conditions are Compiled, BrokerReady, SecretsAllowed, StepsReady, Ready and StyleAdvised.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -21,6 +21,7 @@ func StepDeployment(in *WorkflowInput, step *plan.Step) *appsv1.Deployment {
 		Command:         spec.Command,
 		Args:            spec.Args,
 		Env:             spec.Env,
+		EnvFrom:         spec.EnvFrom,
 		Ports:           []corev1.ContainerPort{tcpPort("app", step.App.Port)},
 		SecurityContext: restrictedContainerSecurityContext(nil),
 		// The root filesystem is read-only; most HTTP servers still want a scratch /tmp.

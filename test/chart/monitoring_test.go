@@ -68,7 +68,8 @@ type podMonitor struct {
 	Spec       struct {
 		Selector          metav1.LabelSelector `json:"selector"`
 		NamespaceSelector struct {
-			Any bool `json:"any"`
+			Any        bool     `json:"any"`
+			MatchNames []string `json:"matchNames"`
 		} `json:"namespaceSelector"`
 		PodMetricsEndpoints []endpoint `json:"podMetricsEndpoints"`
 	} `json:"spec"`
@@ -455,7 +456,7 @@ func TestChartDashboard(t *testing.T) {
 	objs = render(t, "--set", "grafana.dashboard.enabled=true", "--set", "grafana.dashboard.labels.grafana_dashboard=null",
 		"--set", "grafana.dashboard.labels.dashboards=patchbay", "--set", "grafana.dashboard.namespace=monitoring")
 	cm = corev1.ConfigMap{}
-	objs.decode(t, dashboardKey, &cm)
+	objs.decode(t, "ConfigMap/monitoring/pb-patchbay-dashboard", &cm)
 	if _, ok := cm.Labels["grafana_dashboard"]; ok || cm.Labels["dashboards"] != "patchbay" || cm.Namespace != "monitoring" {
 		t.Errorf("custom label and namespace: %s labels %v", cm.Namespace, cm.Labels)
 	}
