@@ -64,7 +64,17 @@ func newTarget(name resilience.EdgeName, step, url string, edge *resilience.Edge
 func (t *Target) Invoke(ctx context.Context, inv *Invocation) (*Response, *Error) {
 	ctx, span := t.tracing.Start(ctx, t.spanName, trace.SpanKindClient)
 	defer span.End()
-	res := t.do(ctx, t.contract.Header(ctx, inv.RunID, inv.ContentType), inv.Body)
+	h := t.contract.Header(ctx, inv.RunID, inv.ContentType)
+	if ev := inv.Event; ev != nil {
+		h[CETypeHeader] = []string{ev.Type}
+		if ev.ID != "" {
+			h[ceIDHeader] = []string{ev.ID}
+		}
+		if ev.Source != "" {
+			h[CESourceHeader] = []string{ev.Source}
+		}
+	}
+	res := t.do(ctx, h, inv.Body)
 	if res.Err == nil && res.Last.OK() {
 		return res.Last, nil
 	}
@@ -114,6 +124,7 @@ func (t *Target) attempt(ctx context.Context, h http.Header, body []byte) (*Resp
 		ContentType: resp.Header.Get("Content-Type"),
 		RetryAfter:  resilience.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 		Rejected:    resp.Header.Get(HeaderRejected) != "",
+		EventType:   resp.Header.Get(CETypeHeader),
 		Body:        GetBuffer(),
 	}
 	if err := ReadBody(r.Body, resp.Body, resp.ContentLength, t.maxBody); err != nil {
