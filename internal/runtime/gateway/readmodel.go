@@ -42,7 +42,9 @@ type readModel struct {
 	kv      jetstream.KeyValue
 	pointer jsonpointer.Pointer
 	merge   bool
-	// fields are the selected pointers per event type.
+	// fields are the selected pointers per event subject: an event's
+	// subject says its type even when a publisher outside patchbay sent no
+	// ce-type.
 	fields  map[string][]selected
 	lag     prometheus.Gauge
 	pending prometheus.Gauge
@@ -69,13 +71,21 @@ func (g *Gateway) startReadModel(ctx context.Context) error {
 	rm := &readModel{kv: kv, pointer: ptr, merge: p.ReadModel.Mode != plan.ReadModelReplace,
 		fields: map[string][]selected{},
 		lag:    g.tel.Metrics.ReadModelLag(p.Workflow), pending: g.tel.Metrics.ReadModelPending(p.Workflow)}
+	subjectOf := map[string]string{}
+	for _, ev := range p.Events {
+		subjectOf[ev.Type] = ev.Subject
+	}
 	for typ, ptrs := range p.ReadModel.Fields {
+		subject, ok := subjectOf[typ]
+		if !ok {
+			return fmt.Errorf("the plan's read model selects fields of event %s, which has no route", typ)
+		}
 		for _, s := range ptrs {
 			sp, err := jsonpointer.New(s)
 			if err != nil {
 				return fmt.Errorf("read model fields of %s: %w", typ, err)
 			}
-			rm.fields[typ] = append(rm.fields[typ], selected{pointer: sp, tokens: sp.DecodedTokens()})
+			rm.fields[subject] = append(rm.fields[subject], selected{pointer: sp, tokens: sp.DecodedTokens()})
 		}
 	}
 	g.readModel = rm
@@ -128,7 +138,7 @@ func (g *Gateway) project(m jetstream.Msg) error {
 		return skip("invalid key", "err", err)
 	}
 	patch := m.Data()
-	if sel, ok := rm.fields[bus.HTTPHeader(m).Get(hop.CETypeHeader)]; ok {
+	if sel, ok := rm.fields[m.Subject()]; ok {
 		if patch, err = json.Marshal(selectFields(doc, sel)); err != nil {
 			return skip("not JSON")
 		}
