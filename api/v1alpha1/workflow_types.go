@@ -12,7 +12,7 @@ type Style string
 const (
 	// StyleSyncChain: each step's sidecar forwards its output to the next steps over HTTP.
 	StyleSyncChain Style = "sync-chain"
-	// StyleSyncOrchestrated: an orchestrator calls the steps over HTTP, level by level.
+	// StyleSyncOrchestrated: an orchestrator calls the steps over HTTP, each once its dependencies answered.
 	StyleSyncOrchestrated Style = "sync-orchestrated"
 	// StyleAsyncOrchestrated: an orchestrator drives the steps over NATS JetStream.
 	StyleAsyncOrchestrated Style = "async-orchestrated"
@@ -291,7 +291,8 @@ type Step struct {
 	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[A-Za-z0-9_-]+(\\\\.[A-Za-z0-9_-]+)*$')",message="spec.steps[].subscribes[] must be event types: dot-separated words of letters, digits, '-' and '_'"
 	Subscribes []string `json:"subscribes,omitempty"`
 
-	// emits lists the event types this step's output is published as (choreography, hybrid).
+	// emits lists the event types this step's output may be published as (choreography, hybrid):
+	// the app names one in its answer's Ce-Type header, or the step declares exactly one.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=16
