@@ -40,6 +40,7 @@ const (
 // its payload, updates by merge patch or replaces.
 type readModel struct {
 	kv      jetstream.KeyValue
+	cons    jetstream.Consumer
 	pointer jsonpointer.Pointer
 	merge   bool
 	// fields are the selected pointers per event subject: an event's
@@ -106,7 +107,39 @@ func (g *Gateway) startReadModel(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	rm.cons = cons
 	return g.consume(cons, "Projecting an event failed; it will be redelivered", g.project)
+}
+
+// ReadModelStatus is the answer of GET /readmodel: how far the projection
+// is behind, read from the projector's consumer, which every gateway replica
+// shares, so that any replica answers the same.
+type ReadModelStatus struct {
+	// Pending are the events not projected yet: waiting, or in hand.
+	Pending uint64 `json:"pending"`
+	// Current is true when no event is pending: GET /query answers with
+	// every event published so far.
+	Current bool `json:"current"`
+	// LastProjectedAt is when the projector last finished an event.
+	LastProjectedAt *time.Time `json:"lastProjectedAt,omitempty"`
+}
+
+func (g *Gateway) serveReadModelStatus(w http.ResponseWriter, r *http.Request) {
+	if g.noReadModel(w) {
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), listTimeout)
+	defer cancel()
+	ci, err := g.readModel.cons.Info(ctx)
+	if err != nil {
+		(&hop.Error{Code: http.StatusServiceUnavailable, Message: "the read model's projector is unavailable: " + err.Error()}).Write(w)
+		return
+	}
+	st := ReadModelStatus{Pending: ci.NumPending + uint64(ci.NumAckPending), LastProjectedAt: ci.AckFloor.Last}
+	st.Current = st.Pending == 0
+	w.Header().Set("Content-Type", "application/json")
+	b, _ := json.Marshal(st)
+	_, _ = w.Write(append(b, '\n'))
 }
 
 // project applies an event to its key's document. An event it cannot
