@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 
 	"k8s.io/apimachinery/pkg/labels"
@@ -40,6 +41,10 @@ type Options struct {
 	ComponentReplicas int32
 	// WorkflowConcurrency is how many Workflows are reconciled at once.
 	WorkflowConcurrency int
+	// GatewayTransport is how the manager reaches the gateways' Services to
+	// ask how far their read models are behind (ReadModelCurrent); nil is
+	// plain HTTP. Tests route it to the gateways they run.
+	GatewayTransport http.RoundTripper
 }
 
 // DefaultOptions are the options of a manager at version, such as v0.1.0.
@@ -107,6 +112,7 @@ func SetupAll(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		settings:    settings,
 		compile:     topology.Compile,
 		concurrency: opts.WorkflowConcurrency,
+		gateways:    &http.Client{Transport: opts.GatewayTransport, Timeout: readModelAskTimeout},
 	}
 	if err := wr.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("set up the Workflow controller: %w", err)
