@@ -301,3 +301,26 @@ func TestSyncOrchestratorRunsEachStepOnceItsOwnDependenciesAnswered(t *testing.T
 	g.Expect(run).To(BeNumerically("<", levels), "run %s, sum of the levels %s", run, levels)
 	g.Expect(run).To(BeNumerically(">=", took("a")+took("slow")+took("join")))
 }
+
+func TestSyncOrchestratorCancelsTheCallsInFlightOnAFailure(t *testing.T) {
+	g := NewWithT(t)
+	// held answers only when released or canceled; bad refuses at once.
+	// The run's deadline (entry.timeout) and held's attempt timeout are
+	// longer than the test client waits for an answer.
+	yaml := strings.Replace(workflowYAML("sync-orchestrated", "{timeout: 10m, retry: {attempts: 1}}",
+		stepSpec{name: "a", args: []string{"--mode=echo"}},
+		stepSpec{name: "held", args: []string{"--mode=echo", "--hold"}, dependsOn: []string{"a"}},
+		stepSpec{name: "bad", args: []string{"--mode=echo", "--fail-first=100", "--fail-status=400"}, dependsOn: []string{"a"}},
+		stepSpec{name: "after", args: []string{"--mode=echo"}, dependsOn: []string{"held"}},
+	), "  steps:\n", "  entry: {timeout: 10m}\n  steps:\n", 1)
+	env := givenWorkflow(t, yaml)
+	t.Cleanup(func() { release(t, env, "held") })
+	g.Expect(env.Plan.Entry.Timeout.Duration).To(Equal(10 * time.Minute))
+	// The run answers although held is never released: its call was canceled.
+	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
+	g.Expect(a.code).To(Equal(http.StatusBadRequest), "%s", a.body)
+	g.Expect(a.runError(g).Step).To(Equal("bad"))
+	eventually(g, func() int64 { return stepStats(g, env, "held").InFlight }).Should(BeZero())
+	g.Expect(stepStats(g, env, "held").Calls).To(BeEquivalentTo(1))
+	g.Expect(stepStats(g, env, "after").Calls).To(BeZero(), "a step whose dependency was canceled never starts")
+}
