@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -220,4 +221,46 @@ func TestSetBrokerAvailableCondition(t *testing.T) {
 			checkCondition(t, b.Status.Conditions, v1alpha1.ConditionBrokerAvailable, 7, tt.want)
 		})
 	}
+}
+
+func TestSetReadModelCurrentCondition(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	at := func(ago time.Duration) *time.Time { t := now.Add(-ago); return &t }
+	withReadModel := &plan.Plan{ReadModel: &plan.ReadModel{Events: []string{"paid"}}}
+	asked := func(s readModelStatus) readModelState {
+		return readModelState{gateway: "shop-gateway", ready: true, url: "http://shop-gateway.prod.svc/readmodel", status: &s}
+	}
+	tests := []struct {
+		name  string
+		state readModelState
+		want  wantCondition
+	}{
+		{"gateway not ready", readModelState{gateway: "shop-gateway"},
+			wantCondition{metav1.ConditionUnknown, v1alpha1.ReasonGatewayNotReady, "The gateway shop-gateway is not ready"}},
+		{"gateway does not answer", readModelState{gateway: "shop-gateway", ready: true, url: "http://shop-gateway.prod.svc/readmodel", err: errors.New("connection refused")},
+			wantCondition{metav1.ConditionUnknown, v1alpha1.ReasonReadModelUnreachable, "at http://shop-gateway.prod.svc/readmodel how far the read model is behind failed: connection refused"}},
+		{"nothing pending", asked(readModelStatus{Current: true, LastProjectedAt: at(time.Hour)}),
+			wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReadModelCurrent, "Every event published so far is projected"}},
+		{"pending, projecting", asked(readModelStatus{Pending: 40, LastProjectedAt: at(time.Second)}),
+			wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReadModelProjecting, "within the last 30s"}},
+		{"pending, stalled", asked(readModelStatus{Pending: 40, LastProjectedAt: at(time.Minute)}),
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonReadModelLagging, "40 events wait to be projected and it last projected one at 2026-11-30T11:59:00Z"}},
+		{"pending, never projected", asked(readModelStatus{Pending: 2}),
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonReadModelLagging, "2 events wait to be projected and it has projected none yet"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wf := testWorkflow(v1alpha1.StyleChoreography)
+			setReadModelCurrentCondition(wf, withReadModel, tt.state, now)
+			checkCondition(t, wf.Status.Conditions, v1alpha1.ConditionReadModelCurrent, 7, tt.want)
+		})
+	}
+	t.Run("no read model", func(t *testing.T) {
+		wf := testWorkflow(v1alpha1.StyleChoreography)
+		setReadModelCurrentCondition(wf, withReadModel, asked(readModelStatus{}), now)
+		setReadModelCurrentCondition(wf, &plan.Plan{}, readModelState{}, now)
+		if c := meta.FindStatusCondition(wf.Status.Conditions, v1alpha1.ConditionReadModelCurrent); c != nil {
+			t.Errorf("a Workflow without a read model has %v", c)
+		}
+	})
 }

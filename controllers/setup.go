@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net/http"
 	"os"
 	"slices"
 	"strings"
@@ -53,6 +54,10 @@ type Options struct {
 	// namespace. With them, the manager needs a Role in each of them and no
 	// ClusterRole (docs/security.md).
 	WatchNamespaces []string
+	// GatewayTransport is how the manager reaches the gateways' Services to
+	// ask how far their read models are behind (ReadModelCurrent); nil is
+	// plain HTTP. Tests route it to the gateways they run.
+	GatewayTransport http.RoundTripper
 }
 
 // DefaultOptions are the options of a manager at version, such as v0.1.0.
@@ -157,6 +162,7 @@ func SetupAll(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		admin:       admin,
 		secrets:     secrets,
 		concurrency: opts.WorkflowConcurrency,
+		gateways:    &http.Client{Transport: opts.GatewayTransport, Timeout: readModelAskTimeout},
 	}
 	if err := wr.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("set up the Workflow controller: %w", err)

@@ -2,7 +2,9 @@ package controllers_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -71,6 +73,40 @@ var testOptions = controllers.Options{
 		s, _ := url.(string)
 		return s
 	},
+	GatewayTransport: gateways,
+}
+
+// gateways routes the manager's questions to gateways (GET /readmodel) to the
+// gateways the tests run, by the host of their Service; a host that no test
+// runs a gateway for fails at once, as an absent Service would.
+var gateways = &gatewayRoutes{hosts: map[string]*url.URL{}}
+
+type gatewayRoutes struct {
+	mu    sync.Mutex
+	hosts map[string]*url.URL
+}
+
+// route sends the requests for a gateway Service's URL to the server at to.
+func (g *gatewayRoutes) route(service, to string) {
+	from, err := url.Parse(service)
+	Expect(err).NotTo(HaveOccurred())
+	target, err := url.Parse(to)
+	Expect(err).NotTo(HaveOccurred())
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.hosts[from.Host] = target
+}
+
+func (g *gatewayRoutes) RoundTrip(r *http.Request) (*http.Response, error) {
+	g.mu.Lock()
+	target, ok := g.hosts[r.URL.Host]
+	g.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("no gateway runs at %s in this test", r.URL.Host)
+	}
+	out := r.Clone(r.Context())
+	out.URL.Scheme, out.URL.Host, out.Host = target.Scheme, target.Host, ""
+	return http.DefaultTransport.RoundTrip(out)
 }
 
 // brokerServers are the NATS servers tests run for Brokers, by

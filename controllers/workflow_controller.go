@@ -1,9 +1,11 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -60,6 +62,8 @@ type WorkflowReconciler struct {
 	admin *natsAdmin
 	// secrets decides which Secrets steps may read.
 	secrets *stepSecrets
+	// gateways asks the gateways how far their read models are behind.
+	gateways *http.Client
 	// concurrency is how many Workflows are reconciled at once. Two that want
 	// the same child name may race: only one apply creates it (createOnly).
 	concurrency int
@@ -289,16 +293,21 @@ func (r *WorkflowReconciler) writeStatus(ctx context.Context, s *workflowScope) 
 	setBrokerReadyCondition(wf, s.broker)
 	setSecretsAllowedCondition(wf, s.secrets)
 	readiness := workloadReadiness{compiled: s.plan != nil, nameErrors: s.nameErrors, applyErrors: s.applyErrors}
+	var readModel readModelState
 	if s.plan != nil {
 		if err := r.observeDeployments(ctx, s, &readiness); err != nil {
 			return ctrl.Result{}, err
 		}
 		wf.Status.Endpoint = plan.ServiceURL(wf.Namespace, s.plan.Entry.Service)
 		wf.Status.PlanHash = s.input.PlanHash()
+		if s.plan.ReadModel != nil {
+			readModel = r.observeReadModel(ctx, s, readiness)
+		}
 	}
 	setStepsReadyCondition(wf, readiness)
 	setReadyCondition(wf)
 	setStyleAdvisedCondition(wf)
+	setReadModelCurrentCondition(wf, s.plan, readModel, time.Now())
 	if !s.failed && s.compileErr == nil && len(s.nameErrors) == 0 && s.secrets != nil && len(s.secrets.refused) == 0 {
 		wf.Status.ObservedGeneration = wf.Generation
 	}
@@ -307,6 +316,9 @@ func (r *WorkflowReconciler) writeStatus(ctx context.Context, s *workflowScope) 
 	var result ctrl.Result
 	if len(s.nameErrors) > 0 {
 		result.RequeueAfter = nameConflictRetry
+	}
+	if s.plan != nil && s.plan.ReadModel != nil {
+		result.RequeueAfter = min(cmp.Or(result.RequeueAfter, readModelPoll), readModelPoll)
 	}
 	if equality.Semantic.DeepEqual(s.before.Status, wf.Status) {
 		return result, nil

@@ -25,6 +25,11 @@ const (
 	// the pattern guidance suggests another style (the message says which and why),
 	// Unknown when spec.traffic is not given.
 	ConditionStyleAdvised = "StyleAdvised"
+	// ConditionReadModelCurrent is present when spec.readModel is: True when
+	// the projection keeps up with the events (none pending, or it projected
+	// one recently), False when events wait and it has projected none for a
+	// while, Unknown when the gateway cannot say.
+	ConditionReadModelCurrent = "ReadModelCurrent"
 )
 
 // LabelStepReadable on a Secret, with the value "true", lets the steps of the
@@ -73,6 +78,12 @@ const (
 	// stale, so the owner is not ready whatever their replicas say. The message
 	// carries the API server's errors.
 	ReasonApplyFailed = "ApplyFailed"
+	// Reasons of ReadModelCurrent.
+	ReasonReadModelCurrent     = "Current"
+	ReasonReadModelProjecting  = "Projecting"
+	ReasonReadModelLagging     = "Lagging"
+	ReasonGatewayNotReady      = "GatewayNotReady"
+	ReasonReadModelUnreachable = "ReadModelUnreachable"
 	// ReasonStorageChangeRequiresRecreate is the reason of a False Ready (Broker)
 	// when spec.jetstream changed what the StatefulSet's volumeClaimTemplates hold,
 	// which the API server does not let anyone update. The message names the field

@@ -231,6 +231,30 @@ entry: {event: order.requested, completesOn: [order.done]}
 steps:
 - {name: a, image: demo:1, subscribes: [order.requested], emits: [order.done]}
 readModel: {events: [order.done], key: orderId}`), "spec.readModel.key", "JSON pointer"),
+		Entry("an unknown read model mode", workflow(`
+style: choreography
+entry: {event: order.requested, completesOn: [order.done]}
+steps:
+- {name: a, image: demo:1, subscribes: [order.requested], emits: [order.done]}
+readModel: {events: [order.done], key: /orderId, mode: append}`), "spec.readModel.mode", `Unsupported value: "append"`),
+		Entry("read model fields of an event that is not projected", workflow(`
+style: choreography
+entry: {event: order.requested, completesOn: [order.done]}
+steps:
+- {name: a, image: demo:1, subscribes: [order.requested], emits: [order.done]}
+readModel: {events: [order.done], key: /orderId, fields: [{event: order.requested, select: [/status]}]}`), "spec.readModel", "fields[].event must be one of spec.readModel.events"),
+		Entry("read model fields that are not JSON pointers", workflow(`
+style: choreography
+entry: {event: order.requested, completesOn: [order.done]}
+steps:
+- {name: a, image: demo:1, subscribes: [order.requested], emits: [order.done]}
+readModel: {events: [order.done], key: /orderId, fields: [{event: order.done, select: [status]}]}`), "spec.readModel.fields[0].select[0]", "must be JSON pointers"),
+		Entry("read model fields with an empty select", workflow(`
+style: choreography
+entry: {event: order.requested, completesOn: [order.done]}
+steps:
+- {name: a, image: demo:1, subscribes: [order.requested], emits: [order.done]}
+readModel: {events: [order.done], key: /orderId, fields: [{event: order.done, select: []}]}`), "spec.readModel.fields[0].select", "should have at least 1 items"),
 		Entry("a workflow name with a dot", strings.Replace(withStep(""), "name: wf", "name: shop.checkout", 1),
 			"metadata.name", "DNS label"),
 		Entry("a workflow name over 50 characters", strings.Replace(withStep(""), "name: wf", "name: "+strings.Repeat("w", 51), 1),

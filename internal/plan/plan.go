@@ -267,11 +267,24 @@ type Stream struct {
 	CompletionDurable string `json:"completionDurable,omitempty"`
 }
 
-// ReadModel is the CQRS projection of events into a KV bucket.
+// Read model modes (the Workflow's spec.readModel.mode).
+const (
+	ReadModelMerge   = "merge"
+	ReadModelReplace = "replace"
+)
+
+// ReadModel is the CQRS projection of events into a KV bucket: one JSON
+// document per key.
 type ReadModel struct {
 	Events []string `json:"events"`
 	// Key is a JSON pointer into the event payload.
 	Key string `json:"key"`
+	// Mode is ReadModelMerge (an event is a JSON merge patch of its key's
+	// document, RFC 7386) or ReadModelReplace (it becomes the document).
+	Mode string `json:"mode"`
+	// Fields are, per event type, the JSON pointers of the parts of the
+	// event that the projection keeps; a type without an entry keeps all.
+	Fields map[string][]string `json:"fields,omitempty"`
 	// Bucket is the JetStream KV bucket of the read store.
 	Bucket string `json:"bucket"`
 	// Durable is the projector's consumer name.

@@ -59,8 +59,18 @@ func (c *compilation) build() *plan.Plan {
 		p.ReadModel = &plan.ReadModel{
 			Events:  sortedSet(rm.Events),
 			Key:     rm.Key,
+			Mode:    string(rm.Mode),
 			Bucket:  readModelBucketName(c.namespace, c.name),
 			Durable: readModelDurable,
+		}
+		if p.ReadModel.Mode == "" {
+			p.ReadModel.Mode = plan.ReadModelMerge
+		}
+		for _, f := range rm.Fields {
+			if p.ReadModel.Fields == nil {
+				p.ReadModel.Fields = map[string][]string{}
+			}
+			p.ReadModel.Fields[f.Event] = sortedSet(f.Select)
 		}
 	}
 	return p

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
@@ -111,6 +112,29 @@ func (c *compilation) checkReadModel() {
 	c.eventList(nil, "spec.readModel.events", rm.Events)
 	if !jsonPointer.MatchString(rm.Key) {
 		c.ps.add(ReasonInvalidField, nil, "spec.readModel.key %q must be a JSON pointer such as /orderId", rm.Key)
+	}
+	switch rm.Mode {
+	case "", v1alpha1.ReadModelMerge, v1alpha1.ReadModelReplace:
+	default:
+		c.ps.add(ReasonInvalidField, nil, "spec.readModel.mode %q must be merge or replace", rm.Mode)
+	}
+	seen := map[string]bool{}
+	for _, f := range rm.Fields {
+		switch {
+		case seen[f.Event]:
+			c.ps.add(ReasonInvalidField, nil, "spec.readModel.fields lists event %s twice: give each event one select", f.Event)
+		case !slices.Contains(rm.Events, f.Event):
+			c.ps.add(ReasonInvalidField, nil, "spec.readModel.fields[].event %s is not in spec.readModel.events: only projected events have fields to select", f.Event)
+		}
+		seen[f.Event] = true
+		if len(f.Select) == 0 {
+			c.ps.add(ReasonInvalidField, nil, "spec.readModel.fields[].select of event %s is empty: name the JSON pointers to keep, or remove the entry to keep the whole event", f.Event)
+		}
+		for _, ptr := range f.Select {
+			if !jsonPointer.MatchString(ptr) {
+				c.ps.add(ReasonInvalidField, nil, "spec.readModel.fields[].select of event %s: %q must be a JSON pointer such as /status", f.Event, ptr)
+			}
+		}
 	}
 }
 

@@ -244,7 +244,9 @@ spec:
 		eventually(g, func() int64 { return stepStats(g, env, leaf).InFlight }).Should(BeEquivalentTo(1), leaf)
 		g.Expect(stepStats(g, env, leaf).LastHeaders).To(And(
 			HaveKeyWithValue("Patchbay-Run-Id", a.header.Get(contract.HeaderRunID)),
-			HaveKeyWithValue("Ce-Id", a.header.Get(contract.HeaderRunID)+"."+leaf)))
+			HaveKeyWithValue("Ce-Type", "payment.captured"),
+			HaveKeyWithValue("Ce-Id", bus.MsgID(a.header.Get(contract.HeaderRunID), "charge", "cmd", "payment.captured"))),
+			"the leaf gets the event as charge emitted it")
 	}
 }
 

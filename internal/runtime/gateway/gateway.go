@@ -50,7 +50,9 @@ type Config struct {
 //	                       that sends "Prefer: respond-async" gets 202 at once.
 //	GET  /runs/{id}        the run: its result (200), its error (the run's
 //	                       status), or 202 while pending; from any replica.
-//	GET  /query/{key}      the read model's latest projected event for key.
+//	GET  /query/{key}      the read model's document for key.
+//	GET  /query?prefix=    the documents whose keys start with prefix.
+//	GET  /readmodel        how far the read model is behind.
 //	ANY  /steps/{step}/... dual support: proxied to the step's sidecar as
 //	                       /..., for steps whose plan Callers name the gateway.
 type Gateway struct {
@@ -137,6 +139,8 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	g.mux.HandleFunc("POST /{$}", g.serveStart)
 	g.mux.HandleFunc("GET /runs/{id}", g.serveRun)
 	g.mux.HandleFunc("GET /query/{key...}", g.serveQuery)
+	g.mux.HandleFunc("GET /query", g.serveList)
+	g.mux.HandleFunc("GET /readmodel", g.serveReadModelStatus)
 	g.mux.HandleFunc("/steps/{step}/{path...}", g.serveStep)
 	// Every request passes the inbound bulkhead: a sync caller holds a permit
 	// until its outcome or entry.timeout, so a burst cannot pile up waiters.

@@ -13,6 +13,9 @@ type Response struct {
 	RetryAfter  time.Duration
 	// Rejected is true when the answer came from a full bulkhead (contract.HeaderRejected).
 	Rejected bool
+	// EventType is the answer's Ce-Type header: which of its declared events
+	// a step emits (docs/step-contract.md, Events).
+	EventType string
 	// Body is pooled; call Release when done with it.
 	Body *bytes.Buffer
 }

@@ -65,7 +65,9 @@ func newTarget(name resilience.EdgeName, step, url string, edge *resilience.Edge
 func (t *Target) Invoke(ctx context.Context, inv *contract.Invocation) (*Response, *contract.Error) {
 	ctx, span := t.tracing.Start(ctx, t.spanName, trace.SpanKindClient)
 	defer span.End()
-	res := t.do(ctx, t.headers.Header(ctx, inv.RunID, inv.ContentType), inv.Body)
+	h := t.headers.Header(ctx, inv.RunID, inv.ContentType)
+	inv.Event.SetHeaders(h)
+	res := t.do(ctx, h, inv.Body)
 	if res.Err == nil && res.Last.OK() {
 		return res.Last, nil
 	}
@@ -115,6 +117,7 @@ func (t *Target) attempt(ctx context.Context, h http.Header, body []byte) (*Resp
 		ContentType: resp.Header.Get("Content-Type"),
 		RetryAfter:  resilience.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
 		Rejected:    resp.Header.Get(contract.HeaderRejected) != "",
+		EventType:   resp.Header.Get(contract.CETypeHeader),
 		Body:        contract.GetBuffer(),
 	}
 	if err := contract.ReadBody(r.Body, resp.Body, resp.ContentLength, t.maxBody); err != nil {

@@ -4,15 +4,22 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"testing"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
 )
 
+// TB is the part of a test that Start uses: a *testing.T, or Ginkgo's GinkgoT().
+type TB interface {
+	Helper()
+	TempDir() string
+	Fatal(args ...any)
+	Cleanup(func())
+}
+
 // Start runs a NATS server with JetStream on a free loopback port, storing
 // under a temporary directory, until the test ends, and returns its URL.
-func Start(t testing.TB) string {
+func Start(t TB) string {
 	t.Helper()
 	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
 	if err != nil {

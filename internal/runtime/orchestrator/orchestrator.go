@@ -35,7 +35,7 @@ type Orchestrator struct {
 	plan     *plan.Plan
 	tel      *telemetry.Telemetry
 	steps    []step // in plan order
-	levels   [][]int
+	order    []int  // the steps in an order where each follows its dependencies
 	sinks    []int
 	run      *telemetry.Run
 	source   string
@@ -116,7 +116,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		for _, i := range idx {
 			done[i] = true
 		}
-		o.levels = append(o.levels, idx)
+		o.order = append(o.order, idx...)
 	}
 	if len(p.Sinks) == 0 {
 		return nil, fmt.Errorf("plan of workflow %s has no sinks", p.Workflow)
@@ -193,10 +193,8 @@ func (o *Orchestrator) serveRun(ctx context.Context, w http.ResponseWriter, r *h
 			out.Release()
 		}
 	}()
-	for _, level := range o.levels {
-		if herr := o.runLevel(ctx, runID, level, entry, outputs); herr != nil {
-			return herr
-		}
+	if herr := o.runSteps(ctx, runID, entry, outputs); herr != nil {
+		return herr
 	}
 
 	h := w.Header()
@@ -225,34 +223,61 @@ func (o *Orchestrator) serveRun(ctx context.Context, w http.ResponseWriter, r *h
 	return nil
 }
 
-// runLevel calls the steps of one level at once. The first failure cancels the
-// rest of the level and fails the run.
-func (o *Orchestrator) runLevel(ctx context.Context, runID string, level []int, entry *hop.Response, outputs []*hop.Response) *contract.Error {
-	if len(level) == 1 {
-		out, herr := o.call(ctx, runID, level[0], entry, outputs)
-		outputs[level[0]] = out
+// runSteps calls every step as soon as its own dependencies have answered, so
+// that a run takes the time of its critical path rather than the sum of its
+// levels' slowest steps. Each call passes its step's policy and bulkhead (its
+// Target). The first failure cancels the calls in flight and those not yet
+// started, and fails the run.
+func (o *Orchestrator) runSteps(ctx context.Context, runID string, entry *hop.Response, outputs []*hop.Response) *contract.Error {
+	if len(o.order) == 1 {
+		out, herr := o.call(ctx, runID, o.order[0], entry, outputs)
+		outputs[o.order[0]] = out
 		return herr
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	results := make([]*hop.Response, len(level))
-	for k, i := range level {
+	// answered[i] is closed once outputs[i] is written: the close orders that
+	// write before the reads of the steps that wait for it.
+	answered := make([]chan struct{}, len(o.steps))
+	for _, i := range o.order {
+		answered[i] = make(chan struct{})
+	}
+	for _, i := range o.order {
 		g.Go(func() error {
+			for _, j := range o.steps[i].from {
+				select {
+				case <-answered[j]:
+				case <-gctx.Done():
+					return nil // another step failed, or the run ended: the error is theirs
+				}
+			}
 			out, herr := o.call(gctx, runID, i, entry, outputs)
-			results[k] = out
 			if herr != nil {
 				return herr
 			}
+			outputs[i] = out
+			close(answered[i])
 			return nil
 		})
 	}
 	var first *contract.Error
-	errors.As(g.Wait(), &first)
-	// outputs is written only here, after the level, so the goroutines above
-	// read the earlier levels' outputs without a lock.
-	for k, i := range level {
-		outputs[i] = results[k]
+	if errors.As(g.Wait(), &first) {
+		return first
 	}
-	return first
+	for _, i := range o.order {
+		if outputs[i] == nil {
+			// The run ended between one step's answer and the next's start.
+			return runEnded(ctx, o.steps[i].name)
+		}
+	}
+	return nil
+}
+
+// runEnded is the error of a run whose context ended before step could start.
+func runEnded(ctx context.Context, step string) *contract.Error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &contract.Error{Code: http.StatusGatewayTimeout, Step: step, Message: fmt.Sprintf("the run's deadline passed before step %s could start", step)}
+	}
+	return &contract.Error{Code: contract.StatusClientClosedRequest, Step: step, Message: "the caller canceled the run"}
 }
 
 // call invokes step i with its input: the entry payload, its one

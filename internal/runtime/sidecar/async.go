@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -32,7 +33,7 @@ const (
 // Async is the bus side of a sidecar (async-orchestrated, choreography,
 // hybrid): it pulls the step's durable consumers, calls the app once per
 // delivery under the step's timeout and breaker, and publishes the output as
-// the step's result and emitted events. The broker's redelivery is the retry:
+// the step's result and as the event it chose to emit. The broker's redelivery is the retry:
 // a retryable failure is nak'ed with the policy's backoff until MaxDeliver,
 // then dead-lettered, as is a 4xx at once.
 type Async struct {
@@ -185,10 +186,22 @@ func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {
 		})
 		return
 	}
-	out, herr := a.app.Invoke(ctx, &contract.Invocation{RunID: runID, ContentType: h.Get("Content-Type"), Body: m.Data()})
+	inv := &contract.Invocation{RunID: runID, ContentType: h.Get("Content-Type"), Body: m.Data()}
+	if c.Event != "" {
+		// The step sees the event it reacts to: its type (a step may
+		// subscribe to several), its emitter as source, and its id.
+		inv.Event = contract.EventAttrsOf(h)
+	}
+	out, herr := a.app.Invoke(ctx, inv)
 	if herr == nil {
 		defer out.Release()
-		if err := a.publishOutput(ctx, c, runID, out); err != nil {
+		ev, cerr := a.chooseEmit(out)
+		if cerr != nil {
+			cerr.Attempts, cerr.RunID = attempt, runID
+			a.deadLetter(ctx, c, m, runID, cerr)
+			return
+		}
+		if err := a.publishOutput(ctx, c, runID, out, ev); err != nil {
 			s.tel.Log.Warn("Publishing a step's output failed; the message will be redelivered", "step", s.step.Name, "run", runID, "err", err)
 			_ = m.NakWithDelay(time.Second)
 			return
@@ -238,7 +251,56 @@ func (a *Async) header(ctx context.Context, c *contract.Contract, runID, id, con
 	return h
 }
 
-func (a *Async) publishOutput(ctx context.Context, c *asyncConsumer, runID string, out *hop.Response) error {
+// chooseEmit is the event a step's answer emits (docs/step-contract.md,
+// Events): the declared type its Ce-Type header names, else its one
+// declared type; none for 204 No Content. An undeclared type, or no choice
+// among several, is a contract error, which is dead-lettered: the step
+// answered, so asking it again would not change the answer. A step that
+// emits nothing and reacts to no event (an async-orchestrated step) is not
+// held to this: its answer is a result only.
+func (a *Async) chooseEmit(out *hop.Response) (*emit, *contract.Error) {
+	step := a.s.step
+	if len(a.emits) == 0 && step.Mode != plan.ModeEvent {
+		return nil, nil
+	}
+	if out.Status == http.StatusNoContent {
+		return nil, nil
+	}
+	contractErr := func(format string, args ...any) *contract.Error {
+		return &contract.Error{Code: http.StatusBadGateway, Step: step.Name, Status: out.Status,
+			Message: fmt.Sprintf("step %s broke the step contract: ", step.Name) + fmt.Sprintf(format, args...)}
+	}
+	if out.EventType != "" {
+		for i := range a.emits {
+			if a.emits[i].Type == out.EventType {
+				return &a.emits[i], nil
+			}
+		}
+		if len(a.emits) == 0 {
+			return nil, contractErr("it answered %s: %s, but it declares no emits; add the type to spec.steps[].emits or answer without %s", contract.CETypeHeader, out.EventType, contract.CETypeHeader)
+		}
+		return nil, contractErr("it answered %s: %s, which is not among its emits (%s); add the type to spec.steps[].emits or fix the app", contract.CETypeHeader, out.EventType, a.emitTypes())
+	}
+	switch len(a.emits) {
+	case 0:
+		return nil, nil
+	case 1:
+		return &a.emits[0], nil
+	}
+	return nil, contractErr("it declares several emits (%s) and answered without %s: name the event in %s, or answer 204 to emit none", a.emitTypes(), contract.CETypeHeader, contract.CETypeHeader)
+}
+
+func (a *Async) emitTypes() string {
+	types := make([]string, len(a.emits))
+	for i, e := range a.emits {
+		types[i] = e.Type
+	}
+	return strings.Join(types, ", ")
+}
+
+// publishOutput publishes the step's result, when it has one, and the event
+// ev it chose, when it chose one.
+func (a *Async) publishOutput(ctx context.Context, c *asyncConsumer, runID string, out *hop.Response, ev *emit) error {
 	step := a.s.step
 	body := out.Body.Bytes()
 	if step.Output.ResultSubject != "" {
@@ -249,9 +311,9 @@ func (a *Async) publishOutput(ctx context.Context, c *asyncConsumer, runID strin
 			return err
 		}
 	}
-	for _, e := range a.emits {
-		id := bus.MsgID(runID, step.Name, c.trigger, e.Type)
-		if err := a.conn.Publish(ctx, bus.NewMsg(e.Subject, a.header(ctx, e.contract, runID, id, out.ContentType), body), id); err != nil {
+	if ev != nil {
+		id := bus.MsgID(runID, step.Name, c.trigger, ev.Type)
+		if err := a.conn.Publish(ctx, bus.NewMsg(ev.Subject, a.header(ctx, ev.contract, runID, id, out.ContentType), body), id); err != nil {
 			return err
 		}
 	}
