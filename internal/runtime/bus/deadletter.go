@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 // Headers of a dead letter besides the original message's. A dead letter is
@@ -116,7 +116,7 @@ func NewDeadLetter(p *plan.Plan, m jetstream.Msg, f Failure) (msg *nats.Msg, id 
 		}
 		h[k] = v
 	}
-	runID := h.Get(hop.HeaderRunID)
+	runID := h.Get(contract.HeaderRunID)
 	id = MsgID(runID, f.Step, "dlq", seq)
 	subject := m.Subject()
 	if subject == p.Stream.DeadlineSubject && m.Headers().Get(HeaderDLQSubject) != "" {
@@ -160,7 +160,7 @@ func headerValue(s string) string {
 func ParseDeadLetter(workflow, id string, h nats.Header, body []byte) *DeadLetter {
 	atoi := func(k string) int { n, _ := strconv.Atoi(h.Get(k)); return n }
 	d := &DeadLetter{
-		ID: id, Workflow: workflow, Step: h.Get(HeaderDLQStep), RunID: h.Get(hop.HeaderRunID),
+		ID: id, Workflow: workflow, Step: h.Get(HeaderDLQStep), RunID: h.Get(contract.HeaderRunID),
 		Subject: h.Get(HeaderDLQSubject), Event: h.Get(HeaderDLQEvent),
 		Attempts: atoi(HeaderDLQAttempts), Status: atoi(HeaderDLQStatus), Code: atoi(HeaderDLQCode),
 		Error: h.Get(HeaderDLQError), Detail: h.Get(HeaderDLQDetail),
@@ -179,8 +179,8 @@ func ParseDeadLetter(workflow, id string, h nats.Header, body []byte) *DeadLette
 }
 
 // RunError is the error a dead letter fails its run with.
-func (d *DeadLetter) RunError() *hop.Error {
-	return &hop.Error{Code: d.Code, Step: d.Step, Status: d.Status, Attempts: d.Attempts, Message: d.Error, Detail: d.Detail, RunID: d.RunID}
+func (d *DeadLetter) RunError() *contract.Error {
+	return &contract.Error{Code: d.Code, Step: d.Step, Status: d.Status, Attempts: d.Attempts, Message: d.Error, Detail: d.Detail, RunID: d.RunID}
 }
 
 // RoleMaxDeliver is how often the gateway's and the orchestrators' consumers

@@ -161,7 +161,10 @@ func (d *DeadLetters) Replay(ctx context.Context, id string) (*DeadLetter, *Run,
 			return true
 		}
 		e := event
-		e.Status, e.Error, e.Code = r.Status, r.Error, r.Code
+		e.Status, e.Error = r.Status, r.Error
+		if r.Error != nil {
+			e.Code = r.Error.Code
+		}
 		r.History = append(r.History, e)
 		r.Replays++
 		r.Status, r.Finished, r.Error, r.Code, r.Result, r.ContentType, r.Expired = RunPending, nil, nil, 0, nil, "", false

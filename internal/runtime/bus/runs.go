@@ -14,7 +14,7 @@ import (
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
 
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 // Run statuses.
@@ -46,8 +46,8 @@ type Run struct {
 	Result      *Ref   `json:"result,omitempty"`
 	ContentType string `json:"contentType,omitempty"`
 	// Error is why the run failed, naming the step; Code is its HTTP status.
-	Error *hop.Error `json:"error,omitempty"`
-	Code  int        `json:"code,omitempty"`
+	Error *contract.Error `json:"error,omitempty"`
+	Code  int             `json:"code,omitempty"`
 	// Deadline is when the run fails with 504 if it has not finished
 	// (plan.RunTimeout after Started, or after its last replay).
 	Deadline *time.Time `json:"deadline,omitempty"`
@@ -68,9 +68,9 @@ type RunEvent struct {
 	Step       string `json:"step,omitempty"`
 	// Status is the run's status before the replay, Error and Code its
 	// failure if it had failed.
-	Status string     `json:"status"`
-	Error  *hop.Error `json:"error,omitempty"`
-	Code   int        `json:"code,omitempty"`
+	Status string          `json:"status"`
+	Error  *contract.Error `json:"error,omitempty"`
+	Code   int             `json:"code,omitempty"`
 }
 
 // DeadlineOf is the run's deadline: its own, else timeout after it started;
@@ -125,7 +125,7 @@ func (r *Run) Succeed(result *Ref, contentType string) {
 }
 
 // Fail finishes the run with an error.
-func (r *Run) Fail(e *hop.Error) {
+func (r *Run) Fail(e *contract.Error) {
 	now := time.Now()
 	r.Status, r.Finished, r.Error, r.Code = RunFailed, &now, e, e.Code
 	r.Error.RunID = r.ID
@@ -305,7 +305,7 @@ func Notify(nc *nats.Conn, r *Run) error {
 	if err != nil {
 		return err
 	}
-	m := &nats.Msg{Subject: r.ReplyTo, Data: b, Header: nats.Header{HeaderRunID: {r.ID}}}
+	m := &nats.Msg{Subject: r.ReplyTo, Data: b, Header: nats.Header{contract.HeaderRunID: {r.ID}}}
 	return nc.PublishMsg(m)
 }
 

@@ -41,7 +41,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	var timeout time.Duration
 	fs.StringVar(&planFile, "plan", "/etc/patchbay/plan/plan.json", "the Plan JSON file (the <workflow>-plan ConfigMap as rendered)")
 	fs.StringVar(&n.url, "nats-url", "", "the Broker's client URL, such as nats://default-nats.shop.svc:4222")
-	fs.StringVar(&n.credentials, "nats-credentials", "", "directory with the files user and password (the Broker's client Secret)")
+	fs.StringVar(&n.credentials, "nats-credentials", "", "directory with the file nats.creds, the workflow's NATS user (its credentials Secret), or the files user and password")
 	fs.DurationVar(&timeout, "timeout", 30*time.Second, "how long to wait for the broker")
 	if cmd == "list" {
 		fs.Uint64Var(&after, "after", 0, "list the dead letters after this id (the next of a previous page)")
@@ -80,7 +80,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if p.Stream == nil || p.Stream.DeadLetterStream == "" {
 		return fmt.Errorf("plan of workflow %s (style %s) has no dead letters", p.Workflow, p.Style)
 	}
-	conn, err := bus.Connect(bus.Options{URL: n.url, Credentials: n.credentials,
+	conn, err := bus.Connect(bus.Options{URL: n.url, Credentials: n.credentials, InboxPrefix: bus.InboxPrefix(p),
 		Name: "patchbay " + p.Namespace + "/" + p.Workflow + " dlq"}, slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn})))
 	if err != nil {
 		return err

@@ -15,7 +15,7 @@ import (
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/cli"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 type deadLetterPage struct {
@@ -49,7 +49,7 @@ func TestDeadLettersAreKeptListedAndReplayed(t *testing.T) {
 
 			a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
 			g.Expect(a.code).To(Equal(http.StatusBadRequest), "%s", a.body)
-			runID := a.header.Get(hop.HeaderRunID)
+			runID := a.header.Get(contract.HeaderRunID)
 
 			var page deadLetterPage
 			eventually(g, func(g Gomega) {
@@ -109,7 +109,7 @@ func TestDeadLetterIDsAreChecked(t *testing.T) {
 	for _, id := range []string{"abc", "0", "007", strings.Repeat("9", 4100)} {
 		a := whenGet(t, base+"/deadletters/"+id)
 		g.Expect(a.code).To(Equal(http.StatusBadRequest), "%s: %s", id, a.body)
-		var e hop.Error
+		var e contract.Error
 		g.Expect(json.Unmarshal(a.body, &e)).To(Succeed())
 		g.Expect(e.Message).To(ContainSubstring("dead letter id"))
 		g.Expect(whenPost(t, base+"/deadletters/"+id+"/replay", "application/json", nil).code).To(Equal(http.StatusBadRequest))
@@ -146,7 +146,7 @@ spec:
 
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
 	g.Expect(a.code).To(Equal(http.StatusUnprocessableEntity), "%s", a.body)
-	runID := a.header.Get(hop.HeaderRunID)
+	runID := a.header.Get(contract.HeaderRunID)
 
 	var list []bus.DeadLetter
 	eventually(g, func(g Gomega) {

@@ -9,7 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 const (
@@ -88,7 +88,7 @@ var redeliveryDelay = bus.RedeliveryDelay
 // handle is only logged: dead-lettering it again would feed it back to the
 // same consumer.
 func (g *Gateway) giveUp(m jetstream.Msg, attempts int, reason string) {
-	runID := bus.HTTPHeader(m).Get(hop.HeaderRunID)
+	runID := bus.HTTPHeader(m).Get(contract.HeaderRunID)
 	if m.Subject() != g.plan.Stream.DeadLetter {
 		ctx, cancel := context.WithTimeout(context.Background(), completionAckWait)
 		defer cancel()
@@ -111,7 +111,7 @@ func (g *Gateway) giveUp(m jetstream.Msg, attempts int, reason string) {
 // complete finishes a run on its first completion event or dead letter.
 func (g *Gateway) complete(m jetstream.Msg) error {
 	h := bus.HTTPHeader(m)
-	runID := h.Get(hop.HeaderRunID)
+	runID := h.Get(contract.HeaderRunID)
 	if runID == "" {
 		return nil
 	}
@@ -122,7 +122,7 @@ func (g *Gateway) complete(m jetstream.Msg) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), completionAckWait)
 	defer cancel()
-	var herr *hop.Error
+	var herr *contract.Error
 	var ref *bus.Ref
 	if m.Subject() == g.plan.Stream.DeadLetter {
 		herr = bus.ParseDeadLetter(g.plan.Workflow, "", m.Headers(), m.Data()).RunError()

@@ -8,7 +8,7 @@ import (
 	"strconv"
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 // Bounds of GET /deadletters.
@@ -25,7 +25,7 @@ func (g *Gateway) serveDeadLetters(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("after"); v != "" {
 		seq, err := bus.CheckDeadLetterID("query parameter after", v)
 		if err != nil {
-			hop.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
+			contract.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
 			return
 		}
 		after = seq
@@ -34,14 +34,14 @@ func (g *Gateway) serveDeadLetters(w http.ResponseWriter, r *http.Request) {
 	if v := q.Get("limit"); v != "" {
 		n, err := strconv.Atoi(v)
 		if err != nil || n < 1 || n > maxDeadLetterPage {
-			hop.BadRequest(http.StatusBadRequest, fmt.Sprintf("query parameter limit must be a number from 1 to %d", maxDeadLetterPage)).Write(w)
+			contract.BadRequest(http.StatusBadRequest, fmt.Sprintf("query parameter limit must be a number from 1 to %d", maxDeadLetterPage)).Write(w)
 			return
 		}
 		limit = n
 	}
 	list, err := g.dlq.List(r.Context(), after, limit)
 	if err != nil {
-		(&hop.Error{Code: http.StatusServiceUnavailable, Message: "the dead letters are unavailable: " + err.Error()}).Write(w)
+		(&contract.Error{Code: http.StatusServiceUnavailable, Message: "the dead letters are unavailable: " + err.Error()}).Write(w)
 		return
 	}
 	page := struct {
@@ -79,7 +79,7 @@ func (g *Gateway) serveReplay(w http.ResponseWriter, r *http.Request) {
 	if run != nil {
 		out["runId"], out["replays"], out["location"] = run.ID, run.Replays, "/runs/"+run.ID
 		w.Header().Set("Location", "/runs/"+run.ID)
-		w.Header().Set(hop.HeaderRunID, run.ID)
+		w.Header().Set(contract.HeaderRunID, run.ID)
 	}
 	writeJSON(w, http.StatusAccepted, out)
 }
@@ -89,13 +89,13 @@ func writeDeadLetterError(w http.ResponseWriter, id string, err error) {
 	var refused *bus.ReplayError
 	switch {
 	case errors.As(err, &key):
-		hop.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
+		contract.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
 	case errors.Is(err, bus.ErrNoDeadLetter):
-		(&hop.Error{Code: http.StatusNotFound, Message: "no dead letter " + id + " (dead letters are kept for spec.deadLetters.retention)"}).Write(w)
+		(&contract.Error{Code: http.StatusNotFound, Message: "no dead letter " + id + " (dead letters are kept for spec.deadLetters.retention)"}).Write(w)
 	case errors.As(err, &refused):
-		(&hop.Error{Code: refused.Code, Message: refused.Message}).Write(w)
+		(&contract.Error{Code: refused.Code, Message: refused.Message}).Write(w)
 	default:
-		(&hop.Error{Code: http.StatusServiceUnavailable, Message: "the dead letters are unavailable: " + err.Error()}).Write(w)
+		(&contract.Error{Code: http.StatusServiceUnavailable, Message: "the dead letters are unavailable: " + err.Error()}).Write(w)
 	}
 }
 

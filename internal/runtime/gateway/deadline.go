@@ -13,7 +13,7 @@ import (
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 // deadlineAckPending bounds the runs whose deadline the gateways watch at
@@ -62,7 +62,7 @@ func (g *Gateway) startDeadlines(ctx context.Context) error {
 // checkDeadline fails the run of a start message once it is past its
 // deadline, or hands the message back until then.
 func (g *Gateway) checkDeadline(m jetstream.Msg) error {
-	runID := bus.HTTPHeader(m).Get(hop.HeaderRunID)
+	runID := bus.HTTPHeader(m).Get(contract.HeaderRunID)
 	if runID == "" || bus.CheckRunID("run id", runID) != nil {
 		return nil // no run a gateway started
 	}
@@ -132,9 +132,9 @@ func (g *Gateway) checkDeadline(m jetstream.Msg) error {
 }
 
 // expired is the error of a run past its deadline, naming what it waits on.
-func (g *Gateway) expired(r *bus.Run) *hop.Error {
+func (g *Gateway) expired(r *bus.Run) *contract.Error {
 	p := g.plan
-	herr := &hop.Error{Code: http.StatusGatewayTimeout, RunID: r.ID}
+	herr := &contract.Error{Code: http.StatusGatewayTimeout, RunID: r.ID}
 	what := "the orchestrator, which has not started it"
 	if steps := r.Waiting(); len(steps) > 0 {
 		herr.Step = steps[0]

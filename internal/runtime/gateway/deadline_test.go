@@ -13,7 +13,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/orchestrator"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
@@ -54,12 +54,12 @@ spec:
 
 	w := do(first, http.MethodPost, "/", `{"order":1}`)
 	g.Expect(w.Code).To(Equal(http.StatusAccepted))
-	runID := w.Header().Get(hop.HeaderRunID)
+	runID := w.Header().Get(contract.HeaderRunID)
 	var m *nats.Msg
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
 	g.Expect(m.Subject).To(Equal(p.Step("fast").Consumers[0].FilterSubject))
 	g.Expect(m.Header.Get(bus.HeaderDeadline)).NotTo(BeEmpty(), "a command carries the run's deadline")
-	h := nats.Header{bus.HeaderStatus: {bus.StatusOK}, hop.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
+	h := nats.Header{contract.HeaderStatus: {contract.ResultOK}, contract.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
 	res := p.Step("fast").Output.ResultSubject
 	g.Expect(test.Publish(ctx, &nats.Msg{Subject: res, Header: h, Data: []byte(`{"order":1,"fast":true}`)}, res+"/"+runID)).To(Succeed())
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
@@ -74,7 +74,7 @@ spec:
 	g.Eventually(func(g Gomega) {
 		w := do(second, http.MethodGet, "/runs/"+runID, "")
 		g.Expect(w.Code).To(Equal(http.StatusGatewayTimeout), w.Body.String())
-		var herr hop.Error
+		var herr contract.Error
 		g.Expect(json.Unmarshal(w.Body.Bytes(), &herr)).To(Succeed())
 		g.Expect(herr.Step).To(Equal("stuck"))
 		g.Expect(herr.Message).To(ContainSubstring("deadline"))
@@ -121,7 +121,7 @@ spec:
 
 	w := do(gw, http.MethodPost, "/", `{"order":2}`)
 	g.Expect(w.Code).To(Equal(http.StatusAccepted))
-	runID := w.Header().Get(hop.HeaderRunID)
+	runID := w.Header().Get(contract.HeaderRunID)
 
 	// The test is the step's sidecar: it dead-letters the command with a 400.
 	cons, err := test.JS.CreateOrUpdateConsumer(ctx, p.Stream.Name, jetstream.ConsumerConfig{FilterSubject: command, AckPolicy: jetstream.AckExplicitPolicy})
@@ -132,9 +132,9 @@ spec:
 	g.Eventually(batch.Messages()).Should(Receive(&cmd))
 	dlq, id := bus.NewDeadLetter(p, cmd, bus.Failure{Step: "stuck", Attempts: 1, Status: 400, Code: 400, Message: "step stuck answered 400"})
 	g.Expect(test.Publish(ctx, dlq, id)).To(Succeed())
-	fail := nats.Header{bus.HeaderStatus: {bus.StatusFailed}, bus.HeaderErrorCode: {"400"}, hop.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
+	fail := nats.Header{contract.HeaderStatus: {contract.ResultFailed}, contract.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
 	res := p.Step("stuck").Output.ResultSubject
-	g.Expect(test.Publish(ctx, &nats.Msg{Subject: res, Header: fail, Data: []byte(`{"error":"step stuck answered 400","step":"stuck","status":400,"attempts":1}`)}, res+"/"+runID)).To(Succeed())
+	g.Expect(test.Publish(ctx, &nats.Msg{Subject: res, Header: fail, Data: []byte(`{"code":400,"error":"step stuck answered 400","step":"stuck","status":400,"attempts":1}`)}, res+"/"+runID)).To(Succeed())
 	g.Eventually(func() int { return do(gw, http.MethodGet, "/runs/"+runID, "").Code }).WithTimeout(20 * time.Second).Should(Equal(http.StatusBadRequest))
 
 	var page struct{ DeadLetters []bus.DeadLetter }

@@ -11,8 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	. "github.com/onsi/gomega"
 
-	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/orchestrator"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
@@ -35,7 +34,7 @@ func heldRun(t *testing.T, g Gomega, manifest string) (*env, *Gateway, chan *nat
 	t.Cleanup(gw.Stop)
 	answer := func(runID, output string) {
 		res := p.Step("only").Output.ResultSubject
-		h := nats.Header{bus.HeaderStatus: {bus.StatusOK}, hop.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
+		h := nats.Header{contract.HeaderStatus: {contract.ResultOK}, contract.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
 		g.Expect(test.Publish(ctx, &nats.Msg{Subject: res, Header: h, Data: []byte(output)}, res+"/"+runID)).To(Succeed())
 	}
 	return e, gw, commands, answer
@@ -66,9 +65,9 @@ func TestADuplicateRunIDDoesNotStealTheFirstCallersWaiter(t *testing.T) {
 	g := NewWithT(t)
 	_, gw, commands, answer := heldRun(t, g, heldWorkflow)
 
-	first := post(gw, `{"n":1}`, hop.HeaderRunID, "order-7")
+	first := post(gw, `{"n":1}`, contract.HeaderRunID, "order-7")
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive())
-	second := do(gw, http.MethodPost, "/", `{"n":2}`, hop.HeaderRunID, "order-7")
+	second := do(gw, http.MethodPost, "/", `{"n":2}`, contract.HeaderRunID, "order-7")
 	g.Expect(second.Code).To(Equal(http.StatusConflict), second.Body.String())
 
 	answer("order-7", `{"n":1,"done":true}`)
@@ -97,13 +96,13 @@ func TestConcurrentPostsWithOneIdempotencyKeyJoinOneRun(t *testing.T) {
 	}
 	var m *nats.Msg
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
-	runID := m.Header.Get(hop.HeaderRunID)
+	runID := m.Header.Get(contract.HeaderRunID)
 	answer(runID, `{"n":1,"paid":true}`)
 	for _, a := range answers {
 		var w *httptest.ResponseRecorder
 		g.Eventually(a).WithTimeout(20 * time.Second).Should(Receive(&w))
 		g.Expect(w.Code).To(Equal(http.StatusOK), w.Body.String())
-		g.Expect(w.Header().Get(hop.HeaderRunID)).To(Equal(runID))
+		g.Expect(w.Header().Get(contract.HeaderRunID)).To(Equal(runID))
 		g.Expect(w.Body.String()).To(MatchJSON(`{"n":1,"paid":true}`))
 	}
 	g.Expect(commands).NotTo(Receive(), "one run, one command")
@@ -111,7 +110,7 @@ func TestConcurrentPostsWithOneIdempotencyKeyJoinOneRun(t *testing.T) {
 	// Later, the same key gets the same run again, without a new command.
 	w := do(second, http.MethodPost, "/", `{"n":1}`, HeaderIdempotencyKey, "pay-42")
 	g.Expect(w.Code).To(Equal(http.StatusOK))
-	g.Expect(w.Header().Get(hop.HeaderRunID)).To(Equal(runID))
+	g.Expect(w.Header().Get(contract.HeaderRunID)).To(Equal(runID))
 	g.Expect(w.Header().Get("Idempotent-Replayed")).To(Equal("true"))
 	g.Expect(w.Body.String()).To(MatchJSON(`{"n":1,"paid":true}`))
 	g.Expect(commands).NotTo(Receive())

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -17,7 +16,7 @@ import (
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
@@ -54,7 +53,7 @@ type Async struct {
 	run        *telemetry.Run
 	roots      []string
 	dependents map[string][]string
-	contracts  map[string]*hop.Contract
+	contracts  map[string]*contract.Contract
 	consume    jetstream.ConsumeContext
 	// workers handle the messages in hand, asyncWorkers at most at once.
 	workers  errgroup.Group
@@ -70,10 +69,10 @@ func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 	}
 	a := &Async{
 		plan: p, tel: cfg.Telemetry, conn: cfg.Conn, run: cfg.Telemetry.Metrics.Run(p.Workflow),
-		dependents: map[string][]string{}, contracts: map[string]*hop.Contract{},
+		dependents: map[string][]string{}, contracts: map[string]*contract.Contract{},
 	}
 	a.workers.SetLimit(asyncWorkers)
-	source := hop.SourceOf(p.Namespace, p.Workflow, plan.OrchestratorRole)
+	source := contract.SourceOf(p.Namespace, p.Workflow, plan.OrchestratorRole)
 	for _, level := range p.Levels {
 		for _, name := range level {
 			st := p.Step(name)
@@ -86,7 +85,7 @@ func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 			for _, d := range st.DependsOn {
 				a.dependents[d] = append(a.dependents[d], name)
 			}
-			c, err := hop.NewContract(source, name, cfg.Telemetry.Tracing.Inject)
+			c, err := contract.NewContract(source, name, cfg.Telemetry.Tracing.Inject)
 			if err != nil {
 				return nil, err
 			}
@@ -170,11 +169,11 @@ func (a *Async) giveUp(m jetstream.Msg, attempts int, reason string) {
 		_ = m.NakWithDelay(asyncRetryDelay)
 		return
 	}
-	runID := bus.HTTPHeader(m).Get(hop.HeaderRunID)
+	runID := bus.HTTPHeader(m).Get(contract.HeaderRunID)
 	a.tel.Metrics.DeadLetter(plan.OrchestratorRole, 0)
 	a.tel.Log.Warn("Dead-lettered a message the orchestrator could not handle", "subject", m.Subject(), "run", runID, "attempts", attempts, "err", reason)
 	if runID != "" && bus.CheckRunID("run id", runID) == nil {
-		herr := &hop.Error{Code: http.StatusBadGateway, RunID: runID, Attempts: attempts, Message: reason}
+		herr := &contract.Error{Code: http.StatusBadGateway, RunID: runID, Attempts: attempts, Message: reason}
 		if err := a.fail(ctx, runID, herr); err != nil {
 			a.tel.Log.Warn("Failing the run of a dead-lettered message failed", "run", runID, "err", err)
 		}
@@ -186,7 +185,7 @@ func (a *Async) giveUp(m jetstream.Msg, attempts int, reason string) {
 
 func (a *Async) handle(m jetstream.Msg) error {
 	h := bus.HTTPHeader(m)
-	runID := h.Get(hop.HeaderRunID)
+	runID := h.Get(contract.HeaderRunID)
 	if runID == "" {
 		a.tel.Log.Warn("Dropping a message without a run ID", "subject", m.Subject())
 		return nil
@@ -207,7 +206,7 @@ func (a *Async) handle(m jetstream.Msg) error {
 		a.tel.Log.Warn("Dropping a result of an unknown step", "subject", m.Subject(), "run", runID)
 		return nil
 	}
-	if h.Get(bus.HeaderStatus) == bus.StatusFailed {
+	if h.Get(contract.HeaderStatus) == contract.ResultFailed {
 		return a.failed(ctx, runID, h, m.Data())
 	}
 	return a.succeeded(ctx, runID, step, h, m)
@@ -322,13 +321,13 @@ type output struct {
 
 // payload is the output of step name: the one in hand, or read from the
 // stream where the run record says it is.
-func (a *Async) payload(ctx context.Context, r *bus.Run, name string, have output) ([]byte, *hop.Error, error) {
+func (a *Async) payload(ctx context.Context, r *bus.Run, name string, have output) ([]byte, *contract.Error, error) {
 	if name == have.step {
 		return have.data, nil, nil
 	}
 	b, _, err := a.conn.Payload(ctx, a.plan, r.Steps[name].Output)
 	if errors.Is(err, bus.ErrPayloadGone) {
-		return nil, &hop.Error{Code: http.StatusBadGateway, Step: name, Message: fmt.Sprintf("the output of step %s is no longer kept by the broker: %v", name, err)}, nil
+		return nil, &contract.Error{Code: http.StatusBadGateway, Step: name, Message: fmt.Sprintf("the output of step %s is no longer kept by the broker: %v", name, err)}, nil
 	}
 	return b, nil, err
 }
@@ -344,7 +343,7 @@ func (a *Async) finishMerged(ctx context.Context, r *bus.Run, have output) error
 	if herr != nil {
 		return a.fail(ctx, r.ID, herr)
 	}
-	h := http.Header{"Content-Type": {ct}, hop.HeaderRunID: {r.ID}}
+	h := http.Header{"Content-Type": {ct}, contract.HeaderRunID: {r.ID}}
 	bus.SetReplay(h, r)
 	ack, err := a.conn.JS.PublishMsg(ctx, bus.NewMsg(a.plan.Stream.OutputSubject, h, out), jetstream.WithMsgID(bus.MsgID(r.ID, "out"+bus.ReplaySuffix(h))))
 	if err != nil {
@@ -367,20 +366,20 @@ func (a *Async) finishMerged(ctx context.Context, r *bus.Run, have output) error
 	return a.done(r, finished)
 }
 
-// failed fails the run with the error a step's sidecar dead-lettered.
+// failed fails the run with the error a step's sidecar dead-lettered: the
+// result's body is the run's contract.Error.
 func (a *Async) failed(ctx context.Context, runID string, h http.Header, body []byte) error {
-	var e hop.Error
+	var e contract.Error
 	if err := json.Unmarshal(body, &e); err != nil {
-		e = hop.Error{Step: h.Get(bus.HeaderStep), Message: "step failed: " + string(body)}
+		e = contract.Error{Step: h.Get(contract.HeaderStep), Message: "step failed: " + string(body)}
 	}
-	e.Code, _ = strconv.Atoi(h.Get(bus.HeaderErrorCode))
 	if e.Code == 0 {
 		e.Code = http.StatusBadGateway
 	}
 	return a.fail(ctx, runID, &e)
 }
 
-func (a *Async) fail(ctx context.Context, runID string, e *hop.Error) error {
+func (a *Async) fail(ctx context.Context, runID string, e *contract.Error) error {
 	var finished bool
 	r, err := a.runs.Update(ctx, runID, func(r *bus.Run) bool {
 		finished = false
@@ -416,7 +415,7 @@ func (a *Async) done(r *bus.Run, finishedNow bool) error {
 		a.run.Observe(r.Status == bus.RunSucceeded, r.Finished.Sub(r.Started))
 		if r.Status == bus.RunFailed {
 			a.tel.Log.Info("Run failed", "workflow", a.plan.Workflow, "run", r.ID, "step", r.Error.Step,
-				"status", r.Error.Status, "attempts", r.Error.Attempts, "code", r.Code, "err", r.Error.Message)
+				"status", r.Error.Status, "attempts", r.Error.Attempts, "code", r.Error.Code, "err", r.Error.Message)
 		}
 	}
 	return bus.Notify(a.conn.NC, r)
@@ -441,7 +440,7 @@ func (a *Async) sinksDone(r *bus.Run) bool {
 }
 
 // input is a step's input: its one dependency's output or {dep: output}.
-func (a *Async) input(ctx context.Context, r *bus.Run, step string, have output) (string, []byte, *hop.Error, error) {
+func (a *Async) input(ctx context.Context, r *bus.Run, step string, have output) (string, []byte, *contract.Error, error) {
 	deps := a.plan.Step(step).DependsOn
 	if len(deps) == 1 {
 		b, herr, err := a.payload(ctx, r, deps[0], have)
@@ -450,18 +449,18 @@ func (a *Async) input(ctx context.Context, r *bus.Run, step string, have output)
 	return a.merge(ctx, r, deps, "step "+step, have)
 }
 
-func (a *Async) merge(ctx context.Context, r *bus.Run, names []string, into string, have output) (string, []byte, *hop.Error, error) {
-	parts := make([]hop.Part, len(names))
+func (a *Async) merge(ctx context.Context, r *bus.Run, names []string, into string, have output) (string, []byte, *contract.Error, error) {
+	parts := make([]contract.Part, len(names))
 	for i, n := range names {
 		b, herr, err := a.payload(ctx, r, n, have)
 		if herr != nil || err != nil {
 			return "", nil, herr, err
 		}
-		parts[i] = hop.Part{Name: n, Producer: n, Body: b}
+		parts[i] = contract.Part{Name: n, Producer: n, Body: b}
 	}
-	buf := hop.GetBuffer()
-	defer hop.PutBuffer(buf)
-	if herr := hop.Merge(buf, into, parts); herr != nil {
+	buf := contract.GetBuffer()
+	defer contract.PutBuffer(buf)
+	if herr := contract.Merge(buf, into, parts); herr != nil {
 		return "", nil, herr, nil
 	}
 	return "application/json", append([]byte(nil), buf.Bytes()...), nil, nil
