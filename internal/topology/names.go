@@ -118,19 +118,21 @@ func shortHash(s string) string {
 }
 
 // BrokerResources are the names of what a workflow may hold on its Broker:
-// its stream (with its consumers) and its KV buckets (the runs and the read
-// model). They depend on the namespace and name only, so that the manager can
+// its stream (with its consumers), its dead-letter stream and its KV buckets
+// (the runs, the idempotency keys and the read model). They depend on the namespace and name only, so that the manager can
 // delete them without a plan, such as for a Workflow whose spec no longer
 // compiles.
 type BrokerResources struct {
-	Stream  string
-	Buckets []string
+	Stream      string
+	DeadLetters string
+	Buckets     []string
 }
 
 // WorkflowBrokerResources are the BrokerResources of a workflow.
 func WorkflowBrokerResources(namespace, workflow string) BrokerResources {
 	return BrokerResources{
-		Stream:  streamName(namespace, workflow),
-		Buckets: []string{runsBucketName(namespace, workflow), readModelBucketName(namespace, workflow)},
+		Stream:      streamName(namespace, workflow),
+		DeadLetters: deadLetterStreamName(namespace, workflow),
+		Buckets:     []string{runsBucketName(namespace, workflow), idempotencyBucketName(namespace, workflow), readModelBucketName(namespace, workflow)},
 	}
 }
