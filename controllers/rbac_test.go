@@ -250,6 +250,7 @@ var _ = Describe("The manager's role", Ordered, func() {
 		wf := getWorkflow(ctx, ns, "quote")
 		stale := []client.Object{
 			staleChild(wf, &corev1.ConfigMap{}),
+			staleChild(wf, &corev1.Secret{}),
 			staleChild(wf, headlessService()),
 			staleChild(wf, minimalDeployment()),
 			staleChild(wf, &networkingv1.NetworkPolicy{}),
