@@ -250,21 +250,23 @@ func (c *cluster) runs(js jetstream.JetStream) *bus.Runs {
 }
 
 // deadLetters reads every dead letter on the workflow's dead-letter subject,
-// by run id.
+// by run id, through a consumer of its own that it deletes again.
 func (c *cluster) deadLetters(js jetstream.JetStream) map[string][]bus.DeadLetter {
 	GinkgoHelper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
-	oc, err := js.OrderedConsumer(ctx, c.plan.Stream.Name, jetstream.OrderedConsumerConfig{FilterSubjects: []string{c.plan.Stream.DeadLetter}})
+	stream, err := js.Stream(ctx, c.plan.Stream.Name)
 	Expect(err).NotTo(HaveOccurred())
-	info, err := oc.Info(ctx)
+	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{FilterSubject: c.plan.Stream.DeadLetter,
+		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: time.Minute})
 	Expect(err).NotTo(HaveOccurred())
+	defer func() { _ = stream.DeleteConsumer(context.WithoutCancel(ctx), cons.CachedInfo().Name) }()
 	out := map[string][]bus.DeadLetter{}
-	for read := uint64(0); read < info.NumPending; {
-		batch, err := oc.Fetch(int(min(256, info.NumPending-read)), jetstream.FetchMaxWait(5*time.Second))
+	for pending := cons.CachedInfo().NumPending; pending > 0; {
+		batch, err := cons.Fetch(int(min(256, pending)), jetstream.FetchMaxWait(5*time.Second))
 		Expect(err).NotTo(HaveOccurred())
 		for m := range batch.Messages() {
-			read++
+			pending--
 			var d bus.DeadLetter
 			Expect(jsonUnmarshal(m.Data(), &d)).To(Succeed())
 			out[d.RunID] = append(out[d.RunID], d)

@@ -30,7 +30,9 @@ func (a answer) runError() hop.Error {
 	return e
 }
 
-var client = &http.Client{Timeout: 2 * time.Minute}
+// client opens a connection per request: a kept-alive one could outlive its
+// process, or reach a later process on the same port.
+var client = &http.Client{Timeout: 2 * time.Minute, Transport: &http.Transport{DisableKeepAlives: true}}
 
 // do sends a request and reads the whole answer.
 func do(method, url string, header http.Header, body []byte) (answer, error) {

@@ -180,6 +180,9 @@ type killer struct {
 	c     *cluster
 	rng   *rand.Rand
 	kills map[string]int
+	// kinds are what it kills: the orchestrator where the style has one, a
+	// step sidecar, the gateway and the nats-server.
+	kinds []string
 	stopc chan struct{}
 	done  chan struct{}
 }
@@ -191,6 +194,7 @@ func startKiller(c *cluster, seed uint64) *killer {
 	if c.orch != nil {
 		kinds = append(kinds, "orchestrator")
 	}
+	k.kinds = kinds
 	var steps []string
 	for name := range c.steps {
 		steps = append(steps, name)
@@ -311,10 +315,9 @@ var _ = Describe("Runs under SIGKILL", Label("soak"), func() {
 					}
 				}
 				fmt.Fprintf(GinkgoWriter, "%s: %d sent, %d accepted, %d refused, kills %v\n", style, row.sent, row.accepted, row.refused, row.kills)
-				for kind := range row.kills {
-					Expect(row.kills[kind]).To(BeNumerically(">=", 1), kind)
+				for _, kind := range k.kinds {
+					Expect(row.kills[kind]).To(BeNumerically(">=", 1), "%s killed", kind)
 				}
-				Expect(total(row.kills)).To(BeNumerically(">=", 4))
 				Expect(row.accepted).To(BeNumerically(">", n/2), "most runs are accepted despite the kills; refused: %v", refused)
 				c.waitReady()
 				row.restarts = c.restarts.Load()
