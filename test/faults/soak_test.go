@@ -32,6 +32,8 @@ import (
 const (
 	soakRuns    = 500
 	soakClients = 8
+	// soakRate is how many runs per second the clients start, at most.
+	soakRate = 25
 	// retryBound is how long a client keeps retrying one POST that got a
 	// connection error or a 503.
 	retryBound = 2 * time.Minute
@@ -71,6 +73,7 @@ type soakRow struct {
 	duplicates                         int64
 	kills                              map[string]int
 	restarts                           int64
+	stuckAfterConflict                 int
 	pendingPastDeadline                int
 	took                               time.Duration
 }
@@ -78,11 +81,11 @@ type soakRow struct {
 func soakTable(rows []soakRow) string {
 	var b strings.Builder
 	w := tabwriter.NewWriter(&b, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(w, "style\tseed\tsent\taccepted\tcompleted\tfailed\tdead letters\tduplicates seen by apps\tkilled (orch/sidecar/gw/nats)\trestarts\t409 on retry\trefused\tpast deadline\ttook\t")
+	fmt.Fprintln(w, "style\tseed\tsent\taccepted\tcompleted\tfailed\tdead letters\tduplicates seen by apps\tkilled (orch/sidecar/gw/nats)\trestarts\t409 on retry (still pending)\trefused\tpast deadline\ttook\t")
 	for _, r := range rows {
-		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d/%d/%d/%d\t%d\t%d\t%d\t%d\t%s\t\n", r.style, r.seed, r.sent, r.accepted, r.completed, r.failed,
+		fmt.Fprintf(w, "%s\t%d\t%d\t%d\t%d\t%d\t%d\t%d\t%d/%d/%d/%d\t%d\t%d (%d)\t%d\t%d\t%s\t\n", r.style, r.seed, r.sent, r.accepted, r.completed, r.failed,
 			r.deadLettered, r.duplicates, r.kills["orchestrator"], r.kills["sidecar"], r.kills["gateway"], r.kills["nats"],
-			r.restarts, r.conflicts, r.refused, r.pendingPastDeadline, r.took.Round(time.Second))
+			r.restarts, r.conflicts, r.stuckAfterConflict, r.refused, r.pendingPastDeadline, r.took.Round(time.Second))
 	}
 	_ = w.Flush()
 	return "\nFault-injection soak:\n" + b.String()
@@ -111,8 +114,7 @@ func soakRunCount() int {
 type sentRun struct {
 	n  int
 	id string
-	// accepted: the gateway answered 200 or 202, or, after a retry, 409 and
-	// GET /runs/{id} found the run.
+	// accepted: the gateway answered 200 or 202; conflict: a retry got 409.
 	accepted, conflict bool
 	code               int
 	body               []byte
@@ -121,7 +123,9 @@ type sentRun struct {
 }
 
 // sendRun POSTs one run, retrying a connection error or a 503 with the same
-// Patchbay-Run-Id until retryBound, as a careful client would.
+// Patchbay-Run-Id until retryBound, as a careful client would. A 409 on a
+// retry means an earlier attempt created the run but its answer was lost
+// (or was a 503): the run is not accepted, and the suite looks at its record.
 func sendRun(entry string, r *sentRun) {
 	h := http.Header{hop.HeaderRunID: {r.id}, "Content-Type": {"application/json"}}
 	body := []byte(fmt.Sprintf(`{"n":%d}`, r.n))
@@ -130,48 +134,22 @@ func sendRun(entry string, r *sentRun) {
 	for {
 		r.attempts++
 		a, err := do(http.MethodPost, entry, h, body)
-		r.err = err
+		r.err, r.code, r.body = err, a.code, a.body
 		switch {
 		case err == nil && (a.code == http.StatusOK || a.code == http.StatusAccepted):
-			r.accepted, r.code, r.body = true, a.code, a.body
+			r.accepted = true
 			return
 		case err == nil && a.code == http.StatusConflict && r.attempts > 1:
-			// An earlier attempt created the run and its answer was lost.
 			r.conflict = true
-			lookUpRun(entry, r, deadline)
 			return
 		case err == nil && a.code != http.StatusServiceUnavailable:
-			r.code, r.body = a.code, a.body
 			return
 		}
 		if time.Now().After(deadline) {
-			r.code, r.body = a.code, a.body
 			return
 		}
 		time.Sleep(backoff) // a client's backoff between retries
 		backoff = min(2*backoff, time.Second)
-	}
-}
-
-// lookUpRun follows a 409: GET /runs/{id} until it answers other than with a
-// connection error or an unavailable run store.
-func lookUpRun(entry string, r *sentRun, deadline time.Time) {
-	for {
-		a, err := do(http.MethodGet, entry+"runs/"+r.id, nil, nil)
-		if err == nil {
-			r.code, r.body = a.code, a.body
-			if a.code == http.StatusOK || a.code == http.StatusAccepted {
-				r.accepted = true
-				return
-			}
-			if a.code != http.StatusServiceUnavailable || !strings.Contains(string(a.body), "run store is unavailable") {
-				return
-			}
-		}
-		if time.Now().After(deadline) {
-			return
-		}
-		time.Sleep(100 * time.Millisecond) // a client's backoff between retries
 	}
 }
 
@@ -293,9 +271,13 @@ var _ = Describe("Runs under SIGKILL", Label("soak"), func() {
 						}
 					})
 				}
+				// Paced, as callers arrive, so the kills fall all over the load.
+				pace := time.NewTicker(time.Second / soakRate)
 				for _, r := range sent {
+					<-pace.C
 					work <- r
 				}
+				pace.Stop()
 				close(work)
 				wg.Wait()
 				row.kills = k.stop()
@@ -306,12 +288,11 @@ var _ = Describe("Runs under SIGKILL", Label("soak"), func() {
 					switch {
 					case r.accepted:
 						row.accepted++
+					case r.conflict:
+						row.conflicts++
 					default:
 						row.refused++
 						refused = append(refused, fmt.Sprintf("%s: %d %s %v", r.id, r.code, r.body, r.err))
-					}
-					if r.conflict {
-						row.conflicts++
 					}
 				}
 				fmt.Fprintf(GinkgoWriter, "%s: %d sent, %d accepted, %d refused, kills %v\n", style, row.sent, row.accepted, row.refused, row.kills)
@@ -345,6 +326,20 @@ var _ = Describe("Runs under SIGKILL", Label("soak"), func() {
 					}
 					g.Expect(pending).To(BeEmpty(), "accepted runs still pending")
 				}).WithTimeout(settleBound).WithPolling(time.Second).Should(Succeed())
+				// The runs whose retry got 409: their records, as they are now.
+				ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+				defer cancel()
+				for _, r := range sent {
+					if !r.conflict {
+						continue
+					}
+					rec, _, err := runs.Get(ctx, r.id)
+					Expect(err).NotTo(HaveOccurred(), "run %s", r.id)
+					records[r.id] = rec
+					if !rec.Done() {
+						row.stuckAfterConflict++
+					}
+				}
 				dead = c.deadLetters(js)
 				for _, r := range sent {
 					if !r.accepted {
@@ -363,17 +358,21 @@ var _ = Describe("Runs under SIGKILL", Label("soak"), func() {
 						Expect(dead).To(HaveKey(r.id), "failed run %s (%s) has a dead letter", r.id, rec.Error)
 					}
 				}
-				// The deadline is the entry's timeout until spec.runTimeout lands.
+				// The deadline is the entry's timeout until spec.runTimeout lands;
+				// it holds for every run with a record, the 409s' too.
 				deadline := c.plan.Entry.Timeout.Duration
 				for _, r := range sent {
-					if !r.accepted {
-						continue
-					}
-					if dead[r.id] != nil {
+					if r.accepted && dead[r.id] != nil {
 						row.deadLettered++
 					}
 					rec := records[r.id]
-					if took := rec.Finished.Sub(rec.Started); took > deadline+deadlineGrace {
+					if rec == nil {
+						continue
+					}
+					if !rec.Done() {
+						row.pendingPastDeadline++
+						late = append(late, fmt.Sprintf("%s still pending", r.id))
+					} else if took := rec.Finished.Sub(rec.Started); took > deadline+deadlineGrace {
 						row.pendingPastDeadline++
 						late = append(late, fmt.Sprintf("%s pending %s", r.id, took.Round(time.Millisecond)))
 					}
