@@ -1,4 +1,4 @@
-//go:build unix
+//go:build linux
 
 // Package proctest runs real processes for tests: each in a process group of
 // its own, so that killing it kills what it started too, and restartable with
@@ -44,7 +44,9 @@ func Start(name string, out io.Writer, bin string, args ...string) (*Proc, error
 
 func (p *Proc) start() error {
 	cmd := exec.Command(p.bin, p.args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+	// Its own group, so that Kill reaches what it started; and killed if the
+	// test process dies before it could clean up.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
 	cmd.Stdout, cmd.Stderr = p.out, p.out
 	// A child the process left behind may hold its output open: do not let
 	// that block Wait.

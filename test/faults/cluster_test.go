@@ -137,6 +137,14 @@ func givenPlan(wf *v1alpha1.Workflow, p *plan.Plan) *cluster {
 		orchAddr := addr()
 		c.orch = c.startRole("orchestrator", append(append(append([]string{"orchestrator", "--listen", orchAddr}, role...), natsArgs...), resolve...)...)
 		c.readyz = append(c.readyz, "http://"+orchAddr+"/readyz")
+		// The orchestrator is set up on the broker before the gateway starts.
+		// Started together, both set up the runs bucket at once, and one of
+		// them may bind it while the other has direct gets on for a moment:
+		// it then reads with direct gets the broker no longer serves ("no
+		// responders") until its delivery limit dead-letters the run (a race
+		// in bus.EnsureRuns, seen with this suite). A restarted role sets up
+		// while the other runs, which is safe.
+		c.waitReady()
 	}
 	switch p.Entry.Kind {
 	case plan.EntryGateway:
