@@ -80,7 +80,7 @@ verify: controller-gen ## Fail if generated code (CRDs, RBAC, deepcopy) is stale
 	go vet -tags cluster,e2e,faults ./test/...
 
 .PHONY: test
-test: test-unit test-cluster ## Run every test tier: test-unit, then test-cluster on the local real node (needs root).
+test: test-unit test-faults test-cluster ## Run every test tier: test-unit, test-faults, then test-cluster on the local real node (needs root).
 
 .PHONY: test-unit
 test-unit: manifests generate envtest helm ## Unit, golden, fuzz seeds, chart rendering, envtest suites and data-plane e2e: no cluster, no root.
