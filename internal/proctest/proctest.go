@@ -92,13 +92,14 @@ func (p *Proc) Restart() error {
 	return p.start()
 }
 
-// Terminate sends SIGTERM and waits up to timeout for the process to exit; it
-// returns the exit code, or an error (and kills the group) if it lingers.
+// Terminate sends SIGTERM to the process group and waits up to timeout for
+// the process to exit; it returns the exit code, or an error (and kills the
+// group) if it lingers.
 func (p *Proc) Terminate(timeout time.Duration) (int, error) {
 	p.mu.Lock()
 	cmd, exited := p.cmd, p.exited
 	p.mu.Unlock()
-	_ = cmd.Process.Signal(syscall.SIGTERM)
+	_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGTERM)
 	select {
 	case <-exited:
 		return cmd.ProcessState.ExitCode(), nil
