@@ -104,10 +104,21 @@ func givenPlan(wf *v1alpha1.Workflow, p *plan.Plan) *cluster {
 		Expect(proctest.WaitDialable(c.nats.Proc, c.nats.Addr, waitBound)).To(Succeed())
 		natsArgs = []string{"--nats-url", c.nats.URL()}
 	}
+	// Every address is found free and handed out once: a port closed by
+	// FreeAddr may come back from the next call.
+	taken := map[string]bool{}
+	if c.nats != nil {
+		taken[c.nats.Addr] = true
+	}
 	addr := func() string {
-		a, err := proctest.FreeAddr()
-		Expect(err).NotTo(HaveOccurred())
-		return a
+		for {
+			a, err := proctest.FreeAddr()
+			Expect(err).NotTo(HaveOccurred())
+			if !taken[a] {
+				taken[a] = true
+				return a
+			}
+		}
 	}
 	var resolve []string
 	for i := range wf.Spec.Steps {
@@ -184,13 +195,23 @@ func (c *cluster) track(p *proctest.Proc) {
 	c.procs = append(c.procs, p)
 }
 
-// supervise restarts p whenever it exits, until the cluster stops.
+// supervise restarts p whenever it exits, until the cluster stops. As the
+// kubelet does, it backs off while the process keeps exiting right after it
+// started (such as when its port is taken).
 func (c *cluster) supervise(p *proctest.Proc) {
 	c.track(p)
 	c.superv.Go(func() {
 		defer GinkgoRecover()
+		backoff := time.Duration(0)
 		for {
+			started := time.Now()
 			<-p.Exited()
+			if time.Since(started) < time.Second {
+				backoff = min(max(2*backoff, 100*time.Millisecond), 2*time.Second)
+				time.Sleep(backoff) // the crash-loop backoff, not a synchronization
+			} else {
+				backoff = 0
+			}
 			c.mu.Lock()
 			if c.stopping {
 				c.mu.Unlock()
