@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -25,6 +26,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/natsauth"
+	"github.com/patchbay-dev/patchbay/internal/render"
 )
 
 // samples are the Workflow samples by file, with the name of their golden directory.
@@ -130,16 +133,48 @@ var _ = Describe("The samples", Ordered, func() {
 			wf = getWorkflow(ctx, ns, wf.Name)
 			goldens := readGolden(s.golden, wf.UID)
 			for _, golden := range goldens {
-				Eventually(func() error { return matchesGolden(ctx, golden) }).Should(Succeed())
+				// The credentials are generated, and the pods' hash of them too.
+				ignore := []string{"spec.template.metadata.annotations.patchbay.dev/nats-credentials-hash", "metadata.annotations.patchbay.dev/nats-user"}
+				if golden.GetKind() == "Secret" {
+					ignore = append(ignore, "data")
+				}
+				Eventually(func() error { return matchesGolden(ctx, golden, ignore...) }).Should(Succeed())
 			}
 			Expect(childNames(ctx, ns, wf.Name)).To(ConsistOf(goldenNames(goldens)), s.file)
 		}
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(broker), broker)).To(Succeed())
 		goldens := readGolden("broker", broker.UID)
+		// The keys are generated: nats.conf is the golden one with the
+		// Broker's own JWTs and account keys, and the servers' config hash
+		// covers them.
+		var goldenAuth *natsauth.Broker
 		for _, golden := range goldens {
-			// The credentials are generated, and the servers' config hash covers them.
+			if golden.GetKind() == "Secret" {
+				data := map[string][]byte{}
+				for k, v := range golden.Object["data"].(map[string]any) {
+					b, err := base64.StdEncoding.DecodeString(v.(string))
+					Expect(err).NotTo(HaveOccurred())
+					data[k] = b
+				}
+				var ok bool
+				goldenAuth, ok = natsauth.FromData(data)
+				Expect(ok).To(BeTrue())
+			}
+		}
+		Expect(goldenAuth).NotTo(BeNil())
+		live := brokerAuth(ctx, ns, broker.Name)
+		for _, golden := range goldens {
+			if golden.GetKind() == "ConfigMap" {
+				data := golden.Object["data"].(map[string]any)
+				data["nats.conf"] = strings.NewReplacer(
+					goldenAuth.OperatorJWT, live.OperatorJWT, goldenAuth.SystemJWT, live.SystemJWT, goldenAuth.AccountJWT, live.AccountJWT,
+					goldenAuth.SystemAccount(), live.SystemAccount(), goldenAuth.Account(), live.Account(),
+				).Replace(data["nats.conf"].(string))
+			}
 			Eventually(func() error {
-				return matchesGolden(ctx, golden, "data.password", "spec.template.metadata.annotations.patchbay.dev/config-hash")
+				return matchesGolden(ctx, golden, "data."+natsauth.KeyOperatorSeed, "data."+natsauth.KeySystemSeed, "data."+natsauth.KeyAccountSeed,
+					"data."+natsauth.KeyOperatorJWT, "data."+natsauth.KeySystemJWT, "data."+natsauth.KeyAccountJWT, "data."+natsauth.KeyRoutePassword,
+					"spec.template.metadata.annotations.patchbay.dev/config-hash")
 			}).Should(Succeed())
 		}
 		Expect(slices.Collect(maps.Keys(labelledObjects(ctx, ns, client.MatchingLabels{"patchbay.dev/broker": broker.Name})))).To(ConsistOf(goldenNames(goldens)))
@@ -362,6 +397,11 @@ var _ = Describe("A Workflow whose Broker is missing", func() {
 			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "late-nats"}, &appsv1.StatefulSet{})
 		}).Should(Succeed())
 		Eventually(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionBrokerReady)).Should(HavePrefix("False/BrokerNotReady"))
+		By("giving the Workflow its credentials on the new Broker, which rolls its pods")
+		Eventually(credentials(ctx, ns, wf.Name)).ShouldNot(BeEmpty())
+		for _, name := range []string{"orders-gateway", "orders-reserve", "orders-charge", "orders-notify"} {
+			Eventually(podCredentialsHash(ctx, ns, name)).Should(Equal(render.CredentialsHash(credentials(ctx, ns, wf.Name)())), name)
+		}
 		markWorkloadsReady(ctx, ns)
 
 		Eventually(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionReady)).Should(HavePrefix("True/Ready"))

@@ -2,17 +2,10 @@ package render
 
 import "fmt"
 
-// Child names (docs/architecture.md, Names and ports). They are never truncated: a name that does not fit
-// is reported by the controller, so a long name cannot collide with another.
-
-// StepName is the name of a step's Deployment, Service, NetworkPolicy and PDB.
-func StepName(workflow, step string) string { return workflow + "-" + step }
-
-// ComponentName is the name of the orchestrator's or gateway's children.
-func ComponentName(workflow, component string) string { return workflow + "-" + component }
-
-// PlanConfigMapName is the name of the ConfigMap holding a workflow's plan.
-func PlanConfigMapName(workflow string) string { return workflow + "-plan" }
+// Names of a Broker's children (docs/architecture.md, Names and ports); a
+// Workflow's are plan.ChildName. They are never truncated: a name that does
+// not fit is reported by the controller, so a long name cannot collide with
+// another.
 
 // NATSName is the name of a Broker's StatefulSet, client Service, PDB and NetworkPolicy.
 func NATSName(broker string) string { return broker + "-nats" }
@@ -23,15 +16,14 @@ func NATSHeadlessName(broker string) string { return broker + "-nats-headless" }
 // NATSConfigName is the name of a Broker's nats.conf ConfigMap.
 func NATSConfigName(broker string) string { return broker + "-nats-config" }
 
-// NATSClientSecretName is the name of the Secret with a Broker's client credentials.
-func NATSClientSecretName(broker string) string { return broker + "-nats-client" }
+// NATSAuthSecretName is the name of the Secret with a Broker's keys.
+func NATSAuthSecretName(broker string) string { return broker + "-nats-auth" }
+
+// WorkflowCredentialsSecretName is the name of the Secret with a workflow's
+// NATS credentials.
+func WorkflowCredentialsSecretName(workflow string) string { return workflow + "-nats-credentials" }
 
 // BrokerURL is the client URL of a Broker.
 func BrokerURL(namespace, broker string) string {
 	return fmt.Sprintf("nats://%s.%s.svc:%d", NATSName(broker), namespace, natsClientPort)
-}
-
-// ServiceURL is the in-cluster HTTP URL of a Service on port 80.
-func ServiceURL(namespace, service string) string {
-	return fmt.Sprintf("http://%s.%s.svc", service, namespace)
 }

@@ -12,7 +12,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 // answer is what a caller got.
@@ -23,9 +23,9 @@ type answer struct {
 }
 
 // runError decodes the JSON error of a failed run.
-func (a answer) runError() hop.Error {
+func (a answer) runError() contract.Error {
 	GinkgoHelper()
-	var e hop.Error
+	var e contract.Error
 	Expect(json.Unmarshal(a.body, &e)).To(Succeed(), "a failed run answers JSON: %s", a.body)
 	return e
 }

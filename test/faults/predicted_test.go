@@ -20,7 +20,7 @@ import (
 
 	"github.com/patchbay-dev/patchbay/internal/demostep"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
 )
 
@@ -127,9 +127,9 @@ var _ = Describe("Predicted failures", func() {
 				Expect(a.code).To(Equal(http.StatusBadRequest), "GET /%s…: %s", path[:8], a.body)
 				Expect(a.runError().Message).To(Or(ContainSubstring("run id"), ContainSubstring("key")))
 			}
-			a := whenPost(c.entry, http.Header{hop.HeaderRunID: {long}}, `{}`)
+			a := whenPost(c.entry, http.Header{contract.HeaderRunID: {long}}, `{}`)
 			Expect(a.code).To(Equal(http.StatusBadRequest), "%s", a.body)
-			Expect(a.runError().Message).To(ContainSubstring(hop.HeaderRunID))
+			Expect(a.runError().Message).To(ContainSubstring(contract.HeaderRunID))
 			Expect(whenGet(c.entry + "readyz").code).To(Equal(http.StatusOK))
 			c.expectServing(`{"id":7}`, `{"charge":{"id":7,"valid":true,"charged":true},"reserve":{"id":7,"valid":true,"reserved":true}}`)
 		})
@@ -142,7 +142,7 @@ var _ = Describe("Predicted failures", func() {
 			big := `{"pad":"` + strings.Repeat("x", 3<<20+512<<10) + `"}`
 			a := whenPost(c.entry, nil, big)
 			Expect(a.code).To(Equal(http.StatusBadRequest), "the step's 400, not a 202 left pending: %.200s", a.body)
-			id := a.header.Get(hop.HeaderRunID)
+			id := a.header.Get(contract.HeaderRunID)
 			Expect(a.runError().Step).To(Equal("picky"))
 			Expect(c.deadLetterOf(id).Step).To(Equal("picky"))
 		})
@@ -168,7 +168,7 @@ var _ = Describe("Predicted failures", func() {
 				`{name: broken, image: demo, args: ["--mode=echo", "--fail-first=1000000", "--fail-status=503"]}`))
 			a := whenPost(c.entry, http.Header{"Prefer": {"respond-async"}}, `{}`)
 			Expect(a.code).To(Equal(http.StatusAccepted), "%s", a.body)
-			id := a.header.Get(hop.HeaderRunID)
+			id := a.header.Get(contract.HeaderRunID)
 			r := c.eventuallyRun(id, waitBound)
 			Expect(r.code).To(Equal(http.StatusServiceUnavailable), "%s", r.body)
 			Expect(r.runError().Step).To(Equal("broken"))
@@ -187,7 +187,7 @@ var _ = Describe("Predicted failures", func() {
 			GinkgoHelper()
 			ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 			defer cancel()
-			m := bus.NewMsg(c.plan.Stream.StartSubject, http.Header{hop.HeaderRunID: {bad}, "Content-Type": {"application/json"}}, []byte(`{}`))
+			m := bus.NewMsg(c.plan.Stream.StartSubject, http.Header{contract.HeaderRunID: {bad}, "Content-Type": {"application/json"}}, []byte(`{}`))
 			_, err := js.PublishMsg(ctx, m)
 			Expect(err).NotTo(HaveOccurred())
 		}
@@ -231,7 +231,7 @@ var _ = Describe("Predicted failures", func() {
 				// Fails until the dead letter is replayed: attempts 2, plus the one a cut-short attempt may take.
 				`{name: late, image: demo, args: ["--mode=transform", "--set=late=true", "--fail-first=3", "--fail-status=503"]}`))
 			a := whenPost(c.entry, http.Header{"Prefer": {"respond-async"}}, `{"id":3}`)
-			id := a.header.Get(hop.HeaderRunID)
+			id := a.header.Get(contract.HeaderRunID)
 			Expect(c.eventuallyRun(id, waitBound).code).To(Equal(http.StatusServiceUnavailable))
 
 			js := c.js()
@@ -279,10 +279,10 @@ var _ = Describe("Predicted failures", func() {
 			first := make(chan answer, 1)
 			go func() {
 				defer GinkgoRecover()
-				first <- whenPost(c.entry, http.Header{hop.HeaderRunID: {"dup-1"}}, `{"caller":1}`)
+				first <- whenPost(c.entry, http.Header{contract.HeaderRunID: {"dup-1"}}, `{"caller":1}`)
 			}()
 			c.waitInFlight("held", 1)
-			second := whenPost(c.entry, http.Header{hop.HeaderRunID: {"dup-1"}}, `{"caller":2}`)
+			second := whenPost(c.entry, http.Header{contract.HeaderRunID: {"dup-1"}}, `{"caller":2}`)
 			Expect(second.code).To(Equal(http.StatusConflict), "%s", second.body)
 			c.release("held")
 			var a answer
@@ -301,7 +301,7 @@ var _ = Describe("Predicted failures", func() {
 			Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
 			b := whenPost(c.entry, h, `{"id":42}`)
 			Expect(b.code).To(Equal(http.StatusOK), "%s", b.body)
-			Expect(b.header.Get(hop.HeaderRunID)).To(Equal(a.header.Get(hop.HeaderRunID)))
+			Expect(b.header.Get(contract.HeaderRunID)).To(Equal(a.header.Get(contract.HeaderRunID)))
 			Expect(b.body).To(MatchJSON(a.body))
 			Expect(c.stats("once").Calls).To(BeEquivalentTo(1))
 		})
@@ -323,7 +323,7 @@ var _ = Describe("Predicted failures", func() {
 			wg.Wait()
 			for _, a := range answers {
 				Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-				Expect(a.header.Get(hop.HeaderRunID)).To(Equal(answers[0].header.Get(hop.HeaderRunID)))
+				Expect(a.header.Get(contract.HeaderRunID)).To(Equal(answers[0].header.Get(contract.HeaderRunID)))
 				Expect(a.body).To(MatchJSON(`{"id":43,"held":true}`))
 			}
 			Expect(c.stats("held").Calls).To(BeEquivalentTo(1))
@@ -338,7 +338,7 @@ var _ = Describe("Predicted failures", func() {
 				`{name: silent, image: demo, args: ["--mode=echo", "--hold"]}`))
 			a := whenPost(c.entry, http.Header{"Prefer": {"respond-async"}}, `{}`)
 			Expect(a.code).To(Equal(http.StatusAccepted))
-			id := a.header.Get(hop.HeaderRunID)
+			id := a.header.Get(contract.HeaderRunID)
 			r := c.eventuallyRun(id, c.plan.Entry.Timeout.Duration+deadlineGrace+5*time.Second)
 			Expect(r.code).To(Equal(http.StatusGatewayTimeout), "%s", r.body)
 			Expect(r.runError().Step).To(Equal("silent"))
@@ -357,7 +357,7 @@ var _ = Describe("Predicted failures", func() {
 				Expect(e.Step).To(Equal("busy"))
 				Expect(e.Attempts).To(Equal(1))
 				Expect(c.stats("busy").Calls).To(BeEquivalentTo(1))
-				Expect(c.deadLetterOf(a.header.Get(hop.HeaderRunID)).Step).To(Equal("busy"))
+				Expect(c.deadLetterOf(a.header.Get(contract.HeaderRunID)).Step).To(Equal("busy"))
 				Expect(c.restarts.Load()).To(BeZero())
 			})
 		}
@@ -404,7 +404,7 @@ var _ = Describe("Predicted failures", func() {
 			a := whenPost(c.entry, nil, `{}`)
 			Expect(a.code).To(Equal(http.StatusServiceUnavailable), "%s", a.body)
 			Expect(a.header.Get("Retry-After")).To(MatchRegexp(`^[1-9]\d*$`))
-			Expect(a.header.Get(hop.HeaderRejected)).To(Equal("bulkhead"))
+			Expect(a.header.Get(contract.HeaderRejected)).To(Equal("bulkhead"))
 			c.release("held")
 			wg.Wait()
 			for i, h := range held {

@@ -20,7 +20,7 @@ import (
 
 	"github.com/patchbay-dev/patchbay/internal/proctest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 // The soak: for each async style, soakRuns runs through the sample Workflow
@@ -127,7 +127,7 @@ type sentRun struct {
 // retry means an earlier attempt created the run but its answer was lost
 // (or was a 503): the run is not accepted, and the suite looks at its record.
 func sendRun(entry string, r *sentRun) {
-	h := http.Header{hop.HeaderRunID: {r.id}, "Content-Type": {"application/json"}}
+	h := http.Header{contract.HeaderRunID: {r.id}, "Content-Type": {"application/json"}}
 	body := []byte(fmt.Sprintf(`{"n":%d}`, r.n))
 	deadline := time.Now().Add(retryBound)
 	backoff := 50 * time.Millisecond
