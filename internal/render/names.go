@@ -1,18 +1,37 @@
 package render
 
-import "fmt"
+import (
+	"fmt"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+)
 
 // Child names (docs/architecture.md, Names and ports). They are never truncated: a name that does not fit
 // is reported by the controller, so a long name cannot collide with another.
 
-// StepName is the name of a step's Deployment, Service, NetworkPolicy and PDB.
-func StepName(workflow, step string) string { return workflow + "-" + step }
+// The children of a style carry the style's code in their names, so that the
+// children of two styles run side by side during a switch; only the entry
+// Service, <workflow>, is the same in every style.
 
-// ComponentName is the name of the orchestrator's or gateway's children.
-func ComponentName(workflow, component string) string { return workflow + "-" + component }
+// StepName is the name of a step's Deployment, Service, NetworkPolicy and PDB
+// in a style: <workflow>-<code>-<step>.
+func StepName(workflow string, style v1alpha1.Style, step string) string {
+	return styleChildName(workflow, style, step)
+}
 
-// PlanConfigMapName is the name of the ConfigMap holding a workflow's plan.
-func PlanConfigMapName(workflow string) string { return workflow + "-plan" }
+// ComponentName is the name of the orchestrator's or gateway's children in a style.
+func ComponentName(workflow string, style v1alpha1.Style, component string) string {
+	return styleChildName(workflow, style, component)
+}
+
+// PlanConfigMapName is the name of the ConfigMap holding a workflow's plan in a style.
+func PlanConfigMapName(workflow string, style v1alpha1.Style) string {
+	return styleChildName(workflow, style, "plan")
+}
+
+func styleChildName(workflow string, style v1alpha1.Style, suffix string) string {
+	return workflow + "-" + style.Code() + "-" + suffix
+}
 
 // NATSName is the name of a Broker's StatefulSet, client Service, PDB and NetworkPolicy.
 func NATSName(broker string) string { return broker + "-nats" }

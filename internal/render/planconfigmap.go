@@ -14,7 +14,7 @@ func PlanConfigMap(in *WorkflowInput) *corev1.ConfigMap {
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 		Data:     map[string]string{PlanKey: string(in.planJSON)},
 	}
-	stamp(cm, in.owner(), PlanConfigMapName(in.Workflow.Name), ComponentPlan, "")
+	stamp(cm, in.owner(), PlanConfigMapName(in.Workflow.Name, in.Workflow.Spec.Style), ComponentPlan, "")
 	cm.Annotations = map[string]string{AnnotationPlanHash: in.planHash}
 	return cm
 }

@@ -48,8 +48,8 @@ func (c *compilation) checkStep(i int, s *v1alpha1.Step) {
 		c.ps.add(ReasonInvalidField, who, "spec.steps[%d].name %q must be a DNS label: lowercase letters, digits and '-', at most 63 characters", i, n)
 	case n == plan.OrchestratorRole || n == plan.GatewayRole:
 		c.ps.add(ReasonInvalidField, who, "step name %s is reserved for patchbay's own component: rename the step", n)
-	case isDNSLabel(c.name) && len(childName(c.name, n)) > maxChildNameLen:
-		c.ps.add(ReasonNameTooLong, who, "step %s: child name %s is %d characters, longer than %d: shorten the workflow or step name", n, childName(c.name, n), len(childName(c.name, n)), maxChildNameLen)
+	case isDNSLabel(c.name) && len(childName(c.name, c.style, n)) > maxChildNameLen:
+		c.ps.add(ReasonNameTooLong, who, "step %s: child name %s is %d characters, longer than %d: shorten the workflow or step name", n, childName(c.name, c.style, n), len(childName(c.name, c.style, n)), maxChildNameLen)
 	}
 	if port := s.AppPort(); port < 1 || port > 65535 {
 		c.ps.add(ReasonInvalidField, who, "step %s: port %d is not a TCP port (1-65535)", n, port)
@@ -270,12 +270,12 @@ func (c *compilation) checkRoleNames() {
 		return
 	}
 	roles := c.roles()
-	names := []string{childName(c.name, "plan")}
+	names := []string{childName(c.name, c.style, "plan")}
 	if roles.Orchestrator {
-		names = append(names, childName(c.name, plan.OrchestratorRole))
+		names = append(names, childName(c.name, c.style, plan.OrchestratorRole))
 	}
 	if roles.Gateway {
-		names = append(names, childName(c.name, plan.GatewayRole))
+		names = append(names, childName(c.name, c.style, plan.GatewayRole))
 	}
 	for _, n := range names {
 		if len(n) > maxChildNameLen {

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"regexp"
 	"strings"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 )
 
 // Bounds on generated names.
@@ -36,8 +38,11 @@ func isDNSLabel(s string) bool { return len(s) <= maxChildNameLen && dnsLabel.Ma
 
 func isEventType(s string) bool { return len(s) <= maxEventTypeLen && eventType.MatchString(s) }
 
-// childName is the name of a child object of the workflow: <workflow>-<suffix>.
-func childName(workflow, suffix string) string { return workflow + "-" + suffix }
+// childName is the name of a child object of the workflow in a style:
+// <workflow>-<style code>-<suffix> (render.StepName and its siblings).
+func childName(workflow string, style v1alpha1.Style, suffix string) string {
+	return workflow + "-" + style.Code() + "-" + suffix
+}
 
 // subjects builds the subjects of one workflow (docs/architecture.md, Names and ports). Namespace,
 // workflow and step names are DNS labels and event types dot-separated words,
