@@ -6,6 +6,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -40,6 +41,9 @@ type Options struct {
 	ComponentReplicas int32
 	// WorkflowConcurrency is how many Workflows are reconciled at once.
 	WorkflowConcurrency int
+	// Clock is the clock of a style switch's drain periods; nil is the wall
+	// clock. Tests move it past a drain period instead of waiting for it.
+	Clock func() time.Time
 }
 
 // DefaultOptions are the options of a manager at version, such as v0.1.0.
@@ -107,6 +111,7 @@ func SetupAll(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		settings:    settings,
 		compile:     topology.Compile,
 		concurrency: opts.WorkflowConcurrency,
+		clock:       opts.Clock,
 	}
 	if err := wr.SetupWithManager(ctx, mgr); err != nil {
 		return fmt.Errorf("set up the Workflow controller: %w", err)

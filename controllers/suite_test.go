@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -62,7 +63,17 @@ var testOptions = controllers.Options{
 	NATSImage:           "registry.test/nats:test",
 	ComponentReplicas:   2,
 	WorkflowConcurrency: controllers.DefaultWorkflowConcurrency,
+	Clock:               testNow,
 }
+
+// clockAhead is how far the manager's clock runs ahead of the wall clock.
+var clockAhead atomic.Int64
+
+// testNow is the manager's clock: tests move it past a drain period
+// (advanceClock) rather than wait for one.
+func testNow() time.Time { return time.Now().Add(time.Duration(clockAhead.Load())) }
+
+func advanceClock(d time.Duration) { clockAhead.Add(int64(d)) }
 
 func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -506,69 +507,127 @@ var _ = Describe("A child name held by an object patchbay does not manage", func
 var _ = Describe("Switching style", func() {
 	ctx := context.Background()
 
-	It("leaves exactly the children each style needs", func() {
-		ns := newNamespace("switch", nil)
-		wf := newWorkflow(ns, "flip", v1alpha1.StyleSyncOrchestrated, step("x", 2), step("y", 1, "x"))
-		Expect(k8s.Create(ctx, wf)).To(Succeed())
-		children := func() []string { return childNames(ctx, ns, "flip") }
-		planHash := func() string {
-			d := &appsv1.Deployment{}
-			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "flip-x"}, d)).To(Succeed())
-			return d.Spec.Template.Annotations["patchbay.dev/plan-hash"]
+	// children lists the Workflow's children; expect is what one style needs:
+	// the plan, the workloads with their Services and policies, the budgets.
+	children := func(ns, wf string) func() []string {
+		return func() []string { return childNames(ctx, ns, wf) }
+	}
+	expect := func(wf, code string, workloads, budgets []string) []string {
+		named := func(names []string) []string {
+			out := make([]string, len(names))
+			for i, n := range names {
+				out[i] = wf + "-" + code + "-" + n
+			}
+			return out
 		}
-		expect := func(workloads, budgets []string) []string {
-			// The entry Service, flip, stays through every style.
-			out := []string{"ConfigMap/flip-plan", "Service/flip"}
-			out = append(out, prefixed("Deployment", workloads...)...)
-			out = append(out, prefixed("Service", workloads...)...)
-			out = append(out, prefixed("NetworkPolicy", workloads...)...)
-			return append(out, prefixed("PodDisruptionBudget", budgets...)...)
-		}
-
-		By("sync-orchestrated: the steps and an orchestrator")
-		Eventually(children).Should(ConsistOf(expect(
-			[]string{"flip-x", "flip-y", "flip-orchestrator"}, []string{"flip-x", "flip-orchestrator"})))
-		orchestratedHash := planHash()
-		endpoint := getWorkflow(ctx, ns, "flip").Status.Endpoint
-		Expect(endpoint).To(Equal("http://flip." + ns + ".svc"))
-		entrySelector := func() map[string]string {
+		out := []string{"ConfigMap/" + wf + "-" + code + "-plan"}
+		out = append(out, prefixed("Deployment", named(workloads)...)...)
+		out = append(out, prefixed("Service", named(workloads)...)...)
+		out = append(out, prefixed("NetworkPolicy", named(workloads)...)...)
+		return append(out, prefixed("PodDisruptionBudget", named(budgets)...)...)
+	}
+	entrySelector := func(ns, wf string) func() map[string]string {
+		return func() map[string]string {
 			svc := &corev1.Service{}
-			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "flip"}, svc)).To(Succeed())
+			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: wf}, svc)).To(Succeed())
 			return svc.Spec.Selector
 		}
-		Expect(entrySelector()).To(HaveKeyWithValue("patchbay.dev/component", "orchestrator"))
+	}
+	switching := func(ns, wf string) func() string {
+		return workflowCondition(ctx, ns, wf, v1alpha1.ConditionSwitching)
+	}
+	retiring := func(ns, wf string) []v1alpha1.RetiringStyle { return getWorkflow(ctx, ns, wf).Status.Retiring }
 
-		By("choreography: the orchestrator goes, a gateway comes")
-		updateWorkflow(ctx, ns, "flip", func(wf *v1alpha1.Workflow) {
-			wf.Spec.Style = v1alpha1.StyleChoreography
-			wf.Spec.Entry = &v1alpha1.Entry{Event: "go", CompletesOn: []string{"done"}}
-			wf.Spec.Steps = []v1alpha1.Step{step("x", 2), step("y", 1)}
-			wf.Spec.Steps[0].Subscribes, wf.Spec.Steps[0].Emits = []string{"go"}, []string{"mid"}
-			wf.Spec.Steps[1].Subscribes, wf.Spec.Steps[1].Emits = []string{"mid"}, []string{"done"}
-		})
-		Eventually(children).Should(ConsistOf(expect(
-			[]string{"flip-x", "flip-y", "flip-gateway"}, []string{"flip-x", "flip-gateway"})))
-		Expect(planHash()).NotTo(Equal(orchestratedHash), "the step pods did not roll to the new plan")
-		Eventually(entrySelector).Should(HaveKeyWithValue("patchbay.dev/component", "gateway"))
-		Expect(getWorkflow(ctx, ns, "flip").Status.Endpoint).To(Equal(endpoint), "the endpoint moved with the style")
-		Eventually(events(ctx, ns, "flip")).Should(ContainElement(And(
-			HavePrefix("Normal TopologyChanged: Applied the choreography topology"),
-			ContainSubstring("deleted PodDisruptionBudget flip-orchestrator, NetworkPolicy flip-orchestrator, Service flip-orchestrator, Deployment flip-orchestrator"),
-		)))
+	It("starts the new style, moves the entry once it is ready, drains the old one and only then prunes it", func() {
+		ns := newNamespace("switch", nil)
+		Expect(k8s.Create(ctx, newWorkflow(ns, "flip", v1alpha1.StyleSyncOrchestrated, step("x", 2), step("y", 1, "x")))).To(Succeed())
+		orchestrated := expect("flip", "so", []string{"x", "y", "orchestrator"}, []string{"x", "orchestrator"})
+		async := expect("flip", "ao", []string{"x", "y", "orchestrator", "gateway"}, []string{"x", "orchestrator", "gateway"})
+		Eventually(children(ns, "flip")).Should(ConsistOf(append(orchestrated, "Service/flip")))
+		markWorkloadsReady(ctx, ns)
+		Eventually(switching(ns, "flip")).Should(HavePrefix("False/NoSwitch"))
+		endpoint := getWorkflow(ctx, ns, "flip").Status.Endpoint
+		Expect(endpoint).To(Equal("http://flip." + ns + ".svc"))
+		Expect(entrySelector(ns, "flip")()).To(Equal(map[string]string{
+			"patchbay.dev/workflow": "flip", "patchbay.dev/component": "orchestrator", "patchbay.dev/style": "so",
+		}))
 
-		By("hybrid: an orchestrator for the core, events for the leaf, the gateway in front")
-		updateWorkflow(ctx, ns, "flip", func(wf *v1alpha1.Workflow) {
-			wf.Spec.Style = v1alpha1.StyleHybrid
-			wf.Spec.Entry = nil
-			wf.Spec.Steps = []v1alpha1.Step{step("x", 2), step("y", 1, "x"), step("z", 1)}
-			wf.Spec.Steps[1].Emits = []string{"done"}
-			wf.Spec.Steps[2].Subscribes = []string{"done"}
-		})
-		Eventually(children).Should(ConsistOf(expect(
-			[]string{"flip-x", "flip-y", "flip-z", "flip-orchestrator", "flip-gateway"},
-			[]string{"flip-x", "flip-orchestrator", "flip-gateway"})))
-		Eventually(func() int64 { return getWorkflow(ctx, ns, "flip").Status.ObservedGeneration }).Should(Equal(int64(3)))
-		Expect(getWorkflow(ctx, ns, "flip").Status.Endpoint).To(Equal(endpoint), "the endpoint moved with the style")
+		By("NewStyleStarting: the new children run beside the old, the entry stays")
+		updateWorkflow(ctx, ns, "flip", func(wf *v1alpha1.Workflow) { wf.Spec.Style = v1alpha1.StyleAsyncOrchestrated })
+		Eventually(children(ns, "flip")).Should(ConsistOf(slices.Concat(orchestrated, async, []string{"Service/flip"})))
+		Eventually(switching(ns, "flip")).Should(And(HavePrefix("True/NewStyleStarting"),
+			ContainSubstring("flip-ao-gateway"), ContainSubstring("the entry stays on sync-orchestrated")))
+		Expect(entrySelector(ns, "flip")()).To(HaveKeyWithValue("patchbay.dev/style", "so"))
+		Expect(retiring(ns, "flip")).To(Equal([]v1alpha1.RetiringStyle{{Style: v1alpha1.StyleSyncOrchestrated}}))
+		Expect(getWorkflow(ctx, ns, "flip").Status.Endpoint).To(Equal(endpoint))
+
+		By("EntryMoved: once the new style is ready, the entry selects it and the old entry restarts")
+		markWorkloadsReady(ctx, ns)
+		Eventually(entrySelector(ns, "flip")).Should(HaveKeyWithValue("patchbay.dev/component", "gateway"))
+		Expect(entrySelector(ns, "flip")()).To(HaveKeyWithValue("patchbay.dev/style", "ao"))
+		Eventually(events(ctx, ns, "flip")).Should(ContainElement(HavePrefix("Normal EntryMoved")))
+		old := &appsv1.Deployment{}
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "flip-so-orchestrator"}, old)).To(Succeed())
+		Expect(old.Spec.Template.Annotations).To(HaveKey("patchbay.dev/retired-at"))
+
+		By("DrainingOldStyle: the old children stay until their drain period ends")
+		Eventually(switching(ns, "flip")).Should(And(HavePrefix("True/DrainingOldStyle"), ContainSubstring("sync-orchestrated until")))
+		r := retiring(ns, "flip")
+		Expect(r).To(HaveLen(1))
+		Expect(r[0].DrainUntil).NotTo(BeNil())
+		Expect(r[0].DrainUntil.Time).To(BeTemporally(">", testNow()))
+		Consistently(children(ns, "flip"), "2s").Should(ConsistOf(slices.Concat(orchestrated, async, []string{"Service/flip"})))
+		Expect(getWorkflow(ctx, ns, "flip").Status.Endpoint).To(Equal(endpoint))
+
+		By("once the drain period is over, the old children go")
+		advanceClock(r[0].DrainUntil.Sub(testNow()) + time.Second)
+		markWorkloadsReady(ctx, ns)
+		Eventually(children(ns, "flip")).Should(ConsistOf(append(async, "Service/flip")))
+		Eventually(switching(ns, "flip")).Should(HavePrefix("False/NoSwitch"))
+		Expect(retiring(ns, "flip")).To(BeEmpty())
+		Expect(getWorkflow(ctx, ns, "flip").Status.Endpoint).To(Equal(endpoint))
+	})
+
+	It("converges on a switch back, before or after the entry moved, and leaves no orphan", func() {
+		ns := newNamespace("switch-back", nil)
+		Expect(k8s.Create(ctx, newWorkflow(ns, "flop", v1alpha1.StyleSyncChain, step("x", 1), step("y", 1, "x")))).To(Succeed())
+		chain := expect("flop", "sc", []string{"x", "y"}, nil)
+		orchestrated := expect("flop", "so", []string{"x", "y", "orchestrator"}, []string{"orchestrator"})
+		Eventually(children(ns, "flop")).Should(ConsistOf(append(chain, "Service/flop")))
+		markWorkloadsReady(ctx, ns)
+		Eventually(switching(ns, "flop")).Should(HavePrefix("False/NoSwitch"))
+
+		By("back before the new style is ready: the entry never left, the new children drain and go")
+		updateWorkflow(ctx, ns, "flop", func(wf *v1alpha1.Workflow) { wf.Spec.Style = v1alpha1.StyleSyncOrchestrated })
+		Eventually(switching(ns, "flop")).Should(HavePrefix("True/NewStyleStarting"))
+		updateWorkflow(ctx, ns, "flop", func(wf *v1alpha1.Workflow) { wf.Spec.Style = v1alpha1.StyleSyncChain })
+		Eventually(switching(ns, "flop")).Should(And(HavePrefix("True/DrainingOldStyle"), ContainSubstring("sync-orchestrated until")))
+		Expect(entrySelector(ns, "flop")()).To(HaveKeyWithValue("patchbay.dev/style", "sc"))
+		Expect(children(ns, "flop")()).To(ConsistOf(slices.Concat(chain, orchestrated, []string{"Service/flop"})))
+		advanceClock(retiring(ns, "flop")[0].DrainUntil.Sub(testNow()) + time.Second)
+		markWorkloadsReady(ctx, ns)
+		Eventually(children(ns, "flop")).Should(ConsistOf(append(chain, "Service/flop")))
+		Eventually(switching(ns, "flop")).Should(HavePrefix("False/NoSwitch"))
+
+		By("back after the entry moved: the entry returns once the first style is ready again")
+		updateWorkflow(ctx, ns, "flop", func(wf *v1alpha1.Workflow) { wf.Spec.Style = v1alpha1.StyleSyncOrchestrated })
+		Eventually(children(ns, "flop")).Should(ConsistOf(slices.Concat(chain, orchestrated, []string{"Service/flop"})))
+		markWorkloadsReady(ctx, ns)
+		Eventually(entrySelector(ns, "flop")).Should(HaveKeyWithValue("patchbay.dev/style", "so"))
+		Eventually(switching(ns, "flop")).Should(HavePrefix("True/DrainingOldStyle"))
+		updateWorkflow(ctx, ns, "flop", func(wf *v1alpha1.Workflow) { wf.Spec.Style = v1alpha1.StyleSyncChain })
+		// The chain's root restarted when the entry left it: it is not ready
+		// until its new pods are, and the entry waits for them.
+		Eventually(switching(ns, "flop")).Should(And(HavePrefix("True/NewStyleStarting"), ContainSubstring("flop-sc-x")))
+		Expect(entrySelector(ns, "flop")()).To(HaveKeyWithValue("patchbay.dev/style", "so"))
+		markWorkloadsReady(ctx, ns)
+		Eventually(entrySelector(ns, "flop")).Should(HaveKeyWithValue("patchbay.dev/style", "sc"))
+		Eventually(switching(ns, "flop")).Should(And(HavePrefix("True/DrainingOldStyle"), ContainSubstring("sync-orchestrated until")))
+		advanceClock(retiring(ns, "flop")[0].DrainUntil.Sub(testNow()) + time.Second)
+		markWorkloadsReady(ctx, ns)
+		Eventually(children(ns, "flop")).Should(ConsistOf(append(chain, "Service/flop")))
+		Eventually(switching(ns, "flop")).Should(HavePrefix("False/NoSwitch"))
+		Expect(getWorkflow(ctx, ns, "flop").Status.Endpoint).To(Equal("http://flop." + ns + ".svc"))
 	})
 })
 

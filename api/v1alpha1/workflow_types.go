@@ -392,6 +392,20 @@ type StepStatus struct {
 	ReadyReplicas int32 `json:"readyReplicas"`
 }
 
+// RetiringStyle is an earlier style of a Workflow whose children still run.
+type RetiringStyle struct {
+	// style is the earlier style.
+	// +required
+	Style Style `json:"style"`
+
+	// drainUntil is when its children are deleted: set when the entry moved to
+	// the current style, to that time plus the style's drain period (its
+	// longest run, or entry.timeout in the sync styles). Unset while the entry
+	// still serves an earlier style.
+	// +optional
+	DrainUntil *metav1.Time `json:"drainUntil,omitempty"`
+}
+
 // WorkflowStatus is the observed state of a Workflow.
 type WorkflowStatus struct {
 	// observedGeneration is the generation the last successful reconcile acted on.
@@ -416,7 +430,15 @@ type WorkflowStatus struct {
 	// +listMapKey=name
 	Steps []StepStatus `json:"steps,omitempty"`
 
-	// conditions are Compiled, BrokerReady, StepsReady, Ready and StyleAdvised.
+	// retiring are the earlier styles whose children still run while a style
+	// switch drains them (docs/operations.md, Switching style); empty when no
+	// switch is in progress.
+	// +optional
+	// +listType=map
+	// +listMapKey=style
+	Retiring []RetiringStyle `json:"retiring,omitempty"`
+
+	// conditions are Compiled, BrokerReady, StepsReady, Ready, Switching and StyleAdvised.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
