@@ -318,7 +318,7 @@ var _ = Describe("A Workflow the compiler refuses", func() {
 
 	It("reports a child name longer than 63 characters", func() {
 		ns := newNamespace("long", nil)
-		name := strings.Repeat("w", 50)
+		name := strings.Repeat("w", 47)
 		wf := newWorkflow(ns, name, v1alpha1.StyleSyncChain, step("a-rather-long-step", 1))
 		Expect(k8s.Create(ctx, wf)).To(Succeed())
 		Eventually(workflowCondition(ctx, ns, name, v1alpha1.ConditionReady)).Should(HavePrefix("False/NameTooLong"))
@@ -341,11 +341,11 @@ var _ = Describe("A Workflow whose Broker is missing", func() {
 			Equal("False/BrokerNotFound: Broker late does not exist in namespace " + ns + ": create it, or name another in spec.broker"))
 		Expect(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionReady)()).To(HavePrefix("False/BrokerNotFound"))
 		By("running the rest of the topology meanwhile")
-		Eventually(func() []string { return childNames(ctx, ns, wf.Name) }).Should(ContainElement("Deployment/orders-gateway"))
+		Eventually(func() []string { return childNames(ctx, ns, wf.Name) }).Should(ContainElement("Deployment/orders-ch-gateway"))
 		generation := getWorkflow(ctx, ns, wf.Name).Generation
 		gatewayStreamArgs := func() []string {
 			d := &appsv1.Deployment{}
-			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "orders-gateway"}, d)).To(Succeed())
+			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "orders-ch-gateway"}, d)).To(Succeed())
 			var args []string
 			for _, a := range d.Spec.Template.Spec.Containers[0].Args {
 				if strings.HasPrefix(a, "--stream-") {
@@ -374,7 +374,7 @@ var _ = Describe("A Workflow whose Broker is missing", func() {
 		By("rolling the pods onto streams with three replicas when the Broker grows to three servers")
 		updateBroker(ctx, ns, "late", func(b *v1alpha1.Broker) { b.Spec.Replicas = ptr.To(int32(3)) })
 		Eventually(gatewayStreamArgs).Should(Equal([]string{"--stream-replicas=3", "--stream-storage=file"}))
-		for _, name := range []string{"orders-reserve", "orders-charge", "orders-notify"} {
+		for _, name := range []string{"orders-ch-reserve", "orders-ch-charge", "orders-ch-notify"} {
 			d := &appsv1.Deployment{}
 			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, d)).To(Succeed())
 			Expect(d.Spec.Template.Spec.InitContainers[0].Args).To(ContainElements("--stream-replicas=3", "--stream-storage=file"), name)
@@ -398,11 +398,11 @@ var _ = Describe("Drift", Ordered, func() {
 
 	It("is undone when a child Deployment is deleted", func() {
 		d := &appsv1.Deployment{}
-		Expect(k8s.Get(ctx, key("quote-pricing"), d)).To(Succeed())
+		Expect(k8s.Get(ctx, key("quote-sc-pricing"), d)).To(Succeed())
 		Expect(k8s.Delete(ctx, d)).To(Succeed())
 		Eventually(func() types.UID {
 			restored := &appsv1.Deployment{}
-			if err := k8s.Get(ctx, key("quote-pricing"), restored); err != nil {
+			if err := k8s.Get(ctx, key("quote-sc-pricing"), restored); err != nil {
 				return ""
 			}
 			return restored.UID
@@ -412,13 +412,13 @@ var _ = Describe("Drift", Ordered, func() {
 	It("is undone when a child's replicas are edited", func() {
 		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			d := &appsv1.Deployment{}
-			Expect(k8s.Get(ctx, key("quote-pricing"), d)).To(Succeed())
+			Expect(k8s.Get(ctx, key("quote-sc-pricing"), d)).To(Succeed())
 			d.Spec.Replicas = ptr.To(int32(7))
 			return k8s.Update(ctx, d)
 		})).To(Succeed())
 		Eventually(func() int32 {
 			d := &appsv1.Deployment{}
-			Expect(k8s.Get(ctx, key("quote-pricing"), d)).To(Succeed())
+			Expect(k8s.Get(ctx, key("quote-sc-pricing"), d)).To(Succeed())
 			return *d.Spec.Replicas
 		}).Should(Equal(int32(2)))
 	})
@@ -426,13 +426,13 @@ var _ = Describe("Drift", Ordered, func() {
 	It("is undone when a child Service is edited", func() {
 		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			s := &corev1.Service{}
-			Expect(k8s.Get(ctx, key("quote-tax"), s)).To(Succeed())
+			Expect(k8s.Get(ctx, key("quote-sc-tax"), s)).To(Succeed())
 			s.Spec.Ports[0].TargetPort.IntVal = 9999
 			return k8s.Update(ctx, s)
 		})).To(Succeed())
 		Eventually(func() int32 {
 			s := &corev1.Service{}
-			Expect(k8s.Get(ctx, key("quote-tax"), s)).To(Succeed())
+			Expect(k8s.Get(ctx, key("quote-sc-tax"), s)).To(Succeed())
 			return s.Spec.Ports[0].TargetPort.IntVal
 		}).Should(Equal(int32(15080)))
 	})
@@ -443,26 +443,26 @@ var _ = Describe("Two Workflows whose children would share a name", func() {
 
 	It("leave the first untouched and the second reporting why", func() {
 		ns := newNamespace("conflict", nil)
-		first := newWorkflow(ns, "a-b", v1alpha1.StyleSyncChain, step("c", 1))
+		first := newWorkflow(ns, "a-sc-b", v1alpha1.StyleSyncChain, step("c", 1))
 		Expect(k8s.Create(ctx, first)).To(Succeed())
-		Eventually(func() int64 { return getWorkflow(ctx, ns, "a-b").Status.ObservedGeneration }).Should(Equal(int64(1)))
+		Eventually(func() int64 { return getWorkflow(ctx, ns, "a-sc-b").Status.ObservedGeneration }).Should(Equal(int64(1)))
 		held := &appsv1.Deployment{}
-		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "a-b-c"}, held)).To(Succeed())
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "a-sc-b-sc-c"}, held)).To(Succeed())
 		heldService := &corev1.Service{}
-		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "a-b-c"}, heldService)).To(Succeed())
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "a-sc-b-sc-c"}, heldService)).To(Succeed())
 
-		second := newWorkflow(ns, "a", v1alpha1.StyleSyncChain, step("b-c", 1))
+		second := newWorkflow(ns, "a", v1alpha1.StyleSyncChain, step("b-sc-c", 1))
 		Expect(k8s.Create(ctx, second)).To(Succeed())
 		Eventually(workflowCondition(ctx, ns, "a", v1alpha1.ConditionStepsReady)).Should(And(
 			HavePrefix("False/NameConflict: "),
-			ContainSubstring("Deployment a-b-c already exists and belongs to Workflow a-b; it is left alone"),
-			ContainSubstring("Service a-b-c already exists and belongs to Workflow a-b"),
+			ContainSubstring("Deployment a-sc-b-sc-c already exists and belongs to Workflow a-sc-b; it is left alone"),
+			ContainSubstring("Service a-sc-b-sc-c already exists and belongs to Workflow a-sc-b"),
 		))
 		Expect(workflowCondition(ctx, ns, "a", v1alpha1.ConditionReady)()).To(HavePrefix("False/NameConflict"))
-		Eventually(events(ctx, ns, "a")).Should(ContainElement(HavePrefix("Warning NameConflict: Deployment a-b-c already exists")))
+		Eventually(events(ctx, ns, "a")).Should(ContainElement(HavePrefix("Warning NameConflict: Deployment a-sc-b-sc-c already exists")))
 		Expect(getWorkflow(ctx, ns, "a").Status.ObservedGeneration).To(BeZero())
 		By("still applying the children whose names are free")
-		Expect(childNames(ctx, ns, "a")).To(ContainElement("ConfigMap/a-plan"))
+		Expect(childNames(ctx, ns, "a")).To(ContainElement("ConfigMap/a-sc-plan"))
 
 		Consistently(func() string {
 			d := &appsv1.Deployment{}
@@ -471,8 +471,8 @@ var _ = Describe("Two Workflows whose children would share a name", func() {
 			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(heldService), s)).To(Succeed())
 			return d.ResourceVersion + " " + string(metav1.GetControllerOf(d).UID) + " " + s.ResourceVersion
 		}).Should(Equal(held.ResourceVersion + " " + string(first.UID) + " " + heldService.ResourceVersion))
-		Expect(workflowCondition(ctx, ns, "a-b", v1alpha1.ConditionCompiled)()).To(HavePrefix("True/"))
-		Expect(workflowCondition(ctx, ns, "a-b", v1alpha1.ConditionStepsReady)()).NotTo(ContainSubstring("NameConflict"))
+		Expect(workflowCondition(ctx, ns, "a-sc-b", v1alpha1.ConditionCompiled)()).To(HavePrefix("True/"))
+		Expect(workflowCondition(ctx, ns, "a-sc-b", v1alpha1.ConditionStepsReady)()).NotTo(ContainSubstring("NameConflict"))
 	})
 })
 
@@ -482,7 +482,7 @@ var _ = Describe("A child name held by an object patchbay does not manage", func
 	It("leaves the object untouched, though the cache never sees it", func() {
 		ns := newNamespace("foreign", nil)
 		held := &corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "x-plan"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "x-sc-plan"},
 			Data:       map[string]string{"owner": "someone else"},
 		}
 		Expect(k8s.Create(ctx, held)).To(Succeed())
@@ -493,9 +493,9 @@ var _ = Describe("A child name held by an object patchbay does not manage", func
 		DeferCleanup(func() { Expect(k8s.Delete(ctx, wf)).To(Succeed()) })
 		Eventually(workflowCondition(ctx, ns, "x", v1alpha1.ConditionStepsReady)).Should(And(
 			HavePrefix("False/NameConflict: "),
-			ContainSubstring("ConfigMap x-plan already exists and belongs to no patchbay object; it is left alone"),
+			ContainSubstring("ConfigMap x-sc-plan already exists and belongs to no patchbay object; it is left alone"),
 		))
-		Expect(childNames(ctx, ns, "x")).To(ContainElement("Deployment/x-c"))
+		Expect(childNames(ctx, ns, "x")).To(ContainElement("Deployment/x-sc-c"))
 		Consistently(func() string {
 			cm := &corev1.ConfigMap{}
 			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(held), cm)).To(Succeed())
@@ -651,7 +651,7 @@ var _ = Describe("A child the API server refuses", func() {
 		})
 		Eventually(workflowCondition(ctx, ns, "quote", v1alpha1.ConditionStepsReady)).Should(And(
 			HavePrefix("False/ApplyFailed: "),
-			ContainSubstring("apply Deployment quote-price"),
+			ContainSubstring("apply Deployment quote-sc-price"),
 			ContainSubstring("must be less than or equal to cpu limit"),
 		))
 		Expect(workflowCondition(ctx, ns, "quote", v1alpha1.ConditionReady)()).To(HavePrefix("False/ApplyFailed: StepsReady is False"))
