@@ -329,8 +329,11 @@ func TestEntryServiceFollowsTheStyle(t *testing.T) {
 				t.Errorf("entry Service %s, plan entry %s: want both named %s", svc.Name, in.Plan.Entry.Service, in.Workflow.Name)
 			}
 			want := selectorLabels(in.owner(), tt.component, tt.step)
-			if !maps.Equal(svc.Spec.Selector, want) {
-				t.Errorf("selector %v, want %v", svc.Spec.Selector, want)
+			if !maps.Equal(svc.Spec.Selector, want) || want[LabelStyle] != in.Workflow.Spec.Style.Code() {
+				t.Errorf("selector %v, want %v, of the style %s", svc.Spec.Selector, want, in.Workflow.Spec.Style.Code())
+			}
+			if _, ok := svc.Labels[LabelStyle]; ok {
+				t.Errorf("labels %v: the entry belongs to no style", svc.Labels)
 			}
 			if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != plan.ServicePort || svc.Spec.Ports[0].TargetPort.IntVal != tt.port {
 				t.Errorf("ports %+v, want %d → %d", svc.Spec.Ports, plan.ServicePort, tt.port)
