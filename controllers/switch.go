@@ -89,39 +89,40 @@ func (r *WorkflowReconciler) switchStyles(ctx context.Context, s *workflowScope)
 		sw.entryOn = live.Spec.Selector[render.LabelStyle]
 	}
 	ready := !s.failed && len(s.nameErrors) == 0 && len(s.readiness.waiting) == 0
-	if exists && sw.entryOn != sw.current && !ready {
-		// Make before break: the entry stays where it is, and so does every
-		// earlier style's child.
-		s.desired[keyOf(entry)] = true
-		sw.waiting = s.readiness.waiting
-		for code, keys := range others {
-			keep(s, keys)
-			if st := v1alpha1.StyleOfCode(code); st != "" {
-				sw.retiring = append(sw.retiring, v1alpha1.RetiringStyle{Style: st, DrainUntil: drainUntilOf(wf, st)})
-			}
-			sw.legacy = sw.legacy || code == ""
-		}
-		sortRetiring(sw.retiring)
-		return ctrl.Result{}, nil
-	}
-	if err := r.applyChildren(ctx, s, entry); err != nil {
-		return ctrl.Result{}, err
-	}
 	now := r.now()
 	var restart time.Duration
-	if exists && sw.entryOn != sw.current {
-		sw.movedFrom = sw.entryOn
-		log.FromContext(ctx).Info("Moved the entry to the new style", "from", sw.movedFrom, "to", sw.current)
-		restart, err = r.restartRetiredEntry(ctx, wf, live, now)
-		if err != nil {
+	if exists && sw.entryOn != sw.current && !ready {
+		// Make before break: the entry stays where it is.
+		s.desired[keyOf(entry)] = true
+		sw.waiting = s.readiness.waiting
+	} else {
+		if err := r.applyChildren(ctx, s, entry); err != nil {
 			return ctrl.Result{}, err
 		}
+		if exists && sw.entryOn != sw.current {
+			sw.movedFrom = sw.entryOn
+			log.FromContext(ctx).Info("Moved the entry to the new style", "from", sw.movedFrom, "to", sw.current)
+			if restart, err = r.restartRetiredEntry(ctx, wf, live, now); err != nil {
+				return ctrl.Result{}, err
+			}
+		}
+		sw.entryOn = sw.current
 	}
-	sw.entryOn = sw.current
 
+	// Every earlier style drains but the one the entry still serves: from
+	// the moment the entry left it (plus the restart of its entry), or, for
+	// one the entry never reached, from when it stopped being the current one.
 	var result ctrl.Result
 	for code, keys := range others {
 		st := v1alpha1.StyleOfCode(code)
+		if code == sw.entryOn {
+			keep(s, keys)
+			sw.legacy = sw.legacy || st == ""
+			if st != "" {
+				sw.retiring = append(sw.retiring, v1alpha1.RetiringStyle{Style: st})
+			}
+			continue
+		}
 		if st == "" {
 			// Children made before styles had codes: the entry has left them.
 			continue
@@ -132,7 +133,10 @@ func (r *WorkflowReconciler) switchStyles(ctx context.Context, s *workflowScope)
 			if err != nil {
 				return ctrl.Result{}, err
 			}
-			until = &metav1.Time{Time: now.Add(restart + period).Truncate(time.Second).Add(time.Second)}
+			if code == sw.movedFrom {
+				period += restart
+			}
+			until = &metav1.Time{Time: now.Add(period).Truncate(time.Second).Add(time.Second)}
 		}
 		if left := until.Sub(now); left > 0 {
 			keep(s, keys)

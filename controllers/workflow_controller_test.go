@@ -588,6 +588,40 @@ var _ = Describe("Switching style", func() {
 		Expect(getWorkflow(ctx, ns, "flip").Status.Endpoint).To(Equal(endpoint))
 	})
 
+	It("drains a style the entry never reached while the next one starts, and keeps the one the entry serves", func() {
+		ns := newNamespace("switch-twice", nil)
+		Expect(k8s.Create(ctx, newWorkflow(ns, "hop", v1alpha1.StyleSyncOrchestrated, step("x", 1), step("y", 1, "x")))).To(Succeed())
+		orchestrated := expect("hop", "so", []string{"x", "y", "orchestrator"}, []string{"orchestrator"})
+		async := expect("hop", "ao", []string{"x", "y", "orchestrator", "gateway"}, []string{"orchestrator", "gateway"})
+		hybrid := expect("hop", "hy", []string{"x", "y", "orchestrator", "gateway"}, []string{"orchestrator", "gateway"})
+		Eventually(children(ns, "hop")).Should(ConsistOf(append(orchestrated, "Service/hop")))
+		markWorkloadsReady(ctx, ns)
+		Eventually(switching(ns, "hop")).Should(HavePrefix("False/NoSwitch"))
+
+		updateWorkflow(ctx, ns, "hop", func(wf *v1alpha1.Workflow) { wf.Spec.Style = v1alpha1.StyleAsyncOrchestrated })
+		Eventually(children(ns, "hop")).Should(ConsistOf(slices.Concat(orchestrated, async, []string{"Service/hop"})))
+		updateWorkflow(ctx, ns, "hop", func(wf *v1alpha1.Workflow) { wf.Spec.Style = v1alpha1.StyleHybrid })
+		Eventually(children(ns, "hop")).Should(ConsistOf(slices.Concat(orchestrated, async, hybrid, []string{"Service/hop"})))
+		Eventually(switching(ns, "hop")).Should(And(HavePrefix("True/NewStyleStarting"),
+			ContainSubstring("async-orchestrated until"), ContainSubstring("the entry stays on sync-orchestrated")))
+		var abandoned v1alpha1.RetiringStyle
+		for _, r := range retiring(ns, "hop") {
+			if r.Style == v1alpha1.StyleAsyncOrchestrated {
+				abandoned = r
+			} else {
+				Expect(r).To(Equal(v1alpha1.RetiringStyle{Style: v1alpha1.StyleSyncOrchestrated}), "the style the entry serves does not drain")
+			}
+		}
+		Expect(abandoned.DrainUntil).NotTo(BeNil())
+
+		By("the abandoned style goes once drained, though the newest is not ready; the entry's stays")
+		advanceClock(abandoned.DrainUntil.Sub(testNow()) + time.Second)
+		Expect(k8s.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hop-hy-x"}})).To(Succeed()) // any child event reconciles
+		Eventually(children(ns, "hop")).Should(ConsistOf(slices.Concat(orchestrated, hybrid, []string{"Service/hop"})))
+		Expect(entrySelector(ns, "hop")()).To(HaveKeyWithValue("patchbay.dev/style", "so"))
+		Expect(switching(ns, "hop")()).To(HavePrefix("True/NewStyleStarting"))
+	})
+
 	It("converges on a switch back, before or after the entry moved, and leaves no orphan", func() {
 		ns := newNamespace("switch-back", nil)
 		Expect(k8s.Create(ctx, newWorkflow(ns, "flop", v1alpha1.StyleSyncChain, step("x", 1), step("y", 1, "x")))).To(Succeed())

@@ -73,6 +73,18 @@ type switchRequest struct {
 // earlier style is left.
 func switchUnderLoad(ctx SpecContext) {
 	{
+		By("making room on the node: during a switch both styles' pods run, and the two cores are requested in full")
+		for _, name := range []string{"checkout", "orders", "shop"} {
+			Expect(k8sClient.Delete(ctx, &v1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name}})).To(Succeed())
+		}
+		Eventually(func(g Gomega) {
+			var pods corev1.PodList
+			for _, name := range []string{"checkout", "orders", "shop"} {
+				g.Expect(k8sClient.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{"patchbay.dev/workflow": name})).To(Succeed())
+				g.Expect(pods.Items).To(BeEmpty(), name)
+			}
+		}).WithContext(ctx).WithTimeout(3 * time.Minute).WithPolling(time.Second).Should(Succeed())
+
 		Expect(k8sClient.Create(ctx, relay(v1alpha1.StyleSyncOrchestrated))).To(Succeed())
 		expectWorkflowReady(ctx, "relay")
 		expectNoSwitch(ctx, 2*time.Minute)
