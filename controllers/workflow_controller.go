@@ -81,11 +81,11 @@ type workflowScope struct {
 	// readiness is what observeDeployments found of the current style's Deployments.
 	readiness workloadReadiness
 	// switching is what switchStyles found; nil when it did not run.
-	switching   *switchState
-	created     []childKey
-	updated     []childKey
-	deleted     []childKey
-	failed      bool
+	switching *switchState
+	created   []childKey
+	updated   []childKey
+	deleted   []childKey
+	failed    bool
 }
 
 func (r *WorkflowReconciler) phases() []phase[*workflowScope] {
