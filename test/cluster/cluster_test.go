@@ -223,16 +223,17 @@ var _ = Describe("patchbay on a real node", Ordered, func() {
 		switchUnderLoad, SpecTimeout(15*time.Minute))
 
 	It("starts workflow pods while the Broker is scaled to 0, and they become Ready without a restart once it is back", func(ctx SpecContext) {
-		scale := func(ns, what string, n int) {
+		scale := func(ctx context.Context, ns, what string, n int) {
+			GinkgoHelper()
 			kubectl(ctx, "scale", "-n", ns, what, fmt.Sprintf("--replicas=%d", n))
 		}
 		By("stopping the manager, which would scale the Broker back, then every NATS server")
-		scale(releaseNamespace, "deployment/patchbay-manager", 0)
+		scale(ctx, releaseNamespace, "deployment/patchbay-manager", 0)
 		DeferCleanup(func(ctx SpecContext) {
-			scale(namespace, "statefulset/default-nats", 3)
-			scale(releaseNamespace, "deployment/patchbay-manager", 1)
+			scale(ctx, namespace, "statefulset/default-nats", 3)
+			scale(ctx, releaseNamespace, "deployment/patchbay-manager", 1)
 		}, NodeTimeout(time.Minute))
-		scale(namespace, "statefulset/default-nats", 0)
+		scale(ctx, namespace, "statefulset/default-nats", 0)
 		Eventually(func(g Gomega) {
 			var pods corev1.PodList
 			g.Expect(k8sClient.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{"patchbay.dev/broker": "default", "patchbay.dev/component": "nats"})).To(Succeed())
@@ -274,8 +275,8 @@ var _ = Describe("patchbay on a real node", Ordered, func() {
 		}).WithContext(ctx).WithTimeout(45 * time.Second).WithPolling(3 * time.Second).Should(Succeed())
 
 		By("bringing the Broker back")
-		scale(namespace, "statefulset/default-nats", 3)
-		scale(releaseNamespace, "deployment/patchbay-manager", 1)
+		scale(ctx, namespace, "statefulset/default-nats", 3)
+		scale(ctx, releaseNamespace, "deployment/patchbay-manager", 1)
 		for _, d := range restarted {
 			kubectl(ctx, "rollout", "status", "-n", namespace, "deployment/"+d, "--timeout=5m")
 		}
