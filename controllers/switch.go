@@ -40,8 +40,9 @@ import (
 // Deployment restarts it when the entry leaves it.
 const retiredAtAnnotation = "patchbay.dev/retired-at"
 
-// switchFieldOwner writes the restart annotation: not FieldOwner, whose apply
-// would otherwise remove it when the style is current again.
+// switchFieldOwner writes the restart annotation, as a manager of its own: the
+// annotation is not part of what FieldOwner applies and compares (ownsAlready),
+// and it stays when the style is current again, so it rolls nothing then.
 const switchFieldOwner = "patchbay-switch"
 
 // switchState is what the switch phase found, for the status.
@@ -49,7 +50,7 @@ type switchState struct {
 	// current is the current style's code.
 	current string
 	// entryOn is the code of the style the entry Service selects after this
-	// reconcile; empty when it does not exist.
+	// reconcile; empty when it does not exist or predates style codes.
 	entryOn string
 	// movedFrom is the code of the style the entry left in this reconcile.
 	movedFrom string
