@@ -225,6 +225,35 @@ func switchLoad(ctx context.Context, url string) func() []switchRequest {
 	}
 }
 
+// gateways are the addresses of relay's gateway Services, of whichever
+// styles, read at most once a second: every pending run polls them, and
+// the client's rate limit would otherwise hold the polls back.
+var gateways struct {
+	mu    sync.Mutex
+	read  time.Time
+	addrs []string
+}
+
+func gatewayAddrs(ctx context.Context) ([]string, error) {
+	gateways.mu.Lock()
+	defer gateways.mu.Unlock()
+	if time.Since(gateways.read) < time.Second {
+		return gateways.addrs, nil
+	}
+	var svcs corev1.ServiceList
+	if err := k8sClient.List(ctx, &svcs, client.InNamespace(namespace),
+		client.MatchingLabels{"patchbay.dev/workflow": "relay", "patchbay.dev/component": "gateway"}); err != nil {
+		return nil, err
+	}
+	sort.Slice(svcs.Items, func(i, j int) bool { return svcs.Items[i].Name < svcs.Items[j].Name })
+	gateways.addrs = gateways.addrs[:0:0]
+	for _, svc := range svcs.Items {
+		gateways.addrs = append(gateways.addrs, svc.Spec.ClusterIP)
+	}
+	gateways.read = time.Now()
+	return gateways.addrs, nil
+}
+
 // readRun polls GET /runs/{id} on relay's gateways, whichever styles they
 // are of, until one answers with the run's outcome.
 func readRun(ctx context.Context, id string) (answer, string) {
@@ -233,17 +262,15 @@ func readRun(ctx context.Context, id string) (answer, string) {
 	}
 	deadline := time.Now().Add(3 * time.Minute)
 	for time.Now().Before(deadline) {
-		var svcs corev1.ServiceList
-		if err := k8sClient.List(ctx, &svcs, client.InNamespace(namespace),
-			client.MatchingLabels{"patchbay.dev/workflow": "relay", "patchbay.dev/component": "gateway"}); err != nil {
+		addrs, err := gatewayAddrs(ctx)
+		if err != nil {
 			return answer{}, err.Error()
 		}
-		if len(svcs.Items) == 0 {
+		if len(addrs) == 0 {
 			return answer{}, "no gateway is left to read run " + id + " from"
 		}
-		sort.Slice(svcs.Items, func(i, j int) bool { return svcs.Items[i].Name < svcs.Items[j].Name })
-		for _, svc := range svcs.Items {
-			a := fromHost(ctx, http.MethodGet, "http://"+svc.Spec.ClusterIP+"/runs/"+id, "", nil)
+		for _, addr := range addrs {
+			a := fromHost(ctx, http.MethodGet, "http://"+addr+"/runs/"+id, "", nil)
 			if a.Error != "" || a.Status == http.StatusAccepted || a.Status == http.StatusNotFound || a.Status == http.StatusServiceUnavailable {
 				continue // pending, not this gateway's store yet, or a gateway going away
 			}
