@@ -48,6 +48,10 @@ func main() {
 
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&opts)))
 	log := ctrl.Log.WithName("setup")
+	if err := copts.Validate(); err != nil {
+		log.Error(err, "Invalid flags")
+		os.Exit(2)
+	}
 
 	mgr, err := ctrl.NewManager(ctrl.GetConfigOrDie(), ctrl.Options{
 		Scheme:                  scheme,
@@ -56,7 +60,7 @@ func main() {
 		LeaderElection:          enableLeaderElection,
 		LeaderElectionID:        "manager.patchbay.dev",
 		LeaderElectionNamespace: leaderElectionNS,
-		Cache:                   controllers.CacheOptions(),
+		Cache:                   copts.CacheOptions(),
 	})
 	if err != nil {
 		log.Error(err, "Unable to create manager")
@@ -78,7 +82,7 @@ func main() {
 		os.Exit(1)
 	}
 
-	log.Info("Starting manager", "version", version, "runtimeImage", copts.RuntimeImage, "natsImage", copts.NATSImage)
+	log.Info("Starting manager", "version", version, "runtimeImage", copts.RuntimeImage, "natsImage", copts.NATSImage, "watchNamespaces", copts.WatchNamespaces)
 	if err := mgr.Start(ctx); err != nil {
 		log.Error(err, "Manager stopped with an error")
 		os.Exit(1)

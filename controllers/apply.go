@@ -14,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/render"
 )
 
@@ -21,13 +22,10 @@ import (
 // child and writes every status.
 const FieldOwner = "patchbay"
 
-// maxNameLength is the longest name a child may have: a DNS label, as Service
-// names and pod host names must be. A StatefulSet's is shorter: its pods carry
-// a controller-revision-hash label of the name, a dash and ten characters.
-const (
-	maxNameLength            = 63
-	maxStatefulSetNameLength = maxNameLength - 11
-)
+// maxStatefulSetNameLength is the longest name a StatefulSet may have; every
+// other child's is plan.MaxNameLen. Its pods carry a controller-revision-hash
+// label of the name, a dash and ten characters.
+const maxStatefulSetNameLength = plan.MaxNameLen - 11
 
 // applyOutcome says what apply did.
 type applyOutcome int
@@ -136,7 +134,7 @@ func (a *applier) create(ctx context.Context, body *unstructured.Unstructured) (
 }
 
 func checkNameLength(kind, name string) error {
-	limit := maxNameLength
+	limit := plan.MaxNameLen
 	if kind == "StatefulSet" {
 		limit = maxStatefulSetNameLength
 	}

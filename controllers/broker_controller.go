@@ -20,13 +20,11 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/natsauth"
 	"github.com/patchbay-dev/patchbay/internal/render"
 )
 
-// natsClientUser is the user name in every Broker's client credentials.
-const natsClientUser = "patchbay"
-
-// +kubebuilder:rbac:groups=patchbay.dev,resources=brokers,verbs=get;list;watch
+// +kubebuilder:rbac:groups=patchbay.dev,resources=brokers,verbs=list;watch
 // +kubebuilder:rbac:groups=patchbay.dev,resources=brokers/status,verbs=patch
 // +kubebuilder:rbac:groups=patchbay.dev,resources=brokers/finalizers,verbs=update
 // +kubebuilder:rbac:groups="",resources=configmaps;services;secrets,verbs=get;list;watch;create;patch
@@ -39,14 +37,16 @@ type BrokerReconciler struct {
 	client   client.Client
 	applier  applier
 	settings render.Settings
+	// admin holds the manager's connections to Brokers: a deleted Broker's is closed.
+	admin *natsAdmin
 }
 
 // brokerScope is what the phases of one reconcile share.
 type brokerScope struct {
-	broker      *v1alpha1.Broker
-	before      *v1alpha1.Broker
-	credentials *render.Credentials
-	nameErr     *nameError
+	broker  *v1alpha1.Broker
+	before  *v1alpha1.Broker
+	auth    *natsauth.Broker
+	nameErr *nameError
 	// applyErrors are the children the API server refused, for the status.
 	applyErrors []error
 	// storageChange says how spec.jetstream moved away from the live StatefulSet's
@@ -57,7 +57,7 @@ type brokerScope struct {
 
 func (r *BrokerReconciler) phases() []phase[*brokerScope] {
 	return []phase[*brokerScope]{
-		{"credentials", r.resolveCredentials},
+		{"auth", r.resolveAuth},
 		{"children", r.applyChildren},
 		{"status", r.writeStatus},
 	}
@@ -66,21 +66,25 @@ func (r *BrokerReconciler) phases() []phase[*brokerScope] {
 // Reconcile runs the phases for one Broker.
 func (r *BrokerReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
 	b := &v1alpha1.Broker{}
-	if err := r.client.Get(ctx, req.NamespacedName, b); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
-	}
-	if !b.DeletionTimestamp.IsZero() {
+	err := r.client.Get(ctx, req.NamespacedName, b)
+	if apierrors.IsNotFound(err) || err == nil && !b.DeletionTimestamp.IsZero() {
+		r.admin.forget(req.NamespacedName)
 		return ctrl.Result{}, nil
+	}
+	if err != nil {
+		return ctrl.Result{}, err
 	}
 	s := &brokerScope{broker: b, before: b.DeepCopy()}
 	return runPhases(ctx, s, &s.failed, r.phases())
 }
 
-// resolveCredentials keeps the client credentials of the existing Secret, or
-// generates them once. They never change while the Secret exists: clients and
-// servers read them at start.
-func (r *BrokerReconciler) resolveCredentials(ctx context.Context, s *brokerScope) (ctrl.Result, error) {
-	name := render.NATSClientSecretName(s.broker.Name)
+// resolveAuth keeps the keys and JWTs of the existing auth Secret, or
+// generates them once. They never change while the Secret exists: servers
+// read them at start, and every workflow's credentials are signed with them.
+// A deleted Secret makes new ones: the servers restart with the new
+// operator, and the Workflows mint new credentials and roll their pods.
+func (r *BrokerReconciler) resolveAuth(ctx context.Context, s *brokerScope) (ctrl.Result, error) {
+	name := render.NATSAuthSecretName(s.broker.Name)
 	if err := checkNameLength("Secret", name); err != nil {
 		s.nameErr = err.(*nameError)
 		return ctrl.Result{}, nil
@@ -100,9 +104,8 @@ func (r *BrokerReconciler) resolveCredentials(ctx context.Context, s *brokerScop
 			s.nameErr = err.(*nameError)
 			return ctrl.Result{}, nil
 		}
-		user, password := string(secret.Data[render.CredentialsUserKey]), string(secret.Data[render.CredentialsPasswordKey])
-		if user != "" && password != "" {
-			s.credentials = &render.Credentials{User: user, Password: password}
+		if auth, ok := natsauth.FromData(secret.Data); ok {
+			s.auth = auth
 			return ctrl.Result{}, nil
 		}
 	}
@@ -110,7 +113,9 @@ func (r *BrokerReconciler) resolveCredentials(ctx context.Context, s *brokerScop
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	s.credentials = &render.Credentials{User: natsClientUser, Password: password}
+	if s.auth, err = natsauth.NewBroker(s.broker.Name, password); err != nil {
+		return ctrl.Result{}, fmt.Errorf("generate the keys of Broker %s: %w", s.broker.Name, err)
+	}
 	return ctrl.Result{}, nil
 }
 
@@ -125,10 +130,10 @@ func newPassword() (string, error) {
 }
 
 func (r *BrokerReconciler) applyChildren(ctx context.Context, s *brokerScope) (ctrl.Result, error) {
-	if s.nameErr != nil || s.credentials == nil {
+	if s.nameErr != nil || s.auth == nil {
 		return ctrl.Result{}, nil
 	}
-	in := &render.BrokerInput{Broker: s.broker, Settings: r.settings, Credentials: *s.credentials}
+	in := &render.BrokerInput{Broker: s.broker, Settings: r.settings, Auth: s.auth}
 	change, err := r.detectStorageChange(ctx, s.broker, render.NATSStatefulSet(in))
 	if err != nil {
 		return ctrl.Result{}, err

@@ -67,7 +67,7 @@ var childKinds = []childKind{
 	child(ownedByWorkflow, "Deployment", &appsv1.DeploymentList{}, appsv1ac.ExtractDeployment),
 	child(ownedByBroker, "StatefulSet", &appsv1.StatefulSetList{}, appsv1ac.ExtractStatefulSet),
 	child(ownedByWorkflow|ownedByBroker, "ConfigMap", &corev1.ConfigMapList{}, corev1ac.ExtractConfigMap),
-	child(ownedByBroker, "Secret", &corev1.SecretList{}, corev1ac.ExtractSecret),
+	child(ownedByWorkflow|ownedByBroker, "Secret", &corev1.SecretList{}, corev1ac.ExtractSecret),
 }
 
 // child makes the childKind of the objects T, listed with L and extracted with

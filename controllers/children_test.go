@@ -86,7 +86,7 @@ func TestChildKindsCoverRenderedObjects(t *testing.T) {
 			}
 		}
 	}
-	check("Broker", ownedByBroker, render.BrokerObjects(&render.BrokerInput{Broker: &broker, Settings: settings, Credentials: render.Credentials{User: "u", Password: "p"}}))
+	check("Broker", ownedByBroker, render.BrokerObjects(&render.BrokerInput{Broker: &broker, Settings: settings, Auth: testAuth(t)}))
 
 	files, err := filepath.Glob(filepath.Join(dir, "*.yaml"))
 	if err != nil {

@@ -61,8 +61,10 @@ func setCompiledCondition(wf *v1alpha1.Workflow, p *plan.Plan, err error) {
 type brokerState struct {
 	needed bool
 	name   string
-	// broker is nil when it does not exist.
+	// broker is nil when it does not exist or is being deleted.
 	broker *v1alpha1.Broker
+	// deleting is true when it is being deleted.
+	deleting bool
 }
 
 // setBrokerReadyCondition records whether the Broker the style needs exists and is ready.
@@ -71,6 +73,9 @@ func setBrokerReadyCondition(wf *v1alpha1.Workflow, b brokerState) {
 	switch {
 	case !b.needed:
 		reason, msg = v1alpha1.ReasonBrokerNotNeeded, fmt.Sprintf("Style %s does not use a broker", wf.Spec.Style)
+	case b.deleting:
+		status, reason = metav1.ConditionFalse, v1alpha1.ReasonBrokerDeleting
+		msg = fmt.Sprintf("Broker %s is being deleted: the workflow's runs wait until a Broker of that name exists again, or name another in spec.broker", b.name)
 	case b.broker == nil:
 		status, reason = metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound
 		msg = fmt.Sprintf("Broker %s does not exist in namespace %s: create it, or name another in spec.broker", b.name, wf.Namespace)
@@ -122,11 +127,11 @@ func setStepsReadyCondition(wf *v1alpha1.Workflow, r workloadReadiness) {
 	setCondition(&wf.Status.Conditions, wf.Generation, v1alpha1.ConditionStepsReady, status, reason, msg)
 }
 
-// setReadyCondition records whether Compiled, BrokerReady and StepsReady all
-// are True; when not, it takes the reason of the first that is not and says
+// setReadyCondition records whether Compiled, BrokerReady, SecretsAllowed and
+// StepsReady all are True; when not, it takes the reason of the first that is not and says
 // which, and after a failed compile that the status describes an older plan.
 func setReadyCondition(wf *v1alpha1.Workflow) {
-	for _, typ := range []string{v1alpha1.ConditionCompiled, v1alpha1.ConditionBrokerReady, v1alpha1.ConditionStepsReady} {
+	for _, typ := range []string{v1alpha1.ConditionCompiled, v1alpha1.ConditionBrokerReady, v1alpha1.ConditionSecretsAllowed, v1alpha1.ConditionStepsReady} {
 		c := meta.FindStatusCondition(wf.Status.Conditions, typ)
 		if c == nil {
 			setCondition(&wf.Status.Conditions, wf.Generation, v1alpha1.ConditionReady, metav1.ConditionFalse, v1alpha1.ReasonNotReady, typ+" is not known yet")

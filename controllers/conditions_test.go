@@ -4,6 +4,7 @@ import (
 	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -124,6 +125,7 @@ func TestSetReadyCondition(t *testing.T) {
 	compiled := cond(v1alpha1.ConditionCompiled, metav1.ConditionTrue, v1alpha1.ReasonCompiled, "")
 	brokerOK := cond(v1alpha1.ConditionBrokerReady, metav1.ConditionTrue, v1alpha1.ReasonBrokerReady, "")
 	stepsOK := cond(v1alpha1.ConditionStepsReady, metav1.ConditionTrue, v1alpha1.ReasonStepsReady, "")
+	secretsOK := cond(v1alpha1.ConditionSecretsAllowed, metav1.ConditionTrue, v1alpha1.ReasonSecretsAllowed, "")
 	tests := []struct {
 		name  string
 		conds []metav1.Condition
@@ -131,19 +133,22 @@ func TestSetReadyCondition(t *testing.T) {
 		// planHash is that of the last plan that compiled.
 		planHash string
 	}{
-		{"all true", []metav1.Condition{compiled, brokerOK, stepsOK}, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, "Serving at http://shop.prod.svc"}, ""},
+		{"all true", []metav1.Condition{compiled, brokerOK, secretsOK, stepsOK}, wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, "Serving at http://shop.prod.svc"}, ""},
 		{"the first false one names the reason", []metav1.Condition{
 			cond(v1alpha1.ConditionCompiled, metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "cycle a → b → a"),
 			cond(v1alpha1.ConditionBrokerReady, metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "no broker"),
 		}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "Compiled is False: cycle a → b → a"}, ""},
 		{"a failed compile after a good one says the status is of the last good plan", []metav1.Condition{
-			cond(v1alpha1.ConditionCompiled, metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "cycle a → b → a"), brokerOK, stepsOK,
+			cond(v1alpha1.ConditionCompiled, metav1.ConditionFalse, v1alpha1.ReasonCompileFailed, "cycle a → b → a"), brokerOK, secretsOK, stepsOK,
 		}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonCompileFailed,
 			"Compiled is False: cycle a → b → a; the children still run the last plan that compiled (0123abcd), which status.steps and status.endpoint describe"}, "0123abcd"},
-		{"broker missing", []metav1.Condition{compiled, cond(v1alpha1.ConditionBrokerReady, metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "Broker default does not exist"), stepsOK},
+		{"broker missing", []metav1.Condition{compiled, cond(v1alpha1.ConditionBrokerReady, metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "Broker default does not exist"), secretsOK, stepsOK},
 			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonBrokerNotFound, "BrokerReady is False: Broker default does not exist"}, ""},
-		{"a missing condition", []metav1.Condition{compiled, brokerOK}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNotReady, "StepsReady is not known yet"}, ""},
-		{"style advice does not count", []metav1.Condition{compiled, brokerOK, stepsOK,
+		{"a secret refused", []metav1.Condition{compiled, brokerOK,
+			cond(v1alpha1.ConditionSecretsAllowed, metav1.ConditionFalse, v1alpha1.ReasonSecretNotAllowed, "step a, spec.steps[0].envFrom[0].secretRef: Secret x does not exist"), stepsOK},
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonSecretNotAllowed, "SecretsAllowed is False: step a, spec.steps[0].envFrom[0].secretRef: Secret x does not exist"}, ""},
+		{"a missing condition", []metav1.Condition{compiled, brokerOK, secretsOK}, wantCondition{metav1.ConditionFalse, v1alpha1.ReasonNotReady, "StepsReady is not known yet"}, ""},
+		{"style advice does not count", []metav1.Condition{compiled, brokerOK, secretsOK, stepsOK,
 			cond(v1alpha1.ConditionStyleAdvised, metav1.ConditionFalse, v1alpha1.ReasonStyleMismatch, "")},
 			wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReady, ""}, ""},
 	}
@@ -216,4 +221,46 @@ func TestSetBrokerAvailableCondition(t *testing.T) {
 			checkCondition(t, b.Status.Conditions, v1alpha1.ConditionBrokerAvailable, 7, tt.want)
 		})
 	}
+}
+
+func TestSetReadModelCurrentCondition(t *testing.T) {
+	now := time.Date(2026, 11, 30, 12, 0, 0, 0, time.UTC)
+	at := func(ago time.Duration) *time.Time { t := now.Add(-ago); return &t }
+	withReadModel := &plan.Plan{ReadModel: &plan.ReadModel{Events: []string{"paid"}}}
+	asked := func(s readModelStatus) readModelState {
+		return readModelState{gateway: "shop-gateway", ready: true, url: "http://shop-gateway.prod.svc/readmodel", status: &s}
+	}
+	tests := []struct {
+		name  string
+		state readModelState
+		want  wantCondition
+	}{
+		{"gateway not ready", readModelState{gateway: "shop-gateway"},
+			wantCondition{metav1.ConditionUnknown, v1alpha1.ReasonGatewayNotReady, "The gateway shop-gateway is not ready"}},
+		{"gateway does not answer", readModelState{gateway: "shop-gateway", ready: true, url: "http://shop-gateway.prod.svc/readmodel", err: errors.New("connection refused")},
+			wantCondition{metav1.ConditionUnknown, v1alpha1.ReasonReadModelUnreachable, "at http://shop-gateway.prod.svc/readmodel how far the read model is behind failed: connection refused"}},
+		{"nothing pending", asked(readModelStatus{Current: true, LastProjectedAt: at(time.Hour)}),
+			wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReadModelCurrent, "Every event published so far is projected"}},
+		{"pending, projecting", asked(readModelStatus{Pending: 40, LastProjectedAt: at(time.Second)}),
+			wantCondition{metav1.ConditionTrue, v1alpha1.ReasonReadModelProjecting, "within the last 30s"}},
+		{"pending, stalled", asked(readModelStatus{Pending: 40, LastProjectedAt: at(time.Minute)}),
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonReadModelLagging, "40 events wait to be projected and it last projected one at 2026-11-30T11:59:00Z"}},
+		{"pending, never projected", asked(readModelStatus{Pending: 2}),
+			wantCondition{metav1.ConditionFalse, v1alpha1.ReasonReadModelLagging, "2 events wait to be projected and it has projected none yet"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			wf := testWorkflow(v1alpha1.StyleChoreography)
+			setReadModelCurrentCondition(wf, withReadModel, tt.state, now)
+			checkCondition(t, wf.Status.Conditions, v1alpha1.ConditionReadModelCurrent, 7, tt.want)
+		})
+	}
+	t.Run("no read model", func(t *testing.T) {
+		wf := testWorkflow(v1alpha1.StyleChoreography)
+		setReadModelCurrentCondition(wf, withReadModel, asked(readModelStatus{}), now)
+		setReadModelCurrentCondition(wf, &plan.Plan{}, readModelState{}, now)
+		if c := meta.FindStatusCondition(wf.Status.Conditions, v1alpha1.ConditionReadModelCurrent); c != nil {
+			t.Errorf("a Workflow without a read model has %v", c)
+		}
+	})
 }

@@ -9,6 +9,7 @@ import (
 	"k8s.io/utils/ptr"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/natsauth"
 	"github.com/patchbay-dev/patchbay/internal/render"
 )
 
@@ -34,7 +35,7 @@ func TestStorageChange(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			sts := func(js *v1alpha1.JetStream) *render.BrokerInput {
-				return &render.BrokerInput{Broker: broker(js), Credentials: render.Credentials{User: "u", Password: "p"}}
+				return &render.BrokerInput{Broker: broker(js), Auth: testAuth(t)}
 			}
 			live, desired := render.NATSStatefulSet(sts(tt.live)), render.NATSStatefulSet(sts(tt.now))
 			got := storageChange(broker(tt.now), live, desired)
@@ -46,4 +47,14 @@ func TestStorageChange(t *testing.T) {
 			}
 		})
 	}
+}
+
+// testAuth is a Broker's identity material for tests that render a Broker.
+func testAuth(t *testing.T) *natsauth.Broker {
+	t.Helper()
+	a, err := natsauth.NewBroker("test", "pbtestroutepassword")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

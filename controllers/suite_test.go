@@ -2,7 +2,9 @@ package controllers_test
 
 import (
 	"context"
+	"fmt"
 	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"strings"
@@ -25,6 +27,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -50,9 +53,12 @@ var (
 	scheme  = runtime.NewScheme()
 	// k8s reads and writes the API server directly, as a user would.
 	k8s client.Client
-	// managerCfg authenticates as a user holding only the generated manager
-	// role, so that the suite fails if the RBAC markers ask for too little.
+	// managerCfg impersonates the chart's ServiceAccount, bound to exactly the
+	// generated manager role, so that the suite fails if the RBAC markers ask
+	// for too little (rbac_test.go also fails if they ask for too much).
 	managerCfg *rest.Config
+	// auditLog is the API server's audit log: every request, by whom, allowed or not.
+	auditLog string
 	// manager is the running manager.
 	manager *runningManager
 )
@@ -64,6 +70,12 @@ var testOptions = controllers.Options{
 	ComponentReplicas:   2,
 	WorkflowConcurrency: controllers.DefaultWorkflowConcurrency,
 	Clock:               testNow,
+	BrokerAddress: func(b *v1alpha1.Broker) string {
+		url, _ := brokerServers.Load(b.Namespace + "/" + b.Name)
+		s, _ := url.(string)
+		return s
+	},
+	GatewayTransport: gateways,
 }
 
 // clockAhead is how far the manager's clock runs ahead of the wall clock.
@@ -74,6 +86,43 @@ var clockAhead atomic.Int64
 func testNow() time.Time { return time.Now().Add(time.Duration(clockAhead.Load())) }
 
 func advanceClock(d time.Duration) { clockAhead.Add(int64(d)) }
+
+// gateways routes the manager's questions to gateways (GET /readmodel) to the
+// gateways the tests run, by the host of their Service; a host that no test
+// runs a gateway for fails at once, as an absent Service would.
+var gateways = &gatewayRoutes{hosts: map[string]*url.URL{}}
+
+type gatewayRoutes struct {
+	mu    sync.Mutex
+	hosts map[string]*url.URL
+}
+
+// route sends the requests for a gateway Service's URL to the server at to.
+func (g *gatewayRoutes) route(service, to string) {
+	from, err := url.Parse(service)
+	Expect(err).NotTo(HaveOccurred())
+	target, err := url.Parse(to)
+	Expect(err).NotTo(HaveOccurred())
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	g.hosts[from.Host] = target
+}
+
+func (g *gatewayRoutes) RoundTrip(r *http.Request) (*http.Response, error) {
+	g.mu.Lock()
+	target, ok := g.hosts[r.URL.Host]
+	g.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("no gateway runs at %s in this test", r.URL.Host)
+	}
+	out := r.Clone(r.Context())
+	out.URL.Scheme, out.URL.Host, out.Host = target.Scheme, target.Host, ""
+	return http.DefaultTransport.RoundTrip(out)
+}
+
+// brokerServers are the NATS servers tests run for Brokers, by
+// "namespace/name": the manager reaches no other (BrokerAddress).
+var brokerServers sync.Map
 
 func TestControllers(t *testing.T) {
 	RegisterFailHandler(Fail)
@@ -95,6 +144,7 @@ var _ = BeforeSuite(func() {
 		CRDDirectoryPaths:     []string{filepath.Join("..", "config", "crd", "bases")},
 		ErrorIfCRDPathMissing: true,
 	}
+	auditLog = configureAudit(testEnv)
 	var err error
 	cfg, err = testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
@@ -113,23 +163,46 @@ var _ = AfterSuite(func() {
 	}
 })
 
-// managerIdentity binds config/rbac/role.yaml, generated from the RBAC markers,
-// to a new user and returns that user's config.
-func managerIdentity() *rest.Config {
-	const user = "patchbay-manager"
+// The ServiceAccount `helm install patchbay charts/patchbay -n patchbay-system`
+// runs the manager as.
+const (
+	chartNamespace      = "patchbay-system"
+	chartServiceAccount = "patchbay"
+)
+
+// managerRole is config/rbac/role.yaml, generated from the RBAC markers.
+func managerRole() *rbacv1.ClusterRole {
 	b, err := os.ReadFile(filepath.Join("..", "config", "rbac", "role.yaml"))
 	Expect(err).NotTo(HaveOccurred())
 	role := &rbacv1.ClusterRole{}
 	Expect(yaml.UnmarshalStrict(b, role)).To(Succeed())
+	return role
+}
+
+// managerIdentity binds config/rbac/role.yaml to the chart's ServiceAccount,
+// as the chart's ClusterRoleBinding does, and returns a config that
+// impersonates it.
+func managerIdentity() *rest.Config {
+	role := managerRole()
 	Expect(k8s.Create(context.Background(), role)).To(Succeed())
 	Expect(k8s.Create(context.Background(), &rbacv1.ClusterRoleBinding{
-		ObjectMeta: metav1.ObjectMeta{Name: user},
+		ObjectMeta: metav1.ObjectMeta{Name: "patchbay-manager"},
 		RoleRef:    rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects:   []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}},
+		Subjects:   []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Namespace: chartNamespace, Name: chartServiceAccount}},
 	})).To(Succeed())
-	u, err := testEnv.AddUser(envtest.User{Name: user}, cfg)
-	Expect(err).NotTo(HaveOccurred())
-	return u.Config()
+	return impersonating(chartNamespace, chartServiceAccount)
+}
+
+// impersonating is the suite's admin config acting as a ServiceAccount; the
+// API server authorizes its requests as that ServiceAccount's.
+func impersonating(namespace, serviceAccount string) *rest.Config {
+	c := rest.CopyConfig(cfg)
+	c.Impersonate = rest.ImpersonationConfig{UserName: serviceAccountUser(namespace, serviceAccount)}
+	return c
+}
+
+func serviceAccountUser(namespace, serviceAccount string) string {
+	return "system:serviceaccount:" + namespace + ":" + serviceAccount
 }
 
 // runningManager is a started manager and what its requests wrote.
@@ -139,23 +212,28 @@ type runningManager struct {
 	writes *writeCounter
 }
 
-// startManager starts a manager as main.go does, as the manager's user, with
-// every request it makes to the API server counted.
+// startManager starts a manager as main.go does, as the chart's
+// ServiceAccount, with every request it makes to the API server counted.
 func startManager() *runningManager {
+	return startManagerWith(managerCfg, testOptions)
+}
+
+// startManagerWith starts a manager with opts as the identity of restCfg.
+func startManagerWith(restCfg *rest.Config, opts controllers.Options) *runningManager {
 	writes := &writeCounter{}
-	counted := rest.CopyConfig(managerCfg)
+	counted := rest.CopyConfig(restCfg)
 	counted.Wrap(writes.wrap)
 	mgr, err := ctrl.NewManager(counted, ctrl.Options{
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  controllers.CacheOptions(),
+		Cache:                  opts.CacheOptions(),
 		// The suite restarts the manager in the same process.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
 	})
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
-	Expect(controllers.SetupAll(ctx, mgr, testOptions)).To(Succeed())
+	Expect(controllers.SetupAll(ctx, mgr, opts)).To(Succeed())
 	m := &runningManager{cancel: cancel, done: make(chan error, 1), writes: writes}
 	go func() {
 		defer GinkgoRecover()
@@ -249,10 +327,16 @@ func markWorkloadsReady(ctx context.Context, ns string) {
 	var deps appsv1.DeploymentList
 	Expect(k8s.List(ctx, &deps, client.InNamespace(ns))).To(Succeed())
 	for i := range deps.Items {
-		d := &deps.Items[i]
-		n := ptr.Deref(d.Spec.Replicas, 1)
-		d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
-		Expect(k8s.Status().Update(ctx, d)).To(Succeed())
+		// The manager may change a Deployment meanwhile: mark what it holds now.
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			d := &appsv1.Deployment{}
+			if err := k8s.Get(ctx, client.ObjectKeyFromObject(&deps.Items[i]), d); err != nil {
+				return err
+			}
+			n := ptr.Deref(d.Spec.Replicas, 1)
+			d.Status = appsv1.DeploymentStatus{ObservedGeneration: d.Generation, Replicas: n, UpdatedReplicas: n, ReadyReplicas: n, AvailableReplicas: n}
+			return k8s.Status().Update(ctx, d)
+		})).To(Succeed())
 	}
 	var sets appsv1.StatefulSetList
 	Expect(k8s.List(ctx, &sets, client.InNamespace(ns))).To(Succeed())

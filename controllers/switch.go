@@ -228,9 +228,9 @@ func (r *WorkflowReconciler) restartRetiredEntry(ctx context.Context, wf *v1alph
 	if st == "" {
 		return 0, nil
 	}
-	name := render.ComponentName(wf.Name, st, sel[render.LabelComponent])
+	name := plan.ChildName(wf.Name, st, sel[render.LabelComponent])
 	if sel[render.LabelComponent] == render.ComponentStep {
-		name = render.StepName(wf.Name, st, sel[render.LabelStep])
+		name = plan.ChildName(wf.Name, st, sel[render.LabelStep])
 	}
 	d := &appsv1.Deployment{}
 	if err := r.client.Get(ctx, types.NamespacedName{Namespace: wf.Namespace, Name: name}, d); err != nil {
@@ -258,7 +258,7 @@ func (r *WorkflowReconciler) restartRetiredEntry(ctx context.Context, wf *v1alph
 // the plan its pods run; the current plan's when that is gone.
 func (r *WorkflowReconciler) drainPeriod(ctx context.Context, wf *v1alpha1.Workflow, st v1alpha1.Style, current *plan.Plan) (time.Duration, error) {
 	cm := &corev1.ConfigMap{}
-	err := r.client.Get(ctx, types.NamespacedName{Namespace: wf.Namespace, Name: render.PlanConfigMapName(wf.Name, st)}, cm)
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: wf.Namespace, Name: plan.ConfigMapName(wf.Name, st)}, cm)
 	if client.IgnoreNotFound(err) != nil {
 		return 0, fmt.Errorf("get the plan of %s: %w", st, err)
 	}

@@ -1,9 +1,11 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
+	"net/http"
 	"strings"
 	"time"
 
@@ -18,6 +20,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/controller"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/predicate"
@@ -37,11 +40,11 @@ const brokerIndex = "patchbay.dev/broker"
 // again: the holder is not ours, so its deletion brings no event.
 const nameConflictRetry = time.Minute
 
-// +kubebuilder:rbac:groups=patchbay.dev,resources=workflows,verbs=get;list;watch
+// +kubebuilder:rbac:groups=patchbay.dev,resources=workflows,verbs=list;watch;patch
 // +kubebuilder:rbac:groups=patchbay.dev,resources=workflows/status,verbs=patch
 // +kubebuilder:rbac:groups=patchbay.dev,resources=workflows/finalizers,verbs=update
-// +kubebuilder:rbac:groups=patchbay.dev,resources=brokers,verbs=get;list;watch
-// +kubebuilder:rbac:groups="",resources=configmaps;services,verbs=get;list;watch;create;patch;delete
+// +kubebuilder:rbac:groups=patchbay.dev,resources=brokers,verbs=list;watch
+// +kubebuilder:rbac:groups="",resources=configmaps;services;secrets,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=apps,resources=deployments,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;patch;delete
 // +kubebuilder:rbac:groups=policy,resources=poddisruptionbudgets,verbs=get;list;watch;create;patch;delete
@@ -55,6 +58,12 @@ type WorkflowReconciler struct {
 	recorder recorder.EventRecorder
 	settings render.Settings
 	compile  func(*v1alpha1.Workflow) (*plan.Plan, error)
+	// admin talks to the Brokers, to clean up after Workflows.
+	admin *natsAdmin
+	// secrets decides which Secrets steps may read.
+	secrets *stepSecrets
+	// gateways asks the gateways how far their read models are behind.
+	gateways *http.Client
 	// concurrency is how many Workflows are reconciled at once. Two that want
 	// the same child name may race: only one apply creates it (createOnly).
 	concurrency int
@@ -72,6 +81,8 @@ type workflowScope struct {
 	compileErr error
 	input      *render.WorkflowInput
 	broker     brokerState
+	// secrets is the check of the steps' Secret references; nil if it failed.
+	secrets *secretCheck
 
 	// desired holds every child rendered, applied or not; the others are pruned.
 	desired    map[childKey]bool
@@ -91,7 +102,10 @@ type workflowScope struct {
 func (r *WorkflowReconciler) phases() []phase[*workflowScope] {
 	return []phase[*workflowScope]{
 		{"broker", r.lookupBroker},
+		{"finalizer", r.ensureFinalizer},
 		{"compile", r.compileWorkflow},
+		{"secret references", r.checkSecrets},
+		{"credentials", r.resolveCredentials},
 		{"plan ConfigMap", r.applyPlanConfigMap},
 		{"steps", r.applySteps},
 		{"orchestrator and gateway", r.applyComponents},
@@ -104,15 +118,16 @@ func (r *WorkflowReconciler) phases() []phase[*workflowScope] {
 	}
 }
 
-// Reconcile runs the phases for one Workflow. A deleted Workflow needs nothing:
-// its children carry owner references and go with it.
+// Reconcile runs the phases for one Workflow. A deleted Workflow's children
+// carry owner references and go with it; what it holds on its Broker is
+// deleted by finalize first.
 func (r *WorkflowReconciler) Reconcile(ctx context.Context, req reconcile.Request) (ctrl.Result, error) {
 	wf := &v1alpha1.Workflow{}
 	if err := r.client.Get(ctx, req.NamespacedName, wf); err != nil {
 		return ctrl.Result{}, client.IgnoreNotFound(err)
 	}
 	if !wf.DeletionTimestamp.IsZero() {
-		return ctrl.Result{}, nil
+		return r.finalize(ctx, wf)
 	}
 	s := &workflowScope{wf: wf, before: wf.DeepCopy(), desired: map[childKey]bool{}}
 	return runPhases(ctx, s, &s.failed, r.phases())
@@ -153,6 +168,8 @@ func (r *WorkflowReconciler) lookupBroker(ctx context.Context, s *workflowScope)
 	case apierrors.IsNotFound(err):
 	case err != nil:
 		return ctrl.Result{}, fmt.Errorf("get Broker %s: %w", s.broker.name, err)
+	case !b.DeletionTimestamp.IsZero():
+		s.broker.deleting = true
 	default:
 		s.broker.broker = b
 	}
@@ -166,11 +183,57 @@ func (r *WorkflowReconciler) applyPlanConfigMap(ctx context.Context, s *workflow
 	return ctrl.Result{}, r.applyChildren(ctx, s, render.PlanConfigMap(s.input))
 }
 
+// checkSecrets decides every Secret reference of the steps, and finds the
+// Deployments that the steps with a refused one keep.
+func (r *WorkflowReconciler) checkSecrets(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
+	c, err := r.secrets.check(ctx, s.wf)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	for st := range c.refusedSteps() {
+		name := plan.ChildName(s.wf.Name, s.wf.Spec.Style, st)
+		d := &appsv1.Deployment{}
+		err := r.client.Get(ctx, types.NamespacedName{Namespace: s.wf.Namespace, Name: name}, d)
+		switch {
+		case apierrors.IsNotFound(err):
+		case err != nil:
+			return ctrl.Result{}, fmt.Errorf("get Deployment %s: %w", name, err)
+		case metav1.IsControlledBy(d, s.wf):
+			c.kept[st] = name
+		}
+	}
+	s.secrets = c
+	return ctrl.Result{}, nil
+}
+
+// applySteps applies every step's Deployment and Service, but no Deployment
+// that would read a Secret the steps may not read: a step with a refused
+// reference keeps the Deployment it has, which stays desired and is not
+// pruned. When the references could not be checked, no step that reads a
+// Secret is updated.
 func (r *WorkflowReconciler) applySteps(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
 	if s.input == nil {
 		return ctrl.Result{}, nil
 	}
-	return ctrl.Result{}, r.applyChildren(ctx, s, render.StepObjects(s.input)...)
+	held := map[childKey]bool{}
+	if s.secrets != nil {
+		for st := range s.secrets.refusedSteps() {
+			held[childKey{kind: "Deployment", name: plan.ChildName(s.wf.Name, s.wf.Spec.Style, st)}] = true
+		}
+	} else {
+		for _, ref := range stepSecretRefs(s.wf) {
+			held[childKey{kind: "Deployment", name: plan.ChildName(s.wf.Name, s.wf.Spec.Style, ref.step)}] = true
+		}
+	}
+	var objs []client.Object
+	for _, o := range render.StepObjects(s.input) {
+		if held[keyOf(o)] {
+			s.desired[keyOf(o)] = true
+			continue
+		}
+		objs = append(objs, o)
+	}
+	return ctrl.Result{}, r.applyChildren(ctx, s, objs...)
 }
 
 func (r *WorkflowReconciler) applyComponents(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
@@ -236,17 +299,23 @@ func (r *WorkflowReconciler) writeStatus(ctx context.Context, s *workflowScope) 
 	wf := s.wf
 	setCompiledCondition(wf, s.plan, s.compileErr)
 	setBrokerReadyCondition(wf, s.broker)
+	setSecretsAllowedCondition(wf, s.secrets)
 	readiness := s.readiness
 	readiness.compiled, readiness.nameErrors, readiness.applyErrors = s.plan != nil, s.nameErrors, s.applyErrors
+	var readModel readModelState
 	if s.plan != nil {
-		wf.Status.Endpoint = render.ServiceURL(wf.Namespace, s.plan.Entry.Service)
+		wf.Status.Endpoint = plan.ServiceURL(wf.Namespace, s.plan.Entry.Service)
 		wf.Status.PlanHash = s.input.PlanHash()
+		if s.plan.ReadModel != nil {
+			readModel = r.observeReadModel(ctx, s, readiness)
+		}
 	}
 	setStepsReadyCondition(wf, readiness)
 	setReadyCondition(wf)
 	setSwitchingCondition(wf, s.switching)
 	setStyleAdvisedCondition(wf)
-	if !s.failed && s.compileErr == nil && len(s.nameErrors) == 0 {
+	setReadModelCurrentCondition(wf, s.plan, readModel, time.Now())
+	if !s.failed && s.compileErr == nil && len(s.nameErrors) == 0 && s.secrets != nil && len(s.secrets.refused) == 0 {
 		wf.Status.ObservedGeneration = wf.Generation
 	}
 	r.emitEvents(s)
@@ -254,6 +323,9 @@ func (r *WorkflowReconciler) writeStatus(ctx context.Context, s *workflowScope) 
 	var result ctrl.Result
 	if len(s.nameErrors) > 0 {
 		result.RequeueAfter = nameConflictRetry
+	}
+	if s.plan != nil && s.plan.ReadModel != nil {
+		result.RequeueAfter = min(cmp.Or(result.RequeueAfter, readModelPoll), readModelPoll)
 	}
 	if equality.Semantic.DeepEqual(s.before.Status, wf.Status) {
 		return result, nil
@@ -296,7 +368,7 @@ func (r *WorkflowReconciler) observeDeploymentsOf(ctx context.Context, s *workfl
 		return d.Status.ReadyReplicas, nil
 	}
 	for _, st := range s.plan.Steps {
-		name := render.StepName(wf.Name, wf.Spec.Style, st.Name)
+		name := plan.ChildName(wf.Name, wf.Spec.Style, st.Name)
 		waiting := len(readiness.waiting)
 		ready, err := check(name, st.Replicas)
 		if err != nil {
@@ -308,7 +380,7 @@ func (r *WorkflowReconciler) observeDeploymentsOf(ctx context.Context, s *workfl
 		steps = append(steps, v1alpha1.StepStatus{Name: st.Name, Replicas: st.Replicas, ReadyReplicas: ready})
 	}
 	for _, c := range render.Components(s.plan) {
-		if _, err := check(render.ComponentName(wf.Name, wf.Spec.Style, c), r.settings.ComponentReplicas); err != nil {
+		if _, err := check(plan.ChildName(wf.Name, wf.Spec.Style, c), r.settings.ComponentReplicas); err != nil {
 			return err
 		}
 	}
@@ -338,6 +410,9 @@ func (r *WorkflowReconciler) emitEvents(s *workflowScope) {
 	}
 	if c, changed := conditionChanged(v1alpha1.ConditionCompiled); changed && c.Status == metav1.ConditionFalse {
 		r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, c.Reason, "Compile", "%s", eventNote(c.Message))
+	}
+	if c, changed := conditionChanged(v1alpha1.ConditionSecretsAllowed); changed && c.Status == metav1.ConditionFalse {
+		r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, c.Reason, "CheckSecrets", "%s", eventNote(c.Message))
 	}
 	if c, changed := conditionChanged(v1alpha1.ConditionStepsReady); changed && (len(s.nameErrors) > 0 || len(s.applyErrors) > 0) {
 		r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, c.Reason, "Apply", "%s", eventNote(c.Message))
@@ -374,12 +449,15 @@ func eventNote(msg string) string {
 	return msg[:maxNote] + "…"
 }
 
-// SetupWithManager watches Workflows, their children (so that drift is undone)
-// and Brokers (so that a Workflow waiting for one proceeds when it appears).
+// SetupWithManager watches Workflows, their children (so that drift is undone),
+// Brokers (so that a Workflow waiting for one proceeds when it appears) and
+// the Secrets labelled for steps (so that a label added or removed is acted on).
 func (r *WorkflowReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Manager) error {
 	err := mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Workflow{}, brokerIndex, func(o client.Object) []string {
 		wf := o.(*v1alpha1.Workflow)
-		if !wf.Spec.Style.IsAsync() {
+		// A Workflow that holds the cleanup finalizer waits for its Broker
+		// even after a switch to a sync style.
+		if !wf.Spec.Style.IsAsync() && !controllerutil.ContainsFinalizer(wf, BrokerCleanupFinalizer) {
 			return nil
 		}
 		return []string{wf.BrokerName()}
@@ -387,20 +465,43 @@ func (r *WorkflowReconciler) SetupWithManager(ctx context.Context, mgr ctrl.Mana
 	if err != nil {
 		return fmt.Errorf("index Workflows by Broker: %w", err)
 	}
+	err = mgr.GetFieldIndexer().IndexField(ctx, &v1alpha1.Workflow{}, secretIndex, func(o client.Object) []string {
+		return referencedSecrets(o.(*v1alpha1.Workflow))
+	})
+	if err != nil {
+		return fmt.Errorf("index Workflows by the Secrets they read: %w", err)
+	}
 	b := ctrl.NewControllerManagedBy(mgr).
 		Named("workflow").
 		WithOptions(controller.Options{MaxConcurrentReconciles: r.concurrency}).
 		For(&v1alpha1.Workflow{}, builder.WithPredicates(predicate.GenerationChangedPredicate{}))
 	return ownChildren(b, ownedByWorkflow).
 		Watches(&v1alpha1.Broker{}, handler.EnqueueRequestsFromMapFunc(r.workflowsUsingBroker)).
+		// A Broker's auth Secret, new or replaced, gives its Workflows new credentials.
+		Watches(&corev1.Secret{}, handler.EnqueueRequestsFromMapFunc(r.workflowsUsingBrokerSecret)).
+		WatchesRawSource(r.secretSource()).
 		Complete(r)
 }
 
 // workflowsUsingBroker maps a Broker to the Workflows in its namespace that use it.
 func (r *WorkflowReconciler) workflowsUsingBroker(ctx context.Context, o client.Object) []reconcile.Request {
+	return r.workflowsOf(ctx, o.GetNamespace(), o.GetName())
+}
+
+// workflowsUsingBrokerSecret maps a Broker's auth Secret to the Workflows
+// that use the Broker.
+func (r *WorkflowReconciler) workflowsUsingBrokerSecret(ctx context.Context, o client.Object) []reconcile.Request {
+	broker := o.GetLabels()[render.LabelBroker]
+	if broker == "" || o.GetName() != render.NATSAuthSecretName(broker) {
+		return nil
+	}
+	return r.workflowsOf(ctx, o.GetNamespace(), broker)
+}
+
+func (r *WorkflowReconciler) workflowsOf(ctx context.Context, namespace, broker string) []reconcile.Request {
 	var list v1alpha1.WorkflowList
-	if err := r.client.List(ctx, &list, client.InNamespace(o.GetNamespace()), client.MatchingFields{brokerIndex: o.GetName()}); err != nil {
-		log.FromContext(ctx).Error(err, "Cannot list the Workflows of a Broker", "broker", o.GetName())
+	if err := r.client.List(ctx, &list, client.InNamespace(namespace), client.MatchingFields{brokerIndex: broker}); err != nil {
+		log.FromContext(ctx).Error(err, "Cannot list the Workflows of a Broker", "broker", broker)
 		return nil
 	}
 	reqs := make([]reconcile.Request, len(list.Items))

@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -26,6 +27,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/natsauth"
+	"github.com/patchbay-dev/patchbay/internal/render"
 )
 
 // samples are the Workflow samples by file, with the name of their golden directory.
@@ -131,16 +134,48 @@ var _ = Describe("The samples", Ordered, func() {
 			wf = getWorkflow(ctx, ns, wf.Name)
 			goldens := readGolden(s.golden, wf.UID)
 			for _, golden := range goldens {
-				Eventually(func() error { return matchesGolden(ctx, golden) }).Should(Succeed())
+				// The credentials are generated, and the pods' hash of them too.
+				ignore := []string{"spec.template.metadata.annotations.patchbay.dev/nats-credentials-hash", "metadata.annotations.patchbay.dev/nats-user"}
+				if golden.GetKind() == "Secret" {
+					ignore = append(ignore, "data")
+				}
+				Eventually(func() error { return matchesGolden(ctx, golden, ignore...) }).Should(Succeed())
 			}
 			Expect(childNames(ctx, ns, wf.Name)).To(ConsistOf(goldenNames(goldens)), s.file)
 		}
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(broker), broker)).To(Succeed())
 		goldens := readGolden("broker", broker.UID)
+		// The keys are generated: nats.conf is the golden one with the
+		// Broker's own JWTs and account keys, and the servers' config hash
+		// covers them.
+		var goldenAuth *natsauth.Broker
 		for _, golden := range goldens {
-			// The credentials are generated, and the servers' config hash covers them.
+			if golden.GetKind() == "Secret" {
+				data := map[string][]byte{}
+				for k, v := range golden.Object["data"].(map[string]any) {
+					b, err := base64.StdEncoding.DecodeString(v.(string))
+					Expect(err).NotTo(HaveOccurred())
+					data[k] = b
+				}
+				var ok bool
+				goldenAuth, ok = natsauth.FromData(data)
+				Expect(ok).To(BeTrue())
+			}
+		}
+		Expect(goldenAuth).NotTo(BeNil())
+		live := brokerAuth(ctx, ns, broker.Name)
+		for _, golden := range goldens {
+			if golden.GetKind() == "ConfigMap" {
+				data := golden.Object["data"].(map[string]any)
+				data["nats.conf"] = strings.NewReplacer(
+					goldenAuth.OperatorJWT, live.OperatorJWT, goldenAuth.SystemJWT, live.SystemJWT, goldenAuth.AccountJWT, live.AccountJWT,
+					goldenAuth.SystemAccount(), live.SystemAccount(), goldenAuth.Account(), live.Account(),
+				).Replace(data["nats.conf"].(string))
+			}
 			Eventually(func() error {
-				return matchesGolden(ctx, golden, "data.password", "spec.template.metadata.annotations.patchbay.dev/config-hash")
+				return matchesGolden(ctx, golden, "data."+natsauth.KeyOperatorSeed, "data."+natsauth.KeySystemSeed, "data."+natsauth.KeyAccountSeed,
+					"data."+natsauth.KeyOperatorJWT, "data."+natsauth.KeySystemJWT, "data."+natsauth.KeyAccountJWT, "data."+natsauth.KeyRoutePassword,
+					"spec.template.metadata.annotations.patchbay.dev/config-hash")
 			}).Should(Succeed())
 		}
 		Expect(slices.Collect(maps.Keys(labelledObjects(ctx, ns, client.MatchingLabels{"patchbay.dev/broker": broker.Name})))).To(ConsistOf(goldenNames(goldens)))
@@ -363,6 +398,11 @@ var _ = Describe("A Workflow whose Broker is missing", func() {
 			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "late-nats"}, &appsv1.StatefulSet{})
 		}).Should(Succeed())
 		Eventually(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionBrokerReady)).Should(HavePrefix("False/BrokerNotReady"))
+		By("giving the Workflow its credentials on the new Broker, which rolls its pods")
+		Eventually(credentials(ctx, ns, wf.Name)).ShouldNot(BeEmpty())
+		for _, name := range []string{"orders-ch-gateway", "orders-ch-reserve", "orders-ch-charge", "orders-ch-notify"} {
+			Eventually(podCredentialsHash(ctx, ns, name)).Should(Equal(render.CredentialsHash(credentials(ctx, ns, wf.Name)())), name)
+		}
 		markWorkloadsReady(ctx, ns)
 
 		Eventually(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionReady)).Should(HavePrefix("True/Ready"))
@@ -537,6 +577,13 @@ var _ = Describe("Switching style", func() {
 		return workflowCondition(ctx, ns, wf, v1alpha1.ConditionSwitching)
 	}
 	retiring := func(ns, wf string) []v1alpha1.RetiringStyle { return getWorkflow(ctx, ns, wf).Status.Retiring }
+	// pastDrain moves the manager's clock past a drain's end and has the
+	// Workflow reconciled: a deleted child Service brings an event, and comes
+	// back (a Deployment status that is already ready changes nothing).
+	pastDrain := func(ns string, until *metav1.Time, child string) {
+		advanceClock(until.Sub(testNow()) + time.Second)
+		Expect(k8s.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: child}})).To(Succeed())
+	}
 
 	It("starts the new style, moves the entry once it is ready, drains the old one and only then prunes it", func() {
 		ns := newNamespace("switch", nil)
@@ -580,8 +627,7 @@ var _ = Describe("Switching style", func() {
 		Expect(getWorkflow(ctx, ns, "flip").Status.Endpoint).To(Equal(endpoint))
 
 		By("once the drain period is over, the old children go")
-		advanceClock(r[0].DrainUntil.Sub(testNow()) + time.Second)
-		markWorkloadsReady(ctx, ns)
+		pastDrain(ns, r[0].DrainUntil, "flip-ao-x")
 		Eventually(children(ns, "flip")).Should(ConsistOf(append(async, "Service/flip")))
 		Eventually(switching(ns, "flip")).Should(HavePrefix("False/NoSwitch"))
 		Expect(retiring(ns, "flip")).To(BeEmpty())
@@ -615,8 +661,7 @@ var _ = Describe("Switching style", func() {
 		Expect(abandoned.DrainUntil).NotTo(BeNil())
 
 		By("the abandoned style goes once drained, though the newest is not ready; the entry's stays")
-		advanceClock(abandoned.DrainUntil.Sub(testNow()) + time.Second)
-		Expect(k8s.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "hop-hy-x"}})).To(Succeed()) // any child event reconciles
+		pastDrain(ns, abandoned.DrainUntil, "hop-hy-x")
 		Eventually(children(ns, "hop")).Should(ConsistOf(slices.Concat(orchestrated, hybrid, []string{"Service/hop"})))
 		Expect(entrySelector(ns, "hop")()).To(HaveKeyWithValue("patchbay.dev/style", "so"))
 		Expect(switching(ns, "hop")()).To(HavePrefix("True/NewStyleStarting"))
@@ -638,8 +683,7 @@ var _ = Describe("Switching style", func() {
 		Eventually(switching(ns, "flop")).Should(And(HavePrefix("True/DrainingOldStyle"), ContainSubstring("sync-orchestrated until")))
 		Expect(entrySelector(ns, "flop")()).To(HaveKeyWithValue("patchbay.dev/style", "sc"))
 		Expect(children(ns, "flop")()).To(ConsistOf(slices.Concat(chain, orchestrated, []string{"Service/flop"})))
-		advanceClock(retiring(ns, "flop")[0].DrainUntil.Sub(testNow()) + time.Second)
-		markWorkloadsReady(ctx, ns)
+		pastDrain(ns, retiring(ns, "flop")[0].DrainUntil, "flop-sc-x")
 		Eventually(children(ns, "flop")).Should(ConsistOf(append(chain, "Service/flop")))
 		Eventually(switching(ns, "flop")).Should(HavePrefix("False/NoSwitch"))
 
@@ -657,8 +701,7 @@ var _ = Describe("Switching style", func() {
 		markWorkloadsReady(ctx, ns)
 		Eventually(entrySelector(ns, "flop")).Should(HaveKeyWithValue("patchbay.dev/style", "sc"))
 		Eventually(switching(ns, "flop")).Should(And(HavePrefix("True/DrainingOldStyle"), ContainSubstring("sync-orchestrated until")))
-		advanceClock(retiring(ns, "flop")[0].DrainUntil.Sub(testNow()) + time.Second)
-		markWorkloadsReady(ctx, ns)
+		pastDrain(ns, retiring(ns, "flop")[0].DrainUntil, "flop-sc-x")
 		Eventually(children(ns, "flop")).Should(ConsistOf(append(chain, "Service/flop")))
 		Eventually(switching(ns, "flop")).Should(HavePrefix("False/NoSwitch"))
 		Expect(getWorkflow(ctx, ns, "flop").Status.Endpoint).To(Equal("http://flop." + ns + ".svc"))

@@ -201,6 +201,14 @@ readModel: {events: ["order done"], key: /orderId}`), "spec.readModel.events[0]"
 		Entry("zero timeout", orchestrated("resilience: {timeout: 0s}"), "resilience.timeout", "positive duration"),
 		Entry("negative timeout", orchestrated("resilience: {timeout: -1s}"), "resilience.timeout", "positive duration"),
 		Entry("a timeout that is not a duration", orchestrated("resilience: {timeout: soon}"), "resilience.timeout", "positive duration"),
+		Entry("an envFrom item with both a ConfigMap and a Secret", withStep("envFrom: [{configMapRef: {name: cfg}, secretRef: {name: api}}]"),
+			"spec.steps[0].envFrom[0]", "must set exactly one of configMapRef and secretRef"),
+		Entry("an envFrom item with neither", withStep("envFrom: [{prefix: X_}]"),
+			"spec.steps[0].envFrom[0]", "must set exactly one of configMapRef and secretRef"),
+		Entry("an envFrom secretRef without a name", withStep("envFrom: [{secretRef: {optional: true}}]"),
+			"spec.steps[0].envFrom[0]", "secretRef.name must name a Secret"),
+		Entry("an env secretKeyRef without a name", withStep("env: [{name: A, valueFrom: {secretKeyRef: {key: k}}}]"),
+			"spec.steps[0].env[0]", "secretKeyRef.name must name a Secret"),
 		Entry("a zero step timeout", withStep("resilience: {timeout: 0ms}"), "spec.steps[0].resilience.timeout", "positive duration"),
 		Entry("zero entry timeout", orchestrated("entry: {timeout: 0s}"), "spec.entry.timeout", "positive duration"),
 		Entry("retry.attempts below 1", orchestrated("resilience: {retry: {attempts: 0}}"),
@@ -223,6 +231,30 @@ entry: {event: order.requested, completesOn: [order.done]}
 steps:
 - {name: a, image: demo:1, subscribes: [order.requested], emits: [order.done]}
 readModel: {events: [order.done], key: orderId}`), "spec.readModel.key", "JSON pointer"),
+		Entry("an unknown read model mode", workflow(`
+style: choreography
+entry: {event: order.requested, completesOn: [order.done]}
+steps:
+- {name: a, image: demo:1, subscribes: [order.requested], emits: [order.done]}
+readModel: {events: [order.done], key: /orderId, mode: append}`), "spec.readModel.mode", `Unsupported value: "append"`),
+		Entry("read model fields of an event that is not projected", workflow(`
+style: choreography
+entry: {event: order.requested, completesOn: [order.done]}
+steps:
+- {name: a, image: demo:1, subscribes: [order.requested], emits: [order.done]}
+readModel: {events: [order.done], key: /orderId, fields: [{event: order.requested, select: [/status]}]}`), "spec.readModel", "fields[].event must be one of spec.readModel.events"),
+		Entry("read model fields that are not JSON pointers", workflow(`
+style: choreography
+entry: {event: order.requested, completesOn: [order.done]}
+steps:
+- {name: a, image: demo:1, subscribes: [order.requested], emits: [order.done]}
+readModel: {events: [order.done], key: /orderId, fields: [{event: order.done, select: [status]}]}`), "spec.readModel.fields[0].select[0]", "must be JSON pointers"),
+		Entry("read model fields with an empty select", workflow(`
+style: choreography
+entry: {event: order.requested, completesOn: [order.done]}
+steps:
+- {name: a, image: demo:1, subscribes: [order.requested], emits: [order.done]}
+readModel: {events: [order.done], key: /orderId, fields: [{event: order.done, select: []}]}`), "spec.readModel.fields[0].select", "should have at least 1 items"),
 		Entry("a workflow name with a dot", strings.Replace(withStep(""), "name: wf", "name: shop.checkout", 1),
 			"metadata.name", "DNS label"),
 		Entry("a workflow name over 47 characters", strings.Replace(withStep(""), "name: wf", "name: "+strings.Repeat("w", 48), 1),

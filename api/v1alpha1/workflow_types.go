@@ -12,7 +12,7 @@ type Style string
 const (
 	// StyleSyncChain: each step's sidecar forwards its output to the next steps over HTTP.
 	StyleSyncChain Style = "sync-chain"
-	// StyleSyncOrchestrated: an orchestrator calls the steps over HTTP, level by level.
+	// StyleSyncOrchestrated: an orchestrator calls the steps over HTTP, each once its dependencies answered.
 	StyleSyncOrchestrated Style = "sync-orchestrated"
 	// StyleAsyncOrchestrated: an orchestrator drives the steps over NATS JetStream.
 	StyleAsyncOrchestrated Style = "async-orchestrated"
@@ -322,7 +322,8 @@ type Step struct {
 	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[A-Za-z0-9_-]+(\\\\.[A-Za-z0-9_-]+)*$')",message="spec.steps[].subscribes[] must be event types: dot-separated words of letters, digits, '-' and '_'"
 	Subscribes []string `json:"subscribes,omitempty"`
 
-	// emits lists the event types this step's output is published as (choreography, hybrid).
+	// emits lists the event types this step's output may be published as (choreography, hybrid):
+	// the app names one in its answer's Ce-Type header, or the step declares exactly one.
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=16
@@ -349,18 +350,48 @@ type Step struct {
 	Args []string `json:"args,omitempty"`
 
 	// env sets environment variables in the app container, as in a core/v1 Container.
+	// A valueFrom.secretKeyRef may name only a Secret of the namespace labelled
+	// patchbay.dev/step-readable: "true" that patchbay does not manage; the
+	// SecretsAllowed condition reports any other, and the step's Deployment is
+	// then not updated.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
 	// +kubebuilder:validation:MaxItems=128
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.valueFrom) || !has(self.valueFrom.secretKeyRef) || (has(self.valueFrom.secretKeyRef.name) && size(self.valueFrom.secretKeyRef.name) > 0)",message="spec.steps[].env[].valueFrom.secretKeyRef.name must name a Secret"
 	Env []corev1.EnvVar `json:"env,omitempty"`
+
+	// envFrom sets environment variables in the app container from every key
+	// of a ConfigMap or a Secret, as in a core/v1 Container. A secretRef is
+	// allowed as env's secretKeyRef is.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:XValidation:rule="has(self.configMapRef) != has(self.secretRef)",message="spec.steps[].envFrom[] must set exactly one of configMapRef and secretRef"
+	// +kubebuilder:validation:items:XValidation:rule="!has(self.secretRef) || (has(self.secretRef.name) && size(self.secretRef.name) > 0)",message="spec.steps[].envFrom[].secretRef.name must name a Secret"
+	EnvFrom []corev1.EnvFromSource `json:"envFrom,omitempty"`
 
 	// resources are the app container's compute resources, as in a core/v1 Container.
 	// +optional
 	Resources *corev1.ResourceRequirements `json:"resources,omitempty"`
 }
 
-// ReadModel projects events into a JetStream key-value read store (CQRS).
+// ReadModelMode is how an event updates its key's document.
+// +kubebuilder:validation:Enum=merge;replace
+type ReadModelMode string
+
+// Read model modes.
+const (
+	// ReadModelMerge applies each event (or its selected fields) to the
+	// document as a JSON merge patch (RFC 7386).
+	ReadModelMerge ReadModelMode = "merge"
+	// ReadModelReplace makes each event (or its selected fields) the document.
+	ReadModelReplace ReadModelMode = "replace"
+)
+
+// ReadModel projects events into a JetStream key-value read store (CQRS):
+// one JSON document per key.
+// +kubebuilder:validation:XValidation:rule="!has(self.fields) || self.fields.all(f, f.event in self.events)",message="spec.readModel.fields[].event must be one of spec.readModel.events: only projected events have fields to select"
 type ReadModel struct {
 	// events lists the event types projected into the read store.
 	// +required
@@ -377,6 +408,41 @@ type ReadModel struct {
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:XValidation:rule="self.matches('^(/([^/~]|~[01])*)+$')",message="spec.readModel.key must be a JSON pointer such as /orderId"
 	Key string `json:"key"`
+
+	// mode is how an event updates its key's document: merge (the default)
+	// applies the event as a JSON merge patch (RFC 7386), so that the
+	// document gathers the fields of every event of its key; replace makes
+	// the latest event the document.
+	// +optional
+	Mode ReadModelMode `json:"mode,omitempty"`
+
+	// fields selects, per event type, the parts of the event that reach the
+	// document; an event type not listed projects its whole payload.
+	// +optional
+	// +listType=map
+	// +listMapKey=event
+	// +kubebuilder:validation:MaxItems=16
+	Fields []ReadModelFields `json:"fields,omitempty"`
+}
+
+// ReadModelFields selects the parts of one event type that the read model projects.
+type ReadModelFields struct {
+	// event is the event type, one of spec.readModel.events.
+	// +required
+	// +kubebuilder:validation:MaxLength=253
+	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_-]+(\\\\.[A-Za-z0-9_-]+)*$')",message="spec.readModel.fields[].event must be an event type: dot-separated words of letters, digits, '-' and '_'"
+	Event string `json:"event"`
+
+	// select are JSON pointers (RFC 6901) into the event payload, such as
+	// /status or /payment/amount: the document receives these values at
+	// the same places, and a pointer the event lacks is left out.
+	// +required
+	// +listType=set
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MaxLength=256
+	// +kubebuilder:validation:items:XValidation:rule="self.matches('^(/([^/~]|~[01])*)+$')",message="spec.readModel.fields[].select[] must be JSON pointers such as /status"
+	Select []string `json:"select"`
 }
 
 // StepStatus is the observed state of one step's Deployment.
@@ -438,7 +504,7 @@ type WorkflowStatus struct {
 	// +listMapKey=style
 	Retiring []RetiringStyle `json:"retiring,omitempty"`
 
-	// conditions are Compiled, BrokerReady, StepsReady, Ready, Switching and StyleAdvised.
+	// conditions are Compiled, BrokerReady, SecretsAllowed, StepsReady, Ready, Switching and StyleAdvised.
 	// +optional
 	// +listType=map
 	// +listMapKey=type

@@ -20,8 +20,8 @@ import (
 
 	"github.com/patchbay-dev/patchbay/internal/demostep"
 	"github.com/patchbay-dev/patchbay/internal/plan"
-	"github.com/patchbay-dev/patchbay/internal/resilience"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
+	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 )
 
 // Failure injection through real processes: patchbay-runtime dev runs the data
@@ -166,8 +166,8 @@ type answer struct {
 }
 
 // runError decodes the JSON error of a failed run.
-func (a answer) runError(g Gomega) hop.Error {
-	var e hop.Error
+func (a answer) runError(g Gomega) contract.Error {
+	var e contract.Error
 	g.Expect(json.Unmarshal(a.body, &e)).To(Succeed(), "a failed run answers JSON: %s", a.body)
 	return e
 }
@@ -252,7 +252,7 @@ func TestClientErrorFailsTheRunAtOnce(t *testing.T) {
 			g.Expect(e.Step).To(Equal("picky"))
 			g.Expect(e.Status).To(Equal(400))
 			g.Expect(e.Attempts).To(Equal(1))
-			g.Expect(e.RunID).To(Equal(a.header.Get(hop.HeaderRunID)))
+			g.Expect(e.RunID).To(Equal(a.header.Get(contract.HeaderRunID)))
 			g.Expect(e.Detail).To(ContainSubstring("injected failure"))
 			g.Expect(env.stepStats(g, "picky").Calls).To(BeEquivalentTo(1))
 			g.Expect(env.stepStats(g, "after").Calls).To(BeZero())
@@ -363,7 +363,7 @@ func TestBulkheadRejectsRequestsOverTheLimit(t *testing.T) {
 			if style == "sync-orchestrated" {
 				// The orchestrator's own bulkhead, sized from the steps', is
 				// full first: it rejects before reading the request.
-				g.Expect(a.header.Get(hop.HeaderRejected)).To(Equal("bulkhead"), "%s", a.body)
+				g.Expect(a.header.Get(contract.HeaderRejected)).To(Equal("bulkhead"), "%s", a.body)
 			} else {
 				g.Expect(a.runError(g).Step).To(Equal("gated"))
 			}

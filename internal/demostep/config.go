@@ -44,6 +44,38 @@ type Config struct {
 	BarrierTimeout time.Duration
 	// MaxBody bounds the request body.
 	MaxBody int64
+	// Emit is the event type a successful answer names in Ce-Type (the
+	// step contract's choice among the step's declared emits); empty sends
+	// no Ce-Type.
+	Emit string
+	// EmitWhen are rules checked in order before Emit: the first whose key
+	// has its value in the input object names the event instead, and the
+	// step then answers its input unchanged (it did not do its work, such
+	// as a payment that was declined).
+	EmitWhen []EmitRule
+}
+
+// EmitRule is one --emit-when: when the input's Key is Value, emit Type.
+type EmitRule struct {
+	KeyValue
+	Type string
+}
+
+type emitWhenFlag struct{ rules *[]EmitRule }
+
+func (f emitWhenFlag) String() string { return "" }
+
+func (f emitWhenFlag) Set(v string) error {
+	i := strings.LastIndex(v, ":")
+	if i <= 0 || i == len(v)-1 {
+		return fmt.Errorf("want key=value:event.type, got %q", v)
+	}
+	var kv []KeyValue
+	if err := (setFlag{&kv}).Set(v[:i]); err != nil {
+		return fmt.Errorf("want key=value:event.type, got %q", v)
+	}
+	*f.rules = append(*f.rules, EmitRule{KeyValue: kv[0], Type: v[i+1:]})
+	return nil
 }
 
 // KeyValue is one --set.
@@ -92,6 +124,8 @@ func Parse(args []string, stderr io.Writer) (*Config, error) {
 	fs.StringVar(&c.Barrier, "barrier", "", "URL of a /_demo/barrier every call joins before answering")
 	fs.DurationVar(&c.BarrierTimeout, "barrier-timeout", 10*time.Second, "how long a call waits at --barrier")
 	fs.Int64Var(&c.MaxBody, "max-body", 4<<20, "largest request body accepted, in bytes")
+	fs.StringVar(&c.Emit, "emit", "", "event type a successful answer names in its Ce-Type header (one of the step's emits)")
+	fs.Var(emitWhenFlag{&c.EmitWhen}, "emit-when", "key=value:event.type: when the input object's key has this value (JSON if it parses, else a string), answer the input unchanged with Ce-Type event.type instead (repeatable, first match wins)")
 	if err := fs.Parse(args); err != nil {
 		return nil, err
 	}

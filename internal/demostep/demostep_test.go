@@ -139,3 +139,30 @@ func TestServerBoundsHowLongABodyMayTake(t *testing.T) {
 	g.Expect(srv.ReadHeaderTimeout).To(BeNumerically(">", 0))
 	g.Expect(srv.ReadTimeout).To(BeNumerically(">", 0), "a slow body would hold a handler for ever")
 }
+
+func TestEmitNamesTheEventTypeAndEmitWhenOverridesIt(t *testing.T) {
+	g := NewWithT(t)
+	s, srv := serveStep(t, "--mode=transform", "--set=charged=true", "--emit=payment.captured", "--emit-when=card=declined:payment.failed")
+	code, h, body := call(g, srv.URL, "application/json", `{"id":1,"card":"ok"}`)
+	g.Expect(code).To(Equal(200))
+	g.Expect(h.Get("Ce-Type")).To(Equal("payment.captured"))
+	g.Expect(body).To(MatchJSON(`{"id":1,"card":"ok","charged":true}`))
+
+	code, h, body = call(g, srv.URL, "application/json", `{"id":2,"card":"declined"}`)
+	g.Expect(code).To(Equal(200))
+	g.Expect(h.Get("Ce-Type")).To(Equal("payment.failed"))
+	g.Expect(body).To(MatchJSON(`{"id":2,"card":"declined"}`), "a matched rule answers the input unchanged")
+
+	last := s.Stats().Last
+	g.Expect(last).NotTo(BeNil())
+	g.Expect(last.End).NotTo(BeTemporally("<", last.Start))
+
+	_, plain := serveStep(t, "--mode=echo")
+	_, h, _ = call(g, plain.URL, "application/json", `{}`)
+	g.Expect(h.Values("Ce-Type")).To(BeEmpty())
+
+	for _, bad := range []string{"--emit-when=card=declined", "--emit-when=:x", "--emit-when=card=declined:"} {
+		_, err := Parse([]string{bad}, io.Discard)
+		g.Expect(err).To(HaveOccurred(), bad)
+	}
+}

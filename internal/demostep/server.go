@@ -8,6 +8,7 @@ import (
 	"io"
 	"math/rand/v2"
 	"net/http"
+	"reflect"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -28,7 +29,16 @@ type Step struct {
 	barrierMu sync.Mutex
 	barriers  map[string]*barrier
 
-	last atomic.Pointer[map[string]string]
+	last   atomic.Pointer[map[string]string]
+	timing atomic.Pointer[Timing]
+}
+
+// Timing is when a call arrived and when its answer was written, as the
+// step itself saw it: tests compare the steps' own times to tell what ran
+// concurrently, rather than timing a run from outside.
+type Timing struct {
+	Start time.Time `json:"start"`
+	End   time.Time `json:"end"`
 }
 
 // Stats is what GET /_demo/stats reports.
@@ -42,6 +52,8 @@ type Stats struct {
 	BarrierMet int64 `json:"barrierMet"`
 	// LastHeaders are the step-contract headers of the last call.
 	LastHeaders map[string]string `json:"lastHeaders,omitempty"`
+	// Last is when the last call that was answered arrived and was answered.
+	Last *Timing `json:"last,omitempty"`
 }
 
 var lastHeaderNames = []string{"Ce-Id", "Ce-Type", "Ce-Source", "Ce-Specversion", "Ce-Subject", "Content-Type", "Patchbay-Run-Id", "Traceparent"}
@@ -87,10 +99,12 @@ func (s *Step) Stats() Stats {
 	if h := s.last.Load(); h != nil {
 		st.LastHeaders = *h
 	}
+	st.Last = s.timing.Load()
 	return st
 }
 
 func (s *Step) serveCall(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
 	n := s.calls.Add(1)
 	cur := s.inFlight.Add(1)
 	defer s.inFlight.Add(-1)
@@ -146,6 +160,18 @@ func (s *Step) serveCall(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	defer func() { s.timing.Store(&Timing{Start: start, End: time.Now()}) }()
+	if typ, matched := s.emitType(body); matched {
+		w.Header().Set("Ce-Type", typ)
+		if ct := r.Header.Get("Content-Type"); ct != "" {
+			w.Header().Set("Content-Type", ct)
+		}
+		w.WriteHeader(s.cfg.Status)
+		_, _ = w.Write(body)
+		return
+	} else if typ != "" {
+		w.Header().Set("Ce-Type", typ)
+	}
 	switch s.cfg.Mode {
 	case ModeTransform:
 		out, err := s.transform(body)
@@ -163,6 +189,30 @@ func (s *Step) serveCall(w http.ResponseWriter, r *http.Request) {
 		w.WriteHeader(s.cfg.Status)
 		_, _ = w.Write(body)
 	}
+}
+
+// emitType is the event type to answer with: the first --emit-when rule
+// the input matches (matched), else --emit.
+func (s *Step) emitType(body []byte) (typ string, matched bool) {
+	if len(s.cfg.EmitWhen) > 0 {
+		var obj map[string]json.RawMessage
+		if json.Unmarshal(body, &obj) == nil {
+			for _, r := range s.cfg.EmitWhen {
+				if v, ok := obj[r.Key]; ok && jsonEqual(v, r.Value) {
+					return r.Type, true
+				}
+			}
+		}
+	}
+	return s.cfg.Emit, false
+}
+
+func jsonEqual(a, b json.RawMessage) bool {
+	var x, y any
+	if json.Unmarshal(a, &x) != nil || json.Unmarshal(b, &y) != nil {
+		return false
+	}
+	return reflect.DeepEqual(x, y)
 }
 
 // transform merges the --set values into the input object; an empty input is {}.

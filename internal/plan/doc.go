@@ -1,7 +1,7 @@
 // Package plan defines the Plan: the compiled form of a Workflow and the only
 // contract between the control plane (render, controllers) and the data plane
-// (patchbay-runtime). It imports only the standard library, so the roles that
-// run in a cluster (sidecar, orchestrator, gateway) read a plan without
-// linking the API types or any Kubernetes library; only the dev role, which
-// compiles a Workflow itself, links them.
+// (patchbay-runtime). Its style is the API's own type (v1alpha1.Style), so the
+// styles and the questions asked of them (IsAsync, HasEvents) have one home;
+// apart from that it imports only the standard library. It also names a
+// Workflow's children (ChildName, MaxNameLen) and their Services (ServiceURL).
 package plan

@@ -35,7 +35,8 @@ func (p *Plan) Hash() (string, error) {
 	return hex.EncodeToString(sum[:])[:16], nil
 }
 
-// Parse reads a plan and checks its version.
+// Parse reads a plan and checks its version, and that it has a stream
+// exactly when its style is async.
 func Parse(b []byte) (*Plan, error) {
 	var p Plan
 	if err := json.Unmarshal(b, &p); err != nil {
@@ -43,6 +44,10 @@ func Parse(b []byte) (*Plan, error) {
 	}
 	if p.Version != Version {
 		return nil, fmt.Errorf("plan version %q is not supported: this runtime reads %q", p.Version, Version)
+	}
+	if p.Style.IsAsync() != (p.Stream != nil) {
+		// The runtime asks p.Style whether the workflow is async, and then uses p.Stream.
+		return nil, fmt.Errorf("plan of workflow %s is inconsistent: style %s, stream %v", p.Workflow, p.Style, p.Stream != nil)
 	}
 	return &p, nil
 }

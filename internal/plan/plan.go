@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 )
 
 // Version is the schema version of the Plan JSON. The runtime refuses a plan
@@ -25,15 +27,6 @@ const (
 	MaxMessageLen = 2 * DefaultMaxBodyLen
 )
 
-// Style names, the same strings as the Workflow API.
-const (
-	StyleSyncChain         = "sync-chain"
-	StyleSyncOrchestrated  = "sync-orchestrated"
-	StyleAsyncOrchestrated = "async-orchestrated"
-	StyleChoreography      = "choreography"
-	StyleHybrid            = "hybrid"
-)
-
 // Plan is a compiled Workflow. The same Workflow spec always gives the same Plan,
 // byte for byte, once marshalled.
 type Plan struct {
@@ -42,8 +35,9 @@ type Plan struct {
 	// Namespace and Workflow identify the source object.
 	Namespace string `json:"namespace"`
 	Workflow  string `json:"workflow"`
-	// Style is the Workflow's spec.style.
-	Style string `json:"style"`
+	// Style is the Workflow's spec.style; ask it, not the other fields, whether
+	// the workflow is async (Style.IsAsync) or has events (Style.HasEvents).
+	Style v1alpha1.Style `json:"style"`
 	// Roles says which patchbay components this workflow runs.
 	Roles Roles `json:"roles"`
 	// Entry says where requests land and when a run completes.
@@ -273,11 +267,24 @@ type Stream struct {
 	CompletionDurable string `json:"completionDurable,omitempty"`
 }
 
-// ReadModel is the CQRS projection of events into a KV bucket.
+// Read model modes (the Workflow's spec.readModel.mode).
+const (
+	ReadModelMerge   = "merge"
+	ReadModelReplace = "replace"
+)
+
+// ReadModel is the CQRS projection of events into a KV bucket: one JSON
+// document per key.
 type ReadModel struct {
 	Events []string `json:"events"`
 	// Key is a JSON pointer into the event payload.
 	Key string `json:"key"`
+	// Mode is ReadModelMerge (an event is a JSON merge patch of its key's
+	// document, RFC 7386) or ReadModelReplace (it becomes the document).
+	Mode string `json:"mode"`
+	// Fields are, per event type, the JSON pointers of the parts of the
+	// event that the projection keeps; a type without an entry keeps all.
+	Fields map[string][]string `json:"fields,omitempty"`
 	// Bucket is the JetStream KV bucket of the read store.
 	Bucket string `json:"bucket"`
 	// Durable is the projector's consumer name.

@@ -3,6 +3,7 @@ package render
 import (
 	"crypto/sha256"
 	"encoding/hex"
+	"fmt"
 	"strconv"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -15,29 +16,22 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/natsauth"
 )
 
 // natsUser is the non-root user the NATS server runs as; the image's default is root.
 const natsUser = int64(1000)
 
-// Keys of the client credentials Secret; workflow pods mount them as files.
-const (
-	CredentialsUserKey     = "user"
-	CredentialsPasswordKey = "password"
-)
-
-// Credentials are the NATS client credentials of a Broker. The controller
-// generates them once and keeps them in the Secret it renders from them.
-type Credentials struct {
-	User     string
-	Password string
-}
+// routeUser is the user the routes between a Broker's servers authenticate as.
+const routeUser = "route"
 
 // BrokerInput is everything a Broker's children are rendered from.
 type BrokerInput struct {
-	Broker      *v1alpha1.Broker
-	Settings    Settings
-	Credentials Credentials
+	Broker   *v1alpha1.Broker
+	Settings Settings
+	// Auth is the Broker's identity material: the controller generates it
+	// once and keeps it in the auth Secret it renders from it.
+	Auth *natsauth.Broker
 }
 
 func (in *BrokerInput) owner() owner { return brokerOwner(in.Broker) }
@@ -46,7 +40,7 @@ func (in *BrokerInput) owner() owner { return brokerOwner(in.Broker) }
 // applies them: what the StatefulSet's pods need comes first.
 func BrokerObjects(in *BrokerInput) []client.Object {
 	return []client.Object{
-		NATSClientSecret(in),
+		NATSAuthSecret(in),
 		NATSConfigMap(in),
 		NATSHeadlessService(in),
 		NATSClientService(in),
@@ -64,17 +58,17 @@ func NATSImage(in *BrokerInput) string {
 	return in.Settings.NATSImage
 }
 
-// NATSClientSecret renders <broker>-nats-client with the client credentials.
-func NATSClientSecret(in *BrokerInput) *corev1.Secret {
+// NATSAuthSecret renders <broker>-nats-auth: the keys of the Broker's
+// operator and accounts, their JWTs and the route password. Only the NATS
+// servers (the route password) and the manager read it; workflow pods mount
+// their own credentials Secret (WorkflowCredentialsSecret).
+func NATSAuthSecret(in *BrokerInput) *corev1.Secret {
 	s := &corev1.Secret{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
 		Type:     corev1.SecretTypeOpaque,
-		Data: map[string][]byte{
-			CredentialsUserKey:     []byte(in.Credentials.User),
-			CredentialsPasswordKey: []byte(in.Credentials.Password),
-		},
+		Data:     in.Auth.Data(),
 	}
-	stamp(s, in.owner(), NATSClientSecretName(in.Broker.Name), ComponentNATS, "")
+	stamp(s, in.owner(), NATSAuthSecretName(in.Broker.Name), ComponentNATS, "")
 	return s
 }
 
@@ -82,7 +76,7 @@ func NATSClientSecret(in *BrokerInput) *corev1.Secret {
 func NATSConfigMap(in *BrokerInput) *corev1.ConfigMap {
 	cm := &corev1.ConfigMap{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
-		Data:     map[string]string{natsConfigKey: NATSConfig(in.Broker)},
+		Data:     map[string]string{natsConfigKey: NATSConfig(in.Broker, in.Auth)},
 	}
 	stamp(cm, in.owner(), NATSConfigName(in.Broker.Name), ComponentNATS, "")
 	return cm
@@ -133,7 +127,7 @@ func NATSStatefulSet(in *BrokerInput) *appsv1.StatefulSet {
 	o := in.owner()
 	secretEnv := func(name, key string) corev1.EnvVar {
 		return corev1.EnvVar{Name: name, ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-			LocalObjectReference: corev1.LocalObjectReference{Name: NATSClientSecretName(b.Name)}, Key: key,
+			LocalObjectReference: corev1.LocalObjectReference{Name: NATSAuthSecretName(b.Name)}, Key: key,
 		}}}
 	}
 	probe := func(path string) *corev1.Probe {
@@ -153,8 +147,7 @@ func NATSStatefulSet(in *BrokerInput) *appsv1.StatefulSet {
 		Command: []string{"nats-server", "--config", natsConfigDir + "/" + natsConfigKey},
 		Env: []corev1.EnvVar{
 			{Name: envServerName, ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{APIVersion: "v1", FieldPath: "metadata.name"}}},
-			secretEnv(envClientUser, CredentialsUserKey),
-			secretEnv(envClientPassword, CredentialsPasswordKey),
+			secretEnv(envRoutePassword, natsauth.KeyRoutePassword),
 		},
 		Ports: []corev1.ContainerPort{
 			tcpPort("client", natsClientPort),
@@ -174,6 +167,11 @@ func NATSStatefulSet(in *BrokerInput) *appsv1.StatefulSet {
 			{Name: "pid", MountPath: natsPidDir},
 			{Name: "data", MountPath: natsDataDir},
 		},
+	}
+	// The route URLs carry the route password: the kubelet expands
+	// $(NATS_ROUTE_PASSWORD) in them, and nats.conf names them as variables.
+	for i, u := range natsRouteURLs(b) {
+		nats.Env = append(nats.Env, corev1.EnvVar{Name: fmt.Sprintf("%s%d", envRoutePrefix, i), Value: u})
 	}
 	if limit, ok := nats.Resources.Limits[corev1.ResourceMemory]; ok {
 		// The Go runtime collects harder as it nears the limit, before the kernel kills it.
@@ -267,7 +265,7 @@ func natsResources(b *v1alpha1.Broker) corev1.ResourceRequirements {
 // natsConfigHash covers everything a NATS server reads only when it starts.
 func natsConfigHash(in *BrokerInput) string {
 	h := sha256.New()
-	for _, s := range []string{NATSConfig(in.Broker), in.Credentials.User, in.Credentials.Password} {
+	for _, s := range []string{NATSConfig(in.Broker, in.Auth), in.Auth.RoutePassword} {
 		h.Write([]byte(s))
 		h.Write([]byte{0})
 	}
@@ -281,8 +279,10 @@ func NATSDisruptionBudget(in *BrokerInput) client.Object {
 }
 
 // NATSNetworkPolicy renders <broker>-nats: clients only from the pods of
-// workflows that use this Broker, routes only from its own servers, and the
-// monitoring port (health, metrics) from anywhere.
+// workflows that use this Broker and from the manager, routes only from its
+// own servers, and the monitoring port only from its own servers and the
+// manager (the kubelet's probes come from the node, which policies do not
+// restrict).
 func NATSNetworkPolicy(in *BrokerInput) *networkingv1.NetworkPolicy {
 	o := in.owner()
 	self := selectorLabels(o, ComponentNATS, "")
@@ -296,16 +296,30 @@ func NATSNetworkPolicy(in *BrokerInput) *networkingv1.NetworkPolicy {
 					Ports: tcpPolicyPorts(natsClientPort),
 					From: []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{
 						MatchLabels: map[string]string{LabelBrokerClient: in.Broker.Name},
-					}}},
+					}}, managerPeer()},
 				},
 				{
 					Ports: tcpPolicyPorts(natsClusterPort),
 					From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: self}}},
 				},
-				{Ports: tcpPolicyPorts(natsMonitorPort)},
+				{
+					Ports: tcpPolicyPorts(natsMonitorPort),
+					From:  []networkingv1.NetworkPolicyPeer{{PodSelector: &metav1.LabelSelector{MatchLabels: self}}, managerPeer()},
+				},
 			},
 		},
 	}
 	stamp(np, o, NATSName(in.Broker.Name), ComponentNATS, "")
 	return np
+}
+
+// managerPeer selects the manager's pods in any namespace, by the labels the
+// chart and config/manager give them.
+func managerPeer() networkingv1.NetworkPolicyPeer {
+	return networkingv1.NetworkPolicyPeer{
+		NamespaceSelector: &metav1.LabelSelector{},
+		PodSelector: &metav1.LabelSelector{MatchLabels: map[string]string{
+			labelName: appName, labelComponent: "manager",
+		}},
+	}
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/golden"
+	"github.com/patchbay-dev/patchbay/internal/natsauth"
 )
 
 func broker(name string, replicas int32, js *v1alpha1.JetStream) *v1alpha1.Broker {
@@ -28,15 +29,21 @@ func TestNATSConfigGolden(t *testing.T) {
 	}
 	want := map[string][]byte{}
 	for file, b := range brokers {
-		want[file] = []byte(NATSConfig(b))
+		want[file] = []byte(NATSConfig(b, goldenAuth))
 	}
 	golden.CheckDir(t, "nats", want)
 }
 
 func TestNATSConfigRoutesEveryServer(t *testing.T) {
 	for _, n := range []int32{1, 3, 5} {
-		conf := NATSConfig(broker("b", n, nil))
-		routes := strings.Count(conf, ".b-nats-headless.default.svc:6222")
+		b := broker("b", n, nil)
+		conf := NATSConfig(b, goldenAuth)
+		routes := 0
+		for i, u := range natsRouteURLs(b) {
+			if strings.Contains(conf, fmt.Sprintf("    $NATS_ROUTE_%d\n", i)) && strings.HasSuffix(u, fmt.Sprintf("@b-nats-%d.b-nats-headless.default.svc:6222", i)) {
+				routes++
+			}
+		}
 		want := int(n)
 		if n == 1 {
 			want = 0
@@ -48,7 +55,7 @@ func TestNATSConfigRoutesEveryServer(t *testing.T) {
 }
 
 func TestBrokerGolden(t *testing.T) {
-	in := &BrokerInput{Broker: sampleBroker(t), Settings: testSettings, Credentials: goldenCredentials}
+	in := &BrokerInput{Broker: sampleBroker(t), Settings: testSettings, Auth: goldenAuth}
 	golden.CheckDir(t, "broker", objectFiles(t, BrokerObjects(in)))
 }
 
@@ -69,7 +76,7 @@ func TestNATSStatefulSet(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			sts := NATSStatefulSet(&BrokerInput{Broker: tt.broker, Settings: testSettings, Credentials: goldenCredentials})
+			sts := NATSStatefulSet(&BrokerInput{Broker: tt.broker, Settings: testSettings, Auth: goldenAuth})
 			if sts.Spec.PodManagementPolicy != "Parallel" || sts.Spec.ServiceName != tt.broker.Name+"-nats-headless" {
 				t.Errorf("pod management %q, service %q", sts.Spec.PodManagementPolicy, sts.Spec.ServiceName)
 			}
@@ -106,25 +113,43 @@ func TestNATSStatefulSet(t *testing.T) {
 }
 
 func TestNATSRollsWhenItsConfigOrCredentialsChange(t *testing.T) {
-	hash := func(b *v1alpha1.Broker, c Credentials) string {
-		return NATSStatefulSet(&BrokerInput{Broker: b, Settings: testSettings, Credentials: c}).Spec.Template.Annotations[AnnotationConfigHash]
+	hash := func(b *v1alpha1.Broker, a *natsauth.Broker) string {
+		return NATSStatefulSet(&BrokerInput{Broker: b, Settings: testSettings, Auth: a}).Spec.Template.Annotations[AnnotationConfigHash]
 	}
-	base := hash(broker("a", 3, nil), goldenCredentials)
-	if base == hash(broker("a", 5, nil), goldenCredentials) {
+	other := *goldenAuth
+	other.RoutePassword = "pbother"
+	fresh, err := natsauth.NewBroker("a", goldenAuth.RoutePassword)
+	if err != nil {
+		t.Fatal(err)
+	}
+	base := hash(broker("a", 3, nil), goldenAuth)
+	if base == hash(broker("a", 5, nil), goldenAuth) {
 		t.Error("a new route list does not roll the servers")
 	}
-	if base == hash(broker("a", 3, nil), Credentials{User: "patchbay", Password: "pbother"}) {
-		t.Error("new credentials do not roll the servers")
+	if base == hash(broker("a", 3, nil), &other) {
+		t.Error("a new route password does not roll the servers")
 	}
-	if base != hash(broker("a", 3, nil), goldenCredentials) {
+	if base == hash(broker("a", 3, nil), fresh) {
+		t.Error("new keys do not roll the servers")
+	}
+	if base != hash(broker("a", 3, nil), goldenAuth) {
 		t.Error("the hash is not stable")
 	}
 }
 
-func TestNATSSecretStaysOutOfTheConfigMap(t *testing.T) {
-	in := &BrokerInput{Broker: sampleBroker(t), Settings: testSettings, Credentials: goldenCredentials}
-	if conf := NATSConfigMap(in).Data["nats.conf"]; strings.Contains(conf, goldenCredentials.Password) {
-		t.Errorf("nats.conf holds the password:\n%s", conf)
+func TestNATSSecretsStayOutOfTheConfigMap(t *testing.T) {
+	in := &BrokerInput{Broker: sampleBroker(t), Settings: testSettings, Auth: goldenAuth}
+	conf := NATSConfigMap(in).Data["nats.conf"]
+	for _, secret := range []string{goldenAuth.RoutePassword, string(goldenAuth.OperatorSeed), string(goldenAuth.SystemSeed), string(goldenAuth.AccountSeed)} {
+		if strings.Contains(conf, secret) {
+			t.Errorf("nats.conf holds a secret %.6s…:\n%s", secret, conf)
+		}
+	}
+	sts := NATSStatefulSet(in)
+	for _, e := range sts.Spec.Template.Spec.Containers[0].Env {
+		if strings.Contains(e.Value, goldenAuth.RoutePassword) {
+			t.Errorf("env %s holds the route password", e.Name)
+		}
 	}
 }
 
@@ -147,7 +172,7 @@ func TestNATSResources(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			c := NATSStatefulSet(&BrokerInput{Broker: broker("m", 3, tt.js), Settings: testSettings, Credentials: goldenCredentials}).Spec.Template.Spec.Containers[0]
+			c := NATSStatefulSet(&BrokerInput{Broker: broker("m", 3, tt.js), Settings: testSettings, Auth: goldenAuth}).Spec.Template.Spec.Containers[0]
 			req, limit := c.Resources.Requests[corev1.ResourceMemory], c.Resources.Limits[corev1.ResourceMemory]
 			if req.String() != tt.request {
 				t.Errorf("memory request %s, want %s", req.String(), tt.request)

@@ -1,6 +1,8 @@
 package render
 
 import (
+	"github.com/patchbay-dev/patchbay/internal/natsauth"
+
 	"os"
 	"path/filepath"
 	"testing"
@@ -56,7 +58,7 @@ func planStep(wf, name string, replicas int32, mode string, callers ...string) p
 func chainFixture() (*v1alpha1.Workflow, *plan.Plan) {
 	wf := workflow("quote", v1alpha1.StyleSyncChain, step("a", 1), step("b", 2, "a"), step("c", 1, "b"))
 	p := &plan.Plan{
-		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: plan.StyleSyncChain,
+		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: v1alpha1.StyleSyncChain,
 		Entry: plan.Entry{Kind: plan.EntryStep, Step: "a", Service: "quote", Sync: true, Timeout: plan.D(10 * time.Second)},
 		Steps: []plan.Step{
 			planStep("quote", "a", 1, plan.ModeChain),
@@ -73,7 +75,7 @@ func chainFixture() (*v1alpha1.Workflow, *plan.Plan) {
 func orchestratedFixture() (*v1alpha1.Workflow, *plan.Plan) {
 	wf := workflow("checkout", v1alpha1.StyleSyncOrchestrated, step("validate", 2), step("charge", 1, "validate"), step("reserve", 1, "validate"))
 	p := &plan.Plan{
-		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: plan.StyleSyncOrchestrated,
+		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: v1alpha1.StyleSyncOrchestrated,
 		Roles: plan.Roles{Orchestrator: true},
 		Entry: plan.Entry{Kind: plan.EntryOrchestrator, Service: "checkout", Sync: true, Timeout: plan.D(10 * time.Second)},
 		Steps: []plan.Step{
@@ -92,7 +94,7 @@ func choreographyFixture() (*v1alpha1.Workflow, *plan.Plan) {
 	wf := workflow("orders", v1alpha1.StyleChoreography, step("reserve", 1), step("charge", 3))
 	wf.Spec.Broker = &v1alpha1.BrokerRef{Name: "events"}
 	p := &plan.Plan{
-		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: plan.StyleChoreography,
+		Version: plan.Version, Namespace: wf.Namespace, Workflow: wf.Name, Style: v1alpha1.StyleChoreography,
 		Roles: plan.Roles{Gateway: true, Broker: true, BrokerName: "events"},
 		Entry: plan.Entry{Kind: plan.EntryGateway, Service: "orders", Sync: true, Timeout: plan.D(5 * time.Second), Event: "order.requested"},
 		Steps: []plan.Step{
@@ -132,4 +134,15 @@ func sampleBroker(t *testing.T) *v1alpha1.Broker {
 	return &b
 }
 
-var goldenCredentials = Credentials{User: "patchbay", Password: "pbgoldenpassword"}
+// goldenAuth is a Broker's identity material generated once for the golden
+// files (test keys, used nowhere else): generated anew, it would change them
+// at every run.
+var goldenAuth, _ = natsauth.FromData(map[string][]byte{
+	natsauth.KeyOperatorSeed:  []byte("SOAPHHJDQWZSZZGBM4SALJX2IMKZUSMY2RAGS3GNRDM7DU6SJCBILJ7BZM"),
+	natsauth.KeySystemSeed:    []byte("SAAGIEE6DEHCBZNSMDTUPSIMR4EEBCYGSYRIFKFVKHKJW6VACD3AEGEEWA"),
+	natsauth.KeyAccountSeed:   []byte("SAAGYXVQ3VUIJHLB4GBDQMPJPKTUJ3PGPOZPFEMRSXOLNCFBFJDUXMIELU"),
+	natsauth.KeyOperatorJWT:   []byte("eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.eyJqdGkiOiI1VlRUTlJPV01LV1BYUFk3WUtXVjRKQUJEMllSRUpKTVpOSUtLVlNET1c2WTdIMkpZN0JRIiwiaWF0IjoxNzk2MDczNTY1LCJpc3MiOiJPQVRISFM3T1hCS0FLSE5VRk9MWE9ESzRFVk1TTFEyTFZYV0ZRUUtQSUlUVFc3RU5OVURTQjRWRSIsIm5hbWUiOiJwYXRjaGJheS1ldmVudHMiLCJzdWIiOiJPQVRISFM3T1hCS0FLSE5VRk9MWE9ESzRFVk1TTFEyTFZYV0ZRUUtQSUlUVFc3RU5OVURTQjRWRSIsIm5hdHMiOnsic3lzdGVtX2FjY291bnQiOiJBQktCSTJLVDRWVjZVV0YzRDRLSENEWUFaWTdTR05OTVhFWUtPM0QzQkVWREZGUlBXNUxTV0NMRCIsInR5cGUiOiJvcGVyYXRvciIsInZlcnNpb24iOjJ9fQ.tE3FXCnuiOG8nq9vlonH8b1XOJhPKyReh2rHhTyuK2Fu5US2sGYjMc0smuOb0lX6NTYhjgeUbofEgcmpAgZdDw"),
+	natsauth.KeySystemJWT:     []byte("eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.eyJqdGkiOiJTR0ZTRENWTFlYNlozRzdBRVg3R1ZMUlpCTzY0NFZTUlhVV1FWNlk0SkVISjZLSklMRTZBIiwiaWF0IjoxNzk2MDczNTY1LCJpc3MiOiJPQVRISFM3T1hCS0FLSE5VRk9MWE9ESzRFVk1TTFEyTFZYV0ZRUUtQSUlUVFc3RU5OVURTQjRWRSIsIm5hbWUiOiJTWVMiLCJzdWIiOiJBQktCSTJLVDRWVjZVV0YzRDRLSENEWUFaWTdTR05OTVhFWUtPM0QzQkVWREZGUlBXNUxTV0NMRCIsIm5hdHMiOnsibGltaXRzIjp7InN1YnMiOi0xLCJkYXRhIjotMSwicGF5bG9hZCI6LTEsImltcG9ydHMiOi0xLCJleHBvcnRzIjotMSwid2lsZGNhcmRzIjp0cnVlLCJjb25uIjotMSwibGVhZiI6LTF9LCJkZWZhdWx0X3Blcm1pc3Npb25zIjp7InB1YiI6e30sInN1YiI6e319LCJhdXRob3JpemF0aW9uIjp7fSwidHlwZSI6ImFjY291bnQiLCJ2ZXJzaW9uIjoyfX0.s57qoz0WRnXurealkYjYUq2jq-xZIac3RskUrJIUsngSLYxE0S5_toX2-eCErNB_FJ6JzQvl-gA3UKLlUJbxCA"),
+	natsauth.KeyAccountJWT:    []byte("eyJ0eXAiOiJKV1QiLCJhbGciOiJlZDI1NTE5LW5rZXkifQ.eyJqdGkiOiI0U0xEU1BNNUE2REpHU1JRWlk0Rk5CT05DRzdYQ1JZVUgyTFRQSUlESUFEWkRHNkpRQlJRIiwiaWF0IjoxNzk2MDczNTY1LCJpc3MiOiJPQVRISFM3T1hCS0FLSE5VRk9MWE9ESzRFVk1TTFEyTFZYV0ZRUUtQSUlUVFc3RU5OVURTQjRWRSIsIm5hbWUiOiJQQVRDSEJBWSIsInN1YiI6IkFDVlNNV0pTQlFFRkpXT1FDN1JHNTVUUFhURlNJSTNPU0ZKRjdLWTRKNDZFTkRBNVFHREtLT1dSIiwibmF0cyI6eyJsaW1pdHMiOnsic3VicyI6LTEsImRhdGEiOi0xLCJwYXlsb2FkIjotMSwiaW1wb3J0cyI6LTEsImV4cG9ydHMiOi0xLCJ3aWxkY2FyZHMiOnRydWUsImNvbm4iOi0xLCJsZWFmIjotMSwibWVtX3N0b3JhZ2UiOi0xLCJkaXNrX3N0b3JhZ2UiOi0xLCJzdHJlYW1zIjotMSwiY29uc3VtZXIiOi0xfSwiZGVmYXVsdF9wZXJtaXNzaW9ucyI6eyJwdWIiOnt9LCJzdWIiOnt9fSwiYXV0aG9yaXphdGlvbiI6e30sInR5cGUiOiJhY2NvdW50IiwidmVyc2lvbiI6Mn19.x9qKoqKkVWwA_HxMy3D6-xIlDd__n8uY9WtSXJiYe4zkACkyCyIwTWpvodBqbaDZ-2K6ybDUM2SfUlvvCt1pCQ"),
+	natsauth.KeyRoutePassword: []byte("pbgoldenroutepassword"),
+})

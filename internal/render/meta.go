@@ -27,6 +27,14 @@ const (
 	// AnnotationPlanHash on a pod template is the hash of the plan the pods run,
 	// so that a changed plan rolls them.
 	AnnotationPlanHash = "patchbay.dev/plan-hash"
+	// AnnotationNATSCredentialsHash on a pod template is the hash of the
+	// workflow's NATS credentials, so that new credentials roll the pods:
+	// a role reads them only when it connects.
+	AnnotationNATSCredentialsHash = "patchbay.dev/nats-credentials-hash"
+	// AnnotationNATSUser on the plan ConfigMap is the public key of the
+	// workflow's NATS user: it outlives a deleted credentials Secret, so that
+	// the user it held can still be revoked.
+	AnnotationNATSUser = "patchbay.dev/nats-user"
 	// AnnotationConfigHash on the NATS pod template is the hash of nats.conf.
 	AnnotationConfigHash = "patchbay.dev/config-hash"
 

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"github.com/patchbay-dev/patchbay/internal/plan"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
@@ -15,12 +16,12 @@ func DisruptionBudgets(in *WorkflowInput) []client.Object {
 	var objs []client.Object
 	for _, st := range in.Plan.Steps {
 		if st.Replicas > 1 {
-			objs = append(objs, disruptionBudget(o, StepName(in.Workflow.Name, in.Workflow.Spec.Style, st.Name), ComponentStep, st.Name))
+			objs = append(objs, disruptionBudget(o, plan.ChildName(in.Workflow.Name, in.Workflow.Spec.Style, st.Name), ComponentStep, st.Name))
 		}
 	}
 	if in.Settings.ComponentReplicas > 1 {
 		for _, c := range Components(in.Plan) {
-			objs = append(objs, disruptionBudget(o, ComponentName(in.Workflow.Name, in.Workflow.Spec.Style, c), c, ""))
+			objs = append(objs, disruptionBudget(o, plan.ChildName(in.Workflow.Name, in.Workflow.Spec.Style, c), c, ""))
 		}
 	}
 	return objs

@@ -1,6 +1,7 @@
 package render
 
 import (
+	"github.com/patchbay-dev/patchbay/internal/plan"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
@@ -15,7 +16,10 @@ func PlanConfigMap(in *WorkflowInput) *corev1.ConfigMap {
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 		Data:     map[string]string{PlanKey: string(in.planJSON)},
 	}
-	stamp(cm, in.owner(), PlanConfigMapName(in.Workflow.Name, in.Workflow.Spec.Style), ComponentPlan, "")
+	stamp(cm, in.owner(), plan.ConfigMapName(in.Workflow.Name, in.Workflow.Spec.Style), ComponentPlan, "")
 	cm.Annotations = map[string]string{AnnotationPlanHash: in.planHash}
+	if in.usesBroker() && in.NATSUser != "" {
+		cm.Annotations[AnnotationNATSUser] = in.NATSUser
+	}
 	return cm
 }

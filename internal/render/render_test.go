@@ -103,7 +103,7 @@ func TestEveryPodIsRestricted(t *testing.T) {
 		wf, p := f()
 		objs = append(objs, WorkflowObjects(mustInput(t, wf, p))...)
 	}
-	objs = append(objs, BrokerObjects(&BrokerInput{Broker: sampleBroker(t), Settings: testSettings, Credentials: goldenCredentials})...)
+	objs = append(objs, BrokerObjects(&BrokerInput{Broker: sampleBroker(t), Settings: testSettings, Auth: goldenAuth})...)
 	pods := podTemplates(objs)
 	if len(pods) < 10 {
 		t.Fatalf("only %d pod templates rendered", len(pods))
@@ -181,19 +181,26 @@ func TestAPlanChangeRollsThePods(t *testing.T) {
 	}
 }
 
-func TestBrokerClientsMountTheCredentials(t *testing.T) {
+func TestBrokerClientsMountTheirWorkflowsCredentials(t *testing.T) {
 	wf, p := choreographyFixture()
 	in := mustInput(t, wf, p)
+	in.NATSCredentialsHash = CredentialsHash([]byte("one"))
 	for name, tpl := range podTemplates(WorkflowObjects(in)) {
+		if got := tpl.Annotations[AnnotationNATSCredentialsHash]; got != in.NATSCredentialsHash {
+			t.Errorf("%s: credentials hash %q, want %q", name, got, in.NATSCredentialsHash)
+		}
 		if tpl.Labels[LabelBrokerClient] != "events" {
 			t.Errorf("%s: pods lack %s=events", name, LabelBrokerClient)
 		}
 		var mounted bool
 		for _, v := range tpl.Spec.Volumes {
-			mounted = mounted || (v.Secret != nil && v.Secret.SecretName == "events-nats-client")
+			mounted = mounted || (v.Secret != nil && v.Secret.SecretName == WorkflowCredentialsSecretName(wf.Name))
+			if v.Secret != nil && strings.HasPrefix(v.Secret.SecretName, "events-") {
+				t.Errorf("%s: mounts the Broker's Secret %s", name, v.Secret.SecretName)
+			}
 		}
 		if !mounted {
-			t.Errorf("%s: the Broker's client Secret is not mounted", name)
+			t.Errorf("%s: the workflow's credentials Secret is not mounted", name)
 		}
 		for _, c := range slices.Concat(tpl.Spec.InitContainers, tpl.Spec.Containers) {
 			runtime := c.Image == testSettings.RuntimeImage

@@ -81,20 +81,20 @@ func runtimeVolumeMounts(in *WorkflowInput) []corev1.VolumeMount {
 	return m
 }
 
-// runtimeVolumes are the plan and, for the async styles, the Broker's client
-// credentials: only pods of workflows that use a Broker mount its Secret.
+// runtimeVolumes are the plan and, for the async styles, the workflow's own
+// NATS credentials: no other workflow's pods mount its Secret.
 func runtimeVolumes(in *WorkflowInput) []corev1.Volume {
 	v := []corev1.Volume{{
 		Name: planVolume,
 		VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-			LocalObjectReference: corev1.LocalObjectReference{Name: PlanConfigMapName(in.Workflow.Name, in.Workflow.Spec.Style)},
+			LocalObjectReference: corev1.LocalObjectReference{Name: plan.ConfigMapName(in.Workflow.Name, in.Workflow.Spec.Style)},
 		}},
 	}}
 	if in.usesBroker() {
 		v = append(v, corev1.Volume{
 			Name: natsVolume,
 			VolumeSource: corev1.VolumeSource{Secret: &corev1.SecretVolumeSource{
-				SecretName: NATSClientSecretName(in.Plan.Roles.BrokerName),
+				SecretName: WorkflowCredentialsSecretName(in.Workflow.Name),
 			}},
 		})
 	}

@@ -30,6 +30,8 @@ func sampleInput(t *testing.T, file string) *WorkflowInput {
 			t.Fatalf("%s uses Broker %s, the sample is %s", file, wf.BrokerName(), b.Name)
 		}
 		in.Streams = BrokerStreams(b)
+		in.NATSCredentialsHash = CredentialsHash([]byte("golden credentials"))
+		in.NATSUser = "UGOLDENUSER"
 	}
 	return in
 }
@@ -40,7 +42,11 @@ func TestSamplesGolden(t *testing.T) {
 	for _, file := range sampleWorkflows {
 		t.Run(file, func(t *testing.T) {
 			in := sampleInput(t, file)
-			golden.CheckDir(t, strings.TrimSuffix(filepath.Base(file), ".yaml"), objectFiles(t, WorkflowObjects(in)))
+			objs := WorkflowObjects(in)
+			if in.Workflow.Spec.Style.IsAsync() {
+				objs = append(objs, WorkflowCredentialsSecret(in, []byte("golden credentials")))
+			}
+			golden.CheckDir(t, strings.TrimSuffix(filepath.Base(file), ".yaml"), objectFiles(t, objs))
 		})
 	}
 }

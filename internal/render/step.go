@@ -21,6 +21,7 @@ func StepDeployment(in *WorkflowInput, step *plan.Step) *appsv1.Deployment {
 		Command:         spec.Command,
 		Args:            spec.Args,
 		Env:             spec.Env,
+		EnvFrom:         spec.EnvFrom,
 		Ports:           []corev1.ContainerPort{tcpPort("app", step.App.Port)},
 		SecurityContext: restrictedContainerSecurityContext(nil),
 		// The root filesystem is read-only; most HTTP servers still want a scratch /tmp.
@@ -38,14 +39,14 @@ func StepDeployment(in *WorkflowInput, step *plan.Step) *appsv1.Deployment {
 	pod.Volumes = append(runtimeVolumes(in), corev1.Volume{
 		Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
 	})
-	d := workflowDeployment(in, StepName(in.Workflow.Name, in.Workflow.Spec.Style, step.Name), ComponentStep, step.Name, step.Replicas, pod)
+	d := workflowDeployment(in, plan.ChildName(in.Workflow.Name, in.Workflow.Spec.Style, step.Name), ComponentStep, step.Name, step.Replicas, pod)
 	d.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To(stepTerminationGracePeriodSeconds)
 	return d
 }
 
 // StepService renders <workflow>-<step>: port 80 to the sidecar's inbound port.
 func StepService(in *WorkflowInput, step *plan.Step) *corev1.Service {
-	return workflowService(in, StepName(in.Workflow.Name, in.Workflow.Spec.Style, step.Name), ComponentStep, step.Name, plan.SidecarPort)
+	return workflowService(in, plan.ChildName(in.Workflow.Name, in.Workflow.Spec.Style, step.Name), ComponentStep, step.Name, plan.SidecarPort)
 }
 
 // ComponentDeployment renders <workflow>-orchestrator or <workflow>-gateway.
@@ -53,12 +54,12 @@ func ComponentDeployment(in *WorkflowInput, component string) *appsv1.Deployment
 	pod := podSpecBase()
 	pod.Containers = []corev1.Container{componentContainer(in, component)}
 	pod.Volumes = runtimeVolumes(in)
-	return workflowDeployment(in, ComponentName(in.Workflow.Name, in.Workflow.Spec.Style, component), component, "", in.Settings.ComponentReplicas, pod)
+	return workflowDeployment(in, plan.ChildName(in.Workflow.Name, in.Workflow.Spec.Style, component), component, "", in.Settings.ComponentReplicas, pod)
 }
 
 // ComponentService renders the Service of the orchestrator or the gateway.
 func ComponentService(in *WorkflowInput, component string) *corev1.Service {
-	return workflowService(in, ComponentName(in.Workflow.Name, in.Workflow.Spec.Style, component), component, "", plan.ComponentPort)
+	return workflowService(in, plan.ChildName(in.Workflow.Name, in.Workflow.Spec.Style, component), component, "", plan.ComponentPort)
 }
 
 // EntryService renders <workflow>, the Workflow's stable entry: port 80 to the
@@ -87,13 +88,18 @@ func EntryService(in *WorkflowInput) *corev1.Service {
 }
 
 // workflowDeployment wraps a pod of the workflow in a Deployment whose pods
-// carry the plan hash, so that a new plan rolls them, and have the time to
-// drain that the runtime needs.
+// carry the plan hash and the hash of the workflow's NATS credentials, so
+// that a new plan or new credentials roll them, and have the time to drain
+// that the runtime needs.
 func workflowDeployment(in *WorkflowInput, name, component, step string, replicas int32, pod corev1.PodSpec) *appsv1.Deployment {
 	o := in.owner()
 	labels := objectLabels(o, component, step)
 	if in.usesBroker() {
 		labels[LabelBrokerClient] = in.Plan.Roles.BrokerName
+	}
+	annotations := map[string]string{AnnotationPlanHash: in.planHash}
+	if in.usesBroker() && in.NATSCredentialsHash != "" {
+		annotations[AnnotationNATSCredentialsHash] = in.NATSCredentialsHash
 	}
 	pod.TerminationGracePeriodSeconds = ptr.To(terminationGracePeriodSeconds)
 	d := &appsv1.Deployment{
@@ -104,7 +110,7 @@ func workflowDeployment(in *WorkflowInput, name, component, step string, replica
 			Template: corev1.PodTemplateSpec{
 				ObjectMeta: metav1.ObjectMeta{
 					Labels:      labels,
-					Annotations: map[string]string{AnnotationPlanHash: in.planHash},
+					Annotations: annotations,
 				},
 				Spec: pod,
 			},

@@ -1,11 +1,16 @@
 package render
 
 import (
+	"crypto/sha256"
+	"encoding/hex"
 	"fmt"
 
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/natsauth"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 )
 
@@ -20,6 +25,13 @@ type WorkflowInput struct {
 	// from the Broker it uses; nil while that Broker does not exist, and then
 	// the runtime's defaults apply.
 	Streams *Streams
+	// NATSCredentialsHash is the hash of the workflow's credentials Secret
+	// (CredentialsHash), on the pod templates of the async styles; empty
+	// while the Secret cannot be made (no Broker yet).
+	NATSCredentialsHash string
+	// NATSUser is the public key of the user in those credentials, on the
+	// plan ConfigMap (AnnotationNATSUser).
+	NATSUser string
 
 	planJSON []byte
 	planHash string
@@ -121,4 +133,23 @@ func WorkflowObjects(in *WorkflowInput) []client.Object {
 	objs = append(objs, NetworkPolicies(in)...)
 	objs = append(objs, DisruptionBudgets(in)...)
 	return objs
+}
+
+// CredentialsHash is the hash of a workflow's NATS credentials as its pod
+// templates carry it.
+func CredentialsHash(creds []byte) string {
+	sum := sha256.Sum256(creds)
+	return hex.EncodeToString(sum[:])[:16]
+}
+
+// WorkflowCredentialsSecret renders <workflow>-nats-credentials, the
+// workflow's own NATS user (natsauth.CredentialsKey), which only its pods mount.
+func WorkflowCredentialsSecret(in *WorkflowInput, creds []byte) *corev1.Secret {
+	s := &corev1.Secret{
+		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Secret"},
+		Type:     corev1.SecretTypeOpaque,
+		Data:     map[string][]byte{natsauth.CredentialsKey: creds},
+	}
+	stamp(s, in.owner(), WorkflowCredentialsSecretName(in.Workflow.Name), ComponentNATS, "")
+	return s
 }

@@ -14,7 +14,7 @@ func (c *compilation) build() *plan.Plan {
 		Version:   plan.Version,
 		Namespace: c.namespace,
 		Workflow:  c.name,
-		Style:     string(c.style),
+		Style:     c.style,
 		Roles:     c.roles(),
 		Levels:    c.levels,
 	}
@@ -59,8 +59,18 @@ func (c *compilation) build() *plan.Plan {
 		p.ReadModel = &plan.ReadModel{
 			Events:  sortedSet(rm.Events),
 			Key:     rm.Key,
+			Mode:    string(rm.Mode),
 			Bucket:  readModelBucketName(c.namespace, c.name),
 			Durable: readModelDurable,
+		}
+		if p.ReadModel.Mode == "" {
+			p.ReadModel.Mode = plan.ReadModelMerge
+		}
+		for _, f := range rm.Fields {
+			if p.ReadModel.Fields == nil {
+				p.ReadModel.Fields = map[string][]string{}
+			}
+			p.ReadModel.Fields[f.Event] = sortedSet(f.Select)
 		}
 	}
 	return p
@@ -101,7 +111,7 @@ func (c *compilation) buildStep(n string, subj subjects, dependents []string) pl
 	policy := resolvePolicy(s.Resilience, c.spec.Resilience)
 	st := plan.Step{
 		Name:     n,
-		Service:  childName(c.name, c.style, n),
+		Service:  plan.ChildName(c.name, c.style, n),
 		Replicas: s.DesiredReplicas(),
 		App:      plan.App{Port: s.AppPort(), Path: s.AppPath()},
 		Policy:   policy,

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"slices"
 	"strings"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
@@ -9,7 +10,7 @@ import (
 
 func (c *compilation) checkMetadata() {
 	if !isDNSLabel(c.name) {
-		c.ps.add(ReasonInvalidField, nil, "metadata.name %q must be a DNS label: lowercase letters, digits and '-', at most 63 characters", c.name)
+		c.ps.add(ReasonInvalidField, nil, "metadata.name %q must be a DNS label: lowercase letters, digits and '-', at most %d characters", c.name, plan.MaxNameLen)
 	}
 	if !isDNSLabel(c.namespace) {
 		c.ps.add(ReasonInvalidField, nil, "metadata.namespace %q must be a DNS label", c.namespace)
@@ -45,11 +46,11 @@ func (c *compilation) checkStep(i int, s *v1alpha1.Step) {
 	who := []string{n}
 	switch {
 	case !isDNSLabel(n):
-		c.ps.add(ReasonInvalidField, who, "spec.steps[%d].name %q must be a DNS label: lowercase letters, digits and '-', at most 63 characters", i, n)
+		c.ps.add(ReasonInvalidField, who, "spec.steps[%d].name %q must be a DNS label: lowercase letters, digits and '-', at most %d characters", i, n, plan.MaxNameLen)
 	case n == plan.OrchestratorRole || n == plan.GatewayRole:
 		c.ps.add(ReasonInvalidField, who, "step name %s is reserved for patchbay's own component: rename the step", n)
-	case isDNSLabel(c.name) && len(childName(c.name, c.style, n)) > maxChildNameLen:
-		c.ps.add(ReasonNameTooLong, who, "step %s: child name %s is %d characters, longer than %d: shorten the workflow or step name", n, childName(c.name, c.style, n), len(childName(c.name, c.style, n)), maxChildNameLen)
+	case isDNSLabel(c.name) && len(plan.ChildName(c.name, c.style, n)) > plan.MaxNameLen:
+		c.ps.add(ReasonNameTooLong, who, "step %s: child name %s is %d characters, longer than %d: shorten the workflow or step name", n, plan.ChildName(c.name, c.style, n), len(plan.ChildName(c.name, c.style, n)), plan.MaxNameLen)
 	}
 	if port := s.AppPort(); port < 1 || port > 65535 {
 		c.ps.add(ReasonInvalidField, who, "step %s: port %d is not a TCP port (1-65535)", n, port)
@@ -111,6 +112,29 @@ func (c *compilation) checkReadModel() {
 	c.eventList(nil, "spec.readModel.events", rm.Events)
 	if !jsonPointer.MatchString(rm.Key) {
 		c.ps.add(ReasonInvalidField, nil, "spec.readModel.key %q must be a JSON pointer such as /orderId", rm.Key)
+	}
+	switch rm.Mode {
+	case "", v1alpha1.ReadModelMerge, v1alpha1.ReadModelReplace:
+	default:
+		c.ps.add(ReasonInvalidField, nil, "spec.readModel.mode %q must be merge or replace", rm.Mode)
+	}
+	seen := map[string]bool{}
+	for _, f := range rm.Fields {
+		switch {
+		case seen[f.Event]:
+			c.ps.add(ReasonInvalidField, nil, "spec.readModel.fields lists event %s twice: give each event one select", f.Event)
+		case !slices.Contains(rm.Events, f.Event):
+			c.ps.add(ReasonInvalidField, nil, "spec.readModel.fields[].event %s is not in spec.readModel.events: only projected events have fields to select", f.Event)
+		}
+		seen[f.Event] = true
+		if len(f.Select) == 0 {
+			c.ps.add(ReasonInvalidField, nil, "spec.readModel.fields[].select of event %s is empty: name the JSON pointers to keep, or remove the entry to keep the whole event", f.Event)
+		}
+		for _, ptr := range f.Select {
+			if !jsonPointer.MatchString(ptr) {
+				c.ps.add(ReasonInvalidField, nil, "spec.readModel.fields[].select of event %s: %q must be a JSON pointer such as /status", f.Event, ptr)
+			}
+		}
 	}
 }
 
@@ -270,16 +294,16 @@ func (c *compilation) checkRoleNames() {
 		return
 	}
 	roles := c.roles()
-	names := []string{childName(c.name, c.style, "plan")}
+	names := []string{plan.ConfigMapName(c.name, c.style)}
 	if roles.Orchestrator {
-		names = append(names, childName(c.name, c.style, plan.OrchestratorRole))
+		names = append(names, plan.ChildName(c.name, c.style, plan.OrchestratorRole))
 	}
 	if roles.Gateway {
-		names = append(names, childName(c.name, c.style, plan.GatewayRole))
+		names = append(names, plan.ChildName(c.name, c.style, plan.GatewayRole))
 	}
 	for _, n := range names {
-		if len(n) > maxChildNameLen {
-			c.ps.add(ReasonNameTooLong, nil, "child name %s is %d characters, longer than %d: shorten the workflow name", n, len(n), maxChildNameLen)
+		if len(n) > plan.MaxNameLen {
+			c.ps.add(ReasonNameTooLong, nil, "child name %s is %d characters, longer than %d: shorten the workflow name", n, len(n), plan.MaxNameLen)
 		}
 	}
 }

@@ -31,7 +31,7 @@ const (
 	// ReasonEventLoop: steps emit events to each other in a loop, so every run
 	// would publish events forever.
 	ReasonEventLoop Reason = "EventLoop"
-	// ReasonNameTooLong: a child object name would pass 63 characters.
+	// ReasonNameTooLong: a child object name would pass plan.MaxNameLen characters.
 	ReasonNameTooLong Reason = "NameTooLong"
 	// ReasonNameCollision: two generated JetStream names coincide.
 	ReasonNameCollision Reason = "NameCollision"

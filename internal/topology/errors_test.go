@@ -362,6 +362,29 @@ readModel: {events: [], key: orderId}`,
 		},
 	},
 	{
+		name: "read model mode and fields",
+		spec: `
+style: choreography
+entry: {event: req, completesOn: [done]}
+steps:
+- {name: a, image: x, subscribes: [req], emits: [done]}
+readModel:
+  events: [done]
+  key: /id
+  mode: append
+  fields:
+  - {event: req, select: [/x]}
+  - {event: done, select: [status]}
+  - {event: done, select: []}`,
+		want: []want{
+			{ReasonInvalidField, nil, `spec.readModel.mode "append" must be merge or replace`},
+			{ReasonInvalidField, nil, "spec.readModel.fields[].event req is not in spec.readModel.events: only projected events have fields to select"},
+			{ReasonInvalidField, nil, `spec.readModel.fields[].select of event done: "status" must be a JSON pointer such as /status`},
+			{ReasonInvalidField, nil, "spec.readModel.fields lists event done twice: give each event one select"},
+			{ReasonInvalidField, nil, "spec.readModel.fields[].select of event done is empty: name the JSON pointers to keep, or remove the entry to keep the whole event"},
+		},
+	},
+	{
 		name: "unknown style and no steps",
 		spec: `
 style: telepathy

@@ -95,8 +95,9 @@ func (c *compilation) checkEvents() {
 		c.ps.add(ReasonUnreachableStep, []string{n}, "step %s is unreachable: no chain of events from %s leads to what it subscribes to (%s)", n, from, strings.Join(subs, ", "))
 	}
 
-	// Loops among reachable event steps: a step's output is published as
-	// every type it emits, so a loop publishes on every run without end.
+	// Loops among reachable event steps: a step may publish any type it
+	// emits (docs/step-contract.md, Events), so a loop may publish on every
+	// run without end.
 	var loopNodes []string
 	for _, n := range c.reacting {
 		if reachedStep[n] {

@@ -74,13 +74,13 @@ func stepID(name string) string { return "step_" + strings.ReplaceAll(name, "-",
 
 func buildGraph(p *plan.Plan) *graph {
 	g := &graph{}
-	async := p.Stream != nil
+	async := p.Style.IsAsync()
 	g.nodes = append(g.nodes, node{idClient, "client", shapeClient})
 	if p.Roles.Gateway {
 		g.nodes = append(g.nodes, node{idGateway, "gateway\n" + p.Entry.Service, shapeGateway})
 	}
 	if p.Roles.Orchestrator {
-		g.nodes = append(g.nodes, node{idOrchestrator, "orchestrator\n" + childName(p.Workflow, v1alpha1.Style(p.Style), plan.OrchestratorRole), shapeOrchestrator})
+		g.nodes = append(g.nodes, node{idOrchestrator, "orchestrator\n" + plan.ChildName(p.Workflow, v1alpha1.Style(p.Style), plan.OrchestratorRole), shapeOrchestrator})
 	}
 	if p.Roles.Broker {
 		label := "broker " + p.Roles.BrokerName
@@ -175,7 +175,7 @@ func buildGraph(p *plan.Plan) *graph {
 func (g *graph) dot(p *plan.Plan) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "digraph %s {\n", dotQuote(p.Workflow))
-	fmt.Fprintf(&b, "  graph [rankdir=LR, labelloc=t, fontname=Helvetica, label=%s];\n", dotQuote(p.Namespace+"/"+p.Workflow+" ("+p.Style+")"))
+	fmt.Fprintf(&b, "  graph [rankdir=LR, labelloc=t, fontname=Helvetica, label=%s];\n", dotQuote(p.Namespace+"/"+p.Workflow+" ("+string(p.Style)+")"))
 	b.WriteString("  node [fontname=Helvetica, shape=box, style=rounded];\n")
 	b.WriteString("  edge [fontname=Helvetica, fontsize=10];\n")
 	for _, n := range g.nodes {

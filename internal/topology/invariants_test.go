@@ -46,7 +46,7 @@ func checkInvariants(t testing.TB, w *v1alpha1.Workflow, p *plan.Plan) {
 		fail("version %q", p.Version)
 	}
 	style := v1alpha1.Style(p.Style)
-	if p.Style != string(w.Spec.Style) {
+	if p.Style != w.Spec.Style {
 		fail("style %q, spec says %q", p.Style, w.Spec.Style)
 	}
 

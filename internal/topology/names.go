@@ -6,14 +6,11 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/plan"
 )
 
 // Bounds on generated names.
 const (
-	// maxChildNameLen is the longest Kubernetes object name patchbay creates: a
-	// Service name is a DNS label.
-	maxChildNameLen = 63
 	// maxNATSNameLen bounds stream, consumer and bucket names. JetStream allows
 	// more, but these names become file names on the broker's volume and appear
 	// in every log line; longer ones are cut and given a hash suffix.
@@ -34,15 +31,9 @@ var (
 
 const maxEventTypeLen = 253
 
-func isDNSLabel(s string) bool { return len(s) <= maxChildNameLen && dnsLabel.MatchString(s) }
+func isDNSLabel(s string) bool { return len(s) <= plan.MaxNameLen && dnsLabel.MatchString(s) }
 
 func isEventType(s string) bool { return len(s) <= maxEventTypeLen && eventType.MatchString(s) }
-
-// childName is the name of a child object of the workflow in a style:
-// <workflow>-<style code>-<suffix> (render.StepName and its siblings).
-func childName(workflow string, style v1alpha1.Style, suffix string) string {
-	return workflow + "-" + style.Code() + "-" + suffix
-}
 
 // subjects builds the subjects of one workflow (docs/architecture.md, Names and ports). Namespace,
 // workflow and step names are DNS labels and event types dot-separated words,
@@ -114,4 +105,22 @@ func boundedName(name, identity string, ambiguous bool) string {
 func shortHash(s string) string {
 	sum := sha256.Sum256([]byte(s))
 	return hex.EncodeToString(sum[:])[:hashLen]
+}
+
+// BrokerResources are the names of what a workflow may hold on its Broker:
+// its stream (with its consumers) and its KV buckets (the runs and the read
+// model). They depend on the namespace and name only, so that the manager can
+// delete them without a plan, such as for a Workflow whose spec no longer
+// compiles.
+type BrokerResources struct {
+	Stream  string
+	Buckets []string
+}
+
+// WorkflowBrokerResources are the BrokerResources of a workflow.
+func WorkflowBrokerResources(namespace, workflow string) BrokerResources {
+	return BrokerResources{
+		Stream:  streamName(namespace, workflow),
+		Buckets: []string{runsBucketName(namespace, workflow), readModelBucketName(namespace, workflow)},
+	}
 }

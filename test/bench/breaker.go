@@ -9,8 +9,9 @@ import (
 	"time"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
-	"github.com/patchbay-dev/patchbay/internal/resilience"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
@@ -91,12 +92,12 @@ func benchOpenTarget(b *testing.B) {
 	tel := telemetry.New(slog.New(slog.DiscardHandler), tracing)
 	step := &plan.Step{Name: "app", Policy: breakerPolicy}
 	// Nothing listens on port 1: every attempt fails to connect until the breaker opens.
-	t, err := hop.NewStepTarget("bench", step, "http://127.0.0.1:1/", hop.SourceOf("bench", "bench", "entry"), hop.NewTransport(), tel)
+	t, err := hop.NewStepTarget("bench", step, "http://127.0.0.1:1/", contract.SourceOf("bench", "bench", "entry"), hop.NewTransport(), tel)
 	if err != nil {
 		b.Fatal(err)
 	}
 	ctx := context.Background()
-	inv := &hop.Invocation{RunID: "r", ContentType: "application/json", Body: []byte(`{}`)}
+	inv := &contract.Invocation{RunID: "r", ContentType: "application/json", Body: []byte(`{}`)}
 	for {
 		_, herr := t.Invoke(ctx, inv)
 		if herr != nil && herr.Attempts == 0 {
@@ -113,7 +114,7 @@ func benchOpenTarget(b *testing.B) {
 
 // runBreaker runs the breaker benchmarks with Go's benchmark harness.
 func runBreaker(rep *report, rounds int) {
-	fmt.Println("Breaker: Go benchmarks of internal/resilience's edge (retry, breaker, timeout)")
+	fmt.Println("Breaker: Go benchmarks of internal/runtime/resilience's edge (retry, breaker, timeout)")
 	bare := bestOf(rounds, "bare call", benchBareCall)
 	closed := bestOf(rounds, "closed edge", benchClosedEdge)
 	open := bestOf(rounds, "open edge", benchOpenEdge)

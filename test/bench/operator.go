@@ -385,7 +385,7 @@ func startManager(restCfg *rest.Config, scheme *runtime.Scheme, workers int) (*r
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  controllers.CacheOptions(),
+		Cache:                  operatorOptions.CacheOptions(),
 		// The benchmark restarts the manager in the same process.
 		Controller: config.Controller{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: workers},
 	})

@@ -69,7 +69,8 @@ func helmFails(t *testing.T, args ...string) string {
 	return string(out)
 }
 
-// rendered is what `helm template` produced, by kind and name.
+// rendered is what `helm template` produced, by "Kind/name", or by
+// "Kind/namespace/name" for an object in a namespace other than the release's.
 type rendered map[string][]byte
 
 func render(t *testing.T, args ...string) rendered {
@@ -80,7 +81,8 @@ func render(t *testing.T, args ...string) rendered {
 		var meta struct {
 			Kind     string `json:"kind"`
 			Metadata struct {
-				Name string `json:"name"`
+				Name      string `json:"name"`
+				Namespace string `json:"namespace"`
 			} `json:"metadata"`
 		}
 		if err := yaml.Unmarshal([]byte(doc), &meta); err != nil {
@@ -90,6 +92,9 @@ func render(t *testing.T, args ...string) rendered {
 			continue
 		}
 		key := meta.Kind + "/" + meta.Metadata.Name
+		if ns := meta.Metadata.Namespace; ns != "" && ns != "patchbay-system" {
+			key = meta.Kind + "/" + ns + "/" + meta.Metadata.Name
+		}
 		if _, dup := objs[key]; dup {
 			t.Fatalf("%s is rendered twice", key)
 		}
@@ -230,6 +235,11 @@ func TestChartManagerDeployment(t *testing.T) {
 	} {
 		if !slices.Contains(c.Args, arg) {
 			t.Errorf("args %v lack %s", c.Args, arg)
+		}
+	}
+	for _, arg := range c.Args {
+		if strings.HasPrefix(arg, "--watch-namespaces") {
+			t.Errorf("by default the manager watches every namespace, but it gets %s", arg)
 		}
 	}
 	if d.Spec.Template.Spec.ServiceAccountName != "pb-patchbay" {

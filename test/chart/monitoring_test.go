@@ -20,9 +20,10 @@ import (
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/controllers"
+	"github.com/patchbay-dev/patchbay/internal/natsauth"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	pbrender "github.com/patchbay-dev/patchbay/internal/render"
-	"github.com/patchbay-dev/patchbay/internal/resilience"
+	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 	"github.com/patchbay-dev/patchbay/internal/topology"
 )
@@ -67,7 +68,8 @@ type podMonitor struct {
 	Spec       struct {
 		Selector          metav1.LabelSelector `json:"selector"`
 		NamespaceSelector struct {
-			Any bool `json:"any"`
+			Any        bool     `json:"any"`
+			MatchNames []string `json:"matchNames"`
 		} `json:"namespaceSelector"`
 		PodMetricsEndpoints []endpoint `json:"podMetricsEndpoints"`
 	} `json:"spec"`
@@ -172,7 +174,7 @@ func runtimePods(t *testing.T) map[string]corev1.PodTemplateSpec {
 	var b v1alpha1.Broker
 	readYAML(t, "config/samples/broker.yaml", &b)
 	b.Namespace = "shop"
-	sts := pbrender.NATSStatefulSet(&pbrender.BrokerInput{Broker: &b, Settings: settings, Credentials: pbrender.Credentials{User: "u", Password: "p"}})
+	sts := pbrender.NATSStatefulSet(&pbrender.BrokerInput{Broker: &b, Settings: settings, Auth: mustAuth(t)})
 	pods["broker.yaml "+sts.Name] = sts.Spec.Template
 	return pods
 }
@@ -454,8 +456,17 @@ func TestChartDashboard(t *testing.T) {
 	objs = render(t, "--set", "grafana.dashboard.enabled=true", "--set", "grafana.dashboard.labels.grafana_dashboard=null",
 		"--set", "grafana.dashboard.labels.dashboards=patchbay", "--set", "grafana.dashboard.namespace=monitoring")
 	cm = corev1.ConfigMap{}
-	objs.decode(t, dashboardKey, &cm)
+	objs.decode(t, "ConfigMap/monitoring/pb-patchbay-dashboard", &cm)
 	if _, ok := cm.Labels["grafana_dashboard"]; ok || cm.Labels["dashboards"] != "patchbay" || cm.Namespace != "monitoring" {
 		t.Errorf("custom label and namespace: %s labels %v", cm.Namespace, cm.Labels)
 	}
+}
+
+func mustAuth(t *testing.T) *natsauth.Broker {
+	t.Helper()
+	a, err := natsauth.NewBroker("test", "pbtestroutepassword")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return a
 }

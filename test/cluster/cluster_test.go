@@ -103,8 +103,23 @@ var _ = Describe("patchbay on a real node", Ordered, func() {
 				} `json:"connections"`
 			}
 			getJSON(ctx, "http://"+ip+":8222/connz?auth=true", &connz)
+			// Each Workflow connects as its own user ("patchbay <ns>/<wf> <role>").
+			users := map[string]string{}
 			for _, c := range connz.Conns {
 				Expect(c.User).NotTo(BeEmpty(), "connection %q to %s is not authenticated", c.Name, ip)
+				fields := strings.Fields(c.Name)
+				if len(fields) < 3 || fields[0] != "patchbay" {
+					continue
+				}
+				if u, ok := users[fields[1]]; ok {
+					Expect(c.User).To(Equal(u), "the connections of %s to %s use one user", fields[1], ip)
+				}
+				users[fields[1]] = c.User
+			}
+			seen := map[string]string{}
+			for wf, u := range users {
+				Expect(seen).NotTo(HaveKey(u), "%s and %s share a NATS user on %s", wf, seen[u], ip)
+				seen[u] = wf
 			}
 		}
 	}, SpecTimeout(2*time.Minute))

@@ -15,15 +15,21 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
 )
 
 // Options say how a role reaches the broker.
 type Options struct {
 	// URL is the broker's client URL, such as nats://default-nats.shop.svc:4222.
 	URL string
-	// Credentials is a directory with the files user and password (the Broker's
-	// client Secret as mounted); empty connects without credentials.
+	// Credentials is a directory with the workflow's credentials (its NATS
+	// credentials Secret as mounted): the file nats.creds, a user JWT and its
+	// seed, or the files user and password. Empty connects without credentials.
 	Credentials string
+	// InboxPrefix is the prefix of the connection's reply subjects
+	// (InboxPrefix of the plan); empty keeps the client's _INBOX.
+	InboxPrefix string
 	// Name is the connection name the broker shows.
 	Name string
 	// Storage is how the workflow's stream and buckets are kept on this broker.
@@ -59,8 +65,9 @@ func Connect(o Options, log *slog.Logger) (*Conn, error) {
 		nats.Name(o.Name),
 		nats.MaxReconnects(-1),
 		nats.RetryOnFailedConnect(true),
-		// The broker's password may be rotated before its servers reload it:
-		// keep trying instead of giving up after the same error twice.
+		// Credentials may be replaced (a deleted Secret, a recreated Broker)
+		// while the pod still holds the old ones until it is rolled: keep
+		// trying instead of closing after the same authorization error twice.
 		nats.IgnoreAuthErrorAbort(),
 		nats.CustomReconnectDelay(reconnectDelay),
 		nats.DisconnectErrHandler(func(_ *nats.Conn, err error) {
@@ -70,6 +77,15 @@ func Connect(o Options, log *slog.Logger) (*Conn, error) {
 		}),
 		nats.ReconnectErrHandler(func(_ *nats.Conn, err error) {
 			log.Debug("Connecting to the broker failed; retrying", "url", o.URL, "err", err)
+		}),
+		// Refused credentials and permission violations arrive here, not as
+		// the error of a call: log them rather than nats.go's plain stderr.
+		nats.ErrorHandler(func(_ *nats.Conn, sub *nats.Subscription, err error) {
+			if sub != nil {
+				log.Warn("The broker reported an error", "subject", sub.Subject, "err", err)
+				return
+			}
+			log.Warn("The broker reported an error", "err", err)
 		}),
 		nats.ConnectHandler(func(nc *nats.Conn) { log.Info("Connected to the broker", "url", nc.ConnectedUrlRedacted()) }),
 		nats.ReconnectHandler(func(nc *nats.Conn) { log.Info("Reconnected to the broker", "url", nc.ConnectedUrlRedacted()) }),
@@ -81,16 +97,15 @@ func Connect(o Options, log *slog.Logger) (*Conn, error) {
 			c.Fail(fmt.Errorf("the connection to the broker at %s closed: %w", o.URL, err))
 		}),
 	}
+	if o.InboxPrefix != "" {
+		opts = append(opts, nats.CustomInboxPrefix(o.InboxPrefix))
+	}
 	if o.Credentials != "" {
-		user, err := readSecret(o.Credentials, "user")
+		opt, err := credentialsOption(o.Credentials)
 		if err != nil {
 			return nil, err
 		}
-		password, err := readSecret(o.Credentials, "password")
-		if err != nil {
-			return nil, err
-		}
-		opts = append(opts, nats.UserInfo(user, password))
+		opts = append(opts, opt)
 	}
 	nc, err := nats.Connect(o.URL, opts...)
 	if err != nil {
@@ -181,10 +196,33 @@ func (c *Conn) WatchConsume(cc jetstream.ConsumeContext, durable string, stoppin
 	}()
 }
 
+// CredentialsFile is the file in the credentials directory that holds the
+// user's JWT and seed (natsauth.CredentialsKey).
+const CredentialsFile = "nats.creds"
+
+// credentialsOption authenticates with the credentials in dir: the file
+// nats.creds, as a Workflow's credentials Secret holds it, read at every
+// connect so that a reconnect after the Secret changed under a running pod
+// uses the new credentials; or else the files user and password, for a
+// broker of your own that has users with passwords.
+func credentialsOption(dir string) (nats.Option, error) {
+	file := filepath.Join(dir, CredentialsFile)
+	_, err := os.Stat(file)
+	if err == nil {
+		return nats.UserCredentials(file), nil
+	}
+	user, uerr := readSecret(dir, "user")
+	password, perr := readSecret(dir, "password")
+	if uerr != nil || perr != nil {
+		return nil, fmt.Errorf("NATS credentials: %w (nor files user and password)", err)
+	}
+	return nats.UserInfo(user, password), nil
+}
+
 func readSecret(dir, name string) (string, error) {
 	b, err := os.ReadFile(filepath.Join(dir, name))
 	if err != nil {
-		return "", fmt.Errorf("NATS credentials: %w", err)
+		return "", err
 	}
 	return strings.TrimSpace(string(b)), nil
 }
@@ -208,3 +246,9 @@ func untilReady(ctx context.Context, what string, f func(context.Context) error)
 		delay = min(2*delay, 2*time.Second)
 	}
 }
+
+// InboxPrefix is the prefix of the reply subjects of a workflow's roles
+// (request replies, JetStream API answers, pull deliveries, the gateway's
+// inbox): _INBOX_<stream>, so that its user may subscribe to its own replies
+// and to no other workflow's.
+func InboxPrefix(p *plan.Plan) string { return "_INBOX_" + p.Stream.Name }

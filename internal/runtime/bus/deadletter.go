@@ -10,7 +10,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 // DeadLetter is the envelope a step's sidecar publishes on the workflow's
@@ -25,7 +25,9 @@ type DeadLetter struct {
 	// Attempts is how often the message was delivered.
 	Attempts int `json:"attempts"`
 	// Status is the app's last HTTP status, 0 when it never answered.
-	Status int    `json:"status"`
+	Status int `json:"status"`
+	// Code is the HTTP status of the run's error (docs/step-contract.md).
+	Code   int    `json:"code"`
 	Error  string `json:"error"`
 	Detail string `json:"detail,omitempty"`
 	// Payload is the message that failed.
@@ -56,16 +58,25 @@ func RedeliveryDelay(attempt int) time.Duration {
 	return min(d, 30*time.Second)
 }
 
+// RunError is the run's error a dead letter stands for.
+func (d *DeadLetter) RunError() *contract.Error {
+	code := d.Code
+	if code == 0 {
+		code = http.StatusBadGateway
+	}
+	return &contract.Error{Code: code, Step: d.Step, Status: d.Status, Attempts: d.Attempts, RunID: d.RunID, Message: d.Error, Detail: d.Detail}
+}
+
 // GiveUp is the dead letter of a message that role (gateway, orchestrator)
 // could not handle in attempts deliveries, with the reason; the envelope is
 // the one the step sidecars publish, with role as its step. The message ID
 // deduplicates repeated attempts to publish it.
 func GiveUp(p *plan.Plan, role string, m jetstream.Msg, attempts int, reason string) (msg *nats.Msg, id string) {
 	h := HTTPHeader(m)
-	runID := h.Get(hop.HeaderRunID)
+	runID := h.Get(contract.HeaderRunID)
 	env := DeadLetter{
 		Workflow: p.Workflow, Step: role, RunID: runID, Subject: m.Subject(),
-		Attempts: attempts, Error: reason, Payload: m.Data(), ContentType: h.Get("Content-Type"), Time: time.Now().UTC(),
+		Attempts: attempts, Code: http.StatusBadGateway, Error: reason, Payload: m.Data(), ContentType: h.Get("Content-Type"), Time: time.Now().UTC(),
 	}
 	b, _ := json.Marshal(env)
 	seq := "0"
@@ -73,10 +84,9 @@ func GiveUp(p *plan.Plan, role string, m jetstream.Msg, attempts int, reason str
 		seq = strconv.FormatUint(md.Sequence.Stream, 10)
 	}
 	id = MsgID(runID, role, "dlq", seq)
-	dh := http.Header{"Content-Type": {"application/json"}, HeaderStep: {role},
-		HeaderErrorCode: {strconv.Itoa(http.StatusBadGateway)}, "Ce-Id": {id}}
+	dh := http.Header{"Content-Type": {"application/json"}, contract.HeaderStep: {role}, "Ce-Id": {id}}
 	if runID != "" {
-		dh[hop.HeaderRunID] = []string{runID}
+		dh[contract.HeaderRunID] = []string{runID}
 	}
 	return NewMsg(p.Stream.DeadLetter, dh, b), id
 }

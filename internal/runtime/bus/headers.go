@@ -7,29 +7,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
-)
-
-// NATS headers of the async data plane besides the step contract's (which are
-// the same as on HTTP: Patchbay-Run-Id, Traceparent and the CloudEvents
-// binary-mode Ce-* attributes). Keys are written in canonical MIME form so that
-// http.Header reads them.
-const (
-	// HeaderStatus is "ok" or "failed" on a result message.
-	HeaderStatus = "Patchbay-Status"
-	// HeaderStep names the step that produced a result, event or dead letter.
-	HeaderStep = "Patchbay-Step"
-	// HeaderErrorCode is the HTTP status a failed run answers with.
-	HeaderErrorCode = "Patchbay-Error-Code"
-	// HeaderRunID is the run a message belongs to.
-	HeaderRunID = hop.HeaderRunID
-)
-
-// Result statuses.
-const (
-	StatusOK     = "ok"
-	StatusFailed = "failed"
 )
 
 // MsgID is the Nats-Msg-Id of a message a run produces: the same run, producer

@@ -136,3 +136,16 @@ func describe(s string) string {
 		return fmt.Sprintf("%q", r)
 	}
 }
+
+// ReadModelKeyOf is the read-model key that ReadModelKey mapped to kvKey.
+func ReadModelKeyOf(kvKey string) (string, bool) {
+	enc, ok := strings.CutPrefix(kvKey, b64Prefix)
+	if !ok {
+		return kvKey, true
+	}
+	b, err := base64.RawURLEncoding.DecodeString(enc)
+	if err != nil {
+		return "", false
+	}
+	return string(b), true
+}

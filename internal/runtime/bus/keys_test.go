@@ -88,3 +88,18 @@ func TestReadModelKeyKeepsPlainKeysAndEncodesTheRest(t *testing.T) {
 		}
 	}
 }
+
+func TestReadModelKeyOfInvertsReadModelKey(t *testing.T) {
+	for _, k := range []string{"o-7", "with space", "ü/ä", "_b64_x", "a.b"} {
+		kv, err := ReadModelKey("key", k)
+		if err != nil {
+			t.Fatalf("%q: %v", k, err)
+		}
+		if got, ok := ReadModelKeyOf(kv); !ok || got != k {
+			t.Errorf("ReadModelKeyOf(%q) = %q, %v; want %q", kv, got, ok, k)
+		}
+	}
+	if _, ok := ReadModelKeyOf("_b64_!!"); ok {
+		t.Error("an undecodable key decoded")
+	}
+}

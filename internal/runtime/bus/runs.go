@@ -11,7 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 // Run statuses.
@@ -40,8 +40,8 @@ type Run struct {
 	Result      []byte `json:"result,omitempty"`
 	ContentType string `json:"contentType,omitempty"`
 	// Error is why the run failed, naming the step; Code is its HTTP status.
-	Error *hop.Error `json:"error,omitempty"`
-	Code  int        `json:"code,omitempty"`
+	Error *contract.Error `json:"error,omitempty"`
+	Code  int             `json:"code,omitempty"`
 }
 
 // StepOutput is one step of an orchestrated run.
@@ -63,9 +63,9 @@ func (r *Run) Succeed(result []byte, contentType string) {
 }
 
 // Fail finishes the run with an error.
-func (r *Run) Fail(e *hop.Error) {
+func (r *Run) Fail(e *contract.Error) {
 	now := time.Now()
-	r.Status, r.Finished, r.Error, r.Code = RunFailed, &now, e, e.Code
+	r.Status, r.Finished, r.Error = RunFailed, &now, e
 	r.Error.RunID = r.ID
 }
 
@@ -243,6 +243,6 @@ func Notify(nc *nats.Conn, r *Run) error {
 	if err != nil {
 		return err
 	}
-	m := &nats.Msg{Subject: r.ReplyTo, Data: b, Header: nats.Header{HeaderRunID: {r.ID}}}
+	m := &nats.Msg{Subject: r.ReplyTo, Data: b, Header: nats.Header{contract.HeaderRunID: {r.ID}}}
 	return nc.PublishMsg(m)
 }

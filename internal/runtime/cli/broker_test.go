@@ -19,8 +19,14 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/gomega"
 
+	"k8s.io/utils/ptr"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/natsauth"
 	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/render"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
+	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
 	"github.com/patchbay-dev/patchbay/internal/topology"
 )
 
@@ -49,6 +55,39 @@ type testBroker struct {
 	// maxControlLine, when set, lowers the server's limit on a protocol line
 	// (4096 by default), over which it closes the client's connection.
 	maxControlLine int32
+	// conf, when set, is the nats.conf of a Broker whose keys are auth: the
+	// server runs from it, as a Broker's does, in place of a password.
+	conf string
+	auth *natsauth.Broker
+}
+
+// newBrokerAsRendered is a testBroker that runs from the nats.conf a
+// one-server Broker renders, with its own keys.
+func newBrokerAsRendered(t *testing.T) *testBroker {
+	b := newTestBroker(t)
+	auth, err := natsauth.NewBroker("default", "pbtestroutepassword")
+	if err != nil {
+		t.Fatal(err)
+	}
+	broker := &v1alpha1.Broker{Spec: v1alpha1.BrokerSpec{Replicas: ptr.To(int32(1))}}
+	broker.Name, broker.Namespace = "default", "default"
+	b.auth, b.conf = auth, render.NATSConfig(broker, auth)
+	return b
+}
+
+// workflowCredentials writes a workflow's credentials Secret on b as its
+// pods mount it.
+func (b *testBroker) workflowCredentials(p *plan.Plan) string {
+	b.t.Helper()
+	u, err := b.auth.NewWorkflowUser(p)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	dir := b.t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, natsauth.CredentialsKey), u.Creds, 0o600); err != nil {
+		b.t.Fatal(err)
+	}
+	return dir
 }
 
 func newTestBroker(t *testing.T) *testBroker {
@@ -61,11 +100,16 @@ func (b *testBroker) url() string { return "nats://127.0.0.1:" + strconv.Itoa(b.
 
 func (b *testBroker) start() {
 	b.t.Helper()
-	srv, err := server.NewServer(&server.Options{
+	opts := &server.Options{
 		ServerName: "patchbay-test", Host: "127.0.0.1", Port: b.port,
 		JetStream: true, StoreDir: b.dir, NoSigs: true, NoLog: true,
 		Username: natsUser, Password: natsPassword, MaxControlLine: b.maxControlLine,
-	})
+	}
+	if b.conf != "" {
+		opts = natstest.ConfigOptions(b.t, b.conf, render.NATSDataDir, b.dir, map[string]string{render.NATSServerNameEnv: "patchbay-test"})
+		opts.Port = b.port
+	}
+	srv, err := server.NewServer(opts)
 	if err != nil {
 		b.t.Fatal(err)
 	}
@@ -221,13 +265,16 @@ var (
 // its Broker was up, because it listened (and so answered /healthz) only once
 // connected and set up on the broker. A role must serve /healthz from its
 // start, say not ready while the broker is unreachable, and never exit for it.
+//
+// The broker runs from the nats.conf a Broker renders, and the gateway
+// connects as its workflow's own user.
 func TestGatewayWaitsForTheBrokerAndRidesOutItsRestarts(t *testing.T) {
 	g := NewWithT(t)
-	file, _ := planFile(t, "async-orchestrated")
-	broker := newTestBroker(t)
+	file, p := planFile(t, "async-orchestrated")
+	broker := newBrokerAsRendered(t)
 	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	gw := startRole(t, listen, "gateway", "--plan="+file, "--listen="+listen,
-		"--nats-url="+broker.url(), "--nats-credentials="+credentials(t), "--shutdown-delay=0")
+		"--nats-url="+broker.url(), "--nats-credentials="+broker.workflowCredentials(p), "--shutdown-delay=0")
 
 	// No broker yet: alive, not ready, and it stays so.
 	g.Eventually(gw.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(waiting))
@@ -275,14 +322,14 @@ func TestAsyncRolesServeHealthWhileWaitingForTheBroker(t *testing.T) {
 	} {
 		t.Run(name, func(t *testing.T) {
 			g := NewWithT(t)
-			file, _ := planFile(t, "async-orchestrated")
-			broker := newTestBroker(t)
+			file, p := planFile(t, "async-orchestrated")
+			broker := newBrokerAsRendered(t)
 			listen, admin := "127.0.0.1:"+strconv.Itoa(freePort(t)), "127.0.0.1:"+strconv.Itoa(freePort(t))
 			a := args(listen, admin)
 			if name == "orchestrator" {
 				admin = listen
 			}
-			r := startRole(t, admin, append(a, "--plan="+file, "--nats-url="+broker.url(), "--nats-credentials="+credentials(t))...)
+			r := startRole(t, admin, append(a, "--plan="+file, "--nats-url="+broker.url(), "--nats-credentials="+broker.workflowCredentials(p))...)
 			g.Eventually(r.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(waiting))
 			g.Consistently(r.probes).WithTimeout(2 * time.Second).WithPolling(100 * time.Millisecond).Should(Equal(waiting))
 			broker.start()

@@ -11,7 +11,7 @@ import (
 	"time"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
@@ -137,7 +137,7 @@ func parse(fs *flag.FlagSet, args []string) error {
 func oneLine(s string) string { return strings.Join(strings.Fields(s), " ") }
 
 // stepResolver reaches steps through their Services, except those --resolve names.
-func stepResolver(p *plan.Plan, values []string) (hop.Resolver, error) {
+func stepResolver(p *plan.Plan, values []string) (contract.Resolver, error) {
 	urls := map[string]string{}
 	for _, v := range values {
 		name, u, ok := strings.Cut(v, "=")
@@ -149,5 +149,5 @@ func stepResolver(p *plan.Plan, values []string) (hop.Resolver, error) {
 		}
 		urls[name] = u
 	}
-	return hop.OverrideResolver{URLs: urls, Next: hop.ClusterResolver{Namespace: p.Namespace}}, nil
+	return contract.OverrideResolver{URLs: urls, Next: contract.ClusterResolver{Namespace: p.Namespace}}, nil
 }

@@ -20,7 +20,7 @@ import (
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 // A rollout stops a pod's app before its native sidecar. These tests play the
@@ -126,9 +126,9 @@ func watchRuns(t *testing.T, g Gomega, js jetstream.JetStream, stream, results, 
 		defer w.mu.Unlock()
 		switch {
 		case m.Subject() == deadLetters:
-			w.dead = append(w.dead, h.Get(hop.HeaderRunID))
-		case h.Get(bus.HeaderStatus) == bus.StatusOK:
-			w.completed[h.Get(hop.HeaderRunID)] = true
+			w.dead = append(w.dead, h.Get(contract.HeaderRunID))
+		case h.Get(contract.HeaderStatus) == contract.ResultOK:
+			w.completed[h.Get(contract.HeaderRunID)] = true
 		}
 	})
 	g.Expect(err).NotTo(HaveOccurred())
@@ -176,7 +176,7 @@ func feedRuns(js jetstream.JetStream, subject string, every time.Duration) *runF
 			case <-tick.C:
 			}
 			id := fmt.Sprintf("run-%d", i)
-			m := bus.NewMsg(subject, http.Header{hop.HeaderRunID: {id}, "Content-Type": {"application/json"}}, []byte(`{"sku":"a1"}`))
+			m := bus.NewMsg(subject, http.Header{contract.HeaderRunID: {id}, "Content-Type": {"application/json"}}, []byte(`{"sku":"a1"}`))
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			_, err := js.PublishMsg(ctx, m, jetstream.WithMsgID(id+":cmd"))
 			cancel()

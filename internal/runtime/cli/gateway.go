@@ -9,6 +9,7 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/gateway"
+	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
 	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
 )
 
@@ -43,7 +44,7 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
 	var gw atomic.Pointer[gateway.Gateway]
 	health := &serve.Health{}
 	link, err := f.nats.link(ctx, p, tel, "gateway", health, func(ctx context.Context, conn *bus.Conn) (func(), error) {
-		g, err := gateway.Start(ctx, gateway.Config{Plan: p, Conn: conn, Resolver: resolver, Telemetry: tel})
+		g, err := gateway.Start(ctx, gateway.Config{Plan: p, Conn: conn, Resolver: resolver, Transport: hop.NewTransport(), Telemetry: tel})
 		if err != nil {
 			return nil, err
 		}

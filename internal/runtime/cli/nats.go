@@ -24,7 +24,7 @@ type natsFlags struct {
 
 func (n *natsFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&n.url, "nats-url", "", "the Broker's client URL, such as nats://default-nats.shop.svc:4222 (async styles)")
-	fs.StringVar(&n.credentials, "nats-credentials", "", "directory with the files user and password (the Broker's client Secret)")
+	fs.StringVar(&n.credentials, "nats-credentials", "", "directory with the file nats.creds, the workflow's NATS user (its credentials Secret), or the files user and password")
 	fs.StringVar(&n.streamReplicas, "stream-replicas", "1", "replicas of the workflow's stream and buckets: 1, 3 or 5 (the Broker's servers)")
 	fs.StringVar(&n.streamStorage, "stream-storage", "file", "where the broker keeps the workflow's stream and buckets: file or memory")
 }
@@ -50,7 +50,7 @@ func (n *natsFlags) check() error {
 
 func (n *natsFlags) connect(p *plan.Plan, tel *telemetry.Telemetry, name string) (*bus.Conn, error) {
 	return bus.Connect(bus.Options{
-		URL: n.url, Credentials: n.credentials, Storage: n.storage,
+		URL: n.url, Credentials: n.credentials, Storage: n.storage, InboxPrefix: bus.InboxPrefix(p),
 		Name: "patchbay " + p.Namespace + "/" + p.Workflow + " " + name,
 	}, tel.Log)
 }

@@ -56,12 +56,11 @@ func runOrchestrator(ctx context.Context, args []string, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	switch p.Style {
-	case plan.StyleSyncOrchestrated:
-	case plan.StyleAsyncOrchestrated, plan.StyleHybrid:
-		return runAsyncOrchestrator(ctx, f, p, stderr)
-	default:
+	switch {
+	case !p.Roles.Orchestrator:
 		return fmt.Errorf("plan of workflow %s has style %s, which has no orchestrator", p.Workflow, p.Style)
+	case p.Style.IsAsync():
+		return runAsyncOrchestrator(ctx, f, p, stderr)
 	}
 	resolver, err := stepResolver(p, f.resolve)
 	if err != nil {

@@ -15,9 +15,9 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
 	"github.com/patchbay-dev/patchbay/internal/runtime/gateway"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
@@ -36,7 +36,7 @@ func TestAsyncSamplesAnswerEndToEnd(t *testing.T) {
 			a := whenPostJSON(t, env.EntryURL, `{"id":7}`)
 			g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
 			g.Expect(a.body).To(MatchJSON(want))
-			runID := a.header.Get(hop.HeaderRunID)
+			runID := a.header.Get(contract.HeaderRunID)
 			g.Expect(runID).NotTo(BeEmpty())
 			// The outcome is in the runs bucket too.
 			r := whenGet(t, env.EntryURL+"runs/"+runID)
@@ -51,7 +51,7 @@ func TestAsyncStepsReceiveTheStepContractOverTheBus(t *testing.T) {
 	env := givenSample(t, "async-orchestrated")
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
 	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-	runID := a.header.Get(hop.HeaderRunID)
+	runID := a.header.Get(contract.HeaderRunID)
 	var traces []string
 	for _, step := range []string{"validate", "pick", "pack", "ship"} {
 		h := stepStats(g, env, step).LastHeaders
@@ -118,7 +118,7 @@ func TestAsync4xxIsDeadLetteredAndFailsTheRun(t *testing.T) {
 			g.Expect(dl.Step).To(Equal("picky"))
 			g.Expect(dl.Attempts).To(Equal(1))
 			g.Expect(dl.Status).To(Equal(http.StatusBadRequest))
-			g.Expect(dl.RunID).To(Equal(a.header.Get(hop.HeaderRunID)))
+			g.Expect(dl.RunID).To(Equal(a.header.Get(contract.HeaderRunID)))
 			g.Expect(dl.Error).To(ContainSubstring("picky"))
 			g.Expect(dl.Payload).To(MatchJSON(`{"id":1}`))
 			// The sidecar counts a dead letter after publishing it.
@@ -165,7 +165,7 @@ spec:
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
 	g.Expect(a.code).To(Equal(http.StatusAccepted), "%s", a.body)
 	loc := a.header.Get("Location")
-	g.Expect(loc).To(Equal("/runs/" + a.header.Get(hop.HeaderRunID)))
+	g.Expect(loc).To(Equal("/runs/" + a.header.Get(contract.HeaderRunID)))
 	g.Expect(whenGet(t, env.EntryURL+loc[1:]).code).To(Equal(http.StatusAccepted), "still pending")
 
 	release(t, env, "slow")
@@ -192,7 +192,7 @@ func TestAsyncRunsAreAnsweredByAnyGatewayReplica(t *testing.T) {
 	srv := httptest.NewServer(gw)
 	t.Cleanup(srv.Close)
 
-	r := whenGet(t, srv.URL+"/runs/"+a.header.Get(hop.HeaderRunID))
+	r := whenGet(t, srv.URL+"/runs/"+a.header.Get(contract.HeaderRunID))
 	g.Expect(r.code).To(Equal(http.StatusOK))
 	g.Expect(r.body).To(MatchJSON(a.body))
 	// And it starts runs of its own, its outcome coming back to its own inbox.
@@ -206,12 +206,12 @@ func TestAsyncRedeliveryIsNotDuplicatedDownstream(t *testing.T) {
 	env := givenSample(t, "choreography")
 	a := whenPostJSON(t, env.EntryURL, `{"orderId":"o-9"}`)
 	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-	runID := a.header.Get(hop.HeaderRunID)
+	runID := a.header.Get(contract.HeaderRunID)
 
 	// The entry event of the same run again, as a redelivery would bring it:
 	// reserve runs again, but its event is the same message.
 	conn := connect(t, env)
-	h := nats.Header{hop.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
+	h := nats.Header{contract.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
 	_, err := conn.JS.PublishMsg(context.Background(), &nats.Msg{Subject: env.Plan.Entry.EventSubject, Header: h, Data: []byte(`{"orderId":"o-9"}`)},
 		jetstream.WithMsgID("redelivered-"+runID))
 	g.Expect(err).NotTo(HaveOccurred())
@@ -243,8 +243,10 @@ spec:
 	for _, leaf := range []string{"notify", "audit"} {
 		eventually(g, func() int64 { return stepStats(g, env, leaf).InFlight }).Should(BeEquivalentTo(1), leaf)
 		g.Expect(stepStats(g, env, leaf).LastHeaders).To(And(
-			HaveKeyWithValue("Patchbay-Run-Id", a.header.Get(hop.HeaderRunID)),
-			HaveKeyWithValue("Ce-Id", a.header.Get(hop.HeaderRunID)+"."+leaf)))
+			HaveKeyWithValue("Patchbay-Run-Id", a.header.Get(contract.HeaderRunID)),
+			HaveKeyWithValue("Ce-Type", "payment.captured"),
+			HaveKeyWithValue("Ce-Id", bus.MsgID(a.header.Get(contract.HeaderRunID), "charge", "cmd", "payment.captured"))),
+			"the leaf gets the event as charge emitted it")
 	}
 }
 

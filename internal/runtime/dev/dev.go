@@ -12,6 +12,7 @@ import (
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/gateway"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
 	"github.com/patchbay-dev/patchbay/internal/runtime/orchestrator"
@@ -34,6 +35,10 @@ type Options struct {
 	Stderr    io.Writer
 	Telemetry *telemetry.Telemetry
 	Serve     serve.Options
+	// NATSURL is a broker to use instead of an embedded one (async styles),
+	// and NATSCredentials the directory of the workflow's credentials on it
+	// (bus.Options.Credentials).
+	NATSURL, NATSCredentials string
 }
 
 // Env is a running dev data plane.
@@ -51,6 +56,8 @@ type Env struct {
 	apps     map[string]*app
 	sidecars map[string]string
 	broker   *broker
+	// natsCredentials is Options.NATSCredentials.
+	natsCredentials string
 	// conns are the components' broker connections.
 	conns []*bus.Conn
 	// closers stop the bus side (consumers, connections) after HTTP drained,
@@ -110,7 +117,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		return nil, err
 	}
 	sidecarL := map[string]net.Listener{}
-	resolver := hop.StaticResolver{}
+	resolver := contract.StaticResolver{}
 	for _, st := range p.Steps {
 		l := entryL
 		if p.Entry.Kind != plan.EntryStep || p.Entry.Step != st.Name {
@@ -133,7 +140,11 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 			env.stopBroker()
 		}
 	}()
-	if p.Stream != nil {
+	env.natsCredentials = o.NATSCredentials
+	switch {
+	case p.Style.IsAsync() && o.NATSURL != "":
+		env.NATSURL = o.NATSURL
+	case p.Style.IsAsync():
 		if env.broker, err = startBroker(); err != nil {
 			return nil, err
 		}
@@ -157,7 +168,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 			return nil, err
 		}
 		servers = append(servers, serve.Server{Name: "sidecar " + st.Name, Listener: sidecarL[st.Name], Handler: sc})
-		if p.Stream != nil {
+		if p.Style.IsAsync() {
 			conn, err := env.connect(p, "sidecar "+st.Name)
 			if err != nil {
 				return nil, err
@@ -171,7 +182,7 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 			}
 		}
 	}
-	if p.Stream != nil && p.Roles.Orchestrator {
+	if p.Style.IsAsync() && p.Roles.Orchestrator {
 		conn, err := env.connect(p, "orchestrator")
 		if err != nil {
 			return nil, err
@@ -241,7 +252,10 @@ func (e *Env) Err() error { return e.err }
 
 // connect opens a component's own connection to the embedded broker.
 func (e *Env) connect(p *plan.Plan, name string) (*bus.Conn, error) {
-	conn, err := bus.Connect(bus.Options{URL: e.NATSURL, Name: "patchbay-dev " + p.Workflow + " " + name, Storage: bus.DefaultStorage}, e.tel.Log)
+	conn, err := bus.Connect(bus.Options{
+		URL: e.NATSURL, Credentials: e.natsCredentials, InboxPrefix: bus.InboxPrefix(p),
+		Name: "patchbay-dev " + p.Workflow + " " + name, Storage: bus.DefaultStorage,
+	}, e.tel.Log)
 	if err != nil {
 		return nil, err
 	}

@@ -7,7 +7,7 @@ import (
 
 	. "github.com/onsi/gomega"
 
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 // Failure injection (retries, 4xx, timeouts, breaker, bulkhead, bad input)
@@ -25,7 +25,7 @@ func TestSamplesAnswerEndToEnd(t *testing.T) {
 			g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
 			g.Expect(a.body).To(MatchJSON(want))
 			g.Expect(a.header.Get("Content-Type")).To(Equal("application/json"))
-			g.Expect(a.header.Get(hop.HeaderRunID)).NotTo(BeEmpty())
+			g.Expect(a.header.Get(contract.HeaderRunID)).NotTo(BeEmpty())
 		})
 	}
 }
@@ -39,12 +39,12 @@ func TestStepsReceiveTheStepContractHeaders(t *testing.T) {
 				stepSpec{name: "second", args: []string{"--mode=echo"}, dependsOn: []string{"first"}}))
 			a := whenPost(t, env.EntryURL+"", "application/json", []byte(`{"x":1}`))
 			g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-			runID := a.header.Get(hop.HeaderRunID)
+			runID := a.header.Get(contract.HeaderRunID)
 			for _, step := range []string{"first", "second"} {
 				h := stepStats(g, env, step).LastHeaders
 				g.Expect(h).To(HaveKeyWithValue("Ce-Specversion", "1.0"))
 				g.Expect(h).To(HaveKeyWithValue("Ce-Id", runID+"."+step))
-				g.Expect(h).To(HaveKeyWithValue("Ce-Type", hop.EventType))
+				g.Expect(h).To(HaveKeyWithValue("Ce-Type", contract.EventType))
 				g.Expect(h).To(HaveKeyWithValue("Ce-Source", HavePrefix("/patchbay/default/test/")))
 				g.Expect(h).To(HaveKeyWithValue("Patchbay-Run-Id", runID))
 				g.Expect(h).To(HaveKeyWithValue("Traceparent", MatchRegexp(`^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$`)))

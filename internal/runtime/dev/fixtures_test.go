@@ -16,8 +16,8 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/demostep"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
 	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
@@ -108,8 +108,8 @@ type answer struct {
 }
 
 // runError decodes the JSON error of a failed run.
-func (a answer) runError(g Gomega) hop.Error {
-	var e hop.Error
+func (a answer) runError(g Gomega) contract.Error {
+	var e contract.Error
 	g.Expect(json.Unmarshal(a.body, &e)).To(Succeed(), "a failed run answers JSON: %s", a.body)
 	return e
 }

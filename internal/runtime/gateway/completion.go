@@ -5,14 +5,12 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"net/http"
-	"strconv"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 const (
@@ -88,7 +86,7 @@ var redeliveryDelay = bus.RedeliveryDelay
 // handle is only logged: dead-lettering it again would feed it back to the
 // same consumer.
 func (g *Gateway) giveUp(m jetstream.Msg, attempts int, reason string) {
-	runID := bus.HTTPHeader(m).Get(hop.HeaderRunID)
+	runID := bus.HTTPHeader(m).Get(contract.HeaderRunID)
 	if m.Subject() != g.plan.Stream.DeadLetter {
 		ctx, cancel := context.WithTimeout(context.Background(), completionAckWait)
 		defer cancel()
@@ -111,7 +109,7 @@ func (g *Gateway) giveUp(m jetstream.Msg, attempts int, reason string) {
 // complete finishes a run on its first completion event or dead letter.
 func (g *Gateway) complete(m jetstream.Msg) error {
 	h := bus.HTTPHeader(m)
-	runID := h.Get(hop.HeaderRunID)
+	runID := h.Get(contract.HeaderRunID)
 	if runID == "" {
 		return nil
 	}
@@ -122,17 +120,13 @@ func (g *Gateway) complete(m jetstream.Msg) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), completionAckWait)
 	defer cancel()
-	var herr *hop.Error
+	var herr *contract.Error
 	if m.Subject() == g.plan.Stream.DeadLetter {
 		var dl bus.DeadLetter
 		if err := json.Unmarshal(m.Data(), &dl); err != nil {
 			return nil
 		}
-		code, _ := strconv.Atoi(h.Get(bus.HeaderErrorCode))
-		if code == 0 {
-			code = http.StatusBadGateway
-		}
-		herr = &hop.Error{Code: code, Step: dl.Step, Status: dl.Status, Attempts: dl.Attempts, Message: dl.Error, Detail: dl.Detail}
+		herr = dl.RunError()
 	}
 	var finished bool
 	r, err := g.runs.Update(ctx, runID, func(r *bus.Run) bool {

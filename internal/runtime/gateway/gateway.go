@@ -20,7 +20,8 @@ import (
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
+	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
@@ -32,7 +33,9 @@ type Config struct {
 	Plan *plan.Plan
 	Conn *bus.Conn
 	// Resolver finds the steps' sidecars for dual-support requests.
-	Resolver  hop.Resolver
+	Resolver contract.Resolver
+	// Transport carries the dual-support requests; nil is
+	// http.DefaultTransport. The runtime passes hop.NewTransport().
 	Transport http.RoundTripper
 	Telemetry *telemetry.Telemetry
 }
@@ -47,7 +50,9 @@ type Config struct {
 //	                       that sends "Prefer: respond-async" gets 202 at once.
 //	GET  /runs/{id}        the run: its result (200), its error (the run's
 //	                       status), or 202 while pending; from any replica.
-//	GET  /query/{key}      the read model's latest projected event for key.
+//	GET  /query/{key}      the read model's document for key.
+//	GET  /query?prefix=    the documents whose keys start with prefix.
+//	GET  /readmodel        how far the read model is behind.
 //	ANY  /steps/{step}/... dual support: proxied to the step's sidecar as
 //	                       /..., for steps whose plan Callers name the gateway.
 type Gateway struct {
@@ -59,8 +64,8 @@ type Gateway struct {
 	inbox     string
 	sub       *nats.Subscription
 	waiters   sync.Map // run ID -> chan *bus.Run
-	start     *hop.Contract
-	entry     *hop.Contract
+	start     *contract.Contract
+	entry     *contract.Contract
 	mux       *http.ServeMux
 	handler   http.Handler // mux behind the inbound bulkhead
 	proxies   map[string]*httputil.ReverseProxy
@@ -73,11 +78,8 @@ type Gateway struct {
 // Start connects the gateway's subscriptions and consumers.
 func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	p := cfg.Plan
-	if p.Stream == nil {
+	if !p.Style.IsAsync() {
 		return nil, fmt.Errorf("workflow %s has style %s, which has no gateway", p.Workflow, p.Style)
-	}
-	if cfg.Transport == nil {
-		cfg.Transport = hop.NewTransport()
 	}
 	g = &Gateway{plan: p, tel: cfg.Telemetry, conn: cfg.Conn, run: cfg.Telemetry.Metrics.Run(p.Workflow),
 		mux: http.NewServeMux(), proxies: map[string]*httputil.ReverseProxy{}}
@@ -88,12 +90,12 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 			started.Stop()
 		}
 	}()
-	source := hop.SourceOf(p.Namespace, p.Workflow, plan.GatewayRole)
-	if g.start, err = hop.NewTypedContract(source, p.Workflow, RunRequestedType, cfg.Telemetry.Tracing.Inject); err != nil {
+	source := contract.SourceOf(p.Namespace, p.Workflow, plan.GatewayRole)
+	if g.start, err = contract.NewTypedContract(source, p.Workflow, RunRequestedType, cfg.Telemetry.Tracing.Inject); err != nil {
 		return nil, err
 	}
 	if p.Entry.Event != "" {
-		if g.entry, err = hop.NewTypedContract(source, p.Workflow, p.Entry.Event, cfg.Telemetry.Tracing.Inject); err != nil {
+		if g.entry, err = contract.NewTypedContract(source, p.Workflow, p.Entry.Event, cfg.Telemetry.Tracing.Inject); err != nil {
 			return nil, err
 		}
 	}
@@ -137,10 +139,12 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	g.mux.HandleFunc("POST /{$}", g.serveStart)
 	g.mux.HandleFunc("GET /runs/{id}", g.serveRun)
 	g.mux.HandleFunc("GET /query/{key...}", g.serveQuery)
+	g.mux.HandleFunc("GET /query", g.serveList)
+	g.mux.HandleFunc("GET /readmodel", g.serveReadModelStatus)
 	g.mux.HandleFunc("/steps/{step}/{path...}", g.serveStep)
 	// Every request passes the inbound bulkhead: a sync caller holds a permit
 	// until its outcome or entry.timeout, so a burst cannot pile up waiters.
-	g.handler = hop.Bulkhead("the gateway of workflow "+p.Workflow, p.EntryMaxConcurrent(), g.mux,
+	g.handler = serve.Bulkhead("the gateway of workflow "+p.Workflow, p.EntryMaxConcurrent(), g.mux,
 		cfg.Telemetry.Metrics.BulkheadRejected("gateway"))
 	cfg.Telemetry.Log.Info("Gateway is up", "workflow", p.Workflow, "style", p.Style, "inbox", g.inbox)
 	return g, nil
@@ -188,21 +192,21 @@ func (g *Gateway) onOutcome(m *nats.Msg) {
 
 func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
-	runID := r.Header.Get(hop.HeaderRunID)
+	runID := r.Header.Get(contract.HeaderRunID)
 	if runID == "" {
 		runID = uuid.NewString()
-	} else if err := bus.CheckRunID(hop.HeaderRunID+" header", runID); err != nil {
-		hop.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
+	} else if err := bus.CheckRunID(contract.HeaderRunID+" header", runID); err != nil {
+		contract.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
 		return
 	}
-	body := hop.GetBuffer()
-	defer hop.PutBuffer(body)
-	if err := hop.ReadBody(body, r.Body, r.ContentLength, plan.DefaultMaxBodyLen); err != nil {
+	body := contract.GetBuffer()
+	defer contract.PutBuffer(body)
+	if err := contract.ReadBody(body, r.Body, r.ContentLength, plan.DefaultMaxBodyLen); err != nil {
 		code := http.StatusBadRequest
-		if errors.Is(err, hop.ErrTooLarge) {
+		if errors.Is(err, contract.ErrTooLarge) {
 			code = http.StatusRequestEntityTooLarge
 		}
-		hop.BadRequest(code, "request body: "+err.Error()).Write(w)
+		contract.BadRequest(code, "request body: "+err.Error()).Write(w)
 		return
 	}
 	ctx := g.tel.Tracing.Extract(r.Context(), r.Header)
@@ -219,14 +223,14 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	}
 	if err := g.runs.Create(ctx, rec); err != nil {
 		if errors.Is(err, bus.ErrRunExists) {
-			(&hop.Error{Code: http.StatusConflict, RunID: runID, Message: "run " + runID + " exists; GET /runs/" + runID}).Write(w)
+			(&contract.Error{Code: http.StatusConflict, RunID: runID, Message: "run " + runID + " exists; GET /runs/" + runID}).Write(w)
 			return
 		}
-		(&hop.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the run store is unavailable: " + err.Error()}).Write(w)
+		(&contract.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the run store is unavailable: " + err.Error()}).Write(w)
 		return
 	}
 	if err := g.publishStart(ctx, runID, r.Header.Get("Content-Type"), body.Bytes()); err != nil {
-		e := &hop.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the broker did not accept the run: " + err.Error()}
+		e := &contract.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the broker did not accept the run: " + err.Error()}
 		_, _ = g.runs.Update(context.WithoutCancel(ctx), runID, func(r *bus.Run) bool { r.Fail(e); return true })
 		e.Write(w)
 		return
@@ -265,7 +269,7 @@ func (g *Gateway) publishStart(ctx context.Context, runID, contentType string, b
 		id := bus.MsgID(runID, plan.EntryEmitter, g.plan.Entry.Event)
 		h := g.entry.Header(ctx, runID, contentType)
 		h["Ce-Id"] = []string{id}
-		h[bus.HeaderStep] = []string{plan.EntryEmitter}
+		h[contract.HeaderStep] = []string{plan.EntryEmitter}
 		if err := g.conn.Publish(ctx, bus.NewMsg(s, h, body), id); err != nil {
 			return err
 		}
@@ -276,15 +280,15 @@ func (g *Gateway) publishStart(ctx context.Context, runID, contentType string, b
 func (g *Gateway) serveRun(w http.ResponseWriter, r *http.Request) {
 	id := r.PathValue("id")
 	if err := bus.CheckRunID("run id", id); err != nil {
-		hop.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
+		contract.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
 		return
 	}
 	out, _, err := g.runs.Get(r.Context(), id)
 	switch {
 	case errors.Is(err, bus.ErrNoRun):
-		(&hop.Error{Code: http.StatusNotFound, RunID: id, Message: "no run " + id + " (runs are kept for 24h)"}).Write(w)
+		(&contract.Error{Code: http.StatusNotFound, RunID: id, Message: "no run " + id + " (runs are kept for 24h)"}).Write(w)
 	case err != nil:
-		(&hop.Error{Code: http.StatusServiceUnavailable, RunID: id, Message: "the run store is unavailable: " + err.Error()}).Write(w)
+		(&contract.Error{Code: http.StatusServiceUnavailable, RunID: id, Message: "the run store is unavailable: " + err.Error()}).Write(w)
 	default:
 		writeRun(w, out)
 	}
@@ -294,7 +298,7 @@ func (g *Gateway) serveStep(w http.ResponseWriter, r *http.Request) {
 	step := r.PathValue("step")
 	rp, ok := g.proxies[step]
 	if !ok {
-		(&hop.Error{Code: http.StatusNotFound, Message: fmt.Sprintf("workflow %s has no step %s that the gateway may call", g.plan.Workflow, step)}).Write(w)
+		(&contract.Error{Code: http.StatusNotFound, Message: fmt.Sprintf("workflow %s has no step %s that the gateway may call", g.plan.Workflow, step)}).Write(w)
 		return
 	}
 	r.URL.Path = "/" + r.PathValue("path")
@@ -307,7 +311,7 @@ func writeRun(w http.ResponseWriter, r *bus.Run) {
 	switch r.Status {
 	case bus.RunSucceeded:
 		h := w.Header()
-		h.Set(hop.HeaderRunID, r.ID)
+		h.Set(contract.HeaderRunID, r.ID)
 		if r.ContentType != "" {
 			h.Set("Content-Type", r.ContentType)
 		}
@@ -315,7 +319,7 @@ func writeRun(w http.ResponseWriter, r *bus.Run) {
 		_, _ = w.Write(r.Result)
 	case bus.RunFailed:
 		e := *r.Error
-		e.Code, e.RunID = r.Code, r.ID
+		e.RunID = r.ID
 		if e.Code == 0 {
 			e.Code = http.StatusBadGateway
 		}
@@ -328,7 +332,7 @@ func writeRun(w http.ResponseWriter, r *bus.Run) {
 func writePending(w http.ResponseWriter, runID string) {
 	h := w.Header()
 	h.Set("Location", "/runs/"+runID)
-	h.Set(hop.HeaderRunID, runID)
+	h.Set(contract.HeaderRunID, runID)
 	h.Set("Content-Type", "application/json")
 	w.WriteHeader(http.StatusAccepted)
 	b, _ := json.Marshal(map[string]string{"runId": runID, "status": bus.RunPending, "location": "/runs/" + runID})

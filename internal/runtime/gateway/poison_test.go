@@ -13,7 +13,7 @@ import (
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 	"github.com/patchbay-dev/patchbay/internal/topology"
@@ -73,7 +73,7 @@ spec:
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(gw.Stop)
 
-	h := nats.Header{hop.HeaderRunID: {"r1"}, "Content-Type": {"application/json"}}
+	h := nats.Header{contract.HeaderRunID: {"r1"}, "Content-Type": {"application/json"}}
 	g.Expect(test.Publish(ctx, &nats.Msg{Subject: completes, Header: h, Data: []byte(`{"done":true}`)}, "done/r1")).To(Succeed())
 
 	var m *nats.Msg

@@ -7,18 +7,19 @@ import (
 	"net/http"
 	"unicode/utf8"
 
-	"github.com/patchbay-dev/patchbay/internal/resilience"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
+	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 )
 
-// maxDetail bounds how much of a step's own error body an Error repeats.
+// maxDetail bounds how much of a step's own error body a contract.Error repeats.
 const maxDetail = 512
 
 // Classify turns a failed call into the run's error (docs/step-contract.md): a step's 4xx is
 // the caller's problem and keeps its status; an open breaker is 503 with
 // Retry-After; timeouts are 504; an overloaded step (429, 503) is 503; any other
 // failure after the last attempt is 502.
-func (t *Target) Classify(ctx context.Context, res resilience.Result[*Response]) *Error {
-	e := &Error{Step: t.step, Attempts: res.Attempts}
+func (t *Target) Classify(ctx context.Context, res resilience.Result[*Response]) *contract.Error {
+	e := &contract.Error{Step: t.step, Attempts: res.Attempts}
 	r := res.Last
 	if r != nil {
 		e.Status = r.Status
@@ -41,9 +42,9 @@ func (t *Target) Classify(ctx context.Context, res resilience.Result[*Response])
 		e.Code = http.StatusGatewayTimeout
 		e.Message = fmt.Sprintf("step %s timed out: %d attempts of %s each", t.step, n, t.edge.AttemptTimeout())
 	case errors.Is(res.Err, context.Canceled):
-		e.Code = StatusClientClosedRequest
+		e.Code = contract.StatusClientClosedRequest
 		e.Message = "the caller canceled the run"
-	case errors.Is(res.Err, ErrTooLarge):
+	case errors.Is(res.Err, contract.ErrTooLarge):
 		e.Code = http.StatusBadGateway
 		e.Message = fmt.Sprintf("step %s answered with a body over the limit: %v", t.step, res.Err)
 	case res.Err != nil:

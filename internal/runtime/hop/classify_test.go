@@ -11,10 +11,11 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
-// A caller that goes away ends the run with StatusClientClosedRequest, the one
+// A caller that goes away ends the run with contract.StatusClientClosedRequest, the one
 // code every role checks to skip logging and retrying an answer nobody reads.
 func TestClassifyCanceledCallerIsClientClosedRequest(t *testing.T) {
 	g := NewWithT(t)
@@ -40,8 +41,8 @@ func TestClassifyCanceledCallerIsClientClosedRequest(t *testing.T) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
-	_, herr := target.Invoke(ctx, &Invocation{RunID: "r1", Body: []byte("{}")})
+	_, herr := target.Invoke(ctx, &contract.Invocation{RunID: "r1", Body: []byte("{}")})
 	g.Expect(herr).NotTo(BeNil())
-	g.Expect(herr.Code).To(Equal(StatusClientClosedRequest))
-	g.Expect(StatusClientClosedRequest).To(Equal(499))
+	g.Expect(herr.Code).To(Equal(contract.StatusClientClosedRequest))
+	g.Expect(contract.StatusClientClosedRequest).To(Equal(499))
 }

@@ -2,6 +2,7 @@ package hop
 
 import (
 	"bytes"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"time"
 )
 
@@ -10,8 +11,11 @@ type Response struct {
 	Status      int
 	ContentType string
 	RetryAfter  time.Duration
-	// Rejected is true when the answer came from a full bulkhead (HeaderRejected).
+	// Rejected is true when the answer came from a full bulkhead (contract.HeaderRejected).
 	Rejected bool
+	// EventType is the answer's Ce-Type header: which of its declared events
+	// a step emits (docs/step-contract.md, Events).
+	EventType string
 	// Body is pooled; call Release when done with it.
 	Body *bytes.Buffer
 }
@@ -28,7 +32,7 @@ func (r *Response) OK() bool { return r.Status >= 200 && r.Status < 300 }
 // Release returns the body to the pool.
 func (r *Response) Release() {
 	if r != nil && r.Body != nil {
-		PutBuffer(r.Body)
+		contract.PutBuffer(r.Body)
 		r.Body = nil
 	}
 }

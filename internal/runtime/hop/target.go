@@ -11,7 +11,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
-	"github.com/patchbay-dev/patchbay/internal/resilience"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
+	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
@@ -19,7 +20,7 @@ import (
 // It is built once per edge and shared by every run.
 type Target struct {
 	Name      resilience.EdgeName
-	contract  *Contract
+	headers   *contract.Contract
 	url       string
 	step      string
 	edge      *resilience.Edge[*Response]
@@ -33,13 +34,13 @@ type Target struct {
 // NewStepTarget is an edge that calls step's app (or the sidecar in front of it)
 // at url with the step's full policy; source is the CloudEvents source of its calls.
 func NewStepTarget(from string, step *plan.Step, url, source string, transport http.RoundTripper, tel *telemetry.Telemetry) (*Target, error) {
-	contract, err := NewContract(source, step.Name, tel.Tracing.Inject)
+	headers, err := contract.NewContract(source, step.Name, tel.Tracing.Inject)
 	if err != nil {
 		return nil, err
 	}
 	name := resilience.EdgeName{From: from, To: step.Name}
 	t := newTarget(name, step.Name, url, resilience.NewEdge[*Response](name, step.Policy, tel.EdgeHooks(), tel.Breakers), transport, tel)
-	t.contract = contract
+	t.headers = headers
 	return t, nil
 }
 
@@ -61,10 +62,12 @@ func newTarget(name resilience.EdgeName, step, url string, edge *resilience.Edge
 
 // Invoke calls the step with the step contract's headers. It returns the step's
 // 2xx answer, or the run's error naming the step.
-func (t *Target) Invoke(ctx context.Context, inv *Invocation) (*Response, *Error) {
+func (t *Target) Invoke(ctx context.Context, inv *contract.Invocation) (*Response, *contract.Error) {
 	ctx, span := t.tracing.Start(ctx, t.spanName, trace.SpanKindClient)
 	defer span.End()
-	res := t.do(ctx, t.contract.Header(ctx, inv.RunID, inv.ContentType), inv.Body)
+	h := t.headers.Header(ctx, inv.RunID, inv.ContentType)
+	inv.Event.SetHeaders(h)
+	res := t.do(ctx, h, inv.Body)
 	if res.Err == nil && res.Last.OK() {
 		return res.Last, nil
 	}
@@ -79,8 +82,8 @@ func (t *Target) Invoke(ctx context.Context, inv *Invocation) (*Response, *Error
 
 // Relay forwards a sync-chain hop to the next sidecar. Whatever that sidecar
 // answers is returned as is (its errors already name the failed step); only a
-// hop that never got an answer becomes an Error.
-func (t *Target) Relay(ctx context.Context, h http.Header, body []byte) (*Response, *Error) {
+// hop that never got an answer becomes a contract.Error.
+func (t *Target) Relay(ctx context.Context, h http.Header, body []byte) (*Response, *contract.Error) {
 	res := t.do(ctx, h, body)
 	if res.Err == nil {
 		return res.Last, nil
@@ -113,10 +116,11 @@ func (t *Target) attempt(ctx context.Context, h http.Header, body []byte) (*Resp
 		Status:      resp.StatusCode,
 		ContentType: resp.Header.Get("Content-Type"),
 		RetryAfter:  resilience.ParseRetryAfter(resp.Header.Get("Retry-After"), time.Now()),
-		Rejected:    resp.Header.Get(HeaderRejected) != "",
-		Body:        GetBuffer(),
+		Rejected:    resp.Header.Get(contract.HeaderRejected) != "",
+		EventType:   resp.Header.Get(contract.CETypeHeader),
+		Body:        contract.GetBuffer(),
 	}
-	if err := ReadBody(r.Body, resp.Body, resp.ContentLength, t.maxBody); err != nil {
+	if err := contract.ReadBody(r.Body, resp.Body, resp.ContentLength, t.maxBody); err != nil {
 		r.Release()
 		if ctx.Err() != nil {
 			return nil, ctx.Err()

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strconv"
 	"strings"
 	"sync/atomic"
 	"time"
@@ -17,7 +16,7 @@ import (
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
@@ -54,7 +53,7 @@ type Async struct {
 	run        *telemetry.Run
 	roots      []string
 	dependents map[string][]string
-	contracts  map[string]*hop.Contract
+	contracts  map[string]*contract.Contract
 	consume    jetstream.ConsumeContext
 	// workers handle the messages in hand, asyncWorkers at most at once.
 	workers  errgroup.Group
@@ -70,10 +69,10 @@ func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 	}
 	a := &Async{
 		plan: p, tel: cfg.Telemetry, conn: cfg.Conn, run: cfg.Telemetry.Metrics.Run(p.Workflow),
-		dependents: map[string][]string{}, contracts: map[string]*hop.Contract{},
+		dependents: map[string][]string{}, contracts: map[string]*contract.Contract{},
 	}
 	a.workers.SetLimit(asyncWorkers)
-	source := hop.SourceOf(p.Namespace, p.Workflow, plan.OrchestratorRole)
+	source := contract.SourceOf(p.Namespace, p.Workflow, plan.OrchestratorRole)
 	for _, level := range p.Levels {
 		for _, name := range level {
 			st := p.Step(name)
@@ -86,7 +85,7 @@ func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 			for _, d := range st.DependsOn {
 				a.dependents[d] = append(a.dependents[d], name)
 			}
-			c, err := hop.NewContract(source, name, cfg.Telemetry.Tracing.Inject)
+			c, err := contract.NewContract(source, name, cfg.Telemetry.Tracing.Inject)
 			if err != nil {
 				return nil, err
 			}
@@ -170,11 +169,11 @@ func (a *Async) giveUp(m jetstream.Msg, attempts int, reason string) {
 		_ = m.NakWithDelay(asyncRetryDelay)
 		return
 	}
-	runID := bus.HTTPHeader(m).Get(hop.HeaderRunID)
+	runID := bus.HTTPHeader(m).Get(contract.HeaderRunID)
 	a.tel.Metrics.DeadLetter(plan.OrchestratorRole, 0)
 	a.tel.Log.Warn("Dead-lettered a message the orchestrator could not handle", "subject", m.Subject(), "run", runID, "attempts", attempts, "err", reason)
 	if runID != "" && bus.CheckRunID("run id", runID) == nil {
-		herr := &hop.Error{Code: http.StatusBadGateway, RunID: runID, Attempts: attempts, Message: reason}
+		herr := &contract.Error{Code: http.StatusBadGateway, RunID: runID, Attempts: attempts, Message: reason}
 		if err := a.fail(ctx, runID, herr); err != nil {
 			a.tel.Log.Warn("Failing the run of a dead-lettered message failed", "run", runID, "err", err)
 		}
@@ -186,7 +185,7 @@ func (a *Async) giveUp(m jetstream.Msg, attempts int, reason string) {
 
 func (a *Async) handle(m jetstream.Msg) error {
 	h := bus.HTTPHeader(m)
-	runID := h.Get(hop.HeaderRunID)
+	runID := h.Get(contract.HeaderRunID)
 	if runID == "" {
 		a.tel.Log.Warn("Dropping a message without a run ID", "subject", m.Subject())
 		return nil
@@ -207,7 +206,7 @@ func (a *Async) handle(m jetstream.Msg) error {
 		a.tel.Log.Warn("Dropping a result of an unknown step", "subject", m.Subject(), "run", runID)
 		return nil
 	}
-	if h.Get(bus.HeaderStatus) == bus.StatusFailed {
+	if h.Get(contract.HeaderStatus) == contract.ResultFailed {
 		return a.failed(ctx, runID, h, m.Data())
 	}
 	return a.succeeded(ctx, runID, step, h, m.Data())
@@ -297,20 +296,20 @@ func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header
 	return nil
 }
 
-// failed fails the run with the error a step's sidecar dead-lettered.
+// failed fails the run with the error a step's sidecar dead-lettered: the
+// result's body is the run's contract.Error.
 func (a *Async) failed(ctx context.Context, runID string, h http.Header, body []byte) error {
-	var e hop.Error
+	var e contract.Error
 	if err := json.Unmarshal(body, &e); err != nil {
-		e = hop.Error{Step: h.Get(bus.HeaderStep), Message: "step failed: " + string(body)}
+		e = contract.Error{Step: h.Get(contract.HeaderStep), Message: "step failed: " + string(body)}
 	}
-	e.Code, _ = strconv.Atoi(h.Get(bus.HeaderErrorCode))
 	if e.Code == 0 {
 		e.Code = http.StatusBadGateway
 	}
 	return a.fail(ctx, runID, &e)
 }
 
-func (a *Async) fail(ctx context.Context, runID string, e *hop.Error) error {
+func (a *Async) fail(ctx context.Context, runID string, e *contract.Error) error {
 	var finished bool
 	r, err := a.runs.Update(ctx, runID, func(r *bus.Run) bool {
 		finished = false
@@ -346,7 +345,7 @@ func (a *Async) done(r *bus.Run, finishedNow bool) error {
 		a.run.Observe(r.Status == bus.RunSucceeded, r.Finished.Sub(r.Started))
 		if r.Status == bus.RunFailed {
 			a.tel.Log.Info("Run failed", "workflow", a.plan.Workflow, "run", r.ID, "step", r.Error.Step,
-				"status", r.Error.Status, "attempts", r.Error.Attempts, "code", r.Code, "err", r.Error.Message)
+				"status", r.Error.Status, "attempts", r.Error.Attempts, "code", r.Error.Code, "err", r.Error.Message)
 		}
 	}
 	return bus.Notify(a.conn.NC, r)
@@ -386,7 +385,7 @@ func (a *Async) finish(r *bus.Run) {
 }
 
 // input is a step's input: its one dependency's output or {dep: output}.
-func (a *Async) input(r *bus.Run, step string) (string, []byte, *hop.Error) {
+func (a *Async) input(r *bus.Run, step string) (string, []byte, *contract.Error) {
 	deps := a.plan.Step(step).DependsOn
 	if len(deps) == 1 {
 		s := r.Steps[deps[0]]
@@ -395,14 +394,14 @@ func (a *Async) input(r *bus.Run, step string) (string, []byte, *hop.Error) {
 	return a.merge(r, deps, "step "+step)
 }
 
-func (a *Async) merge(r *bus.Run, names []string, into string) (string, []byte, *hop.Error) {
-	parts := make([]hop.Part, len(names))
+func (a *Async) merge(r *bus.Run, names []string, into string) (string, []byte, *contract.Error) {
+	parts := make([]contract.Part, len(names))
 	for i, n := range names {
-		parts[i] = hop.Part{Name: n, Producer: n, Body: r.Steps[n].Output}
+		parts[i] = contract.Part{Name: n, Producer: n, Body: r.Steps[n].Output}
 	}
-	buf := hop.GetBuffer()
-	defer hop.PutBuffer(buf)
-	if herr := hop.Merge(buf, into, parts); herr != nil {
+	buf := contract.GetBuffer()
+	defer contract.PutBuffer(buf)
+	if herr := contract.Merge(buf, into, parts); herr != nil {
 		return "", nil, herr
 	}
 	return "application/json", append([]byte(nil), buf.Bytes()...), nil

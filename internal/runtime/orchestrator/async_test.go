@@ -14,7 +14,7 @@ import (
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 	"github.com/patchbay-dev/patchbay/internal/topology"
@@ -52,7 +52,7 @@ spec:
 	a := env.start(t, g)
 	g.Expect(runs.Create(ctx, &bus.Run{ID: "r1", Status: bus.RunPending, Started: time.Now(), ReplyTo: inbox})).To(Succeed())
 	publish := func(subject string, h nats.Header, body string) {
-		h[hop.HeaderRunID] = []string{"r1"}
+		h[contract.HeaderRunID] = []string{"r1"}
 		h["Content-Type"] = []string{"application/json"}
 		g.Expect(test.Publish(ctx, &nats.Msg{Subject: subject, Header: h, Data: []byte(body)}, subject+"/r1")).To(Succeed())
 	}
@@ -65,13 +65,13 @@ spec:
 	a.Stop()
 
 	// first's result arrives while no orchestrator runs; a new one continues.
-	publish(p.Step("first").Output.ResultSubject, nats.Header{bus.HeaderStatus: {bus.StatusOK}}, `{"id":1,"first":true}`)
+	publish(p.Step("first").Output.ResultSubject, nats.Header{contract.HeaderStatus: {contract.ResultOK}}, `{"id":1,"first":true}`)
 	b := env.start(t, g)
 	t.Cleanup(b.Stop)
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
 	g.Expect(m.Subject).To(Equal(command("second")))
 	g.Expect(m.Data).To(MatchJSON(`{"id":1,"first":true}`))
-	publish(p.Step("second").Output.ResultSubject, nats.Header{bus.HeaderStatus: {bus.StatusOK}}, `{"id":1,"first":true,"second":true}`)
+	publish(p.Step("second").Output.ResultSubject, nats.Header{contract.HeaderStatus: {contract.ResultOK}}, `{"id":1,"first":true,"second":true}`)
 
 	g.Eventually(outcomes).WithTimeout(20 * time.Second).Should(Receive(&m))
 	var r bus.Run
@@ -158,7 +158,7 @@ spec:
 	t.Cleanup(env.start(t, g).Stop)
 
 	subject := p.Step("first").Output.ResultSubject
-	h := nats.Header{bus.HeaderStatus: {bus.StatusOK}, hop.HeaderRunID: {"r2"}, "Content-Type": {"application/json"}}
+	h := nats.Header{contract.HeaderStatus: {contract.ResultOK}, contract.HeaderRunID: {"r2"}, "Content-Type": {"application/json"}}
 	g.Expect(test.Publish(ctx, &nats.Msg{Subject: subject, Header: h, Data: []byte(`{"first":true}`)}, subject+"/r2")).To(Succeed())
 	g.Consistently(commands).WithTimeout(time.Second).ShouldNot(Receive())
 

@@ -11,7 +11,7 @@ import (
 
 	. "github.com/onsi/gomega"
 
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
@@ -39,7 +39,7 @@ spec:
 	}))
 	defer app.Close()
 	tracing, _ := telemetry.NewTracing(context.Background(), "", "test")
-	o, err := New(Config{Plan: p, Resolver: hop.StaticResolver{"only": app.URL}, Telemetry: telemetry.New(slog.New(slog.DiscardHandler), tracing)})
+	o, err := New(Config{Plan: p, Resolver: contract.StaticResolver{"only": app.URL}, Telemetry: telemetry.New(slog.New(slog.DiscardHandler), tracing)})
 	g.Expect(err).NotTo(HaveOccurred())
 
 	post := func() *httptest.ResponseRecorder {
@@ -58,7 +58,7 @@ spec:
 	rec := post()
 	g.Expect(rec.Code).To(Equal(http.StatusServiceUnavailable), rec.Body.String())
 	g.Expect(rec.Header().Get("Retry-After")).To(Equal("1"))
-	g.Expect(rec.Header().Get(hop.HeaderRejected)).To(Equal("bulkhead"))
+	g.Expect(rec.Header().Get(contract.HeaderRejected)).To(Equal("bulkhead"))
 	g.Expect(rec.Body.String()).To(ContainSubstring("bulkhead maxConcurrent 1"))
 	g.Expect(entered).NotTo(Receive(), "the rejected run reached the step")
 

@@ -14,7 +14,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
@@ -22,7 +24,7 @@ import (
 type Config struct {
 	Plan *plan.Plan
 	// Resolver finds the steps' sidecars.
-	Resolver  hop.Resolver
+	Resolver  contract.Resolver
 	Transport http.RoundTripper
 	Telemetry *telemetry.Telemetry
 }
@@ -33,7 +35,7 @@ type Orchestrator struct {
 	plan     *plan.Plan
 	tel      *telemetry.Telemetry
 	steps    []step // in plan order
-	levels   [][]int
+	order    []int  // the steps in an order where each follows its dependencies
 	sinks    []int
 	run      *telemetry.Run
 	source   string
@@ -64,7 +66,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		tel:      cfg.Telemetry,
 		steps:    make([]step, len(p.Steps)),
 		run:      cfg.Telemetry.Metrics.Run(p.Workflow),
-		source:   hop.SourceOf(p.Namespace, p.Workflow, plan.OrchestratorRole),
+		source:   contract.SourceOf(p.Namespace, p.Workflow, plan.OrchestratorRole),
 		spanName: "run " + p.Workflow,
 	}
 	lookup := func(name, what string) (int, error) {
@@ -114,7 +116,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		for _, i := range idx {
 			done[i] = true
 		}
-		o.levels = append(o.levels, idx)
+		o.order = append(o.order, idx...)
 	}
 	if len(p.Sinks) == 0 {
 		return nil, fmt.Errorf("plan of workflow %s has no sinks", p.Workflow)
@@ -130,7 +132,7 @@ func New(cfg Config) (*Orchestrator, error) {
 		o.sinks = append(o.sinks, i)
 	}
 	o.mergesJ = o.mergesJ || len(o.sinks) > 1
-	o.handler = hop.Bulkhead("the orchestrator of workflow "+p.Workflow, p.EntryMaxConcurrent(), http.HandlerFunc(o.serveHTTP),
+	o.handler = serve.Bulkhead("the orchestrator of workflow "+p.Workflow, p.EntryMaxConcurrent(), http.HandlerFunc(o.serveHTTP),
 		cfg.Telemetry.Metrics.BulkheadRejected("orchestrator"))
 	return o, nil
 }
@@ -141,16 +143,16 @@ func (o *Orchestrator) ServeHTTP(w http.ResponseWriter, r *http.Request) { o.han
 
 func (o *Orchestrator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if r.URL.Path != "/" {
-		(&hop.Error{Code: http.StatusNotFound, Message: "runs start with POST /"}).Write(w)
+		(&contract.Error{Code: http.StatusNotFound, Message: "runs start with POST /"}).Write(w)
 		return
 	}
 	if r.Method != http.MethodPost {
 		w.Header().Set("Allow", http.MethodPost)
-		(&hop.Error{Code: http.StatusMethodNotAllowed, Message: "runs start with POST /"}).Write(w)
+		(&contract.Error{Code: http.StatusMethodNotAllowed, Message: "runs start with POST /"}).Write(w)
 		return
 	}
 	start := time.Now()
-	runID := r.Header.Get(hop.HeaderRunID)
+	runID := r.Header.Get(contract.HeaderRunID)
 	if runID == "" {
 		runID = uuid.NewString()
 	}
@@ -165,24 +167,24 @@ func (o *Orchestrator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 	if herr != nil {
 		herr.RunID = runID
 		herr.Write(w)
-		if herr.Code != hop.StatusClientClosedRequest {
+		if herr.Code != contract.StatusClientClosedRequest {
 			o.tel.Log.Info("Run failed", "workflow", o.plan.Workflow, "run", runID, "step", herr.Step,
 				"status", herr.Status, "attempts", herr.Attempts, "code", herr.Code, "err", herr.Message)
 		}
 	}
 }
 
-func (o *Orchestrator) serveRun(ctx context.Context, w http.ResponseWriter, r *http.Request, runID string) *hop.Error {
-	in := hop.GetBuffer()
-	defer hop.PutBuffer(in)
-	if err := hop.ReadBody(in, r.Body, r.ContentLength, plan.DefaultMaxBodyLen); err != nil {
-		if errors.Is(err, hop.ErrTooLarge) {
-			return hop.BadRequest(http.StatusRequestEntityTooLarge, "request body: "+err.Error())
+func (o *Orchestrator) serveRun(ctx context.Context, w http.ResponseWriter, r *http.Request, runID string) *contract.Error {
+	in := contract.GetBuffer()
+	defer contract.PutBuffer(in)
+	if err := contract.ReadBody(in, r.Body, r.ContentLength, plan.DefaultMaxBodyLen); err != nil {
+		if errors.Is(err, contract.ErrTooLarge) {
+			return contract.BadRequest(http.StatusRequestEntityTooLarge, "request body: "+err.Error())
 		}
-		return hop.BadRequest(http.StatusBadRequest, "request body: "+err.Error())
+		return contract.BadRequest(http.StatusBadRequest, "request body: "+err.Error())
 	}
 	if o.mergesJ && !json.Valid(in.Bytes()) {
-		return hop.BadRequest(http.StatusBadRequest, fmt.Sprintf("request body is not valid JSON, and workflow %s merges step outputs into JSON objects", o.plan.Workflow))
+		return contract.BadRequest(http.StatusBadRequest, fmt.Sprintf("request body is not valid JSON, and workflow %s merges step outputs into JSON objects", o.plan.Workflow))
 	}
 	entry := &hop.Response{Status: http.StatusOK, ContentType: r.Header.Get("Content-Type"), Body: in}
 	outputs := make([]*hop.Response, len(o.steps))
@@ -191,14 +193,12 @@ func (o *Orchestrator) serveRun(ctx context.Context, w http.ResponseWriter, r *h
 			out.Release()
 		}
 	}()
-	for _, level := range o.levels {
-		if herr := o.runLevel(ctx, runID, level, entry, outputs); herr != nil {
-			return herr
-		}
+	if herr := o.runSteps(ctx, runID, entry, outputs); herr != nil {
+		return herr
 	}
 
 	h := w.Header()
-	h.Set(hop.HeaderRunID, runID)
+	h.Set(contract.HeaderRunID, runID)
 	if len(o.sinks) == 1 {
 		out := outputs[o.sinks[0]]
 		if out.ContentType != "" {
@@ -208,13 +208,13 @@ func (o *Orchestrator) serveRun(ctx context.Context, w http.ResponseWriter, r *h
 		_, _ = w.Write(out.Body.Bytes())
 		return nil
 	}
-	parts := make([]hop.Part, len(o.sinks))
+	parts := make([]contract.Part, len(o.sinks))
 	for k, i := range o.sinks {
-		parts[k] = hop.Part{Name: o.steps[i].name, Producer: o.steps[i].name, Body: outputs[i].Body.Bytes()}
+		parts[k] = contract.Part{Name: o.steps[i].name, Producer: o.steps[i].name, Body: outputs[i].Body.Bytes()}
 	}
-	merged := hop.GetBuffer()
-	defer hop.PutBuffer(merged)
-	if herr := hop.Merge(merged, "the run's result", parts); herr != nil {
+	merged := contract.GetBuffer()
+	defer contract.PutBuffer(merged)
+	if herr := contract.Merge(merged, "the run's result", parts); herr != nil {
 		return herr
 	}
 	h.Set("Content-Type", "application/json")
@@ -223,50 +223,77 @@ func (o *Orchestrator) serveRun(ctx context.Context, w http.ResponseWriter, r *h
 	return nil
 }
 
-// runLevel calls the steps of one level at once. The first failure cancels the
-// rest of the level and fails the run.
-func (o *Orchestrator) runLevel(ctx context.Context, runID string, level []int, entry *hop.Response, outputs []*hop.Response) *hop.Error {
-	if len(level) == 1 {
-		out, herr := o.call(ctx, runID, level[0], entry, outputs)
-		outputs[level[0]] = out
+// runSteps calls every step as soon as its own dependencies have answered, so
+// that a run takes the time of its critical path rather than the sum of its
+// levels' slowest steps. Each call passes its step's policy and bulkhead (its
+// Target). The first failure cancels the calls in flight and those not yet
+// started, and fails the run.
+func (o *Orchestrator) runSteps(ctx context.Context, runID string, entry *hop.Response, outputs []*hop.Response) *contract.Error {
+	if len(o.order) == 1 {
+		out, herr := o.call(ctx, runID, o.order[0], entry, outputs)
+		outputs[o.order[0]] = out
 		return herr
 	}
 	g, gctx := errgroup.WithContext(ctx)
-	results := make([]*hop.Response, len(level))
-	for k, i := range level {
+	// answered[i] is closed once outputs[i] is written: the close orders that
+	// write before the reads of the steps that wait for it.
+	answered := make([]chan struct{}, len(o.steps))
+	for _, i := range o.order {
+		answered[i] = make(chan struct{})
+	}
+	for _, i := range o.order {
 		g.Go(func() error {
+			for _, j := range o.steps[i].from {
+				select {
+				case <-answered[j]:
+				case <-gctx.Done():
+					return nil // another step failed, or the run ended: the error is theirs
+				}
+			}
 			out, herr := o.call(gctx, runID, i, entry, outputs)
-			results[k] = out
 			if herr != nil {
 				return herr
 			}
+			outputs[i] = out
+			close(answered[i])
 			return nil
 		})
 	}
-	var first *hop.Error
-	errors.As(g.Wait(), &first)
-	// outputs is written only here, after the level, so the goroutines above
-	// read the earlier levels' outputs without a lock.
-	for k, i := range level {
-		outputs[i] = results[k]
+	var first *contract.Error
+	if errors.As(g.Wait(), &first) {
+		return first
 	}
-	return first
+	for _, i := range o.order {
+		if outputs[i] == nil {
+			// The run ended between one step's answer and the next's start.
+			return runEnded(ctx, o.steps[i].name)
+		}
+	}
+	return nil
+}
+
+// runEnded is the error of a run whose context ended before step could start.
+func runEnded(ctx context.Context, step string) *contract.Error {
+	if errors.Is(ctx.Err(), context.DeadlineExceeded) {
+		return &contract.Error{Code: http.StatusGatewayTimeout, Step: step, Message: fmt.Sprintf("the run's deadline passed before step %s could start", step)}
+	}
+	return &contract.Error{Code: contract.StatusClientClosedRequest, Step: step, Message: "the caller canceled the run"}
 }
 
 // call invokes step i with its input: the entry payload, its one
 // dependency's output, or the object of its dependencies' outputs.
-func (o *Orchestrator) call(ctx context.Context, runID string, i int, entry *hop.Response, outputs []*hop.Response) (*hop.Response, *hop.Error) {
+func (o *Orchestrator) call(ctx context.Context, runID string, i int, entry *hop.Response, outputs []*hop.Response) (*hop.Response, *contract.Error) {
 	st := &o.steps[i]
-	inv := &hop.Invocation{RunID: runID}
+	inv := &contract.Invocation{RunID: runID}
 	switch {
 	case st.input == plan.InputMerge || len(st.from) > 1:
-		buf := hop.GetBuffer()
-		defer hop.PutBuffer(buf)
-		parts := make([]hop.Part, len(st.from))
+		buf := contract.GetBuffer()
+		defer contract.PutBuffer(buf)
+		parts := make([]contract.Part, len(st.from))
 		for k, j := range st.from {
-			parts[k] = hop.Part{Name: o.steps[j].name, Producer: o.steps[j].name, Body: outputs[j].Body.Bytes()}
+			parts[k] = contract.Part{Name: o.steps[j].name, Producer: o.steps[j].name, Body: outputs[j].Body.Bytes()}
 		}
-		if herr := hop.Merge(buf, "step "+st.name, parts); herr != nil {
+		if herr := contract.Merge(buf, "step "+st.name, parts); herr != nil {
 			return nil, herr
 		}
 		inv.ContentType, inv.Body = "application/json", buf.Bytes()

@@ -8,14 +8,14 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
 func TestNewRefusesInconsistentPlans(t *testing.T) {
 	tracing, _ := telemetry.NewTracing(context.Background(), "", "test")
 	tel := telemetry.New(slog.New(slog.DiscardHandler), tracing)
-	resolver := hop.StaticResolver{"a": "http://a", "b": "http://b"}
+	resolver := contract.StaticResolver{"a": "http://a", "b": "http://b"}
 	step := func(name string, from ...string) plan.Step {
 		s := plan.Step{Name: name, Mode: plan.ModeOrchestrated, Input: plan.Input{Kind: plan.InputEntry}}
 		if len(from) > 0 {

@@ -11,7 +11,7 @@ import (
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 // A message the orchestrator fails on every time (here: a run start whose run
@@ -40,7 +40,7 @@ spec:
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(test.NC.Flush()).To(Succeed())
 
-	h := nats.Header{hop.HeaderRunID: {"r1"}, "Content-Type": {"application/json"}}
+	h := nats.Header{contract.HeaderRunID: {"r1"}, "Content-Type": {"application/json"}}
 	g.Expect(test.Publish(ctx, &nats.Msg{Subject: p.Stream.StartSubject, Header: h, Data: []byte(`{}`)}, "start/r1")).To(Succeed())
 
 	t.Cleanup(env.start(t, g).Stop)

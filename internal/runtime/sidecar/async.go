@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -17,9 +18,10 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
-	"github.com/patchbay-dev/patchbay/internal/resilience"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 )
 
 // CloudEvents types of the messages a sidecar publishes besides emitted events.
@@ -31,16 +33,16 @@ const (
 // Async is the bus side of a sidecar (async-orchestrated, choreography,
 // hybrid): it pulls the step's durable consumers, calls the app once per
 // delivery under the step's timeout and breaker, and publishes the output as
-// the step's result and emitted events. The broker's redelivery is the retry:
+// the step's result and as the event it chose to emit. The broker's redelivery is the retry:
 // a retryable failure is nak'ed with the policy's backoff until MaxDeliver,
 // then dead-lettered, as is a 4xx at once.
 type Async struct {
 	s         *Sidecar
 	conn      *bus.Conn
 	app       *hop.Target
-	result    *hop.Contract
+	result    *contract.Contract
 	emits     []emit
-	dead      *hop.Contract
+	dead      *contract.Contract
 	consumers []*asyncConsumer
 	// workers handle the messages in hand, limit (the step's bulkhead) at
 	// most at once.
@@ -52,7 +54,7 @@ type Async struct {
 
 type emit struct {
 	plan.Emit
-	contract *hop.Contract
+	contract *contract.Contract
 }
 
 type asyncConsumer struct {
@@ -82,17 +84,17 @@ func (s *Sidecar) StartAsync(ctx context.Context, conn *bus.Conn) (*Async, error
 	}
 	app := s.asyncApp
 	var err error
-	source := hop.SourceOf(p.Namespace, p.Workflow, step.Name)
+	source := contract.SourceOf(p.Namespace, p.Workflow, step.Name)
 	a := &Async{s: s, conn: conn, app: app, limit: int(max(1, step.Policy.Bulkhead.MaxConcurrent))}
 	a.workers.SetLimit(a.limit)
-	if a.result, err = hop.NewTypedContract(source, step.Name, ResultEventType, s.tel.Tracing.Inject); err != nil {
+	if a.result, err = contract.NewTypedContract(source, step.Name, ResultEventType, s.tel.Tracing.Inject); err != nil {
 		return nil, err
 	}
-	if a.dead, err = hop.NewTypedContract(source, step.Name, DeadLetterEventType, s.tel.Tracing.Inject); err != nil {
+	if a.dead, err = contract.NewTypedContract(source, step.Name, DeadLetterEventType, s.tel.Tracing.Inject); err != nil {
 		return nil, err
 	}
 	for _, e := range step.Output.Emits {
-		c, err := hop.NewTypedContract(source, step.Name, e.Type, s.tel.Tracing.Inject)
+		c, err := contract.NewTypedContract(source, step.Name, e.Type, s.tel.Tracing.Inject)
 		if err != nil {
 			return nil, err
 		}
@@ -164,7 +166,7 @@ func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {
 		return
 	}
 	h := bus.HTTPHeader(m)
-	runID := h.Get(hop.HeaderRunID)
+	runID := h.Get(contract.HeaderRunID)
 	if runID == "" {
 		// An event from outside patchbay: its stream sequence identifies it.
 		runID = "seq-" + strconv.FormatUint(md.Sequence.Stream, 10)
@@ -178,16 +180,28 @@ func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {
 	defer span.End()
 
 	if attempt > int(c.MaxDeliver) {
-		a.deadLetter(ctx, c, m, runID, &hop.Error{
+		a.deadLetter(ctx, c, m, runID, &contract.Error{
 			Code: http.StatusBadGateway, Step: s.step.Name, Attempts: attempt - 1,
 			Message: fmt.Sprintf("step %s did not finish its last attempt (its sidecar stopped or the attempt outlived ackWait %s)", s.step.Name, c.AckWait),
 		})
 		return
 	}
-	out, herr := a.app.Invoke(ctx, &hop.Invocation{RunID: runID, ContentType: h.Get("Content-Type"), Body: m.Data()})
+	inv := &contract.Invocation{RunID: runID, ContentType: h.Get("Content-Type"), Body: m.Data()}
+	if c.Event != "" {
+		// The step sees the event it reacts to: its type (a step may
+		// subscribe to several), its emitter as source, and its id.
+		inv.Event = contract.EventAttrsOf(h)
+	}
+	out, herr := a.app.Invoke(ctx, inv)
 	if herr == nil {
 		defer out.Release()
-		if err := a.publishOutput(ctx, c, runID, out); err != nil {
+		ev, cerr := a.chooseEmit(out)
+		if cerr != nil {
+			cerr.Attempts, cerr.RunID = attempt, runID
+			a.deadLetter(ctx, c, m, runID, cerr)
+			return
+		}
+		if err := a.publishOutput(ctx, c, runID, out, ev); err != nil {
 			s.tel.Log.Warn("Publishing a step's output failed; the message will be redelivered", "step", s.step.Name, "run", runID, "err", err)
 			_ = m.NakWithDelay(time.Second)
 			return
@@ -197,7 +211,7 @@ func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {
 	}
 	herr.Attempts = attempt
 	herr.RunID = runID
-	if herr.Code == hop.StatusClientClosedRequest {
+	if herr.Code == contract.StatusClientClosedRequest {
 		_ = m.Nak() // this process is stopping
 		return
 	}
@@ -224,33 +238,82 @@ func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {
 
 // retryable: everything but a 4xx other than 408 and 429 (docs/step-contract.md), and
 // answers the step cannot have meant (a body over the limit).
-func retryable(e *hop.Error) bool {
+func retryable(e *contract.Error) bool {
 	return !(e.Status >= 200 && e.Status < 500 && !resilience.RetryableStatus(e.Status))
 }
 
 // header is the common part of what a step publishes: the run, the trace, the
 // producing step and the content type, with the CloudEvents attributes of c.
-func (a *Async) header(ctx context.Context, c *hop.Contract, runID, id, contentType string) http.Header {
+func (a *Async) header(ctx context.Context, c *contract.Contract, runID, id, contentType string) http.Header {
 	h := c.Header(ctx, runID, contentType)
 	h["Ce-Id"] = []string{id}
-	h[bus.HeaderStep] = []string{a.s.step.Name}
+	h[contract.HeaderStep] = []string{a.s.step.Name}
 	return h
 }
 
-func (a *Async) publishOutput(ctx context.Context, c *asyncConsumer, runID string, out *hop.Response) error {
+// chooseEmit is the event a step's answer emits (docs/step-contract.md,
+// Events): the declared type its Ce-Type header names, else its one
+// declared type; none for 204 No Content. An undeclared type, or no choice
+// among several, is a contract error, which is dead-lettered: the step
+// answered, so asking it again would not change the answer. A step that
+// emits nothing and reacts to no event (an async-orchestrated step) is not
+// held to this: its answer is a result only.
+func (a *Async) chooseEmit(out *hop.Response) (*emit, *contract.Error) {
+	step := a.s.step
+	if len(a.emits) == 0 && step.Mode != plan.ModeEvent {
+		return nil, nil
+	}
+	if out.Status == http.StatusNoContent {
+		return nil, nil
+	}
+	contractErr := func(format string, args ...any) *contract.Error {
+		return &contract.Error{Code: http.StatusBadGateway, Step: step.Name, Status: out.Status,
+			Message: fmt.Sprintf("step %s broke the step contract: ", step.Name) + fmt.Sprintf(format, args...)}
+	}
+	if out.EventType != "" {
+		for i := range a.emits {
+			if a.emits[i].Type == out.EventType {
+				return &a.emits[i], nil
+			}
+		}
+		if len(a.emits) == 0 {
+			return nil, contractErr("it answered %s: %s, but it declares no emits; add the type to spec.steps[].emits or answer without %s", contract.CETypeHeader, out.EventType, contract.CETypeHeader)
+		}
+		return nil, contractErr("it answered %s: %s, which is not among its emits (%s); add the type to spec.steps[].emits or fix the app", contract.CETypeHeader, out.EventType, a.emitTypes())
+	}
+	switch len(a.emits) {
+	case 0:
+		return nil, nil
+	case 1:
+		return &a.emits[0], nil
+	}
+	return nil, contractErr("it declares several emits (%s) and answered without %s: name the event in %s, or answer 204 to emit none", a.emitTypes(), contract.CETypeHeader, contract.CETypeHeader)
+}
+
+func (a *Async) emitTypes() string {
+	types := make([]string, len(a.emits))
+	for i, e := range a.emits {
+		types[i] = e.Type
+	}
+	return strings.Join(types, ", ")
+}
+
+// publishOutput publishes the step's result, when it has one, and the event
+// ev it chose, when it chose one.
+func (a *Async) publishOutput(ctx context.Context, c *asyncConsumer, runID string, out *hop.Response, ev *emit) error {
 	step := a.s.step
 	body := out.Body.Bytes()
 	if step.Output.ResultSubject != "" {
 		id := bus.MsgID(runID, step.Name, c.trigger, "res")
 		h := a.header(ctx, a.result, runID, id, out.ContentType)
-		h[bus.HeaderStatus] = []string{bus.StatusOK}
+		h[contract.HeaderStatus] = []string{contract.ResultOK}
 		if err := a.conn.Publish(ctx, bus.NewMsg(step.Output.ResultSubject, h, body), id); err != nil {
 			return err
 		}
 	}
-	for _, e := range a.emits {
-		id := bus.MsgID(runID, step.Name, c.trigger, e.Type)
-		if err := a.conn.Publish(ctx, bus.NewMsg(e.Subject, a.header(ctx, e.contract, runID, id, out.ContentType), body), id); err != nil {
+	if ev != nil {
+		id := bus.MsgID(runID, step.Name, c.trigger, ev.Type)
+		if err := a.conn.Publish(ctx, bus.NewMsg(ev.Subject, a.header(ctx, ev.contract, runID, id, out.ContentType), body), id); err != nil {
 			return err
 		}
 	}
@@ -259,24 +322,22 @@ func (a *Async) publishOutput(ctx context.Context, c *asyncConsumer, runID strin
 
 // deadLetter publishes the envelope, fails an orchestrated run at once with a
 // failure result, and terminates the message.
-func (a *Async) deadLetter(ctx context.Context, c *asyncConsumer, m jetstream.Msg, runID string, herr *hop.Error) {
+func (a *Async) deadLetter(ctx context.Context, c *asyncConsumer, m jetstream.Msg, runID string, herr *contract.Error) {
 	s, step := a.s, a.s.step
 	env := bus.DeadLetter{
 		Workflow: s.plan.Workflow, Step: step.Name, RunID: runID, Subject: m.Subject(), Event: c.Event,
-		Attempts: herr.Attempts, Status: herr.Status, Error: herr.Message, Detail: herr.Detail,
+		Attempts: herr.Attempts, Status: herr.Status, Code: herr.Code, Error: herr.Message, Detail: herr.Detail,
 		Payload: m.Data(), ContentType: m.Headers().Get("Content-Type"), Time: time.Now().UTC(),
 	}
 	b, _ := json.Marshal(env)
 	id := bus.MsgID(runID, step.Name, c.trigger, "dlq")
 	dh := a.header(ctx, a.dead, runID, id, "application/json")
-	dh[bus.HeaderErrorCode] = []string{strconv.Itoa(herr.Code)}
 	err := a.conn.Publish(ctx, bus.NewMsg(s.plan.Stream.DeadLetter, dh, b), id)
 	if err == nil && step.Output.ResultSubject != "" {
 		b, _ := json.Marshal(herr)
 		id := bus.MsgID(runID, step.Name, c.trigger, "res")
 		h := a.header(ctx, a.result, runID, id, "application/json")
-		h[bus.HeaderStatus] = []string{bus.StatusFailed}
-		h[bus.HeaderErrorCode] = []string{strconv.Itoa(herr.Code)}
+		h[contract.HeaderStatus] = []string{contract.ResultFailed}
 		err = a.conn.Publish(ctx, bus.NewMsg(step.Output.ResultSubject, h, b), id)
 	}
 	if err != nil {

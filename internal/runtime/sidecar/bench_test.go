@@ -9,7 +9,9 @@ import (
 	"net/url"
 	"testing"
 
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
 )
 
@@ -59,7 +61,7 @@ func BenchmarkSidecarChainHop(b *testing.B) {
 	defer app.Close()
 	p := chainPlan(plan.Step{Name: "only", App: plan.App{Path: "/"}})
 	p.Steps[0].Policy.Bulkhead.MaxConcurrent = 1024
-	sc, err := New(Config{Plan: p, Step: "only", AppURL: app.URL, Resolver: hop.StaticResolver{}, Telemetry: testTelemetry()})
+	sc, err := New(Config{Plan: p, Step: "only", AppURL: app.URL, Resolver: contract.StaticResolver{}, Telemetry: testTelemetry()})
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -70,9 +72,9 @@ func BenchmarkSidecarOrchestratedHop(b *testing.B) {
 	app := echoApp()
 	defer app.Close()
 	p := chainPlan(plan.Step{Name: "only", App: plan.App{Path: "/"}})
-	p.Style, p.Steps[0].Mode = plan.StyleSyncOrchestrated, plan.ModeOrchestrated
+	p.Style, p.Steps[0].Mode = v1alpha1.StyleSyncOrchestrated, plan.ModeOrchestrated
 	p.Steps[0].Policy.Bulkhead.MaxConcurrent = 1024
-	sc, err := New(Config{Plan: p, Step: "only", AppURL: app.URL, Resolver: hop.StaticResolver{}, Telemetry: testTelemetry()})
+	sc, err := New(Config{Plan: p, Step: "only", AppURL: app.URL, Resolver: contract.StaticResolver{}, Telemetry: testTelemetry()})
 	if err != nil {
 		b.Fatal(err)
 	}

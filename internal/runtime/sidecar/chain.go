@@ -14,8 +14,9 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
-	"github.com/patchbay-dev/patchbay/internal/resilience"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
@@ -40,7 +41,7 @@ type nextHop struct {
 	sink string
 }
 
-func newChain(s *Sidecar, resolver hop.Resolver) (*chain, error) {
+func newChain(s *Sidecar, resolver contract.Resolver) (*chain, error) {
 	p, step := s.plan, s.step
 	if err := ValidateChain(p); err != nil {
 		return nil, err
@@ -114,7 +115,7 @@ func sinksAfter(p *plan.Plan, step string) []string {
 func (c *chain) serve(w http.ResponseWriter, r *http.Request) int {
 	s := c.s
 	ctx := r.Context()
-	runID := r.Header.Get(hop.HeaderRunID)
+	runID := r.Header.Get(contract.HeaderRunID)
 	if runID == "" {
 		runID = newRunID()
 	}
@@ -132,7 +133,7 @@ func (c *chain) serve(w http.ResponseWriter, r *http.Request) int {
 	code := c.run1(ctx, w, r, runID)
 	if c.entry {
 		c.run.Done(code < 300, start)
-		if code >= 300 && code != hop.StatusClientClosedRequest {
+		if code >= 300 && code != contract.StatusClientClosedRequest {
 			s.tel.Log.Info("Run failed", "workflow", s.plan.Workflow, "run", runID, "code", code)
 		}
 	}
@@ -154,24 +155,24 @@ func (c *chain) run1(ctx context.Context, w http.ResponseWriter, r *http.Request
 		}
 	}
 	defer release()
-	in := hop.GetBuffer()
-	defer hop.PutBuffer(in)
-	if err := hop.ReadBody(in, r.Body, r.ContentLength, plan.DefaultMaxBodyLen); err != nil {
+	in := contract.GetBuffer()
+	defer contract.PutBuffer(in)
+	if err := contract.ReadBody(in, r.Body, r.ContentLength, plan.DefaultMaxBodyLen); err != nil {
 		code := http.StatusBadRequest
-		if errors.Is(err, hop.ErrTooLarge) {
+		if errors.Is(err, contract.ErrTooLarge) {
 			code = http.StatusRequestEntityTooLarge
 		}
-		return c.write(w, &hop.Error{Code: code, RunID: runID, Message: "request body: " + err.Error()})
+		return c.write(w, &contract.Error{Code: code, RunID: runID, Message: "request body: " + err.Error()})
 	}
 	if c.entry && c.needsJSON && !json.Valid(in.Bytes()) {
-		return c.write(w, &hop.Error{Code: http.StatusBadRequest, RunID: runID,
+		return c.write(w, &contract.Error{Code: http.StatusBadRequest, RunID: runID,
 			Message: fmt.Sprintf("request body is not valid JSON, and workflow %s merges step outputs into JSON objects", s.plan.Workflow)})
 	}
 
-	out, herr := c.app.Invoke(ctx, &hop.Invocation{RunID: runID, ContentType: r.Header.Get("Content-Type"), Body: in.Bytes()})
+	out, herr := c.app.Invoke(ctx, &contract.Invocation{RunID: runID, ContentType: r.Header.Get("Content-Type"), Body: in.Bytes()})
 	release() // the app is done; the steps after it have their own bulkheads
 	if herr != nil {
-		if herr.Code != hop.StatusClientClosedRequest {
+		if herr.Code != contract.StatusClientClosedRequest {
 			s.tel.Log.Info("Step failed", "step", herr.Step, "run", runID, "status", herr.Status, "attempts", herr.Attempts, "err", herr.Message)
 		}
 		return c.write(w, herr)
@@ -200,7 +201,7 @@ func (c *chain) fanOut(ctx context.Context, w http.ResponseWriter, runID string,
 	h := c.relayHeader(ctx, runID, out.ContentType)
 	type result struct {
 		resp *hop.Response
-		err  *hop.Error
+		err  *contract.Error
 	}
 	results := make([]result, len(c.next))
 	g, gctx := errgroup.WithContext(ctx)
@@ -230,16 +231,16 @@ func (c *chain) fanOut(ctx context.Context, w http.ResponseWriter, runID string,
 		}
 		return writeRelayed(w, runID, results[failed].resp)
 	}
-	parts := make([]hop.Part, len(c.next))
+	parts := make([]contract.Part, len(c.next))
 	for i, n := range c.next {
-		parts[i] = hop.Part{Name: n.sink, Producer: n.sink, Body: results[i].resp.Body.Bytes(), Object: n.sink == ""}
+		parts[i] = contract.Part{Name: n.sink, Producer: n.sink, Body: results[i].resp.Body.Bytes(), Object: n.sink == ""}
 		if n.sink == "" {
 			parts[i].Producer = n.target.Name.To
 		}
 	}
-	merged := hop.GetBuffer()
-	defer hop.PutBuffer(merged)
-	if herr := hop.Merge(merged, c.s.step.Name, parts); herr != nil {
+	merged := contract.GetBuffer()
+	defer contract.PutBuffer(merged)
+	if herr := contract.Merge(merged, c.s.step.Name, parts); herr != nil {
 		herr.RunID = runID
 		return c.write(w, herr)
 	}
@@ -255,8 +256,8 @@ func (b branchFailed) Error() string { return "branch " + strconv.Itoa(int(b)) +
 // are added there, for that step's app.
 func (c *chain) relayHeader(ctx context.Context, runID, contentType string) http.Header {
 	h := make(http.Header, 4)
-	h[hop.HeaderRunID] = []string{runID}
-	h[hop.HeaderFrom] = []string{c.s.step.Name}
+	h[contract.HeaderRunID] = []string{runID}
+	h[contract.HeaderFrom] = []string{c.s.step.Name}
 	if contentType != "" {
 		h["Content-Type"] = []string{contentType}
 	}
@@ -264,7 +265,7 @@ func (c *chain) relayHeader(ctx context.Context, runID, contentType string) http
 	return h
 }
 
-func (c *chain) write(w http.ResponseWriter, e *hop.Error) int {
+func (c *chain) write(w http.ResponseWriter, e *contract.Error) int {
 	e.Write(w)
 	return e.Code
 }
@@ -275,7 +276,7 @@ func writeOutput(w http.ResponseWriter, runID string, status int, contentType st
 		h["Content-Type"] = []string{contentType}
 	}
 	h["Content-Length"] = []string{strconv.Itoa(len(body))}
-	h[hop.HeaderRunID] = []string{runID}
+	h[contract.HeaderRunID] = []string{runID}
 	w.WriteHeader(status)
 	_, _ = w.Write(body)
 	return status

@@ -11,7 +11,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 // hopHeaders are connection-scoped and never forwarded (RFC 9110 §7.6.1).
@@ -27,7 +27,7 @@ func (s *Sidecar) proxy(w http.ResponseWriter, r *http.Request, path string, inv
 		return s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d", r.ContentLength, plan.DefaultMaxBodyLen))
 	}
 	if !s.bulkhead.TryAcquirePermit() {
-		return s.reject(w, r.Header.Get(hop.HeaderRunID))
+		return s.reject(w, r.Header.Get(contract.HeaderRunID))
 	}
 	defer s.bulkhead.ReleasePermit()
 
@@ -63,7 +63,7 @@ func (s *Sidecar) proxy(w http.ResponseWriter, r *http.Request, path string, inv
 		case errors.As(err, &tooLarge):
 			return s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes", plan.DefaultMaxBodyLen))
 		case errors.Is(err, context.Canceled):
-			return hop.StatusClientClosedRequest
+			return contract.StatusClientClosedRequest
 		default:
 			return s.fail(w, r, http.StatusBadGateway, fmt.Sprintf("step %s's app is unreachable: %v", s.step.Name, err))
 		}
@@ -86,10 +86,10 @@ func (s *Sidecar) proxy(w http.ResponseWriter, r *http.Request, path string, inv
 // addContract gives a hop that arrived without them the step contract's
 // headers: a run ID, CloudEvents attributes and traceparent.
 func (s *Sidecar) addContract(ctx context.Context, out *http.Request) {
-	runID := out.Header.Get(hop.HeaderRunID)
+	runID := out.Header.Get(contract.HeaderRunID)
 	if runID == "" {
 		runID = newRunID()
-		out.Header.Set(hop.HeaderRunID, runID)
+		out.Header.Set(contract.HeaderRunID, runID)
 	}
 	ctx = s.tel.Tracing.Extract(ctx, out.Header)
 	for k, v := range s.contract.Header(ctx, runID, out.Header.Get("Content-Type")) {
@@ -99,7 +99,7 @@ func (s *Sidecar) addContract(ctx context.Context, out *http.Request) {
 
 // fail answers with a JSON error naming this step.
 func (s *Sidecar) fail(w http.ResponseWriter, r *http.Request, code int, msg string) int {
-	e := &hop.Error{Code: code, Step: s.step.Name, RunID: r.Header.Get(hop.HeaderRunID), Message: msg}
+	e := &contract.Error{Code: code, Step: s.step.Name, RunID: r.Header.Get(contract.HeaderRunID), Message: msg}
 	e.Write(w)
 	return code
 }

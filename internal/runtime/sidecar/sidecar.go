@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
@@ -26,7 +27,7 @@ type Config struct {
 	// AppURL is the app's base URL; default http://127.0.0.1:<app port>.
 	AppURL string
 	// Resolver finds the next steps' sidecars (sync-chain).
-	Resolver  hop.Resolver
+	Resolver  contract.Resolver
 	Transport http.RoundTripper
 	Telemetry *telemetry.Telemetry
 }
@@ -49,7 +50,7 @@ type Sidecar struct {
 	bulkhead  bulkhead.Bulkhead[any]
 	inbound   *telemetry.Inbound
 	source    string // CloudEvents source of this sidecar's app calls
-	contract  *hop.Contract
+	contract  *contract.Contract
 	spanName  string
 
 	chain *chain // nil unless the step is a sync-chain step
@@ -88,10 +89,10 @@ func New(cfg Config) (s *Sidecar, err error) {
 		appURL:    appBase + path,
 		bulkhead:  bulkhead.New[any](uint(max(1, step.Policy.Bulkhead.MaxConcurrent))),
 		inbound:   cfg.Telemetry.Metrics.Inbound(step.Name),
-		source:    hop.SourceOf(cfg.Plan.Namespace, cfg.Plan.Workflow, caller),
+		source:    contract.SourceOf(cfg.Plan.Namespace, cfg.Plan.Workflow, caller),
 		spanName:  "step " + step.Name,
 	}
-	if s.contract, err = hop.NewContract(s.source, step.Name, s.tel.Tracing.Inject); err != nil {
+	if s.contract, err = contract.NewContract(s.source, step.Name, s.tel.Tracing.Inject); err != nil {
 		return nil, err
 	}
 	if step.Mode == plan.ModeChain {
@@ -122,7 +123,7 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // reject answers a request over the bulkhead without calling the app.
 func (s *Sidecar) reject(w http.ResponseWriter, runID string) int {
 	s.inbound.Rejected()
-	e := &hop.Error{
+	e := &contract.Error{
 		Code: http.StatusServiceUnavailable, Step: s.step.Name, RunID: runID, Rejected: true,
 		Message: fmt.Sprintf("step %s is at its concurrency limit (bulkhead maxConcurrent %d)", s.step.Name, s.step.Policy.Bulkhead.MaxConcurrent),
 	}

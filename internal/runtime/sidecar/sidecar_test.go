@@ -13,8 +13,9 @@ import (
 
 	. "github.com/onsi/gomega"
 
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/plan"
-	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
@@ -30,7 +31,7 @@ func chainPlan(steps ...plan.Step) *plan.Plan {
 			CircuitBreaker: plan.CircuitBreaker{ConsecutiveFailures: 5, OpenDuration: plan.D(time.Second), HalfOpenRequests: 1},
 			Bulkhead:       plan.Bulkhead{MaxConcurrent: 4}}
 	}
-	return &plan.Plan{Version: plan.Version, Namespace: "ns", Workflow: "wf", Style: plan.StyleSyncChain,
+	return &plan.Plan{Version: plan.Version, Namespace: "ns", Workflow: "wf", Style: v1alpha1.StyleSyncChain,
 		Entry: plan.Entry{Kind: plan.EntryStep, Step: steps[0].Name, Timeout: plan.D(10 * time.Second)}, Steps: steps}
 }
 
@@ -42,7 +43,7 @@ func TestOtherRequestsPassThroughToTheApp(t *testing.T) {
 	}))
 	defer app.Close()
 	sc, err := New(Config{Plan: chainPlan(plan.Step{Name: "only", App: plan.App{Path: "/run"}}), Step: "only",
-		AppURL: app.URL, Resolver: hop.StaticResolver{}, Telemetry: testTelemetry()})
+		AppURL: app.URL, Resolver: contract.StaticResolver{}, Telemetry: testTelemetry()})
 	g.Expect(err).NotTo(HaveOccurred())
 	srv := httptest.NewServer(sc)
 	defer srv.Close()
@@ -64,7 +65,7 @@ func TestChainRunsCallTheAppAtItsPath(t *testing.T) {
 	}))
 	defer app.Close()
 	sc, err := New(Config{Plan: chainPlan(plan.Step{Name: "only", App: plan.App{Path: "/run"}}), Step: "only",
-		AppURL: app.URL, Resolver: hop.StaticResolver{}, Telemetry: testTelemetry()})
+		AppURL: app.URL, Resolver: contract.StaticResolver{}, Telemetry: testTelemetry()})
 	g.Expect(err).NotTo(HaveOccurred())
 	rec := httptest.NewRecorder()
 	sc.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", http.NoBody))
@@ -106,7 +107,7 @@ func TestChainRejectsOverTheBulkheadBeforeReadingTheBody(t *testing.T) {
 	defer close(release)
 	p := chainPlan(plan.Step{Name: "only"})
 	p.Steps[0].Policy.Bulkhead.MaxConcurrent = 1
-	sc, err := New(Config{Plan: p, Step: "only", AppURL: app.URL, Resolver: hop.StaticResolver{}, Telemetry: testTelemetry()})
+	sc, err := New(Config{Plan: p, Step: "only", AppURL: app.URL, Resolver: contract.StaticResolver{}, Telemetry: testTelemetry()})
 	g.Expect(err).NotTo(HaveOccurred())
 
 	first := make(chan int, 1)
@@ -121,7 +122,7 @@ func TestChainRejectsOverTheBulkheadBeforeReadingTheBody(t *testing.T) {
 	rec := httptest.NewRecorder()
 	sc.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", body))
 	g.Expect(rec.Code).To(Equal(http.StatusServiceUnavailable), rec.Body.String())
-	g.Expect(rec.Header().Get(hop.HeaderRejected)).To(Equal("bulkhead"))
+	g.Expect(rec.Header().Get(contract.HeaderRejected)).To(Equal("bulkhead"))
 	g.Expect(body.read.Load()).To(BeFalse(), "the body was read before the bulkhead decided")
 
 	release <- struct{}{}

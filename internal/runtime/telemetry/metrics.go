@@ -6,7 +6,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
-	"github.com/patchbay-dev/patchbay/internal/resilience"
+	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 )
 
 // latencyBuckets cover a sidecar hop (sub-millisecond) up to a slow step.
@@ -28,6 +28,7 @@ type Metrics struct {
 	deadLetters        *prometheus.CounterVec
 	redeliveries       *prometheus.CounterVec
 	readModelLag       *prometheus.GaugeVec
+	readModelPending   *prometheus.GaugeVec
 	readModelSkipped   *prometheus.CounterVec
 }
 
@@ -86,6 +87,10 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "patchbay_read_model_lag_seconds",
 			Help: "Age of the last event the read model projected when it was written: how stale GET /query answers are.",
 		}, []string{"workflow"}),
+		readModelPending: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "patchbay_read_model_pending",
+			Help: "Events waiting for the read model's projector behind the last one it handled: 0 when GET /query answers are current.",
+		}, []string{"workflow"}),
 		readModelSkipped: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "patchbay_read_model_skipped_total",
 			Help: "Events the read model acknowledged without projecting them, by reason: not JSON, no key, key not a string or number, invalid key.",
@@ -93,7 +98,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 	}
 	reg.MustRegister(m.inbound, m.inboundDuration, m.inflight, m.rejected, m.hopDuration,
 		m.hopAttempts, m.retries, m.breakerTransitions, m.runs, m.runDuration,
-		m.deadLetters, m.redeliveries, m.readModelLag, m.readModelSkipped)
+		m.deadLetters, m.redeliveries, m.readModelLag, m.readModelPending, m.readModelSkipped)
 	return m
 }
 
@@ -213,6 +218,11 @@ func (m *Metrics) Redeliveries(consumer string) prometheus.Counter {
 // ReadModelLag is the read model's lag gauge of a workflow.
 func (m *Metrics) ReadModelLag(workflow string) prometheus.Gauge {
 	return m.readModelLag.WithLabelValues(workflow)
+}
+
+// ReadModelPending is the read model's pending gauge of a workflow.
+func (m *Metrics) ReadModelPending(workflow string) prometheus.Gauge {
+	return m.readModelPending.WithLabelValues(workflow)
 }
 
 // ReadModelSkipped counts an event of workflow the read model did not

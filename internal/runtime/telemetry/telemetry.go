@@ -7,7 +7,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 
-	"github.com/patchbay-dev/patchbay/internal/resilience"
+	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 )
 
 // Telemetry is what every component of a process shares: its logger, metrics,

@@ -1,4 +1,4 @@
-package hop
+package contract
 
 import (
 	"context"
@@ -15,15 +15,56 @@ import (
 // EventType is the CloudEvents type of a step invocation.
 const EventType = "dev.patchbay.step.invoked"
 
-// ceIDHeader is the binary-mode header of the CloudEvents id, named as the SDK
-// names it: "ce-" and the attribute, canonicalized.
-var ceIDHeader = textproto.CanonicalMIMEHeaderKey("ce-" + spec.V1.AttributeFromKind(spec.ID).Name())
+// The binary-mode headers of CloudEvents attributes, named as the SDK names
+// them: "ce-" and the attribute, canonicalized.
+var (
+	ceIDHeader     = ceHeader(spec.ID)
+	CETypeHeader   = ceHeader(spec.Type)
+	CESourceHeader = ceHeader(spec.Source)
+)
+
+func ceHeader(k spec.Kind) string {
+	return textproto.CanonicalMIMEHeaderKey("ce-" + spec.V1.AttributeFromKind(k).Name())
+}
 
 // Invocation is one call of a step within a run.
 type Invocation struct {
 	RunID       string
 	ContentType string
 	Body        []byte
+	// Event, when set, is the event that triggered the call: the step sees
+	// its id, type and source rather than those of an invocation.
+	Event *EventAttrs
+}
+
+// EventAttrs are the CloudEvents attributes of an event a step receives.
+type EventAttrs struct {
+	ID, Type, Source string
+}
+
+// EventAttrsOf reads the attributes of an event from its binary-mode headers;
+// nil when it has no type.
+func EventAttrsOf(h http.Header) *EventAttrs {
+	typ := h.Get(CETypeHeader)
+	if typ == "" {
+		return nil
+	}
+	return &EventAttrs{ID: h.Get(ceIDHeader), Type: typ, Source: h.Get(CESourceHeader)}
+}
+
+// SetHeaders writes the attributes into h as binary-mode headers, so that the
+// step sees the event rather than an invocation; a nil e writes nothing.
+func (e *EventAttrs) SetHeaders(h http.Header) {
+	if e == nil {
+		return
+	}
+	h[CETypeHeader] = []string{e.Type}
+	if e.ID != "" {
+		h[ceIDHeader] = []string{e.ID}
+	}
+	if e.Source != "" {
+		h[CESourceHeader] = []string{e.Source}
+	}
 }
 
 // SourceOf is the CloudEvents source of calls made by caller in a workflow.

@@ -1,4 +1,4 @@
-package hop
+package contract
 
 import (
 	"encoding/json"
@@ -7,30 +7,16 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/patchbay-dev/patchbay/internal/resilience"
+	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 )
-
-// Headers of the data plane besides the step contract's.
-const (
-	HeaderRunID = "Patchbay-Run-Id"
-	// HeaderRejected marks an answer given without calling the app (a full
-	// bulkhead), so that a caller knows a retry cannot run the step twice.
-	HeaderRejected = "Patchbay-Rejected"
-	// HeaderFrom names the step whose sidecar forwards a sync-chain hop.
-	HeaderFrom = "Patchbay-From"
-)
-
-// StatusClientClosedRequest is the code of a run whose caller went away before
-// the answer (nginx's 499): nobody reads the answer, so it is neither logged
-// as a failure nor retried, and an async sidecar that gets it is stopping and
-// hands the message back to the broker.
-const StatusClientClosedRequest = 499
 
 // Error is a failed run as the caller sees it: the HTTP status of the answer and
 // a JSON body naming the step, the step's last status and the attempts made.
 type Error struct {
-	// Code is the HTTP status of the answer.
-	Code    int    `json:"-"`
+	// Code is the HTTP status the run answers with. It is part of the JSON, so
+	// the error carries it wherever it goes: a failure result on the bus, a run
+	// record in the runs bucket.
+	Code    int    `json:"code"`
 	Message string `json:"error"`
 	// Step is the step that failed; empty when the request itself was refused.
 	Step string `json:"step,omitempty"`

@@ -1,4 +1,4 @@
-package hop
+package contract
 
 import (
 	"context"

@@ -1,4 +1,4 @@
-package hop
+package serve
 
 import (
 	"fmt"
@@ -6,6 +6,8 @@ import (
 	"time"
 
 	"github.com/failsafe-go/failsafe-go/bulkhead"
+
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 // BulkheadRetryAfter is the Retry-After of a request refused by a full inbound
@@ -24,8 +26,8 @@ func Bulkhead(who string, maxConcurrent int32, next http.Handler, onReject func(
 			if onReject != nil {
 				onReject()
 			}
-			(&Error{Code: http.StatusServiceUnavailable, Rejected: true, RetryAfter: BulkheadRetryAfter,
-				RunID:   r.Header.Get(HeaderRunID),
+			(&contract.Error{Code: http.StatusServiceUnavailable, Rejected: true, RetryAfter: BulkheadRetryAfter,
+				RunID:   r.Header.Get(contract.HeaderRunID),
 				Message: fmt.Sprintf("%s is at its concurrency limit (bulkhead maxConcurrent %d)", who, n)}).Write(w)
 			return
 		}

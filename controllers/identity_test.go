@@ -1,0 +1,260 @@
+package controllers_test
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	. "github.com/onsi/ginkgo/v2"
+	. "github.com/onsi/gomega"
+	appsv1 "k8s.io/api/apps/v1"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/controllers"
+	"github.com/patchbay-dev/patchbay/internal/natsauth"
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/render"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
+	"github.com/patchbay-dev/patchbay/internal/topology"
+)
+
+// givenRunningBroker creates a Broker and runs a NATS server from the
+// nats.conf its controller rendered, as its pod would; the manager reaches
+// the Broker there. It returns the Broker's keys and the server's URL.
+func givenRunningBroker(ctx context.Context, ns, name string) (*natsauth.Broker, string) {
+	Expect(k8s.Create(ctx, &v1alpha1.Broker{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name}})).To(Succeed())
+	cm := &corev1.ConfigMap{}
+	Eventually(func() error {
+		return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: render.NATSConfigName(name)}, cm)
+	}).Should(Succeed())
+	auth := brokerAuth(ctx, ns, name)
+	url := natstest.StartConfig(GinkgoT(), cm.Data["nats.conf"], render.NATSDataDir, map[string]string{render.NATSServerNameEnv: name + "-nats-0"})
+	brokerServers.Store(ns+"/"+name, url)
+	DeferCleanup(func() { brokerServers.Delete(ns + "/" + name) })
+	return auth, url
+}
+
+// brokerAuth reads a Broker's auth Secret.
+func brokerAuth(ctx context.Context, ns, name string) *natsauth.Broker {
+	var auth *natsauth.Broker
+	Eventually(func(g Gomega) {
+		s := &corev1.Secret{}
+		g.Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: render.NATSAuthSecretName(name)}, s)).To(Succeed())
+		a, ok := natsauth.FromData(s.Data)
+		g.Expect(ok).To(BeTrue())
+		auth = a
+	}).Should(Succeed())
+	return auth
+}
+
+// credentials polls the credentials in a Workflow's Secret.
+func credentials(ctx context.Context, ns, workflow string) func() []byte {
+	return func() []byte {
+		s := &corev1.Secret{}
+		if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: render.WorkflowCredentialsSecretName(workflow)}, s); err != nil {
+			return nil
+		}
+		return s.Data[natsauth.CredentialsKey]
+	}
+}
+
+// podCredentialsHash polls the credentials hash on a Deployment's pod template.
+func podCredentialsHash(ctx context.Context, ns, name string) func() string {
+	return func() string {
+		d := &appsv1.Deployment{}
+		if err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, d); err != nil {
+			return err.Error()
+		}
+		return d.Spec.Template.Annotations[render.AnnotationNATSCredentialsHash]
+	}
+}
+
+// connectAs connects to url with a workflow's credentials and inbox prefix,
+// as its pods do.
+func connectAs(url string, creds []byte, p *plan.Plan) (*nats.Conn, error) {
+	token, seed, err := natsauth.JWTAndSeed(creds)
+	Expect(err).NotTo(HaveOccurred())
+	return nats.Connect(url, nats.UserJWTAndSeed(token, seed), nats.CustomInboxPrefix(bus.InboxPrefix(p)), nats.Timeout(5*time.Second))
+}
+
+// compiled is the plan of a Workflow as it stands.
+func compiled(ctx context.Context, ns, name string) *plan.Plan {
+	p, err := topology.Compile(getWorkflow(ctx, ns, name))
+	Expect(err).NotTo(HaveOccurred())
+	return p
+}
+
+// setUpOnBroker declares a workflow's stream, runs bucket and its consumers
+// with its own credentials, as its roles do at start.
+func setUpOnBroker(ctx context.Context, url string, creds []byte, p *plan.Plan) {
+	nc, err := connectAs(url, creds, p)
+	Expect(err).NotTo(HaveOccurred())
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	Expect(err).NotTo(HaveOccurred())
+	Expect(bus.EnsureStream(ctx, js, p, bus.DefaultStorage)).To(Succeed())
+	_, err = bus.EnsureRuns(ctx, js, p, bus.DefaultStorage)
+	Expect(err).NotTo(HaveOccurred())
+	for _, st := range p.Steps {
+		for _, c := range st.Consumers {
+			_, err := bus.EnsureConsumer(ctx, js, p, bus.StepConsumerConfig(c))
+			Expect(err).NotTo(HaveOccurred())
+		}
+	}
+}
+
+var _ = Describe("Workflow identities on a Broker", Ordered, func() {
+	ctx := context.Background()
+	var (
+		ns   string
+		auth *natsauth.Broker
+		url  string
+	)
+	BeforeAll(func() {
+		ns = newNamespace("identity", nil)
+		auth, url = givenRunningBroker(ctx, ns, "default")
+		for _, sample := range []struct{ file, name string }{{"async-orchestrated.yaml", "alpha"}, {"choreography.yaml", "beta"}} {
+			wf := &v1alpha1.Workflow{}
+			readSample(sample.file, wf)
+			wf.Namespace, wf.Name = ns, sample.name
+			wf.Spec.Broker = &v1alpha1.BrokerRef{Name: "default"}
+			Expect(k8s.Create(ctx, wf)).To(Succeed())
+		}
+	})
+
+	It("gives each Workflow its own user, with permissions for its own resources only, mounted by its own pods only", func() {
+		for _, name := range []string{"alpha", "beta"} {
+			Eventually(credentials(ctx, ns, name)).ShouldNot(BeEmpty(), name)
+			creds := credentials(ctx, ns, name)()
+			uc, err := auth.UserOf(creds)
+			Expect(err).NotTo(HaveOccurred(), name)
+			want := natsauth.WorkflowPermissions(compiled(ctx, ns, name))
+			Expect(uc.Permissions.Pub.Allow).To(Equal(want.Pub.Allow), name)
+			Expect(uc.Permissions.Sub.Allow).To(Equal(want.Sub.Allow), name)
+			Expect(uc.Permissions.Pub.Allow).To(ContainElement("pb." + ns + "." + name + ".>"))
+			Expect(uc.Permissions.Sub.Allow).To(ConsistOf("pb."+ns+"."+name+".>", bus.InboxPrefix(compiled(ctx, ns, name))+".>"))
+
+			var deps appsv1.DeploymentList
+			Expect(k8s.List(ctx, &deps, client.InNamespace(ns), client.MatchingLabels{render.LabelWorkflow: name})).To(Succeed())
+			Expect(deps.Items).NotTo(BeEmpty())
+			for _, d := range deps.Items {
+				Eventually(podCredentialsHash(ctx, ns, d.Name)).Should(Equal(render.CredentialsHash(creds)), d.Name)
+				var secrets []string
+				for _, v := range d.Spec.Template.Spec.Volumes {
+					if v.Secret != nil {
+						secrets = append(secrets, v.Secret.SecretName)
+					}
+				}
+				Expect(secrets).To(ConsistOf(render.WorkflowCredentialsSecretName(name)), d.Name)
+			}
+		}
+		Expect(credentials(ctx, ns, "alpha")()).NotTo(Equal(credentials(ctx, ns, "beta")()))
+
+		By("letting each set up its own stream, buckets and consumers on the server run from the rendered nats.conf")
+		setUpOnBroker(ctx, url, credentials(ctx, ns, "alpha")(), compiled(ctx, ns, "alpha"))
+		setUpOnBroker(ctx, url, credentials(ctx, ns, "beta")(), compiled(ctx, ns, "beta"))
+	})
+
+	It("mints new credentials and rolls the pods when the credentials Secret is deleted", func() {
+		old := credentials(ctx, ns, "beta")()
+		oldHash := podCredentialsHash(ctx, ns, "beta-ch-gateway")()
+		Expect(oldHash).To(Equal(render.CredentialsHash(old)))
+		Expect(k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.WorkflowCredentialsSecretName("beta")}})).To(Succeed())
+		Eventually(credentials(ctx, ns, "beta")).ShouldNot(Or(BeEmpty(), Equal(old)))
+		creds := credentials(ctx, ns, "beta")()
+		Eventually(podCredentialsHash(ctx, ns, "beta-ch-gateway")).Should(Equal(render.CredentialsHash(creds)))
+		Expect(render.CredentialsHash(creds)).NotTo(Equal(oldHash))
+		nc, err := connectAs(url, creds, compiled(ctx, ns, "beta"))
+		Expect(err).NotTo(HaveOccurred(), "the new credentials work")
+		nc.Close()
+		Eventually(func() error {
+			nc, err := connectAs(url, old, compiled(ctx, ns, "beta"))
+			if err == nil {
+				nc.Close()
+			}
+			return err
+		}).Should(MatchError(nats.ErrAuthorization), "the deleted Secret's user is revoked")
+	})
+
+	It("deletes a deleted Workflow's stream, consumers, buckets and user from the Broker", func() {
+		p := compiled(ctx, ns, "alpha")
+		creds := credentials(ctx, ns, "alpha")()
+		Expect(getWorkflow(ctx, ns, "alpha").Finalizers).To(ContainElement(controllers.BrokerCleanupFinalizer))
+		admin, err := auth.NewUser("test admin", nil, false)
+		Expect(err).NotTo(HaveOccurred())
+		nc, err := connectAs(url, admin.Creds, p)
+		Expect(err).NotTo(HaveOccurred())
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		Expect(err).NotTo(HaveOccurred())
+		streams := func() []string {
+			var names []string
+			l := js.StreamNames(ctx)
+			for n := range l.Name() {
+				names = append(names, n)
+			}
+			Expect(l.Err()).NotTo(HaveOccurred())
+			return names
+		}
+		beta := compiled(ctx, ns, "beta")
+		Expect(streams()).To(ConsistOf(p.Stream.Name, "KV_"+p.Stream.RunsBucket, beta.Stream.Name, "KV_"+beta.Stream.RunsBucket))
+
+		Expect(k8s.Delete(ctx, getWorkflow(ctx, ns, "alpha"))).To(Succeed())
+		Eventually(func() error {
+			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "alpha"}, &v1alpha1.Workflow{})
+		}).Should(Satisfy(apierrors.IsNotFound))
+		Expect(streams()).To(ConsistOf(beta.Stream.Name, "KV_"+beta.Stream.RunsBucket), "beta's are left as they are")
+		_, err = connectAs(url, creds, p)
+		Expect(err).To(MatchError(nats.ErrAuthorization), "alpha's user is revoked")
+		creds = credentials(ctx, ns, "beta")()
+		nc, err = connectAs(url, creds, beta)
+		Expect(err).NotTo(HaveOccurred(), "beta's user is not")
+		nc.Close()
+	})
+})
+
+var _ = Describe("A Workflow whose Broker does not answer", func() {
+	ctx := context.Background()
+
+	It("waits, saying so, until its Broker is deleted, then goes; a Workflow that stays says its Broker is gone", func() {
+		ns := newNamespace("gone", nil)
+		Expect(k8s.Create(ctx, &v1alpha1.Broker{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "silent"}})).To(Succeed())
+		for _, name := range []string{"leaving", "staying"} {
+			wf := &v1alpha1.Workflow{}
+			readSample("choreography.yaml", wf)
+			wf.Namespace, wf.Name = ns, name
+			wf.Spec.Broker = &v1alpha1.BrokerRef{Name: "silent"}
+			Expect(k8s.Create(ctx, wf)).To(Succeed())
+			Eventually(credentials(ctx, ns, name)).ShouldNot(BeEmpty())
+			Eventually(func() []string { return getWorkflow(ctx, ns, name).Finalizers }).Should(ContainElement(controllers.BrokerCleanupFinalizer))
+		}
+
+		Expect(k8s.Delete(ctx, getWorkflow(ctx, ns, "leaving"))).To(Succeed())
+		Eventually(workflowCondition(ctx, ns, "leaving", v1alpha1.ConditionBrokerReady)).Should(
+			HavePrefix("False/BrokerCleanupPending: Deleting the stream, buckets and user of this Workflow from Broker silent failed"))
+		Eventually(events(ctx, ns, "leaving")).Should(ContainElement(HavePrefix("Warning BrokerCleanupPending:")))
+
+		Expect(k8s.Delete(ctx, &v1alpha1.Broker{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "silent"}})).To(Succeed())
+		Eventually(func() error {
+			err := k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "leaving"}, &v1alpha1.Workflow{})
+			if err == nil {
+				return errors.New("still there")
+			}
+			return client.IgnoreNotFound(err)
+		}).Should(Succeed())
+		Eventually(workflowCondition(ctx, ns, "staying", v1alpha1.ConditionBrokerReady)).Should(
+			Equal("False/BrokerNotFound: Broker silent does not exist in namespace " + ns + ": create it, or name another in spec.broker"))
+		Expect(k8s.Delete(ctx, getWorkflow(ctx, ns, "staying"))).To(Succeed())
+		Eventually(func() bool {
+			return apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "staying"}, &v1alpha1.Workflow{}))
+		}).Should(BeTrue())
+	})
+})

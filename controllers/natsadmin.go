@@ -1,0 +1,183 @@
+package controllers
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	"k8s.io/apimachinery/pkg/types"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/natsauth"
+	"github.com/patchbay-dev/patchbay/internal/topology"
+)
+
+// natsAdmin holds the manager's connections to its Brokers, one per Broker,
+// opened on first use with an admin user of the Broker's workflows account
+// and a user of its system account, both minted from the Broker's auth Secret.
+// A Broker that does not answer is an error for the caller to retry later: no
+// call waits longer than natsAdminTimeout.
+type natsAdmin struct {
+	// url is where the manager reaches a Broker: its status.url, or a test's server.
+	url   func(*v1alpha1.Broker) string
+	mu    sync.Mutex
+	conns map[types.NamespacedName]*brokerConn
+}
+
+// natsAdminTimeout bounds a connect and each request to a Broker.
+const natsAdminTimeout = 5 * time.Second
+
+type brokerConn struct {
+	// account is the workflows account the connection was made for; a
+	// Broker whose auth Secret was regenerated gets a new connection.
+	account string
+	auth    *natsauth.Broker
+	nc, sys *nats.Conn
+	js      jetstream.JetStream
+	// revoking serialises the read-modify-write of the account's JWT.
+	revoking sync.Mutex
+}
+
+// newNATSAdmin reaches each Broker at url(b), or its status.url if url is nil.
+func newNATSAdmin(url func(*v1alpha1.Broker) string) *natsAdmin {
+	if url == nil {
+		url = func(b *v1alpha1.Broker) string { return b.Status.URL }
+	}
+	return &natsAdmin{url: url, conns: map[types.NamespacedName]*brokerConn{}}
+}
+
+// conn returns the connection to b, connecting if needed.
+func (a *natsAdmin) conn(b *v1alpha1.Broker, auth *natsauth.Broker) (*brokerConn, error) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c := a.conns[client.ObjectKeyFromObject(b)]; c != nil {
+		if c.account == auth.Account() && !c.nc.IsClosed() && !c.sys.IsClosed() {
+			return c, nil
+		}
+		c.close()
+		delete(a.conns, client.ObjectKeyFromObject(b))
+	}
+	url := a.url(b)
+	if url == "" {
+		return nil, fmt.Errorf("Broker %s has no URL yet", b.Name)
+	}
+	dial := func(system bool) (*nats.Conn, error) {
+		u, err := auth.NewUser("patchbay-manager", nil, system)
+		if err != nil {
+			return nil, err
+		}
+		token, seed, err := natsauth.JWTAndSeed(u.Creds)
+		if err != nil {
+			return nil, err
+		}
+		return nats.Connect(url,
+			nats.Name("patchbay manager"),
+			nats.Timeout(natsAdminTimeout),
+			nats.MaxReconnects(-1),
+			nats.UserJWTAndSeed(token, seed),
+		)
+	}
+	nc, err := dial(false)
+	if err != nil {
+		return nil, fmt.Errorf("connect to Broker %s at %s: %w", b.Name, url, err)
+	}
+	sys, err := dial(true)
+	if err != nil {
+		nc.Close()
+		return nil, fmt.Errorf("connect to Broker %s at %s as its system account: %w", b.Name, url, err)
+	}
+	js, err := jetstream.New(nc)
+	if err != nil {
+		nc.Close()
+		sys.Close()
+		return nil, err
+	}
+	c := &brokerConn{account: auth.Account(), auth: auth, nc: nc, sys: sys, js: js}
+	a.conns[client.ObjectKeyFromObject(b)] = c
+	return c, nil
+}
+
+// forget closes the connection to a Broker that is gone.
+func (a *natsAdmin) forget(key types.NamespacedName) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	if c := a.conns[key]; c != nil {
+		c.close()
+		delete(a.conns, key)
+	}
+}
+
+func (c *brokerConn) close() {
+	c.nc.Close()
+	c.sys.Close()
+}
+
+// deleteResources deletes what a workflow holds on the Broker: its stream
+// (and with it every consumer) unless keepStream, and its KV buckets unless
+// keepBuckets. What does not exist is not an error.
+func (c *brokerConn) deleteResources(ctx context.Context, r topology.BrokerResources, keepStream, keepBuckets bool) error {
+	ctx, cancel := context.WithTimeout(ctx, natsAdminTimeout)
+	defer cancel()
+	var errs []error
+	if !keepStream {
+		if err := c.js.DeleteStream(ctx, r.Stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+			errs = append(errs, fmt.Errorf("delete stream %s: %w", r.Stream, err))
+		}
+	}
+	if !keepBuckets {
+		for _, b := range r.Buckets {
+			if err := c.js.DeleteKeyValue(ctx, b); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				errs = append(errs, fmt.Errorf("delete bucket %s: %w", b, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// revoke withdraws users of the workflows account: it reads the account's
+// JWT from the servers, adds the revocations and pushes it back over the
+// system account. A revoked user is disconnected and cannot connect again.
+func (c *brokerConn) revoke(ctx context.Context, users ...string) error {
+	if len(users) == 0 {
+		return nil
+	}
+	c.revoking.Lock()
+	defer c.revoking.Unlock()
+	ctx, cancel := context.WithTimeout(ctx, natsAdminTimeout)
+	defer cancel()
+	msg, err := c.sys.RequestWithContext(ctx, fmt.Sprintf("$SYS.REQ.ACCOUNT.%s.CLAIMS.LOOKUP", c.account), nil)
+	if err != nil {
+		return fmt.Errorf("look up the workflows account: %w", err)
+	}
+	current := string(msg.Data)
+	if current == "" {
+		current = c.auth.AccountJWT
+	}
+	updated, err := c.auth.Revoke(current, users...)
+	if err != nil {
+		return err
+	}
+	msg, err = c.sys.RequestWithContext(ctx, "$SYS.REQ.CLAIMS.UPDATE", []byte(updated))
+	if err != nil {
+		return fmt.Errorf("push the workflows account: %w", err)
+	}
+	var resp struct {
+		Error *struct {
+			Code        int    `json:"code"`
+			Description string `json:"description"`
+		} `json:"error"`
+	}
+	if err := json.Unmarshal(msg.Data, &resp); err != nil {
+		return fmt.Errorf("push the workflows account: unexpected answer %q", msg.Data)
+	}
+	if resp.Error != nil {
+		return fmt.Errorf("push the workflows account: %s (%d)", resp.Error.Description, resp.Error.Code)
+	}
+	return nil
+}

@@ -1,0 +1,255 @@
+package natsauth_test
+
+import (
+	"context"
+	"net/http"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	. "github.com/onsi/gomega"
+	"k8s.io/utils/ptr"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/natsauth"
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/render"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
+	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
+	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
+	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
+	"github.com/patchbay-dev/patchbay/internal/topology"
+)
+
+// givenBroker runs a NATS server from the nats.conf a one-server Broker
+// renders, with fresh keys.
+func givenBroker(t *testing.T) (*natsauth.Broker, string) {
+	t.Helper()
+	auth, err := natsauth.NewBroker("default", "pbtestroutepassword")
+	if err != nil {
+		t.Fatal(err)
+	}
+	b := &v1alpha1.Broker{Spec: v1alpha1.BrokerSpec{Replicas: ptr.To(int32(1))}}
+	b.Name, b.Namespace = "default", "default"
+	url := natstest.StartConfig(t, render.NATSConfig(b, auth), render.NATSDataDir, map[string]string{render.NATSServerNameEnv: "nats-0"})
+	return auth, url
+}
+
+// givenWorkflow is a sample renamed, its plan, and the directory of its
+// credentials as its pods mount them.
+func givenWorkflow(t *testing.T, auth *natsauth.Broker, sample, name string) (file string, p *plan.Plan, creds string) {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("..", "..", "config", "samples", sample+".yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	file = filepath.Join(dir, "workflow.yaml")
+	if err := os.WriteFile(file, []byte(regexp.MustCompile(`(?m)^  name: .*$`).ReplaceAllString(string(b), "  name: "+name)), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	wf, err := dev.LoadWorkflow(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p, err = topology.Compile(wf); err != nil {
+		t.Fatal(err)
+	}
+	u, err := auth.NewWorkflowUser(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	creds = filepath.Join(dir, "creds")
+	if err := os.MkdirAll(creds, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(creds, natsauth.CredentialsKey), u.Creds, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return file, p, creds
+}
+
+// givenDataPlane runs the workflow's gateway, orchestrator and sidecars (dev)
+// on the broker at url with its own credentials.
+func givenDataPlane(t *testing.T, file, url, creds string) *dev.Env {
+	t.Helper()
+	log, err := telemetry.NewLogger(t.Output(), "text", "info")
+	if err != nil {
+		t.Fatal(err)
+	}
+	tracing, _ := telemetry.NewTracing(context.Background(), "", "test")
+	env, err := dev.Start(context.Background(), dev.Options{
+		File: file, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Stderr: t.Output(),
+		Telemetry: telemetry.New(log, tracing), Serve: serve.Options{DrainTimeout: 5 * time.Second},
+		NATSURL: url, NATSCredentials: creds,
+	})
+	if err != nil {
+		t.Fatalf("start the data plane of %s: %v", file, err)
+	}
+	t.Cleanup(func() {
+		if err := env.Stop(); err != nil {
+			t.Errorf("stop the data plane: %v", err)
+		}
+	})
+	return env
+}
+
+func run(g Gomega, env *dev.Env, body string) {
+	resp, err := http.Post(env.EntryURL, "application/json", strings.NewReader(body))
+	g.Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+}
+
+func TestAWorkflowsCredentialsReachOnlyItsOwnResources(t *testing.T) {
+	g := NewWithT(t)
+	auth, url := givenBroker(t)
+	fileA, pA, credsA := givenWorkflow(t, auth, "async-orchestrated", "alpha")
+	fileB, pB, credsB := givenWorkflow(t, auth, "hybrid", "beta")
+	g.Expect(pB.ReadModel).NotTo(BeNil())
+	// Both run end to end, each with its own credentials only, B's read
+	// model included.
+	run(g, givenDataPlane(t, fileA, url, credsA), `{"id":7}`)
+	envB := givenDataPlane(t, fileB, url, credsB)
+	run(g, envB, `{"id":7,"orderId":"o-7"}`)
+	g.Eventually(func() int {
+		resp, err := http.Get(envB.EntryURL + "query/o-7")
+		if err != nil {
+			return 0
+		}
+		resp.Body.Close()
+		return resp.StatusCode
+	}, 20*time.Second).Should(Equal(http.StatusOK))
+
+	// Workflow A's credentials, as A's pods use them.
+	refused := make(chan error, 64)
+	nc, err := nats.Connect(url, nats.UserCredentials(filepath.Join(credsA, natsauth.CredentialsKey)),
+		nats.CustomInboxPrefix(bus.InboxPrefix(pA)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { refused <- err }))
+	g.Expect(err).NotTo(HaveOccurred())
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	g.Expect(err).NotTo(HaveOccurred())
+	call := func() (context.Context, context.CancelFunc) {
+		return context.WithTimeout(context.Background(), 2*time.Second)
+	}
+	// The server answers each refused publish or subscription with a
+	// permissions violation naming its subject.
+	expectRefused := func(what, subject string) {
+		t.Helper()
+		g.Eventually(refused).Should(Receive(MatchError(And(ContainSubstring("Permissions Violation"), ContainSubstring(`"`+subject+`"`)))), what)
+	}
+
+	// A's own stream is there for A.
+	ctx, cancel := call()
+	_, err = js.Stream(ctx, pA.Stream.Name)
+	cancel()
+	g.Expect(err).NotTo(HaveOccurred())
+
+	ctx, cancel = call()
+	g.Expect(js.DeleteStream(ctx, pB.Stream.Name)).NotTo(Succeed(), "delete B's stream")
+	cancel()
+	expectRefused("delete B's stream", "$JS.API.STREAM.DELETE."+pB.Stream.Name)
+
+	ctx, cancel = call()
+	_, err = js.CreateOrUpdateConsumer(ctx, pB.Stream.Name, jetstream.ConsumerConfig{Durable: "spy", FilterSubject: pB.Stream.StartSubject})
+	cancel()
+	g.Expect(err).To(HaveOccurred(), "create a consumer on B's stream")
+	expectRefused("create a consumer on B's stream", "$JS.API.CONSUMER.CREATE."+pB.Stream.Name+".spy."+pB.Stream.StartSubject)
+
+	ctx, cancel = call()
+	_, err = js.KeyValue(ctx, pB.Stream.RunsBucket)
+	cancel()
+	g.Expect(err).To(HaveOccurred(), "bind B's runs bucket")
+	expectRefused("bind B's runs bucket", "$JS.API.STREAM.INFO.KV_"+pB.Stream.RunsBucket)
+
+	ctx, cancel = call()
+	_, err = nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET.KV_"+pB.Stream.RunsBucket+".$KV."+pB.Stream.RunsBucket+".some-run", nil)
+	cancel()
+	g.Expect(err).To(HaveOccurred(), "get from B's runs bucket")
+	expectRefused("get from B's runs bucket", "$JS.API.DIRECT.GET.KV_"+pB.Stream.RunsBucket+".$KV."+pB.Stream.RunsBucket+".some-run")
+
+	ctx, cancel = call()
+	_, err = js.Publish(ctx, "$KV."+pB.Stream.RunsBucket+".some-run", []byte(`{"status":"succeeded"}`))
+	cancel()
+	g.Expect(err).To(HaveOccurred(), "put into B's runs bucket")
+	expectRefused("put into B's runs bucket", "$KV."+pB.Stream.RunsBucket+".some-run")
+
+	ctx, cancel = call()
+	_, err = nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET.KV_"+pB.ReadModel.Bucket+".$KV."+pB.ReadModel.Bucket+".o-7", nil)
+	cancel()
+	g.Expect(err).To(HaveOccurred(), "get from B's read model")
+	expectRefused("get from B's read model", "$JS.API.DIRECT.GET.KV_"+pB.ReadModel.Bucket+".$KV."+pB.ReadModel.Bucket+".o-7")
+
+	ctx, cancel = call()
+	g.Expect(js.DeleteKeyValue(ctx, pB.ReadModel.Bucket)).NotTo(Succeed(), "delete B's read model")
+	cancel()
+	expectRefused("delete B's read model", "$JS.API.STREAM.DELETE.KV_"+pB.ReadModel.Bucket)
+
+	g.Expect(nc.Publish(pB.Stream.StartSubject, []byte(`{"id":7}`))).To(Succeed())
+	expectRefused("publish on B's start subject", pB.Stream.StartSubject)
+	_, err = nc.SubscribeSync(pB.Stream.Subjects[0])
+	g.Expect(err).NotTo(HaveOccurred())
+	expectRefused("subscribe to B's subjects", pB.Stream.Subjects[0])
+	_, err = nc.SubscribeSync(bus.InboxPrefix(pB) + ".>")
+	g.Expect(err).NotTo(HaveOccurred())
+	expectRefused("subscribe to B's inbox", bus.InboxPrefix(pB)+".>")
+
+	// Nothing of B changed: its stream is there with its messages, and B
+	// still runs.
+	ncB, err := nats.Connect(url, nats.UserCredentials(filepath.Join(credsB, natsauth.CredentialsKey)), nats.CustomInboxPrefix(bus.InboxPrefix(pB)))
+	g.Expect(err).NotTo(HaveOccurred())
+	defer ncB.Close()
+	jsB, err := jetstream.New(ncB)
+	g.Expect(err).NotTo(HaveOccurred())
+	ctx, cancel = call()
+	defer cancel()
+	s, err := jsB.Stream(ctx, pB.Stream.Name)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(s.CachedInfo().State.Msgs).To(BeNumerically(">", 0))
+	_, err = s.Consumer(ctx, "spy")
+	g.Expect(err).To(MatchError(jetstream.ErrConsumerNotFound))
+	kv, err := jsB.KeyValue(ctx, pB.ReadModel.Bucket)
+	g.Expect(err).NotTo(HaveOccurred())
+	_, err = kv.Get(ctx, "o-7")
+	g.Expect(err).NotTo(HaveOccurred(), "B's read model is intact")
+}
+
+// A user's JWT travels in the CONNECT line, which a server bounds: the user
+// of a Workflow with the longest names and every bucket still connects to a
+// server run from the rendered nats.conf, and may use its stream.
+func TestTheLongestWorkflowUserConnects(t *testing.T) {
+	g := NewWithT(t)
+	auth, url := givenBroker(t)
+	wf, err := dev.LoadWorkflow(filepath.Join("..", "..", "config", "samples", "hybrid.yaml"))
+	g.Expect(err).NotTo(HaveOccurred())
+	wf.Namespace = strings.Repeat("n", 63)
+	wf.Name = strings.Repeat("w", 63-len("-hy-orchestrator"))
+	p, err := topology.Compile(wf)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(p.ReadModel).NotTo(BeNil())
+	u, err := auth.NewWorkflowUser(p)
+	g.Expect(err).NotTo(HaveOccurred())
+	token, _, err := natsauth.JWTAndSeed(u.Creds)
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Logf("the longest user's JWT has %d bytes", len(token))
+
+	token, seed, err := natsauth.JWTAndSeed(u.Creds)
+	g.Expect(err).NotTo(HaveOccurred())
+	nc, err := nats.Connect(url, nats.UserJWTAndSeed(token, seed), nats.CustomInboxPrefix(bus.InboxPrefix(p)))
+	g.Expect(err).NotTo(HaveOccurred())
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	g.Expect(err).NotTo(HaveOccurred())
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	g.Expect(bus.EnsureStream(ctx, js, p, bus.DefaultStorage)).To(Succeed())
+	_, err = bus.EnsureReadModel(ctx, js, p, bus.DefaultStorage)
+	g.Expect(err).NotTo(HaveOccurred())
+}
