@@ -167,12 +167,12 @@ var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 
 	It("mints new credentials and rolls the pods when the credentials Secret is deleted", func() {
 		old := credentials(ctx, ns, "beta")()
-		oldHash := podCredentialsHash(ctx, ns, "beta-gateway")()
+		oldHash := podCredentialsHash(ctx, ns, "beta-ch-gateway")()
 		Expect(oldHash).To(Equal(render.CredentialsHash(old)))
 		Expect(k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.WorkflowCredentialsSecretName("beta")}})).To(Succeed())
 		Eventually(credentials(ctx, ns, "beta")).ShouldNot(Or(BeEmpty(), Equal(old)))
 		creds := credentials(ctx, ns, "beta")()
-		Eventually(podCredentialsHash(ctx, ns, "beta-gateway")).Should(Equal(render.CredentialsHash(creds)))
+		Eventually(podCredentialsHash(ctx, ns, "beta-ch-gateway")).Should(Equal(render.CredentialsHash(creds)))
 		Expect(render.CredentialsHash(creds)).NotTo(Equal(oldHash))
 		nc, err := connectAs(url, creds, compiled(ctx, ns, "beta"))
 		Expect(err).NotTo(HaveOccurred(), "the new credentials work")
