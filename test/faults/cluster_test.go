@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -278,31 +279,38 @@ func (c *cluster) runs(js jetstream.JetStream) *bus.Runs {
 	return &bus.Runs{KV: kv}
 }
 
-// deadLetters reads every dead letter on the workflow's dead-letter subject,
-// by run id, through a consumer of its own that it deletes again.
+// deadLetters reads every dead letter of the workflow's dead-letter stream,
+// by run id, through bus.DeadLetters as GET /deadletters does.
 func (c *cluster) deadLetters(js jetstream.JetStream) map[string][]bus.DeadLetter {
 	GinkgoHelper()
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
-	stream, err := js.Stream(ctx, c.plan.Stream.Name)
-	Expect(err).NotTo(HaveOccurred())
-	cons, err := stream.CreateConsumer(ctx, jetstream.ConsumerConfig{FilterSubject: c.plan.Stream.DeadLetter,
-		AckPolicy: jetstream.AckNonePolicy, MemoryStorage: true, InactiveThreshold: time.Minute})
-	Expect(err).NotTo(HaveOccurred())
-	defer func() { _ = stream.DeleteConsumer(context.WithoutCancel(ctx), cons.CachedInfo().Name) }()
+	dl := &bus.DeadLetters{Plan: c.plan, Conn: &bus.Conn{JS: js}}
 	out := map[string][]bus.DeadLetter{}
-	for pending := cons.CachedInfo().NumPending; pending > 0; {
-		batch, err := cons.Fetch(int(min(256, pending)), jetstream.FetchMaxWait(5*time.Second))
+	var after uint64
+	for {
+		page, err := dl.List(ctx, after, 256)
 		Expect(err).NotTo(HaveOccurred())
-		for m := range batch.Messages() {
-			pending--
-			var d bus.DeadLetter
-			Expect(jsonUnmarshal(m.Data(), &d)).To(Succeed())
-			out[d.RunID] = append(out[d.RunID], d)
+		if len(page) == 0 {
+			return out
 		}
-		Expect(batch.Error()).NotTo(HaveOccurred())
+		for _, d := range page {
+			out[d.RunID] = append(out[d.RunID], *d)
+			after, err = strconv.ParseUint(d.ID, 10, 64)
+			Expect(err).NotTo(HaveOccurred(), "dead letter id %q", d.ID)
+		}
 	}
-	return out
+}
+
+// result reads a finished run's result from the workflow's stream, as the
+// gateway answers GET /runs/{id}.
+func (c *cluster) result(js jetstream.JetStream, r *bus.Run) string {
+	GinkgoHelper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+	defer cancel()
+	data, _, err := (&bus.Conn{JS: js}).Payload(ctx, c.plan, r.Result)
+	Expect(err).NotTo(HaveOccurred(), "the result of run %s", r.ID)
+	return string(data)
 }
 
 // deliveries is how often each step's app saw each Ce-Id.

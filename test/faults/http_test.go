@@ -79,4 +79,3 @@ func getJSON(url string, into any) {
 	Expect(json.Unmarshal(a.body, into)).To(Succeed())
 }
 
-func jsonUnmarshal(b []byte, into any) error { return json.Unmarshal(b, into) }

@@ -135,7 +135,7 @@ var _ = Describe("Predicted failures", func() {
 		})
 	})
 
-	Describe("size limits", Label("pending-feature:size-budget"), func() {
+	Describe("size limits", func() {
 		It("fails a run whose large payload a step refuses, with a dead letter, instead of leaving it pending", func() {
 			c := givenCluster(workflow("async-orchestrated", "{sync: true, timeout: 20s}", quick,
 				`{name: picky, image: demo, args: ["--mode=echo", "--fail-first=1000", "--fail-status=400", "--max-body=8388608"]}`))
@@ -224,7 +224,7 @@ var _ = Describe("Predicted failures", func() {
 		})
 	})
 
-	Describe("dead letters", Label("pending-feature:dlq-stream"), func() {
+	Describe("dead letters", func() {
 		It("are kept in a stream of their own, past the workflow stream's age, and can be listed and replayed", func() {
 			c := givenCluster(workflow("async-orchestrated", "{sync: true, timeout: 20s}",
 				"{timeout: 2s, retry: {attempts: 2, initialDelay: 10ms, maxDelay: 50ms}, circuitBreaker: {consecutiveFailures: 100}}",
@@ -269,7 +269,7 @@ var _ = Describe("Predicted failures", func() {
 		})
 	})
 
-	Describe("a duplicate Patchbay-Run-Id", Label("pending-feature:idempotency-key"), func() {
+	Describe("a duplicate Patchbay-Run-Id", func() {
 		It("gets 409 and never steals the first caller's answer", func() {
 			// The entry holds a caller far longer than the suite waits: the
 			// first caller's answer comes from its waiter, not from a look
@@ -292,7 +292,7 @@ var _ = Describe("Predicted failures", func() {
 		})
 	})
 
-	Describe("Idempotency-Key", Label("pending-feature:idempotency-key"), func() {
+	Describe("Idempotency-Key", func() {
 		It("returns the same run for the same key and calls the app once", func() {
 			c := givenCluster(workflow("async-orchestrated", "{sync: true, timeout: 20s}", quick,
 				`{name: once, image: demo, args: ["--mode=transform", "--set=once=true"]}`))
@@ -330,7 +330,7 @@ var _ = Describe("Predicted failures", func() {
 		})
 	})
 
-	Describe("a run deadline", Label("pending-feature:run-deadline"), func() {
+	Describe("a run deadline", func() {
 		It("fails a run whose step never answers with 504 naming the step, and dead-letters it", func() {
 			// Ten attempts of 2s outlast the entry's 3s: the deadline ends the run.
 			c := givenCluster(workflow("async-orchestrated", "{sync: true, timeout: 3s}",
@@ -339,7 +339,7 @@ var _ = Describe("Predicted failures", func() {
 			a := whenPost(c.entry, http.Header{"Prefer": {"respond-async"}}, `{}`)
 			Expect(a.code).To(Equal(http.StatusAccepted))
 			id := a.header.Get(contract.HeaderRunID)
-			r := c.eventuallyRun(id, c.plan.Entry.Timeout.Duration+deadlineGrace+5*time.Second)
+			r := c.eventuallyRun(id, c.plan.RunTimeout.Duration+deadlineGrace+5*time.Second)
 			Expect(r.code).To(Equal(http.StatusGatewayTimeout), "%s", r.body)
 			Expect(r.runError().Step).To(Equal("silent"))
 			Expect(c.deadLetterOf(id).Step).To(Equal("silent"))
