@@ -78,4 +78,3 @@ func getJSON(url string, into any) {
 	Expect(a.code).To(Equal(http.StatusOK), "GET %s: %s", url, a.body)
 	Expect(json.Unmarshal(a.body, into)).To(Succeed())
 }
-
