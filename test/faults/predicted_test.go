@@ -263,8 +263,8 @@ var _ = Describe("Predicted failures", func() {
 			Expect(show.code).To(Equal(http.StatusOK), "%s", show.body)
 			replay := whenPost(c.entry+"deadletters/"+dlID+"/replay", nil, "")
 			Expect(replay.code).To(BeElementOf(http.StatusOK, http.StatusAccepted), "%s", replay.body)
-			Eventually(func() answer { return whenGet(c.entry + "runs/" + id) }).WithTimeout(waitBound).WithPolling(pollEvery).
-				Should(HaveField("code", http.StatusOK))
+			Eventually(func() int { return whenGet(c.entry + "runs/" + id).code }).WithTimeout(waitBound).WithPolling(pollEvery).
+				Should(Equal(http.StatusOK))
 			Expect(whenGet(c.entry + "runs/" + id).body).To(MatchJSON(`{"id":3,"late":true}`))
 		})
 	})
