@@ -429,6 +429,7 @@ var _ = Describe("Predicted failures", func() {
 			Expect(err).NotTo(HaveOccurred(), "an answer without the body having been sent")
 			resp.Body.Close()
 			Expect(resp.StatusCode).To(BeElementOf(http.StatusServiceUnavailable, http.StatusTooManyRequests))
+			Expect(resp.Header.Get("Retry-After")).To(MatchRegexp(`^[1-9]\d*$`), "a bulkhead's 503 says when to retry, as the gateway's does")
 			c.release("held")
 			var a answer
 			Eventually(first).WithTimeout(waitBound).Should(Receive(&a))
