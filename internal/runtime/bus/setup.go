@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"time"
 
@@ -135,6 +136,9 @@ func EnsureRuns(ctx context.Context, js jetstream.JetStream, p *plan.Plan, st St
 	return &Runs{KV: kv}, nil
 }
 
+// leaderProbeKey is a key no record has, read once to check a bucket handle.
+const leaderProbeKey = "patchbay-probe"
+
 // ensureLeaderBucket creates or opens a bucket whose reads go to its
 // stream's leader (see EnsureRuns).
 func ensureLeaderBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
@@ -156,8 +160,23 @@ func ensureLeaderBucket(ctx context.Context, js jetstream.JetStream, cfg jetstre
 			}
 		}
 		// The handle reads directly if the stream allowed it when bound.
-		kv, err = js.KeyValue(ctx, cfg.Bucket)
-		return err
+		if kv, err = js.KeyValue(ctx, cfg.Bucket); err != nil {
+			return err
+		}
+		// Another role setting the bucket up at the same time turns direct
+		// gets on, then off again: a handle bound in between reads directly
+		// from a stream that no longer answers them ("no responders"). Keep
+		// a handle only if the stream still reads through its leader and
+		// the handle reads.
+		if info, err := s.Info(ctx); err != nil {
+			return err
+		} else if info.Config.AllowDirect {
+			return fmt.Errorf("bucket %s allows direct gets again", cfg.Bucket)
+		}
+		if _, err := kv.Get(ctx, leaderProbeKey); err != nil && !errors.Is(err, jetstream.ErrKeyNotFound) {
+			return fmt.Errorf("read bucket %s: %w", cfg.Bucket, err)
+		}
+		return nil
 	})
 	if err != nil {
 		return nil, err

@@ -2,6 +2,8 @@ package bus
 
 import (
 	"context"
+	"fmt"
+	"sync"
 	"testing"
 
 	"github.com/nats-io/nats.go"
@@ -61,5 +63,40 @@ func TestRunsAreReadThroughTheLeader(t *testing.T) {
 		r, _, err := runs.Get(ctx, "r1")
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(r.Status).To(Equal(RunPending))
+	}
+}
+
+// Roles that set up the run store at the same time each get a handle that
+// reads: one role's create turns direct gets on again for a moment, and a
+// role that bound then read through direct gets, which the broker no longer
+// answered once the other role turned them off ("no responders").
+func TestRunsSetUpAtOnceAllRead(t *testing.T) {
+	g := NewWithT(t)
+	url := natstest.Start(t)
+	ctx := context.Background()
+	for round := range 5 {
+		p := &plan.Plan{Namespace: "default", Workflow: "w", Stream: &plan.Stream{RunsBucket: fmt.Sprintf("runs_w%d", round)}}
+		const roles = 6
+		handles := make([]*Runs, roles)
+		var wg sync.WaitGroup
+		for i := range handles {
+			nc, err := nats.Connect(url)
+			g.Expect(err).NotTo(HaveOccurred())
+			t.Cleanup(nc.Close)
+			js, err := jetstream.New(nc)
+			g.Expect(err).NotTo(HaveOccurred())
+			wg.Go(func() {
+				runs, err := EnsureRuns(ctx, js, p, DefaultStorage)
+				if err == nil {
+					handles[i] = runs
+				}
+			})
+		}
+		wg.Wait()
+		for i, runs := range handles {
+			g.Expect(runs).NotTo(BeNil(), "role %d set the store up", i)
+			_, _, err := runs.Get(ctx, "missing")
+			g.Expect(err).To(MatchError(ErrNoRun), "round %d, role %d reads", round, i)
+		}
 	}
 }

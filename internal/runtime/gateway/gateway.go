@@ -352,6 +352,11 @@ const resumeMargin = 30 * time.Second
 // now comes to this replica.
 func (g *Gateway) resume(ctx context.Context, w http.ResponseWriter, r *http.Request, runID string, body []byte, wait bool) bool {
 	rec, _, err := g.runs.Get(ctx, runID)
+	if err != nil && !errors.Is(err, bus.ErrNoRun) {
+		// Not a 409: the run may be one to resume.
+		(&contract.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the run store is unavailable: " + err.Error()}).Write(w)
+		return true
+	}
 	if err != nil || rec.Status != bus.RunPending || rec.Replays > 0 || time.Since(rec.Started) >= bus.DedupeWindow-resumeMargin {
 		return false
 	}
