@@ -376,7 +376,7 @@ func (g *Gateway) resume(ctx context.Context, w http.ResponseWriter, r *http.Req
 	if !published {
 		return false
 	}
-	g.tel.Log.Info("Started a run whose start was never published, on a retry with its id", "run", runID)
+	g.tel.Log.Warn("Started a run whose start was never published, on a retry with its id", "run", runID)
 	if !wait {
 		writePending(w, runID)
 		return true
