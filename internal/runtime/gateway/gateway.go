@@ -99,10 +99,10 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 			return nil, err
 		}
 	}
-	if err := bus.EnsureStream(ctx, cfg.Conn.JS, p, cfg.Conn.Storage); err != nil {
+	if err := bus.WaitStream(ctx, cfg.Conn.JS, p); err != nil {
 		return nil, err
 	}
-	if g.runs, err = bus.EnsureRuns(ctx, cfg.Conn.JS, p, cfg.Conn.Storage); err != nil {
+	if g.runs, err = bus.OpenRuns(ctx, cfg.Conn.JS, p); err != nil {
 		return nil, err
 	}
 	g.inbox = cfg.Conn.NC.NewInbox()
