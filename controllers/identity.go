@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go/jetstream"
@@ -141,6 +142,39 @@ func (r *WorkflowReconciler) resolveCredentials(ctx context.Context, s *workflow
 			r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, "RevokeFailed", "Revoke",
 				"%s", eventNote(fmt.Sprintf("Cannot revoke the replaced NATS user %s on Broker %s: %v", previous, s.broker.name, err)))
 		}
+	}
+	return ctrl.Result{}, nil
+}
+
+// brokerResourcesRetry is how soon a Workflow whose stream and buckets could
+// not be made on its Broker tries again, when no event of the Broker comes
+// first.
+const brokerResourcesRetry = 10 * time.Second
+
+// ensureBrokerResources creates the Workflow's stream and KV buckets on its
+// Broker, or updates them to its Plan and the Broker's storage: its own NATS
+// user may not (natsauth.WorkflowPermissions), and its roles wait, not
+// ready, until they exist. The consumers are the roles' own to create, on
+// that stream only. A Broker that cannot be reached or refuses is reported
+// in BrokerReady and retried; it does not hold the rest of the reconcile.
+func (r *WorkflowReconciler) ensureBrokerResources(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
+	if s.input == nil || s.plan.Stream == nil || s.broker.broker == nil || s.input.Streams == nil {
+		return ctrl.Result{}, nil
+	}
+	auth, err := r.brokerAuth(ctx, s.broker.broker)
+	if err != nil || auth == nil {
+		// Without its keys the Broker has no servers to create them on yet;
+		// the auth Secret's creation reconciles the Workflow again.
+		return ctrl.Result{}, err
+	}
+	c, err := r.admin.conn(s.broker.broker, auth)
+	if err == nil {
+		err = c.ensureResources(ctx, s.plan, s.input.Streams)
+	}
+	if err != nil {
+		s.broker.resourcesErr = err
+		log.FromContext(ctx).V(1).Info("Cannot create the stream and buckets on the Broker yet", "broker", s.broker.name, "err", err.Error())
+		return ctrl.Result{RequeueAfter: brokerResourcesRetry}, nil
 	}
 	return ctrl.Result{}, nil
 }

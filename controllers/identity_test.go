@@ -9,6 +9,7 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	. "github.com/onsi/gomega/gstruct"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -92,16 +93,17 @@ func compiled(ctx context.Context, ns, name string) *plan.Plan {
 	return p
 }
 
-// setUpOnBroker declares a workflow's stream, runs bucket and its consumers
-// with its own credentials, as its roles do at start.
+// setUpOnBroker opens a workflow's stream and runs bucket, which the
+// manager creates, and creates its consumers with its own credentials, as its
+// roles do at start.
 func setUpOnBroker(ctx context.Context, url string, creds []byte, p *plan.Plan) {
 	nc, err := connectAs(url, creds, p)
 	Expect(err).NotTo(HaveOccurred())
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	Expect(err).NotTo(HaveOccurred())
-	Expect(bus.EnsureStream(ctx, js, p, bus.DefaultStorage)).To(Succeed())
-	_, err = bus.EnsureRuns(ctx, js, p, bus.DefaultStorage)
+	Expect(bus.WaitStream(ctx, js, p)).To(Succeed())
+	_, err = bus.OpenRuns(ctx, js, p)
 	Expect(err).NotTo(HaveOccurred())
 	for _, st := range p.Steps {
 		for _, c := range st.Consumers {
@@ -111,12 +113,41 @@ func setUpOnBroker(ctx context.Context, url string, creds []byte, p *plan.Plan) 
 	}
 }
 
+// adminJS is a JetStream client of the Broker's workflows account with no
+// limits, as the manager's.
+func adminJS(auth *natsauth.Broker, url string) jetstream.JetStream {
+	admin, err := auth.NewUser("test admin", nil, false)
+	Expect(err).NotTo(HaveOccurred())
+	token, seed, err := natsauth.JWTAndSeed(admin.Creds)
+	Expect(err).NotTo(HaveOccurred())
+	nc, err := nats.Connect(url, nats.UserJWTAndSeed(token, seed))
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	Expect(err).NotTo(HaveOccurred())
+	return js
+}
+
+// streamConfig polls the configuration of a stream, nil while it does not exist.
+func streamConfig(ctx context.Context, js jetstream.JetStream, name string) func() *jetstream.StreamConfig {
+	return func() *jetstream.StreamConfig {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return nil
+		}
+		c := s.CachedInfo().Config
+		return &c
+	}
+}
+
 var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 	ctx := context.Background()
 	var (
 		ns   string
 		auth *natsauth.Broker
 		url  string
+		// betaReadModel is the read model beta gains later.
+		betaReadModel *v1alpha1.ReadModel
 	)
 	BeforeAll(func() {
 		ns = newNamespace("identity", nil)
@@ -126,8 +157,50 @@ var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 			readSample(sample.file, wf)
 			wf.Namespace, wf.Name = ns, sample.name
 			wf.Spec.Broker = &v1alpha1.BrokerRef{Name: "default"}
+			if sample.name == "beta" {
+				betaReadModel, wf.Spec.ReadModel = wf.Spec.ReadModel, nil
+			}
 			Expect(k8s.Create(ctx, wf)).To(Succeed())
 		}
+	})
+
+	It("creates each Workflow's stream and runs bucket on the Broker with the Plan's settings, and the read-model bucket once the Plan has one", func() {
+		js := adminJS(auth, url)
+		for _, name := range []string{"alpha", "beta"} {
+			p := compiled(ctx, ns, name)
+			Eventually(streamConfig(ctx, js, p.Stream.Name)).Should(PointTo(MatchFields(IgnoreExtras, Fields{
+				"Subjects": Equal(p.Stream.Subjects),
+				"MaxAge":   Equal(bus.StreamConfig(p, bus.DefaultStorage).MaxAge),
+				"Replicas": Equal(1),
+				"Storage":  Equal(jetstream.FileStorage),
+			})), name)
+			Eventually(streamConfig(ctx, js, "KV_"+p.Stream.RunsBucket)).Should(PointTo(MatchFields(IgnoreExtras, Fields{
+				"AllowDirect": BeFalse(),
+				"MaxAge":      Equal(bus.RunsConfig(p, bus.DefaultStorage).TTL),
+			})), name)
+		}
+		beta := compiled(ctx, ns, "beta")
+		Expect(beta.ReadModel).To(BeNil())
+
+		wf := getWorkflow(ctx, ns, "beta")
+		wf.Spec.ReadModel = betaReadModel
+		Expect(k8s.Update(ctx, wf)).To(Succeed())
+		Eventually(func() *plan.ReadModel { return compiled(ctx, ns, "beta").ReadModel }).ShouldNot(BeNil())
+		beta = compiled(ctx, ns, "beta")
+		Eventually(streamConfig(ctx, js, "KV_"+beta.ReadModel.Bucket)).ShouldNot(BeNil())
+		// The new user, with the permissions of the new plan, opens it.
+		Eventually(func(g Gomega) {
+			uc, err := auth.UserOf(credentials(ctx, ns, "beta")())
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(uc.Permissions.Pub.Allow).To(Equal(natsauth.WorkflowPermissions(beta).Pub.Allow))
+		}).Should(Succeed())
+		nc, err := connectAs(url, credentials(ctx, ns, "beta")(), beta)
+		Expect(err).NotTo(HaveOccurred())
+		defer nc.Close()
+		bjs, err := jetstream.New(nc)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = bus.OpenReadModel(ctx, bjs, beta)
+		Expect(err).NotTo(HaveOccurred())
 	})
 
 	It("gives each Workflow its own user, with permissions for its own resources only, mounted by its own pods only", func() {
@@ -205,13 +278,13 @@ var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 			return names
 		}
 		beta := compiled(ctx, ns, "beta")
-		Expect(streams()).To(ConsistOf(p.Stream.Name, "KV_"+p.Stream.RunsBucket, beta.Stream.Name, "KV_"+beta.Stream.RunsBucket))
+		Expect(streams()).To(ConsistOf(p.Stream.Name, "KV_"+p.Stream.RunsBucket, beta.Stream.Name, "KV_"+beta.Stream.RunsBucket, "KV_"+beta.ReadModel.Bucket))
 
 		Expect(k8s.Delete(ctx, getWorkflow(ctx, ns, "alpha"))).To(Succeed())
 		Eventually(func() error {
 			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "alpha"}, &v1alpha1.Workflow{})
 		}).Should(Satisfy(apierrors.IsNotFound))
-		Expect(streams()).To(ConsistOf(beta.Stream.Name, "KV_"+beta.Stream.RunsBucket), "beta's are left as they are")
+		Expect(streams()).To(ConsistOf(beta.Stream.Name, "KV_"+beta.Stream.RunsBucket, "KV_"+beta.ReadModel.Bucket), "beta's are left as they are")
 		_, err = connectAs(url, creds, p)
 		Expect(err).To(MatchError(nats.ErrAuthorization), "alpha's user is revoked")
 		creds = credentials(ctx, ns, "beta")()

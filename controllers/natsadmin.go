@@ -15,6 +15,9 @@ import (
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/natsauth"
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/render"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/topology"
 )
 
@@ -116,6 +119,23 @@ func (a *natsAdmin) forget(key types.NamespacedName) {
 func (c *brokerConn) close() {
 	c.nc.Close()
 	c.sys.Close()
+}
+
+// ensureResources creates or updates a workflow's stream and KV buckets on
+// the Broker with the settings of its plan p and of the Broker (st).
+func (c *brokerConn) ensureResources(ctx context.Context, p *plan.Plan, st *render.Streams) error {
+	ctx, cancel := context.WithTimeout(ctx, natsAdminTimeout)
+	defer cancel()
+	return bus.EnsureResources(ctx, c.js, p, storageOf(st))
+}
+
+// storageOf is how the runtime's bus names a Broker's storage.
+func storageOf(st *render.Streams) bus.Storage {
+	out := bus.Storage{Replicas: int(st.Replicas), Type: jetstream.FileStorage}
+	if st.Storage == v1alpha1.StorageMemory {
+		out.Type = jetstream.MemoryStorage
+	}
+	return out
 }
 
 // deleteResources deletes what a workflow holds on the Broker: its stream
