@@ -75,8 +75,9 @@ func (r *WorkflowReconciler) credentialsSecret(ctx context.Context, wf *v1alpha1
 // resolveCredentials gives a Workflow that uses a Broker its own NATS user
 // (natsauth.WorkflowPermissions) in <workflow>-nats-credentials, and its pod
 // templates the hash of it. Credentials are kept while they are the
-// Broker's and carry the plan's permissions; otherwise (a deleted Secret, a
-// Broker with new keys, a plan whose names changed) new ones are minted, the
+// Broker's, carry the plan's permissions and expire in more than
+// natsauth.UserRenewBefore; otherwise (a deleted Secret, a Broker with new
+// keys, a plan whose names changed, an old JWT) new ones are minted, the
 // pods roll, and the user they replace (named on the plan ConfigMap,
 // render.AnnotationNATSUser) is revoked. Without the Broker's keys (no
 // Broker yet) an existing Secret is kept as it is.
@@ -116,10 +117,12 @@ func (r *WorkflowReconciler) resolveCredentials(ctx context.Context, s *workflow
 		return ctrl.Result{}, nil
 	}
 	var user string
+	var renewAt time.Time
 	if creds != nil {
 		uc, err := auth.UserOf(creds)
-		if err == nil && samePermissions(uc.Permissions.Pub.Allow, uc.Permissions.Sub.Allow, natsauth.WorkflowPermissions(s.plan)) {
-			user = uc.Subject
+		if err == nil && samePermissions(uc.Permissions.Pub.Allow, uc.Permissions.Sub.Allow, natsauth.WorkflowPermissions(s.plan)) &&
+			time.Now().Before(natsauth.RenewAt(uc)) {
+			user, renewAt = uc.Subject, natsauth.RenewAt(uc)
 		}
 	}
 	if user == "" {
@@ -128,6 +131,7 @@ func (r *WorkflowReconciler) resolveCredentials(ctx context.Context, s *workflow
 			return ctrl.Result{}, err
 		}
 		creds, user = u.Creds, u.PublicKey
+		renewAt = time.Now().Add(natsauth.UserLifetime - natsauth.UserRenewBefore)
 	}
 	s.input.NATSCredentialsHash = render.CredentialsHash(creds)
 	s.input.NATSUser = user
@@ -143,7 +147,8 @@ func (r *WorkflowReconciler) resolveCredentials(ctx context.Context, s *workflow
 				"%s", eventNote(fmt.Sprintf("Cannot revoke the replaced NATS user %s on Broker %s: %v", previous, s.broker.name, err)))
 		}
 	}
-	return ctrl.Result{}, nil
+	// Renewed before they expire, whether or not anything else happens.
+	return ctrl.Result{RequeueAfter: time.Until(renewAt)}, nil
 }
 
 // brokerResourcesRetry is how soon a Workflow whose stream and buckets could

@@ -23,7 +23,8 @@ import (
 
 // natsAdmin holds the manager's connections to its Brokers, one per Broker,
 // opened on first use with an admin user of the Broker's workflows account
-// and a user of its system account, both minted from the Broker's auth Secret.
+// and a user of its system account, both minted from the Broker's auth
+// Secret, and opened anew with new users before theirs expire.
 // A Broker that does not answer is an error for the caller to retry later: no
 // call waits longer than natsAdminTimeout.
 type natsAdmin struct {
@@ -40,6 +41,9 @@ type brokerConn struct {
 	// account is the workflows account the connection was made for; a
 	// Broker whose auth Secret was regenerated gets a new connection.
 	account string
+	// renewAt is when the connection is made anew, with new users, before
+	// theirs expire (natsauth.UserLifetime).
+	renewAt time.Time
 	auth    *natsauth.Broker
 	nc, sys *nats.Conn
 	js      jetstream.JetStream
@@ -60,7 +64,7 @@ func (a *natsAdmin) conn(b *v1alpha1.Broker, auth *natsauth.Broker) (*brokerConn
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if c := a.conns[client.ObjectKeyFromObject(b)]; c != nil {
-		if c.account == auth.Account() && !c.nc.IsClosed() && !c.sys.IsClosed() {
+		if c.account == auth.Account() && !c.nc.IsClosed() && !c.sys.IsClosed() && time.Now().Before(c.renewAt) {
 			return c, nil
 		}
 		c.close()
@@ -101,7 +105,7 @@ func (a *natsAdmin) conn(b *v1alpha1.Broker, auth *natsauth.Broker) (*brokerConn
 		sys.Close()
 		return nil, err
 	}
-	c := &brokerConn{account: auth.Account(), auth: auth, nc: nc, sys: sys, js: js}
+	c := &brokerConn{account: auth.Account(), renewAt: time.Now().Add(natsauth.UserLifetime - natsauth.UserRenewBefore), auth: auth, nc: nc, sys: sys, js: js}
 	a.conns[client.ObjectKeyFromObject(b)] = c
 	return c, nil
 }
@@ -179,7 +183,7 @@ func (c *brokerConn) revoke(ctx context.Context, users ...string) error {
 	if current == "" {
 		current = c.auth.AccountJWT
 	}
-	updated, err := c.auth.Revoke(current, users...)
+	updated, err := c.auth.Revoke(current, time.Now(), users...)
 	if err != nil {
 		return err
 	}
