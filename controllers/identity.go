@@ -173,6 +173,10 @@ func (r *WorkflowReconciler) ensureBrokerResources(ctx context.Context, s *workf
 		return ctrl.Result{}, err
 	}
 	c, err := r.admin.conn(s.broker.broker, auth)
+	if errors.Is(err, errNoURL) {
+		// Its status, which brings the URL, reconciles the Workflow again.
+		return ctrl.Result{}, nil
+	}
 	if err == nil {
 		err = c.ensureResources(ctx, s.plan, s.input.Streams)
 	}

@@ -34,6 +34,10 @@ type natsAdmin struct {
 	conns map[types.NamespacedName]*brokerConn
 }
 
+// errNoURL says that a Broker has no address yet: its controller has not
+// written its status.
+var errNoURL = errors.New("no URL yet")
+
 // natsAdminTimeout bounds a connect and each request to a Broker.
 const natsAdminTimeout = 5 * time.Second
 
@@ -72,7 +76,7 @@ func (a *natsAdmin) conn(b *v1alpha1.Broker, auth *natsauth.Broker) (*brokerConn
 	}
 	url := a.url(b)
 	if url == "" {
-		return nil, fmt.Errorf("Broker %s has no URL yet", b.Name)
+		return nil, fmt.Errorf("Broker %s has %w", b.Name, errNoURL)
 	}
 	dial := func(system bool) (*nats.Conn, error) {
 		u, err := auth.NewUser("patchbay-manager", nil, system)
