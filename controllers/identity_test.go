@@ -3,8 +3,11 @@ package controllers_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/ginkgo/v2"
@@ -15,6 +18,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
@@ -329,5 +333,50 @@ var _ = Describe("A Workflow whose Broker does not answer", func() {
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "staying"}, &v1alpha1.Workflow{}))
 		}).Should(BeTrue())
+	})
+})
+
+var _ = Describe("A Workflow whose Broker is up but does not answer", func() {
+	ctx := context.Background()
+
+	It("reports BrokerResourcesPending, then gets its stream and buckets once the Broker answers", func() {
+		ns := newNamespace("unanswered", nil)
+		Expect(k8s.Create(ctx, &v1alpha1.Broker{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"},
+			Spec: v1alpha1.BrokerSpec{Replicas: ptr.To(int32(1))}})).To(Succeed())
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		port := l.Addr().(*net.TCPAddr).Port
+		Expect(l.Close()).To(Succeed())
+		url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+		brokerServers.Store(ns+"/default", url)
+		DeferCleanup(func() { brokerServers.Delete(ns + "/default") })
+		wf := &v1alpha1.Workflow{}
+		readSample("choreography.yaml", wf)
+		wf.Namespace, wf.Name = ns, "orders"
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+		Eventually(func() error {
+			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: render.NATSName("default")}, &appsv1.StatefulSet{})
+		}).Should(Succeed())
+		markWorkloadsReady(ctx, ns)
+		Eventually(workflowCondition(ctx, ns, "orders", v1alpha1.ConditionBrokerReady)).Should(HavePrefix(
+			"False/BrokerResourcesPending: Creating or updating this Workflow's stream and buckets on Broker default failed; retrying: connect to Broker default at " + url))
+
+		By("starting the Broker's server from its rendered nats.conf")
+		cm := &corev1.ConfigMap{}
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: render.NATSConfigName("default")}, cm)).To(Succeed())
+		opts := natstest.ConfigOptions(GinkgoT(), cm.Data["nats.conf"], render.NATSDataDir, GinkgoT().TempDir(), map[string]string{render.NATSServerNameEnv: "default-nats-0"})
+		opts.Port = port
+		srv, err := server.NewServer(opts)
+		Expect(err).NotTo(HaveOccurred())
+		go srv.Start()
+		Expect(srv.ReadyForConnections(20 * time.Second)).To(BeTrue())
+		DeferCleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+
+		p := compiled(ctx, ns, "orders")
+		js := adminJS(brokerAuth(ctx, ns, "default"), url)
+		Eventually(streamConfig(ctx, js, p.Stream.Name)).ShouldNot(BeNil())
+		Eventually(streamConfig(ctx, js, "KV_"+p.Stream.RunsBucket)).ShouldNot(BeNil())
+		Eventually(streamConfig(ctx, js, "KV_"+p.ReadModel.Bucket)).ShouldNot(BeNil())
+		Eventually(workflowCondition(ctx, ns, "orders", v1alpha1.ConditionBrokerReady)).Should(HavePrefix("True/BrokerReady"))
 	})
 })
