@@ -65,9 +65,6 @@ type brokerState struct {
 	broker *v1alpha1.Broker
 	// deleting is true when it is being deleted.
 	deleting bool
-	// resourcesErr is why the Workflow's stream and buckets could not be
-	// created or updated on the Broker.
-	resourcesErr error
 }
 
 // setBrokerReadyCondition records whether the Broker the style needs exists and is ready.
@@ -85,9 +82,6 @@ func setBrokerReadyCondition(wf *v1alpha1.Workflow, b brokerState) {
 	case !meta.IsStatusConditionTrue(b.broker.Status.Conditions, v1alpha1.ConditionBrokerAvailable):
 		status, reason = metav1.ConditionFalse, v1alpha1.ReasonBrokerNotReady
 		msg = fmt.Sprintf("Broker %s has %d of %d servers ready", b.name, b.broker.Status.ReadyReplicas, b.broker.DesiredReplicas())
-	case b.resourcesErr != nil:
-		status, reason = metav1.ConditionFalse, v1alpha1.ReasonBrokerResourcesPending
-		msg = fmt.Sprintf("Creating or updating this Workflow's stream and buckets on Broker %s failed; retrying: %v", b.name, b.resourcesErr)
 	default:
 		msg = fmt.Sprintf("Broker %s is ready at %s", b.name, b.broker.Status.URL)
 	}

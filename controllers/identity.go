@@ -151,6 +151,10 @@ func (r *WorkflowReconciler) resolveCredentials(ctx context.Context, s *workflow
 	return ctrl.Result{RequeueAfter: time.Until(renewAt)}, nil
 }
 
+// ReasonBrokerResourcesPending is the reason of the Warning event that says
+// a Workflow's stream and buckets could not be made on its Broker.
+const ReasonBrokerResourcesPending = "BrokerResourcesPending"
+
 // brokerResourcesRetry is how soon a Workflow whose stream and buckets could
 // not be made on its Broker tries again, when no event of the Broker comes
 // first.
@@ -161,7 +165,10 @@ const brokerResourcesRetry = 10 * time.Second
 // user may not (natsauth.WorkflowPermissions), and its roles wait, not
 // ready, until they exist. The consumers are the roles' own to create, on
 // that stream only. A Broker that cannot be reached or refuses is reported
-// in BrokerReady and retried; it does not hold the rest of the reconcile.
+// in a Warning event and retried; it does not hold the rest of the
+// reconcile, and the Workflow's readiness follows its pods', which wait.
+// (BrokerReady stays about the Broker itself: a Broker whose servers run
+// answers in the end, and a simulated one, such as kwok's, never does.)
 func (r *WorkflowReconciler) ensureBrokerResources(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
 	if s.input == nil || s.plan.Stream == nil || s.broker.broker == nil || s.input.Streams == nil {
 		return ctrl.Result{}, nil
@@ -181,8 +188,9 @@ func (r *WorkflowReconciler) ensureBrokerResources(ctx context.Context, s *workf
 		err = c.ensureResources(ctx, s.plan, s.input.Streams)
 	}
 	if err != nil {
-		s.broker.resourcesErr = err
 		log.FromContext(ctx).V(1).Info("Cannot create the stream and buckets on the Broker yet", "broker", s.broker.name, "err", err.Error())
+		r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, ReasonBrokerResourcesPending, "CreateStream", "%s",
+			eventNote(fmt.Sprintf("Creating or updating this Workflow's stream and buckets on Broker %s failed; retrying every %s: %v", s.broker.name, brokerResourcesRetry, err)))
 		return ctrl.Result{RequeueAfter: brokerResourcesRetry}, nil
 	}
 	return ctrl.Result{}, nil

@@ -58,9 +58,6 @@ const (
 	// ReasonBrokerCleanupPending: a deleted Workflow waits for its stream,
 	// buckets and user to be deleted from its Broker, which does not answer.
 	ReasonBrokerCleanupPending = "BrokerCleanupPending"
-	// ReasonBrokerResourcesPending: the manager could not create or update
-	// the Workflow's stream and KV buckets on its Broker yet; it retries.
-	ReasonBrokerResourcesPending = "BrokerResourcesPending"
 	// ReasonBrokerDeleting: the Workflow's Broker is being deleted.
 	ReasonBrokerDeleting   = "BrokerDeleting"
 	ReasonNameConflict     = "NameConflict"
