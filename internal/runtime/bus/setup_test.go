@@ -83,8 +83,8 @@ func TestEnsureResourcesCreatesAndUpdatesOnlyWhatDiffers(t *testing.T) {
 		Stream: &plan.Stream{Name: "PB_shop_wf", Subjects: []string{"pb.shop.wf.>"}, RunsBucket: "pb_shop_wf_runs"}}
 
 	// Before the manager made them, a role waits.
-	short, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
-	g.Expect(WaitStream(short, js, p)).To(MatchError(jetstream.ErrStreamNotFound))
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	g.Expect(WaitStream(short, js, p)).To(MatchError(HavePrefix("wait for stream PB_shop_wf (the manager creates it): ")))
 	cancel()
 
 	g.Expect(EnsureResources(ctx, js, p, DefaultStorage)).To(Succeed())
