@@ -199,12 +199,12 @@ func (r *WorkflowReconciler) ensureBrokerResources(ctx context.Context, s *workf
 // recordedUser is the user named on the Workflow's plan ConfigMap.
 func (r *WorkflowReconciler) recordedUser(ctx context.Context, wf *v1alpha1.Workflow) (string, error) {
 	cm := &corev1.ConfigMap{}
-	err := r.client.Get(ctx, types.NamespacedName{Namespace: wf.Namespace, Name: plan.ConfigMapName(wf.Name)}, cm)
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: wf.Namespace, Name: plan.ConfigMapName(wf.Name, wf.Spec.Style)}, cm)
 	switch {
 	case apierrors.IsNotFound(err):
 		return "", nil
 	case err != nil:
-		return "", fmt.Errorf("get ConfigMap %s: %w", plan.ConfigMapName(wf.Name), err)
+		return "", fmt.Errorf("get ConfigMap %s: %w", plan.ConfigMapName(wf.Name, wf.Spec.Style), err)
 	}
 	if ref := metav1.GetControllerOf(cm); ref == nil || ref.UID != wf.UID {
 		return "", nil
@@ -340,7 +340,7 @@ func (c *brokerConn) pruneForPlan(ctx context.Context, res topology.BrokerResour
 			keep[cons.Durable] = true
 		}
 	}
-	for _, d := range []string{p.Stream.OrchestratorDurable, p.Stream.CompletionDurable} {
+	for _, d := range []string{p.Stream.OrchestratorDurable, p.Stream.CompletionDurable, p.Stream.DeadlineDurable} {
 		keep[d] = d != ""
 	}
 	if p.ReadModel != nil {
@@ -368,7 +368,7 @@ func (c *brokerConn) pruneForPlan(ctx context.Context, res topology.BrokerResour
 	}
 	if p.ReadModel == nil {
 		for _, bucket := range res.Buckets {
-			if bucket == p.Stream.RunsBucket {
+			if bucket == p.Stream.RunsBucket || bucket == p.Stream.IdempotencyBucket {
 				continue
 			}
 			if err := c.js.DeleteKeyValue(ctx, bucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {

@@ -107,7 +107,9 @@ func setUpOnBroker(ctx context.Context, url string, creds []byte, p *plan.Plan) 
 	js, err := jetstream.New(nc)
 	Expect(err).NotTo(HaveOccurred())
 	Expect(bus.WaitStream(ctx, js, p)).To(Succeed())
-	_, err = bus.OpenRuns(ctx, js, p)
+	_, err = bus.WaitRuns(ctx, js, p)
+	Expect(err).NotTo(HaveOccurred())
+	_, err = bus.WaitIdempotency(ctx, js, p)
 	Expect(err).NotTo(HaveOccurred())
 	for _, st := range p.Steps {
 		for _, c := range st.Consumers {
@@ -203,7 +205,7 @@ var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 		defer nc.Close()
 		bjs, err := jetstream.New(nc)
 		Expect(err).NotTo(HaveOccurred())
-		_, err = bus.OpenReadModel(ctx, bjs, beta)
+		_, err = bus.WaitReadModel(ctx, bjs, beta)
 		Expect(err).NotTo(HaveOccurred())
 	})
 
@@ -242,12 +244,12 @@ var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 
 	It("mints new credentials and rolls the pods when the credentials Secret is deleted", func() {
 		old := credentials(ctx, ns, "beta")()
-		oldHash := podCredentialsHash(ctx, ns, "beta-gateway")()
+		oldHash := podCredentialsHash(ctx, ns, "beta-ch-gateway")()
 		Expect(oldHash).To(Equal(render.CredentialsHash(old)))
 		Expect(k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.WorkflowCredentialsSecretName("beta")}})).To(Succeed())
 		Eventually(credentials(ctx, ns, "beta")).ShouldNot(Or(BeEmpty(), Equal(old)))
 		creds := credentials(ctx, ns, "beta")()
-		Eventually(podCredentialsHash(ctx, ns, "beta-gateway")).Should(Equal(render.CredentialsHash(creds)))
+		Eventually(podCredentialsHash(ctx, ns, "beta-ch-gateway")).Should(Equal(render.CredentialsHash(creds)))
 		Expect(render.CredentialsHash(creds)).NotTo(Equal(oldHash))
 		nc, err := connectAs(url, creds, compiled(ctx, ns, "beta"))
 		Expect(err).NotTo(HaveOccurred(), "the new credentials work")
@@ -282,13 +284,20 @@ var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 			return names
 		}
 		beta := compiled(ctx, ns, "beta")
-		Expect(streams()).To(ConsistOf(p.Stream.Name, "KV_"+p.Stream.RunsBucket, beta.Stream.Name, "KV_"+beta.Stream.RunsBucket, "KV_"+beta.ReadModel.Bucket))
+		held := func(p *plan.Plan) []string {
+			names := []string{p.Stream.Name, p.Stream.DeadLetterStream, "KV_" + p.Stream.RunsBucket, "KV_" + p.Stream.IdempotencyBucket}
+			if p.ReadModel != nil {
+				names = append(names, "KV_"+p.ReadModel.Bucket)
+			}
+			return names
+		}
+		Expect(streams()).To(ConsistOf(append(held(p), held(beta)...)))
 
 		Expect(k8s.Delete(ctx, getWorkflow(ctx, ns, "alpha"))).To(Succeed())
 		Eventually(func() error {
 			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "alpha"}, &v1alpha1.Workflow{})
 		}).Should(Satisfy(apierrors.IsNotFound))
-		Expect(streams()).To(ConsistOf(beta.Stream.Name, "KV_"+beta.Stream.RunsBucket, "KV_"+beta.ReadModel.Bucket), "beta's are left as they are")
+		Expect(streams()).To(ConsistOf(held(beta)), "beta's are left as they are")
 		_, err = connectAs(url, creds, p)
 		Expect(err).To(MatchError(nats.ErrAuthorization), "alpha's user is revoked")
 		creds = credentials(ctx, ns, "beta")()

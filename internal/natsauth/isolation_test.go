@@ -267,7 +267,7 @@ func TestTheLongestWorkflowUserConnects(t *testing.T) {
 	wf, err := dev.LoadWorkflow(filepath.Join("..", "..", "config", "samples", "hybrid.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())
 	wf.Namespace = strings.Repeat("n", 63)
-	wf.Name = strings.Repeat("w", 63-len("-orchestrator"))
+	wf.Name = strings.Repeat("w", 63-len("-hy-orchestrator"))
 	p, err := topology.Compile(wf)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(p.ReadModel).NotTo(BeNil())
@@ -286,9 +286,9 @@ func TestTheLongestWorkflowUserConnects(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
 	g.Expect(bus.WaitStream(ctx, js, p)).To(Succeed())
-	_, err = bus.OpenRuns(ctx, js, p)
+	_, err = bus.WaitRuns(ctx, js, p)
 	g.Expect(err).NotTo(HaveOccurred())
-	_, err = bus.OpenReadModel(ctx, js, p)
+	_, err = bus.WaitReadModel(ctx, js, p)
 	g.Expect(err).NotTo(HaveOccurred())
 }
 

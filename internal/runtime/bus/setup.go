@@ -50,7 +50,24 @@ func StreamConfig(p *plan.Plan, st Storage) jetstream.StreamConfig {
 		Replicas:    st.replicas(),
 		MaxAge:      streamMaxAge,
 		Duplicates:  dedupeWindow,
-		MaxMsgSize:  plan.DefaultMaxBodyLen + 64<<10,
+		MaxMsgSize:  int32(p.MaxMessage()),
+	}
+}
+
+// DeadLetterStreamConfig is the workflow's dead-letter stream: it sources the
+// dead-letter subject of the workflow's stream and keeps the dead letters
+// for their own retention (spec.deadLetters.retention), beyond the 24h of
+// the workflow's stream.
+func DeadLetterStreamConfig(p *plan.Plan, st Storage) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        p.Stream.DeadLetterStream,
+		Description: "patchbay dead letters of " + p.Namespace + "/" + p.Workflow,
+		Sources:     []*jetstream.StreamSource{{Name: p.Stream.Name, FilterSubject: p.Stream.DeadLetter}},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     st.Type,
+		Replicas:    st.replicas(),
+		MaxAge:      p.Stream.DeadLetterRetention.Duration,
+		MaxMsgSize:  int32(p.MaxMessage()),
 	}
 }
 
@@ -58,7 +75,7 @@ func StreamConfig(p *plan.Plan, st Storage) jetstream.StreamConfig {
 func RunsConfig(p *plan.Plan, st Storage) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket: p.Stream.RunsBucket, Description: "patchbay runs of " + p.Namespace + "/" + p.Workflow,
-		TTL: runsTTL, Storage: st.Type, Replicas: st.replicas(), MaxValueSize: 2*plan.DefaultMaxBodyLen + 64<<10,
+		TTL: runsTTL, Storage: st.Type, Replicas: st.replicas(), MaxValueSize: int32(p.MaxMessage()),
 	}
 }
 
@@ -70,8 +87,9 @@ func ReadModelConfig(p *plan.Plan, st Storage) jetstream.KeyValueConfig {
 	}
 }
 
-// EnsureResources creates the workflow's stream and KV buckets (runs, and the
-// read model if the Plan has one), or brings existing ones to the Plan's and
+// EnsureResources creates the workflow's streams (its own and its dead-letter
+// stream) and KV buckets (runs, idempotency keys and the read model, those the
+// Plan has), or brings existing ones to the Plan's and
 // st's settings; what already has them is not written. On a Broker the
 // manager calls it as an admin of the workflows account, because a
 // workflow's own user may not create or change a stream: the subjects of a
@@ -87,10 +105,24 @@ func EnsureResources(ctx context.Context, js jetstream.JetStream, p *plan.Plan, 
 	}); err != nil {
 		return err
 	}
-	// The run store is read through its stream's leader (OpenRuns): direct
-	// gets off.
+	if p.Stream.DeadLetterStream != "" {
+		if err := ensureStream(ctx, js, DeadLetterStreamConfig(p, st), func(cur *jetstream.StreamConfig) {
+			want := DeadLetterStreamConfig(p, st)
+			cur.Description, cur.Sources, cur.Retention = want.Description, want.Sources, want.Retention
+			cur.Storage, cur.Replicas, cur.MaxAge, cur.MaxMsgSize = want.Storage, want.Replicas, want.MaxAge, want.MaxMsgSize
+		}); err != nil {
+			return err
+		}
+	}
+	// The run store and the idempotency keys are read through their
+	// stream's leader (WaitLeaderBucket): direct gets off.
 	if err := ensureBucket(ctx, js, RunsConfig(p, st), false); err != nil {
 		return err
+	}
+	if p.Stream.IdempotencyBucket != "" {
+		if err := ensureBucket(ctx, js, IdempotencyConfig(p, st), false); err != nil {
+			return err
+		}
 	}
 	if p.ReadModel != nil {
 		return ensureBucket(ctx, js, ReadModelConfig(p, st), true)
@@ -169,7 +201,17 @@ func WaitStream(ctx context.Context, js jetstream.JetStream, p *plan.Plan) error
 	})
 }
 
-// OpenRuns opens the run store once it exists, read through its leader.
+// OpenRuns opens the run store that the manager created, without waiting
+// (for tools such as patchbay-runtime dlq).
+func OpenRuns(ctx context.Context, js jetstream.JetStream, p *plan.Plan) (*Runs, error) {
+	kv, err := js.KeyValue(ctx, p.Stream.RunsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open the run store %s: %w", p.Stream.RunsBucket, err)
+	}
+	return &Runs{KV: kv}, nil
+}
+
+// WaitRuns opens the run store once it exists, read through its leader.
 //
 // A key-value bucket lets any replica answer a read (direct get), and a
 // replica that has not caught up answers with an older record or none. A run
@@ -177,11 +219,20 @@ func WaitStream(ctx context.Context, js jetstream.JetStream, p *plan.Plan) error
 // it, then an orchestrator on another server reads it), so such a read made
 // the orchestrator drop results of runs it could not see, and runs stayed
 // pending (seen on the local cluster with three servers). EnsureResources
-// turns direct gets off on the run store's stream, and OpenRuns binds only
+// turns direct gets off on the run store's stream, and WaitRuns binds only
 // after that, so that its reads go to the stream's leader, which has every
 // acknowledged write.
-func OpenRuns(ctx context.Context, js jetstream.JetStream, p *plan.Plan) (*Runs, error) {
-	bucket := p.Stream.RunsBucket
+func WaitRuns(ctx context.Context, js jetstream.JetStream, p *plan.Plan) (*Runs, error) {
+	kv, err := waitLeaderBucket(ctx, js, p.Stream.RunsBucket)
+	if err != nil {
+		return nil, err
+	}
+	return &Runs{KV: kv}, nil
+}
+
+// waitLeaderBucket opens a bucket whose reads go to its stream's leader (see
+// WaitRuns) once the manager made it so.
+func waitLeaderBucket(ctx context.Context, js jetstream.JetStream, bucket string) (jetstream.KeyValue, error) {
 	ctx, cancel := context.WithTimeout(ctx, setupRetryWindow)
 	defer cancel()
 	var kv jetstream.KeyValue
@@ -197,14 +248,11 @@ func OpenRuns(ctx context.Context, js jetstream.JetStream, p *plan.Plan) (*Runs,
 		kv, err = js.KeyValue(ctx, bucket)
 		return err
 	})
-	if err != nil {
-		return nil, err
-	}
-	return &Runs{KV: kv}, nil
+	return kv, err
 }
 
-// OpenReadModel opens the CQRS read store once it exists.
-func OpenReadModel(ctx context.Context, js jetstream.JetStream, p *plan.Plan) (jetstream.KeyValue, error) {
+// WaitReadModel opens the CQRS read store once it exists.
+func WaitReadModel(ctx context.Context, js jetstream.JetStream, p *plan.Plan) (jetstream.KeyValue, error) {
 	ctx, cancel := context.WithTimeout(ctx, setupRetryWindow)
 	defer cancel()
 	var kv jetstream.KeyValue

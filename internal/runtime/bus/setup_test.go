@@ -54,7 +54,7 @@ func TestRunsAreReadThroughTheLeader(t *testing.T) {
 	p := &plan.Plan{Namespace: "default", Workflow: "w", Stream: &plan.Stream{Name: "PB_default_w", Subjects: []string{"pb.default.w.>"}, RunsBucket: "runs_w"}}
 	for range 2 { // set up again, the store is the same
 		g.Expect(EnsureResources(ctx, js, p, DefaultStorage)).To(Succeed())
-		runs, err := OpenRuns(ctx, js, p)
+		runs, err := WaitRuns(ctx, js, p)
 		g.Expect(err).NotTo(HaveOccurred())
 		s, err := js.Stream(ctx, "KV_runs_w")
 		g.Expect(err).NotTo(HaveOccurred())
@@ -89,7 +89,7 @@ func TestEnsureResourcesCreatesAndUpdatesOnlyWhatDiffers(t *testing.T) {
 
 	g.Expect(EnsureResources(ctx, js, p, DefaultStorage)).To(Succeed())
 	g.Expect(WaitStream(ctx, js, p)).To(Succeed())
-	_, err = OpenRuns(ctx, js, p)
+	_, err = WaitRuns(ctx, js, p)
 	g.Expect(err).NotTo(HaveOccurred())
 
 	// The stream API's create and update requests, seen by another client,
@@ -134,7 +134,7 @@ func TestEnsureResourcesCreatesAndUpdatesOnlyWhatDiffers(t *testing.T) {
 	p.ReadModel = &plan.ReadModel{Bucket: "pb_shop_wf_read"}
 	g.Expect(EnsureResources(ctx, js, p, DefaultStorage)).To(Succeed())
 	g.Expect(writes()).To(ConsistOf("$JS.API.STREAM.CREATE.KV_" + p.ReadModel.Bucket))
-	_, err = OpenReadModel(ctx, js, p)
+	_, err = WaitReadModel(ctx, js, p)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(EnsureResources(ctx, js, p, DefaultStorage)).To(Succeed())
 	g.Expect(writes()).To(BeEmpty())
