@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -114,6 +115,7 @@ func (r *WorkflowReconciler) switchStyles(ctx context.Context, s *workflowScope)
 	// the moment the entry left it (plus the restart of its entry), or, for
 	// one the entry never reached, from when it stopped being the current one.
 	var result ctrl.Result
+	var drained [][]childKey
 	for code, keys := range others {
 		st := v1alpha1.StyleOfCode(code)
 		if code == sw.entryOn {
@@ -145,13 +147,54 @@ func (r *WorkflowReconciler) switchStyles(ctx context.Context, s *workflowScope)
 			result = shortest(result, ctrl.Result{RequeueAfter: left})
 			continue
 		}
-		// The style has drained. CLEANUP(issue 10): delete the NATS resources
-		// that style st used and the current style does not, here, before its
-		// children are pruned below; on an error, keep(s, keys) and retry.
+		// The style has drained: its children are pruned below, and what it
+		// held on the Broker goes first (cleanBroker).
+		if st.IsAsync() {
+			drained = append(drained, keys)
+		}
 		log.FromContext(ctx).Info("An earlier style has drained; pruning its children", "style", st)
 	}
 	sortRetiring(sw.retiring)
+	if len(drained) > 0 {
+		res, err := r.cleanBroker(ctx, s, sw)
+		if err != nil || !res.IsZero() {
+			// Its children stay until the Broker is clean, so that nothing of
+			// the drained style is left without an owner to retry.
+			for _, keys := range drained {
+				keep(s, keys)
+			}
+			if err != nil {
+				return ctrl.Result{}, err
+			}
+			result = shortest(result, res)
+		}
+	}
 	return result, nil
+}
+
+// cleanBroker deletes from the Broker what the async styles that just drained
+// held and the styles still running do not need: consumers and buckets the
+// current plan does not name, or, when no async style runs any more, the
+// stream, the buckets and the Workflow's user. While another async style still
+// drains it does nothing: the last one to drain cleans for all of them.
+func (r *WorkflowReconciler) cleanBroker(ctx context.Context, s *workflowScope, sw *switchState) (ctrl.Result, error) {
+	for _, rs := range sw.retiring {
+		if rs.Style.IsAsync() {
+			return ctrl.Result{}, nil
+		}
+	}
+	var keepPlan *plan.Plan
+	if s.plan != nil && s.plan.Style.IsAsync() {
+		keepPlan = s.plan
+	}
+	err := r.BrokerCleanup(ctx, s.wf, keepPlan)
+	switch {
+	case err == nil, errors.Is(err, errBrokerGone):
+		return ctrl.Result{}, nil
+	default:
+		log.FromContext(ctx).Info("Could not yet delete what a drained style held on its Broker; retrying", "error", err.Error())
+		return ctrl.Result{RequeueAfter: 10 * time.Second}, nil
+	}
 }
 
 // now reads the reconciler's clock, the wall clock unless a test sets one.
