@@ -161,9 +161,9 @@ func runHop(ctx context.Context, cfg hopConfig, rep *report) error {
 func addHopRows(rep *report, cfg hopConfig, res map[string]*latencies) {
 	direct, rp, sc := res["direct"], res["reverseproxy"], res["sidecar"]
 	for _, l := range []*latencies{direct, rp, sc} {
-		rep.add(row{section: "hop", target: "p50/p90/p99 µs: " + l.name,
-			measured: fmt.Sprintf("%.0f/%.0f/%.0f", l.p[0], l.p[1], l.p[2]),
-			ratio:    fmt.Sprintf("%d req, %d err, %.0f µs CPU/req", l.count, l.errors, float64(l.cpuPerReq)/1e3)})
+		rep.add(row{Section: "hop", Target: "p50/p90/p99 µs: " + l.name,
+			Measured: fmt.Sprintf("%.0f/%.0f/%.0f", l.p[0], l.p[1], l.p[2]),
+			Ratio:    fmt.Sprintf("%d req, %d err", l.count, l.errors), CPU: cpuPer(l.cpuPerReq, 1, "req")})
 	}
 	for i, name := range []string{"p50", "p99"} {
 		idx := []int{0, 2}[i]
@@ -172,11 +172,12 @@ func addHopRows(rep *report, cfg hopConfig, res map[string]*latencies) {
 		ratio := scAdded / rpAdded
 		rep.check("hop", "sidecar added latency "+name+" ≤ 1.2× ReverseProxy's",
 			fmt.Sprintf("RP +%.0f µs", rpAdded), fmt.Sprintf("sidecar +%.0f µs", scAdded),
-			fmt.Sprintf("%.2f", ratio), rpAdded > 0 && ratio <= 1.2)
+			fmt.Sprintf("%.2f", ratio), fmt.Sprintf("sidecar %s, RP %s", cpuPer(sc.cpuPerReq, 1, "req"), cpuPer(rp.cpuPerReq, 1, "req")),
+			rpAdded > 0 && ratio <= 1.2)
 	}
 	rep.check("hop", fmt.Sprintf("sidecar RSS ≤ 30 MiB at %.0f rps", cfg.qps), "30 MiB",
 		fmt.Sprintf("max %.1f, end %.1f MiB", float64(sc.rssMaxKiB)/1024, float64(sc.rssLastKiB)/1024),
-		fmt.Sprintf("%.2f", float64(sc.rssMaxKiB)/1024/30), sc.rssMaxKiB > 0 && sc.rssMaxKiB <= 30*1024)
+		fmt.Sprintf("%.2f", float64(sc.rssMaxKiB)/1024/30), cpuPer(sc.cpuPerReq, 1, "req"), sc.rssMaxKiB > 0 && sc.rssMaxKiB <= 30*1024)
 	rep.note("hop: fortio open loop, %.0f qps, %d connections, %d-byte JSON POST, %s per target in %d interleaved rounds after %s warm-up; percentiles are exact over every request (fortio's histogram at %s resolution printed above); added = through - direct; CPU/req is the CPU time of the server fortio calls (app, proxy or sidecar) per request",
 		cfg.qps, cfg.conns, cfg.payload, cfg.duration, max(1, cfg.rounds), cfg.warmup, cfg.resolution)
 	for _, l := range []*latencies{direct, rp, sc} {
@@ -190,8 +191,9 @@ func addHopRows(rep *report, cfg hopConfig, res map[string]*latencies) {
 type hopTarget struct {
 	name      string
 	url       string
-	front     *process // the server fortio calls; its CPU time is measured
-	sampleRSS bool     // read front's RSS every 250 ms
+	front     *process   // the server fortio calls; its CPU time is measured
+	behind    []*process // processes behind front whose CPU time counts too
+	sampleRSS bool       // read front's RSS every 250 ms
 	rec       *recorder
 	cpu       time.Duration
 	rssMaxKiB int64
@@ -240,10 +242,8 @@ func fortioRun(ctx context.Context, cfg hopConfig, t *hopTarget, d time.Duration
 
 	stop := context.AfterFunc(ctx, func() { opts.Stop.Abort(false) })
 	defer stop()
-	var cpuBefore time.Duration
-	if t.front != nil {
-		cpuBefore, _ = t.front.cpuTime()
-	}
+	procs := append([]*process{t.front}, t.behind...)
+	cpuBefore := cpuOf(procs...)
 	var wg sync.WaitGroup
 	done := make(chan struct{})
 	if t.sampleRSS {
@@ -265,10 +265,7 @@ func fortioRun(ctx context.Context, cfg hopConfig, t *hopTarget, d time.Duration
 	res, err := fhttp.RunHTTPTest(opts)
 	close(done)
 	wg.Wait()
-	if t.front != nil {
-		after, _ := t.front.cpuTime()
-		t.cpu += after - cpuBefore
-	}
+	t.cpu += cpuOf(procs...) - cpuBefore
 	if err != nil {
 		return fmt.Errorf("fortio %s: %w", t.name, err)
 	}

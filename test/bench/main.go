@@ -66,6 +66,7 @@ func run() int {
 	fs.IntVar(&op.workers, "operator-workers", controllers.DefaultWorkflowConcurrency, "operator: the manager's --workflow-concurrency, and the plain client's concurrency")
 	fs.StringVar(&op.sample, "operator-sample", "config/samples/sync-orchestrated.yaml", "operator: the Workflow to copy")
 	fs.DurationVar(&op.settle, "operator-settle", 3*time.Second, "operator: idle time that ends the restarted manager's resync")
+	jsonFile := fs.String("json", "", "also write the table as JSON to this file, to compare runs over time")
 	_ = fs.Parse(os.Args[1:])
 
 	if _, err := os.Stat("go.mod"); err != nil {
@@ -128,9 +129,16 @@ func run() int {
 		}
 	}
 	rep.note("not measured: the async hop throughput target (≥ 0.5 × raw JetStream consume+publish): it needs commands injected on a step's subject; only its raw baselines are above")
-	rep.note("machine: %d CPUs (GOMAXPROCS %d), load average %s at start, %s at end; a shared machine is noisy, so compare ratios of one run",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), load, loadAverage())
+	machine := fmt.Sprintf("%d CPUs (GOMAXPROCS %d), load average %s at start, %s at end", runtime.NumCPU(), runtime.GOMAXPROCS(0), load, loadAverage())
+	rep.note("machine: %s; a shared machine is noisy, so compare ratios of one run", machine)
 	rep.print(os.Stdout, fmt.Sprintf("patchbay bench, %s, %s", time.Now().Format(time.DateTime), time.Since(start).Round(time.Second)))
+	if *jsonFile != "" {
+		if err := rep.writeJSON(*jsonFile, start, machine, strings.Split(*sections, ",")); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -json:", err)
+			return 1
+		}
+		fmt.Printf("\nWrote %s\n", *jsonFile)
+	}
 	switch {
 	case len(failed) > 0:
 		fmt.Printf("\nSections that could not run: %s\n", strings.Join(failed, ", "))

@@ -74,7 +74,7 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 	}
 
 	fmt.Printf("Operator: plain client creates %d Workflows and their rendered children (%d workers)\n", cfg.workflows, cfg.workers)
-	var plain time.Duration
+	var plain, plainCPU, managerCPU time.Duration
 	var plainObjects int64
 	err = withEnvtest(func(restCfg *rest.Config) error {
 		c, err := client.New(restCfg, client.Options{Scheme: scheme})
@@ -85,9 +85,10 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 		if err != nil {
 			return err
 		}
-		start := time.Now()
+		start, cpu0 := time.Now(), selfCPU()+childrenCPU()
 		plainObjects, err = createPlain(ctx, c, &sample, ns, cfg)
 		plain = time.Since(start)
+		plainCPU = selfCPU() + childrenCPU() - cpu0
 		return err
 	})
 	if err != nil {
@@ -96,7 +97,7 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 	fmt.Printf("  %d objects in %s\n", plainObjects, plain.Round(time.Millisecond))
 
 	fmt.Printf("Operator: the manager converges %d Workflows (--workflow-concurrency %d)\n", cfg.workflows, cfg.workers)
-	var converge, resync time.Duration
+	var converge, resync, restartCPU time.Duration
 	var convergeWrites, restartWrites []string
 	var convergeReads int
 	var managedObjects int64
@@ -114,13 +115,14 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 			return err
 		}
 		base, _ := reconciles()
-		start := time.Now()
+		start, cpu0 := time.Now(), selfCPU()+childrenCPU()
 		if _, err := createWorkflows(ctx, c, &sample, ns, cfg); err != nil {
 			m.stop()
 			return err
 		}
 		err = waitConverged(ctx, c, ns, cfg.workflows, base)
 		converge = time.Since(start)
+		managerCPU = selfCPU() + childrenCPU() - cpu0
 		convergeWrites, convergeReads = m.writes.list(), m.writes.readCount()
 		m.stop()
 		if err != nil {
@@ -139,10 +141,11 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 		}
 		defer m.stop()
 		base, _ = reconciles()
-		start = time.Now()
+		start, cpu0 = time.Now(), selfCPU()+childrenCPU()
 		if err := waitIdle(ctx, base+float64(cfg.workflows), cfg.settle); err != nil {
 			return err
 		}
+		restartCPU = selfCPU() + childrenCPU() - cpu0
 		resync = time.Since(start) - cfg.settle
 		restartWrites = m.writes.list()
 		fmt.Printf("  resynced in %s, %d writes\n", resync.Round(time.Millisecond), len(restartWrites))
@@ -156,14 +159,17 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 	rep.check("operator", fmt.Sprintf("%d Workflows converge ≤ 1.5× plain create", cfg.workflows),
 		fmt.Sprintf("plain %.1fs (%d obj)", plain.Seconds(), plainObjects),
 		fmt.Sprintf("manager %.1fs (%d obj; %d writes, %d reads)", converge.Seconds(), managedObjects+int64(cfg.workflows), len(convergeWrites), convergeReads),
-		fmt.Sprintf("%.2f", ratio), ratio <= 1.5 && managedObjects+int64(cfg.workflows) == plainObjects)
+		fmt.Sprintf("%.2f", ratio),
+		fmt.Sprintf("%s (plain %s)", cpuPer(managerCPU, int64(cfg.workflows), "Workflow"), cpuPer(plainCPU, int64(cfg.workflows), "Workflow")),
+		ratio <= 1.5 && managedObjects+int64(cfg.workflows) == plainObjects)
 	rep.check("operator", "restart of a converged manager: 0 writes", "0",
-		fmt.Sprintf("%d writes (resync %.1fs)", len(restartWrites), resync.Seconds()), "-", len(restartWrites) == 0)
+		fmt.Sprintf("%d writes (resync %.1fs)", len(restartWrites), resync.Seconds()), "-",
+		cpuPer(restartCPU, int64(cfg.workflows), "Workflow"), len(restartWrites) == 0)
 	rep.note("operator: the manager's writes while converging: %s", byResource(convergeWrites))
 	if n := len(restartWrites); n > 0 {
 		rep.note("operator: writes after restart, first: %v", restartWrites[:min(n, 5)])
 	}
-	rep.note("operator: %d copies of %s on envtest, %d workers on each side (kube-apiserver + etcd, no client-side rate limit), a fresh API server for each side; objects count the Workflows; the plain client creates each Workflow, then its children as internal/render renders them",
+	rep.note("operator: %d copies of %s on envtest, %d workers on each side (kube-apiserver + etcd, no client-side rate limit), a fresh API server for each side; CPU is this process's (client or manager) plus the API server's and etcd's, per Workflow; objects count the Workflows; the plain client creates each Workflow, then its children as internal/render renders them",
 		cfg.workflows, filepath.Base(cfg.sample), cfg.workers)
 	return nil
 }

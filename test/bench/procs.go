@@ -90,10 +90,49 @@ func (p *process) rssKiB() (int64, error) {
 	return 0, errors.New("no VmRSS in /proc/<pid>/status")
 }
 
-// cpuTime is the CPU time (user and system) the process has used, from
+// cpuTime is the CPU time (user and system) the process has used.
+func (p *process) cpuTime() (time.Duration, error) { return pidCPU(p.cmd.Process.Pid) }
+
+// cpuOf is the CPU time the processes have used together; nil ones count zero.
+func cpuOf(ps ...*process) time.Duration {
+	var sum time.Duration
+	for _, p := range ps {
+		if p != nil {
+			d, _ := p.cpuTime()
+			sum += d
+		}
+	}
+	return sum
+}
+
+// childrenCPU is the CPU time of this process's live children (envtest's
+// kube-apiserver and etcd, the servers the sections started).
+func childrenCPU() time.Duration {
+	self := strconv.Itoa(os.Getpid())
+	dirs, _ := os.ReadDir("/proc")
+	var sum time.Duration
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		_, rest, ok := strings.Cut(string(b), ") ")
+		if f := strings.Fields(rest); ok && len(f) > 1 && f[1] == self {
+			c, _ := pidCPU(pid)
+			sum += c
+		}
+	}
+	return sum
+}
+
+// pidCPU is the CPU time (user and system) process pid has used, from
 // /proc/<pid>/stat, at the kernel's 10 ms tick (USER_HZ is 100 on Linux).
-func (p *process) cpuTime() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+func pidCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
