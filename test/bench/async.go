@@ -412,4 +412,3 @@ func jetStreamPipeline(ctx context.Context, url string, payload []byte, n int) (
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
 }
-
