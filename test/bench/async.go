@@ -164,7 +164,7 @@ func asyncWorkflow1(ctx context.Context, cfg asyncConfig, name, manifest, natsUR
 		if err != nil {
 			return err
 		}
-		sc, err := startProcess(ctx, "sidecar "+s.Name, answers("http://"+admin+"/readyz"),
+		sc, err := startProcessEnv(ctx, "sidecar "+s.Name, answers("http://"+admin+"/readyz"), sidecarEnv(),
 			append([]string{cfg.runtime, "sidecar", "--step", s.Name, "--app-url", appURL, "--listen", listen, "--admin-listen", admin}, common...)...)
 		if err != nil {
 			return err

@@ -74,7 +74,7 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 	}
 
 	fmt.Printf("Operator: plain client creates %d Workflows and their rendered children (%d workers)\n", cfg.workflows, cfg.workers)
-	var plain, plainCPU, managerCPU time.Duration
+	var plain, plainCPU, managerCPU, plainSelfCPU, plainAPICPU, managerSelfCPU, managerAPICPU time.Duration
 	var plainObjects int64
 	err = withEnvtest(func(restCfg *rest.Config) error {
 		c, err := client.New(restCfg, client.Options{Scheme: scheme})
@@ -85,10 +85,11 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 		if err != nil {
 			return err
 		}
-		start, cpu0 := time.Now(), selfCPU()+childrenCPU()
+		start, self0, api0 := time.Now(), selfCPU(), childrenCPU()
 		plainObjects, err = createPlain(ctx, c, &sample, ns, cfg)
 		plain = time.Since(start)
-		plainCPU = selfCPU() + childrenCPU() - cpu0
+		plainSelfCPU, plainAPICPU = selfCPU()-self0, childrenCPU()-api0
+		plainCPU = plainSelfCPU + plainAPICPU
 		return err
 	})
 	if err != nil {
@@ -115,14 +116,15 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 			return err
 		}
 		base, _ := reconciles()
-		start, cpu0 := time.Now(), selfCPU()+childrenCPU()
+		start, self0, api0 := time.Now(), selfCPU(), childrenCPU()
 		if _, err := createWorkflows(ctx, c, &sample, ns, cfg); err != nil {
 			m.stop()
 			return err
 		}
 		err = waitConverged(ctx, c, ns, cfg.workflows, base)
 		converge = time.Since(start)
-		managerCPU = selfCPU() + childrenCPU() - cpu0
+		managerSelfCPU, managerAPICPU = selfCPU()-self0, childrenCPU()-api0
+		managerCPU = managerSelfCPU + managerAPICPU
 		convergeWrites, convergeReads = m.writes.list(), m.writes.readCount()
 		m.stop()
 		if err != nil {
@@ -141,7 +143,7 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 		}
 		defer m.stop()
 		base, _ = reconciles()
-		start, cpu0 = time.Now(), selfCPU()+childrenCPU()
+		start, cpu0 := time.Now(), selfCPU()+childrenCPU()
 		if err := waitIdle(ctx, base+float64(cfg.workflows), cfg.settle); err != nil {
 			return err
 		}
@@ -166,6 +168,9 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 		fmt.Sprintf("%d writes (resync %.1fs)", len(restartWrites), resync.Seconds()), "-",
 		cpuPer(restartCPU, int64(cfg.workflows), "Workflow"), len(restartWrites) == 0)
 	rep.note("operator: the manager's writes while converging: %s", byResource(convergeWrites))
+	rep.note("operator: CPU per Workflow, client or manager side / kube-apiserver + etcd side: plain %s / %s, manager %s / %s",
+		cpuPer(plainSelfCPU, int64(cfg.workflows), "Workflow"), cpuPer(plainAPICPU, int64(cfg.workflows), "Workflow"),
+		cpuPer(managerSelfCPU, int64(cfg.workflows), "Workflow"), cpuPer(managerAPICPU, int64(cfg.workflows), "Workflow"))
 	if n := len(restartWrites); n > 0 {
 		rep.note("operator: writes after restart, first: %v", restartWrites[:min(n, 5)])
 	}
