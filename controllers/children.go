@@ -18,7 +18,9 @@ import (
 	policyv1ac "k8s.io/client-go/applyconfigurations/policy/v1"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 )
 
 // childKey identifies a child by kind and name; its namespace is its owner's.
@@ -122,13 +124,20 @@ func extractOwned(live client.Object) (any, error) {
 }
 
 // ownChildren adds a watch of each kind of o's children to b, so that drift
-// of a child is undone.
+// of a child is undone. Drift is a child changed or deleted: the creation of
+// a child is the owner's own apply, which reconciled it already, so create
+// events do not queue the owner again (they doubled the reconciles of a
+// converging Workflow, make bench's operator section). After a restart the
+// owners' own create events reconcile every owner once.
 func ownChildren(b *builder.Builder, o owners) *builder.Builder {
 	for _, k := range childKindsOf(o) {
-		b = b.Owns(k.newObject())
+		b = b.Owns(k.newObject(), builder.WithPredicates(ignoreCreates))
 	}
 	return b
 }
+
+// ignoreCreates passes every event but a create.
+var ignoreCreates = predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }}
 
 // pruneChildren deletes the children that owner controls, that carry the
 // owner's label, and that the desired set no longer holds: the orchestrator

@@ -99,6 +99,7 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 
 	fmt.Printf("Operator: the manager converges %d Workflows (--workflow-concurrency %d)\n", cfg.workflows, cfg.workers)
 	var converge, resync, restartCPU time.Duration
+	var convergeReconciles float64
 	var convergeWrites, restartWrites []string
 	var convergeReads int
 	var managedObjects int64
@@ -123,6 +124,8 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 		}
 		err = waitConverged(ctx, c, ns, cfg.workflows, base)
 		converge = time.Since(start)
+		after, _ := reconciles()
+		convergeReconciles = after - base
 		managerSelfCPU, managerAPICPU = selfCPU()-self0, childrenCPU()-api0
 		managerCPU = managerSelfCPU + managerAPICPU
 		convergeWrites, convergeReads = m.writes.list(), m.writes.readCount()
@@ -168,6 +171,7 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 		fmt.Sprintf("%d writes (resync %.1fs)", len(restartWrites), resync.Seconds()), "-",
 		cpuPer(restartCPU, int64(cfg.workflows), "Workflow"), len(restartWrites) == 0)
 	rep.note("operator: the manager's writes while converging: %s", byResource(convergeWrites))
+	rep.note("operator: the manager reconciled each Workflow %.2f times on average while converging", convergeReconciles/float64(cfg.workflows))
 	rep.note("operator: CPU per Workflow, client or manager side / kube-apiserver + etcd side: plain %s / %s, manager %s / %s",
 		cpuPer(plainSelfCPU, int64(cfg.workflows), "Workflow"), cpuPer(plainAPICPU, int64(cfg.workflows), "Workflow"),
 		cpuPer(managerSelfCPU, int64(cfg.workflows), "Workflow"), cpuPer(managerAPICPU, int64(cfg.workflows), "Workflow"))
