@@ -124,20 +124,31 @@ func extractOwned(live client.Object) (any, error) {
 }
 
 // ownChildren adds a watch of each kind of o's children to b, so that drift
-// of a child is undone. Drift is a child changed or deleted: the creation of
-// a child is the owner's own apply, which reconciled it already, so create
-// events do not queue the owner again (they doubled the reconciles of a
-// converging Workflow, make bench's operator section). After a restart the
-// owners' own create events reconcile every owner once.
+// of a child is undone, and a child someone else created for the owner is
+// pruned.
 func ownChildren(b *builder.Builder, o owners) *builder.Builder {
 	for _, k := range childKindsOf(o) {
-		b = b.Owns(k.newObject(), builder.WithPredicates(ignoreCreates))
+		b = b.Owns(k.newObject(), builder.WithPredicates(notOwnCreate))
 	}
 	return b
 }
 
-// ignoreCreates passes every event but a create.
-var ignoreCreates = predicate.Funcs{CreateFunc: func(event.CreateEvent) bool { return false }}
+// notOwnCreate passes every event but the creation of a child that the
+// manager applied itself: the reconcile that applied it is done with it, and
+// queueing the owner again doubled the reconciles of a converging Workflow
+// (make bench, operator section). After a restart the owners' own create
+// events reconcile every owner once.
+var notOwnCreate = predicate.Funcs{CreateFunc: func(e event.CreateEvent) bool { return !appliedByManager(e.Object) }}
+
+// appliedByManager reports whether obj carries fields that the manager applied.
+func appliedByManager(obj client.Object) bool {
+	for _, f := range obj.GetManagedFields() {
+		if f.Manager == FieldOwner && f.Operation == metav1.ManagedFieldsOperationApply {
+			return true
+		}
+	}
+	return false
+}
 
 // pruneChildren deletes the children that owner controls, that carry the
 // owner's label, and that the desired set no longer holds: the orchestrator

@@ -70,6 +70,7 @@ func run() int {
 	fs.IntVar(&op.workflows, "operator-workflows", 1000, "operator: Workflows to converge")
 	fs.IntVar(&op.workers, "operator-workers", controllers.DefaultWorkflowConcurrency, "operator: the manager's --workflow-concurrency, and the plain client's concurrency")
 	fs.StringVar(&op.sample, "operator-sample", "config/samples/sync-orchestrated.yaml", "operator: the Workflow to copy")
+	fs.BoolVar(&op.applyBaseline, "operator-apply-baseline", false, "operator: also time the plain client server-side applying the children, to tell apply's cost apart")
 	fs.DurationVar(&op.settle, "operator-settle", 3*time.Second, "operator: idle time that ends the restarted manager's resync")
 	jsonFile := fs.String("json", "", "also write the table as JSON to this file, to compare runs over time")
 	_ = fs.Parse(os.Args[1:])

@@ -20,6 +20,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -48,6 +49,9 @@ type operatorConfig struct {
 	workers int
 	sample  string        // a Workflow manifest, copied workflows times
 	settle  time.Duration // how long a restarted manager must stay idle
+	// applyBaseline adds a plain client that server-side applies the
+	// children instead of creating them, to tell the cost of apply apart.
+	applyBaseline bool
 }
 
 var operatorOptions = controllers.DefaultOptions("bench")
@@ -86,11 +90,30 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 			return err
 		}
 		start, self0, api0 := time.Now(), selfCPU(), childrenCPU()
-		plainObjects, err = createPlain(ctx, c, &sample, ns, cfg)
+		plainObjects, err = createPlain(ctx, c, &sample, ns, cfg, false)
 		plain = time.Since(start)
 		plainSelfCPU, plainAPICPU = selfCPU()-self0, childrenCPU()-api0
 		plainCPU = plainSelfCPU + plainAPICPU
-		return err
+		if err != nil || !cfg.applyBaseline {
+			return err
+		}
+		fmt.Printf("  %d objects in %s\n", plainObjects, plain.Round(time.Millisecond))
+		fmt.Println("Operator: the plain client again in a new namespace, server-side applying the children")
+		ns, err = createNamespace(ctx, c, "plain-apply")
+		if err != nil {
+			return err
+		}
+		start, self0, api0 = time.Now(), selfCPU(), childrenCPU()
+		n, err := createPlain(ctx, c, &sample, ns, cfg, true)
+		d, selfC, apiC := time.Since(start), selfCPU()-self0, childrenCPU()-api0
+		if err != nil {
+			return err
+		}
+		rep.add(row{Section: "operator", Target: "plain client, children server-side applied (same API server, second)",
+			Baseline: fmt.Sprintf("plain create %.1fs", plain.Seconds()), Measured: fmt.Sprintf("%.1fs (%d obj)", d.Seconds(), n),
+			Ratio: fmt.Sprintf("%.2f", d.Seconds()/plain.Seconds()),
+			CPU: fmt.Sprintf("%s client / %s API server", cpuPer(selfC, int64(cfg.workflows), "Workflow"), cpuPer(apiC, int64(cfg.workflows), "Workflow"))})
+		return nil
 	})
 	if err != nil {
 		return err
@@ -248,7 +271,7 @@ func cmpOr(a, b error) error {
 
 // createPlain is the baseline: what a client that knows the result needs to
 // do, creating every Workflow and every child the controller would apply.
-func createPlain(ctx context.Context, c client.Client, sample *v1alpha1.Workflow, ns string, cfg operatorConfig) (int64, error) {
+func createPlain(ctx context.Context, c client.Client, sample *v1alpha1.Workflow, ns string, cfg operatorConfig, apply bool) (int64, error) {
 	settings := render.Settings{RuntimeImage: operatorOptions.RuntimeImage, NATSImage: operatorOptions.NATSImage, ComponentReplicas: operatorOptions.ComponentReplicas}
 	var objects atomic.Int64
 	err := parallel(ctx, cfg.workflows, cfg.workers, func(i int) error {
@@ -266,7 +289,17 @@ func createPlain(ctx context.Context, c client.Client, sample *v1alpha1.Workflow
 			return err
 		}
 		for _, obj := range render.WorkflowObjects(in) {
-			if err := c.Create(ctx, obj); err != nil {
+			write := func() error { return c.Create(ctx, obj) }
+			if apply {
+				write = func() error { // as the manager applies
+					u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+					if err != nil {
+						return err
+					}
+					return c.Apply(ctx, client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: u}), client.FieldOwner("bench"), client.ForceOwnership)
+				}
+			}
+			if err := write(); err != nil {
 				return fmt.Errorf("create %s %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
 			}
 			objects.Add(1)
