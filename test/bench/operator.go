@@ -112,7 +112,7 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 		rep.add(row{Section: "operator", Target: "plain client, children server-side applied (same API server, second)",
 			Baseline: fmt.Sprintf("plain create %.1fs", plain.Seconds()), Measured: fmt.Sprintf("%.1fs (%d obj)", d.Seconds(), n),
 			Ratio: fmt.Sprintf("%.2f", d.Seconds()/plain.Seconds()),
-			CPU: fmt.Sprintf("%s client / %s API server", cpuPer(selfC, int64(cfg.workflows), "Workflow"), cpuPer(apiC, int64(cfg.workflows), "Workflow"))})
+			CPU:   fmt.Sprintf("%s client / %s API server", cpuPer(selfC, int64(cfg.workflows), "Workflow"), cpuPer(apiC, int64(cfg.workflows), "Workflow"))})
 		return nil
 	})
 	if err != nil {
