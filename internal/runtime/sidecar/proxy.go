@@ -11,7 +11,6 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
@@ -76,15 +75,15 @@ var statusWriters = sync.Pool{New: func() any { return new(statusWriter) }}
 // For a run's hop (invoke) it adds the step contract's headers when the caller
 // did not send them. It returns the status answered.
 func (s *Sidecar) proxy(w http.ResponseWriter, r *http.Request, invoke bool) int {
-	if r.ContentLength > plan.DefaultMaxBodyLen {
-		return s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d", r.ContentLength, plan.DefaultMaxBodyLen))
+	if r.ContentLength > s.plan.MaxBody() {
+		return s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d", r.ContentLength, s.plan.MaxBody()))
 	}
 	if !s.bulkhead.TryAcquirePermit() {
 		return s.reject(w, r.Header.Get(contract.HeaderRunID))
 	}
 	defer s.bulkhead.ReleasePermit()
 
-	r.Body = http.MaxBytesReader(w, r.Body, plan.DefaultMaxBodyLen)
+	r.Body = http.MaxBytesReader(w, r.Body, s.plan.MaxBody())
 	rp := s.passProxy
 	if invoke {
 		rp = s.invokeProxy
@@ -113,7 +112,7 @@ func (s *Sidecar) proxyError(w http.ResponseWriter, r *http.Request, err error) 
 	var tooLarge *http.MaxBytesError
 	switch {
 	case errors.As(err, &tooLarge):
-		s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes", plan.DefaultMaxBodyLen))
+		s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes", s.plan.MaxBody()))
 	case errors.Is(err, context.Canceled) || r.Context().Err() != nil:
 		// The caller left: nobody reads an answer.
 		if sw, ok := w.(*statusWriter); ok {
