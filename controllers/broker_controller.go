@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -189,7 +190,7 @@ func (r *BrokerReconciler) detectStorageChange(ctx context.Context, b *v1alpha1.
 func (r *BrokerReconciler) writeStatus(ctx context.Context, s *brokerScope) (ctrl.Result, error) {
 	b := s.broker
 	b.Status.URL = render.BrokerURL(b.Namespace, b.Name)
-	b.Status.Replicas = b.DesiredReplicas()
+	b.Status.Replicas, b.Status.Storage = b.DesiredReplicas(), b.StorageKind()
 	b.Status.ReadyReplicas = 0
 	readiness := brokerReadiness{nameErr: s.nameErr, applyErrors: s.applyErrors, storageChange: s.storageChange}
 	sts := &appsv1.StatefulSet{}
@@ -202,6 +203,10 @@ func (r *BrokerReconciler) writeStatus(ctx context.Context, s *brokerScope) (ctr
 		if ref := metav1.GetControllerOf(sts); ref != nil && ref.UID == b.UID {
 			b.Status.ReadyReplicas = sts.Status.ReadyReplicas
 			readiness.ready = statefulSetReady(sts, b.DesiredReplicas())
+			if s.storageChange != "" {
+				// The servers keep what they run: so do the Workflows' streams.
+				b.Status.Replicas, b.Status.Storage = appliedStreams(sts)
+			}
 		}
 	}
 	setBrokerAvailableCondition(b, readiness)
@@ -215,6 +220,16 @@ func (r *BrokerReconciler) writeStatus(ctx context.Context, s *brokerScope) (ctr
 		return ctrl.Result{}, fmt.Errorf("patch status: %w", err)
 	}
 	return ctrl.Result{}, nil
+}
+
+// appliedStreams are the replicas and the storage of a Broker's live
+// StatefulSet: memory storage has no volume claim templates.
+func appliedStreams(sts *appsv1.StatefulSet) (int32, v1alpha1.Storage) {
+	storage := v1alpha1.StorageFile
+	if len(sts.Spec.VolumeClaimTemplates) == 0 {
+		storage = v1alpha1.StorageMemory
+	}
+	return ptr.Deref(sts.Spec.Replicas, 1), storage
 }
 
 // statefulSetReady reports whether a StatefulSet runs the current template

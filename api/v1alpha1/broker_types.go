@@ -59,9 +59,18 @@ type BrokerStatus struct {
 	// +optional
 	URL string `json:"url,omitempty"`
 
-	// replicas is the desired number of NATS servers.
+	// replicas is the number of NATS servers the Broker runs with: spec.replicas
+	// once applied. While a storage change is held (Ready is
+	// StorageChangeRequiresRecreate), it stays what the servers run, and so do
+	// the streams of the Workflows that use the Broker.
 	// +optional
 	Replicas int32 `json:"replicas,omitempty"`
+
+	// storage is the JetStream storage the servers run with: spec.jetstream.storage
+	// once applied, the previous one while a storage change is held. Workflows
+	// create their streams and buckets with it.
+	// +optional
+	Storage Storage `json:"storage,omitempty"`
 
 	// readyReplicas is the number of ready NATS servers.
 	// +optional

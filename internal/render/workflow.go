@@ -75,9 +75,18 @@ type Streams struct {
 }
 
 // BrokerStreams are the streams a Broker can hold: as many replicas as it
-// has servers, on its storage.
+// has servers, on its storage, as its status reports them applied (a held
+// storage change keeps them as the servers run them); its spec's until its
+// controller has written them.
 func BrokerStreams(b *v1alpha1.Broker) *Streams {
-	return &Streams{Replicas: b.DesiredReplicas(), Storage: b.StorageKind()}
+	st := &Streams{Replicas: b.Status.Replicas, Storage: b.Status.Storage}
+	if st.Replicas == 0 {
+		st.Replicas = b.DesiredReplicas()
+	}
+	if st.Storage == "" {
+		st.Storage = b.StorageKind()
+	}
+	return st
 }
 
 // PlanHash is the hash of the plan, as the pods carry it.
