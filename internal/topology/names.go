@@ -3,9 +3,10 @@ package topology
 import (
 	"crypto/sha256"
 	"encoding/hex"
-	"github.com/patchbay-dev/patchbay/internal/plan"
 	"regexp"
 	"strings"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
 )
 
 // Bounds on generated names.
