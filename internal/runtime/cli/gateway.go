@@ -34,7 +34,7 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer tel.Tracing.Shutdown(context.WithoutCancel(ctx))
+	defer tel.Close(context.WithoutCancel(ctx))
 	l, err := serve.Listen(f.listen)
 	if err != nil {
 		return err

@@ -70,7 +70,7 @@ func runOrchestrator(ctx context.Context, args []string, stderr io.Writer) error
 	if err != nil {
 		return err
 	}
-	defer tel.Tracing.Shutdown(context.WithoutCancel(ctx))
+	defer tel.Close(context.WithoutCancel(ctx))
 	o, err := orchestrator.New(orchestrator.Config{Plan: p, Resolver: resolver, Telemetry: tel})
 	if err != nil {
 		return err
@@ -93,7 +93,7 @@ func runAsyncOrchestrator(ctx context.Context, f *componentFlags, p *plan.Plan, 
 	if err != nil {
 		return err
 	}
-	defer tel.Tracing.Shutdown(context.WithoutCancel(ctx))
+	defer tel.Close(context.WithoutCancel(ctx))
 	l, err := serve.Listen(f.listen)
 	if err != nil {
 		return err

@@ -71,7 +71,7 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	defer tel.Tracing.Shutdown(context.WithoutCancel(ctx))
+	defer tel.Close(context.WithoutCancel(ctx))
 	sc, err := sidecar.New(sidecar.Config{
 		Plan: p, Step: f.step, AppURL: f.appURL,
 		Resolver: resolver, Telemetry: tel,
