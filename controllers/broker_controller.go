@@ -85,8 +85,7 @@ func (r *BrokerReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 // operator, and the Workflows mint new credentials and roll their pods.
 func (r *BrokerReconciler) resolveAuth(ctx context.Context, s *brokerScope) (ctrl.Result, error) {
 	name := render.NATSAuthSecretName(s.broker.Name)
-	if err := checkNameLength("Secret", name); err != nil {
-		s.nameErr = err.(*nameError)
+	if s.nameErr = checkNameLength("Secret", name); s.nameErr != nil {
 		return ctrl.Result{}, nil
 	}
 	secret := &corev1.Secret{}
@@ -100,8 +99,7 @@ func (r *BrokerReconciler) resolveAuth(ctx context.Context, s *brokerScope) (ctr
 	case err != nil:
 		return ctrl.Result{}, fmt.Errorf("get Secret %s: %w", name, err)
 	default:
-		if err := checkControlled(s.broker, "Secret", secret); err != nil {
-			s.nameErr = err.(*nameError)
+		if s.nameErr = checkControlled(s.broker, "Secret", secret); s.nameErr != nil {
 			return ctrl.Result{}, nil
 		}
 		if auth, ok := natsauth.FromData(secret.Data); ok {

@@ -186,7 +186,7 @@ func (e *Edge[R]) Do(ctx context.Context, fn func(ctx context.Context) (R, error
 		}
 		return r, err
 	})
-	if context.Cause(rctx) == errRetryAfterPastDeadline {
+	if errors.Is(context.Cause(rctx), errRetryAfterPastDeadline) {
 		return Result[R]{Last: last, Attempts: attempts}
 	}
 	return Result[R]{Last: r, Err: err, Attempts: attempts}
@@ -205,7 +205,7 @@ func (e *Edge[R]) attempt(ctx context.Context, fn func(ctx context.Context) (R, 
 	actx, cancel := context.WithTimeoutCause(ctx, e.timeout, ErrTimeout)
 	defer cancel()
 	r, err := fn(actx)
-	if context.Cause(actx) == ErrTimeout {
+	if errors.Is(context.Cause(actx), ErrTimeout) {
 		var zero R
 		return zero, ErrTimeout
 	}
