@@ -10,15 +10,15 @@ import (
 type Style string
 
 const (
-	// StyleSyncChain: each step's sidecar forwards its output to the next steps over HTTP.
+	// StyleSyncChain means each step's sidecar forwards its output to the next steps over HTTP.
 	StyleSyncChain Style = "sync-chain"
-	// StyleSyncOrchestrated: an orchestrator calls the steps over HTTP, each once its dependencies answered.
+	// StyleSyncOrchestrated means an orchestrator calls the steps over HTTP, each once its dependencies answered.
 	StyleSyncOrchestrated Style = "sync-orchestrated"
-	// StyleAsyncOrchestrated: an orchestrator drives the steps over NATS JetStream.
+	// StyleAsyncOrchestrated means an orchestrator drives the steps over NATS JetStream.
 	StyleAsyncOrchestrated Style = "async-orchestrated"
-	// StyleChoreography: steps react to events and emit events; nobody drives the flow.
+	// StyleChoreography means steps react to events and emit events; nobody drives the flow.
 	StyleChoreography Style = "choreography"
-	// StyleHybrid: an orchestrator for the explicit steps, events for the leaves.
+	// StyleHybrid means an orchestrator for the explicit steps, events for the leaves.
 	StyleHybrid Style = "hybrid"
 )
 

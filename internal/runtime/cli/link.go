@@ -16,8 +16,8 @@ import (
 
 // Backoff between two attempts to set a role up on the broker.
 const (
-	setupBackoffMin = 500 * time.Millisecond
-	setupBackoffMax = 30 * time.Second
+	minSetupBackoff = 500 * time.Millisecond
+	maxSetupBackoff = 30 * time.Second
 )
 
 // setupFunc sets a role up on the broker (stream, buckets, consumers) and
@@ -71,7 +71,7 @@ func (n *natsFlags) link(ctx context.Context, p *plan.Plan, tel *telemetry.Telem
 
 func (l *brokerLink) setUp(ctx context.Context, setup setupFunc) {
 	defer close(l.done)
-	delay := setupBackoffMin
+	delay := minSetupBackoff
 	for attempt := 1; ; attempt++ {
 		stop, err := setup(ctx, l.conn)
 		if err == nil {
@@ -93,7 +93,7 @@ func (l *brokerLink) setUp(ctx context.Context, setup setupFunc) {
 			return
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, setupBackoffMax)
+		delay = min(2*delay, maxSetupBackoff)
 	}
 }
 

@@ -20,7 +20,7 @@ import (
 func TestClassifyCanceledCallerIsClientClosedRequest(t *testing.T) {
 	g := NewWithT(t)
 	release := make(chan struct{})
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	app := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 		case <-release:
