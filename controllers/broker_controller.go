@@ -86,7 +86,7 @@ func (r *BrokerReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 func (r *BrokerReconciler) resolveAuth(ctx context.Context, s *brokerScope) (ctrl.Result, error) {
 	name := render.NATSAuthSecretName(s.broker.Name)
 	if s.nameErr = checkNameLength("Secret", name); s.nameErr != nil {
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, nil //nolint:nilerr // reported in Ready; a retry cannot shorten the name
 	}
 	secret := &corev1.Secret{}
 	key := types.NamespacedName{Namespace: s.broker.Namespace, Name: name}
@@ -100,7 +100,7 @@ func (r *BrokerReconciler) resolveAuth(ctx context.Context, s *brokerScope) (ctr
 		return ctrl.Result{}, fmt.Errorf("get Secret %s: %w", name, err)
 	default:
 		if s.nameErr = checkControlled(s.broker, "Secret", secret); s.nameErr != nil {
-			return ctrl.Result{}, nil
+			return ctrl.Result{}, nil //nolint:nilerr // reported in Ready; the holder is left alone
 		}
 		if auth, ok := natsauth.FromData(secret.Data); ok {
 			s.auth = auth
@@ -129,7 +129,7 @@ func newPassword() (string, error) {
 
 func (r *BrokerReconciler) applyChildren(ctx context.Context, s *brokerScope) (ctrl.Result, error) {
 	if s.nameErr != nil || s.auth == nil {
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, nil //nolint:nilerr // nothing to apply: the name error is reported in Ready
 	}
 	in := &render.BrokerInput{Broker: s.broker, Settings: r.settings, Auth: s.auth}
 	change, err := r.detectStorageChange(ctx, s.broker, render.NATSStatefulSet(in))

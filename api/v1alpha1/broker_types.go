@@ -104,7 +104,3 @@ type BrokerList struct {
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Broker `json:"items"`
 }
-
-func init() {
-	SchemeBuilder.Register(&Broker{}, &BrokerList{})
-}
