@@ -68,7 +68,7 @@ type applier struct {
 // existing object (createOnly), rather than after a read: the cache holds only
 // what patchbay manages, so the name may still be held by someone else, and
 // the API server then refuses the apply and the holder is read directly.
-func (a *applier) apply(ctx context.Context, owner client.Object, desired client.Object) (applyOutcome, error) {
+func (a *applier) apply(ctx context.Context, owner, desired client.Object) (applyOutcome, error) {
 	kind := desired.GetObjectKind().GroupVersionKind().Kind
 	name := desired.GetName()
 	if nerr := checkNameLength(kind, name); nerr != nil {

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -395,5 +394,3 @@ func prefixed(kind string, names ...string) []string {
 	}
 	return out
 }
-
-func joinLines(lines []string) string { return strings.Join(lines, "\n") }

@@ -75,7 +75,7 @@ func (e *Error) Has(r Reason) bool {
 // problems collects Problems while the compiler checks a spec.
 type problems struct{ list []Problem }
 
-func (ps *problems) add(r Reason, steps []string, format string, args ...any) {
+func (ps *problems) addf(r Reason, steps []string, format string, args ...any) {
 	ps.list = append(ps.list, Problem{Reason: r, Steps: steps, Message: fmt.Sprintf(format, args...)})
 }
 

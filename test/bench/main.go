@@ -127,8 +127,8 @@ func run() int {
 			break
 		}
 	}
-	rep.note("not measured: the async hop throughput target (≥ 0.5 × raw JetStream consume+publish): it needs commands injected on a step's subject; only its raw baselines are above")
-	rep.note("machine: %d CPUs (GOMAXPROCS %d), load average %s at start, %s at end; a shared machine is noisy, so compare ratios of one run",
+	rep.notef("not measured: the async hop throughput target (≥ 0.5 × raw JetStream consume+publish): it needs commands injected on a step's subject; only its raw baselines are above")
+	rep.notef("machine: %d CPUs (GOMAXPROCS %d), load average %s at start, %s at end; a shared machine is noisy, so compare ratios of one run",
 		runtime.NumCPU(), runtime.GOMAXPROCS(0), load, loadAverage())
 	rep.print(os.Stdout, fmt.Sprintf("patchbay bench, %s, %s", time.Now().Format(time.DateTime), time.Since(start).Round(time.Second)))
 	switch {

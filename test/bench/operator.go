@@ -159,11 +159,11 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 		fmt.Sprintf("%.2f", ratio), ratio <= 1.5 && managedObjects+int64(cfg.workflows) == plainObjects)
 	rep.check("operator", "restart of a converged manager: 0 writes", "0",
 		fmt.Sprintf("%d writes (resync %.1fs)", len(restartWrites), resync.Seconds()), "-", len(restartWrites) == 0)
-	rep.note("operator: the manager's writes while converging: %s", byResource(convergeWrites))
+	rep.notef("operator: the manager's writes while converging: %s", byResource(convergeWrites))
 	if n := len(restartWrites); n > 0 {
-		rep.note("operator: writes after restart, first: %v", restartWrites[:min(n, 5)])
+		rep.notef("operator: writes after restart, first: %v", restartWrites[:min(n, 5)])
 	}
-	rep.note("operator: %d copies of %s on envtest, %d workers on each side (kube-apiserver + etcd, no client-side rate limit), a fresh API server for each side; objects count the Workflows; the plain client creates each Workflow, then its children as internal/render renders them",
+	rep.notef("operator: %d copies of %s on envtest, %d workers on each side (kube-apiserver + etcd, no client-side rate limit), a fresh API server for each side; objects count the Workflows; the plain client creates each Workflow, then its children as internal/render renders them",
 		cfg.workflows, filepath.Base(cfg.sample), cfg.workers)
 	return nil
 }

@@ -45,7 +45,7 @@ type report struct {
 
 func (r *report) add(x row) { r.rows = append(r.rows, x) }
 
-func (r *report) note(format string, args ...any) {
+func (r *report) notef(format string, args ...any) {
 	r.notes = append(r.notes, fmt.Sprintf(format, args...))
 }
 

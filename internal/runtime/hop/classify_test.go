@@ -42,7 +42,7 @@ func TestClassifyCanceledCallerIsClientClosedRequest(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	_, herr := target.Invoke(ctx, &contract.Invocation{RunID: "r1", Body: []byte("{}")})
-	g.Expect(herr).NotTo(BeNil())
+	g.Expect(herr).To(HaveOccurred())
 	g.Expect(herr.Code).To(Equal(contract.StatusClientClosedRequest))
 	g.Expect(contract.StatusClientClosedRequest).To(Equal(499))
 }
