@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"sync/atomic"
 
-	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/gateway"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
@@ -22,15 +21,7 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	p, err := plan.Load(f.planFile)
-	if err != nil {
-		return err
-	}
-	resolver, err := stepResolver(p, f.resolve)
-	if err != nil {
-		return err
-	}
-	tel, err := f.telemetry(ctx, stderr, "patchbay-gateway")
+	p, resolver, tel, err := f.roleSetup(ctx, stderr, "patchbay-gateway", f.planFile, f.resolve)
 	if err != nil {
 		return err
 	}

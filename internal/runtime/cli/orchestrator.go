@@ -62,11 +62,7 @@ func runOrchestrator(ctx context.Context, args []string, stderr io.Writer) error
 	case p.Style.IsAsync():
 		return runAsyncOrchestrator(ctx, f, p, stderr)
 	}
-	resolver, err := stepResolver(p, f.resolve)
-	if err != nil {
-		return err
-	}
-	tel, err := f.telemetry(ctx, stderr, "patchbay-orchestrator")
+	resolver, tel, err := f.stepsAndTelemetry(ctx, stderr, "patchbay-orchestrator", p, f.resolve)
 	if err != nil {
 		return err
 	}

@@ -59,15 +59,7 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	p, err := plan.Load(f.planFile)
-	if err != nil {
-		return err
-	}
-	resolver, err := stepResolver(p, f.resolve)
-	if err != nil {
-		return err
-	}
-	tel, err := f.telemetry(ctx, stderr, "patchbay-sidecar")
+	p, resolver, tel, err := f.roleSetup(ctx, stderr, "patchbay-sidecar", f.planFile, f.resolve)
 	if err != nil {
 		return err
 	}
