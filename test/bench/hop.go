@@ -125,27 +125,8 @@ func runHop(ctx context.Context, cfg hopConfig, rep *report) error {
 		{name: "reverseproxy", url: "http://" + rpAddr + "/", front: rp},
 		{name: "sidecar", url: "http://" + scAddr + "/", front: sc, sampleRSS: true},
 	}
-	rounds := max(1, cfg.rounds)
-	slice := cfg.duration / time.Duration(rounds)
-	fmt.Printf("Hop: %.0f qps, %d connections, %s per target in %d interleaved rounds, after %s warm-up each\n",
-		cfg.qps, cfg.conns, cfg.duration, rounds, cfg.warmup)
-	for _, t := range targets {
-		t.rec = newRecorder(cfg.resolution)
-		if cfg.warmup > 0 {
-			warm := &hopTarget{name: t.name, url: t.url, rec: newRecorder(cfg.resolution)}
-			if err := fortioRun(ctx, cfg, warm, cfg.warmup); err != nil {
-				return err
-			}
-		}
-	}
-	// Interleaving spreads a change of the machine's load over every target.
-	for i := range rounds {
-		for _, t := range targets {
-			if err := fortioRun(ctx, cfg, t, slice); err != nil {
-				return err
-			}
-			fmt.Printf("  round %d %-12s p50/p90/p99 so far %s\n", i+1, t.name, t.result().summary())
-		}
+	if err := runInterleaved(ctx, cfg, "Hop", targets); err != nil {
+		return err
 	}
 	results := map[string]*latencies{}
 	for _, t := range targets {
@@ -361,4 +342,32 @@ func writeHopPlan(file string) error {
 		return err
 	}
 	return os.WriteFile(file, b, 0o644)
+}
+
+// runInterleaved loads every target for cfg.duration in all, after a warm-up
+// of its own, in cfg.rounds rounds that interleave the targets: interleaving
+// spreads a change of the machine's load over every target.
+func runInterleaved(ctx context.Context, cfg hopConfig, section string, targets []*hopTarget) error {
+	rounds := max(1, cfg.rounds)
+	slice := cfg.duration / time.Duration(rounds)
+	fmt.Printf("%s: %.0f qps, %d connections, %s per target in %d interleaved rounds, after %s warm-up each\n",
+		section, cfg.qps, cfg.conns, cfg.duration, rounds, cfg.warmup)
+	for _, t := range targets {
+		t.rec = newRecorder(cfg.resolution)
+		if cfg.warmup > 0 {
+			warm := &hopTarget{name: t.name, url: t.url, rec: newRecorder(cfg.resolution)}
+			if err := fortioRun(ctx, cfg, warm, cfg.warmup); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range rounds {
+		for _, t := range targets {
+			if err := fortioRun(ctx, cfg, t, slice); err != nil {
+				return err
+			}
+			fmt.Printf("  round %d %-12s p50/p90/p99 so far %s\n", i+1, t.name, t.result().summary())
+		}
+	}
+	return nil
 }
