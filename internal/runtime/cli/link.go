@@ -128,14 +128,7 @@ func (l *brokerLink) Drain(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		l.cancel()
-		<-l.done
-		l.mu.Lock()
-		stop := l.stop
-		l.mu.Unlock()
-		if stop != nil {
-			stop()
-		}
+		l.stopSetup()
 	}()
 	select {
 	case <-done:
@@ -150,14 +143,19 @@ func (l *brokerLink) Drain(ctx context.Context) error {
 // every call returns once the first is done.
 func (l *brokerLink) Close() {
 	l.closeOnce.Do(func() {
-		l.cancel()
-		<-l.done
-		l.mu.Lock()
-		stop := l.stop
-		l.mu.Unlock()
-		if stop != nil {
-			stop()
-		}
+		l.stopSetup()
 		l.conn.Close()
 	})
+}
+
+// stopSetup ends the setup loop and stops what the setup started.
+func (l *brokerLink) stopSetup() {
+	l.cancel()
+	<-l.done
+	l.mu.Lock()
+	stop := l.stop
+	l.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 }
