@@ -289,7 +289,7 @@ func (c *brokerConn) pruneForPlan(ctx context.Context, res topology.BrokerResour
 			keep[cons.Durable] = true
 		}
 	}
-	for _, d := range []string{p.Stream.OrchestratorDurable, p.Stream.CompletionDurable} {
+	for _, d := range []string{p.Stream.OrchestratorDurable, p.Stream.CompletionDurable, p.Stream.DeadlineDurable} {
 		keep[d] = d != ""
 	}
 	if p.ReadModel != nil {
@@ -317,7 +317,7 @@ func (c *brokerConn) pruneForPlan(ctx context.Context, res topology.BrokerResour
 	}
 	if p.ReadModel == nil {
 		for _, bucket := range res.Buckets {
-			if bucket == p.Stream.RunsBucket {
+			if bucket == p.Stream.RunsBucket || bucket == p.Stream.IdempotencyBucket {
 				continue
 			}
 			if err := c.js.DeleteKeyValue(ctx, bucket); err != nil && !errors.Is(err, jetstream.ErrBucketNotFound) && !errors.Is(err, jetstream.ErrStreamNotFound) {

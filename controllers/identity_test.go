@@ -92,7 +92,7 @@ func compiled(ctx context.Context, ns, name string) *plan.Plan {
 	return p
 }
 
-// setUpOnBroker declares a workflow's stream, runs bucket and its consumers
+// setUpOnBroker declares a workflow's streams, buckets and consumers
 // with its own credentials, as its roles do at start.
 func setUpOnBroker(ctx context.Context, url string, creds []byte, p *plan.Plan) {
 	nc, err := connectAs(url, creds, p)
@@ -102,6 +102,8 @@ func setUpOnBroker(ctx context.Context, url string, creds []byte, p *plan.Plan) 
 	Expect(err).NotTo(HaveOccurred())
 	Expect(bus.EnsureStream(ctx, js, p, bus.DefaultStorage)).To(Succeed())
 	_, err = bus.EnsureRuns(ctx, js, p, bus.DefaultStorage)
+	Expect(err).NotTo(HaveOccurred())
+	_, err = bus.EnsureIdempotency(ctx, js, p, bus.DefaultStorage)
 	Expect(err).NotTo(HaveOccurred())
 	for _, st := range p.Steps {
 		for _, c := range st.Consumers {
@@ -205,13 +207,16 @@ var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 			return names
 		}
 		beta := compiled(ctx, ns, "beta")
-		Expect(streams()).To(ConsistOf(p.Stream.Name, "KV_"+p.Stream.RunsBucket, beta.Stream.Name, "KV_"+beta.Stream.RunsBucket))
+		held := func(p *plan.Plan) []string {
+			return []string{p.Stream.Name, p.Stream.DeadLetterStream, "KV_" + p.Stream.RunsBucket, "KV_" + p.Stream.IdempotencyBucket}
+		}
+		Expect(streams()).To(ConsistOf(append(held(p), held(beta)...)))
 
 		Expect(k8s.Delete(ctx, getWorkflow(ctx, ns, "alpha"))).To(Succeed())
 		Eventually(func() error {
 			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "alpha"}, &v1alpha1.Workflow{})
 		}).Should(Satisfy(apierrors.IsNotFound))
-		Expect(streams()).To(ConsistOf(beta.Stream.Name, "KV_"+beta.Stream.RunsBucket), "beta's are left as they are")
+		Expect(streams()).To(ConsistOf(held(beta)), "beta's are left as they are")
 		_, err = connectAs(url, creds, p)
 		Expect(err).To(MatchError(nats.ErrAuthorization), "alpha's user is revoked")
 		creds = credentials(ctx, ns, "beta")()

@@ -119,15 +119,17 @@ func (c *brokerConn) close() {
 }
 
 // deleteResources deletes what a workflow holds on the Broker: its stream
-// (and with it every consumer) unless keepStream, and its KV buckets unless
-// keepBuckets. What does not exist is not an error.
+// (and with it every consumer) and its dead-letter stream unless keepStream,
+// and its KV buckets unless keepBuckets. What does not exist is not an error.
 func (c *brokerConn) deleteResources(ctx context.Context, r topology.BrokerResources, keepStream, keepBuckets bool) error {
 	ctx, cancel := context.WithTimeout(ctx, natsAdminTimeout)
 	defer cancel()
 	var errs []error
 	if !keepStream {
-		if err := c.js.DeleteStream(ctx, r.Stream); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
-			errs = append(errs, fmt.Errorf("delete stream %s: %w", r.Stream, err))
+		for _, s := range []string{r.Stream, r.DeadLetters} {
+			if err := c.js.DeleteStream(ctx, s); err != nil && !errors.Is(err, jetstream.ErrStreamNotFound) {
+				errs = append(errs, fmt.Errorf("delete stream %s: %w", s, err))
+			}
 		}
 	}
 	if !keepBuckets {

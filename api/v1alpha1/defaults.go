@@ -10,23 +10,27 @@ import (
 // the controllers resolve unset fields through these values, and the CRD leaves
 // them unset so that a step's override can be told apart from an inherited value.
 const (
-	DefaultBrokerName     = "default"
-	DefaultEntrySync      = true
-	DefaultEntryTimeout   = 10 * time.Second
-	DefaultStepPort       = int32(8080)
-	DefaultStepPath       = "/"
-	DefaultStepReplicas   = int32(1)
-	DefaultTimeout        = 2 * time.Second
-	DefaultRetryAttempts  = int32(3)
-	DefaultBackoff        = BackoffExponential
-	DefaultInitialDelay   = 100 * time.Millisecond
-	DefaultMaxDelay       = 2 * time.Second
-	DefaultFailures       = int32(5)
-	DefaultOpenDuration   = 30 * time.Second
-	DefaultHalfOpen       = int32(1)
-	DefaultMaxConcurrent  = int32(64)
-	DefaultBrokerReplicas = int32(1)
-	DefaultStorage        = StorageFile
+	DefaultBrokerName   = "default"
+	DefaultEntrySync    = true
+	DefaultEntryTimeout = 10 * time.Second
+	// DefaultIdempotencyWindow is how long an Idempotency-Key is remembered.
+	DefaultIdempotencyWindow = 24 * time.Hour
+	// DefaultDeadLetterRetention is how long dead letters are kept: 7 days.
+	DefaultDeadLetterRetention = 7 * 24 * time.Hour
+	DefaultStepPort            = int32(8080)
+	DefaultStepPath            = "/"
+	DefaultStepReplicas        = int32(1)
+	DefaultTimeout             = 2 * time.Second
+	DefaultRetryAttempts       = int32(3)
+	DefaultBackoff             = BackoffExponential
+	DefaultInitialDelay        = 100 * time.Millisecond
+	DefaultMaxDelay            = 2 * time.Second
+	DefaultFailures            = int32(5)
+	DefaultOpenDuration        = 30 * time.Second
+	DefaultHalfOpen            = int32(1)
+	DefaultMaxConcurrent       = int32(64)
+	DefaultBrokerReplicas      = int32(1)
+	DefaultStorage             = StorageFile
 )
 
 // DefaultStorageSize is the JetStream volume size when spec.jetstream.size is unset.
@@ -54,6 +58,31 @@ func (e *Entry) EntryTimeout() time.Duration {
 		return DefaultEntryTimeout
 	}
 	return e.Timeout.Duration
+}
+
+// EntryIdempotencyWindow is how long an Idempotency-Key is remembered.
+func (e *Entry) EntryIdempotencyWindow() time.Duration {
+	if e == nil || e.IdempotencyWindow == nil {
+		return DefaultIdempotencyWindow
+	}
+	return e.IdempotencyWindow.Duration
+}
+
+// RunDeadline is how long a run of an async style may take: spec.runTimeout,
+// else entry.timeout.
+func (s *WorkflowSpec) RunDeadline() time.Duration {
+	if s.RunTimeout != nil {
+		return s.RunTimeout.Duration
+	}
+	return s.Entry.EntryTimeout()
+}
+
+// DeadLetterRetention is how long dead letters are kept.
+func (s *WorkflowSpec) DeadLetterRetention() time.Duration {
+	if s.DeadLetters == nil || s.DeadLetters.Retention == nil {
+		return DefaultDeadLetterRetention
+	}
+	return s.DeadLetters.Retention.Duration
 }
 
 // AppPort is the port the step's app listens on.

@@ -167,6 +167,14 @@ steps:
 - {name: b, image: demo:1, subscribes: [paid]}`), "spec.entry.completesOn", "only in style choreography"),
 		Entry("entry.event in a sync style", orchestrated("entry: {event: order.requested}"), "spec.entry.event", "only in styles choreography and hybrid"),
 		Entry("entry.sync false in a sync style", orchestrated("entry: {sync: false}"), "spec.entry.sync", "needs an async style"),
+		Entry("runTimeout in a sync style", orchestrated("runTimeout: 30s"), "spec.runTimeout", "only in the async styles"),
+		Entry("runTimeout of 25h", workflow("style: async-orchestrated\nrunTimeout: 25h\nsteps:\n- {name: a, image: demo:1}"), "spec.runTimeout", "at most 24h"),
+		Entry("runTimeout that is no duration", workflow("style: async-orchestrated\nrunTimeout: soon\nsteps:\n- {name: a, image: demo:1}"), "spec.runTimeout", "positive duration"),
+		Entry("entry.idempotencyWindow in a sync style", orchestrated("entry: {idempotencyWindow: 1h}"), "spec.entry.idempotencyWindow", "only in the async styles"),
+		Entry("entry.idempotencyWindow over 24h", workflow("style: async-orchestrated\nentry: {idempotencyWindow: 48h}\nsteps:\n- {name: a, image: demo:1}"), "spec.entry.idempotencyWindow", "from 1s to 24h"),
+		Entry("deadLetters in a sync style", orchestrated("deadLetters: {retention: 24h}"), "spec.deadLetters", "only in the async styles"),
+		Entry("a dead-letter retention under 1h", workflow("style: async-orchestrated\ndeadLetters: {retention: 10m}\nsteps:\n- {name: a, image: demo:1}"), "spec.deadLetters.retention", "from 1h to 2160h"),
+		Entry("a dead-letter retention over 90 days", workflow("style: async-orchestrated\ndeadLetters: {retention: 2200h}\nsteps:\n- {name: a, image: demo:1}"), "spec.deadLetters.retention", "from 1h to 2160h"),
 		Entry("a choreography step that subscribes to nothing", workflow(`
 style: choreography
 entry: {event: order.requested, completesOn: [order.done]}

@@ -47,6 +47,9 @@ func (s Style) HasEvents() bool { return s == StyleChoreography || s == StyleHyb
 // +kubebuilder:validation:XValidation:rule="self.style != 'hybrid' || self.steps.exists(s, !has(s.subscribes) || size(s.subscribes) == 0)",message="spec.steps: style hybrid needs at least one orchestrated step (one without subscribes); use style choreography for a flow of events only"
 // +kubebuilder:validation:XValidation:rule="self.style != 'sync-chain' || self.steps.all(s, !has(s.dependsOn) || size(s.dependsOn) <= 1)",message="spec.steps[].dependsOn: in style sync-chain a step follows exactly one step, because nobody merges outputs; use sync-orchestrated for fan-in"
 // +kubebuilder:validation:XValidation:rule="!has(self.entry) || !has(self.entry.event) || !self.steps.exists(s, s.name == 'entry')",message="spec.steps[].name: entry is reserved when spec.entry.event is set, because the event routing table names the request's event so; rename the step"
+// +kubebuilder:validation:XValidation:rule="self.style.startsWith('async') || self.style == 'choreography' || self.style == 'hybrid' || !has(self.entry) || !has(self.entry.idempotencyWindow)",message="spec.entry.idempotencyWindow is allowed only in the async styles, whose gateway keeps runs; remove it or change spec.style"
+// +kubebuilder:validation:XValidation:rule="!has(self.runTimeout) || self.style == 'async-orchestrated' || self.style == 'choreography' || self.style == 'hybrid'",message="spec.runTimeout is allowed only in the async styles; in the sync styles spec.entry.timeout is the run's deadline"
+// +kubebuilder:validation:XValidation:rule="!has(self.deadLetters) || self.style == 'async-orchestrated' || self.style == 'choreography' || self.style == 'hybrid'",message="spec.deadLetters is allowed only in the async styles, which keep dead letters; the sync styles answer the caller with the error"
 // +kubebuilder:validation:XValidation:rule="!has(self.readModel) || self.style == 'choreography' || self.style == 'hybrid'",message="spec.readModel projects events, so it needs style choreography or hybrid"
 // +kubebuilder:validation:XValidation:rule="self.steps.all(s, !has(s.subscribes) || s.subscribes.all(e, (has(self.entry) && has(self.entry.event) && self.entry.event == e) || self.steps.exists(t, has(t.emits) && e in t.emits)))",message="spec.steps[].subscribes names an event that no step emits and that is not spec.entry.event: add the event to some step's emits or fix the name"
 type WorkflowSpec struct {
@@ -86,6 +89,31 @@ type WorkflowSpec struct {
 	// that the gateway serves at GET /query/{key}.
 	// +optional
 	ReadModel *ReadModel `json:"readModel,omitempty"`
+
+	// runTimeout is the deadline of a run in the async styles: a run that has
+	// not finished by then fails with 504 Gateway Timeout, naming the step it
+	// waits on, and is dead-lettered. Defaults to entry.timeout. At most 24h,
+	// the time run records are kept. The sync styles use entry.timeout.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s') && duration(self) <= duration('24h')",message="spec.runTimeout must be a positive duration of at most 24h such as 30s, 5m or 2h"
+	RunTimeout *metav1.Duration `json:"runTimeout,omitempty"`
+
+	// deadLetters says how long the dead letters of the async styles are kept.
+	// +optional
+	DeadLetters *DeadLetters `json:"deadLetters,omitempty"`
+}
+
+// DeadLetters configures a workflow's dead-letter stream (docs/operations.md, Dead letters).
+type DeadLetters struct {
+	// retention is how long a dead letter is kept for inspection and replay.
+	// Defaults to 168h (7 days); from 1h to 2160h (90 days).
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) >= duration('1h') && duration(self) <= duration('2160h')",message="spec.deadLetters.retention must be a duration from 1h to 2160h (90 days) such as 168h"
+	Retention *metav1.Duration `json:"retention,omitempty"`
 }
 
 // BrokerRef names a Broker in the Workflow's namespace.
@@ -112,6 +140,16 @@ type Entry struct {
 	// +kubebuilder:validation:MaxLength=32
 	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) > duration('0s')",message="spec.entry.timeout must be a positive duration such as 500ms, 10s or 1m"
 	Timeout *metav1.Duration `json:"timeout,omitempty"`
+
+	// idempotencyWindow is how long the gateway of an async style remembers
+	// an Idempotency-Key: a POST with a key it saw within the window gets
+	// the run the key started (same id, same result) instead of a new one.
+	// Defaults to 24h, the time run records are kept; at most 24h.
+	// +optional
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:MaxLength=32
+	// +kubebuilder:validation:XValidation:rule="self.matches('^([0-9]+(\\\\.[0-9]+)?(ns|us|µs|ms|s|m|h))+$') && duration(self) >= duration('1s') && duration(self) <= duration('24h')",message="spec.entry.idempotencyWindow must be a duration from 1s to 24h such as 10m or 24h"
+	IdempotencyWindow *metav1.Duration `json:"idempotencyWindow,omitempty"`
 
 	// event is the event type a request becomes (choreography, and optionally hybrid).
 	// +optional

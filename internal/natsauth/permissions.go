@@ -9,8 +9,9 @@ import (
 
 // WorkflowPermissions are what a workflow's user may publish and subscribe to:
 // the workflow's own subjects (pb.<namespace>.<workflow>.>), its own reply
-// inbox (bus.InboxPrefix), and the JetStream API calls on its own stream, its
-// consumers and its KV buckets only. Nothing lets it list, read, change or
+// inbox (bus.InboxPrefix), and the JetStream API calls on its own streams
+// (the workflow's and its dead letters'), their consumers and its KV buckets
+// (runs, idempotency keys, read model) only. Nothing lets it list, read, change or
 // delete another workflow's stream, consumers or buckets.
 //
 // The list is as short as it can be: a user's JWT travels in the CONNECT
@@ -37,7 +38,13 @@ func WorkflowPermissions(p *plan.Plan) *jwt.Permissions {
 		)
 	}
 	stream(p.Stream.Name)
+	if p.Stream.DeadLetterStream != "" {
+		stream(p.Stream.DeadLetterStream)
+	}
 	buckets := []string{p.Stream.RunsBucket}
+	if p.Stream.IdempotencyBucket != "" {
+		buckets = append(buckets, p.Stream.IdempotencyBucket)
+	}
 	if p.ReadModel != nil {
 		buckets = append(buckets, p.ReadModel.Bucket)
 	}

@@ -14,17 +14,23 @@ const Version = "patchbay.dev/plan/v1"
 
 // Ports and paths fixed by the architecture (docs/architecture.md, Names and ports).
 const (
-	ServicePort       = 80    // every Service serves HTTP on port 80
-	SidecarPort       = 15080 // sidecar inbound HTTP
-	SidecarAdminPort  = 15090 // sidecar metrics and health
-	ComponentPort     = 8080  // orchestrator and gateway HTTP
-	OrchestratorRole  = "orchestrator"
-	GatewayRole       = "gateway"
-	DefaultMaxBodyLen = 4 << 20 // largest payload a hop accepts, in bytes
-	// MaxMessageLen is the largest NATS message a Broker accepts (max_payload):
-	// a payload of DefaultMaxBodyLen plus headers, or a dead-letter envelope
-	// that carries one, or a run record holding several outputs.
-	MaxMessageLen = 2 * DefaultMaxBodyLen
+	ServicePort      = 80    // every Service serves HTTP on port 80
+	SidecarPort      = 15080 // sidecar inbound HTTP
+	SidecarAdminPort = 15090 // sidecar metrics and health
+	ComponentPort    = 8080  // orchestrator and gateway HTTP
+	OrchestratorRole = "orchestrator"
+	GatewayRole      = "gateway"
+	// DefaultMaxBodyLen is the size budget: the largest payload a hop
+	// accepts, in bytes (Plan.MaxBodyLen).
+	DefaultMaxBodyLen = 4 << 20
+	// MaxHeaderLen is what a message may add to its payload: headers, such
+	// as a dead letter's.
+	MaxHeaderLen = 64 << 10
+	// MaxMessageLen is the largest NATS message a Broker accepts (max_payload)
+	// and a stream or bucket stores: a payload of DefaultMaxBodyLen with its
+	// headers. Dead letters and run records refer to payloads rather than
+	// copy them, so nothing larger is ever published.
+	MaxMessageLen = DefaultMaxBodyLen + MaxHeaderLen
 )
 
 // Plan is a compiled Workflow. The same Workflow spec always gives the same Plan,
@@ -61,6 +67,13 @@ type Plan struct {
 	Stream *Stream `json:"stream,omitempty"`
 	// ReadModel is the CQRS projection; nil when the spec has none.
 	ReadModel *ReadModel `json:"readModel,omitempty"`
+	// MaxBodyLen is the size budget: the largest request body, step output
+	// or message payload (DefaultMaxBodyLen).
+	MaxBodyLen int64 `json:"maxBodyLen,omitzero"`
+	// RunTimeout is the deadline of an async run (spec.runTimeout, else
+	// entry.timeout): past it the run fails with 504 and is dead-lettered.
+	// Zero in the sync styles, where Entry.Timeout is the run's deadline.
+	RunTimeout Duration `json:"runTimeout,omitzero"`
 }
 
 // Roles are the components beside the steps.
@@ -99,6 +112,9 @@ type Entry struct {
 	// sync styles it is the deadline of the whole run: past it the caller gets
 	// 504 Gateway Timeout.
 	Timeout Duration `json:"timeout"`
+	// IdempotencyWindow is how long the gateway remembers an
+	// Idempotency-Key (Stream.IdempotencyBucket); zero in the sync styles.
+	IdempotencyWindow Duration `json:"idempotencyWindow,omitzero"`
 	// Event is the event a request becomes (choreography; hybrid when set).
 	Event string `json:"event,omitempty"`
 	// EventSubject is the subject Event is published on.
@@ -251,6 +267,23 @@ type Stream struct {
 	ResultPrefix string `json:"resultPrefix"`
 	// DeadLetter is the dead-letter subject (prefix.dlq).
 	DeadLetter string `json:"deadLetter"`
+	// IdempotencyBucket maps Idempotency-Keys to runs for
+	// Entry.IdempotencyWindow.
+	IdempotencyBucket string `json:"idempotencyBucket"`
+	// DeadLetterStream keeps the dead letters (sourced from DeadLetter) for
+	// DeadLetterRetention, beyond the workflow stream's 24h.
+	DeadLetterStream    string   `json:"deadLetterStream"`
+	DeadLetterRetention Duration `json:"deadLetterRetention"`
+	// DeadlineDurable is the gateways' shared consumer of the messages that
+	// start runs (StartSubject, or Entry.EventSubject in choreography), which
+	// enforces the run deadline (RunTimeout).
+	DeadlineDurable string `json:"deadlineDurable"`
+	// OutputSubject (prefix.out) keeps the merged result of a run with
+	// several sinks, which the run record refers to.
+	OutputSubject string `json:"outputSubject,omitempty"`
+	// DeadlineSubject (prefix.deadline) carries the deadline of a replayed
+	// run to DeadlineDurable.
+	DeadlineSubject string `json:"deadlineSubject"`
 	// RunsBucket is the JetStream KV bucket with run state and outcomes.
 	RunsBucket string `json:"runsBucket"`
 	// StartSubject is where the gateway starts a run of an orchestrated flow
@@ -369,3 +402,16 @@ func (d *Duration) UnmarshalJSON(b []byte) error {
 	d.Duration = v
 	return nil
 }
+
+// MaxBody is the size budget of the plan's payloads (MaxBodyLen, else
+// DefaultMaxBodyLen for a plan written before it).
+func (p *Plan) MaxBody() int64 {
+	if p.MaxBodyLen > 0 {
+		return p.MaxBodyLen
+	}
+	return DefaultMaxBodyLen
+}
+
+// MaxMessage is the largest message of the plan's stream and buckets: a
+// payload of MaxBody with its headers.
+func (p *Plan) MaxMessage() int64 { return p.MaxBody() + MaxHeaderLen }

@@ -68,7 +68,7 @@ func NATSConfig(b *v1alpha1.Broker, auth *natsauth.Broker) string {
 	w("listen: \"0.0.0.0:%d\"", natsClientPort)
 	w("http: \"0.0.0.0:%d\"", natsMonitorPort)
 	w("pid_file: %q", natsPidFile)
-	w("# Room for the data plane's largest body plus headers, or a dead letter carrying one.")
+	w("# The size budget of a payload plus its headers: dead letters and run records refer to payloads, never copy them.")
 	w("max_payload: %d", plan.MaxMessageLen)
 	w("# Room for a workflow user's JWT, with its permissions, in the CONNECT line.")
 	w("max_control_line: %d", natsMaxControlLine)

@@ -17,6 +17,8 @@ func (c *compilation) build() *plan.Plan {
 		Style:     c.style,
 		Roles:     c.roles(),
 		Levels:    c.levels,
+		// One size budget for every hop, stream and bucket of the workflow.
+		MaxBodyLen: plan.DefaultMaxBodyLen,
 	}
 	subj := newSubjects(c.namespace, c.name)
 	if c.style.IsAsync() {
@@ -26,15 +28,31 @@ func (c *compilation) build() *plan.Plan {
 			ResultPrefix: subj.results(),
 			DeadLetter:   subj.deadLetter(),
 			RunsBucket:   runsBucketName(c.namespace, c.name),
+
+			IdempotencyBucket:   idempotencyBucketName(c.namespace, c.name),
+			DeadLetterStream:    deadLetterStreamName(c.namespace, c.name),
+			DeadLetterRetention: plan.D(c.spec.DeadLetterRetention()),
+			DeadlineDurable:     deadlineDurable,
+			DeadlineSubject:     subj.deadline(),
 		}
+		p.RunTimeout = plan.D(c.spec.RunDeadline())
 		if c.style == v1alpha1.StyleChoreography {
 			p.Stream.CompletionDurable = completionDurable
 		} else {
 			p.Stream.StartSubject = subj.start()
+			p.Stream.OutputSubject = subj.output()
 			p.Stream.OrchestratorDurable = orchestratorDurable
 		}
 	}
 	p.Entry = c.buildEntry(subj)
+	if p.Stream != nil {
+		p.Entry.IdempotencyWindow = plan.D(c.spec.Entry.EntryIdempotencyWindow())
+	}
+	if p.Stream != nil && p.Stream.StartSubject == "" && len(p.Entry.CompletesOn) == 0 {
+		// A choreographed run without completesOn never finishes, so it has
+		// no deadline either.
+		p.Stream.DeadlineDurable, p.Stream.DeadlineSubject, p.RunTimeout = "", "", plan.Duration{}
+	}
 
 	dependents := map[string][]string{}
 	for _, n := range c.driven {
@@ -227,6 +245,8 @@ func checkGeneratedNames(ps *problems, p *plan.Plan) {
 	if p.Stream != nil {
 		valid("stream", p.Stream.Name)
 		valid("bucket", p.Stream.RunsBucket)
+		valid("stream", p.Stream.DeadLetterStream)
+		valid("bucket", p.Stream.IdempotencyBucket)
 	}
 	owner := map[string]string{}
 	claim := func(durable, who string) {
@@ -238,7 +258,7 @@ func checkGeneratedNames(ps *problems, p *plan.Plan) {
 		owner[durable] = who
 	}
 	if p.Stream != nil {
-		for _, d := range []string{p.Stream.OrchestratorDurable, p.Stream.CompletionDurable} {
+		for _, d := range []string{p.Stream.OrchestratorDurable, p.Stream.CompletionDurable, p.Stream.DeadlineDurable} {
 			if d != "" {
 				claim(d, "the runtime")
 			}

@@ -50,6 +50,8 @@ func (s subjects) results() string            { return s.prefix + ".res" }
 func (s subjects) events() string             { return s.prefix + ".evt" }
 func (s subjects) deadLetter() string         { return s.prefix + ".dlq" }
 func (s subjects) start() string              { return s.prefix + ".start" }
+func (s subjects) output() string             { return s.prefix + ".out" }
+func (s subjects) deadline() string           { return s.prefix + ".deadline" }
 func (s subjects) command(step string) string { return s.commands() + "." + step }
 func (s subjects) result(step string) string  { return s.results() + "." + step }
 func (s subjects) event(typ string) string    { return s.events() + "." + typ }
@@ -66,6 +68,14 @@ func runsBucketName(namespace, workflow string) string {
 	return boundedName("pb_"+namespace+"_"+workflow+"_runs", "runs\x00"+namespace+"\x00"+workflow, false)
 }
 
+func idempotencyBucketName(namespace, workflow string) string {
+	return boundedName("pb_"+namespace+"_"+workflow+"_idem", "idem\x00"+namespace+"\x00"+workflow, false)
+}
+
+func deadLetterStreamName(namespace, workflow string) string {
+	return boundedName("pb_"+namespace+"_"+workflow+"_dlq", "dlq\x00"+namespace+"\x00"+workflow, false)
+}
+
 func readModelBucketName(namespace, workflow string) string {
 	return boundedName("pb_"+namespace+"_"+workflow+"_readmodel", "readmodel\x00"+namespace+"\x00"+workflow, false)
 }
@@ -78,6 +88,7 @@ const readModelDurable = "readmodel"
 const (
 	orchestratorDurable = "orchestrator"
 	completionDurable   = "completion"
+	deadlineDurable     = "deadline"
 )
 
 // commandDurable is a step's consumer of its command subject.
@@ -108,19 +119,21 @@ func shortHash(s string) string {
 }
 
 // BrokerResources are the names of what a workflow may hold on its Broker:
-// its stream (with its consumers) and its KV buckets (the runs and the read
-// model). They depend on the namespace and name only, so that the manager can
+// its stream (with its consumers), its dead-letter stream and its KV buckets
+// (the runs, the idempotency keys and the read model). They depend on the namespace and name only, so that the manager can
 // delete them without a plan, such as for a Workflow whose spec no longer
 // compiles.
 type BrokerResources struct {
-	Stream  string
-	Buckets []string
+	Stream      string
+	DeadLetters string
+	Buckets     []string
 }
 
 // WorkflowBrokerResources are the BrokerResources of a workflow.
 func WorkflowBrokerResources(namespace, workflow string) BrokerResources {
 	return BrokerResources{
-		Stream:  streamName(namespace, workflow),
-		Buckets: []string{runsBucketName(namespace, workflow), readModelBucketName(namespace, workflow)},
+		Stream:      streamName(namespace, workflow),
+		DeadLetters: deadLetterStreamName(namespace, workflow),
+		Buckets:     []string{runsBucketName(namespace, workflow), idempotencyBucketName(namespace, workflow), readModelBucketName(namespace, workflow)},
 	}
 }

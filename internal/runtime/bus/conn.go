@@ -48,6 +48,20 @@ type Conn struct {
 	failOnce sync.Once
 	failed   chan struct{}
 	failErr  error
+	// streams caches the handles of the streams payloads are read from.
+	streams sync.Map // name -> jetstream.Stream
+}
+
+func (c *Conn) stream(ctx context.Context, p *plan.Plan) (jetstream.Stream, error) {
+	if s, ok := c.streams.Load(p.Stream.Name); ok {
+		return s.(jetstream.Stream), nil
+	}
+	s, err := c.JS.Stream(ctx, p.Stream.Name)
+	if err != nil {
+		return nil, err
+	}
+	c.streams.Store(p.Stream.Name, s)
+	return s, nil
 }
 
 // Connect dials the broker. It never waits for the broker: the first connect

@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/nats-io/nats.go"
@@ -13,27 +14,173 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
-// DeadLetter is the envelope a step's sidecar publishes on the workflow's
-// dead-letter subject when it gives up on a message (docs/operations.md, Dead letters).
+// Headers of a dead letter besides the original message's. A dead letter is
+// the message that failed, as it was (its body and its headers: the run, the
+// trace, the CloudEvents attributes), with these headers added: so any
+// message the stream accepted can be dead-lettered, and replayed as it was
+// (docs/operations.md, Dead letters).
+const (
+	// HeaderDLQSubject is the subject the message was consumed from.
+	HeaderDLQSubject = "Patchbay-Dlq-Subject"
+	// HeaderDLQEvent is the event type a step consumed it as.
+	HeaderDLQEvent = "Patchbay-Dlq-Event"
+	// HeaderDLQAttempts is how often it was delivered.
+	HeaderDLQAttempts = "Patchbay-Dlq-Attempts"
+	// HeaderDLQStatus is the app's last HTTP status, 0 when it never answered.
+	HeaderDLQStatus = "Patchbay-Dlq-Status"
+	// HeaderDLQError is why it was given up on; HeaderDLQDetail the start of
+	// the step's own error body.
+	HeaderDLQError  = "Patchbay-Dlq-Error"
+	HeaderDLQDetail = "Patchbay-Dlq-Detail"
+	// HeaderDLQTime is when it was dead-lettered (RFC 3339).
+	HeaderDLQTime = "Patchbay-Dlq-Time"
+	// HeaderDLQStep is the step (or role) that gave up on it, HeaderDLQCode
+	// the HTTP status its run fails with.
+	HeaderDLQStep = "Patchbay-Dlq-Step"
+	HeaderDLQCode = "Patchbay-Dlq-Code"
+	// HeaderReplay is the replay generation of a run (1 for the first
+	// replay): it goes into the message IDs of what the run publishes, so
+	// that a replay within the stream's dedupe window is not taken for a
+	// duplicate of the first try.
+	HeaderReplay = "Patchbay-Replay"
+)
+
+// DeadLetter is a message a step's sidecar, an orchestrator or a gateway gave
+// up on, as GET /deadletters/{id} shows it.
 type DeadLetter struct {
+	// ID is its sequence in the workflow's dead-letter stream.
+	ID       string `json:"id,omitempty"`
 	Workflow string `json:"workflow"`
-	Step     string `json:"step"`
-	RunID    string `json:"runId,omitempty"`
+	// Step is the step that gave up: a step, "orchestrator" or "gateway".
+	Step  string `json:"step"`
+	RunID string `json:"runId,omitempty"`
 	// Subject and Event say what the step was consuming.
 	Subject string `json:"subject"`
 	Event   string `json:"event,omitempty"`
 	// Attempts is how often the message was delivered.
 	Attempts int `json:"attempts"`
-	// Status is the app's last HTTP status, 0 when it never answered.
-	Status int `json:"status"`
-	// Code is the HTTP status of the run's error (docs/step-contract.md).
-	Code   int    `json:"code"`
+	// Status is the app's last HTTP status, 0 when it never answered; Code
+	// the status the run failed with.
+	Status int    `json:"status"`
+	Code   int    `json:"code,omitempty"`
 	Error  string `json:"error"`
 	Detail string `json:"detail,omitempty"`
-	// Payload is the message that failed.
-	Payload     []byte    `json:"payload,omitempty"`
-	ContentType string    `json:"contentType,omitempty"`
-	Time        time.Time `json:"time"`
+	// Payload is the message that failed when it is JSON; PayloadBase64
+	// otherwise. Size is its length in bytes.
+	Payload       json.RawMessage `json:"payload,omitempty"`
+	PayloadBase64 []byte          `json:"payloadBase64,omitempty"`
+	Size          int             `json:"size"`
+	ContentType   string          `json:"contentType,omitempty"`
+	Time          time.Time       `json:"time"`
+
+	// body and header are the message as it was consumed.
+	body   []byte
+	header nats.Header
+}
+
+// Body is the message that failed, as it was.
+func (d *DeadLetter) Body() []byte { return d.body }
+
+// Summary is the dead letter without its payload, for listings.
+func (d *DeadLetter) Summary() *DeadLetter {
+	s := *d
+	s.Payload, s.PayloadBase64 = nil, nil
+	return &s
+}
+
+// Failure says why a message is dead-lettered.
+type Failure struct {
+	Step     string
+	Event    string
+	Attempts int
+	Status   int
+	// Code is the HTTP status its run fails with.
+	Code    int
+	Message string
+	Detail  string
+}
+
+// NewDeadLetter is the dead letter of m: its body and headers as they were,
+// with the failure added. It goes to the workflow's dead-letter subject with
+// a message ID made of the run, the step and the message's stream sequence,
+// so that repeated attempts to publish it store it once.
+func NewDeadLetter(p *plan.Plan, m jetstream.Msg, f Failure) (msg *nats.Msg, id string) {
+	seq := "0"
+	if md, err := m.Metadata(); err == nil {
+		seq = strconv.FormatUint(md.Sequence.Stream, 10)
+	}
+	h := nats.Header{}
+	for k, v := range m.Headers() {
+		if !replayed(k) {
+			continue
+		}
+		h[k] = v
+	}
+	runID := h.Get(contract.HeaderRunID)
+	id = MsgID(runID, f.Step, "dlq", seq)
+	subject := m.Subject()
+	if subject == p.Stream.DeadlineSubject && m.Headers().Get(HeaderDLQSubject) != "" {
+		// The deadline check of a replay names the replayed message's subject.
+		subject = m.Headers().Get(HeaderDLQSubject)
+	}
+	h.Set(HeaderDLQSubject, subject)
+	if f.Event != "" {
+		h.Set(HeaderDLQEvent, f.Event)
+	}
+	h.Set(HeaderDLQStep, f.Step)
+	h.Set(HeaderDLQCode, strconv.Itoa(f.Code))
+	h.Set(HeaderDLQAttempts, strconv.Itoa(f.Attempts))
+	h.Set(HeaderDLQStatus, strconv.Itoa(f.Status))
+	h.Set(HeaderDLQError, headerValue(f.Message))
+	if f.Detail != "" {
+		h.Set(HeaderDLQDetail, headerValue(f.Detail))
+	}
+	h.Set(HeaderDLQTime, time.Now().UTC().Format(time.RFC3339Nano))
+	return &nats.Msg{Subject: p.Stream.DeadLetter, Header: h, Data: m.Data()}, id
+}
+
+// replayed reports whether a header of a message goes into its dead letter
+// and back out in a replay: all but the broker's own and the dead letter's.
+func replayed(key string) bool {
+	return !strings.HasPrefix(key, "Nats-") && !strings.HasPrefix(key, "Patchbay-Dlq-")
+}
+
+// headerValue makes s one line, as a header value must be.
+func headerValue(s string) string {
+	return strings.Map(func(r rune) rune {
+		if r < ' ' || r == 0x7f {
+			return ' '
+		}
+		return r
+	}, s)
+}
+
+// ParseDeadLetter reads a dead letter; id is its sequence in the dead-letter
+// stream, empty when read elsewhere.
+func ParseDeadLetter(workflow, id string, h nats.Header, body []byte) *DeadLetter {
+	atoi := func(k string) int { n, _ := strconv.Atoi(h.Get(k)); return n }
+	d := &DeadLetter{
+		ID: id, Workflow: workflow, Step: h.Get(HeaderDLQStep), RunID: h.Get(contract.HeaderRunID),
+		Subject: h.Get(HeaderDLQSubject), Event: h.Get(HeaderDLQEvent),
+		Attempts: atoi(HeaderDLQAttempts), Status: atoi(HeaderDLQStatus), Code: atoi(HeaderDLQCode),
+		Error: h.Get(HeaderDLQError), Detail: h.Get(HeaderDLQDetail),
+		Size: len(body), ContentType: h.Get("Content-Type"), body: body, header: h,
+	}
+	if d.Code == 0 {
+		d.Code = http.StatusBadGateway
+	}
+	d.Time, _ = time.Parse(time.RFC3339Nano, h.Get(HeaderDLQTime))
+	if json.Valid(body) {
+		d.Payload = body
+	} else if len(body) > 0 {
+		d.PayloadBase64 = body
+	}
+	return d
+}
+
+// RunError is the error a dead letter fails its run with.
+func (d *DeadLetter) RunError() *contract.Error {
+	return &contract.Error{Code: d.Code, Step: d.Step, Status: d.Status, Attempts: d.Attempts, Message: d.Error, Detail: d.Detail, RunID: d.RunID}
 }
 
 // RoleMaxDeliver is how often the gateway's and the orchestrators' consumers
@@ -58,35 +205,8 @@ func RedeliveryDelay(attempt int) time.Duration {
 	return min(d, 30*time.Second)
 }
 
-// RunError is the run's error a dead letter stands for.
-func (d *DeadLetter) RunError() *contract.Error {
-	code := d.Code
-	if code == 0 {
-		code = http.StatusBadGateway
-	}
-	return &contract.Error{Code: code, Step: d.Step, Status: d.Status, Attempts: d.Attempts, RunID: d.RunID, Message: d.Error, Detail: d.Detail}
-}
-
 // GiveUp is the dead letter of a message that role (gateway, orchestrator)
-// could not handle in attempts deliveries, with the reason; the envelope is
-// the one the step sidecars publish, with role as its step. The message ID
-// deduplicates repeated attempts to publish it.
+// could not handle in attempts deliveries, with the reason.
 func GiveUp(p *plan.Plan, role string, m jetstream.Msg, attempts int, reason string) (msg *nats.Msg, id string) {
-	h := HTTPHeader(m)
-	runID := h.Get(contract.HeaderRunID)
-	env := DeadLetter{
-		Workflow: p.Workflow, Step: role, RunID: runID, Subject: m.Subject(),
-		Attempts: attempts, Code: http.StatusBadGateway, Error: reason, Payload: m.Data(), ContentType: h.Get("Content-Type"), Time: time.Now().UTC(),
-	}
-	b, _ := json.Marshal(env)
-	seq := "0"
-	if md, err := m.Metadata(); err == nil {
-		seq = strconv.FormatUint(md.Sequence.Stream, 10)
-	}
-	id = MsgID(runID, role, "dlq", seq)
-	dh := http.Header{"Content-Type": {"application/json"}, contract.HeaderStep: {role}, "Ce-Id": {id}}
-	if runID != "" {
-		dh[contract.HeaderRunID] = []string{runID}
-	}
-	return NewMsg(p.Stream.DeadLetter, dh, b), id
+	return NewDeadLetter(p, m, Failure{Step: role, Attempts: attempts, Code: http.StatusBadGateway, Message: reason})
 }

@@ -4,6 +4,7 @@ import (
 	"context"
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -29,4 +30,25 @@ func NewMsg(subject string, h http.Header, data []byte) *nats.Msg {
 func (c *Conn) Publish(ctx context.Context, m *nats.Msg, id string) error {
 	_, err := c.JS.PublishMsg(ctx, m, jetstream.WithMsgID(id))
 	return err
+}
+
+// HeaderDeadline is the run's deadline (RFC 3339) on the messages that start
+// and drive it, so that a step does not wait past it for a retry.
+const HeaderDeadline = "Patchbay-Deadline"
+
+// SetDeadline writes a run's deadline into h (HeaderDeadline); nothing when
+// the run has none.
+func SetDeadline(h http.Header, deadline *time.Time) {
+	if deadline != nil && !deadline.IsZero() {
+		h[HeaderDeadline] = []string{deadline.UTC().Format(time.RFC3339Nano)}
+	}
+}
+
+// Deadline reads HeaderDeadline; zero when absent or unreadable.
+func Deadline(h http.Header) time.Time {
+	t, err := time.Parse(time.RFC3339Nano, h.Get(HeaderDeadline))
+	if err != nil {
+		return time.Time{}
+	}
+	return t
 }

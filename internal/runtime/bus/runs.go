@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
@@ -36,28 +39,87 @@ type Run struct {
 	// Steps are the outputs of the finished steps (orchestrated styles) and
 	// the steps whose command was sent.
 	Steps map[string]*StepOutput `json:"steps,omitempty"`
-	// Result is the run's result when it succeeded.
-	Result      []byte `json:"result,omitempty"`
+	// Result is where the run's result is when it succeeded: the message of
+	// the workflow's stream that holds it (a sink's result, the merged
+	// result of several, or the completing event), not a copy, so that a
+	// record stays small whatever the payloads.
+	Result      *Ref   `json:"result,omitempty"`
 	ContentType string `json:"contentType,omitempty"`
 	// Error is why the run failed, naming the step; Code is its HTTP status.
 	Error *contract.Error `json:"error,omitempty"`
 	Code  int             `json:"code,omitempty"`
+	// Deadline is when the run fails with 504 if it has not finished
+	// (plan.RunTimeout after Started, or after its last replay).
+	Deadline *time.Time `json:"deadline,omitempty"`
+	// Expired marks a run failed by its deadline.
+	Expired bool `json:"expired,omitempty"`
+	// Replays counts the replays of the run's dead letters (HeaderReplay).
+	Replays int `json:"replays,omitempty"`
+	// History is what happened to the run before its replays: each failure
+	// and the dead letter that was replayed, oldest first.
+	History []RunEvent `json:"history,omitempty"`
+}
+
+// RunEvent is one replay of a run, with how the run stood before it.
+type RunEvent struct {
+	Time time.Time `json:"time"`
+	// DeadLetter is the id of the replayed dead letter, Step its step.
+	DeadLetter string `json:"deadLetter"`
+	Step       string `json:"step,omitempty"`
+	// Status is the run's status before the replay, Error and Code its
+	// failure if it had failed.
+	Status string          `json:"status"`
+	Error  *contract.Error `json:"error,omitempty"`
+	Code   int             `json:"code,omitempty"`
+}
+
+// DeadlineOf is the run's deadline: its own, else timeout after it started;
+// zero when neither is known.
+func (r *Run) DeadlineOf(timeout time.Duration) time.Time {
+	if r.Deadline != nil {
+		return *r.Deadline
+	}
+	if timeout <= 0 {
+		return time.Time{}
+	}
+	return r.Started.Add(timeout)
+}
+
+// Waiting are the steps whose command was sent and that have not finished,
+// sorted: what a pending run waits on.
+func (r *Run) Waiting() []string {
+	var out []string
+	for name, s := range r.Steps {
+		if s.Dispatched && !s.Done {
+			out = append(out, name)
+		}
+	}
+	slices.Sort(out)
+	return out
 }
 
 // StepOutput is one step of an orchestrated run.
 type StepOutput struct {
 	// Dispatched is true once its command was published.
-	Dispatched  bool   `json:"dispatched,omitempty"`
-	Done        bool   `json:"done,omitempty"`
-	Output      []byte `json:"output,omitempty"`
+	Dispatched bool `json:"dispatched,omitempty"`
+	Done       bool `json:"done,omitempty"`
+	// Output is the step's result message in the workflow's stream.
+	Output      *Ref   `json:"output,omitempty"`
 	ContentType string `json:"contentType,omitempty"`
+}
+
+// Ref is a message of the workflow's stream: its sequence, and the size of
+// its payload.
+type Ref struct {
+	Seq  uint64 `json:"seq"`
+	Size int    `json:"size"`
 }
 
 // Done reports a finished run.
 func (r *Run) Done() bool { return r.Status == RunSucceeded || r.Status == RunFailed }
 
-// Succeed finishes the run with its result.
-func (r *Run) Succeed(result []byte, contentType string) {
+// Succeed finishes the run with its result, the message at result.
+func (r *Run) Succeed(result *Ref, contentType string) {
 	now := time.Now()
 	r.Status, r.Finished, r.Result, r.ContentType = RunSucceeded, &now, result, contentType
 }
@@ -65,7 +127,7 @@ func (r *Run) Succeed(result []byte, contentType string) {
 // Fail finishes the run with an error.
 func (r *Run) Fail(e *contract.Error) {
 	now := time.Now()
-	r.Status, r.Finished, r.Error = RunFailed, &now, e
+	r.Status, r.Finished, r.Error, r.Code = RunFailed, &now, e, e.Code
 	r.Error.RunID = r.ID
 }
 
@@ -245,4 +307,37 @@ func Notify(nc *nats.Conn, r *Run) error {
 	}
 	m := &nats.Msg{Subject: r.ReplyTo, Data: b, Header: nats.Header{contract.HeaderRunID: {r.ID}}}
 	return nc.PublishMsg(m)
+}
+
+// ErrPayloadGone is returned for a payload the stream no longer keeps.
+var ErrPayloadGone = errors.New("the payload is no longer kept")
+
+// Payload reads the message at ref from the workflow's stream: its data
+// and content type. Reads go to the stream's leader, which has every
+// acknowledged message.
+func (c *Conn) Payload(ctx context.Context, p *plan.Plan, ref *Ref) ([]byte, string, error) {
+	if ref == nil {
+		return nil, "", ErrPayloadGone
+	}
+	s, err := c.stream(ctx, p)
+	if err != nil {
+		return nil, "", err
+	}
+	m, err := s.GetMsg(ctx, ref.Seq)
+	if errors.Is(err, jetstream.ErrMsgNotFound) {
+		return nil, "", fmt.Errorf("message %d of stream %s: %w", ref.Seq, p.Stream.Name, ErrPayloadGone)
+	}
+	if err != nil {
+		return nil, "", err
+	}
+	return m.Data, m.Header.Get("Content-Type"), nil
+}
+
+// RefOf is where a consumed message is in its stream.
+func RefOf(m jetstream.Msg) (*Ref, error) {
+	md, err := m.Metadata()
+	if err != nil {
+		return nil, err
+	}
+	return &Ref{Seq: md.Sequence.Stream, Size: len(m.Data())}, nil
 }

@@ -2,6 +2,7 @@ package bus
 
 import (
 	"context"
+	"fmt"
 	"time"
 
 	"github.com/nats-io/nats.go/jetstream"
@@ -46,17 +47,42 @@ func StreamConfig(p *plan.Plan, st Storage) jetstream.StreamConfig {
 		Replicas:    st.replicas(),
 		MaxAge:      streamMaxAge,
 		Duplicates:  dedupeWindow,
-		MaxMsgSize:  plan.DefaultMaxBodyLen + 64<<10,
+		MaxMsgSize:  int32(p.MaxMessage()),
 	}
 }
 
-// EnsureStream creates or updates the workflow's stream. Every role calls it
-// with the same configuration, so the order in which pods start never matters.
+// DeadLetterStreamConfig is the workflow's dead-letter stream: it sources the
+// dead-letter subject of the workflow's stream and keeps the dead letters
+// for their own retention (spec.deadLetters.retention), beyond the 24h of
+// the workflow's stream.
+func DeadLetterStreamConfig(p *plan.Plan, st Storage) jetstream.StreamConfig {
+	return jetstream.StreamConfig{
+		Name:        p.Stream.DeadLetterStream,
+		Description: "patchbay dead letters of " + p.Namespace + "/" + p.Workflow,
+		Sources:     []*jetstream.StreamSource{{Name: p.Stream.Name, FilterSubject: p.Stream.DeadLetter}},
+		Retention:   jetstream.LimitsPolicy,
+		Storage:     st.Type,
+		Replicas:    st.replicas(),
+		MaxAge:      p.Stream.DeadLetterRetention.Duration,
+		MaxMsgSize:  int32(p.MaxMessage()),
+	}
+}
+
+// EnsureStream creates or updates the workflow's stream and its dead-letter
+// stream. Every role calls it with the same configuration, so the order in
+// which pods start never matters.
 func EnsureStream(ctx context.Context, js jetstream.JetStream, p *plan.Plan, st Storage) error {
 	ctx, cancel := context.WithTimeout(ctx, setupRetryWindow)
 	defer cancel()
-	return untilReady(ctx, "create stream "+p.Stream.Name, func(ctx context.Context) error {
+	err := untilReady(ctx, "create stream "+p.Stream.Name, func(ctx context.Context) error {
 		_, err := js.CreateOrUpdateStream(ctx, StreamConfig(p, st))
+		return err
+	})
+	if err != nil || p.Stream.DeadLetterStream == "" {
+		return err
+	}
+	return untilReady(ctx, "create stream "+p.Stream.DeadLetterStream, func(ctx context.Context) error {
+		_, err := js.CreateOrUpdateStream(ctx, DeadLetterStreamConfig(p, st))
 		return err
 	})
 }
@@ -65,8 +91,18 @@ func EnsureStream(ctx context.Context, js jetstream.JetStream, p *plan.Plan, st 
 func RunsConfig(p *plan.Plan, st Storage) jetstream.KeyValueConfig {
 	return jetstream.KeyValueConfig{
 		Bucket: p.Stream.RunsBucket, Description: "patchbay runs of " + p.Namespace + "/" + p.Workflow,
-		TTL: runsTTL, Storage: st.Type, Replicas: st.replicas(), MaxValueSize: 2*plan.DefaultMaxBodyLen + 64<<10,
+		TTL: runsTTL, Storage: st.Type, Replicas: st.replicas(), MaxValueSize: int32(p.MaxMessage()),
 	}
+}
+
+// OpenRuns opens the run store that the roles created, without changing its
+// configuration (for tools such as patchbay-runtime dlq).
+func OpenRuns(ctx context.Context, js jetstream.JetStream, p *plan.Plan) (*Runs, error) {
+	kv, err := js.KeyValue(ctx, p.Stream.RunsBucket)
+	if err != nil {
+		return nil, fmt.Errorf("open the run store %s: %w", p.Stream.RunsBucket, err)
+	}
+	return &Runs{KV: kv}, nil
 }
 
 // ReadModelConfig is the CQRS read store's bucket.
@@ -88,7 +124,16 @@ func ReadModelConfig(p *plan.Plan, st Storage) jetstream.KeyValueConfig {
 // direct gets off on its stream and binds after that, so that its reads go to
 // the stream's leader, which has every acknowledged write.
 func EnsureRuns(ctx context.Context, js jetstream.JetStream, p *plan.Plan, st Storage) (*Runs, error) {
-	cfg := RunsConfig(p, st)
+	kv, err := ensureLeaderBucket(ctx, js, RunsConfig(p, st))
+	if err != nil {
+		return nil, err
+	}
+	return &Runs{KV: kv}, nil
+}
+
+// ensureLeaderBucket creates or opens a bucket whose reads go to its
+// stream's leader (see EnsureRuns).
+func ensureLeaderBucket(ctx context.Context, js jetstream.JetStream, cfg jetstream.KeyValueConfig) (jetstream.KeyValue, error) {
 	if _, err := ensureBucket(ctx, js, cfg); err != nil {
 		return nil, err
 	}
@@ -113,7 +158,7 @@ func EnsureRuns(ctx context.Context, js jetstream.JetStream, p *plan.Plan, st St
 	if err != nil {
 		return nil, err
 	}
-	return &Runs{KV: kv}, nil
+	return kv, nil
 }
 
 // EnsureReadModel creates or opens the CQRS read store.

@@ -24,6 +24,7 @@ Usage:
   patchbay-runtime gateway      --plan FILE --nats-url URL [--nats-credentials DIR] [flags]
   patchbay-runtime dev          -f WORKFLOW.yaml [--step NAME=cmd:COMMAND | NAME=url:URL]...
   patchbay-runtime graph        -f WORKFLOW.yaml [--format mermaid|dot]
+  patchbay-runtime dlq          list|show|replay --plan FILE --nats-url URL [--nats-credentials DIR] [ID]
 
 Run "patchbay-runtime ROLE -h" for the flags of a role.
 `
@@ -53,8 +54,10 @@ func Main(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		err = runDev(ctx, rest, stdout, stderr)
 	case "graph":
 		err = runGraph(ctx, rest, os.Stdin, stdout, stderr)
+	case "dlq":
+		err = runDLQ(ctx, rest, stdout, stderr)
 	default:
-		err = fmt.Errorf("unknown role %q: want sidecar, orchestrator, gateway, dev or graph", role)
+		err = fmt.Errorf("unknown role %q: want sidecar, orchestrator, gateway, dev, graph or dlq", role)
 	}
 	switch {
 	case err == nil:

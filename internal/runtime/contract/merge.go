@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"net/http"
 	"slices"
+	"strings"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
 )
 
 // Part is one named output going into a merged JSON object.
@@ -23,7 +26,8 @@ type Part struct {
 // Merge writes the JSON object {name: output, ...} of parts into buf (docs/step-contract.md:
 // the input of a step with several dependencies, the result of several sinks).
 // An output that is not JSON cannot be merged and fails the run, naming the
-// step that produced it.
+// step that produced it; a merged object over the size budget
+// (plan.DefaultMaxBodyLen) fails it with 413, naming the steps merged.
 func Merge(buf *bytes.Buffer, into string, parts []Part) *Error {
 	buf.WriteByte('{')
 	first := true
@@ -63,5 +67,13 @@ func Merge(buf *bytes.Buffer, into string, parts []Part) *Error {
 		}
 	}
 	buf.WriteByte('}')
+	if buf.Len() > plan.DefaultMaxBodyLen {
+		names := make([]string, len(parts))
+		for i, p := range parts {
+			names[i] = p.Producer
+		}
+		return &Error{Code: http.StatusRequestEntityTooLarge, Message: fmt.Sprintf(
+			"the outputs of steps %s merged into %s are %d bytes, over the size budget of %d", strings.Join(names, ", "), into, buf.Len(), plan.DefaultMaxBodyLen)}
+	}
 	return nil
 }

@@ -3,9 +3,12 @@ package contract
 import (
 	"bytes"
 	"net/http"
+	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
 )
 
 func TestMerge(t *testing.T) {
@@ -35,4 +38,23 @@ func TestMergeNamesTheStepWhoseOutputIsNotJSON(t *testing.T) {
 	g.Expect(e.Code).To(Equal(http.StatusBadGateway))
 	g.Expect(e.Step).To(Equal("b"))
 	g.Expect(e.Message).To(ContainSubstring("confirm"))
+}
+
+// Outputs merged over the size budget fail with 413, naming the steps.
+func TestMergeOverTheBudgetIs413NamingTheSteps(t *testing.T) {
+	half := []byte(`"` + strings.Repeat("x", plan.DefaultMaxBodyLen/2) + `"`)
+	var buf bytes.Buffer
+	herr := Merge(&buf, "step join", []Part{{Name: "left", Producer: "left", Body: half}, {Name: "right", Producer: "right", Body: half}})
+	if herr == nil || herr.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("got %v, want a 413", herr)
+	}
+	for _, want := range []string{"left", "right", "step join"} {
+		if !strings.Contains(herr.Message, want) {
+			t.Errorf("%q does not name %s", herr.Message, want)
+		}
+	}
+	buf.Reset()
+	if herr := Merge(&buf, "step join", []Part{{Name: "left", Producer: "left", Body: half}}); herr != nil {
+		t.Fatalf("one half fits the budget: %v", herr)
+	}
 }

@@ -2,7 +2,6 @@ package dev_test
 
 import (
 	"context"
-	"encoding/json"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -113,8 +112,7 @@ func TestAsync4xxIsDeadLetteredAndFailsTheRun(t *testing.T) {
 
 			var m *nats.Msg
 			eventually(g, dlq).Should(Receive(&m))
-			var dl bus.DeadLetter
-			g.Expect(json.Unmarshal(m.Data, &dl)).To(Succeed())
+			dl := bus.ParseDeadLetter("", "", m.Header, m.Data)
 			g.Expect(dl.Step).To(Equal("picky"))
 			g.Expect(dl.Attempts).To(Equal(1))
 			g.Expect(dl.Status).To(Equal(http.StatusBadRequest))
@@ -146,9 +144,8 @@ spec:
 	g.Expect(stepStats(g, env, "down").Calls).To(BeEquivalentTo(3))
 	var m *nats.Msg
 	eventually(g, dlq).Should(Receive(&m))
-	var dl bus.DeadLetter
-	g.Expect(json.Unmarshal(m.Data, &dl)).To(Succeed())
-	g.Expect(dl).To(And(HaveField("Step", "down"), HaveField("Attempts", 3), HaveField("Status", 503)))
+	dl := bus.ParseDeadLetter("", "", m.Header, m.Data)
+	g.Expect(*dl).To(And(HaveField("Step", "down"), HaveField("Attempts", 3), HaveField("Status", 503)))
 }
 
 func TestAsyncSlowRunAnswers202ThenTheRunHasTheResult(t *testing.T) {
@@ -355,4 +352,92 @@ func metric(g Gomega, env *dev.Env, series string) string {
 		}
 	}
 	return ""
+}
+
+// A Retry-After that outlasts the run's deadline ends the retries at once:
+// the step's own answer fails the run, rather than the run sitting out the
+// pause only to fail with 504 at its deadline.
+func TestAsyncRetryAfterPastTheRunsDeadlineIsNotWaitedFor(t *testing.T) {
+	g := NewWithT(t)
+	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: test}
+spec:
+  style: async-orchestrated
+  runTimeout: 5s
+  entry: {timeout: 30s}
+  resilience: {timeout: 2s, retry: {attempts: 3, initialDelay: 10ms, maxDelay: 1m}}
+  steps:
+  - {name: busy, image: demo, args: ["--mode=echo", "--fail-first=1", "--fail-status=503", "--retry-after=40s"]}
+`)
+	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
+	g.Expect(a.code).To(Equal(http.StatusServiceUnavailable), "%s", a.body)
+	e := a.runError(g)
+	g.Expect(e.Step).To(Equal("busy"))
+	g.Expect(e.Status).To(Equal(http.StatusServiceUnavailable))
+	g.Expect(e.Attempts).To(Equal(1))
+	g.Expect(stepStats(g, env, "busy").Calls).To(BeEquivalentTo(1))
+}
+
+// A retried POST with the same Idempotency-Key gets the first run's id and
+// result, and the steps' apps are called once.
+func TestAsyncIdempotencyKeyCallsTheAppsOnce(t *testing.T) {
+	g := NewWithT(t)
+	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: test}
+spec:
+  style: async-orchestrated
+  steps:
+  - {name: first, image: demo, args: ["--mode=transform", "--set=first=true"]}
+  - {name: second, image: demo, args: ["--mode=transform", "--set=second=true"], dependsOn: [first]}
+`)
+	send := func() answer {
+		req, err := http.NewRequest(http.MethodPost, env.EntryURL, strings.NewReader(`{"id":9}`))
+		g.Expect(err).NotTo(HaveOccurred())
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set("Idempotency-Key", "order-9-attempt")
+		resp, err := client.Do(req)
+		g.Expect(err).NotTo(HaveOccurred())
+		defer resp.Body.Close()
+		b, err := io.ReadAll(resp.Body)
+		g.Expect(err).NotTo(HaveOccurred())
+		return answer{code: resp.StatusCode, header: resp.Header, body: b}
+	}
+	a, b := send(), send()
+	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
+	g.Expect(b.code).To(Equal(http.StatusOK), "%s", b.body)
+	g.Expect(b.body).To(MatchJSON(a.body))
+	g.Expect(b.header.Get(contract.HeaderRunID)).To(Equal(a.header.Get(contract.HeaderRunID)))
+	g.Expect(stepStats(g, env, "first").Calls).To(BeEquivalentTo(1))
+	g.Expect(stepStats(g, env, "second").Calls).To(BeEquivalentTo(1))
+}
+
+// A choreographed run that never gets its completing event fails at its
+// deadline with 504, naming the events it waits for, and is dead-lettered
+// with the entry event, so that it can be replayed.
+func TestChoreographedRunPastItsDeadlineFails(t *testing.T) {
+	g := NewWithT(t)
+	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: test}
+spec:
+  style: choreography
+  runTimeout: 2s
+  entry: {sync: true, timeout: 30s, event: req, completesOn: [done]}
+  resilience: {timeout: 10s}
+  steps:
+  - {name: first, image: demo, args: ["--mode=echo"], subscribes: [req], emits: [checked]}
+  - {name: slow, image: demo, args: ["--mode=echo", "--latency=4s"], subscribes: [checked], emits: [done]}
+`)
+	dlq := subscribe(t, env, env.Plan.Stream.DeadLetter)
+	a := whenPostJSON(t, env.EntryURL, `{"id":3}`)
+	g.Expect(a.code).To(Equal(http.StatusGatewayTimeout), "%s", a.body)
+	g.Expect(a.runError(g).Message).To(And(ContainSubstring("deadline"), ContainSubstring("event done")))
+	var m *nats.Msg
+	eventually(g, dlq).Should(Receive(&m))
+	dl := bus.ParseDeadLetter("", "", m.Header, m.Data)
+	g.Expect(dl.Subject).To(Equal(env.Plan.Entry.EventSubject))
+	g.Expect(dl.Code).To(Equal(http.StatusGatewayTimeout))
+	g.Expect(dl.Payload).To(MatchJSON(`{"id":3}`))
 }

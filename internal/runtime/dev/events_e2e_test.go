@@ -2,7 +2,6 @@ package dev_test
 
 import (
 	"context"
-	"encoding/json"
 	"net/http"
 	"strings"
 	"testing"
@@ -108,8 +107,7 @@ spec:
 
 			var m *nats.Msg
 			eventually(g, dlq).Should(Receive(&m))
-			var dl bus.DeadLetter
-			g.Expect(json.Unmarshal(m.Data, &dl)).To(Succeed())
+			dl := bus.ParseDeadLetter("", "", m.Header, m.Data)
 			g.Expect(dl.Step).To(Equal("pick"))
 			g.Expect(dl.Error).To(And(ContainSubstring("broke the step contract"), ContainSubstring(tc.want)))
 			g.Expect(dl.Status).To(Equal(http.StatusOK))

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"time"
@@ -59,6 +58,9 @@ func (g *Gateway) consume(cons jetstream.Consumer, failed string, handle func(je
 			return
 		}
 		if err := handle(m); err != nil {
+			if errors.Is(err, errDeferred) {
+				return
+			}
 			if attempt >= bus.RoleMaxDeliver {
 				g.giveUp(m, attempt, fmt.Sprintf("the gateway failed on this message %d times: %v", attempt, err))
 				return
@@ -121,12 +123,14 @@ func (g *Gateway) complete(m jetstream.Msg) error {
 	ctx, cancel := context.WithTimeout(context.Background(), completionAckWait)
 	defer cancel()
 	var herr *contract.Error
+	var ref *bus.Ref
 	if m.Subject() == g.plan.Stream.DeadLetter {
-		var dl bus.DeadLetter
-		if err := json.Unmarshal(m.Data(), &dl); err != nil {
-			return nil
+		herr = bus.ParseDeadLetter(g.plan.Workflow, "", m.Headers(), m.Data()).RunError()
+	} else {
+		var err error
+		if ref, err = bus.RefOf(m); err != nil {
+			return err
 		}
-		herr = dl.RunError()
 	}
 	var finished bool
 	r, err := g.runs.Update(ctx, runID, func(r *bus.Run) bool {
@@ -137,7 +141,7 @@ func (g *Gateway) complete(m jetstream.Msg) error {
 		if herr != nil {
 			r.Fail(herr)
 		} else {
-			r.Succeed(m.Data(), h.Get("Content-Type"))
+			r.Succeed(ref, h.Get("Content-Type"))
 		}
 		finished = true
 		return true

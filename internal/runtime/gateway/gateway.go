@@ -2,6 +2,8 @@ package gateway
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -36,7 +38,7 @@ type Config struct {
 	// Resolver finds the steps' sidecars for dual-support requests.
 	Resolver contract.Resolver
 	// Transport carries the dual-support requests; nil is
-	// http.DefaultTransport. The runtime passes hop.NewTransport().
+	// http.DefaultTransport. The runtime passes contract.NewTransport().
 	Transport http.RoundTripper
 	Telemetry *telemetry.Telemetry
 }
@@ -49,8 +51,13 @@ type Config struct {
 //	                       entry holds the caller until the outcome or
 //	                       entry.timeout, then answers 202 + Location. A caller
 //	                       that sends "Prefer: respond-async" gets 202 at once.
+//	                       With an Idempotency-Key, a repeated POST gets the
+//	                       run the key started (Entry.IdempotencyWindow).
 //	GET  /runs/{id}        the run: its result (200), its error (the run's
 //	                       status), or 202 while pending; from any replica.
+//	GET  /deadletters      the workflow's dead letters, oldest first.
+//	GET  /deadletters/{id} one dead letter with its payload.
+//	POST /deadletters/{id}/replay  run its message again (bus.DeadLetters.Replay).
 //	GET  /query/{key}      the read model's document for key.
 //	GET  /query?prefix=    the documents whose keys start with prefix.
 //	GET  /readmodel        how far the read model is behind.
@@ -74,6 +81,8 @@ type Gateway struct {
 	stopping  atomic.Bool
 	inflight  sync.WaitGroup
 	readModel *readModel
+	dlq       *bus.DeadLetters
+	idem      *bus.Idempotency
 }
 
 // Start connects the gateway's subscriptions and consumers.
@@ -106,12 +115,21 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	if g.runs, err = bus.EnsureRuns(ctx, cfg.Conn.JS, p, cfg.Conn.Storage); err != nil {
 		return nil, err
 	}
+	if g.idem, err = bus.EnsureIdempotency(ctx, cfg.Conn.JS, p, cfg.Conn.Storage); err != nil {
+		return nil, err
+	}
+	g.dlq = &bus.DeadLetters{Plan: p, Conn: cfg.Conn, Runs: g.runs}
 	g.inbox = cfg.Conn.NC.NewInbox()
 	if g.sub, err = cfg.Conn.NC.Subscribe(g.inbox, g.onOutcome); err != nil {
 		return nil, fmt.Errorf("subscribe to the gateway's inbox: %w", err)
 	}
 	if p.Stream.CompletionDurable != "" {
 		if err := g.startCompletion(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if p.Stream.DeadlineDurable != "" {
+		if err := g.startDeadlines(ctx); err != nil {
 			return nil, err
 		}
 	}
@@ -140,6 +158,9 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 	g.mux.HandleFunc("POST /{$}", g.serveStart)
 	g.mux.HandleFunc("GET /runs/{id}", g.serveRun)
 	g.mux.HandleFunc("GET /query/{key...}", g.serveQuery)
+	g.mux.HandleFunc("GET /deadletters", g.serveDeadLetters)
+	g.mux.HandleFunc("GET /deadletters/{id}", g.serveDeadLetter)
+	g.mux.HandleFunc("POST /deadletters/{id}/replay", g.serveReplay)
 	g.mux.HandleFunc("GET /query", g.serveList)
 	g.mux.HandleFunc("GET /readmodel", g.serveReadModelStatus)
 	g.mux.HandleFunc("/steps/{step}/{path...}", g.serveStep)
@@ -191,6 +212,10 @@ func (g *Gateway) onOutcome(m *nats.Msg) {
 	}
 }
 
+// HeaderIdempotencyKey makes a POST / idempotent within the plan's
+// Entry.IdempotencyWindow (docs/api.md, Runs).
+const HeaderIdempotencyKey = "Idempotency-Key"
+
 func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	runID := r.Header.Get(contract.HeaderRunID)
@@ -200,9 +225,16 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 		contract.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
 		return
 	}
+	key := r.Header.Get(HeaderIdempotencyKey)
+	if key != "" {
+		if err := bus.CheckIdempotencyKey(HeaderIdempotencyKey+" header", key); err != nil {
+			contract.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
+			return
+		}
+	}
 	body := contract.GetBuffer()
 	defer contract.PutBuffer(body)
-	if err := contract.ReadBody(body, r.Body, r.ContentLength, plan.DefaultMaxBodyLen); err != nil {
+	if err := contract.ReadBody(body, r.Body, r.ContentLength, g.plan.MaxBody()); err != nil {
 		code := http.StatusBadRequest
 		if errors.Is(err, contract.ErrTooLarge) {
 			code = http.StatusRequestEntityTooLarge
@@ -215,24 +247,78 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	defer span.End()
 
 	wait := g.plan.Entry.Sync && !strings.Contains(r.Header.Get("Prefer"), "respond-async")
+	var claim bus.Claim
+	if key != "" {
+		sum := sha256.Sum256(body.Bytes())
+		claim = bus.Claim{RunID: runID, Body: hex.EncodeToString(sum[:])}
+		held, err := g.idem.Get(ctx, key)
+		if err != nil {
+			(&contract.Error{Code: http.StatusServiceUnavailable, Message: "the idempotency store is unavailable: " + err.Error()}).Write(w)
+			return
+		}
+		if held != nil {
+			g.join(ctx, w, key, held, claim, wait)
+			return
+		}
+	}
 	rec := &bus.Run{ID: runID, Status: bus.RunPending, Started: start.UTC()}
+	if d := g.plan.RunTimeout.Duration; d > 0 {
+		deadline := rec.Started.Add(d)
+		rec.Deadline = &deadline
+	}
 	if wait {
 		rec.ReplyTo = g.inbox
-		ch := make(chan *bus.Run, 1)
-		g.waiters.Store(runID, ch)
-		defer g.waiters.Delete(runID)
 	}
+	// The record first: a run id that is taken is refused before this
+	// caller touches anything of the run that holds it.
 	if err := g.runs.Create(ctx, rec); err != nil {
 		if errors.Is(err, bus.ErrRunExists) {
+			if key != "" {
+				if held, _ := g.idem.Get(ctx, key); held != nil && held.RunID == runID {
+					g.join(ctx, w, key, held, claim, wait)
+					return
+				}
+			}
 			(&contract.Error{Code: http.StatusConflict, RunID: runID, Message: "run " + runID + " exists; GET /runs/" + runID}).Write(w)
 			return
 		}
 		(&contract.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the run store is unavailable: " + err.Error()}).Write(w)
 		return
 	}
-	if err := g.publishStart(ctx, runID, r.Header.Get("Content-Type"), body.Bytes()); err != nil {
+	if key != "" {
+		// The lock among concurrent requests with this key: the first to
+		// create it starts its run; the others drop the record they made
+		// (nothing of it was published) and join that run.
+		held, err := g.idem.Claim(ctx, key, claim)
+		if err != nil || held != nil {
+			if derr := g.runs.Delete(context.WithoutCancel(ctx), runID); derr != nil {
+				g.tel.Log.Warn("Deleting the record of a run that was not started failed", "run", runID, "err", derr)
+			}
+		}
+		if err != nil {
+			(&contract.Error{Code: http.StatusServiceUnavailable, Message: "the idempotency store is unavailable: " + err.Error()}).Write(w)
+			return
+		}
+		if held != nil {
+			g.join(ctx, w, key, held, claim, wait)
+			return
+		}
+	}
+	var ch chan *bus.Run
+	if wait {
+		ch = make(chan *bus.Run, 1)
+		g.waiters.Store(runID, ch)
+		defer g.waiters.Delete(runID)
+	}
+	if err := g.publishStart(ctx, rec, r.Header.Get("Content-Type"), body.Bytes()); err != nil {
 		e := &contract.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the broker did not accept the run: " + err.Error()}
 		_, _ = g.runs.Update(context.WithoutCancel(ctx), runID, func(r *bus.Run) bool { r.Fail(e); return true })
+		if key != "" {
+			// Nothing ran: a retry with the key starts a run afresh.
+			if err := g.idem.Release(context.WithoutCancel(ctx), key, runID); err != nil {
+				g.tel.Log.Warn("Releasing an idempotency key failed", "key", key, "run", runID, "err", err)
+			}
+		}
 		e.Write(w)
 		return
 	}
@@ -240,16 +326,15 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 		writePending(w, runID)
 		return
 	}
-	ch, _ := g.waiters.Load(runID)
 	timer := time.NewTimer(g.plan.Entry.Timeout.Duration)
 	defer timer.Stop()
 	select {
-	case out := <-ch.(chan *bus.Run):
-		writeRun(w, out)
+	case out := <-ch:
+		g.writeRun(ctx, w, out)
 	case <-timer.C:
 		// The outcome may have landed just now; the record is the truth.
 		if out, _, err := g.runs.Get(context.WithoutCancel(ctx), runID); err == nil && out.Done() {
-			writeRun(w, out)
+			g.writeRun(ctx, w, out)
 			return
 		}
 		writePending(w, runID)
@@ -257,11 +342,46 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (g *Gateway) publishStart(ctx context.Context, runID, contentType string, body []byte) error {
+// join answers a request whose Idempotency-Key started a run already: with
+// that run, as GET /runs/{id} would, holding a sync caller until it finishes
+// or entry.timeout. The same key with another body is refused (422).
+func (g *Gateway) join(ctx context.Context, w http.ResponseWriter, key string, held *bus.Claim, mine bus.Claim, wait bool) {
+	if held.Body != mine.Body {
+		(&contract.Error{Code: http.StatusUnprocessableEntity, RunID: held.RunID, Message: fmt.Sprintf(
+			"%s %s was used for run %s with another request body: use a new key for a new request", HeaderIdempotencyKey, key, held.RunID)}).Write(w)
+		return
+	}
+	w.Header().Set("Idempotent-Replayed", "true")
+	out, _, err := g.runs.Get(ctx, held.RunID)
+	switch {
+	case errors.Is(err, bus.ErrNoRun):
+		(&contract.Error{Code: http.StatusNotFound, RunID: held.RunID, Message: fmt.Sprintf("%s %s names run %s, which is no longer kept", HeaderIdempotencyKey, key, held.RunID)}).Write(w)
+		return
+	case err != nil:
+		(&contract.Error{Code: http.StatusServiceUnavailable, RunID: held.RunID, Message: "the run store is unavailable: " + err.Error()}).Write(w)
+		return
+	}
+	if out.Done() || !wait {
+		g.writeRun(ctx, w, out)
+		return
+	}
+	wctx, cancel := context.WithTimeout(ctx, g.plan.Entry.Timeout.Duration)
+	defer cancel()
+	if done, err := g.runs.Await(wctx, held.RunID); err == nil {
+		out = done
+	}
+	if ctx.Err() == nil {
+		g.writeRun(ctx, w, out)
+	}
+}
+
+func (g *Gateway) publishStart(ctx context.Context, rec *bus.Run, contentType string, body []byte) error {
+	runID := rec.ID
 	if s := g.plan.Stream.StartSubject; s != "" {
 		id := bus.MsgID(runID, "start")
 		h := g.start.Header(ctx, runID, contentType)
 		h["Ce-Id"] = []string{id}
+		bus.SetDeadline(h, rec.Deadline)
 		if err := g.conn.Publish(ctx, bus.NewMsg(s, h, body), id); err != nil {
 			return err
 		}
@@ -271,6 +391,7 @@ func (g *Gateway) publishStart(ctx context.Context, runID, contentType string, b
 		h := g.entry.Header(ctx, runID, contentType)
 		h["Ce-Id"] = []string{id}
 		h[contract.HeaderStep] = []string{plan.EntryEmitter}
+		bus.SetDeadline(h, rec.Deadline)
 		if err := g.conn.Publish(ctx, bus.NewMsg(s, h, body), id); err != nil {
 			return err
 		}
@@ -291,7 +412,7 @@ func (g *Gateway) serveRun(w http.ResponseWriter, r *http.Request) {
 	case err != nil:
 		(&contract.Error{Code: http.StatusServiceUnavailable, RunID: id, Message: "the run store is unavailable: " + err.Error()}).Write(w)
 	default:
-		writeRun(w, out)
+		g.writeRun(r.Context(), w, out)
 	}
 }
 
@@ -307,17 +428,27 @@ func (g *Gateway) serveStep(w http.ResponseWriter, r *http.Request) {
 	rp.ServeHTTP(w, r)
 }
 
-// writeRun answers with a run: its result, its error, or 202 while pending.
-func writeRun(w http.ResponseWriter, r *bus.Run) {
+// writeRun answers with a run: its result (read from the stream where the
+// record says it is), its error, or 202 while pending.
+func (g *Gateway) writeRun(ctx context.Context, w http.ResponseWriter, r *bus.Run) {
 	switch r.Status {
 	case bus.RunSucceeded:
+		result, _, err := g.conn.Payload(context.WithoutCancel(ctx), g.plan, r.Result)
+		if errors.Is(err, bus.ErrPayloadGone) {
+			(&contract.Error{Code: http.StatusGone, RunID: r.ID, Message: fmt.Sprintf("run %s succeeded, but the broker no longer keeps its result: %v", r.ID, err)}).Write(w)
+			return
+		}
+		if err != nil {
+			(&contract.Error{Code: http.StatusServiceUnavailable, RunID: r.ID, Message: "the result of run " + r.ID + " is unavailable: " + err.Error()}).Write(w)
+			return
+		}
 		h := w.Header()
 		h.Set(contract.HeaderRunID, r.ID)
 		if r.ContentType != "" {
 			h.Set("Content-Type", r.ContentType)
 		}
 		w.WriteHeader(http.StatusOK)
-		_, _ = w.Write(r.Result)
+		_, _ = w.Write(result)
 	case bus.RunFailed:
 		e := *r.Error
 		e.RunID = r.ID

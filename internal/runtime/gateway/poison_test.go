@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"encoding/json"
 	"log/slog"
 	"testing"
 	"time"
@@ -78,8 +77,7 @@ spec:
 
 	var m *nats.Msg
 	g.Eventually(dead).WithTimeout(20 * time.Second).Should(Receive(&m))
-	var dl bus.DeadLetter
-	g.Expect(json.Unmarshal(m.Data, &dl)).To(Succeed())
+	dl := bus.ParseDeadLetter("", "", m.Header, m.Data)
 	g.Expect(dl.Step).To(Equal("gateway"))
 	g.Expect(dl.RunID).To(Equal("r1"))
 	g.Expect(dl.Subject).To(Equal(completes))

@@ -209,7 +209,7 @@ func (a *Async) handle(m jetstream.Msg) error {
 	if h.Get(contract.HeaderStatus) == contract.ResultFailed {
 		return a.failed(ctx, runID, h, m.Data())
 	}
-	return a.succeeded(ctx, runID, step, h, m.Data())
+	return a.succeeded(ctx, runID, step, h, m)
 }
 
 // start dispatches the steps without dependencies with the entry payload.
@@ -226,7 +226,11 @@ func (a *Async) start(ctx context.Context, runID string, h http.Header, payload 
 	r, err := a.runs.Update(ctx, runID, dispatchRoots)
 	if errors.Is(err, bus.ErrNoRun) {
 		// Started by something other than a gateway: keep its record anyway.
-		if err := a.runs.Create(ctx, &bus.Run{ID: runID, Status: bus.RunPending, Started: time.Now()}); err != nil && !errors.Is(err, bus.ErrRunExists) {
+		rec := &bus.Run{ID: runID, Status: bus.RunPending, Started: time.Now()}
+		if d := bus.Deadline(h); !d.IsZero() {
+			rec.Deadline = &d
+		}
+		if err := a.runs.Create(ctx, rec); err != nil && !errors.Is(err, bus.ErrRunExists) {
 			return err
 		}
 		// Once: a record that exists but cannot be read yet is retried by
@@ -241,18 +245,23 @@ func (a *Async) start(ctx context.Context, runID string, h http.Header, payload 
 	ctx, span := a.tel.Tracing.Start(ctx, "run "+a.plan.Workflow, trace.SpanKindConsumer)
 	defer span.End()
 	for _, n := range a.roots {
-		if err := a.command(ctx, runID, n, h.Get("Content-Type"), payload); err != nil {
+		if err := a.command(ctx, r, n, h.Get("Content-Type"), payload); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// succeeded records a step's output, dispatches what became ready and
-// finishes the run when every sink is done. A redelivered result changes
-// nothing but publishes the ready commands again (deduplicated by the
-// broker), so a crash between the record and the publish loses nothing.
-func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header, output []byte) error {
+// succeeded records a step's output (where its result message is, not a
+// copy), dispatches what became ready and finishes the run when every sink
+// is done. A redelivered result changes nothing but publishes the ready
+// commands (and a merged result) again, deduplicated by the broker, so a
+// crash between the record and the publish loses nothing.
+func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header, m jetstream.Msg) error {
+	ref, err := bus.RefOf(m)
+	if err != nil {
+		return err
+	}
 	var finished bool
 	r, err := a.runs.Update(ctx, runID, func(r *bus.Run) bool {
 		finished = false
@@ -260,14 +269,15 @@ func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header
 		if r.Done() || s.Done {
 			return false
 		}
-		s.Done, s.Output, s.ContentType = true, output, h.Get("Content-Type")
+		s.Done, s.Output, s.ContentType = true, ref, h.Get("Content-Type")
 		for _, d := range a.dependents[step] {
 			if a.depsDone(r, d) {
 				r.Step(d).Dispatched = true
 			}
 		}
-		if a.sinksDone(r) {
-			a.finish(r)
+		if a.sinksDone(r) && len(a.plan.Sinks) == 1 {
+			sink := r.Steps[a.plan.Sinks[0]]
+			r.Succeed(sink.Output, sink.ContentType)
 			finished = true
 		}
 		return true
@@ -278,19 +288,79 @@ func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header
 	if r.Done() {
 		return a.done(r, finished)
 	}
+	have := output{step: step, data: m.Data()}
+	if a.sinksDone(r) {
+		return a.finishMerged(ctx, r, have)
+	}
 	for _, d := range a.dependents[step] {
 		if !a.depsDone(r, d) || r.Step(d).Done {
 			continue
 		}
-		ct, in, herr := a.input(r, d)
+		ct, in, herr, err := a.input(ctx, r, d, have)
+		if err != nil {
+			return err
+		}
 		if herr != nil {
 			return a.fail(ctx, runID, herr)
 		}
-		if err := a.command(ctx, runID, d, ct, in); err != nil {
+		if err := a.command(ctx, r, d, ct, in); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// output is a step's output in hand, so that it is not read back.
+type output struct {
+	step string
+	data []byte
+}
+
+// payload is the output of step name: the one in hand, or read from the
+// stream where the run record says it is.
+func (a *Async) payload(ctx context.Context, r *bus.Run, name string, have output) ([]byte, *contract.Error, error) {
+	if name == have.step {
+		return have.data, nil, nil
+	}
+	b, _, err := a.conn.Payload(ctx, a.plan, r.Steps[name].Output)
+	if errors.Is(err, bus.ErrPayloadGone) {
+		return nil, &contract.Error{Code: http.StatusBadGateway, Step: name, Message: fmt.Sprintf("the output of step %s is no longer kept by the broker: %v", name, err)}, nil
+	}
+	return b, nil, err
+}
+
+// finishMerged finishes a run with several sinks: their outputs merged into
+// {sink: output}, published on the output subject for the record to refer
+// to; a result over the size budget fails the run with 413.
+func (a *Async) finishMerged(ctx context.Context, r *bus.Run, have output) error {
+	ct, out, herr, err := a.merge(ctx, r, a.plan.Sinks, "the run's result", have)
+	if err != nil {
+		return err
+	}
+	if herr != nil {
+		return a.fail(ctx, r.ID, herr)
+	}
+	h := http.Header{"Content-Type": {ct}, contract.HeaderRunID: {r.ID}}
+	bus.SetReplay(h, r)
+	ack, err := a.conn.JS.PublishMsg(ctx, bus.NewMsg(a.plan.Stream.OutputSubject, h, out), jetstream.WithMsgID(bus.MsgID(r.ID, "out"+bus.ReplaySuffix(h))))
+	if err != nil {
+		return err
+	}
+	ref := &bus.Ref{Seq: ack.Sequence, Size: len(out)}
+	var finished bool
+	r, err = a.runs.Update(ctx, r.ID, func(r *bus.Run) bool {
+		finished = false
+		if r.Done() {
+			return false
+		}
+		r.Succeed(ref, ct)
+		finished = true
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	return a.done(r, finished)
 }
 
 // failed fails the run with the error a step's sidecar dead-lettered: the
@@ -372,47 +442,42 @@ func (a *Async) sinksDone(r *bus.Run) bool {
 	return true
 }
 
-// finish writes the result: the sink's output or {sink: output}.
-func (a *Async) finish(r *bus.Run) {
-	if len(a.plan.Sinks) == 1 {
-		s := r.Steps[a.plan.Sinks[0]]
-		r.Succeed(s.Output, s.ContentType)
-		return
-	}
-	ct, out, herr := a.merge(r, a.plan.Sinks, "the run's result")
-	if herr != nil {
-		r.Fail(herr)
-		return
-	}
-	r.Succeed(out, ct)
-}
-
 // input is a step's input: its one dependency's output or {dep: output}.
-func (a *Async) input(r *bus.Run, step string) (string, []byte, *contract.Error) {
+func (a *Async) input(ctx context.Context, r *bus.Run, step string, have output) (string, []byte, *contract.Error, error) {
 	deps := a.plan.Step(step).DependsOn
 	if len(deps) == 1 {
-		s := r.Steps[deps[0]]
-		return s.ContentType, s.Output, nil
+		b, herr, err := a.payload(ctx, r, deps[0], have)
+		return r.Steps[deps[0]].ContentType, b, herr, err
 	}
-	return a.merge(r, deps, "step "+step)
+	return a.merge(ctx, r, deps, "step "+step, have)
 }
 
-func (a *Async) merge(r *bus.Run, names []string, into string) (string, []byte, *contract.Error) {
+func (a *Async) merge(ctx context.Context, r *bus.Run, names []string, into string, have output) (string, []byte, *contract.Error, error) {
 	parts := make([]contract.Part, len(names))
 	for i, n := range names {
-		parts[i] = contract.Part{Name: n, Producer: n, Body: r.Steps[n].Output}
+		b, herr, err := a.payload(ctx, r, n, have)
+		if herr != nil || err != nil {
+			return "", nil, herr, err
+		}
+		parts[i] = contract.Part{Name: n, Producer: n, Body: b}
 	}
 	buf := contract.GetBuffer()
 	defer contract.PutBuffer(buf)
 	if herr := contract.Merge(buf, into, parts); herr != nil {
-		return "", nil, herr
+		return "", nil, herr, nil
 	}
-	return "application/json", append([]byte(nil), buf.Bytes()...), nil
+	return "application/json", append([]byte(nil), buf.Bytes()...), nil, nil
 }
 
-// command publishes a step's command, once per run and step.
-func (a *Async) command(ctx context.Context, runID, step, contentType string, body []byte) error {
+// command publishes a step's command, once per run, step and replay, with
+// the run's deadline, past which the step does not wait for a retry.
+func (a *Async) command(ctx context.Context, r *bus.Run, step, contentType string, body []byte) error {
 	st := a.plan.Step(step)
-	id := bus.MsgID(runID, "cmd", step)
-	return a.conn.Publish(ctx, bus.NewMsg(st.Consumers[0].FilterSubject, a.contracts[step].Header(ctx, runID, contentType), body), id)
+	h := a.contracts[step].Header(ctx, r.ID, contentType)
+	if d := r.DeadlineOf(a.plan.RunTimeout.Duration); !d.IsZero() {
+		bus.SetDeadline(h, &d)
+	}
+	bus.SetReplay(h, r)
+	id := bus.MsgID(r.ID, "cmd", step+bus.ReplaySuffix(h))
+	return a.conn.Publish(ctx, bus.NewMsg(st.Consumers[0].FilterSubject, h, body), id)
 }

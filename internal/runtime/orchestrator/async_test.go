@@ -77,7 +77,9 @@ spec:
 	var r bus.Run
 	g.Expect(json.Unmarshal(m.Data, &r)).To(Succeed())
 	g.Expect(r.Status).To(Equal(bus.RunSucceeded))
-	g.Expect(r.Result).To(MatchJSON(`{"id":1,"first":true,"second":true}`))
+	result, _, err := test.Payload(ctx, p, r.Result)
+	g.Expect(err).NotTo(HaveOccurred(), "the record refers to the sink's result message")
+	g.Expect(result).To(MatchJSON(`{"id":1,"first":true,"second":true}`))
 	stored, _, err := runs.Get(ctx, "r1")
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(stored.Status).To(Equal(bus.RunSucceeded))

@@ -177,7 +177,7 @@ func (o *Orchestrator) serveHTTP(w http.ResponseWriter, r *http.Request) {
 func (o *Orchestrator) serveRun(ctx context.Context, w http.ResponseWriter, r *http.Request, runID string) *contract.Error {
 	in := contract.GetBuffer()
 	defer contract.PutBuffer(in)
-	if err := contract.ReadBody(in, r.Body, r.ContentLength, plan.DefaultMaxBodyLen); err != nil {
+	if err := contract.ReadBody(in, r.Body, r.ContentLength, o.plan.MaxBody()); err != nil {
 		if errors.Is(err, contract.ErrTooLarge) {
 			return contract.BadRequest(http.StatusRequestEntityTooLarge, "request body: "+err.Error())
 		}

@@ -2,7 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"encoding/json"
 	"testing"
 	"time"
 
@@ -47,8 +46,7 @@ spec:
 
 	var m *nats.Msg
 	g.Eventually(dead).WithTimeout(20 * time.Second).Should(Receive(&m))
-	var dl bus.DeadLetter
-	g.Expect(json.Unmarshal(m.Data, &dl)).To(Succeed())
+	dl := bus.ParseDeadLetter("", "", m.Header, m.Data)
 	g.Expect(dl.Step).To(Equal(plan.OrchestratorRole))
 	g.Expect(dl.RunID).To(Equal("r1"))
 	g.Expect(dl.Subject).To(Equal(p.Stream.StartSubject))

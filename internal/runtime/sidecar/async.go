@@ -24,11 +24,9 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 )
 
-// CloudEvents types of the messages a sidecar publishes besides emitted events.
-const (
-	ResultEventType     = "dev.patchbay.step.result"
-	DeadLetterEventType = "dev.patchbay.step.deadletter"
-)
+// CloudEvents type of the results a sidecar publishes besides emitted events.
+// A dead letter is the message that failed, with its own attributes.
+const ResultEventType = "dev.patchbay.step.result"
 
 // Async is the bus side of a sidecar (async-orchestrated, choreography,
 // hybrid): it pulls the step's durable consumers, calls the app once per
@@ -42,7 +40,6 @@ type Async struct {
 	app       *hop.Target
 	result    *contract.Contract
 	emits     []emit
-	dead      *contract.Contract
 	consumers []*asyncConsumer
 	// workers handle the messages in hand, limit (the step's bulkhead) at
 	// most at once.
@@ -88,9 +85,6 @@ func (s *Sidecar) StartAsync(ctx context.Context, conn *bus.Conn) (*Async, error
 	a := &Async{s: s, conn: conn, app: app, limit: int(max(1, step.Policy.Bulkhead.MaxConcurrent))}
 	a.workers.SetLimit(a.limit)
 	if a.result, err = contract.NewTypedContract(source, step.Name, ResultEventType, s.tel.Tracing.Inject); err != nil {
-		return nil, err
-	}
-	if a.dead, err = contract.NewTypedContract(source, step.Name, DeadLetterEventType, s.tel.Tracing.Inject); err != nil {
 		return nil, err
 	}
 	for _, e := range step.Output.Emits {
@@ -201,7 +195,7 @@ func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {
 			a.deadLetter(ctx, c, m, runID, cerr)
 			return
 		}
-		if err := a.publishOutput(ctx, c, runID, out, ev); err != nil {
+		if err := a.publishOutput(ctx, c, runID, h, out, ev); err != nil {
 			s.tel.Log.Warn("Publishing a step's output failed; the message will be redelivered", "step", s.step.Name, "run", runID, "err", err)
 			_ = m.NakWithDelay(time.Second)
 			return
@@ -224,10 +218,15 @@ func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {
 		_ = m.Nak()
 		return
 	}
-	// A Retry-After past the step's maxDelay ends the retries, as in the sync
-	// styles: the message is dead-lettered with the step's answer rather than
-	// parked in the broker for as long as the step asked.
-	if retryable(herr) && attempt < int(c.MaxDeliver) && !resilience.RetryAfterTooLong(s.step.Policy.Retry, herr.RetryAfter, 0) {
+	// A Retry-After past the step's maxDelay, or past the run's deadline,
+	// ends the retries, as in the sync styles: the message is dead-lettered
+	// with the step's answer rather than parked in the broker for as long as
+	// the step asked.
+	var remaining time.Duration
+	if d := bus.Deadline(h); !d.IsZero() {
+		remaining = max(time.Until(d), time.Nanosecond)
+	}
+	if retryable(herr) && attempt < int(c.MaxDeliver) && !resilience.RetryAfterTooLong(s.step.Policy.Retry, herr.RetryAfter, remaining) {
 		delay := resilience.RetryDelay(s.step.Policy.Retry, attempt, herr.RetryAfter)
 		s.tel.Log.Debug("Step attempt failed, retrying by redelivery", "step", s.step.Name, "run", runID, "attempt", attempt, "status", herr.Status, "delay", delay)
 		_ = m.NakWithDelay(delay)
@@ -244,10 +243,16 @@ func retryable(e *contract.Error) bool {
 
 // header is the common part of what a step publishes: the run, the trace, the
 // producing step and the content type, with the CloudEvents attributes of c.
-func (a *Async) header(ctx context.Context, c *contract.Contract, runID, id, contentType string) http.Header {
+// The run's deadline and replay generation (of the message in) go on too.
+func (a *Async) header(ctx context.Context, c *contract.Contract, in http.Header, runID, id, contentType string) http.Header {
 	h := c.Header(ctx, runID, contentType)
 	h["Ce-Id"] = []string{id}
 	h[contract.HeaderStep] = []string{a.s.step.Name}
+	for _, k := range []string{bus.HeaderDeadline, bus.HeaderReplay} {
+		if v := in.Get(k); v != "" {
+			h[k] = []string{v}
+		}
+	}
 	return h
 }
 
@@ -300,43 +305,40 @@ func (a *Async) emitTypes() string {
 
 // publishOutput publishes the step's result, when it has one, and the event
 // ev it chose, when it chose one.
-func (a *Async) publishOutput(ctx context.Context, c *asyncConsumer, runID string, out *hop.Response, ev *emit) error {
+func (a *Async) publishOutput(ctx context.Context, c *asyncConsumer, runID string, in http.Header, out *hop.Response, ev *emit) error {
 	step := a.s.step
 	body := out.Body.Bytes()
 	if step.Output.ResultSubject != "" {
-		id := bus.MsgID(runID, step.Name, c.trigger, "res")
-		h := a.header(ctx, a.result, runID, id, out.ContentType)
+		id := bus.MsgID(runID, step.Name, c.trigger+bus.ReplaySuffix(in), "res")
+		h := a.header(ctx, a.result, in, runID, id, out.ContentType)
 		h[contract.HeaderStatus] = []string{contract.ResultOK}
 		if err := a.conn.Publish(ctx, bus.NewMsg(step.Output.ResultSubject, h, body), id); err != nil {
 			return err
 		}
 	}
 	if ev != nil {
-		id := bus.MsgID(runID, step.Name, c.trigger, ev.Type)
-		if err := a.conn.Publish(ctx, bus.NewMsg(ev.Subject, a.header(ctx, ev.contract, runID, id, out.ContentType), body), id); err != nil {
+		id := bus.MsgID(runID, step.Name, c.trigger+bus.ReplaySuffix(in), ev.Type)
+		if err := a.conn.Publish(ctx, bus.NewMsg(ev.Subject, a.header(ctx, ev.contract, in, runID, id, out.ContentType), body), id); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// deadLetter publishes the envelope, fails an orchestrated run at once with a
-// failure result, and terminates the message.
+// deadLetter publishes the message as a dead letter, fails an orchestrated
+// run at once with a failure result, and terminates the message.
 func (a *Async) deadLetter(ctx context.Context, c *asyncConsumer, m jetstream.Msg, runID string, herr *contract.Error) {
 	s, step := a.s, a.s.step
-	env := bus.DeadLetter{
-		Workflow: s.plan.Workflow, Step: step.Name, RunID: runID, Subject: m.Subject(), Event: c.Event,
-		Attempts: herr.Attempts, Status: herr.Status, Code: herr.Code, Error: herr.Message, Detail: herr.Detail,
-		Payload: m.Data(), ContentType: m.Headers().Get("Content-Type"), Time: time.Now().UTC(),
-	}
-	b, _ := json.Marshal(env)
-	id := bus.MsgID(runID, step.Name, c.trigger, "dlq")
-	dh := a.header(ctx, a.dead, runID, id, "application/json")
-	err := a.conn.Publish(ctx, bus.NewMsg(s.plan.Stream.DeadLetter, dh, b), id)
+	in := bus.HTTPHeader(m)
+	dlq, id := bus.NewDeadLetter(s.plan, m, bus.Failure{
+		Step: step.Name, Event: c.Event, Attempts: herr.Attempts, Status: herr.Status,
+		Code: herr.Code, Message: herr.Message, Detail: herr.Detail,
+	})
+	err := a.conn.Publish(ctx, dlq, id)
 	if err == nil && step.Output.ResultSubject != "" {
 		b, _ := json.Marshal(herr)
-		id := bus.MsgID(runID, step.Name, c.trigger, "res")
-		h := a.header(ctx, a.result, runID, id, "application/json")
+		id := bus.MsgID(runID, step.Name, c.trigger+bus.ReplaySuffix(in), "res")
+		h := a.header(ctx, a.result, in, runID, id, "application/json")
 		h[contract.HeaderStatus] = []string{contract.ResultFailed}
 		err = a.conn.Publish(ctx, bus.NewMsg(step.Output.ResultSubject, h, b), id)
 	}

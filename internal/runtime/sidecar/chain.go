@@ -157,7 +157,7 @@ func (c *chain) run1(ctx context.Context, w http.ResponseWriter, r *http.Request
 	defer release()
 	in := contract.GetBuffer()
 	defer contract.PutBuffer(in)
-	if err := contract.ReadBody(in, r.Body, r.ContentLength, plan.DefaultMaxBodyLen); err != nil {
+	if err := contract.ReadBody(in, r.Body, r.ContentLength, s.plan.MaxBody()); err != nil {
 		code := http.StatusBadRequest
 		if errors.Is(err, contract.ErrTooLarge) {
 			code = http.StatusRequestEntityTooLarge

@@ -10,7 +10,6 @@ import (
 
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
@@ -23,8 +22,8 @@ var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return 
 // bulkhead. For a run's hop (invoke) it adds the step contract's headers when
 // the caller did not send them.
 func (s *Sidecar) proxy(w http.ResponseWriter, r *http.Request, path string, invoke bool) int {
-	if r.ContentLength > plan.DefaultMaxBodyLen {
-		return s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d", r.ContentLength, plan.DefaultMaxBodyLen))
+	if r.ContentLength > s.plan.MaxBody() {
+		return s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d", r.ContentLength, s.plan.MaxBody()))
 	}
 	if !s.bulkhead.TryAcquirePermit() {
 		return s.reject(w, r.Header.Get(contract.HeaderRunID))
@@ -35,7 +34,7 @@ func (s *Sidecar) proxy(w http.ResponseWriter, r *http.Request, path string, inv
 	if r.URL.RawQuery != "" {
 		target += "?" + r.URL.RawQuery
 	}
-	body := http.MaxBytesReader(w, r.Body, plan.DefaultMaxBodyLen)
+	body := http.MaxBytesReader(w, r.Body, s.plan.MaxBody())
 	out, err := http.NewRequestWithContext(r.Context(), r.Method, target, body)
 	if err != nil {
 		return s.fail(w, r, http.StatusBadRequest, err.Error())
@@ -61,7 +60,7 @@ func (s *Sidecar) proxy(w http.ResponseWriter, r *http.Request, path string, inv
 		var tooLarge *http.MaxBytesError
 		switch {
 		case errors.As(err, &tooLarge):
-			return s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes", plan.DefaultMaxBodyLen))
+			return s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes", s.plan.MaxBody()))
 		case errors.Is(err, context.Canceled):
 			return contract.StatusClientClosedRequest
 		default:

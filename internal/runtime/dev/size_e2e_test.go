@@ -1,0 +1,82 @@
+package dev_test
+
+import (
+	"fmt"
+	"net/http"
+	"strings"
+	"testing"
+
+	. "github.com/onsi/gomega"
+)
+
+// jsonOf is a JSON object of about n bytes.
+func jsonOf(n int) string { return fmt.Sprintf(`{"blob":%q}`, strings.Repeat("x", n-12)) }
+
+// A payload near the size budget into a step that refuses it fails the run
+// with the step's answer: before, its dead letter (the payload base64 in a
+// JSON envelope) was over the stream's message size, so the run stayed
+// pending and the caller got 202 at entry.timeout.
+func TestAsyncLargePayloadIntoARefusingStepFailsTheRun(t *testing.T) {
+	g := NewWithT(t)
+	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: test}
+spec:
+  style: async-orchestrated
+  entry: {timeout: 30s}
+  resilience: `+fastAsync+`
+  steps:
+  - {name: picky, image: demo, args: ["--mode=echo", "--fail-first=100", "--fail-status=400"]}
+`)
+	dlq := subscribe(t, env, env.Plan.Stream.DeadLetter)
+	a := whenPostJSON(t, env.EntryURL, jsonOf(3584<<10))
+	g.Expect(a.code).To(Equal(http.StatusBadRequest), "%.300s", a.body)
+	g.Expect(a.runError(g).Step).To(Equal("picky"))
+	eventually(g, dlq).Should(Receive())
+}
+
+// A step's input merged from outputs that together exceed the size budget
+// fails the run with 413 naming those steps, instead of the orchestrator
+// retrying a command the broker refuses.
+func TestAsyncFanInOverTheBudgetFailsWith413(t *testing.T) {
+	g := NewWithT(t)
+	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: test}
+spec:
+  style: async-orchestrated
+  entry: {timeout: 30s}
+  resilience: `+fastAsync+`
+  steps:
+  - {name: left, image: demo, args: ["--mode=echo"]}
+  - {name: right, image: demo, args: ["--mode=echo"]}
+  - {name: join, image: demo, args: ["--mode=echo"], dependsOn: [left, right]}
+`)
+	a := whenPostJSON(t, env.EntryURL, jsonOf(2560<<10))
+	g.Expect(a.code).To(Equal(http.StatusRequestEntityTooLarge), "%.300s", a.body)
+	e := a.runError(g)
+	g.Expect(e.Message).To(And(ContainSubstring("left"), ContainSubstring("right"), ContainSubstring("join")))
+	g.Expect(stepStats(g, env, "join").Calls).To(BeZero())
+}
+
+// A run's result and its steps' outputs near the budget are kept: the run
+// record refers to them instead of holding copies.
+func TestAsyncOutputsNearTheBudgetAreTheResult(t *testing.T) {
+	g := NewWithT(t)
+	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: test}
+spec:
+  style: async-orchestrated
+  entry: {timeout: 30s}
+  steps:
+  - {name: first, image: demo, args: ["--mode=echo"]}
+  - {name: second, image: demo, args: ["--mode=echo"], dependsOn: [first]}
+`)
+	body := jsonOf(4000 << 10)
+	a := whenPostJSON(t, env.EntryURL, body)
+	g.Expect(a.code).To(Equal(http.StatusOK), "%.300s", a.body)
+	g.Expect(len(a.body)).To(Equal(len(body)))
+	g.Expect(string(a.body) == body).To(BeTrue())
+	g.Expect(whenGet(t, strings.TrimSuffix(env.EntryURL, "/")+"/runs/"+a.header.Get("Patchbay-Run-Id")).body).To(HaveLen(len(body)))
+}

@@ -1,0 +1,163 @@
+package gateway
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
+)
+
+// deadlineAckPending bounds the runs whose deadline the gateways watch at
+// once: every pending run holds one message of the deadline consumer until
+// its deadline. A run past the bound is watched once an earlier one ends.
+const deadlineAckPending = 1 << 16
+
+// deadlineMargin is how long after a run's deadline the check runs, so that
+// an outcome written right at the deadline wins over the 504.
+const deadlineMargin = 100 * time.Millisecond
+
+// errDeferred is a message handled for now and handed back to the broker
+// with a delay: neither acked nor a failure.
+var errDeferred = errors.New("deferred")
+
+// startDeadlines enforces the run deadline (plan.RunTimeout). The deadline
+// lives in the broker, not in a process: a shared durable of the gateways
+// reads every message that starts a run (and the deadline check that a
+// replay publishes on DeadlineSubject); while the run is pending before its
+// deadline, the message goes back to the broker with a delay that ends at the
+// deadline (NakWithDelay), and whichever gateway replica gets it then fails
+// a run that is still pending with 504, naming the steps it waits on, and
+// dead-letters it with the message (the entry payload). A replica that dies
+// holding the message loses nothing: the broker redelivers it after the ack
+// wait to another replica.
+func (g *Gateway) startDeadlines(ctx context.Context) error {
+	p := g.plan
+	subject := p.Stream.StartSubject
+	if subject == "" {
+		subject = p.Entry.EventSubject
+	}
+	cons, err := bus.EnsureConsumer(ctx, g.conn.JS, p, jetstream.ConsumerConfig{
+		Durable:        p.Stream.DeadlineDurable,
+		Description:    "patchbay gateways: the deadlines of runs (spec.runTimeout)",
+		FilterSubjects: []string{subject, p.Stream.DeadlineSubject},
+		MaxAckPending:  deadlineAckPending,
+		AckWait:        completionAckWait,
+		MaxDeliver:     bus.RoleConsumerMaxDeliver,
+	})
+	if err != nil {
+		return err
+	}
+	return g.consume(cons, "Checking a run's deadline failed; the message will be redelivered", g.checkDeadline)
+}
+
+// checkDeadline fails the run of a start message once it is past its
+// deadline, or hands the message back until then.
+func (g *Gateway) checkDeadline(m jetstream.Msg) error {
+	runID := bus.HTTPHeader(m).Get(contract.HeaderRunID)
+	if runID == "" || bus.CheckRunID("run id", runID) != nil {
+		return nil // no run a gateway started
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), completionAckWait)
+	defer cancel()
+	r, _, err := g.runs.Get(ctx, runID)
+	if errors.Is(err, bus.ErrNoRun) {
+		// Its record is written before the message: not visible yet.
+		return fmt.Errorf("the record of run %s is not visible yet: %w", runID, err)
+	}
+	if err != nil {
+		return err
+	}
+	if r.Done() && !r.Expired {
+		return nil
+	}
+	if gen, _ := strconv.Atoi(bus.HTTPHeader(m).Get(bus.HeaderReplay)); gen < r.Replays {
+		return nil // the run was replayed: the replay's own check watches it
+	}
+	if !r.Done() {
+		deadline := r.DeadlineOf(g.plan.RunTimeout.Duration)
+		if deadline.IsZero() {
+			return nil
+		}
+		if wait := time.Until(deadline); wait > 0 {
+			if err := m.NakWithDelay(wait + deadlineMargin); err != nil {
+				return err
+			}
+			return errDeferred
+		}
+	}
+	herr := g.expired(r)
+	var finished bool
+	r, err = g.runs.Update(ctx, runID, func(r *bus.Run) bool {
+		finished = false
+		if r.Done() {
+			return false
+		}
+		// Replayed meanwhile: a later deadline.
+		if d := r.DeadlineOf(g.plan.RunTimeout.Duration); time.Now().Before(d) {
+			return false
+		}
+		herr = g.expired(r)
+		r.Fail(herr)
+		r.Expired, finished = true, true
+		return true
+	})
+	if err != nil {
+		return err
+	}
+	if !r.Done() {
+		return fmt.Errorf("run %s got a later deadline: check it again", runID)
+	}
+	if !r.Expired {
+		return nil // it finished just before its deadline
+	}
+	// Also when the record was failed by an earlier attempt that did not get
+	// to dead-letter it: the message ID deduplicates.
+	if err := g.deadLetterExpired(ctx, m, r); err != nil {
+		return err
+	}
+	if finished {
+		g.run.Observe(false, r.Finished.Sub(r.Started))
+		g.tel.Log.Info("Run failed", "workflow", g.plan.Workflow, "run", r.ID, "step", r.Error.Step, "code", r.Code, "err", r.Error.Message)
+	}
+	return bus.Notify(g.conn.NC, r)
+}
+
+// expired is the error of a run past its deadline, naming what it waits on.
+func (g *Gateway) expired(r *bus.Run) *contract.Error {
+	p := g.plan
+	herr := &contract.Error{Code: http.StatusGatewayTimeout, RunID: r.ID}
+	what := "the orchestrator, which has not started it"
+	if steps := r.Waiting(); len(steps) > 0 {
+		herr.Step = steps[0]
+		what = "step " + strings.Join(steps, ", ")
+	} else if p.Stream.StartSubject == "" && len(p.Entry.CompletesOn) > 0 {
+		what = "event " + strings.Join(p.Entry.CompletesOn, " or ")
+	}
+	herr.Message = fmt.Sprintf("run %s did not finish by its deadline (runTimeout %s): it waits on %s", r.ID, p.RunTimeout.Duration, what)
+	return herr
+}
+
+// deadLetterExpired publishes the dead letter of an expired run: the message
+// that started it (or that replayed it), with the 504.
+func (g *Gateway) deadLetterExpired(ctx context.Context, m jetstream.Msg, r *bus.Run) error {
+	step := r.Error.Step
+	if step == "" {
+		step = plan.GatewayRole
+	}
+	msg, _ := bus.NewDeadLetter(g.plan, m, bus.Failure{Step: step, Code: http.StatusGatewayTimeout, Message: r.Error.Message})
+	id := bus.MsgID(r.ID, "deadline", strconv.Itoa(r.Replays), "dlq")
+	if err := g.conn.Publish(ctx, msg, id); err != nil {
+		return err
+	}
+	g.tel.Metrics.DeadLetter(plan.GatewayRole, 0)
+	return nil
+}

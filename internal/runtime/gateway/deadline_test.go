@@ -1,0 +1,170 @@
+package gateway
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	"github.com/nats-io/nats.go/jetstream"
+	. "github.com/onsi/gomega"
+
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
+	"github.com/patchbay-dev/patchbay/internal/runtime/orchestrator"
+	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
+)
+
+// A run whose step never answers fails at its deadline (spec.runTimeout) with
+// 504 naming that step, and is dead-lettered with its entry payload, even
+// though the orchestrator that dispatched the step and the gateway replica
+// that accepted the run are both gone: the deadline lives in the broker.
+func TestARunPastItsDeadlineFailsWith504AndIsDeadLettered(t *testing.T) {
+	g := NewWithT(t)
+	e := givenWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: late, namespace: default}
+spec:
+  style: async-orchestrated
+  runTimeout: 3s
+  entry: {sync: false}
+  steps:
+  - {name: fast, image: demo}
+  - {name: stuck, image: demo, dependsOn: [fast]}
+`)
+	p, test := e.p, e.test
+	ctx := context.Background()
+	commands := make(chan *nats.Msg, 8)
+	for _, s := range []string{"fast", "stuck"} {
+		_, err := test.NC.ChanSubscribe(p.Step(s).Consumers[0].FilterSubject, commands)
+		g.Expect(err).NotTo(HaveOccurred())
+	}
+	dead := make(chan *nats.Msg, 8)
+	_, err := test.NC.ChanSubscribe(p.Stream.DeadLetter, dead)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(test.NC.Flush()).To(Succeed())
+
+	tracing, _ := telemetry.NewTracing(ctx, "", "test")
+	orch, err := orchestrator.StartAsync(ctx, orchestrator.AsyncConfig{Plan: p, Conn: e.conn(t, g), Telemetry: telemetry.New(slog.New(slog.DiscardHandler), tracing)})
+	g.Expect(err).NotTo(HaveOccurred())
+	first := e.gateway(t, g)
+
+	w := do(first, http.MethodPost, "/", `{"order":1}`)
+	g.Expect(w.Code).To(Equal(http.StatusAccepted))
+	runID := w.Header().Get(contract.HeaderRunID)
+	var m *nats.Msg
+	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
+	g.Expect(m.Subject).To(Equal(p.Step("fast").Consumers[0].FilterSubject))
+	g.Expect(m.Header.Get(bus.HeaderDeadline)).NotTo(BeEmpty(), "a command carries the run's deadline")
+	h := nats.Header{contract.HeaderStatus: {contract.ResultOK}, contract.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
+	res := p.Step("fast").Output.ResultSubject
+	g.Expect(test.Publish(ctx, &nats.Msg{Subject: res, Header: h, Data: []byte(`{"order":1,"fast":true}`)}, res+"/"+runID)).To(Succeed())
+	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
+	g.Expect(m.Subject).To(Equal(p.Step("stuck").Consumers[0].FilterSubject))
+
+	// Nobody who saw the run is left; another gateway replica comes up.
+	orch.Stop()
+	first.Stop()
+	second := e.gateway(t, g)
+	t.Cleanup(second.Stop)
+
+	g.Eventually(func(g Gomega) {
+		w := do(second, http.MethodGet, "/runs/"+runID, "")
+		g.Expect(w.Code).To(Equal(http.StatusGatewayTimeout), w.Body.String())
+		var herr contract.Error
+		g.Expect(json.Unmarshal(w.Body.Bytes(), &herr)).To(Succeed())
+		g.Expect(herr.Step).To(Equal("stuck"))
+		g.Expect(herr.Message).To(ContainSubstring("deadline"))
+		g.Expect(herr.Message).To(ContainSubstring("3s"))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+
+	g.Eventually(dead).WithTimeout(10 * time.Second).Should(Receive(&m))
+	g.Expect(m.Header.Get(bus.HeaderDLQCode)).To(Equal("504"))
+	dl := bus.ParseDeadLetter("", "", m.Header, m.Data)
+	g.Expect(dl.RunID).To(Equal(runID))
+	g.Expect(dl.Step).To(Equal("stuck"))
+	g.Expect(dl.Payload).To(MatchJSON(`{"order":1}`), "the entry payload, so that the run can be replayed")
+}
+
+// A replayed run gets a deadline of its own: replayed into a step that does
+// not answer, it fails with 504 again, and its new dead letter names the
+// step's command subject, so it can be replayed again in turn.
+func TestAReplayedRunHasADeadlineOfItsOwn(t *testing.T) {
+	g := NewWithT(t)
+	e := givenWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: again, namespace: default}
+spec:
+  style: async-orchestrated
+  runTimeout: 2s
+  entry: {sync: false}
+  steps:
+  - {name: stuck, image: demo}
+`)
+	p, test := e.p, e.test
+	ctx := context.Background()
+	command := p.Step("stuck").Consumers[0].FilterSubject
+	commands := make(chan *nats.Msg, 8)
+	_, err := test.NC.ChanSubscribe(command, commands)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(test.NC.Flush()).To(Succeed())
+
+	tracing, _ := telemetry.NewTracing(ctx, "", "test")
+	orch, err := orchestrator.StartAsync(ctx, orchestrator.AsyncConfig{Plan: p, Conn: e.conn(t, g), Telemetry: telemetry.New(slog.New(slog.DiscardHandler), tracing)})
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(orch.Stop)
+	gw := e.gateway(t, g)
+	t.Cleanup(gw.Stop)
+
+	w := do(gw, http.MethodPost, "/", `{"order":2}`)
+	g.Expect(w.Code).To(Equal(http.StatusAccepted))
+	runID := w.Header().Get(contract.HeaderRunID)
+
+	// The test is the step's sidecar: it dead-letters the command with a 400.
+	cons, err := test.JS.CreateOrUpdateConsumer(ctx, p.Stream.Name, jetstream.ConsumerConfig{FilterSubject: command, AckPolicy: jetstream.AckExplicitPolicy})
+	g.Expect(err).NotTo(HaveOccurred())
+	batch, err := cons.Fetch(1, jetstream.FetchMaxWait(20*time.Second))
+	g.Expect(err).NotTo(HaveOccurred())
+	var cmd jetstream.Msg
+	g.Eventually(batch.Messages()).Should(Receive(&cmd))
+	dlq, id := bus.NewDeadLetter(p, cmd, bus.Failure{Step: "stuck", Attempts: 1, Status: 400, Code: 400, Message: "step stuck answered 400"})
+	g.Expect(test.Publish(ctx, dlq, id)).To(Succeed())
+	fail := nats.Header{contract.HeaderStatus: {contract.ResultFailed}, contract.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
+	res := p.Step("stuck").Output.ResultSubject
+	g.Expect(test.Publish(ctx, &nats.Msg{Subject: res, Header: fail, Data: []byte(`{"code":400,"error":"step stuck answered 400","step":"stuck","status":400,"attempts":1}`)}, res+"/"+runID)).To(Succeed())
+	g.Eventually(func() int { return do(gw, http.MethodGet, "/runs/"+runID, "").Code }).WithTimeout(20 * time.Second).Should(Equal(http.StatusBadRequest))
+
+	var page struct{ DeadLetters []bus.DeadLetter }
+	g.Eventually(func(g Gomega) {
+		w := do(gw, http.MethodGet, "/deadletters", "")
+		g.Expect(json.Unmarshal(w.Body.Bytes(), &page)).To(Succeed())
+		g.Expect(page.DeadLetters).To(HaveLen(1))
+	}).WithTimeout(20 * time.Second).Should(Succeed())
+	first := page.DeadLetters[0].ID
+	for len(commands) > 0 {
+		<-commands
+	}
+
+	w = do(gw, http.MethodPost, "/deadletters/"+first+"/replay", "")
+	g.Expect(w.Code).To(Equal(http.StatusAccepted), w.Body.String())
+	var m *nats.Msg
+	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
+	g.Expect(m.Header.Get(bus.HeaderReplay)).To(Equal("1"))
+	g.Expect(m.Data).To(MatchJSON(`{"order":2}`))
+
+	g.Eventually(func(g Gomega) {
+		w := do(gw, http.MethodGet, "/runs/"+runID, "")
+		g.Expect(w.Code).To(Equal(http.StatusGatewayTimeout), w.Body.String())
+		g.Expect(w.Body.String()).To(ContainSubstring(`"step":"stuck"`))
+	}).WithTimeout(30 * time.Second).Should(Succeed())
+	g.Eventually(func(g Gomega) {
+		w := do(gw, http.MethodGet, "/deadletters", "")
+		g.Expect(json.Unmarshal(w.Body.Bytes(), &page)).To(Succeed())
+		g.Expect(page.DeadLetters).To(HaveLen(2))
+	}).WithTimeout(20 * time.Second).Should(Succeed())
+	second := page.DeadLetters[1]
+	g.Expect(second).To(And(HaveField("Step", "stuck"), HaveField("Code", http.StatusGatewayTimeout), HaveField("Subject", command), HaveField("RunID", runID)))
+}

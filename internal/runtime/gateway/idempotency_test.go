@@ -1,0 +1,148 @@
+package gateway
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	. "github.com/onsi/gomega"
+
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
+	"github.com/patchbay-dev/patchbay/internal/runtime/orchestrator"
+	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
+)
+
+// heldRun starts a workflow whose one step the test answers, and returns a
+// function that answers the step's command for a run.
+func heldRun(t *testing.T, g Gomega, manifest string) (*env, *Gateway, chan *nats.Msg, func(runID, output string)) {
+	e := givenWorkflow(t, g, manifest)
+	p, test := e.p, e.test
+	ctx := context.Background()
+	commands := make(chan *nats.Msg, 64)
+	_, err := test.NC.ChanSubscribe(p.Step("only").Consumers[0].FilterSubject, commands)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(test.NC.Flush()).To(Succeed())
+	tracing, _ := telemetry.NewTracing(ctx, "", "test")
+	orch, err := orchestrator.StartAsync(ctx, orchestrator.AsyncConfig{Plan: p, Conn: e.conn(t, g), Telemetry: telemetry.New(slog.New(slog.DiscardHandler), tracing)})
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(orch.Stop)
+	gw := e.gateway(t, g)
+	t.Cleanup(gw.Stop)
+	answer := func(runID, output string) {
+		res := p.Step("only").Output.ResultSubject
+		h := nats.Header{contract.HeaderStatus: {contract.ResultOK}, contract.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
+		g.Expect(test.Publish(ctx, &nats.Msg{Subject: res, Header: h, Data: []byte(output)}, res+"/"+runID)).To(Succeed())
+	}
+	return e, gw, commands, answer
+}
+
+// post sends a POST in the background and returns where its answer lands.
+func post(h http.Handler, body string, header ...string) <-chan *httptest.ResponseRecorder {
+	out := make(chan *httptest.ResponseRecorder, 1)
+	go func() { out <- do(h, http.MethodPost, "/", body, header...) }()
+	return out
+}
+
+const heldWorkflow = `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: held, namespace: default}
+spec:
+  style: async-orchestrated
+  entry: {timeout: 1m}
+  steps:
+  - {name: only, image: demo}
+`
+
+// A second POST with a Patchbay-Run-Id that is taken is refused with 409 and
+// leaves the first caller waiting for its own outcome: it used to replace,
+// then delete, the first caller's waiter, which then only got 202 at
+// entry.timeout.
+func TestADuplicateRunIDDoesNotStealTheFirstCallersWaiter(t *testing.T) {
+	g := NewWithT(t)
+	_, gw, commands, answer := heldRun(t, g, heldWorkflow)
+
+	first := post(gw, `{"n":1}`, contract.HeaderRunID, "order-7")
+	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive())
+	second := do(gw, http.MethodPost, "/", `{"n":2}`, contract.HeaderRunID, "order-7")
+	g.Expect(second.Code).To(Equal(http.StatusConflict), second.Body.String())
+
+	answer("order-7", `{"n":1,"done":true}`)
+	var w *httptest.ResponseRecorder
+	g.Eventually(first).WithTimeout(20*time.Second).Should(Receive(&w), "the first caller gets its outcome before its entry.timeout (1m)")
+	g.Expect(w.Code).To(Equal(http.StatusOK), w.Body.String())
+	g.Expect(w.Body.String()).To(MatchJSON(`{"n":1,"done":true}`))
+}
+
+// POSTs with one Idempotency-Key, at once, join one run: the step is
+// commanded once, and every caller gets that run's id and result.
+func TestConcurrentPostsWithOneIdempotencyKeyJoinOneRun(t *testing.T) {
+	g := NewWithT(t)
+	e, gw, commands, answer := heldRun(t, g, heldWorkflow)
+	second := e.gateway(t, g) // another replica
+	t.Cleanup(second.Stop)
+
+	const callers = 6
+	answers := make([]<-chan *httptest.ResponseRecorder, callers)
+	for i := range answers {
+		h := http.Handler(gw)
+		if i%2 == 1 {
+			h = second
+		}
+		answers[i] = post(h, `{"n":1}`, HeaderIdempotencyKey, "pay-42")
+	}
+	var m *nats.Msg
+	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
+	runID := m.Header.Get(contract.HeaderRunID)
+	answer(runID, `{"n":1,"paid":true}`)
+	for _, a := range answers {
+		var w *httptest.ResponseRecorder
+		g.Eventually(a).WithTimeout(20 * time.Second).Should(Receive(&w))
+		g.Expect(w.Code).To(Equal(http.StatusOK), w.Body.String())
+		g.Expect(w.Header().Get(contract.HeaderRunID)).To(Equal(runID))
+		g.Expect(w.Body.String()).To(MatchJSON(`{"n":1,"paid":true}`))
+	}
+	g.Expect(commands).NotTo(Receive(), "one run, one command")
+
+	// Later, the same key gets the same run again, without a new command.
+	w := do(second, http.MethodPost, "/", `{"n":1}`, HeaderIdempotencyKey, "pay-42")
+	g.Expect(w.Code).To(Equal(http.StatusOK))
+	g.Expect(w.Header().Get(contract.HeaderRunID)).To(Equal(runID))
+	g.Expect(w.Header().Get("Idempotent-Replayed")).To(Equal("true"))
+	g.Expect(w.Body.String()).To(MatchJSON(`{"n":1,"paid":true}`))
+	g.Expect(commands).NotTo(Receive())
+
+	// The same key for another request is a mistake, and a bad key never
+	// reaches the broker.
+	w = do(gw, http.MethodPost, "/", `{"n":2}`, HeaderIdempotencyKey, "pay-42")
+	g.Expect(w.Code).To(Equal(http.StatusUnprocessableEntity), w.Body.String())
+	g.Expect(w.Body.String()).To(ContainSubstring("another request body"))
+	w = do(gw, http.MethodPost, "/", `{"n":2}`, HeaderIdempotencyKey, "pay 42*")
+	g.Expect(w.Code).To(Equal(http.StatusBadRequest), w.Body.String())
+	g.Expect(w.Body.String()).To(ContainSubstring("Idempotency-Key header"))
+	g.Expect(commands).NotTo(Receive())
+}
+
+// The window of Idempotency-Keys is the plan's, from spec.entry.idempotencyWindow.
+func TestIdempotencyKeysAreKeptForTheWindow(t *testing.T) {
+	g := NewWithT(t)
+	e := givenWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: window, namespace: default}
+spec:
+  style: choreography
+  entry: {sync: true, timeout: 5s, event: req, completesOn: [done], idempotencyWindow: 90m}
+  steps:
+  - {name: only, image: demo, subscribes: [req], emits: [done]}
+`)
+	gw := e.gateway(t, g)
+	t.Cleanup(gw.Stop)
+	kv, err := e.test.JS.KeyValue(context.Background(), e.p.Stream.IdempotencyBucket)
+	g.Expect(err).NotTo(HaveOccurred())
+	st, err := kv.Status(context.Background())
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(st.TTL()).To(Equal(90 * time.Minute))
+}
