@@ -24,7 +24,8 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 )
 
-// CloudEvents type of the results a sidecar publishes besides emitted events.
+// ResultEventType is the CloudEvents type of the results a sidecar publishes
+// besides emitted events.
 // A dead letter is the message that failed, with its own attributes.
 const ResultEventType = "dev.patchbay.step.result"
 
