@@ -79,7 +79,7 @@ func runHop(ctx context.Context, cfg hopConfig, rep *report) error {
 	}
 	defer os.RemoveAll(dir)
 	planFile := filepath.Join(dir, "plan.json")
-	if err := writeHopPlan(planFile); err != nil {
+	if err := writePlan(planFile, hopWorkflow); err != nil {
 		return err
 	}
 
@@ -327,10 +327,10 @@ func jsonPayload(n int) []byte {
 	return []byte(head + string(bytes.Repeat([]byte("x"), pad)) + foot)
 }
 
-// writeHopPlan compiles hopWorkflow and writes its plan as the sidecar reads it.
-func writeHopPlan(file string) error {
+// writePlan compiles a Workflow manifest and writes its plan as the roles read it.
+func writePlan(file, workflow string) error {
 	var wf v1alpha1.Workflow
-	if err := yaml.UnmarshalStrict([]byte(hopWorkflow), &wf); err != nil {
+	if err := yaml.UnmarshalStrict([]byte(workflow), &wf); err != nil {
 		return err
 	}
 	p, err := topology.Compile(&wf)
