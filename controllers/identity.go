@@ -148,12 +148,12 @@ func (r *WorkflowReconciler) resolveCredentials(ctx context.Context, s *workflow
 // recordedUser is the user named on the Workflow's plan ConfigMap.
 func (r *WorkflowReconciler) recordedUser(ctx context.Context, wf *v1alpha1.Workflow) (string, error) {
 	cm := &corev1.ConfigMap{}
-	err := r.client.Get(ctx, types.NamespacedName{Namespace: wf.Namespace, Name: plan.ConfigMapName(wf.Name)}, cm)
+	err := r.client.Get(ctx, types.NamespacedName{Namespace: wf.Namespace, Name: plan.ConfigMapName(wf.Name, wf.Spec.Style)}, cm)
 	switch {
 	case apierrors.IsNotFound(err):
 		return "", nil
 	case err != nil:
-		return "", fmt.Errorf("get ConfigMap %s: %w", plan.ConfigMapName(wf.Name), err)
+		return "", fmt.Errorf("get ConfigMap %s: %w", plan.ConfigMapName(wf.Name, wf.Spec.Style), err)
 	}
 	if ref := metav1.GetControllerOf(cm); ref == nil || ref.UID != wf.UID {
 		return "", nil

@@ -167,12 +167,12 @@ var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 
 	It("mints new credentials and rolls the pods when the credentials Secret is deleted", func() {
 		old := credentials(ctx, ns, "beta")()
-		oldHash := podCredentialsHash(ctx, ns, "beta-gateway")()
+		oldHash := podCredentialsHash(ctx, ns, "beta-ch-gateway")()
 		Expect(oldHash).To(Equal(render.CredentialsHash(old)))
 		Expect(k8s.Delete(ctx, &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: render.WorkflowCredentialsSecretName("beta")}})).To(Succeed())
 		Eventually(credentials(ctx, ns, "beta")).ShouldNot(Or(BeEmpty(), Equal(old)))
 		creds := credentials(ctx, ns, "beta")()
-		Eventually(podCredentialsHash(ctx, ns, "beta-gateway")).Should(Equal(render.CredentialsHash(creds)))
+		Eventually(podCredentialsHash(ctx, ns, "beta-ch-gateway")).Should(Equal(render.CredentialsHash(creds)))
 		Expect(render.CredentialsHash(creds)).NotTo(Equal(oldHash))
 		nc, err := connectAs(url, creds, compiled(ctx, ns, "beta"))
 		Expect(err).NotTo(HaveOccurred(), "the new credentials work")
@@ -184,6 +184,67 @@ var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 			}
 			return err
 		}).Should(MatchError(nats.ErrAuthorization), "the deleted Secret's user is revoked")
+	})
+
+	It("deletes an async style's stream, buckets and user once a switch to a sync style has drained it", func() {
+		wf := &v1alpha1.Workflow{}
+		readSample("async-orchestrated.yaml", wf)
+		wf.Namespace, wf.Name = ns, "gamma"
+		wf.Spec.Broker = &v1alpha1.BrokerRef{Name: "default"}
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+		Eventually(credentials(ctx, ns, "gamma")).ShouldNot(BeEmpty())
+		creds := credentials(ctx, ns, "gamma")()
+		p := compiled(ctx, ns, "gamma")
+		setUpOnBroker(ctx, url, creds, p)
+		admin, err := auth.NewUser("test admin", nil, false)
+		Expect(err).NotTo(HaveOccurred())
+		nc, err := connectAs(url, admin.Creds, p)
+		Expect(err).NotTo(HaveOccurred())
+		defer nc.Close()
+		js, err := jetstream.New(nc)
+		Expect(err).NotTo(HaveOccurred())
+		streams := func() []string {
+			var names []string
+			l := js.StreamNames(ctx)
+			for n := range l.Name() {
+				names = append(names, n)
+			}
+			Expect(l.Err()).NotTo(HaveOccurred())
+			return names
+		}
+		Expect(streams()).To(ContainElement(p.Stream.Name))
+		markWorkloadsReady(ctx, ns)
+
+		updateWorkflow(ctx, ns, "gamma", func(wf *v1alpha1.Workflow) { wf.Spec.Style = v1alpha1.StyleSyncOrchestrated })
+		Eventually(func() error {
+			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "gamma-so-orchestrator"}, &appsv1.Deployment{})
+		}).Should(Succeed())
+		markWorkloadsReady(ctx, ns)
+		var until *metav1.Time
+		Eventually(func(g Gomega) {
+			r := getWorkflow(ctx, ns, "gamma").Status.Retiring
+			g.Expect(r).To(HaveLen(1))
+			g.Expect(r[0].DrainUntil).NotTo(BeNil())
+			until = r[0].DrainUntil
+		}).Should(Succeed())
+		Consistently(streams, "1s").Should(ContainElement(p.Stream.Name), "a draining style keeps its stream")
+
+		By("once the drain period is over, its stream, buckets and user go with its children")
+		advanceClock(until.Sub(testNow()) + time.Second)
+		Expect(k8s.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gamma-so-orchestrator"}})).To(Succeed())
+		Eventually(streams).ShouldNot(ContainElement(p.Stream.Name))
+		Expect(streams()).NotTo(ContainElement("KV_" + p.Stream.RunsBucket))
+		Eventually(func() error {
+			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "gamma-ao-gateway"}, &appsv1.Deployment{})
+		}).Should(Satisfy(apierrors.IsNotFound))
+		Eventually(func() error {
+			nc, err := connectAs(url, creds, p)
+			if err == nil {
+				nc.Close()
+			}
+			return err
+		}).Should(MatchError(nats.ErrAuthorization), "gamma's user is revoked")
+		Expect(k8s.Delete(ctx, getWorkflow(ctx, ns, "gamma"))).To(Succeed())
 	})
 
 	It("deletes a deleted Workflow's stream, consumers, buckets and user from the Broker", func() {

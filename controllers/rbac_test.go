@@ -243,7 +243,7 @@ var _ = Describe("The manager's role", Ordered, func() {
 
 	It("lets the chart's ServiceAccount reconcile the samples into their children", func() {
 		samplesReady(ctx, ns)
-		Expect(childNames(ctx, ns, "shop")).To(ContainElements("Deployment/shop-orchestrator", "Deployment/shop-gateway", "ConfigMap/shop-plan"))
+		Expect(childNames(ctx, ns, "shop")).To(ContainElements("Deployment/shop-hy-orchestrator", "Deployment/shop-hy-gateway", "ConfigMap/shop-hy-plan"))
 	})
 
 	It("lets it prune every kind of child a Workflow may leave behind", func() {
@@ -268,11 +268,11 @@ var _ = Describe("The manager's role", Ordered, func() {
 
 	It("lets it find who holds a child's name, for every kind of child", func() {
 		for _, o := range []client.Object{
-			foreign(ns, "held-plan", &corev1.ConfigMap{}),
-			foreign(ns, "held-a", headlessService()),
-			foreign(ns, "held-a", minimalDeployment()),
-			foreign(ns, "held-a", &networkingv1.NetworkPolicy{}),
-			foreign(ns, "held-a", &policyv1.PodDisruptionBudget{Spec: policyv1.PodDisruptionBudgetSpec{MaxUnavailable: ptr.To(intOrOne)}}),
+			foreign(ns, "held-sc-plan", &corev1.ConfigMap{}),
+			foreign(ns, "held-sc-a", headlessService()),
+			foreign(ns, "held-sc-a", minimalDeployment()),
+			foreign(ns, "held-sc-a", &networkingv1.NetworkPolicy{}),
+			foreign(ns, "held-sc-a", &policyv1.PodDisruptionBudget{Spec: policyv1.PodDisruptionBudgetSpec{MaxUnavailable: ptr.To(intOrOne)}}),
 			foreign(ns, "held-nats", minimalStatefulSet()),
 		} {
 			Expect(k8s.Create(ctx, o)).To(Succeed())
@@ -287,8 +287,8 @@ var _ = Describe("The manager's role", Ordered, func() {
 			Expect(k8s.Delete(ctx, b)).To(Succeed())
 		})
 		Eventually(workflowCondition(ctx, ns, "held", v1alpha1.ConditionStepsReady)).Should(And(
-			HavePrefix("False/NameConflict"), ContainSubstring("ConfigMap held-plan"), ContainSubstring("Deployment held-a"),
-			ContainSubstring("Service held-a"), ContainSubstring("NetworkPolicy held-a"), ContainSubstring("PodDisruptionBudget held-a")))
+			HavePrefix("False/NameConflict"), ContainSubstring("ConfigMap held-sc-plan"), ContainSubstring("Deployment held-sc-a"),
+			ContainSubstring("Service held-sc-a"), ContainSubstring("NetworkPolicy held-sc-a"), ContainSubstring("PodDisruptionBudget held-sc-a")))
 		Eventually(func() string {
 			b := &v1alpha1.Broker{}
 			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "held"}, b)).To(Succeed())
@@ -299,7 +299,7 @@ var _ = Describe("The manager's role", Ordered, func() {
 	It("lets it record an event again, as a series", func() {
 		Expect(k8s.Create(ctx, newWorkflow(ns, "echo", v1alpha1.StyleSyncChain, step("a", 1)))).To(Succeed())
 		for range 2 {
-			d := deployment(ctx, ns, "echo-a")
+			d := deployment(ctx, ns, "echo-sc-a")
 			Eventually(d).ShouldNot(BeNil())
 			uid := d().UID
 			Expect(k8s.Delete(ctx, d())).To(Succeed())

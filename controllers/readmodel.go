@@ -52,7 +52,7 @@ type readModelState struct {
 // observeReadModel asks the gateway, once its Deployment is ready.
 func (r *WorkflowReconciler) observeReadModel(ctx context.Context, s *workflowScope, readiness workloadReadiness) readModelState {
 	wf := s.wf
-	st := readModelState{gateway: plan.ChildName(wf.Name, render.ComponentGateway)}
+	st := readModelState{gateway: plan.ChildName(wf.Name, wf.Spec.Style, render.ComponentGateway)}
 	st.ready = !slices.Contains(readiness.waiting, st.gateway)
 	if !st.ready {
 		return st

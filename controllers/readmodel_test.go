@@ -43,7 +43,7 @@ var _ = Describe("ReadModelCurrent", func() {
 		DeferCleanup(gw.Stop)
 		srv := httptest.NewServer(gw)
 		DeferCleanup(srv.Close)
-		gatewayURL := plan.ServiceURL(ns, plan.ChildName(wf.Name, render.ComponentGateway))
+		gatewayURL := plan.ServiceURL(ns, plan.ChildName(wf.Name, wf.Spec.Style, render.ComponentGateway))
 		gateways.route(gatewayURL, srv.URL)
 		for _, ev := range p.Events {
 			if ev.Type == "order.confirmed" {
@@ -60,7 +60,7 @@ var _ = Describe("ReadModelCurrent", func() {
 
 		Expect(k8s.Create(ctx, wf)).To(Succeed())
 		Eventually(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionReadModelCurrent)).Should(
-			Equal("Unknown/GatewayNotReady: The gateway orders-gateway is not ready: it projects the events and says how far behind it is"))
+			Equal("Unknown/GatewayNotReady: The gateway orders-ch-gateway is not ready: it projects the events and says how far behind it is"))
 		markWorkloadsReady(ctx, ns)
 		Eventually(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionReadModelCurrent)).Should(
 			Equal("True/Current: Every event published so far is projected"))
@@ -79,7 +79,7 @@ var _ = Describe("ReadModelCurrent", func() {
 		Eventually(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionReadModelCurrent)).Should(HavePrefix("Unknown/GatewayNotReady"))
 		markWorkloadsReady(ctx, ns)
 		Eventually(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionReadModelCurrent)).WithTimeout(time.Minute).Should(Equal(
-			"Unknown/ReadModelUnreachable: Asking the gateway at http://shop-gateway." + ns + ".svc/readmodel how far the read model is behind failed: " +
-				`Get "http://shop-gateway.` + ns + `.svc/readmodel": no gateway runs at shop-gateway.` + ns + `.svc in this test`))
+			"Unknown/ReadModelUnreachable: Asking the gateway at http://shop-hy-gateway." + ns + ".svc/readmodel how far the read model is behind failed: " +
+				`Get "http://shop-hy-gateway.` + ns + `.svc/readmodel": no gateway runs at shop-hy-gateway.` + ns + `.svc in this test`))
 	})
 })

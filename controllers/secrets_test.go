@@ -101,32 +101,32 @@ var _ = Describe("Steps that read Secrets", func() {
 		Expect(events(ctx, ns, "shop")()).To(ContainElement(HavePrefix("Warning SecretNotAllowed: step reads-db")))
 
 		By("running every other part of the topology")
-		Eventually(deployment(ctx, ns, "shop-plain")).ShouldNot(BeNil())
-		Eventually(deployment(ctx, ns, "shop-orchestrator")).ShouldNot(BeNil())
-		Eventually(func() []string { return childNames(ctx, ns, "shop") }).Should(ContainElements("Service/shop-reads-db", "Service/shop-steals", "Service/shop-early"))
-		for _, name := range []string{"shop-reads-db", "shop-steals", "shop-early"} {
+		Eventually(deployment(ctx, ns, "shop-so-plain")).ShouldNot(BeNil())
+		Eventually(deployment(ctx, ns, "shop-so-orchestrator")).ShouldNot(BeNil())
+		Eventually(func() []string { return childNames(ctx, ns, "shop") }).Should(ContainElements("Service/shop-so-reads-db", "Service/shop-so-steals", "Service/shop-so-early"))
+		for _, name := range []string{"shop-so-reads-db", "shop-so-steals", "shop-so-early"} {
 			Consistently(deployment(ctx, ns, name)).Should(BeNil(), name)
 		}
 
 		By("creating the Deployment that reads a Secret once its owner labels it")
 		setSecretLabel(ctx, ns, "db", "true")
-		Eventually(deployment(ctx, ns, "shop-reads-db")).ShouldNot(BeNil())
-		Expect(deployment(ctx, ns, "shop-reads-db")().Spec.Template.Spec.Containers[0].Env).To(ContainElement(secretEnv("DB_PASSWORD", "db")))
+		Eventually(deployment(ctx, ns, "shop-so-reads-db")).ShouldNot(BeNil())
+		Expect(deployment(ctx, ns, "shop-so-reads-db")().Spec.Template.Spec.Containers[0].Env).To(ContainElement(secretEnv("DB_PASSWORD", "db")))
 		By("and once a missing Secret is created with the label")
 		Expect(k8s.Create(ctx, newSecret(ns, "later", true))).To(Succeed())
-		Eventually(deployment(ctx, ns, "shop-early")).ShouldNot(BeNil())
-		Expect(deployment(ctx, ns, "shop-early")().Spec.Template.Spec.Containers[0].EnvFrom).To(Equal([]corev1.EnvFromSource{secretEnvFrom("later")}))
+		Eventually(deployment(ctx, ns, "shop-so-early")).ShouldNot(BeNil())
+		Expect(deployment(ctx, ns, "shop-so-early")().Spec.Template.Spec.Containers[0].EnvFrom).To(Equal([]corev1.EnvFromSource{secretEnvFrom("later")}))
 		Eventually(workflowCondition(ctx, ns, "shop", v1alpha1.ConditionSecretsAllowed)).Should(Equal("False/SecretNotAllowed: " +
 			"step steals, spec.steps[1].envFrom[1].secretRef: Secret " + credentials + " is managed by patchbay (it belongs to Broker " + broker.Name + "), and no step may read it: remove the reference; " +
 			"step steals gets no Deployment until then"))
 		Expect(getWorkflow(ctx, ns, "shop").Status.ObservedGeneration).To(BeZero())
-		Consistently(deployment(ctx, ns, "shop-steals")).Should(BeNil())
+		Consistently(deployment(ctx, ns, "shop-so-steals")).Should(BeNil())
 
 		By("running the last step once its reference to the broker credentials is gone")
 		updateWorkflow(ctx, ns, "shop", func(wf *v1alpha1.Workflow) { wf.Spec.Steps[1].EnvFrom = wf.Spec.Steps[1].EnvFrom[:1] })
 		Eventually(workflowCondition(ctx, ns, "shop", v1alpha1.ConditionSecretsAllowed)).Should(Equal(
 			"True/SecretsAllowed: Steps read only Secrets labelled patchbay.dev/step-readable: \"true\": db, later"))
-		Eventually(deployment(ctx, ns, "shop-steals")).ShouldNot(BeNil())
+		Eventually(deployment(ctx, ns, "shop-so-steals")).ShouldNot(BeNil())
 		Eventually(func() int64 { return getWorkflow(ctx, ns, "shop").Status.ObservedGeneration }).Should(Equal(int64(2)))
 	})
 
@@ -136,15 +136,15 @@ var _ = Describe("Steps that read Secrets", func() {
 		s := step("call", 2)
 		s.EnvFrom = []corev1.EnvFromSource{secretEnvFrom("api")}
 		Expect(k8s.Create(ctx, newWorkflow(ns, "calls", v1alpha1.StyleSyncChain, s))).To(Succeed())
-		Eventually(deployment(ctx, ns, "calls-call")).ShouldNot(BeNil())
+		Eventually(deployment(ctx, ns, "calls-sc-call")).ShouldNot(BeNil())
 		Eventually(workflowCondition(ctx, ns, "calls", v1alpha1.ConditionSecretsAllowed)).Should(HavePrefix("True/SecretsAllowed"))
-		before := deployment(ctx, ns, "calls-call")()
+		before := deployment(ctx, ns, "calls-sc-call")()
 
 		setSecretLabel(ctx, ns, "api", "")
 		Eventually(workflowCondition(ctx, ns, "calls", v1alpha1.ConditionSecretsAllowed)).Should(Equal("False/SecretNotAllowed: " +
 			"step call, spec.steps[0].envFrom[0].secretRef: Secret api is not labelled patchbay.dev/step-readable: \"true\": " +
 			"if the steps of namespace " + ns + " may read it, its owner runs kubectl label secret -n " + ns + " api patchbay.dev/step-readable=true; else remove the reference; " +
-			"Deployment calls-call is not updated and keeps running its last accepted spec"))
+			"Deployment calls-sc-call is not updated and keeps running its last accepted spec"))
 
 		By("not applying a new spec to it, and neither deleting nor pruning it")
 		updateWorkflow(ctx, ns, "calls", func(wf *v1alpha1.Workflow) {
@@ -161,16 +161,16 @@ var _ = Describe("Steps that read Secrets", func() {
 			return 0
 		}).Should(Equal(int64(2)))
 		Consistently(func() *appsv1.Deployment {
-			d := deployment(ctx, ns, "calls-call")()
+			d := deployment(ctx, ns, "calls-sc-call")()
 			Expect(d).NotTo(BeNil())
 			return d
 		}).Should(HaveField("ObjectMeta.Generation", before.Generation))
-		Expect(deployment(ctx, ns, "calls-call")().Spec.Template.Spec.Containers[0].Image).To(Equal("registry.test/call:1"))
+		Expect(deployment(ctx, ns, "calls-sc-call")().Spec.Template.Spec.Containers[0].Image).To(Equal("registry.test/call:1"))
 
 		By("applying the new spec once the label is back")
 		setSecretLabel(ctx, ns, "api", "true")
 		Eventually(func() string {
-			return deployment(ctx, ns, "calls-call")().Spec.Template.Spec.Containers[0].Image
+			return deployment(ctx, ns, "calls-sc-call")().Spec.Template.Spec.Containers[0].Image
 		}).Should(Equal("registry.test/call:2"))
 		Eventually(workflowCondition(ctx, ns, "calls", v1alpha1.ConditionSecretsAllowed)).Should(HavePrefix("True/SecretsAllowed"))
 	})

@@ -9,6 +9,7 @@ import (
 	"os"
 	"slices"
 	"strings"
+	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/apimachinery/pkg/util/validation"
@@ -45,6 +46,9 @@ type Options struct {
 	ComponentReplicas int32
 	// WorkflowConcurrency is how many Workflows are reconciled at once.
 	WorkflowConcurrency int
+	// Clock is the clock of a style switch's drain periods; nil is the wall
+	// clock. Tests move it past a drain period instead of waiting for it.
+	Clock func() time.Time
 	// BrokerAddress is where the manager reaches a Broker's NATS servers to
 	// clean up after Workflows; nil means the Broker's status.url, its
 	// Service. Tests point it at a server of their own.
@@ -162,6 +166,7 @@ func SetupAll(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		admin:       admin,
 		secrets:     secrets,
 		concurrency: opts.WorkflowConcurrency,
+		clock:       opts.Clock,
 		gateways:    &http.Client{Transport: opts.GatewayTransport, Timeout: readModelAskTimeout},
 	}
 	if err := wr.SetupWithManager(ctx, mgr); err != nil {

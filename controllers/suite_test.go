@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -67,6 +68,7 @@ var testOptions = controllers.Options{
 	NATSImage:           "registry.test/nats:test",
 	ComponentReplicas:   2,
 	WorkflowConcurrency: controllers.DefaultWorkflowConcurrency,
+	Clock:               testNow,
 	BrokerAddress: func(b *v1alpha1.Broker) string {
 		url, _ := brokerServers.Load(b.Namespace + "/" + b.Name)
 		s, _ := url.(string)
@@ -74,6 +76,15 @@ var testOptions = controllers.Options{
 	},
 	GatewayTransport: gateways,
 }
+
+// clockAhead is how far the manager's clock runs ahead of the wall clock.
+var clockAhead atomic.Int64
+
+// testNow is the manager's clock: tests move it past a drain period
+// (advanceClock) rather than wait for one.
+func testNow() time.Time { return time.Now().Add(time.Duration(clockAhead.Load())) }
+
+func advanceClock(d time.Duration) { clockAhead.Add(int64(d)) }
 
 // gateways routes the manager's questions to gateways (GET /readmodel) to the
 // gateways the tests run, by the host of their Service; a host that no test

@@ -67,6 +67,8 @@ type WorkflowReconciler struct {
 	// concurrency is how many Workflows are reconciled at once. Two that want
 	// the same child name may race: only one apply creates it (createOnly).
 	concurrency int
+	// clock is the clock of the drain periods of a style switch; nil is the wall clock.
+	clock func() time.Time
 }
 
 // workflowScope is what the phases of one reconcile share.
@@ -87,10 +89,14 @@ type workflowScope struct {
 	nameErrors []*nameError
 	// applyErrors are the children the API server refused, for the status.
 	applyErrors []error
-	created     []childKey
-	updated     []childKey
-	deleted     []childKey
-	failed      bool
+	// readiness is what observeDeployments found of the current style's Deployments.
+	readiness workloadReadiness
+	// switching is what switchStyles found; nil when it did not run.
+	switching *switchState
+	created   []childKey
+	updated   []childKey
+	deleted   []childKey
+	failed    bool
 }
 
 func (r *WorkflowReconciler) phases() []phase[*workflowScope] {
@@ -105,6 +111,8 @@ func (r *WorkflowReconciler) phases() []phase[*workflowScope] {
 		{"orchestrator and gateway", r.applyComponents},
 		{"network policies", r.applyNetworkPolicies},
 		{"disruption budgets", r.applyDisruptionBudgets},
+		{"observe", r.observeDeployments},
+		{"switch", r.switchStyles},
 		{"prune", r.pruneChildren},
 		{"status", r.writeStatus},
 	}
@@ -183,7 +191,7 @@ func (r *WorkflowReconciler) checkSecrets(ctx context.Context, s *workflowScope)
 		return ctrl.Result{}, err
 	}
 	for st := range c.refusedSteps() {
-		name := plan.ChildName(s.wf.Name, st)
+		name := plan.ChildName(s.wf.Name, s.wf.Spec.Style, st)
 		d := &appsv1.Deployment{}
 		err := r.client.Get(ctx, types.NamespacedName{Namespace: s.wf.Namespace, Name: name}, d)
 		switch {
@@ -210,11 +218,11 @@ func (r *WorkflowReconciler) applySteps(ctx context.Context, s *workflowScope) (
 	held := map[childKey]bool{}
 	if s.secrets != nil {
 		for st := range s.secrets.refusedSteps() {
-			held[childKey{kind: "Deployment", name: plan.ChildName(s.wf.Name, st)}] = true
+			held[childKey{kind: "Deployment", name: plan.ChildName(s.wf.Name, s.wf.Spec.Style, st)}] = true
 		}
 	} else {
 		for _, ref := range stepSecretRefs(s.wf) {
-			held[childKey{kind: "Deployment", name: plan.ChildName(s.wf.Name, ref.step)}] = true
+			held[childKey{kind: "Deployment", name: plan.ChildName(s.wf.Name, s.wf.Spec.Style, ref.step)}] = true
 		}
 	}
 	var objs []client.Object
@@ -292,12 +300,10 @@ func (r *WorkflowReconciler) writeStatus(ctx context.Context, s *workflowScope) 
 	setCompiledCondition(wf, s.plan, s.compileErr)
 	setBrokerReadyCondition(wf, s.broker)
 	setSecretsAllowedCondition(wf, s.secrets)
-	readiness := workloadReadiness{compiled: s.plan != nil, nameErrors: s.nameErrors, applyErrors: s.applyErrors}
+	readiness := s.readiness
+	readiness.compiled, readiness.nameErrors, readiness.applyErrors = s.plan != nil, s.nameErrors, s.applyErrors
 	var readModel readModelState
 	if s.plan != nil {
-		if err := r.observeDeployments(ctx, s, &readiness); err != nil {
-			return ctrl.Result{}, err
-		}
 		wf.Status.Endpoint = plan.ServiceURL(wf.Namespace, s.plan.Entry.Service)
 		wf.Status.PlanHash = s.input.PlanHash()
 		if s.plan.ReadModel != nil {
@@ -306,6 +312,7 @@ func (r *WorkflowReconciler) writeStatus(ctx context.Context, s *workflowScope) 
 	}
 	setStepsReadyCondition(wf, readiness)
 	setReadyCondition(wf)
+	setSwitchingCondition(wf, s.switching)
 	setStyleAdvisedCondition(wf)
 	setReadModelCurrentCondition(wf, s.plan, readModel, time.Now())
 	if !s.failed && s.compileErr == nil && len(s.nameErrors) == 0 && s.secrets != nil && len(s.secrets.refused) == 0 {
@@ -330,8 +337,16 @@ func (r *WorkflowReconciler) writeStatus(ctx context.Context, s *workflowScope) 
 }
 
 // observeDeployments reads the Deployments of the plan's steps and components
-// into status.steps and the readiness of StepsReady.
-func (r *WorkflowReconciler) observeDeployments(ctx context.Context, s *workflowScope, readiness *workloadReadiness) error {
+// into status.steps and the readiness of StepsReady, which a style switch
+// waits for before it moves the entry.
+func (r *WorkflowReconciler) observeDeployments(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
+	if s.plan == nil {
+		return ctrl.Result{}, nil
+	}
+	return ctrl.Result{}, r.observeDeploymentsOf(ctx, s, &s.readiness)
+}
+
+func (r *WorkflowReconciler) observeDeploymentsOf(ctx context.Context, s *workflowScope, readiness *workloadReadiness) error {
 	wf := s.wf
 	steps := make([]v1alpha1.StepStatus, 0, len(s.plan.Steps))
 	readySteps := 0
@@ -354,7 +369,7 @@ func (r *WorkflowReconciler) observeDeployments(ctx context.Context, s *workflow
 		return d.Status.ReadyReplicas, nil
 	}
 	for _, st := range s.plan.Steps {
-		name := plan.ChildName(wf.Name, st.Name)
+		name := plan.ChildName(wf.Name, wf.Spec.Style, st.Name)
 		waiting := len(readiness.waiting)
 		ready, err := check(name, st.Replicas)
 		if err != nil {
@@ -366,7 +381,7 @@ func (r *WorkflowReconciler) observeDeployments(ctx context.Context, s *workflow
 		steps = append(steps, v1alpha1.StepStatus{Name: st.Name, Replicas: st.Replicas, ReadyReplicas: ready})
 	}
 	for _, c := range render.Components(s.plan) {
-		if _, err := check(plan.ChildName(wf.Name, c), r.settings.ComponentReplicas); err != nil {
+		if _, err := check(plan.ChildName(wf.Name, wf.Spec.Style, c), r.settings.ComponentReplicas); err != nil {
 			return err
 		}
 	}
@@ -402,6 +417,10 @@ func (r *WorkflowReconciler) emitEvents(s *workflowScope) {
 	}
 	if c, changed := conditionChanged(v1alpha1.ConditionStepsReady); changed && (len(s.nameErrors) > 0 || len(s.applyErrors) > 0) {
 		r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, c.Reason, "Apply", "%s", eventNote(c.Message))
+	}
+	if sw := s.switching; sw != nil && sw.movedFrom != "" {
+		r.recorder.Eventf(s.wf, nil, corev1.EventTypeNormal, v1alpha1.ReasonEntryMoved, "Switch",
+			"The entry moved from %s to %s; the earlier children drain before they are deleted", styleName(sw.movedFrom), s.wf.Spec.Style)
 	}
 	var parts []string
 	for _, p := range []struct {

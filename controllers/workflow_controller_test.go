@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"slices"
 	"strings"
+	"time"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -352,7 +353,7 @@ var _ = Describe("A Workflow the compiler refuses", func() {
 
 	It("reports a child name longer than 63 characters", func() {
 		ns := newNamespace("long", nil)
-		name := strings.Repeat("w", 50)
+		name := strings.Repeat("w", 47)
 		wf := newWorkflow(ns, name, v1alpha1.StyleSyncChain, step("a-rather-long-step", 1))
 		Expect(k8s.Create(ctx, wf)).To(Succeed())
 		Eventually(workflowCondition(ctx, ns, name, v1alpha1.ConditionReady)).Should(HavePrefix("False/NameTooLong"))
@@ -375,11 +376,11 @@ var _ = Describe("A Workflow whose Broker is missing", func() {
 			Equal("False/BrokerNotFound: Broker late does not exist in namespace " + ns + ": create it, or name another in spec.broker"))
 		Expect(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionReady)()).To(HavePrefix("False/BrokerNotFound"))
 		By("running the rest of the topology meanwhile")
-		Eventually(func() []string { return childNames(ctx, ns, wf.Name) }).Should(ContainElement("Deployment/orders-gateway"))
+		Eventually(func() []string { return childNames(ctx, ns, wf.Name) }).Should(ContainElement("Deployment/orders-ch-gateway"))
 		generation := getWorkflow(ctx, ns, wf.Name).Generation
 		gatewayStreamArgs := func() []string {
 			d := &appsv1.Deployment{}
-			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "orders-gateway"}, d)).To(Succeed())
+			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "orders-ch-gateway"}, d)).To(Succeed())
 			var args []string
 			for _, a := range d.Spec.Template.Spec.Containers[0].Args {
 				if strings.HasPrefix(a, "--stream-") {
@@ -399,7 +400,7 @@ var _ = Describe("A Workflow whose Broker is missing", func() {
 		Eventually(workflowCondition(ctx, ns, wf.Name, v1alpha1.ConditionBrokerReady)).Should(HavePrefix("False/BrokerNotReady"))
 		By("giving the Workflow its credentials on the new Broker, which rolls its pods")
 		Eventually(credentials(ctx, ns, wf.Name)).ShouldNot(BeEmpty())
-		for _, name := range []string{"orders-gateway", "orders-reserve", "orders-charge", "orders-notify"} {
+		for _, name := range []string{"orders-ch-gateway", "orders-ch-reserve", "orders-ch-charge", "orders-ch-notify"} {
 			Eventually(podCredentialsHash(ctx, ns, name)).Should(Equal(render.CredentialsHash(credentials(ctx, ns, wf.Name)())), name)
 		}
 		markWorkloadsReady(ctx, ns)
@@ -413,7 +414,7 @@ var _ = Describe("A Workflow whose Broker is missing", func() {
 		By("rolling the pods onto streams with three replicas when the Broker grows to three servers")
 		updateBroker(ctx, ns, "late", func(b *v1alpha1.Broker) { b.Spec.Replicas = ptr.To(int32(3)) })
 		Eventually(gatewayStreamArgs).Should(Equal([]string{"--stream-replicas=3", "--stream-storage=file"}))
-		for _, name := range []string{"orders-reserve", "orders-charge", "orders-notify"} {
+		for _, name := range []string{"orders-ch-reserve", "orders-ch-charge", "orders-ch-notify"} {
 			d := &appsv1.Deployment{}
 			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, d)).To(Succeed())
 			Expect(d.Spec.Template.Spec.InitContainers[0].Args).To(ContainElements("--stream-replicas=3", "--stream-storage=file"), name)
@@ -437,11 +438,11 @@ var _ = Describe("Drift", Ordered, func() {
 
 	It("is undone when a child Deployment is deleted", func() {
 		d := &appsv1.Deployment{}
-		Expect(k8s.Get(ctx, key("quote-pricing"), d)).To(Succeed())
+		Expect(k8s.Get(ctx, key("quote-sc-pricing"), d)).To(Succeed())
 		Expect(k8s.Delete(ctx, d)).To(Succeed())
 		Eventually(func() types.UID {
 			restored := &appsv1.Deployment{}
-			if err := k8s.Get(ctx, key("quote-pricing"), restored); err != nil {
+			if err := k8s.Get(ctx, key("quote-sc-pricing"), restored); err != nil {
 				return ""
 			}
 			return restored.UID
@@ -451,13 +452,13 @@ var _ = Describe("Drift", Ordered, func() {
 	It("is undone when a child's replicas are edited", func() {
 		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			d := &appsv1.Deployment{}
-			Expect(k8s.Get(ctx, key("quote-pricing"), d)).To(Succeed())
+			Expect(k8s.Get(ctx, key("quote-sc-pricing"), d)).To(Succeed())
 			d.Spec.Replicas = ptr.To(int32(7))
 			return k8s.Update(ctx, d)
 		})).To(Succeed())
 		Eventually(func() int32 {
 			d := &appsv1.Deployment{}
-			Expect(k8s.Get(ctx, key("quote-pricing"), d)).To(Succeed())
+			Expect(k8s.Get(ctx, key("quote-sc-pricing"), d)).To(Succeed())
 			return *d.Spec.Replicas
 		}).Should(Equal(int32(2)))
 	})
@@ -465,13 +466,13 @@ var _ = Describe("Drift", Ordered, func() {
 	It("is undone when a child Service is edited", func() {
 		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			s := &corev1.Service{}
-			Expect(k8s.Get(ctx, key("quote-tax"), s)).To(Succeed())
+			Expect(k8s.Get(ctx, key("quote-sc-tax"), s)).To(Succeed())
 			s.Spec.Ports[0].TargetPort.IntVal = 9999
 			return k8s.Update(ctx, s)
 		})).To(Succeed())
 		Eventually(func() int32 {
 			s := &corev1.Service{}
-			Expect(k8s.Get(ctx, key("quote-tax"), s)).To(Succeed())
+			Expect(k8s.Get(ctx, key("quote-sc-tax"), s)).To(Succeed())
 			return s.Spec.Ports[0].TargetPort.IntVal
 		}).Should(Equal(int32(15080)))
 	})
@@ -482,26 +483,26 @@ var _ = Describe("Two Workflows whose children would share a name", func() {
 
 	It("leave the first untouched and the second reporting why", func() {
 		ns := newNamespace("conflict", nil)
-		first := newWorkflow(ns, "a-b", v1alpha1.StyleSyncChain, step("c", 1))
+		first := newWorkflow(ns, "a-sc-b", v1alpha1.StyleSyncChain, step("c", 1))
 		Expect(k8s.Create(ctx, first)).To(Succeed())
-		Eventually(func() int64 { return getWorkflow(ctx, ns, "a-b").Status.ObservedGeneration }).Should(Equal(int64(1)))
+		Eventually(func() int64 { return getWorkflow(ctx, ns, "a-sc-b").Status.ObservedGeneration }).Should(Equal(int64(1)))
 		held := &appsv1.Deployment{}
-		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "a-b-c"}, held)).To(Succeed())
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "a-sc-b-sc-c"}, held)).To(Succeed())
 		heldService := &corev1.Service{}
-		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "a-b-c"}, heldService)).To(Succeed())
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "a-sc-b-sc-c"}, heldService)).To(Succeed())
 
-		second := newWorkflow(ns, "a", v1alpha1.StyleSyncChain, step("b-c", 1))
+		second := newWorkflow(ns, "a", v1alpha1.StyleSyncChain, step("b-sc-c", 1))
 		Expect(k8s.Create(ctx, second)).To(Succeed())
 		Eventually(workflowCondition(ctx, ns, "a", v1alpha1.ConditionStepsReady)).Should(And(
 			HavePrefix("False/NameConflict: "),
-			ContainSubstring("Deployment a-b-c already exists and belongs to Workflow a-b; it is left alone"),
-			ContainSubstring("Service a-b-c already exists and belongs to Workflow a-b"),
+			ContainSubstring("Deployment a-sc-b-sc-c already exists and belongs to Workflow a-sc-b; it is left alone"),
+			ContainSubstring("Service a-sc-b-sc-c already exists and belongs to Workflow a-sc-b"),
 		))
 		Expect(workflowCondition(ctx, ns, "a", v1alpha1.ConditionReady)()).To(HavePrefix("False/NameConflict"))
-		Eventually(events(ctx, ns, "a")).Should(ContainElement(HavePrefix("Warning NameConflict: Deployment a-b-c already exists")))
+		Eventually(events(ctx, ns, "a")).Should(ContainElement(HavePrefix("Warning NameConflict: Deployment a-sc-b-sc-c already exists")))
 		Expect(getWorkflow(ctx, ns, "a").Status.ObservedGeneration).To(BeZero())
 		By("still applying the children whose names are free")
-		Expect(childNames(ctx, ns, "a")).To(ContainElement("ConfigMap/a-plan"))
+		Expect(childNames(ctx, ns, "a")).To(ContainElement("ConfigMap/a-sc-plan"))
 
 		Consistently(func() string {
 			d := &appsv1.Deployment{}
@@ -510,8 +511,8 @@ var _ = Describe("Two Workflows whose children would share a name", func() {
 			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(heldService), s)).To(Succeed())
 			return d.ResourceVersion + " " + string(metav1.GetControllerOf(d).UID) + " " + s.ResourceVersion
 		}).Should(Equal(held.ResourceVersion + " " + string(first.UID) + " " + heldService.ResourceVersion))
-		Expect(workflowCondition(ctx, ns, "a-b", v1alpha1.ConditionCompiled)()).To(HavePrefix("True/"))
-		Expect(workflowCondition(ctx, ns, "a-b", v1alpha1.ConditionStepsReady)()).NotTo(ContainSubstring("NameConflict"))
+		Expect(workflowCondition(ctx, ns, "a-sc-b", v1alpha1.ConditionCompiled)()).To(HavePrefix("True/"))
+		Expect(workflowCondition(ctx, ns, "a-sc-b", v1alpha1.ConditionStepsReady)()).NotTo(ContainSubstring("NameConflict"))
 	})
 })
 
@@ -521,7 +522,7 @@ var _ = Describe("A child name held by an object patchbay does not manage", func
 	It("leaves the object untouched, though the cache never sees it", func() {
 		ns := newNamespace("foreign", nil)
 		held := &corev1.ConfigMap{
-			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "x-plan"},
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "x-sc-plan"},
 			Data:       map[string]string{"owner": "someone else"},
 		}
 		Expect(k8s.Create(ctx, held)).To(Succeed())
@@ -532,9 +533,9 @@ var _ = Describe("A child name held by an object patchbay does not manage", func
 		DeferCleanup(func() { Expect(k8s.Delete(ctx, wf)).To(Succeed()) })
 		Eventually(workflowCondition(ctx, ns, "x", v1alpha1.ConditionStepsReady)).Should(And(
 			HavePrefix("False/NameConflict: "),
-			ContainSubstring("ConfigMap x-plan already exists and belongs to no patchbay object; it is left alone"),
+			ContainSubstring("ConfigMap x-sc-plan already exists and belongs to no patchbay object; it is left alone"),
 		))
-		Expect(childNames(ctx, ns, "x")).To(ContainElement("Deployment/x-c"))
+		Expect(childNames(ctx, ns, "x")).To(ContainElement("Deployment/x-sc-c"))
 		Consistently(func() string {
 			cm := &corev1.ConfigMap{}
 			Expect(k8s.Get(ctx, client.ObjectKeyFromObject(held), cm)).To(Succeed())
@@ -546,69 +547,164 @@ var _ = Describe("A child name held by an object patchbay does not manage", func
 var _ = Describe("Switching style", func() {
 	ctx := context.Background()
 
-	It("leaves exactly the children each style needs", func() {
-		ns := newNamespace("switch", nil)
-		wf := newWorkflow(ns, "flip", v1alpha1.StyleSyncOrchestrated, step("x", 2), step("y", 1, "x"))
-		Expect(k8s.Create(ctx, wf)).To(Succeed())
-		children := func() []string { return childNames(ctx, ns, "flip") }
-		planHash := func() string {
-			d := &appsv1.Deployment{}
-			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "flip-x"}, d)).To(Succeed())
-			return d.Spec.Template.Annotations["patchbay.dev/plan-hash"]
+	// children lists the Workflow's children; expect is what one style needs:
+	// the plan, the workloads with their Services and policies, the budgets.
+	children := func(ns, wf string) func() []string {
+		return func() []string { return childNames(ctx, ns, wf) }
+	}
+	expect := func(wf, code string, workloads, budgets []string) []string {
+		named := func(names []string) []string {
+			out := make([]string, len(names))
+			for i, n := range names {
+				out[i] = wf + "-" + code + "-" + n
+			}
+			return out
 		}
-		expect := func(workloads, budgets []string) []string {
-			// The entry Service, flip, stays through every style.
-			out := []string{"ConfigMap/flip-plan", "Service/flip"}
-			out = append(out, prefixed("Deployment", workloads...)...)
-			out = append(out, prefixed("Service", workloads...)...)
-			out = append(out, prefixed("NetworkPolicy", workloads...)...)
-			return append(out, prefixed("PodDisruptionBudget", budgets...)...)
-		}
-
-		By("sync-orchestrated: the steps and an orchestrator")
-		Eventually(children).Should(ConsistOf(expect(
-			[]string{"flip-x", "flip-y", "flip-orchestrator"}, []string{"flip-x", "flip-orchestrator"})))
-		orchestratedHash := planHash()
-		endpoint := getWorkflow(ctx, ns, "flip").Status.Endpoint
-		Expect(endpoint).To(Equal("http://flip." + ns + ".svc"))
-		entrySelector := func() map[string]string {
+		out := []string{"ConfigMap/" + wf + "-" + code + "-plan"}
+		out = append(out, prefixed("Deployment", named(workloads)...)...)
+		out = append(out, prefixed("Service", named(workloads)...)...)
+		out = append(out, prefixed("NetworkPolicy", named(workloads)...)...)
+		return append(out, prefixed("PodDisruptionBudget", named(budgets)...)...)
+	}
+	entrySelector := func(ns, wf string) func() map[string]string {
+		return func() map[string]string {
 			svc := &corev1.Service{}
-			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "flip"}, svc)).To(Succeed())
+			Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: wf}, svc)).To(Succeed())
 			return svc.Spec.Selector
 		}
-		Expect(entrySelector()).To(HaveKeyWithValue("patchbay.dev/component", "orchestrator"))
+	}
+	switching := func(ns, wf string) func() string {
+		return workflowCondition(ctx, ns, wf, v1alpha1.ConditionSwitching)
+	}
+	retiring := func(ns, wf string) []v1alpha1.RetiringStyle { return getWorkflow(ctx, ns, wf).Status.Retiring }
+	// pastDrain moves the manager's clock past a drain's end and has the
+	// Workflow reconciled: a deleted child Service brings an event, and comes
+	// back (a Deployment status that is already ready changes nothing).
+	pastDrain := func(ns string, until *metav1.Time, child string) {
+		advanceClock(until.Sub(testNow()) + time.Second)
+		Expect(k8s.Delete(ctx, &corev1.Service{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: child}})).To(Succeed())
+	}
 
-		By("choreography: the orchestrator goes, a gateway comes")
-		updateWorkflow(ctx, ns, "flip", func(wf *v1alpha1.Workflow) {
-			wf.Spec.Style = v1alpha1.StyleChoreography
-			wf.Spec.Entry = &v1alpha1.Entry{Event: "go", CompletesOn: []string{"done"}}
-			wf.Spec.Steps = []v1alpha1.Step{step("x", 2), step("y", 1)}
-			wf.Spec.Steps[0].Subscribes, wf.Spec.Steps[0].Emits = []string{"go"}, []string{"mid"}
-			wf.Spec.Steps[1].Subscribes, wf.Spec.Steps[1].Emits = []string{"mid"}, []string{"done"}
-		})
-		Eventually(children).Should(ConsistOf(expect(
-			[]string{"flip-x", "flip-y", "flip-gateway"}, []string{"flip-x", "flip-gateway"})))
-		Expect(planHash()).NotTo(Equal(orchestratedHash), "the step pods did not roll to the new plan")
-		Eventually(entrySelector).Should(HaveKeyWithValue("patchbay.dev/component", "gateway"))
-		Expect(getWorkflow(ctx, ns, "flip").Status.Endpoint).To(Equal(endpoint), "the endpoint moved with the style")
-		Eventually(events(ctx, ns, "flip")).Should(ContainElement(And(
-			HavePrefix("Normal TopologyChanged: Applied the choreography topology"),
-			ContainSubstring("deleted PodDisruptionBudget flip-orchestrator, NetworkPolicy flip-orchestrator, Service flip-orchestrator, Deployment flip-orchestrator"),
-		)))
+	It("starts the new style, moves the entry once it is ready, drains the old one and only then prunes it", func() {
+		ns := newNamespace("switch", nil)
+		Expect(k8s.Create(ctx, newWorkflow(ns, "flip", v1alpha1.StyleSyncOrchestrated, step("x", 2), step("y", 1, "x")))).To(Succeed())
+		orchestrated := expect("flip", "so", []string{"x", "y", "orchestrator"}, []string{"x", "orchestrator"})
+		async := expect("flip", "ao", []string{"x", "y", "orchestrator", "gateway"}, []string{"x", "orchestrator", "gateway"})
+		Eventually(children(ns, "flip")).Should(ConsistOf(append(orchestrated, "Service/flip")))
+		markWorkloadsReady(ctx, ns)
+		Eventually(switching(ns, "flip")).Should(HavePrefix("False/NoSwitch"))
+		endpoint := getWorkflow(ctx, ns, "flip").Status.Endpoint
+		Expect(endpoint).To(Equal("http://flip." + ns + ".svc"))
+		Expect(entrySelector(ns, "flip")()).To(Equal(map[string]string{
+			"patchbay.dev/workflow": "flip", "patchbay.dev/component": "orchestrator", "patchbay.dev/style": "so",
+		}))
 
-		By("hybrid: an orchestrator for the core, events for the leaf, the gateway in front")
-		updateWorkflow(ctx, ns, "flip", func(wf *v1alpha1.Workflow) {
-			wf.Spec.Style = v1alpha1.StyleHybrid
-			wf.Spec.Entry = nil
-			wf.Spec.Steps = []v1alpha1.Step{step("x", 2), step("y", 1, "x"), step("z", 1)}
-			wf.Spec.Steps[1].Emits = []string{"done"}
-			wf.Spec.Steps[2].Subscribes = []string{"done"}
-		})
-		Eventually(children).Should(ConsistOf(expect(
-			[]string{"flip-x", "flip-y", "flip-z", "flip-orchestrator", "flip-gateway"},
-			[]string{"flip-x", "flip-orchestrator", "flip-gateway"})))
-		Eventually(func() int64 { return getWorkflow(ctx, ns, "flip").Status.ObservedGeneration }).Should(Equal(int64(3)))
-		Expect(getWorkflow(ctx, ns, "flip").Status.Endpoint).To(Equal(endpoint), "the endpoint moved with the style")
+		By("NewStyleStarting: the new children run beside the old, the entry stays")
+		updateWorkflow(ctx, ns, "flip", func(wf *v1alpha1.Workflow) { wf.Spec.Style = v1alpha1.StyleAsyncOrchestrated })
+		Eventually(children(ns, "flip")).Should(ConsistOf(slices.Concat(orchestrated, async, []string{"Service/flip"})))
+		Eventually(switching(ns, "flip")).Should(And(HavePrefix("True/NewStyleStarting"),
+			ContainSubstring("flip-ao-gateway"), ContainSubstring("the entry stays on sync-orchestrated")))
+		Expect(entrySelector(ns, "flip")()).To(HaveKeyWithValue("patchbay.dev/style", "so"))
+		Expect(retiring(ns, "flip")).To(Equal([]v1alpha1.RetiringStyle{{Style: v1alpha1.StyleSyncOrchestrated}}))
+		Expect(getWorkflow(ctx, ns, "flip").Status.Endpoint).To(Equal(endpoint))
+
+		By("EntryMoved: once the new style is ready, the entry selects it and the old entry restarts")
+		markWorkloadsReady(ctx, ns)
+		Eventually(entrySelector(ns, "flip")).Should(HaveKeyWithValue("patchbay.dev/component", "gateway"))
+		Expect(entrySelector(ns, "flip")()).To(HaveKeyWithValue("patchbay.dev/style", "ao"))
+		Eventually(events(ctx, ns, "flip")).Should(ContainElement(HavePrefix("Normal EntryMoved")))
+		old := &appsv1.Deployment{}
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "flip-so-orchestrator"}, old)).To(Succeed())
+		Expect(old.Spec.Template.Annotations).To(HaveKey("patchbay.dev/retired-at"))
+
+		By("DrainingOldStyle: the old children stay until their drain period ends")
+		Eventually(switching(ns, "flip")).Should(And(HavePrefix("True/DrainingOldStyle"), ContainSubstring("sync-orchestrated until")))
+		r := retiring(ns, "flip")
+		Expect(r).To(HaveLen(1))
+		Expect(r[0].DrainUntil).NotTo(BeNil())
+		Expect(r[0].DrainUntil.Time).To(BeTemporally(">", testNow()))
+		Consistently(children(ns, "flip"), "2s").Should(ConsistOf(slices.Concat(orchestrated, async, []string{"Service/flip"})))
+		Expect(getWorkflow(ctx, ns, "flip").Status.Endpoint).To(Equal(endpoint))
+
+		By("once the drain period is over, the old children go")
+		pastDrain(ns, r[0].DrainUntil, "flip-ao-x")
+		Eventually(children(ns, "flip")).Should(ConsistOf(append(async, "Service/flip")))
+		Eventually(switching(ns, "flip")).Should(HavePrefix("False/NoSwitch"))
+		Expect(retiring(ns, "flip")).To(BeEmpty())
+		Expect(getWorkflow(ctx, ns, "flip").Status.Endpoint).To(Equal(endpoint))
+	})
+
+	It("drains a style the entry never reached while the next one starts, and keeps the one the entry serves", func() {
+		ns := newNamespace("switch-twice", nil)
+		Expect(k8s.Create(ctx, newWorkflow(ns, "hop", v1alpha1.StyleSyncOrchestrated, step("x", 1), step("y", 1, "x")))).To(Succeed())
+		orchestrated := expect("hop", "so", []string{"x", "y", "orchestrator"}, []string{"orchestrator"})
+		async := expect("hop", "ao", []string{"x", "y", "orchestrator", "gateway"}, []string{"orchestrator", "gateway"})
+		hybrid := expect("hop", "hy", []string{"x", "y", "orchestrator", "gateway"}, []string{"orchestrator", "gateway"})
+		Eventually(children(ns, "hop")).Should(ConsistOf(append(orchestrated, "Service/hop")))
+		markWorkloadsReady(ctx, ns)
+		Eventually(switching(ns, "hop")).Should(HavePrefix("False/NoSwitch"))
+
+		updateWorkflow(ctx, ns, "hop", func(wf *v1alpha1.Workflow) { wf.Spec.Style = v1alpha1.StyleAsyncOrchestrated })
+		Eventually(children(ns, "hop")).Should(ConsistOf(slices.Concat(orchestrated, async, []string{"Service/hop"})))
+		updateWorkflow(ctx, ns, "hop", func(wf *v1alpha1.Workflow) { wf.Spec.Style = v1alpha1.StyleHybrid })
+		Eventually(children(ns, "hop")).Should(ConsistOf(slices.Concat(orchestrated, async, hybrid, []string{"Service/hop"})))
+		Eventually(switching(ns, "hop")).Should(And(HavePrefix("True/NewStyleStarting"),
+			ContainSubstring("async-orchestrated until"), ContainSubstring("the entry stays on sync-orchestrated")))
+		var abandoned v1alpha1.RetiringStyle
+		for _, r := range retiring(ns, "hop") {
+			if r.Style == v1alpha1.StyleAsyncOrchestrated {
+				abandoned = r
+			} else {
+				Expect(r).To(Equal(v1alpha1.RetiringStyle{Style: v1alpha1.StyleSyncOrchestrated}), "the style the entry serves does not drain")
+			}
+		}
+		Expect(abandoned.DrainUntil).NotTo(BeNil())
+
+		By("the abandoned style goes once drained, though the newest is not ready; the entry's stays")
+		pastDrain(ns, abandoned.DrainUntil, "hop-hy-x")
+		Eventually(children(ns, "hop")).Should(ConsistOf(slices.Concat(orchestrated, hybrid, []string{"Service/hop"})))
+		Expect(entrySelector(ns, "hop")()).To(HaveKeyWithValue("patchbay.dev/style", "so"))
+		Expect(switching(ns, "hop")()).To(HavePrefix("True/NewStyleStarting"))
+	})
+
+	It("converges on a switch back, before or after the entry moved, and leaves no orphan", func() {
+		ns := newNamespace("switch-back", nil)
+		Expect(k8s.Create(ctx, newWorkflow(ns, "flop", v1alpha1.StyleSyncChain, step("x", 1), step("y", 1, "x")))).To(Succeed())
+		chain := expect("flop", "sc", []string{"x", "y"}, nil)
+		orchestrated := expect("flop", "so", []string{"x", "y", "orchestrator"}, []string{"orchestrator"})
+		Eventually(children(ns, "flop")).Should(ConsistOf(append(chain, "Service/flop")))
+		markWorkloadsReady(ctx, ns)
+		Eventually(switching(ns, "flop")).Should(HavePrefix("False/NoSwitch"))
+
+		By("back before the new style is ready: the entry never left, the new children drain and go")
+		updateWorkflow(ctx, ns, "flop", func(wf *v1alpha1.Workflow) { wf.Spec.Style = v1alpha1.StyleSyncOrchestrated })
+		Eventually(switching(ns, "flop")).Should(HavePrefix("True/NewStyleStarting"))
+		updateWorkflow(ctx, ns, "flop", func(wf *v1alpha1.Workflow) { wf.Spec.Style = v1alpha1.StyleSyncChain })
+		Eventually(switching(ns, "flop")).Should(And(HavePrefix("True/DrainingOldStyle"), ContainSubstring("sync-orchestrated until")))
+		Expect(entrySelector(ns, "flop")()).To(HaveKeyWithValue("patchbay.dev/style", "sc"))
+		Expect(children(ns, "flop")()).To(ConsistOf(slices.Concat(chain, orchestrated, []string{"Service/flop"})))
+		pastDrain(ns, retiring(ns, "flop")[0].DrainUntil, "flop-sc-x")
+		Eventually(children(ns, "flop")).Should(ConsistOf(append(chain, "Service/flop")))
+		Eventually(switching(ns, "flop")).Should(HavePrefix("False/NoSwitch"))
+
+		By("back after the entry moved: the entry returns once the first style is ready again")
+		updateWorkflow(ctx, ns, "flop", func(wf *v1alpha1.Workflow) { wf.Spec.Style = v1alpha1.StyleSyncOrchestrated })
+		Eventually(children(ns, "flop")).Should(ConsistOf(slices.Concat(chain, orchestrated, []string{"Service/flop"})))
+		markWorkloadsReady(ctx, ns)
+		Eventually(entrySelector(ns, "flop")).Should(HaveKeyWithValue("patchbay.dev/style", "so"))
+		Eventually(switching(ns, "flop")).Should(HavePrefix("True/DrainingOldStyle"))
+		updateWorkflow(ctx, ns, "flop", func(wf *v1alpha1.Workflow) { wf.Spec.Style = v1alpha1.StyleSyncChain })
+		// The chain's root restarted when the entry left it: it is not ready
+		// until its new pods are, and the entry waits for them.
+		Eventually(switching(ns, "flop")).Should(And(HavePrefix("True/NewStyleStarting"), ContainSubstring("flop-sc-x")))
+		Expect(entrySelector(ns, "flop")()).To(HaveKeyWithValue("patchbay.dev/style", "so"))
+		markWorkloadsReady(ctx, ns)
+		Eventually(entrySelector(ns, "flop")).Should(HaveKeyWithValue("patchbay.dev/style", "sc"))
+		Eventually(switching(ns, "flop")).Should(And(HavePrefix("True/DrainingOldStyle"), ContainSubstring("sync-orchestrated until")))
+		pastDrain(ns, retiring(ns, "flop")[0].DrainUntil, "flop-sc-x")
+		Eventually(children(ns, "flop")).Should(ConsistOf(append(chain, "Service/flop")))
+		Eventually(switching(ns, "flop")).Should(HavePrefix("False/NoSwitch"))
+		Expect(getWorkflow(ctx, ns, "flop").Status.Endpoint).To(Equal("http://flop." + ns + ".svc"))
 	})
 })
 
@@ -632,7 +728,7 @@ var _ = Describe("A child the API server refuses", func() {
 		})
 		Eventually(workflowCondition(ctx, ns, "quote", v1alpha1.ConditionStepsReady)).Should(And(
 			HavePrefix("False/ApplyFailed: "),
-			ContainSubstring("apply Deployment quote-price"),
+			ContainSubstring("apply Deployment quote-sc-price"),
 			ContainSubstring("must be less than or equal to cpu limit"),
 		))
 		Expect(workflowCondition(ctx, ns, "quote", v1alpha1.ConditionReady)()).To(HavePrefix("False/ApplyFailed: StepsReady is False"))

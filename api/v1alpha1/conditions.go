@@ -21,6 +21,11 @@ const (
 	// ConditionReady is True when Compiled, BrokerReady, SecretsAllowed and StepsReady all are;
 	// False names the first that is not.
 	ConditionReady = "Ready"
+	// ConditionSwitching is True while a style switch is in progress: the new
+	// style's children start, then the entry moves to them, then the earlier
+	// styles' children drain and are deleted. Its reason says which of these it
+	// waits for; False once only the current style's children remain.
+	ConditionSwitching = "Switching"
 	// ConditionStyleAdvised is True when spec.traffic fits the chosen style, False when
 	// the pattern guidance suggests another style (the message says which and why),
 	// Unknown when spec.traffic is not given.
@@ -45,6 +50,20 @@ const (
 	// ConditionBrokerAvailable is the Broker's Ready condition: True when every NATS
 	// server is ready, False while any is not.
 	ConditionBrokerAvailable = "Ready"
+)
+
+// Reasons of the Switching condition.
+const (
+	// ReasonNewStyleStarting: the new style's Deployments are not all ready;
+	// the entry stays on the style it serves.
+	ReasonNewStyleStarting = "NewStyleStarting"
+	// ReasonEntryMoved: the entry has just moved to the new style.
+	ReasonEntryMoved = "EntryMoved"
+	// ReasonDrainingOldStyle: the earlier styles' children finish their work in
+	// hand until their drain period ends.
+	ReasonDrainingOldStyle = "DrainingOldStyle"
+	// ReasonNoSwitch: only the current style's children run.
+	ReasonNoSwitch = "NoSwitch"
 )
 
 // Condition reasons.

@@ -265,8 +265,8 @@ steps:
 readModel: {events: [order.done], key: /orderId, fields: [{event: order.done, select: []}]}`), "spec.readModel.fields[0].select", "should have at least 1 items"),
 		Entry("a workflow name with a dot", strings.Replace(withStep(""), "name: wf", "name: shop.checkout", 1),
 			"metadata.name", "DNS label"),
-		Entry("a workflow name over 50 characters", strings.Replace(withStep(""), "name: wf", "name: "+strings.Repeat("w", 51), 1),
-			"metadata.name", "at most 50 characters"),
+		Entry("a workflow name over 47 characters", strings.Replace(withStep(""), "name: wf", "name: "+strings.Repeat("w", 48), 1),
+			"metadata.name", "at most 47 characters"),
 		Entry("a Broker with 2 replicas", broker("replicas: 2"), "spec.replicas", "Unsupported value: 2"),
 		Entry("a Broker with disk storage", broker("jetstream: {storage: disk}"), "spec.jetstream.storage", `Unsupported value: "disk"`),
 	)

@@ -30,6 +30,37 @@ func (s Style) IsAsync() bool {
 	return s == StyleAsyncOrchestrated || s == StyleChoreography || s == StyleHybrid
 }
 
+// Code is the style's two-letter code. The children of a style carry it in
+// their names (<workflow>-<code>-<step>), so that during a switch the
+// children of the old and the new style run side by side (docs/operations.md,
+// Switching style).
+func (s Style) Code() string {
+	switch s {
+	case StyleSyncChain:
+		return "sc"
+	case StyleSyncOrchestrated:
+		return "so"
+	case StyleAsyncOrchestrated:
+		return "ao"
+	case StyleChoreography:
+		return "ch"
+	case StyleHybrid:
+		return "hy"
+	default:
+		return "xx"
+	}
+}
+
+// StyleOfCode is the style whose Code is code, or "" for none.
+func StyleOfCode(code string) Style {
+	for _, s := range Styles {
+		if s.Code() == code {
+			return s
+		}
+	}
+	return ""
+}
+
 // HasEvents reports whether steps of this style may subscribe to and emit events.
 func (s Style) HasEvents() bool { return s == StyleChoreography || s == StyleHybrid }
 
@@ -477,6 +508,20 @@ type StepStatus struct {
 	ReadyReplicas int32 `json:"readyReplicas"`
 }
 
+// RetiringStyle is an earlier style of a Workflow whose children still run.
+type RetiringStyle struct {
+	// style is the earlier style.
+	// +required
+	Style Style `json:"style"`
+
+	// drainUntil is when its children are deleted: set when the entry moved to
+	// the current style, to that time plus the style's drain period (its
+	// longest run, or entry.timeout in the sync styles). Unset while the entry
+	// still serves an earlier style.
+	// +optional
+	DrainUntil *metav1.Time `json:"drainUntil,omitempty"`
+}
+
 // WorkflowStatus is the observed state of a Workflow.
 type WorkflowStatus struct {
 	// observedGeneration is the generation the last successful reconcile acted on.
@@ -509,7 +554,15 @@ type WorkflowStatus struct {
 	// +kubebuilder:validation:MaxItems=64
 	Steps []StepStatus `json:"steps,omitempty"`
 
-	// conditions are the Workflow's conditions: Compiled, BrokerReady, SecretsAllowed, StepsReady, Ready and StyleAdvised.
+	// retiring are the earlier styles whose children still run while a style
+	// switch drains them (docs/operations.md, Switching style); empty when no
+	// switch is in progress.
+	// +optional
+	// +listType=map
+	// +listMapKey=style
+	Retiring []RetiringStyle `json:"retiring,omitempty"`
+
+	// conditions are the Workflow's conditions: Compiled, BrokerReady, SecretsAllowed, StepsReady, Ready, Switching and StyleAdvised.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
@@ -523,7 +576,7 @@ type WorkflowStatus struct {
 // +kubebuilder:object:root=true
 // +kubebuilder:subresource:status
 // +kubebuilder:resource:shortName=wf,categories=patchbay
-// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 50",message="metadata.name of a Workflow must be a DNS label (lowercase letters, digits and '-') of at most 50 characters, so that <name>-orchestrator fits a Service name: it prefixes the names of its Services and its NATS subjects"
+// +kubebuilder:validation:XValidation:rule="self.metadata.name.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$') && size(self.metadata.name) <= 47",message="metadata.name of a Workflow must be a DNS label (lowercase letters, digits and '-') of at most 47 characters, so that <name>-<style code>-orchestrator fits a Service name: it prefixes the names of its Services and its NATS subjects"
 // +kubebuilder:printcolumn:name="Style",type=string,JSONPath=`.spec.style`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
 // +kubebuilder:printcolumn:name="Steps",type=string,JSONPath=`.status.readySteps`

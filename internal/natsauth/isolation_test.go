@@ -230,7 +230,7 @@ func TestTheLongestWorkflowUserConnects(t *testing.T) {
 	wf, err := dev.LoadWorkflow(filepath.Join("..", "..", "config", "samples", "hybrid.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())
 	wf.Namespace = strings.Repeat("n", 63)
-	wf.Name = strings.Repeat("w", 63-len("-orchestrator"))
+	wf.Name = strings.Repeat("w", 63-len("-hy-orchestrator"))
 	p, err := topology.Compile(wf)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(p.ReadModel).NotTo(BeNil())

@@ -4,6 +4,8 @@ import (
 	"testing"
 
 	. "github.com/onsi/gomega"
+
+	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 )
 
 // The runtime asks a plan's style whether the workflow is async and then uses
@@ -21,7 +23,7 @@ func TestParseRefusesAStyleAndStreamThatDisagree(t *testing.T) {
 
 func TestChildNamesAndServiceURL(t *testing.T) {
 	g := NewWithT(t)
-	g.Expect(ChildName("shop", "charge")).To(Equal("shop-charge"))
-	g.Expect(ConfigMapName("shop")).To(Equal("shop-plan"))
+	g.Expect(ChildName("shop", v1alpha1.StyleHybrid, "charge")).To(Equal("shop-hy-charge"))
+	g.Expect(ConfigMapName("shop", v1alpha1.StyleSyncChain)).To(Equal("shop-sc-plan"))
 	g.Expect(ServiceURL("demo", "shop")).To(Equal("http://shop.demo.svc"))
 }

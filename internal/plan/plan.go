@@ -415,3 +415,45 @@ func (p *Plan) MaxBody() int64 {
 // MaxMessage is the largest message of the plan's stream and buckets: a
 // payload of MaxBody with its headers.
 func (p *Plan) MaxMessage() int64 { return p.MaxBody() + MaxHeaderLen }
+
+// DrainPeriod bounds how long the pods of this plan may still have work in
+// hand once the entry stops sending them requests: what a style switch waits
+// before it deletes them (docs/operations.md, Switching style). In the sync
+// styles it is Entry.Timeout, the deadline of a whole run. In the async ones
+// it is the longer of Entry.Timeout (a caller the gateway holds) and the
+// longest a run can take before it succeeds or is failed by a dead letter:
+// along the DAG's levels, each level as long as its slowest step's every
+// delivery (MaxDeliver attempts of AckWait plus the retry's longest delay),
+// then every event-driven step in turn (an event chain has no cycle), and
+// never longer than RunTimeout, the deadline at which a pending run is failed.
+func (p *Plan) DrainPeriod() time.Duration {
+	if p.Stream == nil {
+		return p.Entry.Timeout.Duration
+	}
+	budget := func(st *Step) time.Duration {
+		var longest time.Duration
+		for _, c := range st.Consumers {
+			longest = max(longest, time.Duration(c.MaxDeliver)*(c.AckWait.Duration+st.Policy.Retry.MaxDelay.Duration))
+		}
+		return longest
+	}
+	var run time.Duration
+	for _, level := range p.Levels {
+		var slowest time.Duration
+		for _, n := range level {
+			if st := p.Step(n); st != nil {
+				slowest = max(slowest, budget(st))
+			}
+		}
+		run += slowest
+	}
+	for i := range p.Steps {
+		if p.Steps[i].Mode == ModeEvent {
+			run += budget(&p.Steps[i])
+		}
+	}
+	if d := p.RunTimeout.Duration; d > 0 {
+		run = min(run, d)
+	}
+	return max(p.Entry.Timeout.Duration, run)
+}

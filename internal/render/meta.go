@@ -18,6 +18,10 @@ const (
 	LabelBrokerClient = "patchbay.dev/broker-client"
 	// LabelStep names the step of a step's children.
 	LabelStep = "patchbay.dev/step"
+	// LabelStyle is the code of the style (v1alpha1.Style.Code) whose children
+	// and pods carry it: every child of a Workflow but its entry Service, whose
+	// selector carries the code of the style it serves.
+	LabelStyle = "patchbay.dev/style"
 	// LabelComponent is one of the Component* values.
 	LabelComponent = "patchbay.dev/component"
 	// AnnotationPlanHash on a pod template is the hash of the plan the pods run,
@@ -60,23 +64,28 @@ type owner struct {
 	obj   metav1.Object
 	kind  string
 	label string
+	// style is the code of the Workflow's style; empty for a Broker.
+	style string
 }
 
 func workflowOwner(wf *v1alpha1.Workflow) owner {
-	return owner{obj: wf, kind: "Workflow", label: LabelWorkflow}
+	return owner{obj: wf, kind: "Workflow", label: LabelWorkflow, style: wf.Spec.Style.Code()}
 }
 
 func brokerOwner(b *v1alpha1.Broker) owner {
 	return owner{obj: b, kind: "Broker", label: LabelBroker}
 }
 
-// selectorLabels select the pods of one component (and step) of an owner. They
-// are immutable in a Deployment or StatefulSet selector, so they hold only what
-// never changes for a given name.
+// selectorLabels select the pods of one component (and step) of an owner, in
+// a Workflow's current style. They are immutable in a Deployment or
+// StatefulSet selector, so they hold only what never changes for a given name.
 func selectorLabels(o owner, component, step string) map[string]string {
 	l := map[string]string{o.label: o.obj.GetName(), LabelComponent: component}
 	if step != "" {
 		l[LabelStep] = step
+	}
+	if o.style != "" {
+		l[LabelStyle] = o.style
 	}
 	return l
 }

@@ -57,7 +57,7 @@ func stepNetworkPolicy(in *WorkflowInput, step *plan.Step) *networkingv1.Network
 			Ingress:     ingress,
 		},
 	}
-	stamp(np, o, plan.ChildName(in.Workflow.Name, step.Name), ComponentStep, step.Name)
+	stamp(np, o, plan.ChildName(in.Workflow.Name, in.Workflow.Spec.Style, step.Name), ComponentStep, step.Name)
 	return np
 }
 
@@ -93,7 +93,7 @@ func componentNetworkPolicy(in *WorkflowInput, component string) *networkingv1.N
 			Egress:      egress,
 		},
 	}
-	stamp(np, o, plan.ChildName(in.Workflow.Name, component), component, "")
+	stamp(np, o, plan.ChildName(in.Workflow.Name, in.Workflow.Spec.Style, component), component, "")
 	return np
 }
 

@@ -17,12 +17,12 @@ func DisruptionBudgets(in *WorkflowInput) []client.Object {
 	var objs []client.Object
 	for _, st := range in.Plan.Steps {
 		if st.Replicas > 1 {
-			objs = append(objs, disruptionBudget(o, plan.ChildName(in.Workflow.Name, st.Name), ComponentStep, st.Name))
+			objs = append(objs, disruptionBudget(o, plan.ChildName(in.Workflow.Name, in.Workflow.Spec.Style, st.Name), ComponentStep, st.Name))
 		}
 	}
 	if in.Settings.ComponentReplicas > 1 {
 		for _, c := range Components(in.Plan) {
-			objs = append(objs, disruptionBudget(o, plan.ChildName(in.Workflow.Name, c), c, ""))
+			objs = append(objs, disruptionBudget(o, plan.ChildName(in.Workflow.Name, in.Workflow.Spec.Style, c), c, ""))
 		}
 	}
 	return objs

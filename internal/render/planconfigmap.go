@@ -10,13 +10,14 @@ import (
 // PlanKey is the key of the plan JSON in the plan ConfigMap.
 const PlanKey = "plan.json"
 
-// PlanConfigMap renders <workflow>-plan, the Plan JSON every pod of the workflow mounts.
+// PlanConfigMap renders <workflow>-<code>-plan, the Plan JSON every pod of the
+// workflow in its style mounts.
 func PlanConfigMap(in *WorkflowInput) *corev1.ConfigMap {
 	cm := &corev1.ConfigMap{
 		TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ConfigMap"},
 		Data:     map[string]string{PlanKey: string(in.planJSON)},
 	}
-	stamp(cm, in.owner(), plan.ConfigMapName(in.Workflow.Name), ComponentPlan, "")
+	stamp(cm, in.owner(), plan.ConfigMapName(in.Workflow.Name, in.Workflow.Spec.Style), ComponentPlan, "")
 	cm.Annotations = map[string]string{AnnotationPlanHash: in.planHash}
 	if in.usesBroker() && in.NATSUser != "" {
 		cm.Annotations[AnnotationNATSUser] = in.NATSUser

@@ -33,26 +33,26 @@ func TestWorkflowObjectsAreWhatTheStyleNeeds(t *testing.T) {
 		want    []string
 	}{
 		{"sync-chain: steps only, a PDB for the replicated step", chainFixture, []string{
-			"ConfigMap/quote-plan",
-			"Deployment/quote-a", "Service/quote-a", "Deployment/quote-b", "Service/quote-b", "Deployment/quote-c", "Service/quote-c",
+			"ConfigMap/quote-sc-plan",
+			"Deployment/quote-sc-a", "Service/quote-sc-a", "Deployment/quote-sc-b", "Service/quote-sc-b", "Deployment/quote-sc-c", "Service/quote-sc-c",
 			"Service/quote",
-			"NetworkPolicy/quote-a", "NetworkPolicy/quote-b", "NetworkPolicy/quote-c",
-			"PodDisruptionBudget/quote-b",
+			"NetworkPolicy/quote-sc-a", "NetworkPolicy/quote-sc-b", "NetworkPolicy/quote-sc-c",
+			"PodDisruptionBudget/quote-sc-b",
 		}},
 		{"sync-orchestrated: steps and an orchestrator", orchestratedFixture, []string{
-			"ConfigMap/checkout-plan",
-			"Deployment/checkout-validate", "Service/checkout-validate", "Deployment/checkout-charge", "Service/checkout-charge",
-			"Deployment/checkout-reserve", "Service/checkout-reserve",
-			"Deployment/checkout-orchestrator", "Service/checkout-orchestrator", "Service/checkout",
-			"NetworkPolicy/checkout-validate", "NetworkPolicy/checkout-charge", "NetworkPolicy/checkout-reserve", "NetworkPolicy/checkout-orchestrator",
-			"PodDisruptionBudget/checkout-validate", "PodDisruptionBudget/checkout-orchestrator",
+			"ConfigMap/checkout-so-plan",
+			"Deployment/checkout-so-validate", "Service/checkout-so-validate", "Deployment/checkout-so-charge", "Service/checkout-so-charge",
+			"Deployment/checkout-so-reserve", "Service/checkout-so-reserve",
+			"Deployment/checkout-so-orchestrator", "Service/checkout-so-orchestrator", "Service/checkout",
+			"NetworkPolicy/checkout-so-validate", "NetworkPolicy/checkout-so-charge", "NetworkPolicy/checkout-so-reserve", "NetworkPolicy/checkout-so-orchestrator",
+			"PodDisruptionBudget/checkout-so-validate", "PodDisruptionBudget/checkout-so-orchestrator",
 		}},
 		{"choreography: steps and a gateway", choreographyFixture, []string{
-			"ConfigMap/orders-plan",
-			"Deployment/orders-reserve", "Service/orders-reserve", "Deployment/orders-charge", "Service/orders-charge",
-			"Deployment/orders-gateway", "Service/orders-gateway", "Service/orders",
-			"NetworkPolicy/orders-reserve", "NetworkPolicy/orders-charge", "NetworkPolicy/orders-gateway",
-			"PodDisruptionBudget/orders-charge", "PodDisruptionBudget/orders-gateway",
+			"ConfigMap/orders-ch-plan",
+			"Deployment/orders-ch-reserve", "Service/orders-ch-reserve", "Deployment/orders-ch-charge", "Service/orders-ch-charge",
+			"Deployment/orders-ch-gateway", "Service/orders-ch-gateway", "Service/orders",
+			"NetworkPolicy/orders-ch-reserve", "NetworkPolicy/orders-ch-charge", "NetworkPolicy/orders-ch-gateway",
+			"PodDisruptionBudget/orders-ch-charge", "PodDisruptionBudget/orders-ch-gateway",
 		}},
 	}
 	for _, tt := range tests {
@@ -157,7 +157,7 @@ func TestStepPodsRunTheSidecarNatively(t *testing.T) {
 		}
 		var planMounted bool
 		for _, v := range spec.Volumes {
-			planMounted = planMounted || (v.ConfigMap != nil && v.ConfigMap.Name == "checkout-plan")
+			planMounted = planMounted || (v.ConfigMap != nil && v.ConfigMap.Name == "checkout-so-plan")
 			if v.Secret != nil {
 				t.Errorf("%s: a sync workflow mounts Secret %s", d.Name, v.Secret.SecretName)
 			}
@@ -226,7 +226,7 @@ func TestServicesServeHTTPOnPort80(t *testing.T) {
 			continue
 		}
 		want := int32(plan.SidecarPort)
-		if svc.Name == "checkout-orchestrator" || svc.Name == "checkout" {
+		if svc.Name == "checkout-so-orchestrator" || svc.Name == "checkout" {
 			want = plan.ComponentPort
 		}
 		if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != 80 || svc.Spec.Ports[0].TargetPort.IntVal != want {
@@ -255,10 +255,10 @@ func TestStepNetworkPolicyAdmitsOnlyItsCallers(t *testing.T) {
 	}{
 		{"the entry of a chain admits everyone", chainFixture, "a", nil},
 		{"a chained step admits its predecessor", chainFixture, "b", []map[string]string{
-			{LabelWorkflow: "quote", LabelComponent: ComponentStep, LabelStep: "a"},
+			{LabelWorkflow: "quote", LabelComponent: ComponentStep, LabelStep: "a", LabelStyle: "sc"},
 		}},
 		{"an orchestrated step admits the orchestrator", orchestratedFixture, "charge", []map[string]string{
-			{LabelWorkflow: "checkout", LabelComponent: ComponentOrchestrator},
+			{LabelWorkflow: "checkout", LabelComponent: ComponentOrchestrator, LabelStyle: "so"},
 		}},
 		{"an event-driven step admits no one", choreographyFixture, "charge", []map[string]string{}},
 	}
@@ -336,8 +336,11 @@ func TestEntryServiceFollowsTheStyle(t *testing.T) {
 				t.Errorf("entry Service %s, plan entry %s: want both named %s", svc.Name, in.Plan.Entry.Service, in.Workflow.Name)
 			}
 			want := selectorLabels(in.owner(), tt.component, tt.step)
-			if !maps.Equal(svc.Spec.Selector, want) {
-				t.Errorf("selector %v, want %v", svc.Spec.Selector, want)
+			if !maps.Equal(svc.Spec.Selector, want) || want[LabelStyle] != in.Workflow.Spec.Style.Code() {
+				t.Errorf("selector %v, want %v, of the style %s", svc.Spec.Selector, want, in.Workflow.Spec.Style.Code())
+			}
+			if _, ok := svc.Labels[LabelStyle]; ok {
+				t.Errorf("labels %v: the entry belongs to no style", svc.Labels)
 			}
 			if len(svc.Spec.Ports) != 1 || svc.Spec.Ports[0].Port != plan.ServicePort || svc.Spec.Ports[0].TargetPort.IntVal != tt.port {
 				t.Errorf("ports %+v, want %d → %d", svc.Spec.Ports, plan.ServicePort, tt.port)
@@ -475,7 +478,7 @@ func TestRuntimeStoresStreamsAsTheBrokerDoes(t *testing.T) {
 	in.Streams = BrokerStreams(broker("events", 3, &v1alpha1.JetStream{Storage: v1alpha1.StorageMemory}))
 	got := streamArgs(in)
 	want := []string{"--stream-replicas=3", "--stream-storage=memory"}
-	for _, c := range []string{"orders-reserve/" + SidecarContainerName, "orders-charge/" + SidecarContainerName, "orders-gateway/gateway"} {
+	for _, c := range []string{"orders-ch-reserve/" + SidecarContainerName, "orders-ch-charge/" + SidecarContainerName, "orders-ch-gateway/gateway"} {
 		if !slices.Equal(got[c], want) {
 			t.Errorf("%s: stream args %v, want %v", c, got[c], want)
 		}

@@ -87,7 +87,7 @@ func runtimeVolumes(in *WorkflowInput) []corev1.Volume {
 	v := []corev1.Volume{{
 		Name: planVolume,
 		VolumeSource: corev1.VolumeSource{ConfigMap: &corev1.ConfigMapVolumeSource{
-			LocalObjectReference: corev1.LocalObjectReference{Name: plan.ConfigMapName(in.Workflow.Name)},
+			LocalObjectReference: corev1.LocalObjectReference{Name: plan.ConfigMapName(in.Workflow.Name, in.Workflow.Spec.Style)},
 		}},
 	}}
 	if in.usesBroker() {

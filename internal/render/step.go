@@ -39,14 +39,14 @@ func StepDeployment(in *WorkflowInput, step *plan.Step) *appsv1.Deployment {
 	pod.Volumes = append(runtimeVolumes(in), corev1.Volume{
 		Name: tmpVolume, VolumeSource: corev1.VolumeSource{EmptyDir: &corev1.EmptyDirVolumeSource{}},
 	})
-	d := workflowDeployment(in, plan.ChildName(in.Workflow.Name, step.Name), ComponentStep, step.Name, step.Replicas, pod)
+	d := workflowDeployment(in, plan.ChildName(in.Workflow.Name, in.Workflow.Spec.Style, step.Name), ComponentStep, step.Name, step.Replicas, pod)
 	d.Spec.Template.Spec.TerminationGracePeriodSeconds = ptr.To(stepTerminationGracePeriodSeconds)
 	return d
 }
 
 // StepService renders <workflow>-<step>: port 80 to the sidecar's inbound port.
 func StepService(in *WorkflowInput, step *plan.Step) *corev1.Service {
-	return workflowService(in, plan.ChildName(in.Workflow.Name, step.Name), ComponentStep, step.Name, plan.SidecarPort)
+	return workflowService(in, plan.ChildName(in.Workflow.Name, in.Workflow.Spec.Style, step.Name), ComponentStep, step.Name, plan.SidecarPort)
 }
 
 // ComponentDeployment renders <workflow>-orchestrator or <workflow>-gateway.
@@ -54,18 +54,20 @@ func ComponentDeployment(in *WorkflowInput, component string) *appsv1.Deployment
 	pod := podSpecBase()
 	pod.Containers = []corev1.Container{componentContainer(in, component)}
 	pod.Volumes = runtimeVolumes(in)
-	return workflowDeployment(in, plan.ChildName(in.Workflow.Name, component), component, "", in.Settings.ComponentReplicas, pod)
+	return workflowDeployment(in, plan.ChildName(in.Workflow.Name, in.Workflow.Spec.Style, component), component, "", in.Settings.ComponentReplicas, pod)
 }
 
 // ComponentService renders the Service of the orchestrator or the gateway.
 func ComponentService(in *WorkflowInput, component string) *corev1.Service {
-	return workflowService(in, plan.ChildName(in.Workflow.Name, component), component, "", plan.ComponentPort)
+	return workflowService(in, plan.ChildName(in.Workflow.Name, in.Workflow.Spec.Style, component), component, "", plan.ComponentPort)
 }
 
 // EntryService renders <workflow>, the Workflow's stable entry: port 80 to the
 // pods that take callers in the current style (the root step's sidecar in a
 // sync-chain, the orchestrator in sync-orchestrated, the gateway in the async
-// styles). A style switch moves its selector, never its name or address.
+// styles) of the current style. A style switch moves its selector, never its
+// name or address; the controller moves it only once the new style is ready
+// (docs/operations.md, Switching style).
 func EntryService(in *WorkflowInput) *corev1.Service {
 	o := in.owner()
 	component, step, port := ComponentStep, in.Plan.Entry.Step, int32(plan.SidecarPort)
@@ -80,6 +82,8 @@ func EntryService(in *WorkflowInput) *corev1.Service {
 		},
 	}
 	stamp(svc, o, in.Plan.Entry.Service, ComponentEntry, "")
+	// The entry belongs to no style: only its selector names one.
+	delete(svc.Labels, LabelStyle)
 	return svc
 }
 

@@ -113,22 +113,23 @@ func StepObjects(in *WorkflowInput) []client.Object {
 }
 
 // ComponentObjects renders the orchestrator's and the gateway's Deployment and
-// Service, for those the plan runs, and then the entry Service that points at
-// the one that takes callers (or at the root step).
+// Service, for those the plan runs.
 func ComponentObjects(in *WorkflowInput) []client.Object {
 	var objs []client.Object
 	for _, c := range Components(in.Plan) {
 		objs = append(objs, ComponentDeployment(in, c), ComponentService(in, c))
 	}
-	return append(objs, EntryService(in))
+	return objs
 }
 
-// WorkflowObjects renders every child of a Workflow, in the order the
-// controller applies them.
+// WorkflowObjects renders every child of a Workflow in its style, in the order
+// the controller applies them; the entry Service waits, during a style
+// switch, until the others are ready.
 func WorkflowObjects(in *WorkflowInput) []client.Object {
 	objs := []client.Object{PlanConfigMap(in)}
 	objs = append(objs, StepObjects(in)...)
 	objs = append(objs, ComponentObjects(in)...)
+	objs = append(objs, EntryService(in))
 	objs = append(objs, NetworkPolicies(in)...)
 	objs = append(objs, DisruptionBudgets(in)...)
 	return objs

@@ -129,7 +129,7 @@ func (c *compilation) buildStep(n string, subj subjects, dependents []string) pl
 	policy := resolvePolicy(s.Resilience, c.spec.Resilience)
 	st := plan.Step{
 		Name:     n,
-		Service:  plan.ChildName(c.name, n),
+		Service:  plan.ChildName(c.name, c.style, n),
 		Replicas: s.DesiredReplicas(),
 		App:      plan.App{Port: s.AppPort(), Path: s.AppPath()},
 		Policy:   policy,

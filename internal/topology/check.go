@@ -49,8 +49,8 @@ func (c *compilation) checkStep(i int, s *v1alpha1.Step) {
 		c.ps.addf(ReasonInvalidField, who, "spec.steps[%d].name %q must be a DNS label: lowercase letters, digits and '-', at most %d characters", i, n, plan.MaxNameLen)
 	case n == plan.OrchestratorRole || n == plan.GatewayRole:
 		c.ps.addf(ReasonInvalidField, who, "step name %s is reserved for patchbay's own component: rename the step", n)
-	case isDNSLabel(c.name) && len(plan.ChildName(c.name, n)) > plan.MaxNameLen:
-		c.ps.addf(ReasonNameTooLong, who, "step %s: child name %s is %d characters, longer than %d: shorten the workflow or step name", n, plan.ChildName(c.name, n), len(plan.ChildName(c.name, n)), plan.MaxNameLen)
+	case isDNSLabel(c.name) && len(plan.ChildName(c.name, c.style, n)) > plan.MaxNameLen:
+		c.ps.addf(ReasonNameTooLong, who, "step %s: child name %s is %d characters, longer than %d: shorten the workflow or step name", n, plan.ChildName(c.name, c.style, n), len(plan.ChildName(c.name, c.style, n)), plan.MaxNameLen)
 	}
 	if port := s.AppPort(); port < 1 || port > 65535 {
 		c.ps.addf(ReasonInvalidField, who, "step %s: port %d is not a TCP port (1-65535)", n, port)
@@ -294,12 +294,12 @@ func (c *compilation) checkRoleNames() {
 		return
 	}
 	roles := c.roles()
-	names := []string{plan.ConfigMapName(c.name)}
+	names := []string{plan.ConfigMapName(c.name, c.style)}
 	if roles.Orchestrator {
-		names = append(names, plan.ChildName(c.name, plan.OrchestratorRole))
+		names = append(names, plan.ChildName(c.name, c.style, plan.OrchestratorRole))
 	}
 	if roles.Gateway {
-		names = append(names, plan.ChildName(c.name, plan.GatewayRole))
+		names = append(names, plan.ChildName(c.name, c.style, plan.GatewayRole))
 	}
 	for _, n := range names {
 		if len(n) > plan.MaxNameLen {

@@ -145,7 +145,7 @@ steps:
 	if err == nil {
 		t.Fatalf("a 52-character workflow with an orchestrator must be refused (child name too long), got %s", q.Stream.Name)
 	}
-	w.Name = strings.Repeat("w", 50)
+	w.Name = strings.Repeat("w", 47)
 	q, err = Compile(w)
 	if err != nil {
 		t.Fatal(err)

@@ -209,8 +209,8 @@ steps:
 - {name: tiny, image: x}
 - {name: twelve-chars, image: x}`,
 		want: []want{
-			{ReasonNameTooLong, []string{"twelve-chars"}, "step twelve-chars: child name a-workflow-name-of-exactly-fifty-two-characters-long-twelve-chars is 65 characters, longer than 63: shorten the workflow or step name"},
-			{ReasonNameTooLong, nil, "child name a-workflow-name-of-exactly-fifty-two-characters-long-orchestrator is 65 characters, longer than 63: shorten the workflow name"},
+			{ReasonNameTooLong, []string{"twelve-chars"}, "step twelve-chars: child name a-workflow-name-of-exactly-fifty-two-characters-long-ao-twelve-chars is 68 characters, longer than 63: shorten the workflow or step name"},
+			{ReasonNameTooLong, nil, "child name a-workflow-name-of-exactly-fifty-two-characters-long-ao-orchestrator is 68 characters, longer than 63: shorten the workflow name"},
 		},
 	},
 	{

@@ -125,6 +125,7 @@ var _ = Describe("patchbay on a real node", Ordered, func() {
 	}, SpecTimeout(2*time.Minute))
 
 	It("loses no accepted run when a NATS server is deleted under load", func(ctx SpecContext) {
+		restartsBefore := workflowPodRestarts(ctx)
 		load := steadyLoad(ctx, hostURL(ctx, "fulfilment"), map[string]string{"Prefer": "respond-async"})
 		By("deleting default-nats-1 while runs arrive, until it is back")
 		Expect(k8sClient.Delete(ctx, &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Name: "default-nats-1", Namespace: namespace}})).To(Succeed())
@@ -149,16 +150,18 @@ var _ = Describe("patchbay on a real node", Ordered, func() {
 		Expect(len(accepted)).To(BeNumerically(">=", len(answers)*9/10))
 		expectRunsComplete(ctx, "fulfilment", answers, `{"id":%d,"valid":true,"picked":true,"packed":true,"shipped":true}`)
 		expectBrokerReady(ctx)
+		By("no workflow pod restarted while a NATS server was gone")
+		Expect(workflowPodRestarts(ctx)).To(Equal(restartsBefore))
 	}, SpecTimeout(10*time.Minute))
 
 	It("rolls out a sync-chain step and an async step under load without a failed request or run", func(ctx SpecContext) {
 		chain := steadyLoad(ctx, hostURL(ctx, "quote"), nil)
 		async := steadyLoad(ctx, hostURL(ctx, "fulfilment"), map[string]string{"Prefer": "respond-async"})
-		for _, d := range []string{"quote-cart", "quote-pricing", "fulfilment-pick"} {
+		for _, d := range []string{"quote-sc-cart", "quote-sc-pricing", "fulfilment-ao-pick"} {
 			By("restarting " + d + " under load")
 			kubectl(ctx, "rollout", "restart", "-n", namespace, "deployment/"+d)
 		}
-		for _, d := range []string{"quote-cart", "quote-pricing", "fulfilment-pick"} {
+		for _, d := range []string{"quote-sc-cart", "quote-sc-pricing", "fulfilment-ao-pick"} {
 			kubectl(ctx, "rollout", "status", "-n", namespace, "deployment/"+d, "--timeout=5m")
 		}
 		chainAnswers, asyncAnswers := chain(), async()
@@ -190,10 +193,10 @@ var _ = Describe("patchbay on a real node", Ordered, func() {
 
 		By("a pod outside the graph reaches no step, no async orchestrator and no broker")
 		for _, target := range []struct{ service, why string }{
-			{"checkout-charge", "only the orchestrator calls it"},
-			{"quote-pricing", "only the chain's previous step calls it"},
-			{"fulfilment-validate", "in an async style nobody calls a step over HTTP"},
-			{"fulfilment-orchestrator", "it is not the entry of an async style"},
+			{"checkout-so-charge", "only the orchestrator calls it"},
+			{"quote-sc-pricing", "only the chain's previous step calls it"},
+			{"fulfilment-ao-validate", "in an async style nobody calls a step over HTTP"},
+			{"fulfilment-ao-orchestrator", "it is not the entry of an async style"},
 			{"default-nats", "only the pods of the Broker's workflows are its clients"},
 		} {
 			// Dial the Service's address, not its name: a name that does not
@@ -231,24 +234,82 @@ var _ = Describe("patchbay on a real node", Ordered, func() {
 		}
 	})
 
-	It("converges a style switch and answers in the new style at the same endpoint", func(ctx SpecContext) {
-		endpointBefore, urlBefore := endpoint(ctx, "checkout"), hostURL(ctx, "checkout")
-		var wf v1alpha1.Workflow
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "checkout"}, &wf)).To(Succeed())
-		patch := client.MergeFrom(wf.DeepCopy())
-		wf.Spec.Style = v1alpha1.StyleAsyncOrchestrated
-		Expect(k8sClient.Patch(ctx, &wf, patch)).To(Succeed())
-		expectWorkflowReady(ctx, "checkout")
-		Expect(endpoint(ctx, "checkout")).To(Equal(endpointBefore))
-		Expect(hostURL(ctx, "checkout")).To(Equal(urlBefore))
-		want := samples[1].want
+	It("switches style at 50 requests/s without losing one: sync-orchestrated → async-orchestrated → hybrid → sync-chain → sync-orchestrated",
+		switchUnderLoad, SpecTimeout(15*time.Minute))
+
+	It("starts workflow pods while the Broker is scaled to 0, and they become Ready without a restart once it is back", func(ctx SpecContext) {
+		scale := func(ctx context.Context, ns, what string, n int) {
+			GinkgoHelper()
+			kubectl(ctx, "scale", "-n", ns, what, fmt.Sprintf("--replicas=%d", n))
+		}
+		By("stopping the manager, which would scale the Broker back, then every NATS server")
+		scale(ctx, releaseNamespace, "deployment/patchbay-manager", 0)
+		DeferCleanup(func(ctx SpecContext) {
+			scale(ctx, namespace, "statefulset/default-nats", 3)
+			scale(ctx, releaseNamespace, "deployment/patchbay-manager", 1)
+		}, NodeTimeout(time.Minute))
+		scale(ctx, namespace, "statefulset/default-nats", 0)
 		Eventually(func(g Gomega) {
-			a := fromHost(ctx, http.MethodPost, urlBefore, `{"id":7}`, nil)
-			g.Expect(a.Error).To(BeEmpty())
-			g.Expect(a.Status).To(Equal(http.StatusOK), a.Body)
-			g.Expect(a.Body).To(MatchJSON(want))
-		}).WithContext(ctx).WithTimeout(2 * time.Minute).WithPolling(time.Second).Should(Succeed())
-	}, SpecTimeout(8*time.Minute))
+			var pods corev1.PodList
+			g.Expect(k8sClient.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{"patchbay.dev/broker": "default", "patchbay.dev/component": "nats"})).To(Succeed())
+			g.Expect(pods.Items).To(BeEmpty())
+		}).WithContext(ctx).WithTimeout(3 * time.Minute).WithPolling(time.Second).Should(Succeed())
+
+		By("restarting an async step and a gateway while no NATS server runs")
+		since := time.Now().Add(-time.Second)
+		restarted := []string{"fulfilment-ao-validate", "fulfilment-ao-gateway"}
+		for _, d := range restarted {
+			kubectl(ctx, "rollout", "restart", "-n", namespace, "deployment/"+d)
+		}
+		newPods := func(g Gomega) []corev1.Pod {
+			var pods corev1.PodList
+			g.Expect(k8sClient.List(ctx, &pods, client.InNamespace(namespace), client.MatchingLabels{"patchbay.dev/workflow": "fulfilment"})).To(Succeed())
+			var out []corev1.Pod
+			for _, p := range pods.Items {
+				if p.CreationTimestamp.After(since) && p.DeletionTimestamp == nil {
+					out = append(out, p)
+				}
+			}
+			return out
+		}
+		Eventually(func(g Gomega) {
+			pods := newPods(g)
+			g.Expect(len(pods)).To(BeNumerically(">=", 2))
+			for _, p := range pods {
+				g.Expect(p.Status.Phase).To(Equal(corev1.PodRunning), p.Name)
+			}
+		}).WithContext(ctx).WithTimeout(3 * time.Minute).WithPolling(time.Second).Should(Succeed())
+		By("waiting longer than liveness would tolerate a failing probe: they wait unready, and nothing restarts them")
+		Consistently(func(g Gomega) {
+			for _, p := range newPods(g) {
+				g.Expect(podReady(&p)).To(BeFalse(), "%s is ready without a broker", p.Name)
+				for _, st := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+					g.Expect(st.RestartCount).To(BeZero(), "%s/%s", p.Name, st.Name)
+				}
+			}
+		}).WithContext(ctx).WithTimeout(45 * time.Second).WithPolling(3 * time.Second).Should(Succeed())
+
+		By("bringing the Broker back")
+		scale(ctx, namespace, "statefulset/default-nats", 3)
+		scale(ctx, releaseNamespace, "deployment/patchbay-manager", 1)
+		for _, d := range restarted {
+			kubectl(ctx, "rollout", "status", "-n", namespace, "deployment/"+d, "--timeout=5m")
+		}
+		expectBrokerReady(ctx)
+		Eventually(func(g Gomega) {
+			for _, p := range newPods(g) {
+				for _, st := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+					g.Expect(st.RestartCount).To(BeZero(), "%s/%s", p.Name, st.Name)
+				}
+			}
+		}).WithContext(ctx).WithTimeout(time.Minute).WithPolling(time.Second).Should(Succeed())
+		url := hostURL(ctx, "fulfilment")
+		Eventually(func(g Gomega) {
+			a := fromHost(ctx, http.MethodPost, url, `{"id":7}`, nil)
+			g.Expect(a.Status).To(Equal(http.StatusOK), a.Body+a.Error)
+			g.Expect(a.Body).To(MatchJSON(samples[2].want))
+		}).WithContext(ctx).WithTimeout(2 * time.Minute).WithPolling(2 * time.Second).Should(Succeed())
+	}, SpecTimeout(12*time.Minute))
 
 	It("removes a deleted Workflow's pods", func(ctx SpecContext) {
 		Expect(k8sClient.Delete(ctx, &v1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: "quote"}})).To(Succeed())
@@ -271,6 +332,20 @@ var _ = Describe("patchbay on a real node", Ordered, func() {
 		}
 	})
 })
+
+// workflowPodRestarts are the container restarts of every workflow pod, by pod.
+func workflowPodRestarts(ctx context.Context) map[string]int32 {
+	GinkgoHelper()
+	var pods corev1.PodList
+	Expect(k8sClient.List(ctx, &pods, client.InNamespace(namespace), client.HasLabels{"patchbay.dev/workflow"})).To(Succeed())
+	out := map[string]int32{}
+	for _, p := range pods.Items {
+		for _, st := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
+			out[p.Name] += st.RestartCount
+		}
+	}
+	return out
+}
 
 // steadyLoad posts {"id":N} to url 20 times a second, N counting from 0, until
 // the returned function is called; that returns the answers by N.

@@ -61,14 +61,14 @@ var _ = Describe("patchbay installed with Helm on a kwok cluster", Ordered, func
 		// The async style reaches the steps through the broker, and callers
 		// through a gateway, which the sync style had no need for.
 		var gateway appsv1.Deployment
-		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: samplesNamespace, Name: "checkout-gateway"}, &gateway)).To(Succeed())
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: samplesNamespace, Name: "checkout-ao-gateway"}, &gateway)).To(Succeed())
 		Expect(gateway.Status.ReadyReplicas).To(BeNumerically(">", 0))
 		expectKubectlShowsReady(ctx)
 	})
 
 	It("garbage-collects the children of a deleted Workflow", func(ctx SpecContext) {
 		quote := children("quote")
-		Expect(quote.names(ctx)).To(ContainElements("Deployment/quote-cart", "Service/quote-cart", "ConfigMap/quote-plan"))
+		Expect(quote.names(ctx)).To(ContainElements("Deployment/quote-sc-cart", "Service/quote-sc-cart", "ConfigMap/quote-sc-plan"))
 
 		out, err := cluster.kubectl(ctx, "delete", "workflow", "quote", "--namespace", samplesNamespace, "--wait")
 		Expect(err).NotTo(HaveOccurred(), out)
@@ -78,7 +78,7 @@ var _ = Describe("patchbay installed with Helm on a kwok cluster", Ordered, func
 		Eventually(quote.names).WithArguments(ctx).
 			WithContext(ctx).WithTimeout(converge).Should(BeEmpty())
 		// The other Workflows keep theirs.
-		Expect(children("checkout").names(ctx)).To(ContainElement("Deployment/checkout-validate"))
+		Expect(children("checkout").names(ctx)).To(ContainElement("Deployment/checkout-ao-validate"))
 	})
 })
 

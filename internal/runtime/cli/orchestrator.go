@@ -27,7 +27,7 @@ func parseComponent(role, listenUsage string, args []string, stderr io.Writer) (
 	f := &componentFlags{}
 	fs := newFlagSet(role, stderr)
 	f.register(fs, "json")
-	fs.StringVar(&f.planFile, "plan", "/etc/patchbay/plan/plan.json", "the Plan JSON file (the <workflow>-plan ConfigMap as rendered)")
+	fs.StringVar(&f.planFile, "plan", "/etc/patchbay/plan/plan.json", "the Plan JSON file (the <workflow>-<style code>-plan ConfigMap as rendered)")
 	fs.StringVar(&f.listen, "listen", ":"+strconv.Itoa(plan.ComponentPort), listenUsage)
 	fs.Var(&f.resolve, "resolve", "NAME=URL: call step NAME's sidecar at URL instead of its Service (repeatable)")
 	f.nats.register(fs)

@@ -31,7 +31,7 @@ func parseSidecar(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	f := &sidecarFlags{}
 	fs := newFlagSet("sidecar", stderr)
 	f.register(fs, "json")
-	fs.StringVar(&f.planFile, "plan", "/etc/patchbay/plan/plan.json", "the Plan JSON file (the <workflow>-plan ConfigMap as rendered)")
+	fs.StringVar(&f.planFile, "plan", "/etc/patchbay/plan/plan.json", "the Plan JSON file (the <workflow>-<style code>-plan ConfigMap as rendered)")
 	fs.StringVar(&f.step, "step", os.Getenv("PATCHBAY_STEP"), "the step this sidecar fronts (default $PATCHBAY_STEP)")
 	fs.StringVar(&f.listen, "listen", ":"+strconv.Itoa(plan.SidecarPort), "inbound HTTP address")
 	fs.StringVar(&f.admin, "admin-listen", ":"+strconv.Itoa(plan.SidecarAdminPort), "address of /metrics, /healthz, /readyz and /debug/breakers")
