@@ -512,7 +512,7 @@ type StepStatus struct {
 type RetiringStyle struct {
 	// style is the earlier style.
 	// +required
-	Style Style `json:"style"`
+	Style Style `json:"style,omitempty"`
 
 	// drainUntil is when its children are deleted: set when the entry moved to
 	// the current style, to that time plus the style's drain period (its
@@ -560,6 +560,8 @@ type WorkflowStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=style
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=5
 	Retiring []RetiringStyle `json:"retiring,omitempty"`
 
 	// conditions are the Workflow's conditions: Compiled, BrokerReady, SecretsAllowed, StepsReady, Ready, Switching and StyleAdvised.
