@@ -106,6 +106,7 @@ func (r *WorkflowReconciler) phases() []phase[*workflowScope] {
 		{"compile", r.compileWorkflow},
 		{"secret references", r.checkSecrets},
 		{"credentials", r.resolveCredentials},
+		{"broker resources", r.ensureBrokerResources},
 		{"plan ConfigMap", r.applyPlanConfigMap},
 		{"steps", r.applySteps},
 		{"orchestrator and gateway", r.applyComponents},

@@ -32,7 +32,8 @@ type Options struct {
 	InboxPrefix string
 	// Name is the connection name the broker shows.
 	Name string
-	// Storage is how the workflow's stream and buckets are kept on this broker.
+	// Storage is how the workflow's stream and buckets are kept on this
+	// broker, for EnsureResources where the runtime creates them (dev).
 	Storage Storage
 }
 
@@ -40,7 +41,7 @@ type Options struct {
 type Conn struct {
 	NC *nats.Conn
 	JS jetstream.JetStream
-	// Storage is how the workflow's stream and buckets are kept on this broker.
+	// Storage is Options.Storage.
 	Storage Storage
 
 	url      string

@@ -42,10 +42,11 @@ func IdempotencyConfig(p *plan.Plan, st Storage) jetstream.KeyValueConfig {
 	}
 }
 
-// EnsureIdempotency creates or opens the bucket, read through its leader (a
-// key claimed on one replica is seen at once by the others).
-func EnsureIdempotency(ctx context.Context, js jetstream.JetStream, p *plan.Plan, st Storage) (*Idempotency, error) {
-	kv, err := ensureLeaderBucket(ctx, js, IdempotencyConfig(p, st))
+// WaitIdempotency opens the bucket once the manager created it, read
+// through its leader (a key claimed on one replica is seen at once by the
+// others).
+func WaitIdempotency(ctx context.Context, js jetstream.JetStream, p *plan.Plan) (*Idempotency, error) {
+	kv, err := waitLeaderBucket(ctx, js, p.Stream.IdempotencyBucket)
 	if err != nil {
 		return nil, err
 	}

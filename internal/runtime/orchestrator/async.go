@@ -60,8 +60,8 @@ type Async struct {
 	stopping atomic.Bool
 }
 
-// StartAsync ensures the stream, the runs bucket and the orchestrators'
-// consumer, and starts consuming.
+// StartAsync waits for the stream and the runs bucket (the manager creates
+// them), ensures the orchestrators' consumer, and starts consuming.
 func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 	p := cfg.Plan
 	if p.Stream == nil || p.Stream.StartSubject == "" || p.Stream.OrchestratorDurable == "" {
@@ -95,10 +95,10 @@ func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 	if len(p.Sinks) == 0 {
 		return nil, fmt.Errorf("plan of workflow %s has no sinks", p.Workflow)
 	}
-	if err := bus.EnsureStream(ctx, cfg.Conn.JS, p, cfg.Conn.Storage); err != nil {
+	if err := bus.WaitStream(ctx, cfg.Conn.JS, p); err != nil {
 		return nil, err
 	}
-	runs, err := bus.EnsureRuns(ctx, cfg.Conn.JS, p, cfg.Conn.Storage)
+	runs, err := bus.WaitRuns(ctx, cfg.Conn.JS, p)
 	if err != nil {
 		return nil, err
 	}

@@ -63,7 +63,8 @@ type asyncConsumer struct {
 	consume      jetstream.ConsumeContext
 }
 
-// StartAsync ensures the stream and the step's consumers and starts consuming.
+// StartAsync waits for the stream (the manager creates it), ensures the
+// step's consumers and starts consuming.
 // It returns nil, nil for a step without consumers.
 func (s *Sidecar) StartAsync(ctx context.Context, conn *bus.Conn) (*Async, error) {
 	step, p := s.step, s.plan
@@ -95,7 +96,7 @@ func (s *Sidecar) StartAsync(ctx context.Context, conn *bus.Conn) (*Async, error
 		}
 		a.emits = append(a.emits, emit{Emit: e, contract: c})
 	}
-	if err := bus.EnsureStream(ctx, conn.JS, p, conn.Storage); err != nil {
+	if err := bus.WaitStream(ctx, conn.JS, p); err != nil {
 		return nil, err
 	}
 	for _, pc := range step.Consumers {
