@@ -341,7 +341,7 @@ func oneAsyncRun(ctx context.Context, c *http.Client, base string, payload []byt
 		case <-t.C:
 		}
 		wait = min(2*wait, 20*time.Millisecond)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+loc, nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+loc, http.NoBody)
 		resp, err := c.Do(req)
 		if err != nil {
 			return false, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -75,7 +76,7 @@ func benchOpenEdge(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if res := e.Do(ctx, call); res.Err != resilience.ErrBreakerOpen || res.Attempts != 0 {
+		if res := e.Do(ctx, call); !errors.Is(res.Err, resilience.ErrBreakerOpen) || res.Attempts != 0 {
 			b.Fatalf("open edge: %v after %d attempts", res.Err, res.Attempts)
 		}
 	}

@@ -31,7 +31,6 @@ type natsConfig struct {
 	requests  int // sequential core request-replies
 	messages  int // JetStream messages published, then consumed
 	wrapper   hopConfig
-	direct    *latencies // the hop section's direct run, when it ran
 	runtimeOK bool
 }
 

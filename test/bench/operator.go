@@ -450,9 +450,13 @@ func startManager(restCfg *rest.Config, scheme *runtime.Scheme, workers int) (*r
 	return m, nil
 }
 
+// stop stops the manager and waits for it. An error it ended with is printed:
+// what was measured before it stays measured.
 func (m *runningManager) stop() {
 	m.cancel()
-	<-m.done
+	if err := <-m.done; err != nil {
+		fmt.Printf("  the manager ended with an error: %v\n", err)
+	}
 }
 
 // writeCounter records every request that may change the API server's state,

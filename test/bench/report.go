@@ -32,7 +32,7 @@ func (v verdict) String() string {
 }
 
 // MarshalText writes the verdict as the table prints it.
-func (v verdict) MarshalText() ([]byte, error) { return []byte(v.String()), nil }
+func (v verdict) MarshalText() ([]byte, error) { return []byte(v.String()), nil } //nolint:unparam // encoding.TextMarshaler
 
 // row is one line of the report: a target, what it is compared with, the
 // result and the CPU time it cost per request (or per operation, message, run
