@@ -86,9 +86,8 @@ func (r *BrokerReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 // operator, and the Workflows mint new credentials and roll their pods.
 func (r *BrokerReconciler) resolveAuth(ctx context.Context, s *brokerScope) (ctrl.Result, error) {
 	name := render.NATSAuthSecretName(s.broker.Name)
-	if err := checkNameLength("Secret", name); err != nil {
-		s.nameErr = err.(*nameError)
-		return ctrl.Result{}, nil
+	if s.nameErr = checkNameLength("Secret", name); s.nameErr != nil {
+		return ctrl.Result{}, nil //nolint:nilerr // reported in Ready; a retry cannot shorten the name
 	}
 	secret := &corev1.Secret{}
 	key := types.NamespacedName{Namespace: s.broker.Namespace, Name: name}
@@ -101,9 +100,8 @@ func (r *BrokerReconciler) resolveAuth(ctx context.Context, s *brokerScope) (ctr
 	case err != nil:
 		return ctrl.Result{}, fmt.Errorf("get Secret %s: %w", name, err)
 	default:
-		if err := checkControlled(s.broker, "Secret", secret); err != nil {
-			s.nameErr = err.(*nameError)
-			return ctrl.Result{}, nil
+		if s.nameErr = checkControlled(s.broker, "Secret", secret); s.nameErr != nil {
+			return ctrl.Result{}, nil //nolint:nilerr // reported in Ready; the holder is left alone
 		}
 		if auth, ok := natsauth.FromData(secret.Data); ok {
 			s.auth = auth
@@ -132,7 +130,7 @@ func newPassword() (string, error) {
 
 func (r *BrokerReconciler) applyChildren(ctx context.Context, s *brokerScope) (ctrl.Result, error) {
 	if s.nameErr != nil || s.auth == nil {
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, nil //nolint:nilerr // nothing to apply: the name error is reported in Ready
 	}
 	in := &render.BrokerInput{Broker: s.broker, Settings: r.settings, Auth: s.auth}
 	change, err := r.detectStorageChange(ctx, s.broker, render.NATSStatefulSet(in))

@@ -86,8 +86,8 @@ func (r *WorkflowReconciler) resolveCredentials(ctx context.Context, s *workflow
 		return ctrl.Result{}, nil
 	}
 	name := render.WorkflowCredentialsSecretName(s.wf.Name)
-	if err := checkNameLength("Secret", name); err != nil {
-		s.nameErrors = append(s.nameErrors, err.(*nameError))
+	if nerr := checkNameLength("Secret", name); nerr != nil {
+		s.nameErrors = append(s.nameErrors, nerr)
 		return ctrl.Result{}, nil
 	}
 	existing, err := r.credentialsSecret(ctx, s.wf)

@@ -421,5 +421,3 @@ func prefixed(kind string, names ...string) []string {
 	}
 	return out
 }
-
-func joinLines(lines []string) string { return strings.Join(lines, "\n") }

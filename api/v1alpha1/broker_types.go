@@ -57,6 +57,8 @@ type BrokerStatus struct {
 
 	// url is the client URL of the NATS cluster.
 	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
 	URL string `json:"url,omitempty"`
 
 	// replicas is the number of NATS servers the Broker runs with: spec.replicas
@@ -76,10 +78,12 @@ type BrokerStatus struct {
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
 
-	// conditions: Ready.
+	// conditions are the Broker's conditions: Ready.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
@@ -93,7 +97,9 @@ type BrokerStatus struct {
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.url`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Broker struct {
-	metav1.TypeMeta   `json:",inline"`
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the standard object metadata.
+	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// spec is the desired NATS cluster.
@@ -112,8 +118,4 @@ type BrokerList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Broker `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&Broker{}, &BrokerList{})
 }

@@ -222,20 +222,26 @@ func drainSidecarHook() *corev1.Lifecycle {
 // componentContainer is the patchbay-runtime container of the orchestrator or the gateway.
 func componentContainer(in *WorkflowInput, role string) corev1.Container {
 	c := corev1.Container{
-		Name:  role,
-		Image: in.Settings.RuntimeImage,
-		Args:  runtimeArgs(in, role),
-		Ports: []corev1.ContainerPort{tcpPort("http", plan.ComponentPort)},
-		Resources: corev1.ResourceRequirements{
-			Requests: corev1.ResourceList{
-				corev1.ResourceCPU:    resource.MustParse("50m"),
-				corev1.ResourceMemory: resource.MustParse("64Mi"),
-			},
-			Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("256Mi")},
-		},
+		Name:            role,
+		Image:           in.Settings.RuntimeImage,
+		Args:            runtimeArgs(in, role),
+		Ports:           []corev1.ContainerPort{tcpPort("http", plan.ComponentPort)},
+		Resources:       runtimeResources("50m", "64Mi", "256Mi"),
 		SecurityContext: restrictedContainerSecurityContext(ptr.To(runtimeUser)),
 		VolumeMounts:    runtimeVolumeMounts(in),
 	}
 	runtimeProbes(&c, plan.ComponentPort)
 	return c
+}
+
+// runtimeResources requests cpu and memory for a patchbay-runtime container
+// and limits its memory.
+func runtimeResources(cpu, memory, memoryLimit string) corev1.ResourceRequirements {
+	return corev1.ResourceRequirements{
+		Requests: corev1.ResourceList{
+			corev1.ResourceCPU:    resource.MustParse(cpu),
+			corev1.ResourceMemory: resource.MustParse(memory),
+		},
+		Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse(memoryLimit)},
+	}
 }

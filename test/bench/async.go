@@ -124,7 +124,7 @@ func runAsync(ctx context.Context, cfg asyncConfig, rep *report) error {
 			return fmt.Errorf("%s: %w", w.name, err)
 		}
 	}
-	rep.note("async: %d callers for %s per workflow after %s warm-up, each POSTing %d-byte JSON with Prefer: respond-async and polling GET /runs/{id} until the result; a hop is a message of the workflow's stream delivered to a consumer (counted on the stream's consumers; a fan-out delivers one event to each subscriber), raw is a message published and consumed by one durable consumer at once; CPU counts every process of the data plane (gateway, orchestrator, sidecars, app, NATS), not the callers",
+	rep.notef("async: %d callers for %s per workflow after %s warm-up, each POSTing %d-byte JSON with Prefer: respond-async and polling GET /runs/{id} until the result; a hop is a message of the workflow's stream delivered to a consumer (counted on the stream's consumers; a fan-out delivers one event to each subscriber), raw is a message published and consumed by one durable consumer at once; CPU counts every process of the data plane (gateway, orchestrator, sidecars, app, NATS), not the callers",
 		cfg.workers, cfg.duration, cfg.warmup, cfg.payload)
 	return nil
 }
@@ -262,7 +262,7 @@ func asyncWorkflow1(ctx context.Context, cfg asyncConfig, name, manifest, natsUR
 	perRun := func(n int64) float64 { return float64(n) / float64(max(res.done, 1)) }
 	fmt.Printf("  %d runs (%d failed, %d still pending at the end) in %s: %.0f runs/s; per run %.1f stream messages, %.1f deliveries, %.1f run-record (KV) writes; %.0f messages/s, %.0f deliveries (hops)/s\n",
 		res.done, res.failed, res.pending, elapsed.Round(time.Millisecond), runsPerSec, perRun(hops), hopsPerRun, perRun(other), float64(hops)/elapsed.Seconds(), hopsPerSec)
-	rep.note("async: %s per run: %.1f stream messages, %.1f deliveries to consumers, %.1f messages on other streams (the runs bucket's record writes)",
+	rep.notef("async: %s per run: %.1f stream messages, %.1f deliveries to consumers, %.1f messages on other streams (the runs bucket's record writes)",
 		name, perRun(hops), hopsPerRun, perRun(other))
 	ratio := hopsPerSec / raw
 	rep.check("async", name+": hops/s ≥ 0.5 × raw JetStream",
@@ -341,7 +341,7 @@ func oneAsyncRun(ctx context.Context, c *http.Client, base string, payload []byt
 		case <-t.C:
 		}
 		wait = min(2*wait, 20*time.Millisecond)
-		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+loc, nil)
+		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+loc, http.NoBody)
 		resp, err := c.Do(req)
 		if err != nil {
 			return false, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"net/http"
@@ -75,7 +76,7 @@ func benchOpenEdge(b *testing.B) {
 	}
 	b.ReportAllocs()
 	for b.Loop() {
-		if res := e.Do(ctx, call); res.Err != resilience.ErrBreakerOpen || res.Attempts != 0 {
+		if res := e.Do(ctx, call); !errors.Is(res.Err, resilience.ErrBreakerOpen) || res.Attempts != 0 {
 			b.Fatalf("open edge: %v after %d attempts", res.Err, res.Attempts)
 		}
 	}
@@ -128,7 +129,7 @@ func runBreaker(rep *report, rounds int) {
 		fmt.Sprintf("%.2f µs (%d allocs)", open.ns/1e3, open.allocs), fmt.Sprintf("%.3f", open.ns/50e3), open.cpu, open.ns < 50e3)
 	rep.check("breaker", "open-state rejection < 50 µs (hop → 503)", "50 µs",
 		fmt.Sprintf("%.2f µs (%d allocs)", target.ns/1e3, target.allocs), fmt.Sprintf("%.3f", target.ns/50e3), target.cpu, target.ns < 50e3)
-	rep.note("breaker: best of %d runs of Go's benchmark harness, one goroutine; the edge is resilience.NewEdge with retry (3 attempts), breaker and a 2s timeout", rounds)
+	rep.notef("breaker: best of %d runs of Go's benchmark harness, one goroutine; the edge is resilience.NewEdge with retry (3 attempts), breaker and a 2s timeout", rounds)
 }
 
 type benchResult struct {

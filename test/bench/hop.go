@@ -224,11 +224,11 @@ func addHopRows(rep *report, cfg hopConfig, res map[string]*latencies) {
 			fmt.Sprintf("max %.1f, end %.1f MiB (anonymous max %.1f)", float64(s.rssMaxKiB)/1024, float64(s.rssLastKiB)/1024, float64(s.anonMaxKiB)/1024),
 			fmt.Sprintf("%.2f", float64(s.rssMaxKiB)/1024/sidecarRSSMiB), cpuPer(s.cpuPerReq, 1, "req"), s.rssMaxKiB > 0 && s.rssMaxKiB <= sidecarRSSMiB*1024)
 	}
-	rep.note("hop: fortio open loop, %.0f qps, %d connections, %d-byte JSON POST, %s per target in %d interleaved rounds after %s warm-up; percentiles are exact over every request (fortio's histogram at %s resolution printed above); added = through - direct; CPU/req is the CPU time of the server fortio calls (app, proxy or sidecar) per request",
+	rep.notef("hop: fortio open loop, %.0f qps, %d connections, %d-byte JSON POST, %s per target in %d interleaved rounds after %s warm-up; percentiles are exact over every request (fortio's histogram at %s resolution printed above); added = through - direct; CPU/req is the CPU time of the server fortio calls (app, proxy or sidecar) per request",
 		cfg.qps, cfg.conns, cfg.payload, cfg.duration, max(1, cfg.rounds), cfg.warmup, cfg.resolution)
 	for _, l := range []*latencies{direct, rp, sc, px} {
 		if l.errors > 0 {
-			rep.note("hop: %s had %d failed requests of %d", l.name, l.errors, l.count)
+			rep.notef("hop: %s had %d failed requests of %d", l.name, l.errors, l.count)
 		}
 	}
 }

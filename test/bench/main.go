@@ -138,7 +138,7 @@ func run() int {
 		}
 	}
 	machine := fmt.Sprintf("%d CPUs (GOMAXPROCS %d), load average %s at start, %s at end", runtime.NumCPU(), runtime.GOMAXPROCS(0), load, loadAverage())
-	rep.note("machine: %s; a shared machine is noisy, so compare ratios of one run", machine)
+	rep.notef("machine: %s; a shared machine is noisy, so compare ratios of one run", machine)
 	rep.print(os.Stdout, fmt.Sprintf("patchbay bench, %s, %s", time.Now().Format(time.DateTime), time.Since(start).Round(time.Second)))
 	if *jsonFile != "" {
 		if err := rep.writeJSON(*jsonFile, start, machine, strings.Split(*sections, ",")); err != nil {

@@ -31,7 +31,6 @@ type natsConfig struct {
 	requests  int // sequential core request-replies
 	messages  int // JetStream messages published, then consumed
 	wrapper   hopConfig
-	direct    *latencies // the hop section's direct run, when it ran
 	runtimeOK bool
 }
 
@@ -335,7 +334,7 @@ func runWrapper(ctx context.Context, cfg natsConfig, natsSrv *process, natsURL, 
 	rep.check("wrapper", "sync wrapper p50 ≤ direct p50 + 4 × raw request-reply p50",
 		fmt.Sprintf("%.0f + 4×%.0f = %.0f µs", direct.p[0], rrP50, limit), fmt.Sprintf("%.0f µs", wrapper.p[0]),
 		fmt.Sprintf("%.2f", wrapper.p[0]/limit), cpuPer(wrapper.cpuPerReq, 1, "req"), wrapper.errors == 0 && wrapper.p[0] <= limit)
-	rep.note("wrapper: fortio open loop, %.0f qps, %d connections, %d-byte JSON POST to the gateway (held sync) of a one-step async-orchestrated workflow; gateway, orchestrator, step sidecar, app and NATS (JetStream, file storage) each a process; CPU/req of the wrapper is that of every process of the data plane together (gateway, orchestrator, sidecar, app, NATS)",
+	rep.notef("wrapper: fortio open loop, %.0f qps, %d connections, %d-byte JSON POST to the gateway (held sync) of a one-step async-orchestrated workflow; gateway, orchestrator, step sidecar, app and NATS (JetStream, file storage) each a process; CPU/req of the wrapper is that of every process of the data plane together (gateway, orchestrator, sidecar, app, NATS)",
 		w.qps, w.conns, w.payload)
 	return nil
 }

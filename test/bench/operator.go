@@ -193,15 +193,15 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 	rep.check("operator", "restart of a converged manager: 0 writes", "0",
 		fmt.Sprintf("%d writes (resync %.1fs)", len(restartWrites), resync.Seconds()), "-",
 		cpuPer(restartCPU, int64(cfg.workflows), "Workflow"), len(restartWrites) == 0)
-	rep.note("operator: the manager's writes while converging: %s", byResource(convergeWrites))
-	rep.note("operator: the manager reconciled each Workflow %.2f times on average while converging", convergeReconciles/float64(cfg.workflows))
-	rep.note("operator: CPU per Workflow, client or manager side / kube-apiserver + etcd side: plain %s / %s, manager %s / %s",
+	rep.notef("operator: the manager's writes while converging: %s", byResource(convergeWrites))
+	rep.notef("operator: the manager reconciled each Workflow %.2f times on average while converging", convergeReconciles/float64(cfg.workflows))
+	rep.notef("operator: CPU per Workflow, client or manager side / kube-apiserver + etcd side: plain %s / %s, manager %s / %s",
 		cpuPer(plainSelfCPU, int64(cfg.workflows), "Workflow"), cpuPer(plainAPICPU, int64(cfg.workflows), "Workflow"),
 		cpuPer(managerSelfCPU, int64(cfg.workflows), "Workflow"), cpuPer(managerAPICPU, int64(cfg.workflows), "Workflow"))
 	if n := len(restartWrites); n > 0 {
-		rep.note("operator: writes after restart, first: %v", restartWrites[:min(n, 5)])
+		rep.notef("operator: writes after restart, first: %v", restartWrites[:min(n, 5)])
 	}
-	rep.note("operator: %d copies of %s on envtest, %d workers on each side (kube-apiserver + etcd, no client-side rate limit), a fresh API server for each side; CPU is this process's (client or manager) plus the API server's and etcd's, per Workflow; objects count the Workflows; the plain client creates each Workflow, then its children as internal/render renders them",
+	rep.notef("operator: %d copies of %s on envtest, %d workers on each side (kube-apiserver + etcd, no client-side rate limit), a fresh API server for each side; CPU is this process's (client or manager) plus the API server's and etcd's, per Workflow; objects count the Workflows; the plain client creates each Workflow, then its children as internal/render renders them",
 		cfg.workflows, filepath.Base(cfg.sample), cfg.workers)
 	return nil
 }
@@ -450,9 +450,13 @@ func startManager(restCfg *rest.Config, scheme *runtime.Scheme, workers int) (*r
 	return m, nil
 }
 
+// stop stops the manager and waits for it. An error it ended with is printed:
+// what was measured before it stays measured.
 func (m *runningManager) stop() {
 	m.cancel()
-	<-m.done
+	if err := <-m.done; err != nil {
+		fmt.Printf("  the manager ended with an error: %v\n", err)
+	}
 }
 
 // writeCounter records every request that may change the API server's state,

@@ -51,7 +51,7 @@ func startProcessEnv(ctx context.Context, name string, ready func() bool, env []
 	for !ready() {
 		select {
 		case <-p.done:
-			return nil, fmt.Errorf("%s exited before it was ready (%v): %s", name, p.err, logs)
+			return nil, fmt.Errorf("%s exited before it was ready (%w): %s", name, p.err, logs)
 		case <-ctx.Done():
 			p.stop()
 			return nil, ctx.Err()

@@ -32,7 +32,7 @@ func (v verdict) String() string {
 }
 
 // MarshalText writes the verdict as the table prints it.
-func (v verdict) MarshalText() ([]byte, error) { return []byte(v.String()), nil }
+func (v verdict) MarshalText() ([]byte, error) { return []byte(v.String()), nil } //nolint:unparam // encoding.TextMarshaler
 
 // row is one line of the report: a target, what it is compared with, the
 // result and the CPU time it cost per request (or per operation, message, run
@@ -55,7 +55,7 @@ type report struct {
 
 func (r *report) add(x row) { r.rows = append(r.rows, x) }
 
-func (r *report) note(format string, args ...any) {
+func (r *report) notef(format string, args ...any) {
 	r.notes = append(r.notes, fmt.Sprintf(format, args...))
 }
 

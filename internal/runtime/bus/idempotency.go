@@ -115,8 +115,8 @@ func (i *Idempotency) Release(ctx context.Context, key, runID string) error {
 		return err
 	}
 	var c Claim
-	if json.Unmarshal(e.Value(), &c) != nil || c.RunID != runID {
-		return nil
+	if err := json.Unmarshal(e.Value(), &c); err != nil || c.RunID != runID {
+		return nil //nolint:nilerr // a claim that is not readably this run's is not its to give back
 	}
 	return i.KV.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 }

@@ -323,7 +323,7 @@ func TestGatewayWaitsForTheBrokerAndRidesOutItsRestarts(t *testing.T) {
 	g.Eventually(gw.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(ready))
 	code, body = postAsync(g, listen, "run-1")
 	g.Expect(code).To(Equal(http.StatusAccepted), body)
-	g.Expect(get(g, listen, "/runs/run-1")).To(Equal(http.StatusAccepted))
+	g.Expect(get(listen, "/runs/run-1")).To(Equal(http.StatusAccepted))
 
 	// The broker goes away: not ready, still alive, still running.
 	broker.stop()
@@ -333,7 +333,7 @@ func TestGatewayWaitsForTheBrokerAndRidesOutItsRestarts(t *testing.T) {
 	// It comes back with its store: ready again, and the run is still there.
 	broker.start()
 	g.Eventually(gw.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(ready))
-	g.Eventually(func() int { return get(g, listen, "/runs/run-1") }).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(http.StatusAccepted))
+	g.Eventually(func() int { return get(listen, "/runs/run-1") }).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(http.StatusAccepted))
 	code, body = postAsync(g, listen, "run-2")
 	g.Expect(code).To(Equal(http.StatusAccepted), body)
 
@@ -423,7 +423,7 @@ func TestGatewayExitsWhenTheBrokerClosesItsConnection(t *testing.T) {
 
 	// A valid read-model key (256 bytes, stored base64-encoded), whose KV
 	// read is over this broker's limit.
-	code := get(g, listen, "/query/"+strings.Repeat("%C3%BC", 128))
+	code := get(listen, "/query/"+strings.Repeat("%C3%BC", 128))
 	g.Expect(code).To(Or(Equal(http.StatusServiceUnavailable), BeZero()))
 	g.Expect(gw.exitCode(g)).To(Equal(1))
 	// Whichever notices the closed connection first ends the role: the
@@ -447,7 +447,8 @@ func postAsync(g Gomega, addr, runID string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func get(g Gomega, addr, path string) int {
+// get is the status of a GET, 0 when the request fails.
+func get(addr, path string) int {
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + addr + path)
 	if err != nil {

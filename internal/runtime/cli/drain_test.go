@@ -375,7 +375,10 @@ func TestSyncSidecarDrainsBeforeItsAppStops(t *testing.T) {
 	// After the hook, before the app stops, the inbound listener is closed: a
 	// caller still routed here is refused, and retries elsewhere, rather than
 	// reaching an app that is about to stop.
-	_, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Post("http://"+listen+"/", "application/json", strings.NewReader(`{"sku":"a1"}`))
+	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Post("http://"+listen+"/", "application/json", strings.NewReader(`{"sku":"a1"}`))
+	if err == nil {
+		resp.Body.Close()
+	}
 	g.Expect(err).To(MatchError(ContainSubstring("connection refused")))
 
 	close(stopLoad)

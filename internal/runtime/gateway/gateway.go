@@ -27,7 +27,8 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
-// CloudEvents type of the message that starts an orchestrated run.
+// RunRequestedType is the CloudEvents type of the message that starts an
+// orchestrated run.
 const RunRequestedType = "dev.patchbay.run.requested"
 
 // Config is what a gateway needs.

@@ -282,11 +282,8 @@ func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header
 		}
 		return true
 	})
-	if errors.Is(err, bus.ErrNoRun) {
-		return errRecordNotVisible(runID, err)
-	}
 	if err != nil {
-		return err
+		return updateErr(runID, err)
 	}
 	if r.Done() {
 		return a.done(r, finished)
@@ -390,11 +387,8 @@ func (a *Async) fail(ctx context.Context, runID string, e *contract.Error) error
 		finished = true
 		return true
 	})
-	if errors.Is(err, bus.ErrNoRun) {
-		return errRecordNotVisible(runID, err)
-	}
 	if err != nil {
-		return err
+		return updateErr(runID, err)
 	}
 	return a.done(r, finished)
 }
@@ -407,6 +401,15 @@ func (a *Async) fail(ctx context.Context, runID string, e *contract.Error) error
 // of being dropped and leaving the run pending for good.
 func errRecordNotVisible(runID string, err error) error {
 	return fmt.Errorf("the record of run %s is not visible yet: %w", runID, err)
+}
+
+// updateErr is the error of an update of run runID's record: one not found is
+// not visible yet.
+func updateErr(runID string, err error) error {
+	if errors.Is(err, bus.ErrNoRun) {
+		return errRecordNotVisible(runID, err)
+	}
+	return err
 }
 
 // done reports a finished run to its waiting gateway (again, on a redelivery).

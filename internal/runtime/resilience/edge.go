@@ -225,7 +225,7 @@ func (e *Edge[R]) execute(ctx context.Context, fn func(ctx context.Context) (R, 
 		return r, err
 	})
 	n := max(attempts, boolInt(first != nil))
-	if context.Cause(rctx) == errRetryAfterPastDeadline {
+	if errors.Is(context.Cause(rctx), errRetryAfterPastDeadline) {
 		return Result[R]{Last: last, Attempts: n}
 	}
 	return Result[R]{Last: r, Err: err, Attempts: n}
@@ -251,7 +251,7 @@ func (e *Edge[R]) attempt(ctx context.Context, fn func(ctx context.Context) (R, 
 	actx, cancel := context.WithTimeoutCause(ctx, e.timeout, ErrTimeout)
 	defer cancel()
 	r, err := fn(actx)
-	if context.Cause(actx) == ErrTimeout {
+	if errors.Is(context.Cause(actx), ErrTimeout) {
 		var zero R
 		return zero, ErrTimeout
 	}

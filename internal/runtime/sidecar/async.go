@@ -24,7 +24,8 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 )
 
-// CloudEvents type of the results a sidecar publishes besides emitted events.
+// ResultEventType is the CloudEvents type of the results a sidecar publishes
+// besides emitted events.
 // A dead letter is the message that failed, with its own attributes.
 const ResultEventType = "dev.patchbay.step.result"
 
@@ -239,7 +240,7 @@ func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {
 // retryable: everything but a 4xx other than 408 and 429 (docs/step-contract.md), and
 // answers the step cannot have meant (a body over the limit).
 func retryable(e *contract.Error) bool {
-	return !(e.Status >= 200 && e.Status < 500 && !resilience.RetryableStatus(e.Status))
+	return e.Status < 200 || e.Status >= 500 || resilience.RetryableStatus(e.Status)
 }
 
 // header is the common part of what a step publishes: the run, the trace, the
