@@ -6,6 +6,10 @@
 CONTROLLER_GEN_VERSION ?= v0.23.0
 HELM_VERSION ?= v3.22.0
 KWOK_VERSION ?= v0.8.0
+# golangci-lint and kube-api-linter: .custom-gcl.yml pins both (the file
+# `golangci-lint custom` reads), so they are read from there.
+GOLANGCI_LINT_VERSION ?= $(shell sed -n 's/^version: *//p' .custom-gcl.yml)
+KUBE_API_LINTER_VERSION ?= $(shell sed -n 's/^ \{1,\}version: *//p' .custom-gcl.yml)
 
 IMG_REGISTRY ?= ghcr.io/patchbay-dev
 VERSION ?= 0.1.0
@@ -29,6 +33,8 @@ HELM ?= $(TOOLS)/helm-$(HELM_VERSION)/helm
 KWOK_DIR ?= $(TOOLS)/kwok-$(KWOK_VERSION)
 KWOK ?= $(KWOK_DIR)/kwok
 KWOKCTL ?= $(KWOK_DIR)/kwokctl
+GOLANGCI_LINT ?= $(TOOLS)/golangci-lint-$(GOLANGCI_LINT_VERSION)/golangci-lint
+GOLANGCI_KAL ?= $(TOOLS)/golangci-lint-kal-$(GOLANGCI_LINT_VERSION)-$(KUBE_API_LINTER_VERSION)/golangci-lint-kal
 
 CHART ?= charts/patchbay
 
@@ -69,8 +75,20 @@ fmt: ## Run gofmt on the code.
 vet: ## Run go vet.
 	go vet ./...
 
+.PHONY: lint
+lint: golangci-lint ## Run golangci-lint (.golangci.yml) on the whole module, the cluster tiers' tags included.
+	$(GOLANGCI_LINT) run ./...
+
+.PHONY: lint-fix
+lint-fix: golangci-lint ## Run golangci-lint and apply the fixes its linters offer (review the diff).
+	$(GOLANGCI_LINT) run --fix ./...
+
+.PHONY: lint-api
+lint-api: golangci-kal ## Run kube-api-linter (.golangci-kal.yml) on the API types.
+	$(GOLANGCI_KAL) run -c .golangci-kal.yml ./api/...
+
 .PHONY: verify
-verify: controller-gen ## Fail if generated code (CRDs, RBAC, deepcopy) is stale, code is not gofmt-clean, or go vet complains.
+verify: controller-gen golangci-lint golangci-kal ## Fail if generated code (CRDs, RBAC, deepcopy) is stale, code is not gofmt-clean, or go vet, golangci-lint or kube-api-linter complains.
 	hack/verify-generated.sh
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	if [ -n "$$unformatted" ]; then echo "Not gofmt-clean (run 'make fmt'):"; echo "$$unformatted"; exit 1; fi
@@ -78,6 +96,7 @@ verify: controller-gen ## Fail if generated code (CRDs, RBAC, deepcopy) is stale
 	go vet ./...
 	@# The cluster tiers and the fault-injection suite build only under their tags.
 	go vet -tags cluster,e2e,faults ./test/...
+	$(MAKE) -s lint lint-api
 
 .PHONY: test
 test: test-unit test-faults test-cluster ## Run every test tier: test-unit, test-faults, then test-cluster on the local real node (needs root).
@@ -201,6 +220,16 @@ helm-install: manifests helm ## Install (or upgrade) the chart into namespace pa
 controller-gen: $(CONTROLLER_GEN) ## Build controller-gen into the tools cache (once per version).
 $(CONTROLLER_GEN):
 	GOBIN=$(dir $(CONTROLLER_GEN)) go install sigs.k8s.io/controller-tools/cmd/controller-gen@$(CONTROLLER_GEN_VERSION)
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT) ## Build golangci-lint into the tools cache (once per version).
+$(GOLANGCI_LINT):
+	GOBIN=$(dir $(GOLANGCI_LINT)) go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
+
+.PHONY: golangci-kal
+golangci-kal: $(GOLANGCI_KAL) ## Build golangci-lint with kube-api-linter (golangci-lint custom, .custom-gcl.yml) into the tools cache (once per version pair).
+$(GOLANGCI_KAL): | $(GOLANGCI_LINT)
+	hack/golangci-custom.sh $(GOLANGCI_LINT) $(dir $(GOLANGCI_KAL))
 
 .PHONY: envtest
 envtest: ## Download or build kube-apiserver, etcd and kubectl for envtest into the tools cache (once per version).

@@ -68,11 +68,11 @@ type applier struct {
 // existing object (createOnly), rather than after a read: the cache holds only
 // what patchbay manages, so the name may still be held by someone else, and
 // the API server then refuses the apply and the holder is read directly.
-func (a *applier) apply(ctx context.Context, owner client.Object, desired client.Object) (applyOutcome, error) {
+func (a *applier) apply(ctx context.Context, owner, desired client.Object) (applyOutcome, error) {
 	kind := desired.GetObjectKind().GroupVersionKind().Kind
 	name := desired.GetName()
-	if err := checkNameLength(kind, name); err != nil {
-		return unchanged, err
+	if nerr := checkNameLength(kind, name); nerr != nil {
+		return unchanged, nerr
 	}
 	body, err := render.Unstructured(desired)
 	if err != nil {
@@ -98,8 +98,8 @@ func (a *applier) apply(ctx context.Context, owner client.Object, desired client
 	if err != nil {
 		return unchanged, fmt.Errorf("get %s %s: %w", kind, name, err)
 	}
-	if err := checkControlled(owner, kind, live); err != nil {
-		return unchanged, err
+	if nerr := checkControlled(owner, kind, live); nerr != nil {
+		return unchanged, nerr
 	}
 	same, err := ownsAlready(body, live)
 	if err != nil {
@@ -133,7 +133,7 @@ func (a *applier) create(ctx context.Context, body *unstructured.Unstructured) (
 	}
 }
 
-func checkNameLength(kind, name string) error {
+func checkNameLength(kind, name string) *nameError {
 	limit := plan.MaxNameLen
 	if kind == "StatefulSet" {
 		limit = maxStatefulSetNameLength
@@ -148,7 +148,7 @@ func checkNameLength(kind, name string) error {
 }
 
 // checkControlled refuses a live object that owner does not control.
-func checkControlled(owner client.Object, kind string, live client.Object) error {
+func checkControlled(owner client.Object, kind string, live client.Object) *nameError {
 	ref := metav1.GetControllerOf(live)
 	if ref != nil && ref.UID == owner.GetUID() {
 		return nil

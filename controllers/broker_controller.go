@@ -13,6 +13,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -85,9 +86,8 @@ func (r *BrokerReconciler) Reconcile(ctx context.Context, req reconcile.Request)
 // operator, and the Workflows mint new credentials and roll their pods.
 func (r *BrokerReconciler) resolveAuth(ctx context.Context, s *brokerScope) (ctrl.Result, error) {
 	name := render.NATSAuthSecretName(s.broker.Name)
-	if err := checkNameLength("Secret", name); err != nil {
-		s.nameErr = err.(*nameError)
-		return ctrl.Result{}, nil
+	if s.nameErr = checkNameLength("Secret", name); s.nameErr != nil {
+		return ctrl.Result{}, nil //nolint:nilerr // reported in Ready; a retry cannot shorten the name
 	}
 	secret := &corev1.Secret{}
 	key := types.NamespacedName{Namespace: s.broker.Namespace, Name: name}
@@ -100,9 +100,8 @@ func (r *BrokerReconciler) resolveAuth(ctx context.Context, s *brokerScope) (ctr
 	case err != nil:
 		return ctrl.Result{}, fmt.Errorf("get Secret %s: %w", name, err)
 	default:
-		if err := checkControlled(s.broker, "Secret", secret); err != nil {
-			s.nameErr = err.(*nameError)
-			return ctrl.Result{}, nil
+		if s.nameErr = checkControlled(s.broker, "Secret", secret); s.nameErr != nil {
+			return ctrl.Result{}, nil //nolint:nilerr // reported in Ready; the holder is left alone
 		}
 		if auth, ok := natsauth.FromData(secret.Data); ok {
 			s.auth = auth
@@ -131,7 +130,7 @@ func newPassword() (string, error) {
 
 func (r *BrokerReconciler) applyChildren(ctx context.Context, s *brokerScope) (ctrl.Result, error) {
 	if s.nameErr != nil || s.auth == nil {
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, nil //nolint:nilerr // nothing to apply: the name error is reported in Ready
 	}
 	in := &render.BrokerInput{Broker: s.broker, Settings: r.settings, Auth: s.auth}
 	change, err := r.detectStorageChange(ctx, s.broker, render.NATSStatefulSet(in))
@@ -189,7 +188,7 @@ func (r *BrokerReconciler) detectStorageChange(ctx context.Context, b *v1alpha1.
 func (r *BrokerReconciler) writeStatus(ctx context.Context, s *brokerScope) (ctrl.Result, error) {
 	b := s.broker
 	b.Status.URL = render.BrokerURL(b.Namespace, b.Name)
-	b.Status.Replicas = b.DesiredReplicas()
+	b.Status.Replicas, b.Status.Storage = b.DesiredReplicas(), b.StorageKind()
 	b.Status.ReadyReplicas = 0
 	readiness := brokerReadiness{nameErr: s.nameErr, applyErrors: s.applyErrors, storageChange: s.storageChange}
 	sts := &appsv1.StatefulSet{}
@@ -202,6 +201,10 @@ func (r *BrokerReconciler) writeStatus(ctx context.Context, s *brokerScope) (ctr
 		if ref := metav1.GetControllerOf(sts); ref != nil && ref.UID == b.UID {
 			b.Status.ReadyReplicas = sts.Status.ReadyReplicas
 			readiness.ready = statefulSetReady(sts, b.DesiredReplicas())
+			if s.storageChange != "" {
+				// The servers keep what they run: so do the Workflows' streams.
+				b.Status.Replicas, b.Status.Storage = appliedStreams(sts)
+			}
 		}
 	}
 	setBrokerAvailableCondition(b, readiness)
@@ -215,6 +218,16 @@ func (r *BrokerReconciler) writeStatus(ctx context.Context, s *brokerScope) (ctr
 		return ctrl.Result{}, fmt.Errorf("patch status: %w", err)
 	}
 	return ctrl.Result{}, nil
+}
+
+// appliedStreams are the replicas and the storage of a Broker's live
+// StatefulSet: memory storage has no volume claim templates.
+func appliedStreams(sts *appsv1.StatefulSet) (int32, v1alpha1.Storage) {
+	storage := v1alpha1.StorageFile
+	if len(sts.Spec.VolumeClaimTemplates) == 0 {
+		storage = v1alpha1.StorageMemory
+	}
+	return ptr.Deref(sts.Spec.Replicas, 1), storage
 }
 
 // statefulSetReady reports whether a StatefulSet runs the current template

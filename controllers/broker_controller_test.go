@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -63,6 +64,54 @@ var _ = Describe("A Broker whose StatefulSet the API server refuses", func() {
 
 var _ = Describe("A Broker whose storage changes", func() {
 	ctx := context.Background()
+
+	It("keeps the Workflows that use it on the streams its servers run until the change is applied", func() {
+		ns := newNamespace("storage-held", nil)
+		b := &v1alpha1.Broker{
+			ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"},
+			Spec:       v1alpha1.BrokerSpec{Replicas: ptr.To(int32(3))},
+		}
+		Expect(k8s.Create(ctx, b)).To(Succeed())
+		DeferCleanup(func() { Expect(k8s.Delete(ctx, b)).To(Succeed()) })
+		wf := &v1alpha1.Workflow{}
+		readSample("async-orchestrated.yaml", wf)
+		wf.Namespace = ns
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+		gateway := types.NamespacedName{Namespace: ns, Name: wf.Name + "-ao-gateway"}
+		streamArgs := func() []string {
+			d := &appsv1.Deployment{}
+			if err := k8s.Get(ctx, gateway, d); err != nil {
+				return []string{err.Error()}
+			}
+			var args []string
+			for _, a := range d.Spec.Template.Spec.Containers[0].Args {
+				if strings.HasPrefix(a, "--stream-") {
+					args = append(args, a)
+				}
+			}
+			return args
+		}
+		Eventually(streamArgs).Should(Equal([]string{"--stream-replicas=3", "--stream-storage=file"}))
+		markWorkloadsReady(ctx, ns)
+		Eventually(brokerCondition(ctx, ns, "default")).Should(HavePrefix("True/ReplicasReady"))
+
+		By("moving to memory storage on five servers, which the StatefulSet cannot take")
+		updateBroker(ctx, ns, "default", func(b *v1alpha1.Broker) {
+			b.Spec.Replicas = ptr.To(int32(5))
+			b.Spec.JetStream = &v1alpha1.JetStream{Storage: v1alpha1.StorageMemory}
+		})
+		Eventually(brokerCondition(ctx, ns, "default")).Should(HavePrefix("False/StorageChangeRequiresRecreate"))
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(b), b)).To(Succeed())
+		Expect(b.Status.Replicas).To(Equal(int32(3)))
+		Expect(b.Status.Storage).To(Equal(v1alpha1.StorageFile))
+		Consistently(streamArgs, "2s").Should(Equal([]string{"--stream-replicas=3", "--stream-storage=file"}))
+
+		By("applying it as the condition says: the Workflows follow")
+		sts := &appsv1.StatefulSet{}
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "default-nats"}, sts)).To(Succeed())
+		Expect(k8s.Delete(ctx, sts)).To(Succeed())
+		Eventually(streamArgs).Should(Equal([]string{"--stream-replicas=5", "--stream-storage=memory"}))
+	})
 
 	It("keeps its servers as they are and says how to apply the change", func() {
 		ns := newNamespace("storage", nil)

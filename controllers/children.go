@@ -18,7 +18,9 @@ import (
 	policyv1ac "k8s.io/client-go/applyconfigurations/policy/v1"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/predicate"
 )
 
 // childKey identifies a child by kind and name; its namespace is its owner's.
@@ -122,12 +124,30 @@ func extractOwned(live client.Object) (any, error) {
 }
 
 // ownChildren adds a watch of each kind of o's children to b, so that drift
-// of a child is undone.
+// of a child is undone, and a child someone else created for the owner is
+// pruned.
 func ownChildren(b *builder.Builder, o owners) *builder.Builder {
 	for _, k := range childKindsOf(o) {
-		b = b.Owns(k.newObject())
+		b = b.Owns(k.newObject(), builder.WithPredicates(notOwnCreate))
 	}
 	return b
+}
+
+// notOwnCreate passes every event but the creation of a child that the
+// manager applied itself: the reconcile that applied it is done with it, and
+// queueing the owner again doubled the reconciles of a converging Workflow
+// (make bench, operator section). After a restart the owners' own create
+// events reconcile every owner once.
+var notOwnCreate = predicate.Funcs{CreateFunc: func(e event.CreateEvent) bool { return !appliedByManager(e.Object) }}
+
+// appliedByManager reports whether obj carries fields that the manager applied.
+func appliedByManager(obj client.Object) bool {
+	for _, f := range obj.GetManagedFields() {
+		if f.Manager == FieldOwner && f.Operation == metav1.ManagedFieldsOperationApply {
+			return true
+		}
+	}
+	return false
 }
 
 // pruneChildren deletes the children that owner controls, that carry the

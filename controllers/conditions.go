@@ -69,7 +69,8 @@ type brokerState struct {
 
 // setBrokerReadyCondition records whether the Broker the style needs exists and is ready.
 func setBrokerReadyCondition(wf *v1alpha1.Workflow, b brokerState) {
-	status, reason, msg := metav1.ConditionTrue, v1alpha1.ReasonBrokerReady, ""
+	status, reason := metav1.ConditionTrue, v1alpha1.ReasonBrokerReady
+	var msg string
 	switch {
 	case !b.needed:
 		reason, msg = v1alpha1.ReasonBrokerNotNeeded, fmt.Sprintf("Style %s does not use a broker", wf.Spec.Style)
@@ -105,7 +106,8 @@ type workloadReadiness struct {
 // (steps, orchestrator, gateway) has all its replicas ready; a child the API
 // server refused, or that could not take its name, keeps it False.
 func setStepsReadyCondition(wf *v1alpha1.Workflow, r workloadReadiness) {
-	status, reason, msg := metav1.ConditionTrue, v1alpha1.ReasonStepsReady, ""
+	status, reason := metav1.ConditionTrue, v1alpha1.ReasonStepsReady
+	var msg string
 	switch {
 	case len(r.applyErrors) > 0:
 		status, reason, msg = metav1.ConditionFalse, v1alpha1.ReasonApplyFailed, applyErrorsMessage(r.applyErrors)

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"time"
 
 	"github.com/nats-io/jwt/v2"
 	"github.com/nats-io/nats.go/jetstream"
@@ -74,8 +75,9 @@ func (r *WorkflowReconciler) credentialsSecret(ctx context.Context, wf *v1alpha1
 // resolveCredentials gives a Workflow that uses a Broker its own NATS user
 // (natsauth.WorkflowPermissions) in <workflow>-nats-credentials, and its pod
 // templates the hash of it. Credentials are kept while they are the
-// Broker's and carry the plan's permissions; otherwise (a deleted Secret, a
-// Broker with new keys, a plan whose names changed) new ones are minted, the
+// Broker's, carry the plan's permissions and expire in more than
+// natsauth.UserRenewBefore; otherwise (a deleted Secret, a Broker with new
+// keys, a plan whose names changed, an old JWT) new ones are minted, the
 // pods roll, and the user they replace (named on the plan ConfigMap,
 // render.AnnotationNATSUser) is revoked. Without the Broker's keys (no
 // Broker yet) an existing Secret is kept as it is.
@@ -84,8 +86,8 @@ func (r *WorkflowReconciler) resolveCredentials(ctx context.Context, s *workflow
 		return ctrl.Result{}, nil
 	}
 	name := render.WorkflowCredentialsSecretName(s.wf.Name)
-	if err := checkNameLength("Secret", name); err != nil {
-		s.nameErrors = append(s.nameErrors, err.(*nameError))
+	if nerr := checkNameLength("Secret", name); nerr != nil {
+		s.nameErrors = append(s.nameErrors, nerr)
 		return ctrl.Result{}, nil
 	}
 	existing, err := r.credentialsSecret(ctx, s.wf)
@@ -115,10 +117,12 @@ func (r *WorkflowReconciler) resolveCredentials(ctx context.Context, s *workflow
 		return ctrl.Result{}, nil
 	}
 	var user string
+	var renewAt time.Time
 	if creds != nil {
 		uc, err := auth.UserOf(creds)
-		if err == nil && samePermissions(uc.Permissions.Pub.Allow, uc.Permissions.Sub.Allow, natsauth.WorkflowPermissions(s.plan)) {
-			user = uc.Subject
+		if err == nil && samePermissions(uc.Permissions.Pub.Allow, uc.Permissions.Sub.Allow, natsauth.WorkflowPermissions(s.plan)) &&
+			time.Now().Before(natsauth.RenewAt(uc)) {
+			user, renewAt = uc.Subject, natsauth.RenewAt(uc)
 		}
 	}
 	if user == "" {
@@ -127,6 +131,7 @@ func (r *WorkflowReconciler) resolveCredentials(ctx context.Context, s *workflow
 			return ctrl.Result{}, err
 		}
 		creds, user = u.Creds, u.PublicKey
+		renewAt = time.Now().Add(natsauth.UserLifetime - natsauth.UserRenewBefore)
 	}
 	s.input.NATSCredentialsHash = render.CredentialsHash(creds)
 	s.input.NATSUser = user
@@ -141,6 +146,52 @@ func (r *WorkflowReconciler) resolveCredentials(ctx context.Context, s *workflow
 			r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, "RevokeFailed", "Revoke",
 				"%s", eventNote(fmt.Sprintf("Cannot revoke the replaced NATS user %s on Broker %s: %v", previous, s.broker.name, err)))
 		}
+	}
+	// Renewed before they expire, whether or not anything else happens.
+	return ctrl.Result{RequeueAfter: time.Until(renewAt)}, nil
+}
+
+// ReasonBrokerResourcesPending is the reason of the Warning event that says
+// a Workflow's stream and buckets could not be made on its Broker.
+const ReasonBrokerResourcesPending = "BrokerResourcesPending"
+
+// brokerResourcesRetry is how soon a Workflow whose stream and buckets could
+// not be made on its Broker tries again, when no event of the Broker comes
+// first.
+const brokerResourcesRetry = 10 * time.Second
+
+// ensureBrokerResources creates the Workflow's stream and KV buckets on its
+// Broker, or updates them to its Plan and the Broker's storage: its own NATS
+// user may not (natsauth.WorkflowPermissions), and its roles wait, not
+// ready, until they exist. The consumers are the roles' own to create, on
+// that stream only. A Broker that cannot be reached or refuses is reported
+// in a Warning event and retried; it does not hold the rest of the
+// reconcile, and the Workflow's readiness follows its pods', which wait.
+// (BrokerReady stays about the Broker itself: a Broker whose servers run
+// answers in the end, and a simulated one, such as kwok's, never does.)
+func (r *WorkflowReconciler) ensureBrokerResources(ctx context.Context, s *workflowScope) (ctrl.Result, error) {
+	if s.input == nil || s.plan.Stream == nil || s.broker.broker == nil || s.input.Streams == nil {
+		return ctrl.Result{}, nil
+	}
+	auth, err := r.brokerAuth(ctx, s.broker.broker)
+	if err != nil || auth == nil {
+		// Without its keys the Broker has no servers to create them on yet;
+		// the auth Secret's creation reconciles the Workflow again.
+		return ctrl.Result{}, err
+	}
+	c, err := r.admin.conn(s.broker.broker, auth)
+	if errors.Is(err, errNoURL) {
+		// Its status, which brings the URL, reconciles the Workflow again.
+		return ctrl.Result{}, nil
+	}
+	if err == nil {
+		err = c.ensureResources(ctx, s.plan, s.input.Streams)
+	}
+	if err != nil {
+		log.FromContext(ctx).V(1).Info("Cannot create the stream and buckets on the Broker yet", "broker", s.broker.name, "err", err.Error())
+		r.recorder.Eventf(s.wf, nil, corev1.EventTypeWarning, ReasonBrokerResourcesPending, "CreateStream", "%s",
+			eventNote(fmt.Sprintf("Creating or updating this Workflow's stream and buckets on Broker %s failed; retrying every %s: %v", s.broker.name, brokerResourcesRetry, err)))
+		return ctrl.Result{RequeueAfter: brokerResourcesRetry}, nil
 	}
 	return ctrl.Result{}, nil
 }

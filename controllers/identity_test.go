@@ -3,17 +3,22 @@ package controllers_test
 import (
 	"context"
 	"errors"
+	"fmt"
+	"net"
 	"time"
 
+	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	. "github.com/onsi/gomega/gstruct"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
@@ -92,18 +97,19 @@ func compiled(ctx context.Context, ns, name string) *plan.Plan {
 	return p
 }
 
-// setUpOnBroker declares a workflow's streams, buckets and consumers
-// with its own credentials, as its roles do at start.
+// setUpOnBroker opens a workflow's stream and runs bucket, which the
+// manager creates, and creates its consumers with its own credentials, as its
+// roles do at start.
 func setUpOnBroker(ctx context.Context, url string, creds []byte, p *plan.Plan) {
 	nc, err := connectAs(url, creds, p)
 	Expect(err).NotTo(HaveOccurred())
 	defer nc.Close()
 	js, err := jetstream.New(nc)
 	Expect(err).NotTo(HaveOccurred())
-	Expect(bus.EnsureStream(ctx, js, p, bus.DefaultStorage)).To(Succeed())
-	_, err = bus.EnsureRuns(ctx, js, p, bus.DefaultStorage)
+	Expect(bus.WaitStream(ctx, js, p)).To(Succeed())
+	_, err = bus.WaitRuns(ctx, js, p)
 	Expect(err).NotTo(HaveOccurred())
-	_, err = bus.EnsureIdempotency(ctx, js, p, bus.DefaultStorage)
+	_, err = bus.WaitIdempotency(ctx, js, p)
 	Expect(err).NotTo(HaveOccurred())
 	for _, st := range p.Steps {
 		for _, c := range st.Consumers {
@@ -113,12 +119,41 @@ func setUpOnBroker(ctx context.Context, url string, creds []byte, p *plan.Plan) 
 	}
 }
 
+// adminJS is a JetStream client of the Broker's workflows account with no
+// limits, as the manager's.
+func adminJS(auth *natsauth.Broker, url string) jetstream.JetStream {
+	admin, err := auth.NewUser("test admin", nil, false)
+	Expect(err).NotTo(HaveOccurred())
+	token, seed, err := natsauth.JWTAndSeed(admin.Creds)
+	Expect(err).NotTo(HaveOccurred())
+	nc, err := nats.Connect(url, nats.UserJWTAndSeed(token, seed))
+	Expect(err).NotTo(HaveOccurred())
+	DeferCleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	Expect(err).NotTo(HaveOccurred())
+	return js
+}
+
+// streamConfig polls the configuration of a stream, nil while it does not exist.
+func streamConfig(ctx context.Context, js jetstream.JetStream, name string) func() *jetstream.StreamConfig {
+	return func() *jetstream.StreamConfig {
+		s, err := js.Stream(ctx, name)
+		if err != nil {
+			return nil
+		}
+		c := s.CachedInfo().Config
+		return &c
+	}
+}
+
 var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 	ctx := context.Background()
 	var (
 		ns   string
 		auth *natsauth.Broker
 		url  string
+		// betaReadModel is the read model beta gains later.
+		betaReadModel *v1alpha1.ReadModel
 	)
 	BeforeAll(func() {
 		ns = newNamespace("identity", nil)
@@ -128,8 +163,50 @@ var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 			readSample(sample.file, wf)
 			wf.Namespace, wf.Name = ns, sample.name
 			wf.Spec.Broker = &v1alpha1.BrokerRef{Name: "default"}
+			if sample.name == "beta" {
+				betaReadModel, wf.Spec.ReadModel = wf.Spec.ReadModel, nil
+			}
 			Expect(k8s.Create(ctx, wf)).To(Succeed())
 		}
+	})
+
+	It("creates each Workflow's stream and runs bucket on the Broker with the Plan's settings, and the read-model bucket once the Plan has one", func() {
+		js := adminJS(auth, url)
+		for _, name := range []string{"alpha", "beta"} {
+			p := compiled(ctx, ns, name)
+			Eventually(streamConfig(ctx, js, p.Stream.Name)).Should(PointTo(MatchFields(IgnoreExtras, Fields{
+				"Subjects": Equal(p.Stream.Subjects),
+				"MaxAge":   Equal(bus.StreamConfig(p, bus.DefaultStorage).MaxAge),
+				"Replicas": Equal(1),
+				"Storage":  Equal(jetstream.FileStorage),
+			})), name)
+			Eventually(streamConfig(ctx, js, "KV_"+p.Stream.RunsBucket)).Should(PointTo(MatchFields(IgnoreExtras, Fields{
+				"AllowDirect": BeFalse(),
+				"MaxAge":      Equal(bus.RunsConfig(p, bus.DefaultStorage).TTL),
+			})), name)
+		}
+		beta := compiled(ctx, ns, "beta")
+		Expect(beta.ReadModel).To(BeNil())
+
+		wf := getWorkflow(ctx, ns, "beta")
+		wf.Spec.ReadModel = betaReadModel
+		Expect(k8s.Update(ctx, wf)).To(Succeed())
+		Eventually(func() *plan.ReadModel { return compiled(ctx, ns, "beta").ReadModel }).ShouldNot(BeNil())
+		beta = compiled(ctx, ns, "beta")
+		Eventually(streamConfig(ctx, js, "KV_"+beta.ReadModel.Bucket)).ShouldNot(BeNil())
+		// The new user, with the permissions of the new plan, opens it.
+		Eventually(func(g Gomega) {
+			uc, err := auth.UserOf(credentials(ctx, ns, "beta")())
+			g.Expect(err).NotTo(HaveOccurred())
+			g.Expect(uc.Permissions.Pub.Allow).To(Equal(natsauth.WorkflowPermissions(beta).Pub.Allow))
+		}).Should(Succeed())
+		nc, err := connectAs(url, credentials(ctx, ns, "beta")(), beta)
+		Expect(err).NotTo(HaveOccurred())
+		defer nc.Close()
+		bjs, err := jetstream.New(nc)
+		Expect(err).NotTo(HaveOccurred())
+		_, err = bus.WaitReadModel(ctx, bjs, beta)
+		Expect(err).NotTo(HaveOccurred())
 	})
 
 	It("gives each Workflow its own user, with permissions for its own resources only, mounted by its own pods only", func() {
@@ -269,7 +346,11 @@ var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 		}
 		beta := compiled(ctx, ns, "beta")
 		held := func(p *plan.Plan) []string {
-			return []string{p.Stream.Name, p.Stream.DeadLetterStream, "KV_" + p.Stream.RunsBucket, "KV_" + p.Stream.IdempotencyBucket}
+			names := []string{p.Stream.Name, p.Stream.DeadLetterStream, "KV_" + p.Stream.RunsBucket, "KV_" + p.Stream.IdempotencyBucket}
+			if p.ReadModel != nil {
+				names = append(names, "KV_"+p.ReadModel.Bucket)
+			}
+			return names
 		}
 		Expect(streams()).To(ConsistOf(append(held(p), held(beta)...)))
 
@@ -322,5 +403,49 @@ var _ = Describe("A Workflow whose Broker does not answer", func() {
 		Eventually(func() bool {
 			return apierrors.IsNotFound(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "staying"}, &v1alpha1.Workflow{}))
 		}).Should(BeTrue())
+	})
+})
+
+var _ = Describe("A Workflow whose Broker runs but does not answer", func() {
+	ctx := context.Background()
+
+	It("says so in a Warning event, then gets its stream and buckets once the Broker answers", func() {
+		ns := newNamespace("unanswered", nil)
+		Expect(k8s.Create(ctx, &v1alpha1.Broker{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"},
+			Spec: v1alpha1.BrokerSpec{Replicas: ptr.To(int32(1))}})).To(Succeed())
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		Expect(err).NotTo(HaveOccurred())
+		port := l.Addr().(*net.TCPAddr).Port
+		Expect(l.Close()).To(Succeed())
+		url := fmt.Sprintf("nats://127.0.0.1:%d", port)
+		brokerServers.Store(ns+"/default", url)
+		DeferCleanup(func() { brokerServers.Delete(ns + "/default") })
+		wf := &v1alpha1.Workflow{}
+		readSample("choreography.yaml", wf)
+		wf.Namespace, wf.Name = ns, "orders"
+		Expect(k8s.Create(ctx, wf)).To(Succeed())
+		Eventually(func() error {
+			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: render.NATSName("default")}, &appsv1.StatefulSet{})
+		}).Should(Succeed())
+		markWorkloadsReady(ctx, ns)
+		Eventually(events(ctx, ns, "orders")).Should(ContainElement(HavePrefix(
+			"Warning BrokerResourcesPending: Creating or updating this Workflow's stream and buckets on Broker default failed; retrying every 10s: connect to Broker default at " + url)))
+
+		By("starting the Broker's server from its rendered nats.conf")
+		cm := &corev1.ConfigMap{}
+		Expect(k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: render.NATSConfigName("default")}, cm)).To(Succeed())
+		opts := natstest.ConfigOptions(GinkgoT(), cm.Data["nats.conf"], render.NATSDataDir, GinkgoT().TempDir(), map[string]string{render.NATSServerNameEnv: "default-nats-0"})
+		opts.Port = port
+		srv, err := server.NewServer(opts)
+		Expect(err).NotTo(HaveOccurred())
+		go srv.Start()
+		Expect(srv.ReadyForConnections(20 * time.Second)).To(BeTrue())
+		DeferCleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
+
+		p := compiled(ctx, ns, "orders")
+		js := adminJS(brokerAuth(ctx, ns, "default"), url)
+		Eventually(streamConfig(ctx, js, p.Stream.Name)).ShouldNot(BeNil())
+		Eventually(streamConfig(ctx, js, "KV_"+p.Stream.RunsBucket)).ShouldNot(BeNil())
+		Eventually(streamConfig(ctx, js, "KV_"+p.ReadModel.Bucket)).ShouldNot(BeNil())
 	})
 })

@@ -15,12 +15,16 @@ import (
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/natsauth"
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/render"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/topology"
 )
 
 // natsAdmin holds the manager's connections to its Brokers, one per Broker,
 // opened on first use with an admin user of the Broker's workflows account
-// and a user of its system account, both minted from the Broker's auth Secret.
+// and a user of its system account, both minted from the Broker's auth
+// Secret, and opened anew with new users before theirs expire.
 // A Broker that does not answer is an error for the caller to retry later: no
 // call waits longer than natsAdminTimeout.
 type natsAdmin struct {
@@ -30,6 +34,10 @@ type natsAdmin struct {
 	conns map[types.NamespacedName]*brokerConn
 }
 
+// errNoURL says that a Broker has no address yet: its controller has not
+// written its status.
+var errNoURL = errors.New("no URL yet")
+
 // natsAdminTimeout bounds a connect and each request to a Broker.
 const natsAdminTimeout = 5 * time.Second
 
@@ -37,6 +45,9 @@ type brokerConn struct {
 	// account is the workflows account the connection was made for; a
 	// Broker whose auth Secret was regenerated gets a new connection.
 	account string
+	// renewAt is when the connection is made anew, with new users, before
+	// theirs expire (natsauth.UserLifetime).
+	renewAt time.Time
 	auth    *natsauth.Broker
 	nc, sys *nats.Conn
 	js      jetstream.JetStream
@@ -57,7 +68,7 @@ func (a *natsAdmin) conn(b *v1alpha1.Broker, auth *natsauth.Broker) (*brokerConn
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	if c := a.conns[client.ObjectKeyFromObject(b)]; c != nil {
-		if c.account == auth.Account() && !c.nc.IsClosed() && !c.sys.IsClosed() {
+		if c.account == auth.Account() && !c.nc.IsClosed() && !c.sys.IsClosed() && time.Now().Before(c.renewAt) {
 			return c, nil
 		}
 		c.close()
@@ -65,7 +76,7 @@ func (a *natsAdmin) conn(b *v1alpha1.Broker, auth *natsauth.Broker) (*brokerConn
 	}
 	url := a.url(b)
 	if url == "" {
-		return nil, fmt.Errorf("Broker %s has no URL yet", b.Name)
+		return nil, fmt.Errorf("Broker %s has %w", b.Name, errNoURL)
 	}
 	dial := func(system bool) (*nats.Conn, error) {
 		u, err := auth.NewUser("patchbay-manager", nil, system)
@@ -98,7 +109,7 @@ func (a *natsAdmin) conn(b *v1alpha1.Broker, auth *natsauth.Broker) (*brokerConn
 		sys.Close()
 		return nil, err
 	}
-	c := &brokerConn{account: auth.Account(), auth: auth, nc: nc, sys: sys, js: js}
+	c := &brokerConn{account: auth.Account(), renewAt: time.Now().Add(natsauth.UserLifetime - natsauth.UserRenewBefore), auth: auth, nc: nc, sys: sys, js: js}
 	a.conns[client.ObjectKeyFromObject(b)] = c
 	return c, nil
 }
@@ -116,6 +127,23 @@ func (a *natsAdmin) forget(key types.NamespacedName) {
 func (c *brokerConn) close() {
 	c.nc.Close()
 	c.sys.Close()
+}
+
+// ensureResources creates or updates a workflow's stream and KV buckets on
+// the Broker with the settings of its plan p and of the Broker (st).
+func (c *brokerConn) ensureResources(ctx context.Context, p *plan.Plan, st *render.Streams) error {
+	ctx, cancel := context.WithTimeout(ctx, natsAdminTimeout)
+	defer cancel()
+	return bus.EnsureResources(ctx, c.js, p, storageOf(st))
+}
+
+// storageOf is how the runtime's bus names a Broker's storage.
+func storageOf(st *render.Streams) bus.Storage {
+	out := bus.Storage{Replicas: int(st.Replicas), Type: jetstream.FileStorage}
+	if st.Storage == v1alpha1.StorageMemory {
+		out.Type = jetstream.MemoryStorage
+	}
+	return out
 }
 
 // deleteResources deletes what a workflow holds on the Broker: its stream
@@ -161,7 +189,7 @@ func (c *brokerConn) revoke(ctx context.Context, users ...string) error {
 	if current == "" {
 		current = c.auth.AccountJWT
 	}
-	updated, err := c.auth.Revoke(current, users...)
+	updated, err := c.auth.Revoke(current, time.Now(), users...)
 	if err != nil {
 		return err
 	}

@@ -65,7 +65,7 @@ func (r *WorkflowReconciler) observeReadModel(ctx context.Context, s *workflowSc
 func (r *WorkflowReconciler) askReadModel(ctx context.Context, url string) (*readModelStatus, error) {
 	ctx, cancel := context.WithTimeout(ctx, readModelAskTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, url, http.NoBody)
 	if err != nil {
 		return nil, err
 	}

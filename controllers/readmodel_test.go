@@ -38,6 +38,8 @@ var _ = Describe("ReadModelCurrent", func() {
 		conn, err := bus.Connect(bus.Options{URL: natstest.Start(GinkgoT()), Name: "test"}, log)
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(conn.Close)
+		// What the manager makes on a Broker (this server is none of its own).
+		Expect(bus.EnsureResources(ctx, conn.JS, p, bus.DefaultStorage)).To(Succeed())
 		gw, err := gateway.Start(ctx, gateway.Config{Plan: p, Conn: conn, Telemetry: tel})
 		Expect(err).NotTo(HaveOccurred())
 		DeferCleanup(gw.Stop)

@@ -2,6 +2,7 @@ package controllers_test
 
 import (
 	"context"
+	"net/url"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -173,5 +174,19 @@ var _ = Describe("Steps that read Secrets", func() {
 			return deployment(ctx, ns, "calls-sc-call")().Spec.Template.Spec.Containers[0].Image
 		}).Should(Equal("registry.test/call:2"))
 		Eventually(workflowCondition(ctx, ns, "calls", v1alpha1.ConditionSecretsAllowed)).Should(HavePrefix("True/SecretsAllowed"))
+	})
+})
+
+var _ = Describe("The manager's cache of Secrets", func() {
+	It("lists and watches only the Secrets patchbay manages and those labelled for steps, never every Secret", func() {
+		managed := url.QueryEscape(render.LabelManagedBy + "=" + render.ManagedBy)
+		stepReadable := url.QueryEscape(v1alpha1.LabelStepReadable + "=true")
+		Eventually(manager.writes.secretLists).Should(ContainElements(
+			And(ContainSubstring("watch=true"), ContainSubstring("labelSelector="+managed)),
+			And(ContainSubstring("watch=true"), ContainSubstring("labelSelector="+stepReadable)),
+		))
+		for _, r := range manager.writes.secretLists() {
+			Expect(r).To(Or(ContainSubstring("labelSelector="+managed), ContainSubstring("labelSelector="+stepReadable)), r)
+		}
 	})
 })

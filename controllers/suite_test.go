@@ -247,10 +247,13 @@ func (m *runningManager) stop() {
 	Eventually(m.done).Should(Receive(BeNil()))
 }
 
-// writeCounter records every request that may change the API server's state.
+// writeCounter records every request that may change the API server's state,
+// and every list or watch of Secrets.
 type writeCounter struct {
 	mu       sync.Mutex
 	requests []string
+	// secretReads are the lists and watches of Secrets, with their query.
+	secretReads []string
 }
 
 type roundTripperFunc func(*http.Request) (*http.Response, error)
@@ -260,7 +263,13 @@ func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { r
 func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
 	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
 		switch r.Method {
-		case http.MethodGet, http.MethodHead, http.MethodOptions:
+		case http.MethodGet:
+			if strings.HasSuffix(r.URL.Path, "/secrets") {
+				w.mu.Lock()
+				w.secretReads = append(w.secretReads, r.URL.Path+"?"+r.URL.RawQuery)
+				w.mu.Unlock()
+			}
+		case http.MethodHead, http.MethodOptions:
 		default:
 			w.mu.Lock()
 			w.requests = append(w.requests, r.Method+" "+r.URL.Path)
@@ -274,6 +283,12 @@ func (w *writeCounter) list() []string {
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return append([]string(nil), w.requests...)
+}
+
+func (w *writeCounter) secretLists() []string {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return append([]string(nil), w.secretReads...)
 }
 
 // reconciles is how many reconciles a controller has finished, and whether
@@ -406,5 +421,3 @@ func prefixed(kind string, names ...string) []string {
 	}
 	return out
 }
-
-func joinLines(lines []string) string { return strings.Join(lines, "\n") }

@@ -156,15 +156,11 @@ func (r *WorkflowReconciler) switchStyles(ctx context.Context, s *workflowScope)
 	}
 	sortRetiring(sw.retiring)
 	if len(drained) > 0 {
-		res, err := r.cleanBroker(ctx, s, sw)
-		if err != nil || !res.IsZero() {
+		if res := r.cleanBroker(ctx, s, sw); !res.IsZero() {
 			// Its children stay until the Broker is clean, so that nothing of
 			// the drained style is left without an owner to retry.
 			for _, keys := range drained {
 				keep(s, keys)
-			}
-			if err != nil {
-				return ctrl.Result{}, err
 			}
 			result = shortest(result, res)
 		}
@@ -176,11 +172,12 @@ func (r *WorkflowReconciler) switchStyles(ctx context.Context, s *workflowScope)
 // held and the styles still running do not need: consumers and buckets the
 // current plan does not name, or, when no async style runs any more, the
 // stream, the buckets and the Workflow's user. While another async style still
-// drains it does nothing: the last one to drain cleans for all of them.
-func (r *WorkflowReconciler) cleanBroker(ctx context.Context, s *workflowScope, sw *switchState) (ctrl.Result, error) {
+// drains it does nothing: the last one to drain cleans for all of them. A
+// failure is retried after a while (the result), never returned.
+func (r *WorkflowReconciler) cleanBroker(ctx context.Context, s *workflowScope, sw *switchState) ctrl.Result {
 	for _, rs := range sw.retiring {
 		if rs.Style.IsAsync() {
-			return ctrl.Result{}, nil
+			return ctrl.Result{}
 		}
 	}
 	var keepPlan *plan.Plan
@@ -190,10 +187,10 @@ func (r *WorkflowReconciler) cleanBroker(ctx context.Context, s *workflowScope, 
 	err := r.BrokerCleanup(ctx, s.wf, keepPlan)
 	switch {
 	case err == nil, errors.Is(err, errBrokerGone):
-		return ctrl.Result{}, nil
+		return ctrl.Result{}
 	default:
 		log.FromContext(ctx).Info("Could not yet delete what a drained style held on its Broker; retrying", "error", err.Error())
-		return ctrl.Result{RequeueAfter: 10 * time.Second}, nil
+		return ctrl.Result{RequeueAfter: 10 * time.Second}
 	}
 }
 
@@ -334,7 +331,8 @@ func setSwitchingCondition(wf *v1alpha1.Workflow, sw *switchState) {
 		}
 		return strings.Join(parts, ", ")
 	}
-	status, reason, msg := metav1.ConditionTrue, "", ""
+	status := metav1.ConditionTrue
+	var reason, msg string
 	switch {
 	case sw.entryOn != sw.current:
 		reason = v1alpha1.ReasonNewStyleStarting

@@ -106,6 +106,7 @@ func (r *WorkflowReconciler) phases() []phase[*workflowScope] {
 		{"compile", r.compileWorkflow},
 		{"secret references", r.checkSecrets},
 		{"credentials", r.resolveCredentials},
+		{"broker resources", r.ensureBrokerResources},
 		{"plan ConfigMap", r.applyPlanConfigMap},
 		{"steps", r.applySteps},
 		{"orchestrator and gateway", r.applyComponents},
@@ -141,7 +142,7 @@ func (r *WorkflowReconciler) compileWorkflow(_ context.Context, s *workflowScope
 	p, err := r.compile(s.wf)
 	if err != nil {
 		s.compileErr = err
-		return ctrl.Result{}, nil
+		return ctrl.Result{}, nil //nolint:nilerr // reported in Compiled, and not retried
 	}
 	in, err := render.NewWorkflowInput(s.wf, p, r.settings)
 	if err != nil {
@@ -357,8 +358,9 @@ func (r *WorkflowReconciler) observeDeploymentsOf(ctx context.Context, s *workfl
 			return 0, fmt.Errorf("get Deployment %s: %w", name, err)
 		}
 		readiness.total++
+		// A Deployment not found has no controller either.
 		ref := metav1.GetControllerOf(d)
-		if err != nil || ref == nil || ref.UID != wf.UID {
+		if ref == nil || ref.UID != wf.UID {
 			readiness.waiting = append(readiness.waiting, name)
 			return 0, nil
 		}

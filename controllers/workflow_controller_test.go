@@ -86,7 +86,7 @@ func events(ctx context.Context, ns, name string) func() []string {
 func printedColumns(ctx context.Context, ns string) map[string]map[string]string {
 	hc, err := rest.HTTPClientFor(cfg)
 	Expect(err).NotTo(HaveOccurred())
-	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(cfg.Host, "/")+"/apis/patchbay.dev/v1alpha1/namespaces/"+ns+"/workflows", nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, strings.TrimRight(cfg.Host, "/")+"/apis/patchbay.dev/v1alpha1/namespaces/"+ns+"/workflows", http.NoBody)
 	Expect(err).NotTo(HaveOccurred())
 	req.Header.Set("Accept", "application/json;as=Table;v=v1;g=meta.k8s.io")
 	resp, err := hc.Do(req)

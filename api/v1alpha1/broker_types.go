@@ -57,20 +57,33 @@ type BrokerStatus struct {
 
 	// url is the client URL of the NATS cluster.
 	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
 	URL string `json:"url,omitempty"`
 
-	// replicas is the desired number of NATS servers.
+	// replicas is the number of NATS servers the Broker runs with: spec.replicas
+	// once applied. While a storage change is held (Ready is
+	// StorageChangeRequiresRecreate), it stays what the servers run, and so do
+	// the streams of the Workflows that use the Broker.
 	// +optional
 	Replicas int32 `json:"replicas,omitempty"`
+
+	// storage is the JetStream storage the servers run with: spec.jetstream.storage
+	// once applied, the previous one while a storage change is held. Workflows
+	// create their streams and buckets with it.
+	// +optional
+	Storage Storage `json:"storage,omitempty"`
 
 	// readyReplicas is the number of ready NATS servers.
 	// +optional
 	ReadyReplicas int32 `json:"readyReplicas,omitempty"`
 
-	// conditions: Ready.
+	// conditions are the Broker's conditions: Ready.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
@@ -84,7 +97,9 @@ type BrokerStatus struct {
 // +kubebuilder:printcolumn:name="URL",type=string,JSONPath=`.status.url`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Broker struct {
-	metav1.TypeMeta   `json:",inline"`
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the standard object metadata.
+	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// spec is the desired NATS cluster.
@@ -103,8 +118,4 @@ type BrokerList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Broker `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&Broker{}, &BrokerList{})
 }

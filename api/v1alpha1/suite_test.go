@@ -14,7 +14,11 @@ import (
 
 // The suite installs the generated CRDs into a real kube-apiserver and drives it
 // with kubectl, as a user would: `kubectl apply --dry-run=server`.
-var testEnv *envtest.Environment
+var (
+	testEnv *envtest.Environment
+	// admin is the cluster administrator kubectl runs as.
+	admin *envtest.AuthenticatedUser
+)
 
 func TestAPIValidation(t *testing.T) {
 	RegisterFailHandler(Fail)
@@ -30,6 +34,8 @@ var _ = BeforeSuite(func() {
 	}
 	_, err := testEnv.Start()
 	Expect(err).NotTo(HaveOccurred())
+	admin, err = testEnv.AddUser(envtest.User{Name: "admin", Groups: []string{"system:masters"}}, nil)
+	Expect(err).NotTo(HaveOccurred())
 })
 
 var _ = AfterSuite(func() {
@@ -40,7 +46,11 @@ var _ = AfterSuite(func() {
 
 // kubectl runs kubectl against the envtest apiserver and returns its combined output.
 func kubectl(args ...string) (string, error) {
-	stdout, stderr, err := testEnv.ControlPlane.KubeCtl().Run(args...)
+	k, err := admin.Kubectl()
+	if err != nil {
+		return "", err
+	}
+	stdout, stderr, err := k.Run(args...)
 	out, _ := io.ReadAll(stdout)
 	errOut, _ := io.ReadAll(stderr)
 	return strings.TrimSpace(string(out) + string(errOut)), err

@@ -10,15 +10,15 @@ import (
 type Style string
 
 const (
-	// StyleSyncChain: each step's sidecar forwards its output to the next steps over HTTP.
+	// StyleSyncChain means each step's sidecar forwards its output to the next steps over HTTP.
 	StyleSyncChain Style = "sync-chain"
-	// StyleSyncOrchestrated: an orchestrator calls the steps over HTTP, each once its dependencies answered.
+	// StyleSyncOrchestrated means an orchestrator calls the steps over HTTP, each once its dependencies answered.
 	StyleSyncOrchestrated Style = "sync-orchestrated"
-	// StyleAsyncOrchestrated: an orchestrator drives the steps over NATS JetStream.
+	// StyleAsyncOrchestrated means an orchestrator drives the steps over NATS JetStream.
 	StyleAsyncOrchestrated Style = "async-orchestrated"
-	// StyleChoreography: steps react to events and emit events; nobody drives the flow.
+	// StyleChoreography means steps react to events and emit events; nobody drives the flow.
 	StyleChoreography Style = "choreography"
-	// StyleHybrid: an orchestrator for the explicit steps, events for the leaves.
+	// StyleHybrid means an orchestrator for the explicit steps, events for the leaves.
 	StyleHybrid Style = "hybrid"
 )
 
@@ -87,7 +87,7 @@ type WorkflowSpec struct {
 	// style is how the steps are connected: sync-chain, sync-orchestrated,
 	// async-orchestrated, choreography or hybrid. Changing it re-renders the topology.
 	// +required
-	Style Style `json:"style"`
+	Style Style `json:"style,omitempty"`
 
 	// broker names the Broker in this namespace that carries messages for the
 	// async styles (async-orchestrated, choreography, hybrid). Ignored by the sync styles.
@@ -114,7 +114,7 @@ type WorkflowSpec struct {
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=64
 	// +kubebuilder:validation:XValidation:rule="self.all(s, !has(s.dependsOn) || s.dependsOn.all(d, self.exists(t, t.name == d)))",message="spec.steps[].dependsOn must name steps of this workflow: a listed step does not exist"
-	Steps []Step `json:"steps"`
+	Steps []Step `json:"steps,omitempty"`
 
 	// readModel is an optional CQRS projection of events into a key-value read store
 	// that the gateway serves at GET /query/{key}.
@@ -151,6 +151,7 @@ type DeadLetters struct {
 type BrokerRef struct {
 	// name of the Broker. Defaults to "default".
 	// +optional
+	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="spec.broker.name must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit"
 	Name string `json:"name,omitempty"`
@@ -183,6 +184,7 @@ type Entry struct {
 
 	// event is the event type a request becomes (choreography, and optionally hybrid).
 	// +optional
+	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_-]+(\\\\.[A-Za-z0-9_-]+)*$')",message="spec.entry.event must be dot-separated words of letters, digits, '-' and '_', such as order.requested"
 	Event string `json:"event,omitempty"`
@@ -191,6 +193,7 @@ type Entry struct {
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[A-Za-z0-9_-]+(\\\\.[A-Za-z0-9_-]+)*$')",message="spec.entry.completesOn[] must be event types: dot-separated words of letters, digits, '-' and '_'"
 	CompletesOn []string `json:"completesOn,omitempty"`
@@ -317,13 +320,13 @@ type Step struct {
 	// +kubebuilder:validation:MaxLength=63
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[a-z0-9]([-a-z0-9]*[a-z0-9])?$')",message="spec.steps[].name must be a DNS label: lowercase letters, digits and '-', starting and ending with a letter or digit"
 	// +kubebuilder:validation:XValidation:rule="!(self in ['orchestrator', 'gateway'])",message="spec.steps[].name: orchestrator and gateway are reserved for patchbay's own components; rename the step"
-	Name string `json:"name"`
+	Name string `json:"name,omitempty"`
 
 	// image is the step's container image.
 	// +required
 	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=512
-	Image string `json:"image"`
+	Image string `json:"image,omitempty"`
 
 	// port is the port the app listens on. Defaults to 8080; 15080 and 15090 belong to the sidecar.
 	// +optional
@@ -334,6 +337,7 @@ type Step struct {
 
 	// path is the HTTP path the sidecar posts to. Defaults to /.
 	// +optional
+	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=1024
 	// +kubebuilder:validation:XValidation:rule="self.startsWith('/')",message="spec.steps[].path must start with '/'"
 	Path string `json:"path,omitempty"`
@@ -349,6 +353,7 @@ type Step struct {
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=63
 	DependsOn []string `json:"dependsOn,omitempty"`
 
@@ -356,6 +361,7 @@ type Step struct {
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[A-Za-z0-9_-]+(\\\\.[A-Za-z0-9_-]+)*$')",message="spec.steps[].subscribes[] must be event types: dot-separated words of letters, digits, '-' and '_'"
 	Subscribes []string `json:"subscribes,omitempty"`
@@ -365,6 +371,7 @@ type Step struct {
 	// +optional
 	// +listType=set
 	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[A-Za-z0-9_-]+(\\\\.[A-Za-z0-9_-]+)*$')",message="spec.steps[].emits[] must be event types: dot-separated words of letters, digits, '-' and '_'"
 	Emits []string `json:"emits,omitempty"`
@@ -436,16 +443,17 @@ type ReadModel struct {
 	// +listType=set
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=16
+	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=253
 	// +kubebuilder:validation:items:XValidation:rule="self.matches('^[A-Za-z0-9_-]+(\\\\.[A-Za-z0-9_-]+)*$')",message="spec.readModel.events[] must be event types: dot-separated words of letters, digits, '-' and '_'"
-	Events []string `json:"events"`
+	Events []string `json:"events,omitempty"`
 
 	// key is a JSON pointer (RFC 6901) into the event payload whose value keys the entry, such as /orderId.
 	// +required
 	// +kubebuilder:validation:MinLength=2
 	// +kubebuilder:validation:MaxLength=256
 	// +kubebuilder:validation:XValidation:rule="self.matches('^(/([^/~]|~[01])*)+$')",message="spec.readModel.key must be a JSON pointer such as /orderId"
-	Key string `json:"key"`
+	Key string `json:"key,omitempty"`
 
 	// mode is how an event updates its key's document: merge (the default)
 	// applies the event as a JSON merge patch (RFC 7386), so that the
@@ -467,9 +475,10 @@ type ReadModel struct {
 type ReadModelFields struct {
 	// event is the event type, one of spec.readModel.events.
 	// +required
+	// +kubebuilder:validation:MinLength=1
 	// +kubebuilder:validation:MaxLength=253
 	// +kubebuilder:validation:XValidation:rule="self.matches('^[A-Za-z0-9_-]+(\\\\.[A-Za-z0-9_-]+)*$')",message="spec.readModel.fields[].event must be an event type: dot-separated words of letters, digits, '-' and '_'"
-	Event string `json:"event"`
+	Event string `json:"event,omitempty"`
 
 	// select are JSON pointers (RFC 6901) into the event payload, such as
 	// /status or /payment/amount: the document receives these values at
@@ -478,16 +487,19 @@ type ReadModelFields struct {
 	// +listType=set
 	// +kubebuilder:validation:MinItems=1
 	// +kubebuilder:validation:MaxItems=32
+	// +kubebuilder:validation:items:MinLength=1
 	// +kubebuilder:validation:items:MaxLength=256
 	// +kubebuilder:validation:items:XValidation:rule="self.matches('^(/([^/~]|~[01])*)+$')",message="spec.readModel.fields[].select[] must be JSON pointers such as /status"
-	Select []string `json:"select"`
+	Select []string `json:"select,omitempty"`
 }
 
 // StepStatus is the observed state of one step's Deployment.
 type StepStatus struct {
 	// name of the step.
 	// +required
-	Name string `json:"name"`
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=63
+	Name string `json:"name,omitempty"`
 	// replicas is the desired number of pods.
 	// +optional
 	Replicas int32 `json:"replicas"`
@@ -500,7 +512,7 @@ type StepStatus struct {
 type RetiringStyle struct {
 	// style is the earlier style.
 	// +required
-	Style Style `json:"style"`
+	Style Style `json:"style,omitempty"`
 
 	// drainUntil is when its children are deleted: set when the entry moved to
 	// the current style, to that time plus the style's drain period (its
@@ -518,20 +530,28 @@ type WorkflowStatus struct {
 
 	// endpoint is the URL callers use to start a run.
 	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=512
 	Endpoint string `json:"endpoint,omitempty"`
 
 	// planHash identifies the compiled plan the pods run.
 	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=64
 	PlanHash string `json:"planHash,omitempty"`
 
 	// readySteps is "ready/total": steps whose every replica is ready, over all steps.
 	// +optional
+	// +kubebuilder:validation:MinLength=1
+	// +kubebuilder:validation:MaxLength=16
 	ReadySteps string `json:"readySteps,omitempty"`
 
 	// steps is the readiness of each step.
 	// +optional
 	// +listType=map
 	// +listMapKey=name
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=64
 	Steps []StepStatus `json:"steps,omitempty"`
 
 	// retiring are the earlier styles whose children still run while a style
@@ -540,12 +560,16 @@ type WorkflowStatus struct {
 	// +optional
 	// +listType=map
 	// +listMapKey=style
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=5
 	Retiring []RetiringStyle `json:"retiring,omitempty"`
 
-	// conditions are Compiled, BrokerReady, SecretsAllowed, StepsReady, Ready, Switching and StyleAdvised.
+	// conditions are the Workflow's conditions: Compiled, BrokerReady, SecretsAllowed, StepsReady, Ready, Switching and StyleAdvised.
 	// +optional
 	// +listType=map
 	// +listMapKey=type
+	// +kubebuilder:validation:MinItems=1
+	// +kubebuilder:validation:MaxItems=16
 	Conditions []metav1.Condition `json:"conditions,omitempty"`
 }
 
@@ -561,12 +585,14 @@ type WorkflowStatus struct {
 // +kubebuilder:printcolumn:name="Endpoint",type=string,JSONPath=`.status.endpoint`
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type Workflow struct {
-	metav1.TypeMeta   `json:",inline"`
+	metav1.TypeMeta `json:",inline"`
+	// metadata is the standard object metadata.
+	// +optional
 	metav1.ObjectMeta `json:"metadata,omitempty"`
 
 	// spec is the desired topology.
 	// +required
-	Spec WorkflowSpec `json:"spec"`
+	Spec WorkflowSpec `json:"spec,omitzero"`
 
 	// status is the observed state.
 	// +optional
@@ -580,8 +606,4 @@ type WorkflowList struct {
 	metav1.TypeMeta `json:",inline"`
 	metav1.ListMeta `json:"metadata,omitempty"`
 	Items           []Workflow `json:"items"`
-}
-
-func init() {
-	SchemeBuilder.Register(&Workflow{}, &WorkflowList{})
 }

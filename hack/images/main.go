@@ -90,12 +90,13 @@ func main() {
 	flag.Parse()
 
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-	defer stop()
 	refs := map[string]string{
 		"manager": *img, "patchbay-runtime": *runtimeImg, "demo-step": *demoStepImg, "nats-server": *natsImg,
 		"pause": *pauseImg, "local-path-helper": *helperImg, "cluster-probe": *probeImg,
 	}
-	if err := run(ctx, *out, flag.Args(), refs); err != nil {
+	err := run(ctx, *out, flag.Args(), refs)
+	stop()
+	if err != nil {
 		fmt.Fprintln(os.Stderr, "Error:", err)
 		os.Exit(1)
 	}

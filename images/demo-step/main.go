@@ -33,7 +33,7 @@ func main() {
 	select {
 	case err := <-errc:
 		fmt.Fprintf(os.Stderr, "demo-step: %v\n", err)
-		os.Exit(1)
+		os.Exit(1) //nolint:gocritic // exitAfterDefer: the deferred stop only unregisters the signals
 	case <-ctx.Done():
 	}
 	drain, cancel := context.WithTimeout(context.Background(), 30*time.Second)

@@ -43,11 +43,11 @@ type stepSpec struct {
 }
 
 // workflowYAML renders a Workflow of style with a workflow-wide resilience.
-func workflowYAML(style, resilience string, steps ...stepSpec) string {
+func workflowYAML(style, policies string, steps ...stepSpec) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "apiVersion: patchbay.dev/v1alpha1\nkind: Workflow\nmetadata: {name: test}\nspec:\n  style: %s\n", style)
-	if resilience != "" {
-		fmt.Fprintf(&b, "  resilience: %s\n", resilience)
+	if policies != "" {
+		fmt.Fprintf(&b, "  resilience: %s\n", policies)
 	}
 	b.WriteString("  steps:\n")
 	for _, s := range steps {
@@ -75,11 +75,11 @@ var adminLine = regexp.MustCompile(`msg="Dev data plane is up".* admin=(http://\
 // givenDev runs `patchbay-runtime dev` on a Workflow whose steps are demo-step
 // processes. Each step command writes the $PORT dev gave it, so the test can
 // ask the step itself what it saw.
-func givenDev(t *testing.T, style, resilience string, steps ...stepSpec) *devEnv {
+func givenDev(t *testing.T, style, policies string, steps ...stepSpec) *devEnv {
 	t.Helper()
 	g := NewWithT(t)
 	dir := t.TempDir()
-	file := writeWorkflow(t, workflowYAML(style, resilience, steps...))
+	file := writeWorkflow(t, workflowYAML(style, policies, steps...))
 	args := []string{"dev", "-f", file}
 	for _, s := range steps {
 		args = append(args, "--step", fmt.Sprintf("%s=cmd:echo $$ > %s; echo $PORT > %s; exec %s --name=%s %s",

@@ -188,7 +188,13 @@ func TestDevRunsStepsAsCommandsAndURLs(t *testing.T) {
 	g := NewWithT(t)
 	taxPort := freePort(t)
 	start(t, demoStepBin, "--addr=127.0.0.1:"+strconv.Itoa(taxPort), "--mode=transform", "--set=taxed=by-url")
-	g.Eventually(func() error { _, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", taxPort)); return err }).
+	g.Eventually(func() error {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/healthz", taxPort))
+		if err == nil {
+			resp.Body.Close()
+		}
+		return err
+	}).
 		WithTimeout(waitBound).WithPolling(20 * time.Millisecond).Should(Succeed())
 
 	p, stdout := startReadingStdout(t, runtimeBin, "dev", "-f", sample("sync-chain"),

@@ -51,7 +51,7 @@ func (s *Step) serveBarrier(w http.ResponseWriter, r *http.Request) {
 func (s *Step) joinBarrier(ctx context.Context) error {
 	ctx, cancel := context.WithTimeout(ctx, s.cfg.BarrierTimeout)
 	defer cancel()
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.Barrier, nil)
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, s.cfg.Barrier, http.NoBody)
 	if err != nil {
 		return err
 	}

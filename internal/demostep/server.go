@@ -232,7 +232,7 @@ func (s *Step) transform(body []byte) ([]byte, error) {
 	obj := map[string]json.RawMessage{}
 	if len(bytes.TrimSpace(body)) > 0 {
 		if err := json.Unmarshal(body, &obj); err != nil {
-			return nil, fmt.Errorf("transform needs a JSON object as input: %v", err)
+			return nil, fmt.Errorf("transform needs a JSON object as input: %w", err)
 		}
 		if obj == nil { // the input was null
 			obj = map[string]json.RawMessage{}

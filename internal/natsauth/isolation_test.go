@@ -100,6 +100,57 @@ func givenDataPlane(t *testing.T, file, url, creds string) *dev.Env {
 	return env
 }
 
+// manage creates the workflow's stream and buckets on the broker at url as
+// the manager does: as an admin of the workflows account.
+func manage(t *testing.T, auth *natsauth.Broker, url string, p *plan.Plan) {
+	t.Helper()
+	admin, err := auth.NewUser("test admin", nil, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	token, seed, err := natsauth.JWTAndSeed(admin.Creds)
+	if err != nil {
+		t.Fatal(err)
+	}
+	nc, err := nats.Connect(url, nats.UserJWTAndSeed(token, seed))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	if err := bus.EnsureResources(ctx, js, p, bus.DefaultStorage); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// connectAs connects to url with a workflow's credentials, as its pods do.
+// expectRefused waits for the server's permissions violation naming subject:
+// the server answers each refused publish or subscription so.
+func connectAs(t *testing.T, g Gomega, url, creds string, p *plan.Plan) (nc *nats.Conn, js jetstream.JetStream, expectRefused func(what, subject string)) {
+	t.Helper()
+	refused := make(chan error, 64)
+	nc, err := nats.Connect(url, nats.UserCredentials(filepath.Join(creds, natsauth.CredentialsKey)),
+		nats.CustomInboxPrefix(bus.InboxPrefix(p)),
+		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { refused <- err }))
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(nc.Close)
+	js, err = jetstream.New(nc)
+	g.Expect(err).NotTo(HaveOccurred())
+	return nc, js, func(what, subject string) {
+		t.Helper()
+		g.Eventually(refused).Should(Receive(MatchError(And(ContainSubstring("Permissions Violation"), ContainSubstring(`"`+subject+`"`)))), what)
+	}
+}
+
+func call() (context.Context, context.CancelFunc) {
+	return context.WithTimeout(context.Background(), 2*time.Second)
+}
+
 func run(g Gomega, env *dev.Env, body string) {
 	resp, err := http.Post(env.EntryURL, "application/json", strings.NewReader(body))
 	g.Expect(err).NotTo(HaveOccurred())
@@ -113,6 +164,8 @@ func TestAWorkflowsCredentialsReachOnlyItsOwnResources(t *testing.T) {
 	fileA, pA, credsA := givenWorkflow(t, auth, "async-orchestrated", "alpha")
 	fileB, pB, credsB := givenWorkflow(t, auth, "hybrid", "beta")
 	g.Expect(pB.ReadModel).NotTo(BeNil())
+	manage(t, auth, url, pA)
+	manage(t, auth, url, pB)
 	// Both run end to end, each with its own credentials only, B's read
 	// model included.
 	run(g, givenDataPlane(t, fileA, url, credsA), `{"id":7}`)
@@ -128,27 +181,11 @@ func TestAWorkflowsCredentialsReachOnlyItsOwnResources(t *testing.T) {
 	}, 20*time.Second).Should(Equal(http.StatusOK))
 
 	// Workflow A's credentials, as A's pods use them.
-	refused := make(chan error, 64)
-	nc, err := nats.Connect(url, nats.UserCredentials(filepath.Join(credsA, natsauth.CredentialsKey)),
-		nats.CustomInboxPrefix(bus.InboxPrefix(pA)),
-		nats.ErrorHandler(func(_ *nats.Conn, _ *nats.Subscription, err error) { refused <- err }))
-	g.Expect(err).NotTo(HaveOccurred())
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	g.Expect(err).NotTo(HaveOccurred())
-	call := func() (context.Context, context.CancelFunc) {
-		return context.WithTimeout(context.Background(), 2*time.Second)
-	}
-	// The server answers each refused publish or subscription with a
-	// permissions violation naming its subject.
-	expectRefused := func(what, subject string) {
-		t.Helper()
-		g.Eventually(refused).Should(Receive(MatchError(And(ContainSubstring("Permissions Violation"), ContainSubstring(`"`+subject+`"`)))), what)
-	}
+	nc, js, expectRefused := connectAs(t, g, url, credsA, pA)
 
 	// A's own stream is there for A.
 	ctx, cancel := call()
-	_, err = js.Stream(ctx, pA.Stream.Name)
+	_, err := js.Stream(ctx, pA.Stream.Name)
 	cancel()
 	g.Expect(err).NotTo(HaveOccurred())
 
@@ -236,11 +273,10 @@ func TestTheLongestWorkflowUserConnects(t *testing.T) {
 	g.Expect(p.ReadModel).NotTo(BeNil())
 	u, err := auth.NewWorkflowUser(p)
 	g.Expect(err).NotTo(HaveOccurred())
-	token, _, err := natsauth.JWTAndSeed(u.Creds)
+	token, seed, err := natsauth.JWTAndSeed(u.Creds)
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Logf("the longest user's JWT has %d bytes", len(token))
-
-	token, seed, err := natsauth.JWTAndSeed(u.Creds)
+	manage(t, auth, url, p)
 	g.Expect(err).NotTo(HaveOccurred())
 	nc, err := nats.Connect(url, nats.UserJWTAndSeed(token, seed), nats.CustomInboxPrefix(bus.InboxPrefix(p)))
 	g.Expect(err).NotTo(HaveOccurred())
@@ -249,7 +285,72 @@ func TestTheLongestWorkflowUserConnects(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	g.Expect(bus.EnsureStream(ctx, js, p, bus.DefaultStorage)).To(Succeed())
-	_, err = bus.EnsureReadModel(ctx, js, p, bus.DefaultStorage)
+	g.Expect(bus.WaitStream(ctx, js, p)).To(Succeed())
+	_, err = bus.WaitRuns(ctx, js, p)
 	g.Expect(err).NotTo(HaveOccurred())
+	_, err = bus.WaitReadModel(ctx, js, p)
+	g.Expect(err).NotTo(HaveOccurred())
+}
+
+// The subjects of a stream are in its create or update request, which no
+// permission can check: a workflow's user may create or change no stream and
+// no bucket, so it cannot capture another workflow's subjects, even before
+// that workflow's stream exists. Its own runs work on what the manager made.
+func TestAWorkflowCannotCreateOrChangeAStream(t *testing.T) {
+	g := NewWithT(t)
+	auth, url := givenBroker(t)
+	fileA, pA, credsA := givenWorkflow(t, auth, "async-orchestrated", "alpha")
+	fileB, pB, credsB := givenWorkflow(t, auth, "hybrid", "beta")
+	manage(t, auth, url, pA)
+	_, js, expectRefused := connectAs(t, g, url, credsA, pA)
+
+	// B has no stream yet.
+	capture := jetstream.StreamConfig{Name: "CAPTURE", Subjects: []string{pB.Stream.Subjects[0]}}
+	ctx, cancel := call()
+	_, err := js.CreateStream(ctx, capture)
+	cancel()
+	g.Expect(err).To(HaveOccurred(), "a stream on B's subjects")
+	expectRefused("a stream on B's subjects", "$JS.API.STREAM.CREATE.CAPTURE")
+
+	capture.Name = pB.Stream.Name
+	ctx, cancel = call()
+	_, err = js.CreateStream(ctx, capture)
+	cancel()
+	g.Expect(err).To(HaveOccurred(), "B's stream")
+	expectRefused("B's stream", "$JS.API.STREAM.CREATE."+pB.Stream.Name)
+
+	ctx, cancel = call()
+	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: pB.ReadModel.Bucket})
+	cancel()
+	g.Expect(err).To(HaveOccurred(), "B's read-model bucket")
+	expectRefused("B's read-model bucket", "$JS.API.STREAM.CREATE.KV_"+pB.ReadModel.Bucket)
+
+	// Its own stream and buckets, with any subjects, neither.
+	ctx, cancel = call()
+	s, err := js.Stream(ctx, pA.Stream.Name)
+	cancel()
+	g.Expect(err).NotTo(HaveOccurred())
+	widened := s.CachedInfo().Config
+	widened.Subjects = append(widened.Subjects, pB.Stream.Subjects[0])
+	ctx, cancel = call()
+	_, err = js.UpdateStream(ctx, widened)
+	cancel()
+	g.Expect(err).To(HaveOccurred(), "A's stream widened to B's subjects")
+	expectRefused("A's stream widened to B's subjects", "$JS.API.STREAM.UPDATE."+pA.Stream.Name)
+
+	ctx, cancel = call()
+	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "pb_alpha_extra"})
+	cancel()
+	g.Expect(err).To(HaveOccurred(), "a bucket of A's own")
+	expectRefused("a bucket of A's own", "$JS.API.STREAM.CREATE.KV_pb_alpha_extra")
+
+	ctx, cancel = call()
+	g.Expect(js.DeleteStream(ctx, pA.Stream.Name)).NotTo(Succeed(), "delete A's own stream")
+	cancel()
+	expectRefused("delete A's own stream", "$JS.API.STREAM.DELETE."+pA.Stream.Name)
+
+	// The manager then makes B's, which nothing captured, and both run.
+	manage(t, auth, url, pB)
+	run(g, givenDataPlane(t, fileA, url, credsA), `{"id":7}`)
+	run(g, givenDataPlane(t, fileB, url, credsB), `{"id":7,"orderId":"o-7"}`)
 }

@@ -43,6 +43,18 @@ const (
 	KeyRoutePassword = "route-password"
 )
 
+// A user's JWT expires UserLifetime after it is minted, and the manager mints
+// a Workflow's credentials anew once theirs expire in less than
+// UserRenewBefore (which rolls its pods). So no valid JWT of the account is
+// older than UserLifetime, and a revocation older than that revokes only
+// expired JWTs: Revoke replaces them all with one revocation of every JWT
+// issued before then (jwt.All), and the account's JWT stops growing with
+// every rotation and deletion.
+const (
+	UserLifetime    = 90 * 24 * time.Hour
+	UserRenewBefore = 30 * 24 * time.Hour
+)
+
 // CredentialsKey is the file a workflow's credentials Secret holds: the user's
 // JWT and seed in the nats.go .creds format.
 const CredentialsKey = bus.CredentialsFile
@@ -165,7 +177,7 @@ type User struct {
 }
 
 // NewUser mints a user of the workflows account (or, with system set, of the
-// system account) named name with perms.
+// system account) named name with perms, valid for UserLifetime.
 func (b *Broker) NewUser(name string, perms *jwt.Permissions, system bool) (*User, error) {
 	seed := b.AccountSeed
 	if system {
@@ -182,6 +194,7 @@ func (b *Broker) NewUser(name string, perms *jwt.Permissions, system bool) (*Use
 	pub, _ := u.PublicKey()
 	uc := jwt.NewUserClaims(pub)
 	uc.Name = name
+	uc.Expires = time.Now().Add(UserLifetime).Unix()
 	if perms != nil {
 		uc.Permissions = *perms
 	}
@@ -217,9 +230,22 @@ func (b *Broker) UserOf(creds []byte) (*jwt.UserClaims, error) {
 	return uc, nil
 }
 
-// Revoke returns the account JWT claims with the users revoked, signed by the
-// operator: current is the account JWT the servers hold.
-func (b *Broker) Revoke(current string, users ...string) (string, error) {
+// RenewAt is when the credentials of uc are to be minted anew; the zero time
+// for a JWT that never expires (minted before JWTs had a lifetime), which is
+// due at once.
+func RenewAt(uc *jwt.UserClaims) time.Time {
+	if uc.Expires == 0 {
+		return time.Time{}
+	}
+	return time.Unix(uc.Expires, 0).Add(-UserRenewBefore)
+}
+
+// Revoke returns the account JWT with the users revoked at now, signed by
+// the operator: current is the account JWT the servers hold. Every JWT issued
+// more than UserLifetime before now is revoked at once (jwt.All), which
+// takes the place of the single revocations older than that: those JWTs have
+// expired, or (minted before JWTs had a lifetime) are revoked by it.
+func (b *Broker) Revoke(current string, now time.Time, users ...string) (string, error) {
 	ac, err := jwt.DecodeAccountClaims(current)
 	if err != nil {
 		return "", fmt.Errorf("decode the workflows account JWT: %w", err)
@@ -227,10 +253,11 @@ func (b *Broker) Revoke(current string, users ...string) (string, error) {
 	if ac.Subject != b.Account() {
 		return "", errors.New("the servers' workflows account is not this Broker's")
 	}
-	now := time.Now()
 	for _, u := range users {
 		ac.RevokeAt(u, now)
 	}
+	ac.RevokeAt(jwt.All, now.Add(-UserLifetime))
+	ac.Revocations.MaybeCompact()
 	op, err := nkeys.FromSeed(b.OperatorSeed)
 	if err != nil {
 		return "", err

@@ -14,6 +14,13 @@ import (
 // (runs, idempotency keys, read model) only. Nothing lets it list, read, change or
 // delete another workflow's stream, consumers or buckets.
 //
+// It may not create, update, purge or delete a stream, its own included: the
+// subjects of a stream are in the create request, which no permission can
+// check, so a workflow allowed to create its own stream (or bucket, a stream
+// KV_<bucket>) could make it capture another workflow's subjects. The
+// manager creates and updates the stream and buckets (bus.EnsureResources);
+// the roles only look them up.
+//
 // The list is as short as it can be: a user's JWT travels in the CONNECT
 // line, which the server bounds (max_control_line in NATSConfig).
 func WorkflowPermissions(p *plan.Plan) *jwt.Permissions {
@@ -24,12 +31,12 @@ func WorkflowPermissions(p *plan.Plan) *jwt.Permissions {
 		inbox + ".>",
 		"$JS.API.INFO",
 	}
-	// JetStream API on one stream: its info, creation and updates, reads of
-	// its messages, its consumers and their deliveries; acks go to $JS.ACK
-	// subjects named after it.
+	// JetStream API on one stream: its info, reads of its messages, its
+	// consumers and their deliveries; acks go to $JS.ACK subjects named
+	// after it.
 	stream := func(name string) {
 		pub = append(pub,
-			"$JS.API.STREAM.*."+name,
+			"$JS.API.STREAM.INFO."+name,
 			"$JS.API.STREAM.MSG.GET."+name,
 			"$JS.API.DIRECT.GET."+name+".>",
 			"$JS.API.CONSUMER.*."+name+".>",

@@ -1,11 +1,12 @@
 package render
 
 import (
-	"github.com/patchbay-dev/patchbay/internal/plan"
 	policyv1 "k8s.io/api/policy/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
 )
 
 // DisruptionBudgets renders a PodDisruptionBudget for every step, orchestrator

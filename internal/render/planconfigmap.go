@@ -1,9 +1,10 @@
 package render
 
 import (
-	"github.com/patchbay-dev/patchbay/internal/plan"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
 )
 
 // PlanKey is the key of the plan JSON in the plan ConfigMap.

@@ -21,9 +21,8 @@ type WorkflowInput struct {
 	Workflow *v1alpha1.Workflow
 	Plan     *plan.Plan
 	Settings Settings
-	// Streams is how the runtime stores the workflow's stream and KV buckets,
-	// from the Broker it uses; nil while that Broker does not exist, and then
-	// the runtime's defaults apply.
+	// Streams is how the workflow's stream and KV buckets are stored, from
+	// the Broker it uses; nil while that Broker does not exist.
 	Streams *Streams
 	// NATSCredentialsHash is the hash of the workflow's credentials Secret
 	// (CredentialsHash), on the pod templates of the async styles; empty
@@ -65,7 +64,9 @@ func NewWorkflowInput(wf *v1alpha1.Workflow, p *plan.Plan, s Settings) (*Workflo
 
 // Streams is the replication and storage of a workflow's JetStream stream and
 // KV buckets. The Plan does not hold them, as they come from the Broker, not
-// the Workflow; they are runtime arguments, so a Broker change rolls the pods.
+// the Workflow. The manager creates the stream and buckets with them
+// (bus.EnsureResources); they are runtime arguments too, so a Broker change
+// rolls the pods.
 type Streams struct {
 	// Replicas is the Broker's number of servers: every server holds a copy.
 	Replicas int32
@@ -74,9 +75,18 @@ type Streams struct {
 }
 
 // BrokerStreams are the streams a Broker can hold: as many replicas as it
-// has servers, on its storage.
+// has servers, on its storage, as its status reports them applied (a held
+// storage change keeps them as the servers run them); its spec's until its
+// controller has written them.
 func BrokerStreams(b *v1alpha1.Broker) *Streams {
-	return &Streams{Replicas: b.DesiredReplicas(), Storage: b.StorageKind()}
+	st := &Streams{Replicas: b.Status.Replicas, Storage: b.Status.Storage}
+	if st.Replicas == 0 {
+		st.Replicas = b.DesiredReplicas()
+	}
+	if st.Storage == "" {
+		st.Storage = b.StorageKind()
+	}
+	return st
 }
 
 // PlanHash is the hash of the plan, as the pods carry it.

@@ -238,8 +238,8 @@ func (c *compilation) buildEvents(subj subjects) []plan.EventRoute {
 // every JetStream name is valid and no two consumers of the stream share one.
 func checkGeneratedNames(ps *problems, p *plan.Plan) {
 	valid := func(kind, name string) {
-		if len(name) == 0 || len(name) > maxNATSNameLen || !natsName.MatchString(name) {
-			ps.add(ReasonNameCollision, nil, "generated %s name %q is not a valid JetStream name", kind, name)
+		if name == "" || len(name) > maxNATSNameLen || !natsName.MatchString(name) {
+			ps.addf(ReasonNameCollision, nil, "generated %s name %q is not a valid JetStream name", kind, name)
 		}
 	}
 	if p.Stream != nil {
@@ -252,7 +252,7 @@ func checkGeneratedNames(ps *problems, p *plan.Plan) {
 	claim := func(durable, who string) {
 		valid("consumer", durable)
 		if prev, taken := owner[durable]; taken {
-			ps.add(ReasonNameCollision, nil, "consumer name %s is generated for both %s and %s: rename one of them", durable, prev, who)
+			ps.addf(ReasonNameCollision, nil, "consumer name %s is generated for both %s and %s: rename one of them", durable, prev, who)
 			return
 		}
 		owner[durable] = who

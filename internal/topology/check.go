@@ -10,19 +10,19 @@ import (
 
 func (c *compilation) checkMetadata() {
 	if !isDNSLabel(c.name) {
-		c.ps.add(ReasonInvalidField, nil, "metadata.name %q must be a DNS label: lowercase letters, digits and '-', at most %d characters", c.name, plan.MaxNameLen)
+		c.ps.addf(ReasonInvalidField, nil, "metadata.name %q must be a DNS label: lowercase letters, digits and '-', at most %d characters", c.name, plan.MaxNameLen)
 	}
 	if !isDNSLabel(c.namespace) {
-		c.ps.add(ReasonInvalidField, nil, "metadata.namespace %q must be a DNS label", c.namespace)
+		c.ps.addf(ReasonInvalidField, nil, "metadata.namespace %q must be a DNS label", c.namespace)
 	}
 	if b := c.spec.Broker; b != nil && b.Name != "" && !isDNSLabel(b.Name) {
-		c.ps.add(ReasonInvalidField, nil, "spec.broker.name %q must be a DNS label", b.Name)
+		c.ps.addf(ReasonInvalidField, nil, "spec.broker.name %q must be a DNS label", b.Name)
 	}
 }
 
 func (c *compilation) checkSteps() {
 	if len(c.spec.Steps) == 0 {
-		c.ps.add(ReasonInvalidField, nil, "spec.steps is empty: a workflow needs at least one step")
+		c.ps.addf(ReasonInvalidField, nil, "spec.steps is empty: a workflow needs at least one step")
 	}
 	checkResilience(&c.ps, nil, "spec.resilience", c.spec.Resilience)
 	if retryDelaysSet(c.spec.Resilience) {
@@ -32,7 +32,7 @@ func (c *compilation) checkSteps() {
 	for i := range c.spec.Steps {
 		s := &c.spec.Steps[i]
 		if j, dup := firstIndex[s.Name]; dup {
-			c.ps.add(ReasonDuplicateStep, []string{s.Name}, "step name %q is used by spec.steps[%d] and spec.steps[%d]: step names must be unique", s.Name, j, i)
+			c.ps.addf(ReasonDuplicateStep, []string{s.Name}, "step name %q is used by spec.steps[%d] and spec.steps[%d]: step names must be unique", s.Name, j, i)
 			continue
 		}
 		firstIndex[s.Name] = i
@@ -46,22 +46,22 @@ func (c *compilation) checkStep(i int, s *v1alpha1.Step) {
 	who := []string{n}
 	switch {
 	case !isDNSLabel(n):
-		c.ps.add(ReasonInvalidField, who, "spec.steps[%d].name %q must be a DNS label: lowercase letters, digits and '-', at most %d characters", i, n, plan.MaxNameLen)
+		c.ps.addf(ReasonInvalidField, who, "spec.steps[%d].name %q must be a DNS label: lowercase letters, digits and '-', at most %d characters", i, n, plan.MaxNameLen)
 	case n == plan.OrchestratorRole || n == plan.GatewayRole:
-		c.ps.add(ReasonInvalidField, who, "step name %s is reserved for patchbay's own component: rename the step", n)
+		c.ps.addf(ReasonInvalidField, who, "step name %s is reserved for patchbay's own component: rename the step", n)
 	case isDNSLabel(c.name) && len(plan.ChildName(c.name, c.style, n)) > plan.MaxNameLen:
-		c.ps.add(ReasonNameTooLong, who, "step %s: child name %s is %d characters, longer than %d: shorten the workflow or step name", n, plan.ChildName(c.name, c.style, n), len(plan.ChildName(c.name, c.style, n)), plan.MaxNameLen)
+		c.ps.addf(ReasonNameTooLong, who, "step %s: child name %s is %d characters, longer than %d: shorten the workflow or step name", n, plan.ChildName(c.name, c.style, n), len(plan.ChildName(c.name, c.style, n)), plan.MaxNameLen)
 	}
 	if port := s.AppPort(); port < 1 || port > 65535 {
-		c.ps.add(ReasonInvalidField, who, "step %s: port %d is not a TCP port (1-65535)", n, port)
+		c.ps.addf(ReasonInvalidField, who, "step %s: port %d is not a TCP port (1-65535)", n, port)
 	} else if port == plan.SidecarPort || port == plan.SidecarAdminPort {
-		c.ps.add(ReasonInvalidField, who, "step %s: port %d belongs to the sidecar: pick another port", n, port)
+		c.ps.addf(ReasonInvalidField, who, "step %s: port %d belongs to the sidecar: pick another port", n, port)
 	}
 	if !strings.HasPrefix(s.AppPath(), "/") {
-		c.ps.add(ReasonInvalidField, who, "step %s: path %q must start with '/'", n, s.Path)
+		c.ps.addf(ReasonInvalidField, who, "step %s: path %q must start with '/'", n, s.Path)
 	}
 	if s.DesiredReplicas() < 1 {
-		c.ps.add(ReasonInvalidField, who, "step %s: replicas must be at least 1, not %d", n, s.DesiredReplicas())
+		c.ps.addf(ReasonInvalidField, who, "step %s: replicas must be at least 1, not %d", n, s.DesiredReplicas())
 	}
 	where := "spec.steps[" + n + "].resilience"
 	checkResilience(&c.ps, who, where, s.Resilience)
@@ -79,7 +79,7 @@ func (c *compilation) eventList(who []string, field string, types []string) []st
 	var ok []string
 	for _, t := range types {
 		if !isEventType(t) {
-			c.ps.add(ReasonInvalidField, who, "%s: %q is not an event type: dot-separated words of letters, digits, '-' and '_', at most %d characters", field, t, maxEventTypeLen)
+			c.ps.addf(ReasonInvalidField, who, "%s: %q is not an event type: dot-separated words of letters, digits, '-' and '_', at most %d characters", field, t, maxEventTypeLen)
 			continue
 		}
 		ok = append(ok, t)
@@ -93,10 +93,10 @@ func (c *compilation) checkEntry() {
 		return
 	}
 	if e.Timeout != nil && e.Timeout.Duration <= 0 {
-		c.ps.add(ReasonInvalidField, nil, "spec.entry.timeout must be a positive duration, not %s", e.Timeout.Duration)
+		c.ps.addf(ReasonInvalidField, nil, "spec.entry.timeout must be a positive duration, not %s", e.Timeout.Duration)
 	}
 	if e.Event != "" && !isEventType(e.Event) {
-		c.ps.add(ReasonInvalidField, nil, "spec.entry.event %q is not an event type: dot-separated words of letters, digits, '-' and '_'", e.Event)
+		c.ps.addf(ReasonInvalidField, nil, "spec.entry.event %q is not an event type: dot-separated words of letters, digits, '-' and '_'", e.Event)
 	}
 	c.eventList(nil, "spec.entry.completesOn", e.CompletesOn)
 }
@@ -107,32 +107,32 @@ func (c *compilation) checkReadModel() {
 		return
 	}
 	if len(rm.Events) == 0 {
-		c.ps.add(ReasonInvalidField, nil, "spec.readModel.events is empty: name the events to project")
+		c.ps.addf(ReasonInvalidField, nil, "spec.readModel.events is empty: name the events to project")
 	}
 	c.eventList(nil, "spec.readModel.events", rm.Events)
 	if !jsonPointer.MatchString(rm.Key) {
-		c.ps.add(ReasonInvalidField, nil, "spec.readModel.key %q must be a JSON pointer such as /orderId", rm.Key)
+		c.ps.addf(ReasonInvalidField, nil, "spec.readModel.key %q must be a JSON pointer such as /orderId", rm.Key)
 	}
 	switch rm.Mode {
 	case "", v1alpha1.ReadModelMerge, v1alpha1.ReadModelReplace:
 	default:
-		c.ps.add(ReasonInvalidField, nil, "spec.readModel.mode %q must be merge or replace", rm.Mode)
+		c.ps.addf(ReasonInvalidField, nil, "spec.readModel.mode %q must be merge or replace", rm.Mode)
 	}
 	seen := map[string]bool{}
 	for _, f := range rm.Fields {
 		switch {
 		case seen[f.Event]:
-			c.ps.add(ReasonInvalidField, nil, "spec.readModel.fields lists event %s twice: give each event one select", f.Event)
+			c.ps.addf(ReasonInvalidField, nil, "spec.readModel.fields lists event %s twice: give each event one select", f.Event)
 		case !slices.Contains(rm.Events, f.Event):
-			c.ps.add(ReasonInvalidField, nil, "spec.readModel.fields[].event %s is not in spec.readModel.events: only projected events have fields to select", f.Event)
+			c.ps.addf(ReasonInvalidField, nil, "spec.readModel.fields[].event %s is not in spec.readModel.events: only projected events have fields to select", f.Event)
 		}
 		seen[f.Event] = true
 		if len(f.Select) == 0 {
-			c.ps.add(ReasonInvalidField, nil, "spec.readModel.fields[].select of event %s is empty: name the JSON pointers to keep, or remove the entry to keep the whole event", f.Event)
+			c.ps.addf(ReasonInvalidField, nil, "spec.readModel.fields[].select of event %s is empty: name the JSON pointers to keep, or remove the entry to keep the whole event", f.Event)
 		}
 		for _, ptr := range f.Select {
 			if !jsonPointer.MatchString(ptr) {
-				c.ps.add(ReasonInvalidField, nil, "spec.readModel.fields[].select of event %s: %q must be a JSON pointer such as /status", f.Event, ptr)
+				c.ps.addf(ReasonInvalidField, nil, "spec.readModel.fields[].select of event %s: %q must be a JSON pointer such as /status", f.Event, ptr)
 			}
 		}
 	}
@@ -179,22 +179,22 @@ func (c *compilation) checkStyleRules() {
 	}
 	if !hasEvents {
 		if entryEvent != "" || len(completesOn) > 0 {
-			c.ps.add(ReasonStyleRule, nil, "spec.entry.event and spec.entry.completesOn are allowed only in styles choreography and hybrid, not %s", c.style)
+			c.ps.addf(ReasonStyleRule, nil, "spec.entry.event and spec.entry.completesOn are allowed only in styles choreography and hybrid, not %s", c.style)
 		}
 		if c.spec.ReadModel != nil {
-			c.ps.add(ReasonStyleRule, nil, "spec.readModel projects events, so it needs style choreography or hybrid, not %s", c.style)
+			c.ps.addf(ReasonStyleRule, nil, "spec.readModel projects events, so it needs style choreography or hybrid, not %s", c.style)
 		}
 	}
 	for _, n := range c.stepNames() {
 		s := c.step[n]
 		if !hasEvents && (len(s.Subscribes) > 0 || len(s.Emits) > 0) {
-			c.ps.add(ReasonStyleRule, []string{n}, "step %s: subscribes and emits are allowed only in styles choreography and hybrid, not %s", n, c.style)
+			c.ps.addf(ReasonStyleRule, []string{n}, "step %s: subscribes and emits are allowed only in styles choreography and hybrid, not %s", n, c.style)
 		}
 		if len(s.DependsOn) > 0 && len(s.Subscribes) > 0 {
-			c.ps.add(ReasonStyleRule, []string{n}, "step %s has both dependsOn and subscribes: a step is driven by one or the other", n)
+			c.ps.addf(ReasonStyleRule, []string{n}, "step %s has both dependsOn and subscribes: a step is driven by one or the other", n)
 		}
 		if hasEvents && entryEvent != "" && n == plan.EntryEmitter {
-			c.ps.add(ReasonStyleRule, []string{n}, "step name %s is reserved when spec.entry.event is set: the event routing table names the entry so", n)
+			c.ps.addf(ReasonStyleRule, []string{n}, "step name %s is reserved when spec.entry.event is set: the event routing table names the entry so", n)
 		}
 	}
 	switch c.style {
@@ -202,25 +202,25 @@ func (c *compilation) checkStyleRules() {
 		c.checkChain()
 	case v1alpha1.StyleChoreography:
 		if entryEvent == "" {
-			c.ps.add(ReasonStyleRule, nil, "spec.entry.event is required in style choreography: name the event a request becomes")
+			c.ps.addf(ReasonStyleRule, nil, "spec.entry.event is required in style choreography: name the event a request becomes")
 		}
 		if e.EntrySync() && len(completesOn) == 0 {
-			c.ps.add(ReasonStyleRule, nil, "spec.entry.completesOn is required in style choreography when spec.entry.sync is true: name the events that complete a run, or set spec.entry.sync to false")
+			c.ps.addf(ReasonStyleRule, nil, "spec.entry.completesOn is required in style choreography when spec.entry.sync is true: name the events that complete a run, or set spec.entry.sync to false")
 		}
 		for _, n := range c.stepNames() {
 			s := c.step[n]
 			if len(s.DependsOn) > 0 {
-				c.ps.add(ReasonStyleRule, []string{n}, "step %s has dependsOn, which style choreography does not allow: steps react to events there", n)
+				c.ps.addf(ReasonStyleRule, []string{n}, "step %s has dependsOn, which style choreography does not allow: steps react to events there", n)
 			} else if len(s.Subscribes) == 0 {
-				c.ps.add(ReasonStyleRule, []string{n}, "step %s subscribes to no event: in style choreography every step reacts to events", n)
+				c.ps.addf(ReasonStyleRule, []string{n}, "step %s subscribes to no event: in style choreography every step reacts to events", n)
 			}
 		}
 	case v1alpha1.StyleHybrid:
 		if len(completesOn) > 0 {
-			c.ps.add(ReasonStyleRule, nil, "spec.entry.completesOn is not supported in style hybrid: a hybrid run completes when its orchestrated sink steps finish, and event steps run outside it")
+			c.ps.addf(ReasonStyleRule, nil, "spec.entry.completesOn is not supported in style hybrid: a hybrid run completes when its orchestrated sink steps finish, and event steps run outside it")
 		}
 		if len(c.driven) == 0 && len(c.spec.Steps) > 0 {
-			c.ps.add(ReasonStyleRule, nil, "style hybrid needs at least one orchestrated step (one without subscribes): use style choreography for a flow of events only")
+			c.ps.addf(ReasonStyleRule, nil, "style hybrid needs at least one orchestrated step (one without subscribes): use style choreography for a flow of events only")
 		}
 	}
 }
@@ -234,13 +234,13 @@ func (c *compilation) checkChain() {
 		case len(d) == 0:
 			roots = append(roots, n)
 		case len(d) > 1:
-			c.ps.add(ReasonStyleRule, append([]string{n}, d...), "step %s depends on %s: in style sync-chain a step follows exactly one step, because no one merges outputs; use sync-orchestrated for fan-in", n, strings.Join(d, ", "))
+			c.ps.addf(ReasonStyleRule, append([]string{n}, d...), "step %s depends on %s: in style sync-chain a step follows exactly one step, because no one merges outputs; use sync-orchestrated for fan-in", n, strings.Join(d, ", "))
 		}
 	}
 	if len(roots) > 1 {
-		c.ps.add(ReasonStyleRule, roots, "style sync-chain needs exactly one root step (without dependsOn) to receive the request; found %d: %s", len(roots), strings.Join(roots, ", "))
+		c.ps.addf(ReasonStyleRule, roots, "style sync-chain needs exactly one root step (without dependsOn) to receive the request; found %d: %s", len(roots), strings.Join(roots, ", "))
 	} else if len(roots) == 0 && len(c.driven) > 0 {
-		c.ps.add(ReasonStyleRule, nil, "style sync-chain needs exactly one root step (without dependsOn) to receive the request; every step depends on another")
+		c.ps.addf(ReasonStyleRule, nil, "style sync-chain needs exactly one root step (without dependsOn) to receive the request; every step depends on another")
 	}
 }
 
@@ -252,9 +252,9 @@ func (c *compilation) checkDependencies() {
 		for _, d := range c.deps[n] {
 			switch {
 			case c.step[d] == nil:
-				c.ps.add(ReasonUnknownDependency, []string{n, d}, "step %s depends on %s, which is not a step of this workflow", n, d)
+				c.ps.addf(ReasonUnknownDependency, []string{n, d}, "step %s depends on %s, which is not a step of this workflow", n, d)
 			case c.style == v1alpha1.StyleHybrid && !c.isDriven[d] && c.isDriven[n]:
-				c.ps.add(ReasonStyleRule, []string{n, d}, "step %s depends on %s, which reacts to events: in style hybrid only orchestrated steps (without subscribes) can be dependencies", n, d)
+				c.ps.addf(ReasonStyleRule, []string{n, d}, "step %s depends on %s, which reacts to events: in style hybrid only orchestrated steps (without subscribes) can be dependencies", n, d)
 			case c.isDriven[n]:
 				graph[n] = append(graph[n], d)
 			}
@@ -284,7 +284,7 @@ func (c *compilation) checkDependencies() {
 		return out
 	}
 	for _, cyc := range cycles(leftover, succ) {
-		c.ps.add(ReasonDependencyCycle, cyc[:len(cyc)-1], "dependency cycle: %s (each step lists the next in dependsOn)", strings.Join(cyc, " → "))
+		c.ps.addf(ReasonDependencyCycle, cyc[:len(cyc)-1], "dependency cycle: %s (each step lists the next in dependsOn)", strings.Join(cyc, " → "))
 	}
 }
 
@@ -303,7 +303,7 @@ func (c *compilation) checkRoleNames() {
 	}
 	for _, n := range names {
 		if len(n) > plan.MaxNameLen {
-			c.ps.add(ReasonNameTooLong, nil, "child name %s is %d characters, longer than %d: shorten the workflow name", n, len(n), plan.MaxNameLen)
+			c.ps.addf(ReasonNameTooLong, nil, "child name %s is %d characters, longer than %d: shorten the workflow name", n, len(n), plan.MaxNameLen)
 		}
 	}
 }

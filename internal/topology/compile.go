@@ -87,7 +87,7 @@ func (c *compilation) check() {
 		for i, s := range v1alpha1.Styles {
 			names[i] = string(s)
 		}
-		c.ps.add(ReasonInvalidField, nil, "spec.style %q is not one of %s", c.style, strings.Join(names, ", "))
+		c.ps.addf(ReasonInvalidField, nil, "spec.style %q is not one of %s", c.style, strings.Join(names, ", "))
 		return
 	}
 	c.classifySteps()

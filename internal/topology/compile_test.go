@@ -102,7 +102,7 @@ steps:
 	if p.Entry.Event != "order.received" || p.Entry.EventSubject != "pb.shop.wf.evt.order.received" || p.Entry.CompletesOn != nil {
 		t.Errorf("entry %+v", p.Entry)
 	}
-	if !slices.Equal(p.Sinks, []string{"core"}) || !(len(p.Levels) == 1 && slices.Equal(p.Levels[0], []string{"core"})) {
+	if !slices.Equal(p.Sinks, []string{"core"}) || len(p.Levels) != 1 || !slices.Equal(p.Levels[0], []string{"core"}) {
 		t.Errorf("only the orchestrated step completes the run: sinks %v, levels %v", p.Sinks, p.Levels)
 	}
 	var received plan.EventRoute

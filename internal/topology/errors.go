@@ -11,29 +11,29 @@ import (
 type Reason string
 
 const (
-	// ReasonInvalidField: a field has a value the API would refuse (a name that is
+	// ReasonInvalidField means a field has a value the API would refuse (a name that is
 	// not a DNS label, a non-positive duration, an unknown style).
 	ReasonInvalidField Reason = "InvalidField"
-	// ReasonDuplicateStep: two steps share a name.
+	// ReasonDuplicateStep means two steps share a name.
 	ReasonDuplicateStep Reason = "DuplicateStep"
-	// ReasonUnknownDependency: dependsOn names a step that does not exist.
+	// ReasonUnknownDependency means dependsOn names a step that does not exist.
 	ReasonUnknownDependency Reason = "UnknownDependency"
-	// ReasonDependencyCycle: the dependsOn graph has a cycle.
+	// ReasonDependencyCycle means the dependsOn graph has a cycle.
 	ReasonDependencyCycle Reason = "DependencyCycle"
-	// ReasonStyleRule: the spec breaks a rule of its style (a sync-chain with
+	// ReasonStyleRule means the spec breaks a rule of its style (a sync-chain with
 	// two roots, dependsOn in a choreography, a hybrid step depending on an event step).
 	ReasonStyleRule Reason = "StyleRule"
-	// ReasonUnemittedEvent: an event is subscribed to, completes a run or is
+	// ReasonUnemittedEvent means an event is subscribed to, completes a run or is
 	// projected, but nothing emits it.
 	ReasonUnemittedEvent Reason = "UnemittedEvent"
-	// ReasonUnreachableStep: no chain of events from the entry reaches a step.
+	// ReasonUnreachableStep means no chain of events from the entry reaches a step.
 	ReasonUnreachableStep Reason = "UnreachableStep"
-	// ReasonEventLoop: steps emit events to each other in a loop, so every run
+	// ReasonEventLoop means steps emit events to each other in a loop, so every run
 	// would publish events forever.
 	ReasonEventLoop Reason = "EventLoop"
-	// ReasonNameTooLong: a child object name would pass plan.MaxNameLen characters.
+	// ReasonNameTooLong means a child object name would pass plan.MaxNameLen characters.
 	ReasonNameTooLong Reason = "NameTooLong"
-	// ReasonNameCollision: two generated JetStream names coincide.
+	// ReasonNameCollision means two generated JetStream names coincide.
 	ReasonNameCollision Reason = "NameCollision"
 )
 
@@ -75,7 +75,7 @@ func (e *Error) Has(r Reason) bool {
 // problems collects Problems while the compiler checks a spec.
 type problems struct{ list []Problem }
 
-func (ps *problems) add(r Reason, steps []string, format string, args ...any) {
+func (ps *problems) addf(r Reason, steps []string, format string, args ...any) {
 	ps.list = append(ps.list, Problem{Reason: r, Steps: steps, Message: fmt.Sprintf(format, args...)})
 }
 

@@ -29,7 +29,7 @@ func (c *compilation) checkEvents() {
 	for _, t := range sortedKeys(subscribers) {
 		if !produced(t) {
 			subs := subscribers[t]
-			c.ps.add(ReasonUnemittedEvent, subs, "event %s is subscribed to by %s %s, but no step emits it and it is not spec.entry.event", t, plural(len(subs), "step", "steps"), strings.Join(subs, ", "))
+			c.ps.addf(ReasonUnemittedEvent, subs, "event %s is subscribed to by %s %s, but no step emits it and it is not spec.entry.event", t, plural(len(subs), "step", "steps"), strings.Join(subs, ", "))
 		}
 	}
 	if e := c.spec.Entry; e != nil {
@@ -37,16 +37,16 @@ func (c *compilation) checkEvents() {
 			switch {
 			case !isEventType(t):
 			case t == entryEvent:
-				c.ps.add(ReasonStyleRule, nil, "spec.entry.completesOn: %s is spec.entry.event, so a run would complete as soon as it starts", t)
+				c.ps.addf(ReasonStyleRule, nil, "spec.entry.completesOn: %s is spec.entry.event, so a run would complete as soon as it starts", t)
 			case len(emitters[t]) == 0:
-				c.ps.add(ReasonUnemittedEvent, nil, "spec.entry.completesOn: no step emits %s, so no run would ever complete", t)
+				c.ps.addf(ReasonUnemittedEvent, nil, "spec.entry.completesOn: no step emits %s, so no run would ever complete", t)
 			}
 		}
 	}
 	if rm := c.spec.ReadModel; rm != nil {
 		for _, t := range sortedSet(rm.Events) {
 			if isEventType(t) && !produced(t) {
-				c.ps.add(ReasonUnemittedEvent, nil, "spec.readModel.events: no step emits %s and it is not spec.entry.event, so nothing would be projected", t)
+				c.ps.addf(ReasonUnemittedEvent, nil, "spec.readModel.events: no step emits %s and it is not spec.entry.event, so nothing would be projected", t)
 			}
 		}
 	}
@@ -92,7 +92,7 @@ func (c *compilation) checkEvents() {
 			// Unreached for want of any producer: reported above already.
 			continue
 		}
-		c.ps.add(ReasonUnreachableStep, []string{n}, "step %s is unreachable: no chain of events from %s leads to what it subscribes to (%s)", n, from, strings.Join(subs, ", "))
+		c.ps.addf(ReasonUnreachableStep, []string{n}, "step %s is unreachable: no chain of events from %s leads to what it subscribes to (%s)", n, from, strings.Join(subs, ", "))
 	}
 
 	// Loops among reachable event steps: a step may publish any type it
@@ -128,6 +128,6 @@ func (c *compilation) checkEvents() {
 		for i := 0; i+1 < len(cyc); i++ {
 			hops = append(hops, cyc[i]+" emits "+link(cyc[i], cyc[i+1])+" to "+cyc[i+1])
 		}
-		c.ps.add(ReasonEventLoop, cyc[:len(cyc)-1], "event loop: %s (%s): every run would publish these events forever", strings.Join(cyc, " → "), strings.Join(hops, ", "))
+		c.ps.addf(ReasonEventLoop, cyc[:len(cyc)-1], "event loop: %s (%s): every run would publish these events forever", strings.Join(cyc, " → "), strings.Join(hops, ", "))
 	}
 }

@@ -1,6 +1,7 @@
 package topology
 
 import (
+	"bytes"
 	"cmp"
 	"encoding/json"
 	"errors"
@@ -74,7 +75,7 @@ func FuzzCompile(f *testing.F) {
 			t.Fatalf("second compilation failed: %v", err)
 		}
 		second, _ := q.Marshal()
-		if string(first) != string(second) {
+		if !bytes.Equal(first, second) {
 			t.Fatalf("two compilations differ:\n%s\n%s", first, second)
 		}
 		if Graph(p) != Graph(q) {
@@ -145,7 +146,7 @@ func shapeWorkflow(data []byte) *v1alpha1.Workflow {
 	tidy := first&0x80 == 0
 	w.Spec.Style = style
 	n := 1 + int(next())%len(names)
-	for i := 0; i < n; i++ {
+	for i := range n {
 		s := v1alpha1.Step{Name: names[i], Image: "x"}
 		s.DependsOn = pick(next(), names[:n])
 		ev := next()

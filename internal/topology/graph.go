@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 
-	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 )
 
@@ -80,7 +79,7 @@ func buildGraph(p *plan.Plan) *graph {
 		g.nodes = append(g.nodes, node{idGateway, "gateway\n" + p.Entry.Service, shapeGateway})
 	}
 	if p.Roles.Orchestrator {
-		g.nodes = append(g.nodes, node{idOrchestrator, "orchestrator\n" + plan.ChildName(p.Workflow, v1alpha1.Style(p.Style), plan.OrchestratorRole), shapeOrchestrator})
+		g.nodes = append(g.nodes, node{idOrchestrator, "orchestrator\n" + plan.ChildName(p.Workflow, p.Style, plan.OrchestratorRole), shapeOrchestrator})
 	}
 	if p.Roles.Broker {
 		label := "broker " + p.Roles.BrokerName

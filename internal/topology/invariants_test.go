@@ -45,7 +45,7 @@ func checkInvariants(t testing.TB, w *v1alpha1.Workflow, p *plan.Plan) {
 	if p.Version != plan.Version {
 		fail("version %q", p.Version)
 	}
-	style := v1alpha1.Style(p.Style)
+	style := p.Style
 	if p.Style != w.Spec.Style {
 		fail("style %q, spec says %q", p.Style, w.Spec.Style)
 	}

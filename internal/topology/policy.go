@@ -92,19 +92,19 @@ func checkResilience(ps *problems, steps []string, where string, r *v1alpha1.Res
 	}
 	positive := func(field string, d *metav1.Duration) {
 		if d != nil && d.Duration <= 0 {
-			ps.add(ReasonInvalidField, steps, "%s.%s must be a positive duration, not %s", where, field, d.Duration)
+			ps.addf(ReasonInvalidField, steps, "%s.%s must be a positive duration, not %s", where, field, d.Duration)
 		}
 	}
 	atLeastOne := func(field string, n *int32) {
 		if n != nil && *n < 1 {
-			ps.add(ReasonInvalidField, steps, "%s.%s must be at least 1, not %d", where, field, *n)
+			ps.addf(ReasonInvalidField, steps, "%s.%s must be at least 1, not %d", where, field, *n)
 		}
 	}
 	positive("timeout", r.Timeout)
 	if rt := r.Retry; rt != nil {
 		atLeastOne("retry.attempts", rt.Attempts)
 		if rt.Backoff != "" && rt.Backoff != v1alpha1.BackoffExponential && rt.Backoff != v1alpha1.BackoffConstant {
-			ps.add(ReasonInvalidField, steps, "%s.retry.backoff must be %s or %s, not %q", where, v1alpha1.BackoffExponential, v1alpha1.BackoffConstant, rt.Backoff)
+			ps.addf(ReasonInvalidField, steps, "%s.retry.backoff must be %s or %s, not %q", where, v1alpha1.BackoffExponential, v1alpha1.BackoffConstant, rt.Backoff)
 		}
 		positive("retry.initialDelay", rt.InitialDelay)
 		positive("retry.maxDelay", rt.MaxDelay)
@@ -125,7 +125,7 @@ func checkResilience(ps *problems, steps []string, where string, r *v1alpha1.Res
 func checkBackoffDelays(ps *problems, steps []string, where string, p plan.Policy) {
 	r := p.Retry
 	if r.Backoff == string(v1alpha1.BackoffExponential) && r.InitialDelay.Duration > 0 && r.InitialDelay.Duration > r.MaxDelay.Duration {
-		ps.add(ReasonInvalidField, steps, "%s.retry: initialDelay %s is longer than maxDelay %s, so exponential backoff has nowhere to grow", where, r.InitialDelay.Duration, r.MaxDelay.Duration)
+		ps.addf(ReasonInvalidField, steps, "%s.retry: initialDelay %s is longer than maxDelay %s, so exponential backoff has nowhere to grow", where, r.InitialDelay.Duration, r.MaxDelay.Duration)
 	}
 }
 

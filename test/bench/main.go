@@ -44,7 +44,7 @@ func main() {
 func run() int {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	fs.Usage = func() { fmt.Fprint(fs.Output(), usage); fs.PrintDefaults() }
-	sections := fs.String("run", "hop,breaker,nats,operator", "sections to run, comma-separated: hop, breaker, nats (raw NATS baselines and the sync wrapper), operator")
+	sections := fs.String("run", "hop,breaker,nats,async,operator", "sections to run, comma-separated: hop, breaker, nats (raw NATS baselines and the sync wrapper), async (throughput), operator")
 	var hop hopConfig
 	fs.Float64Var(&hop.qps, "hop-qps", 1000, "hop: open-loop request rate")
 	fs.IntVar(&hop.conns, "hop-connections", 16, "hop: connections (fortio threads)")
@@ -61,11 +61,18 @@ func run() int {
 	fs.IntVar(&nc.messages, "nats-messages", 100000, "nats: JetStream messages to publish and consume")
 	fs.Float64Var(&nc.wrapper.qps, "wrapper-qps", 200, "wrapper: open-loop request rate through the gateway")
 	fs.DurationVar(&nc.wrapper.duration, "wrapper-duration", 15*time.Second, "wrapper: measured duration per target (direct, wrapper)")
+	var ac asyncConfig
+	fs.DurationVar(&ac.duration, "async-duration", 10*time.Second, "async: measured load per workflow")
+	fs.DurationVar(&ac.warmup, "async-warmup", 2*time.Second, "async: unmeasured load before each workflow's")
+	fs.IntVar(&ac.workers, "async-callers", 64, "async: concurrent callers, each starting a run and collecting its result in turn")
+	fs.IntVar(&ac.messages, "async-messages", 50000, "async: raw JetStream messages published and consumed at once")
 	var op operatorConfig
 	fs.IntVar(&op.workflows, "operator-workflows", 1000, "operator: Workflows to converge")
 	fs.IntVar(&op.workers, "operator-workers", controllers.DefaultWorkflowConcurrency, "operator: the manager's --workflow-concurrency, and the plain client's concurrency")
 	fs.StringVar(&op.sample, "operator-sample", "config/samples/sync-orchestrated.yaml", "operator: the Workflow to copy")
+	fs.BoolVar(&op.applyBaseline, "operator-apply-baseline", false, "operator: also time the plain client server-side applying the children, to tell apply's cost apart")
 	fs.DurationVar(&op.settle, "operator-settle", 3*time.Second, "operator: idle time that ends the restarted manager's resync")
+	jsonFile := fs.String("json", "", "also write the table as JSON to this file, to compare runs over time")
 	_ = fs.Parse(os.Args[1:])
 
 	if _, err := os.Stat("go.mod"); err != nil {
@@ -78,7 +85,7 @@ func run() int {
 		return 1
 	}
 	hop.self = self
-	if hop.runtimeBin == "" && (strings.Contains(*sections, "hop") || strings.Contains(*sections, "nats")) {
+	if hop.runtimeBin == "" && (strings.Contains(*sections, "hop") || strings.Contains(*sections, "nats") || strings.Contains(*sections, "async")) {
 		dir, err := os.MkdirTemp("", "patchbay-bench-runtime-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
@@ -114,6 +121,9 @@ func run() int {
 			runBreaker(rep, *breakerRounds)
 		case "nats":
 			err = runNATS(ctx, nc, rep)
+		case "async":
+			ac.self, ac.runtime, ac.payload = self, hop.runtimeBin, hop.payload
+			err = runAsync(ctx, ac, rep)
 		case "operator":
 			err = runOperator(ctx, op, rep)
 		default:
@@ -127,10 +137,16 @@ func run() int {
 			break
 		}
 	}
-	rep.note("not measured: the async hop throughput target (≥ 0.5 × raw JetStream consume+publish): it needs commands injected on a step's subject; only its raw baselines are above")
-	rep.note("machine: %d CPUs (GOMAXPROCS %d), load average %s at start, %s at end; a shared machine is noisy, so compare ratios of one run",
-		runtime.NumCPU(), runtime.GOMAXPROCS(0), load, loadAverage())
+	machine := fmt.Sprintf("%d CPUs (GOMAXPROCS %d), load average %s at start, %s at end", runtime.NumCPU(), runtime.GOMAXPROCS(0), load, loadAverage())
+	rep.notef("machine: %s; a shared machine is noisy, so compare ratios of one run", machine)
 	rep.print(os.Stdout, fmt.Sprintf("patchbay bench, %s, %s", time.Now().Format(time.DateTime), time.Since(start).Round(time.Second)))
+	if *jsonFile != "" {
+		if err := rep.writeJSON(*jsonFile, start, machine, strings.Split(*sections, ",")); err != nil {
+			fmt.Fprintln(os.Stderr, "bench: -json:", err)
+			return 1
+		}
+		fmt.Printf("\nWrote %s\n", *jsonFile)
+	}
 	switch {
 	case len(failed) > 0:
 		fmt.Printf("\nSections that could not run: %s\n", strings.Join(failed, ", "))

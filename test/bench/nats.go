@@ -31,7 +31,6 @@ type natsConfig struct {
 	requests  int // sequential core request-replies
 	messages  int // JetStream messages published, then consumed
 	wrapper   hopConfig
-	direct    *latencies // the hop section's direct run, when it ran
 	runtimeOK bool
 }
 
@@ -120,27 +119,33 @@ func runNATS(ctx context.Context, cfg natsConfig, rep *report) error {
 	payload := jsonPayload(cfg.wrapper.payload)
 
 	fmt.Printf("NATS: %d sequential core request-replies of %d bytes\n", cfg.requests, len(payload))
+	cpu0 := selfCPU() + cpuOf(srv)
 	rr, err := requestReply(url, payload, cfg.requests)
 	if err != nil {
 		return err
 	}
+	rrCPU := selfCPU() + cpuOf(srv) - cpu0
 	fmt.Printf("  p50/p90/p99 %.0f/%.0f/%.0f µs\n", rr[0], rr[1], rr[2])
-	rep.add(row{section: "nats", target: "raw core request-reply p50/p90/p99 µs", measured: fmt.Sprintf("%.0f/%.0f/%.0f", rr[0], rr[1], rr[2]),
-		ratio: "reference machine: 65/-/231"})
+	rep.add(row{Section: "nats", Target: "raw core request-reply p50/p90/p99 µs", Measured: fmt.Sprintf("%.0f/%.0f/%.0f", rr[0], rr[1], rr[2]),
+		Ratio: "reference machine: 65/-/231", CPU: cpuPer(rrCPU, int64(cfg.requests+min(cfg.requests/10, 1000)), "req")})
 
 	fmt.Printf("NATS: JetStream async publish, then a durable consumer with explicit acks, %d messages\n", cfg.messages)
+	cpu0 = selfCPU() + cpuOf(srv)
 	pub, sub, err := jetStreamRates(ctx, url, payload, cfg.messages)
 	if err != nil {
 		return err
 	}
+	jsCPU := selfCPU() + cpuOf(srv) - cpu0
 	fmt.Printf("  publish %.0f msg/s, consume %.0f msg/s\n", pub, sub)
-	rep.add(row{section: "nats", target: "raw JetStream async publish msg/s", measured: fmt.Sprintf("%.0f", pub), ratio: "reference machine: 129k"})
-	rep.add(row{section: "nats", target: "raw durable consumer, explicit acks msg/s", measured: fmt.Sprintf("%.0f", sub), ratio: "reference machine: 139k"})
+	rep.add(row{Section: "nats", Target: "raw JetStream async publish msg/s", Measured: fmt.Sprintf("%.0f", pub), Ratio: "reference machine: 129k",
+		CPU: cpuPer(jsCPU, int64(cfg.messages), "msg") + " (publish+consume)"})
+	rep.add(row{Section: "nats", Target: "raw durable consumer, explicit acks msg/s", Measured: fmt.Sprintf("%.0f", sub), Ratio: "reference machine: 139k",
+		CPU: cpuPer(jsCPU, int64(cfg.messages), "msg") + " (publish+consume)"})
 
 	if !cfg.runtimeOK {
 		return nil
 	}
-	return runWrapper(ctx, cfg, url, dir, rr[0], rep)
+	return runWrapper(ctx, cfg, srv, url, dir, rr[0], rep)
 }
 
 // requestReply times n sequential requests to a responder that echoes them.
@@ -240,7 +245,7 @@ func jetStreamRates(ctx context.Context, url string, payload []byte, n int) (pub
 
 // runWrapper runs the async data plane as separate processes and measures a
 // sync caller through the gateway against the same app called directly.
-func runWrapper(ctx context.Context, cfg natsConfig, natsURL, dir string, rrP50 float64, rep *report) error {
+func runWrapper(ctx context.Context, cfg natsConfig, natsSrv *process, natsURL, dir string, rrP50 float64, rep *report) error {
 	var wf v1alpha1.Workflow
 	if err := yaml.UnmarshalStrict([]byte(asyncWorkflow), &wf); err != nil {
 		return err
@@ -276,7 +281,7 @@ func runWrapper(ctx context.Context, cfg natsConfig, natsURL, dir string, rrP50 
 	}
 	scAddr, scAdmin, orchAddr, gwAddr := addrs[0], addrs[1], addrs[2], addrs[3]
 	common := []string{"--plan", planFile, "--nats-url", natsURL, "--log-level", "warn"}
-	sc, err := startProcess(ctx, "async sidecar", answers("http://"+scAdmin+"/readyz"),
+	sc, err := startProcessEnv(ctx, "async sidecar", answers("http://"+scAdmin+"/readyz"), sidecarEnv(),
 		append([]string{w.runtimeBin, "sidecar", "--step", "echo", "--app-url", appURL, "--listen", scAddr, "--admin-listen", scAdmin}, common...)...)
 	if err != nil {
 		return err
@@ -297,7 +302,7 @@ func runWrapper(ctx context.Context, cfg natsConfig, natsURL, dir string, rrP50 
 
 	targets := []*hopTarget{
 		{name: "direct", url: appURL + "/", front: app},
-		{name: "wrapper", url: "http://" + gwAddr + "/", front: gw},
+		{name: "wrapper", url: "http://" + gwAddr + "/", front: gw, behind: []*process{orch, sc, app, natsSrv}},
 	}
 	rounds := max(1, w.rounds)
 	slice := w.duration / time.Duration(rounds)
@@ -321,15 +326,15 @@ func runWrapper(ctx context.Context, cfg natsConfig, natsURL, dir string, rrP50 
 	}
 	direct, wrapper := targets[0].result(), targets[1].result()
 	for _, l := range []*latencies{direct, wrapper} {
-		rep.add(row{section: "wrapper", target: "p50/p90/p99 µs: " + l.name,
-			measured: fmt.Sprintf("%.0f/%.0f/%.0f", l.p[0], l.p[1], l.p[2]),
-			ratio:    fmt.Sprintf("%d req, %d err, %.0f µs CPU/req", l.count, l.errors, float64(l.cpuPerReq)/1e3)})
+		rep.add(row{Section: "wrapper", Target: "p50/p90/p99 µs: " + l.name,
+			Measured: fmt.Sprintf("%.0f/%.0f/%.0f", l.p[0], l.p[1], l.p[2]),
+			Ratio:    fmt.Sprintf("%d req, %d err", l.count, l.errors), CPU: cpuPer(l.cpuPerReq, 1, "req")})
 	}
 	limit := direct.p[0] + 4*rrP50
 	rep.check("wrapper", "sync wrapper p50 ≤ direct p50 + 4 × raw request-reply p50",
 		fmt.Sprintf("%.0f + 4×%.0f = %.0f µs", direct.p[0], rrP50, limit), fmt.Sprintf("%.0f µs", wrapper.p[0]),
-		fmt.Sprintf("%.2f", wrapper.p[0]/limit), wrapper.errors == 0 && wrapper.p[0] <= limit)
-	rep.note("wrapper: fortio open loop, %.0f qps, %d connections, %d-byte JSON POST to the gateway (held sync) of a one-step async-orchestrated workflow; gateway, orchestrator, step sidecar, app and NATS (JetStream, file storage) each a process; CPU/req is the gateway's",
+		fmt.Sprintf("%.2f", wrapper.p[0]/limit), cpuPer(wrapper.cpuPerReq, 1, "req"), wrapper.errors == 0 && wrapper.p[0] <= limit)
+	rep.notef("wrapper: fortio open loop, %.0f qps, %d connections, %d-byte JSON POST to the gateway (held sync) of a one-step async-orchestrated workflow; gateway, orchestrator, step sidecar, app and NATS (JetStream, file storage) each a process; CPU/req of the wrapper is that of every process of the data plane together (gateway, orchestrator, sidecar, app, NATS)",
 		w.qps, w.conns, w.payload)
 	return nil
 }

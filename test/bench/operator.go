@@ -20,6 +20,7 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -48,6 +49,9 @@ type operatorConfig struct {
 	workers int
 	sample  string        // a Workflow manifest, copied workflows times
 	settle  time.Duration // how long a restarted manager must stay idle
+	// applyBaseline adds a plain client that server-side applies the
+	// children instead of creating them, to tell the cost of apply apart.
+	applyBaseline bool
 }
 
 var operatorOptions = controllers.DefaultOptions("bench")
@@ -74,7 +78,7 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 	}
 
 	fmt.Printf("Operator: plain client creates %d Workflows and their rendered children (%d workers)\n", cfg.workflows, cfg.workers)
-	var plain time.Duration
+	var plain, plainCPU, managerCPU, plainSelfCPU, plainAPICPU, managerSelfCPU, managerAPICPU time.Duration
 	var plainObjects int64
 	err = withEnvtest(func(restCfg *rest.Config) error {
 		c, err := client.New(restCfg, client.Options{Scheme: scheme})
@@ -85,10 +89,31 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 		if err != nil {
 			return err
 		}
-		start := time.Now()
-		plainObjects, err = createPlain(ctx, c, &sample, ns, cfg)
+		start, self0, api0 := time.Now(), selfCPU(), childrenCPU()
+		plainObjects, err = createPlain(ctx, c, &sample, ns, cfg, false)
 		plain = time.Since(start)
-		return err
+		plainSelfCPU, plainAPICPU = selfCPU()-self0, childrenCPU()-api0
+		plainCPU = plainSelfCPU + plainAPICPU
+		if err != nil || !cfg.applyBaseline {
+			return err
+		}
+		fmt.Printf("  %d objects in %s\n", plainObjects, plain.Round(time.Millisecond))
+		fmt.Println("Operator: the plain client again in a new namespace, server-side applying the children")
+		ns, err = createNamespace(ctx, c, "plain-apply")
+		if err != nil {
+			return err
+		}
+		start, self0, api0 = time.Now(), selfCPU(), childrenCPU()
+		n, err := createPlain(ctx, c, &sample, ns, cfg, true)
+		d, selfC, apiC := time.Since(start), selfCPU()-self0, childrenCPU()-api0
+		if err != nil {
+			return err
+		}
+		rep.add(row{Section: "operator", Target: "plain client, children server-side applied (same API server, second)",
+			Baseline: fmt.Sprintf("plain create %.1fs", plain.Seconds()), Measured: fmt.Sprintf("%.1fs (%d obj)", d.Seconds(), n),
+			Ratio: fmt.Sprintf("%.2f", d.Seconds()/plain.Seconds()),
+			CPU:   fmt.Sprintf("%s client / %s API server", cpuPer(selfC, int64(cfg.workflows), "Workflow"), cpuPer(apiC, int64(cfg.workflows), "Workflow"))})
+		return nil
 	})
 	if err != nil {
 		return err
@@ -96,7 +121,8 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 	fmt.Printf("  %d objects in %s\n", plainObjects, plain.Round(time.Millisecond))
 
 	fmt.Printf("Operator: the manager converges %d Workflows (--workflow-concurrency %d)\n", cfg.workflows, cfg.workers)
-	var converge, resync time.Duration
+	var converge, resync, restartCPU time.Duration
+	var convergeReconciles float64
 	var convergeWrites, restartWrites []string
 	var convergeReads int
 	var managedObjects int64
@@ -114,13 +140,17 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 			return err
 		}
 		base, _ := reconciles()
-		start := time.Now()
+		start, self0, api0 := time.Now(), selfCPU(), childrenCPU()
 		if _, err := createWorkflows(ctx, c, &sample, ns, cfg); err != nil {
 			m.stop()
 			return err
 		}
 		err = waitConverged(ctx, c, ns, cfg.workflows, base)
 		converge = time.Since(start)
+		after, _ := reconciles()
+		convergeReconciles = after - base
+		managerSelfCPU, managerAPICPU = selfCPU()-self0, childrenCPU()-api0
+		managerCPU = managerSelfCPU + managerAPICPU
 		convergeWrites, convergeReads = m.writes.list(), m.writes.readCount()
 		m.stop()
 		if err != nil {
@@ -139,10 +169,11 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 		}
 		defer m.stop()
 		base, _ = reconciles()
-		start = time.Now()
+		start, cpu0 := time.Now(), selfCPU()+childrenCPU()
 		if err := waitIdle(ctx, base+float64(cfg.workflows), cfg.settle); err != nil {
 			return err
 		}
+		restartCPU = selfCPU() + childrenCPU() - cpu0
 		resync = time.Since(start) - cfg.settle
 		restartWrites = m.writes.list()
 		fmt.Printf("  resynced in %s, %d writes\n", resync.Round(time.Millisecond), len(restartWrites))
@@ -156,14 +187,21 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 	rep.check("operator", fmt.Sprintf("%d Workflows converge ≤ 1.5× plain create", cfg.workflows),
 		fmt.Sprintf("plain %.1fs (%d obj)", plain.Seconds(), plainObjects),
 		fmt.Sprintf("manager %.1fs (%d obj; %d writes, %d reads)", converge.Seconds(), managedObjects+int64(cfg.workflows), len(convergeWrites), convergeReads),
-		fmt.Sprintf("%.2f", ratio), ratio <= 1.5 && managedObjects+int64(cfg.workflows) == plainObjects)
+		fmt.Sprintf("%.2f", ratio),
+		fmt.Sprintf("%s (plain %s)", cpuPer(managerCPU, int64(cfg.workflows), "Workflow"), cpuPer(plainCPU, int64(cfg.workflows), "Workflow")),
+		ratio <= 1.5 && managedObjects+int64(cfg.workflows) == plainObjects)
 	rep.check("operator", "restart of a converged manager: 0 writes", "0",
-		fmt.Sprintf("%d writes (resync %.1fs)", len(restartWrites), resync.Seconds()), "-", len(restartWrites) == 0)
-	rep.note("operator: the manager's writes while converging: %s", byResource(convergeWrites))
+		fmt.Sprintf("%d writes (resync %.1fs)", len(restartWrites), resync.Seconds()), "-",
+		cpuPer(restartCPU, int64(cfg.workflows), "Workflow"), len(restartWrites) == 0)
+	rep.notef("operator: the manager's writes while converging: %s", byResource(convergeWrites))
+	rep.notef("operator: the manager reconciled each Workflow %.2f times on average while converging", convergeReconciles/float64(cfg.workflows))
+	rep.notef("operator: CPU per Workflow, client or manager side / kube-apiserver + etcd side: plain %s / %s, manager %s / %s",
+		cpuPer(plainSelfCPU, int64(cfg.workflows), "Workflow"), cpuPer(plainAPICPU, int64(cfg.workflows), "Workflow"),
+		cpuPer(managerSelfCPU, int64(cfg.workflows), "Workflow"), cpuPer(managerAPICPU, int64(cfg.workflows), "Workflow"))
 	if n := len(restartWrites); n > 0 {
-		rep.note("operator: writes after restart, first: %v", restartWrites[:min(n, 5)])
+		rep.notef("operator: writes after restart, first: %v", restartWrites[:min(n, 5)])
 	}
-	rep.note("operator: %d copies of %s on envtest, %d workers on each side (kube-apiserver + etcd, no client-side rate limit), a fresh API server for each side; objects count the Workflows; the plain client creates each Workflow, then its children as internal/render renders them",
+	rep.notef("operator: %d copies of %s on envtest, %d workers on each side (kube-apiserver + etcd, no client-side rate limit), a fresh API server for each side; CPU is this process's (client or manager) plus the API server's and etcd's, per Workflow; objects count the Workflows; the plain client creates each Workflow, then its children as internal/render renders them",
 		cfg.workflows, filepath.Base(cfg.sample), cfg.workers)
 	return nil
 }
@@ -233,7 +271,7 @@ func cmpOr(a, b error) error {
 
 // createPlain is the baseline: what a client that knows the result needs to
 // do, creating every Workflow and every child the controller would apply.
-func createPlain(ctx context.Context, c client.Client, sample *v1alpha1.Workflow, ns string, cfg operatorConfig) (int64, error) {
+func createPlain(ctx context.Context, c client.Client, sample *v1alpha1.Workflow, ns string, cfg operatorConfig, apply bool) (int64, error) {
 	settings := render.Settings{RuntimeImage: operatorOptions.RuntimeImage, NATSImage: operatorOptions.NATSImage, ComponentReplicas: operatorOptions.ComponentReplicas}
 	var objects atomic.Int64
 	err := parallel(ctx, cfg.workflows, cfg.workers, func(i int) error {
@@ -251,7 +289,17 @@ func createPlain(ctx context.Context, c client.Client, sample *v1alpha1.Workflow
 			return err
 		}
 		for _, obj := range render.WorkflowObjects(in) {
-			if err := c.Create(ctx, obj); err != nil {
+			write := func() error { return c.Create(ctx, obj) }
+			if apply {
+				write = func() error { // as the manager applies
+					u, err := runtime.DefaultUnstructuredConverter.ToUnstructured(obj)
+					if err != nil {
+						return err
+					}
+					return c.Apply(ctx, client.ApplyConfigurationFromUnstructured(&unstructured.Unstructured{Object: u}), client.FieldOwner("bench"), client.ForceOwnership)
+				}
+			}
+			if err := write(); err != nil {
 				return fmt.Errorf("create %s %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
 			}
 			objects.Add(1)
@@ -402,9 +450,13 @@ func startManager(restCfg *rest.Config, scheme *runtime.Scheme, workers int) (*r
 	return m, nil
 }
 
+// stop stops the manager and waits for it. An error it ended with is printed:
+// what was measured before it stays measured.
 func (m *runningManager) stop() {
 	m.cancel()
-	<-m.done
+	if err := <-m.done; err != nil {
+		fmt.Printf("  the manager ended with an error: %v\n", err)
+	}
 }
 
 // writeCounter records every request that may change the API server's state,

@@ -14,6 +14,8 @@ import (
 	"strings"
 	"sync"
 	"time"
+
+	"github.com/patchbay-dev/patchbay/internal/render"
 )
 
 // process is a server this benchmark started; stop ends it.
@@ -28,7 +30,15 @@ type process struct {
 // startProcess starts a server and returns once ready answers true, or fails
 // with the end of the server's output when it exits or does not get ready.
 func startProcess(ctx context.Context, name string, ready func() bool, argv ...string) (*process, error) {
+	return startProcessEnv(ctx, name, ready, nil, argv...)
+}
+
+// startProcessEnv is startProcess with env added to this process's environment.
+func startProcessEnv(ctx context.Context, name string, ready func() bool, env []string, argv ...string) (*process, error) {
 	cmd := exec.Command(argv[0], argv[1:]...)
+	if len(env) > 0 {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	cmd.SysProcAttr = childAttrs()
 	logs := &tail{}
 	cmd.Stdout, cmd.Stderr = logs, logs
@@ -41,7 +51,7 @@ func startProcess(ctx context.Context, name string, ready func() bool, argv ...s
 	for !ready() {
 		select {
 		case <-p.done:
-			return nil, fmt.Errorf("%s exited before it was ready (%v): %s", name, p.err, logs)
+			return nil, fmt.Errorf("%s exited before it was ready (%w): %s", name, p.err, logs)
 		case <-ctx.Done():
 			p.stop()
 			return nil, ctx.Err()
@@ -75,7 +85,14 @@ func (p *process) stop() {
 }
 
 // rssKiB is the resident set size of the process, from /proc/<pid>/status.
-func (p *process) rssKiB() (int64, error) {
+func (p *process) rssKiB() (int64, error) { return p.statusKiB("VmRSS:") }
+
+// anonKiB is the part of the RSS that is not file-backed (the binary's code
+// and read-only data are): the heap, stacks and the runtime's own memory.
+func (p *process) anonKiB() (int64, error) { return p.statusKiB("RssAnon:") }
+
+// statusKiB reads a field of /proc/<pid>/status given in kB.
+func (p *process) statusKiB(field string) (int64, error) {
 	f, err := os.Open(fmt.Sprintf("/proc/%d/status", p.cmd.Process.Pid))
 	if err != nil {
 		return 0, err
@@ -83,17 +100,56 @@ func (p *process) rssKiB() (int64, error) {
 	defer f.Close()
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "VmRSS:"); ok {
+		if v, ok := strings.CutPrefix(sc.Text(), field); ok {
 			return strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
 		}
 	}
-	return 0, errors.New("no VmRSS in /proc/<pid>/status")
+	return 0, fmt.Errorf("no %s in /proc/<pid>/status", field)
 }
 
-// cpuTime is the CPU time (user and system) the process has used, from
+// cpuTime is the CPU time (user and system) the process has used.
+func (p *process) cpuTime() (time.Duration, error) { return pidCPU(p.cmd.Process.Pid) }
+
+// cpuOf is the CPU time the processes have used together; nil ones count zero.
+func cpuOf(ps ...*process) time.Duration {
+	var sum time.Duration
+	for _, p := range ps {
+		if p != nil {
+			d, _ := p.cpuTime()
+			sum += d
+		}
+	}
+	return sum
+}
+
+// childrenCPU is the CPU time of this process's live children (envtest's
+// kube-apiserver and etcd, the servers the sections started).
+func childrenCPU() time.Duration {
+	self := strconv.Itoa(os.Getpid())
+	dirs, _ := os.ReadDir("/proc")
+	var sum time.Duration
+	for _, d := range dirs {
+		pid, err := strconv.Atoi(d.Name())
+		if err != nil {
+			continue
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if err != nil {
+			continue
+		}
+		_, rest, ok := strings.Cut(string(b), ") ")
+		if f := strings.Fields(rest); ok && len(f) > 1 && f[1] == self {
+			c, _ := pidCPU(pid)
+			sum += c
+		}
+	}
+	return sum
+}
+
+// pidCPU is the CPU time (user and system) process pid has used, from
 // /proc/<pid>/stat, at the kernel's 10 ms tick (USER_HZ is 100 on Linux).
-func (p *process) cpuTime() (time.Duration, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", p.cmd.Process.Pid))
+func pidCPU(pid int) (time.Duration, error) {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
 	if err != nil {
 		return 0, err
 	}
@@ -110,6 +166,15 @@ func (p *process) cpuTime() (time.Duration, error) {
 		return 0, err
 	}
 	return time.Duration(utime+stime) * 10 * time.Millisecond, nil
+}
+
+// sidecarEnv is the environment internal/render gives the sidecar container.
+func sidecarEnv() []string {
+	var env []string
+	for _, e := range render.SidecarEnv() {
+		env = append(env, e.Name+"="+e.Value)
+	}
+	return env
 }
 
 // freeAddr is a loopback address no one listens on at the moment.

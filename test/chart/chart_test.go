@@ -2,6 +2,7 @@ package chart
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
@@ -63,7 +64,7 @@ func helmFails(t *testing.T, args ...string) string {
 	if err == nil {
 		t.Fatalf("helm %s succeeded, want an error\n%s", strings.Join(args, " "), out)
 	}
-	if _, ok := err.(*exec.ExitError); !ok {
+	if exitErr := (*exec.ExitError)(nil); !errors.As(err, &exitErr) {
 		t.Fatalf("helm %s: %v", strings.Join(args, " "), err)
 	}
 	return string(out)

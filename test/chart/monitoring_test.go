@@ -82,12 +82,6 @@ const (
 	dashboardKey      = "ConfigMap/pb-patchbay-dashboard"
 )
 
-var allMonitoring = []string{
-	"--set", "metrics.serviceMonitor.enabled=true",
-	"--set", "metrics.podMonitor.enabled=true",
-	"--set", "grafana.dashboard.enabled=true",
-}
-
 // The monitors and the dashboard are opt-in: nothing of them by default, each
 // alone when enabled alone.
 func TestChartMonitoringIsOptIn(t *testing.T) {

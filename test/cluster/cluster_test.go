@@ -18,6 +18,7 @@ import (
 	discoveryv1 "k8s.io/api/discovery/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
@@ -125,6 +126,7 @@ var _ = Describe("patchbay on a real node", Ordered, func() {
 	}, SpecTimeout(2*time.Minute))
 
 	It("loses no accepted run when a NATS server is deleted under load", func(ctx SpecContext) {
+		waitRolledOut(ctx)
 		restartsBefore := workflowPodRestarts(ctx)
 		load := steadyLoad(ctx, hostURL(ctx, "fulfilment"), map[string]string{"Prefer": "respond-async"})
 		By("deleting default-nats-1 while runs arrive, until it is back")
@@ -333,13 +335,40 @@ var _ = Describe("patchbay on a real node", Ordered, func() {
 	})
 })
 
-// workflowPodRestarts are the container restarts of every workflow pod, by pod.
+// waitRolledOut waits until every workflow Deployment has finished its
+// rollout and no workflow pod is terminating, so that a snapshot of the pods
+// does not hold pods a rollout started earlier is about to replace (a
+// Workflow's pods roll once when its NATS credentials are first written).
+func waitRolledOut(ctx context.Context) {
+	GinkgoHelper()
+	Eventually(func(g Gomega) {
+		var deps appsv1.DeploymentList
+		g.Expect(k8sClient.List(ctx, &deps, client.InNamespace(namespace), client.HasLabels{"patchbay.dev/workflow"})).To(Succeed())
+		for _, d := range deps.Items {
+			want := ptr.Deref(d.Spec.Replicas, 1)
+			st := d.Status
+			g.Expect(st.ObservedGeneration).To(Equal(d.Generation), d.Name)
+			g.Expect([]int32{st.Replicas, st.UpdatedReplicas, st.ReadyReplicas, st.AvailableReplicas}).To(HaveEach(want), d.Name)
+		}
+		var pods corev1.PodList
+		g.Expect(k8sClient.List(ctx, &pods, client.InNamespace(namespace), client.HasLabels{"patchbay.dev/workflow"})).To(Succeed())
+		for _, p := range pods.Items {
+			g.Expect(p.DeletionTimestamp).To(BeNil(), "pod %s is terminating", p.Name)
+		}
+	}).WithContext(ctx).WithTimeout(3 * time.Minute).WithPolling(time.Second).Should(Succeed())
+}
+
+// workflowPodRestarts are the container restarts of every workflow pod that
+// is not terminating, by pod.
 func workflowPodRestarts(ctx context.Context) map[string]int32 {
 	GinkgoHelper()
 	var pods corev1.PodList
 	Expect(k8sClient.List(ctx, &pods, client.InNamespace(namespace), client.HasLabels{"patchbay.dev/workflow"})).To(Succeed())
 	out := map[string]int32{}
 	for _, p := range pods.Items {
+		if p.DeletionTimestamp != nil {
+			continue
+		}
 		for _, st := range append(p.Status.InitContainerStatuses, p.Status.ContainerStatuses...) {
 			out[p.Name] += st.RestartCount
 		}

@@ -145,9 +145,9 @@ func runErr(ctx context.Context, name string, args ...string) (string, error) {
 	return stdout.String(), err
 }
 
-func kubectl(ctx context.Context, args ...string) string {
+func kubectl(ctx context.Context, args ...string) {
 	GinkgoHelper()
-	return run(ctx, "kubectl", args...)
+	run(ctx, "kubectl", args...)
 }
 
 func deleteNamespace(ctx context.Context) {

@@ -219,12 +219,14 @@ func startManager(ctx context.Context, admin *rest.Config, binary, logPath strin
 	DeferCleanup(func() {
 		defer logFile.Close()
 		_ = cmd.Process.Signal(syscall.SIGTERM)
+		var exit error
 		select {
-		case <-exited:
+		case exit = <-exited:
 		case <-time.After(15 * time.Second):
 			_ = cmd.Process.Kill()
-			<-exited
+			exit = <-exited
 		}
+		GinkgoWriter.Printf("The manager exited (%v); its log: %s\n", exit, logPath)
 	})
 
 	By("waiting for the manager to hold the leader Lease")

@@ -82,7 +82,7 @@ func TestAConnectionOutlivesRefusedCredentials(t *testing.T) {
 	defer sys.Close()
 	current, err := sys.Request("$SYS.REQ.ACCOUNT."+auth.Account()+".CLAIMS.LOOKUP", nil, 5*time.Second)
 	g.Expect(err).NotTo(HaveOccurred())
-	revoked, err := auth.Revoke(string(current.Data), first.PublicKey)
+	revoked, err := auth.Revoke(string(current.Data), time.Now(), first.PublicKey)
 	g.Expect(err).NotTo(HaveOccurred())
 	resp, err := sys.Request("$SYS.REQ.CLAIMS.UPDATE", []byte(revoked), 5*time.Second)
 	g.Expect(err).NotTo(HaveOccurred())

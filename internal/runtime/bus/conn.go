@@ -32,7 +32,8 @@ type Options struct {
 	InboxPrefix string
 	// Name is the connection name the broker shows.
 	Name string
-	// Storage is how the workflow's stream and buckets are kept on this broker.
+	// Storage is how the workflow's stream and buckets are kept on this
+	// broker, for EnsureResources where the runtime creates them (dev).
 	Storage Storage
 }
 
@@ -40,7 +41,7 @@ type Options struct {
 type Conn struct {
 	NC *nats.Conn
 	JS jetstream.JetStream
-	// Storage is how the workflow's stream and buckets are kept on this broker.
+	// Storage is Options.Storage.
 	Storage Storage
 
 	url      string
@@ -137,18 +138,18 @@ func Connect(o Options, log *slog.Logger) (*Conn, error) {
 
 // Pause between two passes over the broker's servers while none answers.
 const (
-	reconnectWaitMin = 250 * time.Millisecond
-	reconnectWaitMax = 5 * time.Second
+	minReconnectWait = 250 * time.Millisecond
+	maxReconnectWait = 5 * time.Second
 )
 
-// reconnectDelay backs off from reconnectWaitMin to reconnectWaitMax over the
+// reconnectDelay backs off from minReconnectWait to maxReconnectWait over the
 // failed passes of one outage (attempts counts from 1; the client starts over
 // at every disconnect), with up to 20% jitter so that a workflow's pods do not
 // reconnect in step.
 func reconnectDelay(attempts int) time.Duration {
-	d := reconnectWaitMax
+	d := maxReconnectWait
 	if attempts < 16 {
-		d = min(reconnectWaitMin<<max(attempts-1, 0), reconnectWaitMax)
+		d = min(minReconnectWait<<max(attempts-1, 0), maxReconnectWait)
 	}
 	return d + rand.N(d/5+1)
 }

@@ -42,10 +42,11 @@ func IdempotencyConfig(p *plan.Plan, st Storage) jetstream.KeyValueConfig {
 	}
 }
 
-// EnsureIdempotency creates or opens the bucket, read through its leader (a
-// key claimed on one replica is seen at once by the others).
-func EnsureIdempotency(ctx context.Context, js jetstream.JetStream, p *plan.Plan, st Storage) (*Idempotency, error) {
-	kv, err := ensureLeaderBucket(ctx, js, IdempotencyConfig(p, st))
+// WaitIdempotency opens the bucket once the manager created it, read
+// through its leader (a key claimed on one replica is seen at once by the
+// others).
+func WaitIdempotency(ctx context.Context, js jetstream.JetStream, p *plan.Plan) (*Idempotency, error) {
+	kv, err := waitLeaderBucket(ctx, js, p.Stream.IdempotencyBucket)
 	if err != nil {
 		return nil, err
 	}
@@ -114,8 +115,8 @@ func (i *Idempotency) Release(ctx context.Context, key, runID string) error {
 		return err
 	}
 	var c Claim
-	if json.Unmarshal(e.Value(), &c) != nil || c.RunID != runID {
-		return nil
+	if err := json.Unmarshal(e.Value(), &c); err != nil || c.RunID != runID {
+		return nil //nolint:nilerr // a claim that is not readably this run's is not its to give back
 	}
 	return i.KV.Delete(ctx, key, jetstream.LastRevision(e.Revision()))
 }

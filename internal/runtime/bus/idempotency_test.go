@@ -26,7 +26,8 @@ func TestIdempotencyKeysAreClaimedOnceAndReleasedByTheirRun(t *testing.T) {
 	ctx := context.Background()
 	p := &plan.Plan{Namespace: "default", Workflow: "w", Entry: plan.Entry{IdempotencyWindow: plan.D(time.Hour)},
 		Stream: &plan.Stream{IdempotencyBucket: "idem_w"}}
-	idem, err := EnsureIdempotency(ctx, js, p, DefaultStorage)
+	g.Expect(ensureBucket(ctx, js, IdempotencyConfig(p, DefaultStorage), false)).To(Succeed())
+	idem, err := WaitIdempotency(ctx, js, p)
 	g.Expect(err).NotTo(HaveOccurred())
 	st, err := idem.KV.Status(ctx)
 	g.Expect(err).NotTo(HaveOccurred())

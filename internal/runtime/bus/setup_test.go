@@ -2,9 +2,8 @@ package bus
 
 import (
 	"context"
-	"fmt"
-	"sync"
 	"testing"
+	"time"
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
@@ -52,9 +51,10 @@ func TestRunsAreReadThroughTheLeader(t *testing.T) {
 	js, err := jetstream.New(nc)
 	g.Expect(err).NotTo(HaveOccurred())
 	ctx := context.Background()
-	p := &plan.Plan{Namespace: "default", Workflow: "w", Stream: &plan.Stream{RunsBucket: "runs_w"}}
-	for range 2 { // a second role opening the store finds it the same
-		runs, err := EnsureRuns(ctx, js, p, DefaultStorage)
+	p := &plan.Plan{Namespace: "default", Workflow: "w", Stream: &plan.Stream{Name: "PB_default_w", Subjects: []string{"pb.default.w.>"}, RunsBucket: "runs_w"}}
+	for range 2 { // set up again, the store is the same
+		g.Expect(EnsureResources(ctx, js, p, DefaultStorage)).To(Succeed())
+		runs, err := WaitRuns(ctx, js, p)
 		g.Expect(err).NotTo(HaveOccurred())
 		s, err := js.Stream(ctx, "KV_runs_w")
 		g.Expect(err).NotTo(HaveOccurred())
@@ -66,37 +66,76 @@ func TestRunsAreReadThroughTheLeader(t *testing.T) {
 	}
 }
 
-// Roles that set up the run store at the same time each get a handle that
-// reads: one role's create turns direct gets on again for a moment, and a
-// role that bound then read through direct gets, which the broker no longer
-// answered once the other role turned them off ("no responders").
-func TestRunsSetUpAtOnceAllRead(t *testing.T) {
+// EnsureResources creates the stream and buckets, writes nothing to those
+// that have the Plan's settings, brings back a setting changed behind its
+// back, and adds the read model's bucket when the Plan gains one. The roles
+// open what it made.
+func TestEnsureResourcesCreatesAndUpdatesOnlyWhatDiffers(t *testing.T) {
 	g := NewWithT(t)
 	url := natstest.Start(t)
+	nc, err := nats.Connect(url)
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	g.Expect(err).NotTo(HaveOccurred())
 	ctx := context.Background()
-	for round := range 5 {
-		p := &plan.Plan{Namespace: "default", Workflow: "w", Stream: &plan.Stream{RunsBucket: fmt.Sprintf("runs_w%d", round)}}
-		const roles = 6
-		handles := make([]*Runs, roles)
-		var wg sync.WaitGroup
-		for i := range handles {
-			nc, err := nats.Connect(url)
-			g.Expect(err).NotTo(HaveOccurred())
-			t.Cleanup(nc.Close)
-			js, err := jetstream.New(nc)
-			g.Expect(err).NotTo(HaveOccurred())
-			wg.Go(func() {
-				runs, err := EnsureRuns(ctx, js, p, DefaultStorage)
-				if err == nil {
-					handles[i] = runs
-				}
-			})
-		}
-		wg.Wait()
-		for i, runs := range handles {
-			g.Expect(runs).NotTo(BeNil(), "role %d set the store up", i)
-			_, _, err := runs.Get(ctx, "missing")
-			g.Expect(err).To(MatchError(ErrNoRun), "round %d, role %d reads", round, i)
-		}
+	p := &plan.Plan{Namespace: "shop", Workflow: "wf",
+		Stream: &plan.Stream{Name: "PB_shop_wf", Subjects: []string{"pb.shop.wf.>"}, RunsBucket: "pb_shop_wf_runs"}}
+
+	// Before the manager made them, a role waits.
+	short, cancel := context.WithTimeout(ctx, time.Second)
+	g.Expect(WaitStream(short, js, p)).To(MatchError(HavePrefix("wait for stream PB_shop_wf (the manager creates it): ")))
+	cancel()
+
+	g.Expect(EnsureResources(ctx, js, p, DefaultStorage)).To(Succeed())
+	g.Expect(WaitStream(ctx, js, p)).To(Succeed())
+	_, err = WaitRuns(ctx, js, p)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	// The stream API's create and update requests, seen by another client,
+	// in order with a marker the setting-up client publishes after.
+	spy, err := nats.Connect(url)
+	g.Expect(err).NotTo(HaveOccurred())
+	t.Cleanup(spy.Close)
+	seen := make(chan *nats.Msg, 16)
+	for _, subject := range []string{"$JS.API.STREAM.CREATE.>", "$JS.API.STREAM.UPDATE.>", "test.marker"} {
+		_, err := spy.ChanSubscribe(subject, seen)
+		g.Expect(err).NotTo(HaveOccurred())
 	}
+	g.Expect(spy.Flush()).To(Succeed())
+	writes := func() []string {
+		g.Expect(nc.Publish("test.marker", nil)).To(Succeed())
+		var subjects []string
+		for m := range seen {
+			if m.Subject == "test.marker" {
+				return subjects
+			}
+			subjects = append(subjects, m.Subject)
+		}
+		return subjects
+	}
+
+	g.Expect(EnsureResources(ctx, js, p, DefaultStorage)).To(Succeed())
+	g.Expect(writes()).To(BeEmpty(), "nothing is written when nothing differs")
+
+	s, err := js.Stream(ctx, p.Stream.Name)
+	g.Expect(err).NotTo(HaveOccurred())
+	changed := s.CachedInfo().Config
+	changed.MaxAge = time.Hour
+	_, err = js.UpdateStream(ctx, changed)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(writes()).To(ConsistOf("$JS.API.STREAM.UPDATE." + p.Stream.Name))
+	g.Expect(EnsureResources(ctx, js, p, DefaultStorage)).To(Succeed())
+	g.Expect(writes()).To(ConsistOf("$JS.API.STREAM.UPDATE." + p.Stream.Name))
+	s, err = js.Stream(ctx, p.Stream.Name)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(s.CachedInfo().Config.MaxAge).To(Equal(StreamConfig(p, DefaultStorage).MaxAge))
+
+	p.ReadModel = &plan.ReadModel{Bucket: "pb_shop_wf_read"}
+	g.Expect(EnsureResources(ctx, js, p, DefaultStorage)).To(Succeed())
+	g.Expect(writes()).To(ConsistOf("$JS.API.STREAM.CREATE.KV_" + p.ReadModel.Bucket))
+	_, err = WaitReadModel(ctx, js, p)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(EnsureResources(ctx, js, p, DefaultStorage)).To(Succeed())
+	g.Expect(writes()).To(BeEmpty())
 }

@@ -25,6 +25,7 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/natsauth"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/render"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
 	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
 	"github.com/patchbay-dev/patchbay/internal/topology"
@@ -88,6 +89,38 @@ func (b *testBroker) workflowCredentials(p *plan.Plan) string {
 		b.t.Fatal(err)
 	}
 	return dir
+}
+
+// setUp creates the workflow's stream and buckets on the running broker, as
+// the manager does (a workflow's own user may not).
+func (b *testBroker) setUp(p *plan.Plan) {
+	b.t.Helper()
+	opt := nats.UserInfo(natsUser, natsPassword)
+	if b.auth != nil {
+		admin, err := b.auth.NewUser("test admin", nil, false)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		token, seed, err := natsauth.JWTAndSeed(admin.Creds)
+		if err != nil {
+			b.t.Fatal(err)
+		}
+		opt = nats.UserJWTAndSeed(token, seed)
+	}
+	nc, err := nats.Connect(b.url(), opt)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+	defer cancel()
+	if err := bus.EnsureResources(ctx, js, p, bus.DefaultStorage); err != nil {
+		b.t.Fatal(err)
+	}
 }
 
 func newTestBroker(t *testing.T) *testBroker {
@@ -283,12 +316,14 @@ func TestGatewayWaitsForTheBrokerAndRidesOutItsRestarts(t *testing.T) {
 	code, body := postAsync(g, listen, "")
 	g.Expect(code).To(Equal(http.StatusServiceUnavailable), body)
 
-	// The broker comes up: the gateway sets itself up and takes runs.
+	// The broker comes up, the manager creates the stream and buckets: the
+	// gateway sets itself up and takes runs.
 	broker.start()
+	broker.setUp(p)
 	g.Eventually(gw.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(ready))
 	code, body = postAsync(g, listen, "run-1")
 	g.Expect(code).To(Equal(http.StatusAccepted), body)
-	g.Expect(get(g, listen, "/runs/run-1")).To(Equal(http.StatusAccepted))
+	g.Expect(get(listen, "/runs/run-1")).To(Equal(http.StatusAccepted))
 
 	// The broker goes away: not ready, still alive, still running.
 	broker.stop()
@@ -298,7 +333,7 @@ func TestGatewayWaitsForTheBrokerAndRidesOutItsRestarts(t *testing.T) {
 	// It comes back with its store: ready again, and the run is still there.
 	broker.start()
 	g.Eventually(gw.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(ready))
-	g.Eventually(func() int { return get(g, listen, "/runs/run-1") }).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(http.StatusAccepted))
+	g.Eventually(func() int { return get(listen, "/runs/run-1") }).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(http.StatusAccepted))
 	code, body = postAsync(g, listen, "run-2")
 	g.Expect(code).To(Equal(http.StatusAccepted), body)
 
@@ -333,6 +368,10 @@ func TestAsyncRolesServeHealthWhileWaitingForTheBroker(t *testing.T) {
 			g.Eventually(r.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(waiting))
 			g.Consistently(r.probes).WithTimeout(2 * time.Second).WithPolling(100 * time.Millisecond).Should(Equal(waiting))
 			broker.start()
+			// Up, but without the stream and buckets the manager creates:
+			// still alive and waiting.
+			g.Consistently(r.probes).WithTimeout(2 * time.Second).WithPolling(100 * time.Millisecond).Should(Equal(waiting))
+			broker.setUp(p)
 			g.Eventually(r.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(ready))
 		})
 	}
@@ -346,6 +385,7 @@ func TestOrchestratorExitsWhenItsConsumerIsGone(t *testing.T) {
 	file, p := planFile(t, "async-orchestrated")
 	broker := newTestBroker(t)
 	broker.start()
+	broker.setUp(p)
 	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	r := startRole(t, listen, "orchestrator", "--plan="+file, "--listen="+listen,
 		"--nats-url="+broker.url(), "--nats-credentials="+credentials(t))
@@ -371,10 +411,11 @@ func TestOrchestratorExitsWhenItsConsumerIsGone(t *testing.T) {
 // disconnected: it turns not ready and exits non-zero, to be restarted.
 func TestGatewayExitsWhenTheBrokerClosesItsConnection(t *testing.T) {
 	g := NewWithT(t)
-	file, _ := planFile(t, "choreography")
+	file, p := planFile(t, "choreography")
 	broker := newTestBroker(t)
 	broker.maxControlLine = 400
 	broker.start()
+	broker.setUp(p)
 	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	gw := startRole(t, listen, "gateway", "--plan="+file, "--listen="+listen,
 		"--nats-url="+broker.url(), "--nats-credentials="+credentials(t), "--shutdown-delay=0")
@@ -382,7 +423,7 @@ func TestGatewayExitsWhenTheBrokerClosesItsConnection(t *testing.T) {
 
 	// A valid read-model key (256 bytes, stored base64-encoded), whose KV
 	// read is over this broker's limit.
-	code := get(g, listen, "/query/"+strings.Repeat("%C3%BC", 128))
+	code := get(listen, "/query/"+strings.Repeat("%C3%BC", 128))
 	g.Expect(code).To(Or(Equal(http.StatusServiceUnavailable), BeZero()))
 	g.Expect(gw.exitCode(g)).To(Equal(1))
 	// Whichever notices the closed connection first ends the role: the
@@ -406,7 +447,8 @@ func postAsync(g Gomega, addr, runID string) (int, string) {
 	return resp.StatusCode, string(b)
 }
 
-func get(g Gomega, addr, path string) int {
+// get is the status of a GET, 0 when the request fails.
+func get(addr, path string) int {
 	c := http.Client{Timeout: 5 * time.Second}
 	resp, err := c.Get("http://" + addr + path)
 	if err != nil {

@@ -154,3 +154,28 @@ func stepResolver(p *plan.Plan, values []string) (contract.Resolver, error) {
 	}
 	return contract.OverrideResolver{URLs: urls, Next: contract.ClusterResolver{Namespace: p.Namespace}}, nil
 }
+
+// roleSetup loads the plan, then builds what a role that calls steps starts
+// with (stepsAndTelemetry). The caller closes the telemetry.
+func (c *common) roleSetup(ctx context.Context, stderr io.Writer, service, planFile string, resolve []string) (*plan.Plan, contract.Resolver, *telemetry.Telemetry, error) {
+	p, err := plan.Load(planFile)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	resolver, tel, err := c.stepsAndTelemetry(ctx, stderr, service, p, resolve)
+	return p, resolver, tel, err
+}
+
+// stepsAndTelemetry builds the resolver of the plan's steps (--resolve) and
+// starts the process's telemetry. The caller closes the telemetry.
+func (c *common) stepsAndTelemetry(ctx context.Context, stderr io.Writer, service string, p *plan.Plan, resolve []string) (contract.Resolver, *telemetry.Telemetry, error) {
+	resolver, err := stepResolver(p, resolve)
+	if err != nil {
+		return nil, nil, err
+	}
+	tel, err := c.telemetry(ctx, stderr, service)
+	if err != nil {
+		return nil, nil, err
+	}
+	return resolver, tel, nil
+}

@@ -38,7 +38,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 	if err != nil {
 		return err
 	}
-	defer tel.Tracing.Shutdown(context.WithoutCancel(ctx))
+	defer tel.Close(context.WithoutCancel(ctx))
 	env, err := dev.Start(ctx, dev.Options{
 		File: file, Steps: steps, Addr: *addr, AdminAddr: *admin,
 		Stderr: stderr, Telemetry: tel, Serve: c.serveOptions(),

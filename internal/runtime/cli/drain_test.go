@@ -206,6 +206,7 @@ func TestAsyncSidecarDrainsBeforeItsAppStops(t *testing.T) {
 	step := p.Step("pick")
 	broker := newTestBroker(t)
 	broker.start()
+	broker.setUp(p)
 	creds := credentials(t)
 	sidecar := func(app *slowApp) *role {
 		listen, admin := loopback(t), loopback(t)
@@ -271,6 +272,7 @@ func TestAsyncSidecarConsumesOnlyOnceItsAppListens(t *testing.T) {
 	step := p.Step("pick")
 	broker := newTestBroker(t)
 	broker.start()
+	broker.setUp(p)
 	nc, err := nats.Connect(broker.url(), nats.UserInfo(natsUser, natsPassword))
 	g.Expect(err).NotTo(HaveOccurred())
 	defer nc.Close()
@@ -282,9 +284,6 @@ func TestAsyncSidecarConsumesOnlyOnceItsAppListens(t *testing.T) {
 		"--listen="+listen, "--admin-listen="+admin, "--app-url=http://"+appAddr,
 		"--nats-url="+broker.url(), "--nats-credentials="+credentials(t))
 	g.Eventually(func() int { return sc.status("/healthz") }).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(http.StatusOK))
-	// The orchestrator would have made the stream; this sidecar makes it only
-	// once its app listens.
-	g.Expect(bus.EnsureStream(context.Background(), js, p, bus.DefaultStorage)).To(Succeed())
 	watch := watchRuns(t, g, js, p.Stream.Name, step.Output.ResultSubject, p.Stream.DeadLetter)
 	feed := feedRuns(js, step.Consumers[0].FilterSubject, 20*time.Millisecond)
 
@@ -376,7 +375,10 @@ func TestSyncSidecarDrainsBeforeItsAppStops(t *testing.T) {
 	// After the hook, before the app stops, the inbound listener is closed: a
 	// caller still routed here is refused, and retries elsewhere, rather than
 	// reaching an app that is about to stop.
-	_, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Post("http://"+listen+"/", "application/json", strings.NewReader(`{"sku":"a1"}`))
+	resp, err := (&http.Client{Transport: &http.Transport{DisableKeepAlives: true}}).Post("http://"+listen+"/", "application/json", strings.NewReader(`{"sku":"a1"}`))
+	if err == nil {
+		resp.Body.Close()
+	}
 	g.Expect(err).To(MatchError(ContainSubstring("connection refused")))
 
 	close(stopLoad)
@@ -412,6 +414,7 @@ func TestStoppingSidecarDeadLettersNothingForAnAppThatIsGone(t *testing.T) {
 	g.Expect(os.WriteFile(file, b, 0o600)).To(Succeed())
 	broker := newTestBroker(t)
 	broker.start()
+	broker.setUp(p)
 	nc, err := nats.Connect(broker.url(), nats.UserInfo(natsUser, natsPassword))
 	g.Expect(err).NotTo(HaveOccurred())
 	defer nc.Close()

@@ -6,7 +6,6 @@ import (
 	"net/http"
 	"sync/atomic"
 
-	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/gateway"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
@@ -22,19 +21,11 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	p, err := plan.Load(f.planFile)
+	p, resolver, tel, err := f.roleSetup(ctx, stderr, "patchbay-gateway", f.planFile, f.resolve)
 	if err != nil {
 		return err
 	}
-	resolver, err := stepResolver(p, f.resolve)
-	if err != nil {
-		return err
-	}
-	tel, err := f.telemetry(ctx, stderr, "patchbay-gateway")
-	if err != nil {
-		return err
-	}
-	defer tel.Tracing.Shutdown(context.WithoutCancel(ctx))
+	defer tel.Close(context.WithoutCancel(ctx))
 	l, err := serve.Listen(f.listen)
 	if err != nil {
 		return err

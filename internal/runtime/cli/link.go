@@ -16,8 +16,8 @@ import (
 
 // Backoff between two attempts to set a role up on the broker.
 const (
-	setupBackoffMin = 500 * time.Millisecond
-	setupBackoffMax = 30 * time.Second
+	minSetupBackoff = 500 * time.Millisecond
+	maxSetupBackoff = 30 * time.Second
 )
 
 // setupFunc sets a role up on the broker (stream, buckets, consumers) and
@@ -71,7 +71,7 @@ func (n *natsFlags) link(ctx context.Context, p *plan.Plan, tel *telemetry.Telem
 
 func (l *brokerLink) setUp(ctx context.Context, setup setupFunc) {
 	defer close(l.done)
-	delay := setupBackoffMin
+	delay := minSetupBackoff
 	for attempt := 1; ; attempt++ {
 		stop, err := setup(ctx, l.conn)
 		if err == nil {
@@ -93,7 +93,7 @@ func (l *brokerLink) setUp(ctx context.Context, setup setupFunc) {
 			return
 		case <-time.After(delay):
 		}
-		delay = min(2*delay, setupBackoffMax)
+		delay = min(2*delay, maxSetupBackoff)
 	}
 }
 
@@ -128,14 +128,7 @@ func (l *brokerLink) Drain(ctx context.Context) error {
 	done := make(chan struct{})
 	go func() {
 		defer close(done)
-		l.cancel()
-		<-l.done
-		l.mu.Lock()
-		stop := l.stop
-		l.mu.Unlock()
-		if stop != nil {
-			stop()
-		}
+		l.stopSetup()
 	}()
 	select {
 	case <-done:
@@ -150,14 +143,19 @@ func (l *brokerLink) Drain(ctx context.Context) error {
 // every call returns once the first is done.
 func (l *brokerLink) Close() {
 	l.closeOnce.Do(func() {
-		l.cancel()
-		<-l.done
-		l.mu.Lock()
-		stop := l.stop
-		l.mu.Unlock()
-		if stop != nil {
-			stop()
-		}
+		l.stopSetup()
 		l.conn.Close()
 	})
+}
+
+// stopSetup ends the setup loop and stops what the setup started.
+func (l *brokerLink) stopSetup() {
+	l.cancel()
+	<-l.done
+	l.mu.Lock()
+	stop := l.stop
+	l.mu.Unlock()
+	if stop != nil {
+		stop()
+	}
 }

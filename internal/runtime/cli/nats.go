@@ -17,7 +17,9 @@ import (
 // natsFlags are the broker flags the operator renders for the async styles.
 type natsFlags struct {
 	url, credentials string
-	// streamReplicas and streamStorage come from the Broker the workflow uses.
+	// streamReplicas and streamStorage come from the Broker the workflow
+	// uses. The roles only check them: the manager creates the stream and
+	// buckets with these settings (docs/architecture.md, Broker identities).
 	streamReplicas, streamStorage string
 	storage                       bus.Storage
 }

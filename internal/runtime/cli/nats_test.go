@@ -12,7 +12,7 @@ import (
 func TestNotHereWritesValidJSON(t *testing.T) {
 	const msg = "runs of workflow \"a\\b\"\nstart at its gateway"
 	rec := httptest.NewRecorder()
-	notHere(msg).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/x", nil))
+	notHere(msg).ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/x", http.NoBody))
 	if rec.Code != http.StatusNotFound {
 		t.Errorf("status %d, want 404", rec.Code)
 	}

@@ -62,15 +62,11 @@ func runOrchestrator(ctx context.Context, args []string, stderr io.Writer) error
 	case p.Style.IsAsync():
 		return runAsyncOrchestrator(ctx, f, p, stderr)
 	}
-	resolver, err := stepResolver(p, f.resolve)
+	resolver, tel, err := f.stepsAndTelemetry(ctx, stderr, "patchbay-orchestrator", p, f.resolve)
 	if err != nil {
 		return err
 	}
-	tel, err := f.telemetry(ctx, stderr, "patchbay-orchestrator")
-	if err != nil {
-		return err
-	}
-	defer tel.Tracing.Shutdown(context.WithoutCancel(ctx))
+	defer tel.Close(context.WithoutCancel(ctx))
 	o, err := orchestrator.New(orchestrator.Config{Plan: p, Resolver: resolver, Telemetry: tel})
 	if err != nil {
 		return err
@@ -93,7 +89,7 @@ func runAsyncOrchestrator(ctx context.Context, f *componentFlags, p *plan.Plan, 
 	if err != nil {
 		return err
 	}
-	defer tel.Tracing.Shutdown(context.WithoutCancel(ctx))
+	defer tel.Close(context.WithoutCancel(ctx))
 	l, err := serve.Listen(f.listen)
 	if err != nil {
 		return err

@@ -59,19 +59,11 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 	if err != nil {
 		return err
 	}
-	p, err := plan.Load(f.planFile)
+	p, resolver, tel, err := f.roleSetup(ctx, stderr, "patchbay-sidecar", f.planFile, f.resolve)
 	if err != nil {
 		return err
 	}
-	resolver, err := stepResolver(p, f.resolve)
-	if err != nil {
-		return err
-	}
-	tel, err := f.telemetry(ctx, stderr, "patchbay-sidecar")
-	if err != nil {
-		return err
-	}
-	defer tel.Tracing.Shutdown(context.WithoutCancel(ctx))
+	defer tel.Close(context.WithoutCancel(ctx))
 	sc, err := sidecar.New(sidecar.Config{
 		Plan: p, Step: f.step, AppURL: f.appURL,
 		Resolver: resolver, Telemetry: tel,

@@ -23,7 +23,7 @@ func TestMerge(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			g := NewWithT(t)
 			var buf bytes.Buffer
-			g.Expect(Merge(&buf, "x", tc.parts)).To(BeNil())
+			g.Expect(Merge(&buf, "x", tc.parts)).To(Succeed())
 			g.Expect(buf.String()).To(MatchJSON(tc.want))
 			g.Expect(buf.String()).To(Equal(tc.want), "keys keep the order of the parts")
 		})
@@ -34,7 +34,7 @@ func TestMergeNamesTheStepWhoseOutputIsNotJSON(t *testing.T) {
 	g := NewWithT(t)
 	var buf bytes.Buffer
 	e := Merge(&buf, "step confirm", []Part{{Name: "a", Producer: "a", Body: []byte(`{}`)}, {Name: "b", Producer: "b", Body: []byte(`not json`)}})
-	g.Expect(e).NotTo(BeNil())
+	g.Expect(e).To(HaveOccurred())
 	g.Expect(e.Code).To(Equal(http.StatusBadGateway))
 	g.Expect(e.Step).To(Equal("b"))
 	g.Expect(e.Message).To(ContainSubstring("confirm"))

@@ -90,7 +90,7 @@ func startApp(ctx context.Context, st *v1alpha1.Step, src Source, stderr io.Writ
 	}
 	cfg, err := demostep.Parse(st.Args, io.Discard)
 	if err != nil {
-		return nil, fmt.Errorf("step %s runs %s, and its args are not demo-step flags (%v): give it an app with --step %s=cmd:COMMAND or --step %s=url:URL", st.Name, st.Image, err, st.Name, st.Name)
+		return nil, fmt.Errorf("step %s runs %s, and its args are not demo-step flags (%w): give it an app with --step %s=cmd:COMMAND or --step %s=url:URL", st.Name, st.Image, err, st.Name, st.Name)
 	}
 	cfg.Name = st.Name
 	l, err := net.Listen("tcp", "127.0.0.1:0")

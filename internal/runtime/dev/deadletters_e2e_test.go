@@ -86,7 +86,7 @@ func TestDeadLettersAreKeptListedAndReplayed(t *testing.T) {
 			g.Expect(stepStats(g, env, "picky").Calls).To(BeEquivalentTo(2))
 			g.Expect(stepStats(g, env, "first").Calls).To(BeEquivalentTo(1), "only the dead letter's step runs again")
 
-			runs, err := bus.EnsureRuns(context.Background(), conn.JS, env.Plan, conn.Storage)
+			runs, err := bus.OpenRuns(context.Background(), conn.JS, env.Plan)
 			g.Expect(err).NotTo(HaveOccurred())
 			run, _, err := runs.Get(context.Background(), runID)
 			g.Expect(err).NotTo(HaveOccurred())

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/plan"
@@ -150,6 +151,14 @@ func Start(ctx context.Context, o Options) (_ *Env, err error) {
 		}
 		env.NATSURL = env.broker.URL()
 	}
+	// A workflow's own user on a Broker may not create its stream and
+	// buckets: there the manager has (docs/architecture.md, Broker
+	// identities). Anywhere else dev does the manager's part itself.
+	if p.Style.IsAsync() && o.NATSCredentials == "" {
+		if err := env.ensureResources(ctx, p); err != nil {
+			return nil, err
+		}
+	}
 	for i := range wf.Spec.Steps {
 		st := &wf.Spec.Steps[i]
 		a, err := startApp(ctx, st, sources[st.Name], o.Stderr, o.Telemetry.Log)
@@ -263,6 +272,24 @@ func (e *Env) connect(p *plan.Plan, name string) (*bus.Conn, error) {
 	e.conns = append(e.conns, conn)
 	return conn, nil
 }
+
+// ensureResources creates the workflow's stream and buckets on the broker,
+// as the manager does on a Broker.
+func (e *Env) ensureResources(ctx context.Context, p *plan.Plan) error {
+	conn, err := e.connect(p, "setup")
+	if err != nil {
+		return err
+	}
+	ctx, cancel := context.WithTimeout(ctx, resourcesTimeout)
+	defer cancel()
+	if err := bus.EnsureResources(ctx, conn.JS, p, bus.DefaultStorage); err != nil {
+		return fmt.Errorf("create the stream and buckets of %s on %s: %w", p.Workflow, e.NATSURL, err)
+	}
+	return nil
+}
+
+// resourcesTimeout bounds dev's creation of a workflow's stream and buckets.
+const resourcesTimeout = 30 * time.Second
 
 // brokerReady is nil while every component is connected to the broker.
 func (e *Env) brokerReady() error {

@@ -105,14 +105,14 @@ func TestAdminEndpoints(t *testing.T) {
 		resp, err := client.Get(env.AdminURL + path)
 		g.Expect(err).NotTo(HaveOccurred())
 		var body strings.Builder
-		_, _ = ioCopy(&body, resp)
+		readBody(&body, resp)
 		g.Expect(resp.StatusCode).To(Equal(http.StatusOK), path)
 		g.Expect(body.String()).To(ContainSubstring(want), path)
 	}
 	resp, err := client.Get(env.AdminURL + "metrics")
 	g.Expect(err).NotTo(HaveOccurred())
 	var body strings.Builder
-	_, _ = ioCopy(&body, resp)
+	readBody(&body, resp)
 	g.Expect(body.String()).To(And(
 		ContainSubstring(`patchbay_runs_total{outcome="success",workflow="checkout"} 1`),
 		ContainSubstring(`patchbay_hop_attempts_total{from="orchestrator",to="confirm"} 1`),

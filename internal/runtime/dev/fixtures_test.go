@@ -173,7 +173,8 @@ func eventually(g Gomega, f any) AsyncAssertion {
 	return g.Eventually(f).WithTimeout(20 * time.Second).WithPolling(10 * time.Millisecond)
 }
 
-func ioCopy(w io.Writer, resp *http.Response) (int64, error) {
+// readBody copies the response's body into w and closes it.
+func readBody(w io.Writer, resp *http.Response) {
 	defer resp.Body.Close()
-	return io.Copy(w, resp.Body)
+	_, _ = io.Copy(w, resp.Body)
 }

@@ -76,7 +76,7 @@ spec:
 	body := jsonOf(4000 << 10)
 	a := whenPostJSON(t, env.EntryURL, body)
 	g.Expect(a.code).To(Equal(http.StatusOK), "%.300s", a.body)
-	g.Expect(len(a.body)).To(Equal(len(body)))
-	g.Expect(string(a.body) == body).To(BeTrue())
+	g.Expect(a.body).To(HaveLen(len(body)))
+	g.Expect(string(a.body)).To(Equal(body))
 	g.Expect(whenGet(t, strings.TrimSuffix(env.EntryURL, "/")+"/runs/"+a.header.Get("Patchbay-Run-Id")).body).To(HaveLen(len(body)))
 }

@@ -35,6 +35,8 @@ func givenWorkflow(t *testing.T, g Gomega, manifest string) *env {
 	g.Expect(err).NotTo(HaveOccurred())
 	e := &env{p: p, url: natstest.Start(t)}
 	e.test = e.conn(t, g)
+	// What the manager makes on a Broker.
+	g.Expect(bus.EnsureResources(context.Background(), e.test.JS, p, e.test.Storage)).To(Succeed())
 	return e
 }
 

@@ -27,7 +27,8 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
-// CloudEvents type of the message that starts an orchestrated run.
+// RunRequestedType is the CloudEvents type of the message that starts an
+// orchestrated run.
 const RunRequestedType = "dev.patchbay.run.requested"
 
 // Config is what a gateway needs.
@@ -108,13 +109,13 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 			return nil, err
 		}
 	}
-	if err := bus.EnsureStream(ctx, cfg.Conn.JS, p, cfg.Conn.Storage); err != nil {
+	if err := bus.WaitStream(ctx, cfg.Conn.JS, p); err != nil {
 		return nil, err
 	}
-	if g.runs, err = bus.EnsureRuns(ctx, cfg.Conn.JS, p, cfg.Conn.Storage); err != nil {
+	if g.runs, err = bus.WaitRuns(ctx, cfg.Conn.JS, p); err != nil {
 		return nil, err
 	}
-	if g.idem, err = bus.EnsureIdempotency(ctx, cfg.Conn.JS, p, cfg.Conn.Storage); err != nil {
+	if g.idem, err = bus.WaitIdempotency(ctx, cfg.Conn.JS, p); err != nil {
 		return nil, err
 	}
 	g.dlq = &bus.DeadLetters{Plan: p, Conn: cfg.Conn, Runs: g.runs}

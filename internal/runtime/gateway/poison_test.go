@@ -57,8 +57,8 @@ spec:
 	}
 	ctx := context.Background()
 	test := conn()
-	g.Expect(bus.EnsureStream(ctx, test.JS, p, test.Storage)).To(Succeed())
-	runs, err := bus.EnsureRuns(ctx, test.JS, p, test.Storage)
+	g.Expect(bus.EnsureResources(ctx, test.JS, p, test.Storage)).To(Succeed())
+	runs, err := bus.WaitRuns(ctx, test.JS, p)
 	g.Expect(err).NotTo(HaveOccurred())
 	_, err = runs.KV.Put(ctx, "r1", []byte("not a run record"))
 	g.Expect(err).NotTo(HaveOccurred())

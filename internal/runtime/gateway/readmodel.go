@@ -65,7 +65,7 @@ func (g *Gateway) startReadModel(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
-	kv, err := bus.EnsureReadModel(ctx, g.conn.JS, p, g.conn.Storage)
+	kv, err := bus.WaitReadModel(ctx, g.conn.JS, p)
 	if err != nil {
 		return err
 	}

@@ -20,7 +20,7 @@ import (
 func TestClassifyCanceledCallerIsClientClosedRequest(t *testing.T) {
 	g := NewWithT(t)
 	release := make(chan struct{})
-	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	app := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		select {
 		case <-r.Context().Done():
 		case <-release:
@@ -42,7 +42,7 @@ func TestClassifyCanceledCallerIsClientClosedRequest(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	time.AfterFunc(50*time.Millisecond, cancel)
 	_, herr := target.Invoke(ctx, &contract.Invocation{RunID: "r1", Body: []byte("{}")})
-	g.Expect(herr).NotTo(BeNil())
+	g.Expect(herr).To(HaveOccurred())
 	g.Expect(herr.Code).To(Equal(contract.StatusClientClosedRequest))
 	g.Expect(contract.StatusClientClosedRequest).To(Equal(499))
 }

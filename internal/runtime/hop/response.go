@@ -2,8 +2,9 @@ package hop
 
 import (
 	"bytes"
-	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"time"
+
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 // Response is a fully read answer of a step or of a sidecar.

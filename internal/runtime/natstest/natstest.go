@@ -21,7 +21,13 @@ type TB interface {
 // under a temporary directory, until the test ends, and returns its URL.
 func Start(t TB) string {
 	t.Helper()
-	srv, err := server.NewServer(&server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+	return run(t, &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+}
+
+// run starts a server of opts until the test ends and returns its URL.
+func run(t TB, opts *server.Options) string {
+	t.Helper()
+	srv, err := server.NewServer(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -49,16 +55,7 @@ func StartConfig(t T, conf, dataDir string, env map[string]string) string {
 	t.Helper()
 	opts := ConfigOptions(t, conf, dataDir, t.TempDir(), env)
 	opts.Port = server.RANDOM_PORT
-	srv, err := server.NewServer(opts)
-	if err != nil {
-		t.Fatal(err)
-	}
-	go srv.Start()
-	if !srv.ReadyForConnections(20 * time.Second) {
-		t.Fatal("embedded NATS is not ready")
-	}
-	t.Cleanup(func() { srv.Shutdown(); srv.WaitForShutdown() })
-	return srv.ClientURL()
+	return run(t, opts)
 }
 
 // ConfigOptions are the options of a server run from conf, a nats.conf as a

@@ -60,8 +60,8 @@ type Async struct {
 	stopping atomic.Bool
 }
 
-// StartAsync ensures the stream, the runs bucket and the orchestrators'
-// consumer, and starts consuming.
+// StartAsync waits for the stream and the runs bucket (the manager creates
+// them), ensures the orchestrators' consumer, and starts consuming.
 func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 	p := cfg.Plan
 	if p.Stream == nil || p.Stream.StartSubject == "" || p.Stream.OrchestratorDurable == "" {
@@ -95,10 +95,10 @@ func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 	if len(p.Sinks) == 0 {
 		return nil, fmt.Errorf("plan of workflow %s has no sinks", p.Workflow)
 	}
-	if err := bus.EnsureStream(ctx, cfg.Conn.JS, p, cfg.Conn.Storage); err != nil {
+	if err := bus.WaitStream(ctx, cfg.Conn.JS, p); err != nil {
 		return nil, err
 	}
-	runs, err := bus.EnsureRuns(ctx, cfg.Conn.JS, p, cfg.Conn.Storage)
+	runs, err := bus.WaitRuns(ctx, cfg.Conn.JS, p)
 	if err != nil {
 		return nil, err
 	}
@@ -282,11 +282,8 @@ func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header
 		}
 		return true
 	})
-	if errors.Is(err, bus.ErrNoRun) {
-		return errRecordNotVisible(runID, err)
-	}
 	if err != nil {
-		return err
+		return updateErr(runID, err)
 	}
 	if r.Done() {
 		return a.done(r, finished)
@@ -390,11 +387,8 @@ func (a *Async) fail(ctx context.Context, runID string, e *contract.Error) error
 		finished = true
 		return true
 	})
-	if errors.Is(err, bus.ErrNoRun) {
-		return errRecordNotVisible(runID, err)
-	}
 	if err != nil {
-		return err
+		return updateErr(runID, err)
 	}
 	return a.done(r, finished)
 }
@@ -407,6 +401,15 @@ func (a *Async) fail(ctx context.Context, runID string, e *contract.Error) error
 // of being dropped and leaving the run pending for good.
 func errRecordNotVisible(runID string, err error) error {
 	return fmt.Errorf("the record of run %s is not visible yet: %w", runID, err)
+}
+
+// updateErr is the error of an update of run runID's record: one not found is
+// not visible yet.
+func updateErr(runID string, err error) error {
+	if errors.Is(err, bus.ErrNoRun) {
+		return errRecordNotVisible(runID, err)
+	}
+	return err
 }
 
 // done reports a finished run to its waiting gateway (again, on a redelivery).

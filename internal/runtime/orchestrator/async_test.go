@@ -100,9 +100,9 @@ func givenAsyncWorkflow(t *testing.T, g Gomega, manifest string) *asyncEnv {
 	e := &asyncEnv{p: compile(t, manifest), url: natstest.Start(t)}
 	e.test = e.conn(t, g)
 	ctx := context.Background()
-	g.Expect(bus.EnsureStream(ctx, e.test.JS, e.p, e.test.Storage)).To(Succeed())
+	g.Expect(bus.EnsureResources(ctx, e.test.JS, e.p, e.test.Storage)).To(Succeed())
 	var err error
-	e.runs, err = bus.EnsureRuns(ctx, e.test.JS, e.p, e.test.Storage)
+	e.runs, err = bus.WaitRuns(ctx, e.test.JS, e.p)
 	g.Expect(err).NotTo(HaveOccurred())
 	return e
 }

@@ -52,6 +52,9 @@ type Edge[R Outcome] struct {
 	// failed is the edge's failure predicate; attempts its retry.attempts.
 	failed   func(R, error) bool
 	attempts int
+	// fastPath lets Do skip the executor for a first attempt that succeeds on
+	// a closed breaker; tests turn it off to compare both paths.
+	fastPath bool
 }
 
 // Result is how a call on an edge ended.
@@ -149,7 +152,7 @@ func newEdge[R Outcome](name EdgeName, p plan.Policy, failed func(R, error) bool
 	// rather than failsafe-go's timeout policy, whose timer, goroutine and child
 	// execution cost more than the rest of the closed path together.
 	e := &Edge[R]{Name: name, executor: failsafe.With[R](retry.Build(), breaker), breaker: breaker, timeout: attemptTimeout,
-		failed: failed, attempts: max(1, int(p.Retry.Attempts))}
+		failed: failed, attempts: max(1, int(p.Retry.Attempts)), fastPath: true}
 	if reg != nil {
 		reg.add(name, breaker, cb)
 	}
@@ -162,22 +165,57 @@ func newEdge[R Outcome](name EdgeName, p plan.Policy, failed func(R, error) bool
 // When ctx has a deadline (the run's), a retryable answer whose Retry-After
 // outlasts it ends the retries at once with that answer: waiting would only
 // turn the step's own answer into the deadline's 504 later.
+//
+// The common case, a closed breaker and a first attempt that succeeds, does
+// not go through the failsafe-go executor: the attempt runs here and its
+// success is recorded on the breaker, as the executor's circuit breaker
+// would (a closed breaker hands out permits without counting them). Any
+// other first attempt (a failure the edge retries or counts, an error, a
+// cancelled context) is handed to the executor as its first attempt, so
+// that retries, delays, aborts, breaker transitions and hooks are the
+// executor's own. TestEdgeFastPathMatchesTheExecutor pins the equivalence.
 func (e *Edge[R]) Do(ctx context.Context, fn func(ctx context.Context) (R, error)) Result[R] {
+	if e.fastPath && ctx.Err() == nil && e.breaker.IsClosed() {
+		r, err := e.attempt(ctx, fn)
+		if err == nil && ctx.Err() == nil && !e.failed(r, nil) {
+			e.breaker.RecordSuccess()
+			return Result[R]{Last: r, Attempts: 1}
+		}
+		return e.execute(ctx, fn, &firstAttempt[R]{r: r, err: err})
+	}
+	return e.execute(ctx, fn, nil)
+}
+
+// firstAttempt is an attempt Do already made, which the executor replays as
+// its first instead of calling fn.
+type firstAttempt[R Outcome] struct {
+	r   R
+	err error
+}
+
+// execute runs fn under the failsafe-go executor; first, when not nil, stands
+// for the first attempt.
+func (e *Edge[R]) execute(ctx context.Context, fn func(ctx context.Context) (R, error), first *firstAttempt[R]) Result[R] {
 	var attempts int
+	try := func() (R, error) {
+		attempts++
+		if first != nil && attempts == 1 {
+			return first.r, first.err
+		}
+		return e.attempt(ctx, fn)
+	}
 	deadline, hasDeadline := ctx.Deadline()
 	if !hasDeadline {
-		r, err := e.executor.WithContext(ctx).Get(func() (R, error) {
-			attempts++
-			return e.attempt(ctx, fn)
-		})
-		return Result[R]{Last: r, Err: err, Attempts: attempts}
+		r, err := e.executor.WithContext(ctx).Get(try)
+		// A replayed first attempt reached the wire even when the executor
+		// refused it (a breaker another call opened meanwhile).
+		return Result[R]{Last: r, Err: err, Attempts: max(attempts, boolInt(first != nil))}
 	}
 	rctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
 	var last R
 	r, err := e.executor.WithContext(rctx).Get(func() (R, error) {
-		attempts++
-		r, err := e.attempt(ctx, fn)
+		r, err := try()
 		if err == nil && attempts < e.attempts {
 			if ra := r.RetryAfterDelay(); ra > 0 && ra > time.Until(deadline) && e.failed(r, nil) {
 				last = r
@@ -186,10 +224,18 @@ func (e *Edge[R]) Do(ctx context.Context, fn func(ctx context.Context) (R, error
 		}
 		return r, err
 	})
-	if context.Cause(rctx) == errRetryAfterPastDeadline {
-		return Result[R]{Last: last, Attempts: attempts}
+	n := max(attempts, boolInt(first != nil))
+	if errors.Is(context.Cause(rctx), errRetryAfterPastDeadline) {
+		return Result[R]{Last: last, Attempts: n}
 	}
-	return Result[R]{Last: r, Err: err, Attempts: attempts}
+	return Result[R]{Last: r, Err: err, Attempts: n}
+}
+
+func boolInt(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }
 
 // errRetryAfterPastDeadline ends an edge's retries from inside an attempt.
@@ -205,7 +251,7 @@ func (e *Edge[R]) attempt(ctx context.Context, fn func(ctx context.Context) (R, 
 	actx, cancel := context.WithTimeoutCause(ctx, e.timeout, ErrTimeout)
 	defer cancel()
 	r, err := fn(actx)
-	if context.Cause(actx) == ErrTimeout {
+	if errors.Is(context.Cause(actx), ErrTimeout) {
 		var zero R
 		return zero, ErrTimeout
 	}

@@ -18,7 +18,7 @@ func TestServerEndsASlowBody(t *testing.T) {
 	l, err := Listen("127.0.0.1:0")
 	g.Expect(err).NotTo(HaveOccurred())
 	readErr := make(chan error, 1)
-	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	h := http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		_, err := io.ReadAll(r.Body)
 		readErr <- err
 	})

@@ -24,7 +24,8 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 )
 
-// CloudEvents type of the results a sidecar publishes besides emitted events.
+// ResultEventType is the CloudEvents type of the results a sidecar publishes
+// besides emitted events.
 // A dead letter is the message that failed, with its own attributes.
 const ResultEventType = "dev.patchbay.step.result"
 
@@ -62,7 +63,8 @@ type asyncConsumer struct {
 	consume      jetstream.ConsumeContext
 }
 
-// StartAsync ensures the stream and the step's consumers and starts consuming.
+// StartAsync waits for the stream (the manager creates it), ensures the
+// step's consumers and starts consuming.
 // It returns nil, nil for a step without consumers.
 func (s *Sidecar) StartAsync(ctx context.Context, conn *bus.Conn) (*Async, error) {
 	step, p := s.step, s.plan
@@ -94,7 +96,7 @@ func (s *Sidecar) StartAsync(ctx context.Context, conn *bus.Conn) (*Async, error
 		}
 		a.emits = append(a.emits, emit{Emit: e, contract: c})
 	}
-	if err := bus.EnsureStream(ctx, conn.JS, p, conn.Storage); err != nil {
+	if err := bus.WaitStream(ctx, conn.JS, p); err != nil {
 		return nil, err
 	}
 	for _, pc := range step.Consumers {
@@ -238,7 +240,7 @@ func (a *Async) handle(c *asyncConsumer, m jetstream.Msg) {
 // retryable: everything but a 4xx other than 408 and 429 (docs/step-contract.md), and
 // answers the step cannot have meant (a body over the limit).
 func retryable(e *contract.Error) bool {
-	return !(e.Status >= 200 && e.Status < 500 && !resilience.RetryableStatus(e.Status))
+	return e.Status < 200 || e.Status >= 500 || resilience.RetryableStatus(e.Status)
 }
 
 // header is the common part of what a step publishes: the run, the trace, the

@@ -216,8 +216,8 @@ func (c *chain) fanOut(ctx context.Context, w http.ResponseWriter, runID string,
 		})
 	}
 	failed := -1
-	if err := g.Wait(); err != nil {
-		failed = int(err.(branchFailed))
+	if first := branchFailed(-1); errors.As(g.Wait(), &first) {
+		failed = int(first)
 	}
 	defer func() {
 		for _, r := range results {

@@ -4,8 +4,9 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
+	"net/http/httputil"
+	"net/url"
 	"sync"
 
 	"go.opentelemetry.io/otel/trace"
@@ -13,15 +14,67 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
-// hopHeaders are connection-scoped and never forwarded (RFC 9110 §7.6.1).
-var hopHeaders = []string{"Connection", "Keep-Alive", "Proxy-Connection", "Proxy-Authenticate", "Proxy-Authorization", "Te", "Trailer", "Transfer-Encoding", "Upgrade"}
+// newProxy is the sidecar's streaming proxy to the app: httputil.ReverseProxy
+// on the process's transport. It drops the hop-by-hop headers, those named in
+// Connection included, keeps trailers and upgrades (RFC 9110 §7.6.1), and
+// sends a request to path when path is set (a run's hop), else to the
+// request's own path (dual support).
+func (s *Sidecar) newProxy(path string) *httputil.ReverseProxy {
+	app, err := url.Parse(s.appBase)
+	if err != nil || app.Host == "" {
+		app = &url.URL{Scheme: "http", Host: "127.0.0.1"}
+	}
+	return &httputil.ReverseProxy{
+		Rewrite: func(pr *httputil.ProxyRequest) {
+			pr.Out.URL.Scheme, pr.Out.URL.Host = app.Scheme, app.Host
+			if path != "" {
+				pr.Out.URL.Path, pr.Out.URL.RawPath = path, ""
+			}
+			pr.Out.Host = ""
+		},
+		Transport:    s.transport,
+		BufferPool:   copyBuffers,
+		ErrorHandler: s.proxyError,
+	}
+}
 
-var copyBuffers = sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}
+// bufferPool lends the proxies their copy buffers.
+type bufferPool struct{ sync.Pool }
 
-// proxy streams a request to the app at path and its answer back, under the
-// bulkhead. For a run's hop (invoke) it adds the step contract's headers when
-// the caller did not send them.
-func (s *Sidecar) proxy(w http.ResponseWriter, r *http.Request, path string, invoke bool) int {
+func (p *bufferPool) Get() []byte  { return *(p.Pool.Get().(*[]byte)) }
+func (p *bufferPool) Put(b []byte) { p.Pool.Put(&b) }
+
+var copyBuffers = &bufferPool{sync.Pool{New: func() any { b := make([]byte, 32<<10); return &b }}}
+
+// statusWriter remembers the status the proxy answered with.
+type statusWriter struct {
+	http.ResponseWriter
+	code int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	if w.code == 0 {
+		w.code = code
+	}
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (w *statusWriter) Write(b []byte) (int, error) {
+	if w.code == 0 {
+		w.code = http.StatusOK
+	}
+	return w.ResponseWriter.Write(b)
+}
+
+// Unwrap lets http.ResponseController (the proxy's flushes) reach the connection.
+func (w *statusWriter) Unwrap() http.ResponseWriter { return w.ResponseWriter }
+
+var statusWriters = sync.Pool{New: func() any { return new(statusWriter) }}
+
+// proxy streams a request to the app and its answer back, under the bulkhead.
+// For a run's hop (invoke) it adds the step contract's headers when the caller
+// did not send them. It returns the status answered.
+func (s *Sidecar) proxy(w http.ResponseWriter, r *http.Request, invoke bool) int {
 	if r.ContentLength > s.plan.MaxBody() {
 		return s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body of %d bytes is over the limit of %d", r.ContentLength, s.plan.MaxBody()))
 	}
@@ -30,69 +83,57 @@ func (s *Sidecar) proxy(w http.ResponseWriter, r *http.Request, path string, inv
 	}
 	defer s.bulkhead.ReleasePermit()
 
-	target := s.appBase + path
-	if r.URL.RawQuery != "" {
-		target += "?" + r.URL.RawQuery
-	}
-	body := http.MaxBytesReader(w, r.Body, s.plan.MaxBody())
-	out, err := http.NewRequestWithContext(r.Context(), r.Method, target, body)
-	if err != nil {
-		return s.fail(w, r, http.StatusBadRequest, err.Error())
-	}
-	out.ContentLength = r.ContentLength
-	out.Header = r.Header.Clone()
-	for _, h := range hopHeaders {
-		out.Header.Del(h)
-	}
+	r.Body = http.MaxBytesReader(w, r.Body, s.plan.MaxBody())
+	rp := s.passProxy
 	if invoke {
+		rp = s.invokeProxy
 		switch {
-		case out.Header.Get("Ce-Id") == "":
-			s.addContract(r.Context(), out)
+		case r.Header.Get("Ce-Id") == "":
+			s.addContract(r.Context(), r.Header)
 		case s.tel.Tracing.Exporting():
 			// A span for this hop, child of the caller's; the app sees it as parent.
 			ctx, span := s.tel.Tracing.Start(s.tel.Tracing.Extract(r.Context(), r.Header), s.spanName, trace.SpanKindServer)
 			defer span.End()
-			s.tel.Tracing.Inject(ctx, out.Header)
+			s.tel.Tracing.Inject(ctx, r.Header)
 		}
 	}
-	resp, err := s.transport.RoundTrip(out)
-	if err != nil {
-		var tooLarge *http.MaxBytesError
-		switch {
-		case errors.As(err, &tooLarge):
-			return s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes", s.plan.MaxBody()))
-		case errors.Is(err, context.Canceled):
-			return contract.StatusClientClosedRequest
-		default:
-			return s.fail(w, r, http.StatusBadGateway, fmt.Sprintf("step %s's app is unreachable: %v", s.step.Name, err))
+	sw := statusWriters.Get().(*statusWriter)
+	sw.ResponseWriter, sw.code = w, 0
+	rp.ServeHTTP(sw, r)
+	code := sw.code
+	sw.ResponseWriter = nil
+	statusWriters.Put(sw)
+	return code
+}
+
+// proxyError answers a request the app did not answer. The status it writes
+// is what proxy returns.
+func (s *Sidecar) proxyError(w http.ResponseWriter, r *http.Request, err error) {
+	var tooLarge *http.MaxBytesError
+	switch {
+	case errors.As(err, &tooLarge):
+		s.fail(w, r, http.StatusRequestEntityTooLarge, fmt.Sprintf("request body is over the limit of %d bytes", s.plan.MaxBody()))
+	case errors.Is(err, context.Canceled) || r.Context().Err() != nil:
+		// The caller left: nobody reads an answer.
+		if sw, ok := w.(*statusWriter); ok {
+			sw.code = contract.StatusClientClosedRequest
 		}
+	default:
+		s.fail(w, r, http.StatusBadGateway, fmt.Sprintf("step %s's app is unreachable: %v", s.step.Name, err))
 	}
-	defer resp.Body.Close()
-	h := w.Header()
-	for k, v := range resp.Header {
-		h[k] = v
-	}
-	for _, k := range hopHeaders {
-		h.Del(k)
-	}
-	w.WriteHeader(resp.StatusCode)
-	buf := copyBuffers.Get().(*[]byte)
-	_, _ = io.CopyBuffer(w, resp.Body, *buf)
-	copyBuffers.Put(buf)
-	return resp.StatusCode
 }
 
 // addContract gives a hop that arrived without them the step contract's
 // headers: a run ID, CloudEvents attributes and traceparent.
-func (s *Sidecar) addContract(ctx context.Context, out *http.Request) {
-	runID := out.Header.Get(contract.HeaderRunID)
+func (s *Sidecar) addContract(ctx context.Context, h http.Header) {
+	runID := h.Get(contract.HeaderRunID)
 	if runID == "" {
 		runID = newRunID()
-		out.Header.Set(contract.HeaderRunID, runID)
+		h.Set(contract.HeaderRunID, runID)
 	}
-	ctx = s.tel.Tracing.Extract(ctx, out.Header)
-	for k, v := range s.contract.Header(ctx, runID, out.Header.Get("Content-Type")) {
-		out.Header[k] = v
+	ctx = s.tel.Tracing.Extract(ctx, h)
+	for k, v := range s.contract.Header(ctx, runID, h.Get("Content-Type")) {
+		h[k] = v
 	}
 }
 

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/http/httputil"
 	"net/url"
 	"strconv"
 	"strings"
@@ -54,6 +55,10 @@ type Sidecar struct {
 	contract  *contract.Contract
 	spanName  string
 
+	// invokeProxy streams a run's hop to the app's path; passProxy any other
+	// request to its own path.
+	invokeProxy, passProxy *httputil.ReverseProxy
+
 	chain *chain // nil unless the step is a sync-chain step
 	// asyncApp is the async side's app target, built by the first StartAsync
 	// so that a retried start does not register its breaker twice.
@@ -93,6 +98,7 @@ func New(cfg Config) (s *Sidecar, err error) {
 		source:    contract.SourceOf(cfg.Plan.Namespace, cfg.Plan.Workflow, caller),
 		spanName:  "step " + step.Name,
 	}
+	s.invokeProxy, s.passProxy = s.newProxy(path), s.newProxy("")
 	if s.contract, err = contract.NewContract(s.source, step.Name, s.tel.Tracing.Inject); err != nil {
 		return nil, err
 	}
@@ -112,11 +118,11 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	var code int
 	switch {
 	case r.Method != http.MethodPost || r.URL.Path != "/":
-		code = s.proxy(w, r, r.URL.Path, false)
+		code = s.proxy(w, r, false)
 	case s.chain != nil:
 		code = s.chain.serve(w, r)
 	default:
-		code = s.proxy(w, r, s.step.App.Path, true)
+		code = s.proxy(w, r, true)
 	}
 	s.inbound.Done(code, start)
 }

@@ -1,6 +1,7 @@
 package telemetry
 
 import (
+	"context"
 	"log/slog"
 
 	"github.com/failsafe-go/failsafe-go/circuitbreaker"
@@ -39,5 +40,13 @@ func (t *Telemetry) EdgeHooks() resilience.Hooks {
 			t.Metrics.breakerTransitions.WithLabelValues(n.From, n.To, to.String()).Inc()
 			t.Log.Warn("Circuit breaker changed state", "from", n.From, "to", n.To, "old", from.String(), "new", to.String())
 		},
+	}
+}
+
+// Close flushes the pending spans. A process on its way out has no one to
+// return a failed flush to, so it is logged.
+func (t *Telemetry) Close(ctx context.Context) {
+	if err := t.Tracing.Shutdown(ctx); err != nil {
+		t.Log.Warn("Flushing traces failed", "err", err)
 	}
 }

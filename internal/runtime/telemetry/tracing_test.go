@@ -37,7 +37,7 @@ func TestWithoutAnEndpointTraceparentIsStillPropagated(t *testing.T) {
 func TestWithAnEndpointSpansAreExportedOverOTLP(t *testing.T) {
 	g := NewWithT(t)
 	var exports atomic.Int32
-	collector := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+	collector := httptest.NewServer(http.HandlerFunc(func(_ http.ResponseWriter, r *http.Request) {
 		if r.URL.Path == "/v1/traces" {
 			exports.Add(1)
 		}

@@ -36,7 +36,7 @@ func main() {
 		_ = srv.Shutdown(context.Background())
 	}()
 	if err := srv.ListenAndServe(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-		log.Fatal(err)
+		log.Fatal(err) //nolint:gocritic // exitAfterDefer: the deferred stop only unregisters the signals
 	}
 }
 
