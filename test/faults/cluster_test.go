@@ -104,6 +104,11 @@ func givenPlan(wf *v1alpha1.Workflow, p *plan.Plan) *cluster {
 		c.supervise(c.nats.Proc)
 		Expect(proctest.WaitDialable(c.nats.Proc, c.nats.Addr, waitBound)).To(Succeed())
 		natsArgs = []string{"--nats-url", c.nats.URL()}
+		// The stream and buckets, as the manager creates them; the roles
+		// wait for them.
+		ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+		defer cancel()
+		Expect(bus.EnsureResources(ctx, c.js(), p, bus.DefaultStorage)).To(Succeed())
 	}
 	// Every address is found free and handed out once: a port closed by
 	// FreeAddr may come back from the next call.
@@ -149,13 +154,7 @@ func givenPlan(wf *v1alpha1.Workflow, p *plan.Plan) *cluster {
 		orchAddr := addr()
 		c.orch = c.startRole("orchestrator", append(append(append([]string{"orchestrator", "--listen", orchAddr}, role...), natsArgs...), resolve...)...)
 		c.readyz = append(c.readyz, "http://"+orchAddr+"/readyz")
-		// The orchestrator is set up on the broker before the gateway starts.
-		// Started together, both set up the runs bucket at once, and one of
-		// them may bind it while the other has direct gets on for a moment:
-		// it then reads with direct gets the broker no longer serves ("no
-		// responders") until its delivery limit dead-letters the run (a race
-		// in bus.EnsureRuns, seen with this suite). A restarted role sets up
-		// while the other runs, which is safe.
+		// The orchestrator is ready before the gateway starts.
 		c.waitReady()
 	}
 	switch p.Entry.Kind {
