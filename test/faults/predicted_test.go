@@ -239,20 +239,25 @@ var _ = Describe("Predicted failures", func() {
 			defer cancel()
 			wfStream, err := js.Stream(ctx, c.plan.Stream.Name)
 			Expect(err).NotTo(HaveOccurred())
-			var dlq []string
-			names := js.StreamNames(ctx)
-			for name := range names.Name() {
-				if name == c.plan.Stream.Name {
-					continue
+			// The dead-letter stream sources the dead letters from the
+			// workflow's stream, a moment after they are published.
+			Eventually(func(g Gomega) {
+				var dlq []string
+				names := js.StreamNames(ctx)
+				for name := range names.Name() {
+					if name == c.plan.Stream.Name {
+						continue
+					}
+					s, err := js.Stream(ctx, name)
+					g.Expect(err).NotTo(HaveOccurred())
+					cfg := s.CachedInfo().Config
+					if s.CachedInfo().State.Msgs > 0 && (cfg.MaxAge == 0 || cfg.MaxAge >= 7*24*time.Hour) {
+						dlq = append(dlq, name)
+					}
 				}
-				s, err := js.Stream(ctx, name)
-				Expect(err).NotTo(HaveOccurred())
-				cfg := s.CachedInfo().Config
-				if s.CachedInfo().State.Msgs > 0 && (cfg.MaxAge == 0 || cfg.MaxAge >= 7*24*time.Hour) {
-					dlq = append(dlq, name)
-				}
-			}
-			Expect(dlq).NotTo(BeEmpty(), "a dead-letter stream of its own, kept 7 days by default")
+				g.Expect(names.Err()).NotTo(HaveOccurred())
+				g.Expect(dlq).NotTo(BeEmpty(), "a dead-letter stream of its own, kept 7 days by default")
+			}).WithTimeout(waitBound).WithPolling(pollEvery).Should(Succeed())
 			Expect(wfStream.CachedInfo().Config.MaxAge).To(BeNumerically("<", 7*24*time.Hour))
 
 			list := whenGet(c.entry + "deadletters")
