@@ -39,7 +39,10 @@ type Proc struct {
 // stderr go to out.
 func Start(name string, out io.Writer, bin string, args ...string) (*Proc, error) {
 	p := &Proc{Name: name, bin: bin, args: args, out: out}
-	return p, p.start()
+	if err := p.start(); err != nil {
+		return p, err
+	}
+	return p, nil
 }
 
 func (p *Proc) start() error {
