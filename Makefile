@@ -94,12 +94,12 @@ verify: controller-gen golangci-lint golangci-kal ## Fail if generated code (CRD
 	if [ -n "$$unformatted" ]; then echo "Not gofmt-clean (run 'make fmt'):"; echo "$$unformatted"; exit 1; fi
 	go mod tidy -diff
 	go vet ./...
-	@# The cluster tiers build only under their tags.
-	go vet -tags cluster,e2e ./test/...
+	@# The cluster tiers and the fault-injection suite build only under their tags.
+	go vet -tags cluster,e2e,faults ./test/...
 	$(MAKE) -s lint lint-api
 
 .PHONY: test
-test: test-unit test-cluster ## Run every test tier: test-unit, then test-cluster on the local real node (needs root).
+test: test-unit test-faults test-cluster ## Run every test tier: test-unit, test-faults, then test-cluster on the local real node (needs root).
 
 .PHONY: test-unit
 test-unit: manifests generate envtest helm ## Unit, golden, fuzz seeds, chart rendering, envtest suites and data-plane e2e: no cluster, no root.
@@ -109,6 +109,16 @@ test-unit: manifests generate envtest helm ## Unit, golden, fuzz seeds, chart re
 test-e2e: manifests helm kwok cluster-assets ## Cluster e2e on kwok: helm install the chart, run the manager, apply config/samples, expect Ready.
 	HELM=$(HELM) KWOKCTL=$(KWOKCTL) KWOK=$(KWOK) KUBE_ASSETS="$$(hack/cluster-assets.sh)" TEST_FLAGS="$(TEST_FLAGS)" \
 		hack/test-e2e.sh
+
+# The Ginkgo label filter of make test-faults: every case whose feature has
+# landed. Cases still waiting for theirs carry Label("pending-feature:NAME");
+# add NAME here to run them, e.g.
+# FAULTS_LABEL_FILTER='pending-feature: isEmpty || pending-feature: consistsOf {run-deadline}'.
+FAULTS_LABEL_FILTER ?= pending-feature: isEmpty
+
+.PHONY: test-faults
+test-faults: ## Fault injection: role processes and a nats-server SIGKILLed under 500 runs per async style, and every predicted failure as its own case (docs/testing.md).
+	go test -tags faults -count=1 -timeout=30m -v ./test/faults/ -args -ginkgo.label-filter='$(FAULTS_LABEL_FILTER)'
 
 .PHONY: chart-lint
 chart-lint: manifests helm ## Lint and render the Helm chart, and test what it renders.

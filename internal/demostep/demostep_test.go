@@ -140,6 +140,36 @@ func TestServerBoundsHowLongABodyMayTake(t *testing.T) {
 	g.Expect(srv.ReadTimeout).To(BeNumerically(">", 0), "a slow body would hold a handler for ever")
 }
 
+func TestDeliveriesCountsCallsPerCeID(t *testing.T) {
+	g := NewWithT(t)
+	_, srv := serveStep(t, "--mode=echo")
+	for _, id := range []string{"run-1.a", "run-1.a", "run-2.a", ""} {
+		req, err := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(`{}`))
+		g.Expect(err).NotTo(HaveOccurred())
+		if id != "" {
+			req.Header.Set("Ce-Id", id)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		g.Expect(err).NotTo(HaveOccurred())
+		resp.Body.Close()
+	}
+	code, body := get(g, srv.URL+"/_demo/deliveries")
+	g.Expect(code).To(Equal(200))
+	g.Expect(body).To(MatchJSON(`{"run-1.a":2,"run-2.a":1}`), "a call without Ce-Id is not counted")
+	code, _, _ = call(g, srv.URL+"/_demo/reset", "", "")
+	g.Expect(code).To(Equal(http.StatusNoContent))
+	_, body = get(g, srv.URL+"/_demo/deliveries")
+	g.Expect(body).To(MatchJSON(`{}`))
+}
+
+func get(g Gomega, url string) (int, string) {
+	resp, err := http.Get(url)
+	g.Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
 func TestEmitNamesTheEventTypeAndEmitWhenOverridesIt(t *testing.T) {
 	g := NewWithT(t)
 	s, srv := serveStep(t, "--mode=transform", "--set=charged=true", "--emit=payment.captured", "--emit-when=card=declined:payment.failed")

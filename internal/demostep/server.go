@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"math/rand/v2"
 	"net/http"
 	"reflect"
@@ -31,6 +32,11 @@ type Step struct {
 
 	last   atomic.Pointer[map[string]string]
 	timing atomic.Pointer[Timing]
+
+	// deliveries counts the calls per Ce-Id: how often the step saw each
+	// message, redeliveries included.
+	deliveriesMu sync.Mutex
+	deliveries   map[string]int64
 }
 
 // Timing is when a call arrived and when its answer was written, as the
@@ -73,12 +79,13 @@ func NewServer(addr string, cfg *Config) *http.Server {
 
 // New makes a demo step.
 func New(cfg *Config) *Step {
-	s := &Step{cfg: cfg, gate: make(chan struct{}), barriers: map[string]*barrier{}}
+	s := &Step{cfg: cfg, gate: make(chan struct{}), barriers: map[string]*barrier{}, deliveries: map[string]int64{}}
 	if !cfg.Hold {
 		close(s.gate)
 	}
 	s.mux = http.NewServeMux()
 	s.mux.HandleFunc("GET /_demo/stats", s.serveStats)
+	s.mux.HandleFunc("GET /_demo/deliveries", s.serveDeliveries)
 	s.mux.HandleFunc("POST /_demo/release", s.serveRelease)
 	s.mux.HandleFunc("POST /_demo/reset", s.serveReset)
 	s.mux.HandleFunc("/_demo/barrier", s.serveBarrier)
@@ -115,6 +122,11 @@ func (s *Step) serveCall(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	s.recordHeaders(r.Header)
+	if id := r.Header.Get("Ce-Id"); id != "" {
+		s.deliveriesMu.Lock()
+		s.deliveries[id]++
+		s.deliveriesMu.Unlock()
+	}
 
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, s.cfg.MaxBody))
 	if err != nil {
@@ -242,6 +254,17 @@ func (s *Step) recordHeaders(h http.Header) {
 	s.last.Store(&m)
 }
 
+// Deliveries returns how often the step was called with each Ce-Id.
+func (s *Step) Deliveries() map[string]int64 {
+	s.deliveriesMu.Lock()
+	defer s.deliveriesMu.Unlock()
+	return maps.Clone(s.deliveries)
+}
+
+func (s *Step) serveDeliveries(w http.ResponseWriter, _ *http.Request) {
+	writeJSON(w, http.StatusOK, s.Deliveries())
+}
+
 func (s *Step) serveStats(w http.ResponseWriter, _ *http.Request) {
 	writeJSON(w, http.StatusOK, s.Stats())
 }
@@ -262,6 +285,9 @@ func (s *Step) serveReset(w http.ResponseWriter, _ *http.Request) {
 	s.failures.Store(0)
 	s.maxInFlight.Store(s.inFlight.Load())
 	s.barrierMet.Store(0)
+	s.deliveriesMu.Lock()
+	clear(s.deliveries)
+	s.deliveriesMu.Unlock()
 	w.WriteHeader(http.StatusNoContent)
 }
 

@@ -32,6 +32,16 @@ func (c *Conn) Publish(ctx context.Context, m *nats.Msg, id string) error {
 	return err
 }
 
+// PublishNew is Publish, and reports whether the stream stored the message:
+// false when it already had a message with id (within DedupeWindow).
+func (c *Conn) PublishNew(ctx context.Context, m *nats.Msg, id string) (bool, error) {
+	ack, err := c.JS.PublishMsg(ctx, m, jetstream.WithMsgID(id))
+	if err != nil {
+		return false, err
+	}
+	return !ack.Duplicate, nil
+}
+
 // HeaderDeadline is the run's deadline (RFC 3339) on the messages that start
 // and drive it, so that a step does not wait past it for a retry.
 const HeaderDeadline = "Patchbay-Deadline"

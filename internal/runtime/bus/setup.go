@@ -13,11 +13,15 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/plan"
 )
 
+// DedupeWindow is how long the workflow's stream remembers a message id: a
+// message published again with its id within it is stored once.
+const DedupeWindow = 2 * time.Minute
+
 // Retention of the workflow's stream and run records. Messages live long
 // enough for redeliveries, dead-letter inspection and late GET /runs/{id}.
 const (
 	streamMaxAge     = 24 * time.Hour
-	dedupeWindow     = 2 * time.Minute
+	dedupeWindow     = DedupeWindow
 	runsTTL          = 24 * time.Hour
 	setupRetryWindow = 2 * time.Minute
 )

@@ -279,6 +279,9 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 					return
 				}
 			}
+			if g.resume(ctx, w, r, runID, body.Bytes(), wait) {
+				return
+			}
 			(&contract.Error{Code: http.StatusConflict, RunID: runID, Message: "run " + runID + " exists; GET /runs/" + runID}).Write(w)
 			return
 		}
@@ -308,11 +311,10 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	if wait {
 		ch = make(chan *bus.Run, 1)
 		g.waiters.Store(runID, ch)
-		defer g.waiters.Delete(runID)
+		defer g.waiters.CompareAndDelete(runID, ch)
 	}
-	if err := g.publishStart(ctx, rec, r.Header.Get("Content-Type"), body.Bytes()); err != nil {
-		e := &contract.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the broker did not accept the run: " + err.Error()}
-		_, _ = g.runs.Update(context.WithoutCancel(ctx), runID, func(r *bus.Run) bool { r.Fail(e); return true })
+	if _, err := g.publishStart(ctx, rec, r.Header.Get("Content-Type"), body.Bytes()); err != nil {
+		e := g.notAccepted(ctx, runID, err)
 		if key != "" {
 			// Nothing ran: a retry with the key starts a run afresh.
 			if err := g.idem.Release(context.WithoutCancel(ctx), key, runID); err != nil {
@@ -326,6 +328,78 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 		writePending(w, runID)
 		return
 	}
+	g.hold(ctx, w, r, runID, ch)
+}
+
+// notAccepted fails a run whose start the broker did not accept, and returns
+// its error: nothing of it runs.
+func (g *Gateway) notAccepted(ctx context.Context, runID string, err error) *contract.Error {
+	e := &contract.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the broker did not accept the run: " + err.Error()}
+	_, _ = g.runs.Update(context.WithoutCancel(ctx), runID, func(r *bus.Run) bool { r.Fail(e); return true })
+	return e
+}
+
+// resumeMargin keeps a resumed start well inside the stream's dedupe window.
+const resumeMargin = 30 * time.Second
+
+// resume starts a run whose record a POST with its id created but whose start
+// was never published (that gateway was killed in between, or the broker went
+// away and the record could not be failed either): the caller's retry with
+// the same Patchbay-Run-Id publishes the start, under the message ids of the
+// first attempt, so that the stream stores it once (bus.DedupeWindow). When
+// the stream had it already, the run was started and resume leaves the 409 to
+// the caller (false), having touched nothing. Otherwise it answers as the
+// first POST would: this caller is held for the outcome, whose notification
+// now comes to this replica.
+func (g *Gateway) resume(ctx context.Context, w http.ResponseWriter, r *http.Request, runID string, body []byte, wait bool) bool {
+	rec, _, err := g.runs.Get(ctx, runID)
+	if err != nil && !errors.Is(err, bus.ErrNoRun) {
+		// Not a 409: the run may be one to resume.
+		(&contract.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the run store is unavailable: " + err.Error()}).Write(w)
+		return true
+	}
+	if err != nil || rec.Status != bus.RunPending || rec.Replays > 0 || time.Since(rec.Started) >= bus.DedupeWindow-resumeMargin {
+		return false
+	}
+	var ch chan *bus.Run
+	if wait {
+		ch = make(chan *bus.Run, 1)
+		if _, held := g.waiters.LoadOrStore(runID, ch); held {
+			return false // its first caller is here
+		}
+		defer g.waiters.CompareAndDelete(runID, ch)
+	}
+	published, err := g.publishStart(ctx, rec, r.Header.Get("Content-Type"), body)
+	if err != nil {
+		g.notAccepted(ctx, runID, err).Write(w)
+		return true
+	}
+	if !published {
+		return false
+	}
+	g.tel.Log.Warn("Started a run whose start was never published, on a retry with its id", "run", runID)
+	if !wait {
+		writePending(w, runID)
+		return true
+	}
+	out, err := g.runs.Update(ctx, runID, func(r *bus.Run) bool {
+		if r.Done() || r.ReplyTo == g.inbox {
+			return false
+		}
+		r.ReplyTo = g.inbox
+		return true
+	})
+	if err == nil && out.Done() {
+		g.writeRun(ctx, w, out)
+		return true
+	}
+	g.hold(ctx, w, r, runID, ch)
+	return true
+}
+
+// hold waits for a started run's outcome on ch until entry.timeout, then
+// answers with it, or with 202 while the run is pending.
+func (g *Gateway) hold(ctx context.Context, w http.ResponseWriter, r *http.Request, runID string, ch chan *bus.Run) {
 	timer := time.NewTimer(g.plan.Entry.Timeout.Duration)
 	defer timer.Stop()
 	select {
@@ -375,16 +449,22 @@ func (g *Gateway) join(ctx context.Context, w http.ResponseWriter, key string, h
 	}
 }
 
-func (g *Gateway) publishStart(ctx context.Context, rec *bus.Run, contentType string, body []byte) error {
+// publishStart publishes the messages that start a run, and reports whether
+// the stream stored any of them: false when it had them all already (a
+// start published again within bus.DedupeWindow).
+func (g *Gateway) publishStart(ctx context.Context, rec *bus.Run, contentType string, body []byte) (bool, error) {
 	runID := rec.ID
+	stored := false
 	if s := g.plan.Stream.StartSubject; s != "" {
 		id := bus.MsgID(runID, "start")
 		h := g.start.Header(ctx, runID, contentType)
 		h["Ce-Id"] = []string{id}
 		bus.SetDeadline(h, rec.Deadline)
-		if err := g.conn.Publish(ctx, bus.NewMsg(s, h, body), id); err != nil {
-			return err
+		isNew, err := g.conn.PublishNew(ctx, bus.NewMsg(s, h, body), id)
+		if err != nil {
+			return stored, err
 		}
+		stored = stored || isNew
 	}
 	if s := g.plan.Entry.EventSubject; s != "" {
 		id := bus.MsgID(runID, plan.EntryEmitter, g.plan.Entry.Event)
@@ -392,11 +472,13 @@ func (g *Gateway) publishStart(ctx context.Context, rec *bus.Run, contentType st
 		h["Ce-Id"] = []string{id}
 		h[contract.HeaderStep] = []string{plan.EntryEmitter}
 		bus.SetDeadline(h, rec.Deadline)
-		if err := g.conn.Publish(ctx, bus.NewMsg(s, h, body), id); err != nil {
-			return err
+		isNew, err := g.conn.PublishNew(ctx, bus.NewMsg(s, h, body), id)
+		if err != nil {
+			return stored, err
 		}
+		stored = stored || isNew
 	}
-	return nil
+	return stored, nil
 }
 
 func (g *Gateway) serveRun(w http.ResponseWriter, r *http.Request) {

@@ -11,6 +11,7 @@ import (
 	"github.com/nats-io/nats.go"
 	. "github.com/onsi/gomega"
 
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/orchestrator"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
@@ -145,4 +146,32 @@ spec:
 	st, err := kv.Status(context.Background())
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(st.TTL()).To(Equal(90 * time.Minute))
+}
+
+// A run whose record was created but whose start was never published (its
+// gateway was killed in between, or the broker went away) is started by the
+// caller's retry with the same Patchbay-Run-Id: the retry used to get 409,
+// and the run never started.
+func TestARetryStartsARunWhoseStartWasNeverPublished(t *testing.T) {
+	g := NewWithT(t)
+	_, gw, commands, answer := heldRun(t, g, heldWorkflow)
+	started := time.Now().UTC()
+	// What the killed gateway left: a pending record naming its inbox.
+	g.Expect(gw.runs.Create(context.Background(), &bus.Run{ID: "order-8", Status: bus.RunPending, Started: started, ReplyTo: "_INBOX.gone"})).To(Succeed())
+
+	retry := post(gw, `{"n":8}`, contract.HeaderRunID, "order-8")
+	var cmd *nats.Msg
+	g.Eventually(commands).WithTimeout(20*time.Second).Should(Receive(&cmd), "the retry published the run's start")
+	g.Expect(cmd.Header.Get(contract.HeaderRunID)).To(Equal("order-8"))
+	g.Expect(string(cmd.Data)).To(MatchJSON(`{"n":8}`))
+	// Meanwhile the run is started: another POST with its id is refused.
+	again := do(gw, http.MethodPost, "/", `{"n":8}`, contract.HeaderRunID, "order-8")
+	g.Expect(again.Code).To(Equal(http.StatusConflict), again.Body.String())
+
+	answer("order-8", `{"n":8,"done":true}`)
+	var w *httptest.ResponseRecorder
+	g.Eventually(retry).WithTimeout(20*time.Second).Should(Receive(&w), "the retry is held for the outcome like a first POST")
+	g.Expect(w.Code).To(Equal(http.StatusOK), w.Body.String())
+	g.Expect(w.Body.String()).To(MatchJSON(`{"n":8,"done":true}`))
+	g.Expect(commands).NotTo(Receive(), "the step was commanded once")
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/hop"
+	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
@@ -126,12 +127,14 @@ func (s *Sidecar) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	s.inbound.Done(code, start)
 }
 
-// reject answers a request over the bulkhead without calling the app.
+// reject answers a request over the bulkhead without calling the app, with
+// the Retry-After of the gateway's and the orchestrator's inbound bulkheads.
 func (s *Sidecar) reject(w http.ResponseWriter, runID string) int {
 	s.inbound.Rejected()
 	e := &contract.Error{
 		Code: http.StatusServiceUnavailable, Step: s.step.Name, RunID: runID, Rejected: true,
-		Message: fmt.Sprintf("step %s is at its concurrency limit (bulkhead maxConcurrent %d)", s.step.Name, s.step.Policy.Bulkhead.MaxConcurrent),
+		RetryAfter: serve.BulkheadRetryAfter,
+		Message:    fmt.Sprintf("step %s is at its concurrency limit (bulkhead maxConcurrent %d)", s.step.Name, s.step.Policy.Bulkhead.MaxConcurrent),
 	}
 	e.Write(w)
 	return e.Code

@@ -123,6 +123,7 @@ func TestChainRejectsOverTheBulkheadBeforeReadingTheBody(t *testing.T) {
 	sc.ServeHTTP(rec, httptest.NewRequest(http.MethodPost, "/", body))
 	g.Expect(rec.Code).To(Equal(http.StatusServiceUnavailable), rec.Body.String())
 	g.Expect(rec.Header().Get(contract.HeaderRejected)).To(Equal("bulkhead"))
+	g.Expect(rec.Header().Get("Retry-After")).To(Equal("1"), "a bulkhead's 503 says when to retry, as the gateway's does")
 	g.Expect(body.read.Load()).To(BeFalse(), "the body was read before the bulkhead decided")
 
 	release <- struct{}{}
