@@ -199,16 +199,45 @@ func (c *Conn) Close() {
 	}
 }
 
-// WatchConsume fails the connection if cc stops while stopping reports false:
-// the client stops consuming for good when its consumer was deleted or the
-// connection closed, and only a restart of the role recreates them.
-func (c *Conn) WatchConsume(cc jetstream.ConsumeContext, durable string, stopping *atomic.Bool) {
+// Consume is cons.Consume, watched: the connection fails if the consumption
+// stops while stopping reports false. The client stops consuming for good
+// when it learns that its consumer was deleted, or the connection closed, and
+// only a restart of the role recreates them. It learns of a deletion from the
+// server's answer to a pending pull; a deletion between pulls answers later
+// pulls with no responders and no heartbeats only, so on those errors Consume
+// asks the server whether the consumer still exists, and stops if it does
+// not. log gets the consumer's other errors at debug level.
+func (c *Conn) Consume(cons jetstream.Consumer, handle jetstream.MessageHandler, stopping *atomic.Bool, log *slog.Logger, opts ...jetstream.PullConsumeOpt) (jetstream.ConsumeContext, error) {
+	durable := cons.CachedInfo().Name
+	var checking atomic.Bool
+	onErr := jetstream.ConsumeErrHandler(func(cc jetstream.ConsumeContext, err error) {
+		log.Debug("Consumer error", "consumer", durable, "err", err)
+		if !errors.Is(err, jetstream.ErrNoHeartbeat) && !errors.Is(err, nats.ErrNoResponders) {
+			return
+		}
+		if !checking.CompareAndSwap(false, true) {
+			return
+		}
+		go func() {
+			defer checking.Store(false)
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			if _, err := cons.Info(ctx); errors.Is(err, jetstream.ErrConsumerNotFound) {
+				cc.Stop()
+			}
+		}()
+	})
+	cc, err := cons.Consume(handle, append(opts, onErr)...)
+	if err != nil {
+		return nil, err
+	}
 	go func() {
 		<-cc.Closed()
 		if !stopping.Load() {
 			c.Fail(fmt.Errorf("consumer %s stopped consuming", durable))
 		}
 	}()
+	return cc, nil
 }
 
 // CredentialsFile is the file in the credentials directory that holds the

@@ -175,8 +175,9 @@ func TestDevStopsWhenABrokerLinkFailsForGood(t *testing.T) {
 	conn := connect(t, env)
 	g.Expect(conn.JS.DeleteConsumer(context.Background(), env.Plan.Stream.Name, env.Plan.ReadModel.Durable)).To(Succeed())
 	// The client learns of the deletion from the server's answer to its
-	// pending pull, or failing that from two missed idle heartbeats (15 s
-	// each with nats.go's defaults): allow for the latter on a busy machine.
+	// pending pull or, when the deletion fell between two pulls, by asking
+	// the server after two missed idle heartbeats (15 s each with nats.go's
+	// defaults): allow for the latter on a busy machine.
 	g.Eventually(env.Done()).WithTimeout(2 * time.Minute).Should(BeClosed())
 	g.Expect(env.Err()).To(MatchError(ContainSubstring("consumer " + env.Plan.ReadModel.Durable + " stopped consuming")))
 }

@@ -46,7 +46,7 @@ func (g *Gateway) startCompletion(ctx context.Context) error {
 // consume feeds a consumer's messages to handle, acking what it handled and
 // redelivering the rest after a short delay; SIGTERM drains through g.inflight.
 func (g *Gateway) consume(cons jetstream.Consumer, failed string, handle func(jetstream.Msg) error) error {
-	cc, err := cons.Consume(func(m jetstream.Msg) {
+	cc, err := g.conn.Consume(cons, func(m jetstream.Msg) {
 		g.inflight.Add(1)
 		defer g.inflight.Done()
 		attempt := 1
@@ -70,12 +70,11 @@ func (g *Gateway) consume(cons jetstream.Consumer, failed string, handle func(je
 			return
 		}
 		_ = m.Ack()
-	})
+	}, &g.stopping, g.tel.Log)
 	if err != nil {
 		return err
 	}
 	g.consumers = append(g.consumers, cc)
-	g.conn.WatchConsume(cc, cons.CachedInfo().Name, &g.stopping)
 	return nil
 }
 

@@ -114,14 +114,10 @@ func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 	if err != nil {
 		return nil, err
 	}
-	a.consume, err = cons.Consume(a.dispatch, jetstream.PullMaxMessages(asyncWorkers),
-		jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-			cfg.Telemetry.Log.Debug("Consumer error", "consumer", p.Stream.OrchestratorDurable, "err", err)
-		}))
+	a.consume, err = cfg.Conn.Consume(cons, a.dispatch, &a.stopping, cfg.Telemetry.Log, jetstream.PullMaxMessages(asyncWorkers))
 	if err != nil {
 		return nil, err
 	}
-	cfg.Conn.WatchConsume(a.consume, p.Stream.OrchestratorDurable, &a.stopping)
 	cfg.Telemetry.Log.Info("Orchestrating over the bus", "workflow", p.Workflow, "consumer", p.Stream.OrchestratorDurable)
 	return a, nil
 }

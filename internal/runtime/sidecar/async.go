@@ -110,17 +110,13 @@ func (s *Sidecar) StartAsync(ctx context.Context, conn *bus.Conn) (*Async, error
 			return nil, err
 		}
 		// The client buffers no more than the pod works on at once.
-		c.consume, err = cons.Consume(func(m jetstream.Msg) { a.dispatch(c, m) },
-			jetstream.PullMaxMessages(a.limit),
-			jetstream.ConsumeErrHandler(func(_ jetstream.ConsumeContext, err error) {
-				s.tel.Log.Debug("Consumer error", "consumer", pc.Durable, "err", err)
-			}))
+		c.consume, err = conn.Consume(cons, func(m jetstream.Msg) { a.dispatch(c, m) }, &a.stopping, s.tel.Log,
+			jetstream.PullMaxMessages(a.limit))
 		if err != nil {
 			a.Stop()
 			return nil, fmt.Errorf("consume %s: %w", pc.Durable, err)
 		}
 		a.consumers = append(a.consumers, c)
-		conn.WatchConsume(c.consume, pc.Durable, &a.stopping)
 		s.tel.Log.Info("Consuming", "step", step.Name, "consumer", pc.Durable, "subject", pc.FilterSubject)
 	}
 	return a, nil
