@@ -19,13 +19,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/gomega"
 
-	"k8s.io/utils/ptr"
-
-	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/natsauth"
+	"github.com/patchbay-dev/patchbay/internal/natsauth/natsauthtest"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/render"
-	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
 	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
 	"github.com/patchbay-dev/patchbay/internal/topology"
@@ -66,13 +63,7 @@ type testBroker struct {
 // one-server Broker renders, with its own keys.
 func newBrokerAsRendered(t *testing.T) *testBroker {
 	b := newTestBroker(t)
-	auth, err := natsauth.NewBroker("default", "pbtestroutepassword")
-	if err != nil {
-		t.Fatal(err)
-	}
-	broker := &v1alpha1.Broker{Spec: v1alpha1.BrokerSpec{Replicas: ptr.To(int32(1))}}
-	broker.Name, broker.Namespace = "default", "default"
-	b.auth, b.conf = auth, render.NATSConfig(broker, auth)
+	b.auth, b.conf = natsauthtest.Rendered(t)
 	return b
 }
 
@@ -95,32 +86,16 @@ func (b *testBroker) workflowCredentials(p *plan.Plan) string {
 // the manager does (a workflow's own user may not).
 func (b *testBroker) setUp(p *plan.Plan) {
 	b.t.Helper()
-	opt := nats.UserInfo(natsUser, natsPassword)
 	if b.auth != nil {
-		admin, err := b.auth.NewUser("test admin", nil, false)
-		if err != nil {
-			b.t.Fatal(err)
-		}
-		token, seed, err := natsauth.JWTAndSeed(admin.Creds)
-		if err != nil {
-			b.t.Fatal(err)
-		}
-		opt = nats.UserJWTAndSeed(token, seed)
+		natsauthtest.Manage(b.t, b.auth, b.url(), p)
+		return
 	}
-	nc, err := nats.Connect(b.url(), opt)
+	nc, err := nats.Connect(b.url(), nats.UserInfo(natsUser, natsPassword))
 	if err != nil {
 		b.t.Fatal(err)
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		b.t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-	defer cancel()
-	if err := bus.EnsureResources(ctx, js, p, bus.DefaultStorage); err != nil {
-		b.t.Fatal(err)
-	}
+	natsauthtest.EnsureResources(b.t, nc, p)
 }
 
 func newTestBroker(t *testing.T) *testBroker {
