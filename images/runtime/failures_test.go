@@ -21,6 +21,7 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/demostep"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
+	"github.com/patchbay-dev/patchbay/internal/runtime/dev/devtest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 )
 
@@ -34,33 +35,8 @@ var syncStyles = []string{"sync-chain", "sync-orchestrated"}
 // fastRetries keeps retries quick and the breaker out of the way.
 const fastRetries = "{timeout: 2s, retry: {attempts: 3, backoff: exponential, initialDelay: 10ms, maxDelay: 50ms}, circuitBreaker: {consecutiveFailures: 100}}"
 
-// stepSpec is one step of a test Workflow: a demo-step process run with args.
-type stepSpec struct {
-	name       string
-	args       []string
-	dependsOn  []string
-	resilience string // inline YAML, such as {timeout: 100ms}
-}
-
-// workflowYAML renders a Workflow of style with a workflow-wide resilience.
-func workflowYAML(style, policies string, steps ...stepSpec) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: patchbay.dev/v1alpha1\nkind: Workflow\nmetadata: {name: test}\nspec:\n  style: %s\n", style)
-	if policies != "" {
-		fmt.Fprintf(&b, "  resilience: %s\n", policies)
-	}
-	b.WriteString("  steps:\n")
-	for _, s := range steps {
-		fmt.Fprintf(&b, "  - name: %s\n    image: ghcr.io/patchbay-dev/demo-step:0.1.0\n", s.name)
-		if len(s.dependsOn) > 0 {
-			fmt.Fprintf(&b, "    dependsOn: [%s]\n", strings.Join(s.dependsOn, ", "))
-		}
-		if s.resilience != "" {
-			fmt.Fprintf(&b, "    resilience: %s\n", s.resilience)
-		}
-	}
-	return b.String()
-}
+// stepSpec is one step of a test Workflow.
+type stepSpec = devtest.Step
 
 // devEnv is a running patchbay-runtime dev and the demo-step processes it started.
 type devEnv struct {
@@ -79,12 +55,12 @@ func givenDev(t *testing.T, style, policies string, steps ...stepSpec) *devEnv {
 	t.Helper()
 	g := NewWithT(t)
 	dir := t.TempDir()
-	file := writeWorkflow(t, workflowYAML(style, policies, steps...))
+	file := writeWorkflow(t, devtest.WorkflowYAML(style, policies, steps...))
 	args := []string{"dev", "-f", file}
 	for _, s := range steps {
 		args = append(args, "--step", fmt.Sprintf("%s=cmd:echo $$ > %s; echo $PORT > %s; exec %s --name=%s %s",
-			s.name, shellQuote(filepath.Join(dir, s.name+".pid")), shellQuote(filepath.Join(dir, s.name+".port")),
-			shellQuote(demoStepBin), s.name, shellJoin(s.args)))
+			s.Name, shellQuote(filepath.Join(dir, s.Name+".pid")), shellQuote(filepath.Join(dir, s.Name+".port")),
+			shellQuote(demoStepBin), s.Name, shellJoin(s.Args)))
 	}
 	admin := &lineMatcher{re: adminLine, found: make(chan string, 1)}
 	p, stdout := startReadingStdoutTee(t, admin, runtimeBin, args...)
@@ -98,12 +74,12 @@ func givenDev(t *testing.T, style, policies string, steps ...stepSpec) *devEnv {
 			t.Errorf("patchbay-runtime dev did not exit within %s of SIGTERM", waitBound)
 		}
 		for _, s := range steps {
-			b, err := os.ReadFile(filepath.Join(dir, s.name+".pid"))
+			b, err := os.ReadFile(filepath.Join(dir, s.Name+".pid"))
 			if err != nil {
 				continue
 			}
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && !gone(pid) {
-				t.Errorf("step %s (pid %d) outlived patchbay-runtime dev", s.name, pid)
+				t.Errorf("step %s (pid %d) outlived patchbay-runtime dev", s.Name, pid)
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
@@ -112,9 +88,9 @@ func givenDev(t *testing.T, style, policies string, steps ...stepSpec) *devEnv {
 	g.Expect(env.entry).To(MatchRegexp(`^http://127\.0\.0\.1:\d+/$`), p.stderr.String())
 	g.Eventually(admin.found).WithTimeout(waitBound).Should(Receive(&env.admin))
 	for _, s := range steps {
-		port, err := os.ReadFile(filepath.Join(dir, s.name+".port"))
+		port, err := os.ReadFile(filepath.Join(dir, s.Name+".port"))
 		g.Expect(err).NotTo(HaveOccurred())
-		env.apps[s.name] = "http://127.0.0.1:" + strings.TrimSpace(string(port))
+		env.apps[s.Name] = "http://127.0.0.1:" + strings.TrimSpace(string(port))
 	}
 	return env
 }
@@ -227,8 +203,8 @@ func TestStepFailingTwiceWith503SucceedsOnTheThirdCall(t *testing.T) {
 		t.Run(style, func(t *testing.T) {
 			g := NewWithT(t)
 			env := givenDev(t, style, fastRetries,
-				stepSpec{name: "front", args: []string{"--mode=transform", "--set=front=true"}},
-				stepSpec{name: "flaky", args: []string{"--mode=transform", "--set=flaky=true", "--fail-first=2", "--fail-status=503"}, dependsOn: []string{"front"}})
+				stepSpec{Name: "front", Args: []string{"--mode=transform", "--set=front=true"}},
+				stepSpec{Name: "flaky", Args: []string{"--mode=transform", "--set=flaky=true", "--fail-first=2", "--fail-status=503"}, DependsOn: []string{"front"}})
 			a := whenPostJSON(g, env.entry, `{}`)
 			g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
 			g.Expect(a.body).To(MatchJSON(`{"front":true,"flaky":true}`))
@@ -243,9 +219,9 @@ func TestClientErrorFailsTheRunAtOnce(t *testing.T) {
 		t.Run(style, func(t *testing.T) {
 			g := NewWithT(t)
 			env := givenDev(t, style, fastRetries,
-				stepSpec{name: "front", args: []string{"--mode=echo"}},
-				stepSpec{name: "picky", args: []string{"--mode=echo", "--fail-first=1000", "--fail-status=400"}, dependsOn: []string{"front"}},
-				stepSpec{name: "after", args: []string{"--mode=echo"}, dependsOn: []string{"picky"}})
+				stepSpec{Name: "front", Args: []string{"--mode=echo"}},
+				stepSpec{Name: "picky", Args: []string{"--mode=echo", "--fail-first=1000", "--fail-status=400"}, DependsOn: []string{"front"}},
+				stepSpec{Name: "after", Args: []string{"--mode=echo"}, DependsOn: []string{"picky"}})
 			a := whenPostJSON(g, env.entry, `{}`)
 			g.Expect(a.code).To(Equal(http.StatusBadRequest), "%s", a.body)
 			e := a.runError(g)
@@ -266,9 +242,9 @@ func TestSlowStepTimesOutAfterEveryAttempt(t *testing.T) {
 		t.Run(style, func(t *testing.T) {
 			g := NewWithT(t)
 			env := givenDev(t, style, fastRetries,
-				stepSpec{name: "front", args: []string{"--mode=echo"}},
-				stepSpec{name: "slow", args: []string{"--mode=echo", "--latency=1m"}, dependsOn: []string{"front"},
-					resilience: "{timeout: 100ms, retry: {attempts: 3, initialDelay: 10ms, maxDelay: 20ms}}"})
+				stepSpec{Name: "front", Args: []string{"--mode=echo"}},
+				stepSpec{Name: "slow", Args: []string{"--mode=echo", "--latency=1m"}, DependsOn: []string{"front"},
+					Resilience: "{timeout: 100ms, retry: {attempts: 3, initialDelay: 10ms, maxDelay: 20ms}}"})
 			start := time.Now()
 			a := whenPostJSON(g, env.entry, `{}`)
 			g.Expect(a.code).To(Equal(http.StatusGatewayTimeout), "%s", a.body)
@@ -294,7 +270,7 @@ func givenOpenBreaker(t *testing.T, style, openDuration string) *devEnv {
 	g := NewWithT(t)
 	env := givenDev(t, style,
 		fmt.Sprintf("{retry: {attempts: 1}, circuitBreaker: {consecutiveFailures: %d, openDuration: %s, halfOpenRequests: 1}}", breakerFailures, openDuration),
-		stepSpec{name: "flaky", args: []string{"--mode=echo", fmt.Sprintf("--fail-first=%d", breakerFailures), "--fail-status=500"}})
+		stepSpec{Name: "flaky", Args: []string{"--mode=echo", fmt.Sprintf("--fail-first=%d", breakerFailures), "--fail-status=500"}})
 	for range breakerFailures {
 		a := whenPostJSON(g, env.entry, `{}`)
 		g.Expect(a.code).To(Equal(http.StatusBadGateway), "%s", a.body)
@@ -349,7 +325,7 @@ func TestBulkheadRejectsRequestsOverTheLimit(t *testing.T) {
 		t.Run(style, func(t *testing.T) {
 			g := NewWithT(t)
 			env := givenDev(t, style, fmt.Sprintf("{bulkhead: {maxConcurrent: %d}, retry: {attempts: 1}}", limit),
-				stepSpec{name: "gated", args: []string{"--mode=echo", "--hold"}})
+				stepSpec{Name: "gated", Args: []string{"--mode=echo", "--hold"}})
 
 			var wg sync.WaitGroup
 			held := make([]answer, limit)
@@ -386,8 +362,8 @@ func TestBadRequestsGet4xx(t *testing.T) {
 		t.Run(style, func(t *testing.T) {
 			g := NewWithT(t)
 			env := givenDev(t, style, "",
-				stepSpec{name: "first", args: []string{"--mode=transform", "--set=first=true"}},
-				stepSpec{name: "second", args: []string{"--mode=transform", "--set=second=true"}, dependsOn: []string{"first"}})
+				stepSpec{Name: "first", Args: []string{"--mode=transform", "--set=first=true"}},
+				stepSpec{Name: "second", Args: []string{"--mode=transform", "--set=second=true"}, DependsOn: []string{"first"}})
 
 			a := whenPost(g, env.entry, "application/json", []byte(`{"id":`))
 			g.Expect(a.code).To(Equal(http.StatusBadRequest), "%s", a.body)
@@ -407,9 +383,9 @@ func TestBadRequestsGet4xx(t *testing.T) {
 	t.Run("a fan-out refuses a body that is not JSON before any step runs", func(t *testing.T) {
 		g := NewWithT(t)
 		env := givenDev(t, "sync-chain", "",
-			stepSpec{name: "root", args: []string{"--mode=echo"}},
-			stepSpec{name: "a", args: []string{"--mode=echo"}, dependsOn: []string{"root"}},
-			stepSpec{name: "b", args: []string{"--mode=echo"}, dependsOn: []string{"root"}})
+			stepSpec{Name: "root", Args: []string{"--mode=echo"}},
+			stepSpec{Name: "a", Args: []string{"--mode=echo"}, DependsOn: []string{"root"}},
+			stepSpec{Name: "b", Args: []string{"--mode=echo"}, DependsOn: []string{"root"}})
 		a := whenPost(g, env.entry, "text/plain", []byte(`not json`))
 		g.Expect(a.code).To(Equal(http.StatusBadRequest), "%s", a.body)
 		g.Expect(a.runError(g).Message).To(ContainSubstring("not valid JSON"))

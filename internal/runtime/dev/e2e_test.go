@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
+	"github.com/patchbay-dev/patchbay/internal/runtime/dev/devtest"
 )
 
 // Failure injection (retries, 4xx, timeouts, breaker, bulkhead, bad input)
@@ -34,9 +35,9 @@ func TestStepsReceiveTheStepContractHeaders(t *testing.T) {
 	for _, style := range syncStyles {
 		t.Run(style, func(t *testing.T) {
 			g := NewWithT(t)
-			env := givenWorkflow(t, workflowYAML(style, "",
-				stepSpec{name: "first", args: []string{"--mode=echo"}},
-				stepSpec{name: "second", args: []string{"--mode=echo"}, dependsOn: []string{"first"}}))
+			env := givenWorkflow(t, devtest.WorkflowYAML(style, "",
+				stepSpec{Name: "first", Args: []string{"--mode=echo"}},
+				stepSpec{Name: "second", Args: []string{"--mode=echo"}, DependsOn: []string{"first"}}))
 			a := whenPost(t, env.EntryURL+"", "application/json", []byte(`{"x":1}`))
 			g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
 			runID := a.header.Get(contract.HeaderRunID)
@@ -64,11 +65,11 @@ func TestParallelStepsAreInFlightTogether(t *testing.T) {
 	t.Run("sync-orchestrated diamond", func(t *testing.T) {
 		g := NewWithT(t)
 		barrier := "--barrier=" + barrierURL(t, "diamond", 2)
-		env := givenWorkflow(t, workflowYAML("sync-orchestrated", "",
-			stepSpec{name: "validate", args: []string{"--mode=transform", "--set=valid=true"}},
-			stepSpec{name: "charge", args: []string{"--mode=transform", "--set=charged=true", barrier}, dependsOn: []string{"validate"}},
-			stepSpec{name: "reserve", args: []string{"--mode=transform", "--set=reserved=true", barrier}, dependsOn: []string{"validate"}},
-			stepSpec{name: "confirm", args: []string{"--mode=transform", "--set=confirmed=true"}, dependsOn: []string{"charge", "reserve"}}))
+		env := givenWorkflow(t, devtest.WorkflowYAML("sync-orchestrated", "",
+			stepSpec{Name: "validate", Args: []string{"--mode=transform", "--set=valid=true"}},
+			stepSpec{Name: "charge", Args: []string{"--mode=transform", "--set=charged=true", barrier}, DependsOn: []string{"validate"}},
+			stepSpec{Name: "reserve", Args: []string{"--mode=transform", "--set=reserved=true", barrier}, DependsOn: []string{"validate"}},
+			stepSpec{Name: "confirm", Args: []string{"--mode=transform", "--set=confirmed=true"}, DependsOn: []string{"charge", "reserve"}}))
 		a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
 		g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
 		g.Expect(a.body).To(MatchJSON(`{"charge":{"id":1,"valid":true,"charged":true},"reserve":{"id":1,"valid":true,"reserved":true},"confirmed":true}`))
@@ -78,11 +79,11 @@ func TestParallelStepsAreInFlightTogether(t *testing.T) {
 	t.Run("sync-chain fan-out", func(t *testing.T) {
 		g := NewWithT(t)
 		barrier := "--barrier=" + barrierURL(t, "fanout", 2)
-		env := givenWorkflow(t, workflowYAML("sync-chain", "",
-			stepSpec{name: "root", args: []string{"--mode=transform", "--set=root=true"}},
-			stepSpec{name: "left", args: []string{"--mode=transform", "--set=left=true", barrier}, dependsOn: []string{"root"}},
-			stepSpec{name: "right", args: []string{"--mode=transform", "--set=right=true", barrier}, dependsOn: []string{"root"}},
-			stepSpec{name: "after-right", args: []string{"--mode=transform", "--set=last=true"}, dependsOn: []string{"right"}}))
+		env := givenWorkflow(t, devtest.WorkflowYAML("sync-chain", "",
+			stepSpec{Name: "root", Args: []string{"--mode=transform", "--set=root=true"}},
+			stepSpec{Name: "left", Args: []string{"--mode=transform", "--set=left=true", barrier}, DependsOn: []string{"root"}},
+			stepSpec{Name: "right", Args: []string{"--mode=transform", "--set=right=true", barrier}, DependsOn: []string{"root"}},
+			stepSpec{Name: "after-right", Args: []string{"--mode=transform", "--set=last=true"}, DependsOn: []string{"right"}}))
 		a := whenPostJSON(t, env.EntryURL, `{}`)
 		g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
 		// The result is an object of the sinks: left, and after-right behind right.

@@ -14,6 +14,7 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
+	"github.com/patchbay-dev/patchbay/internal/runtime/dev/devtest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/gateway"
 )
 
@@ -269,12 +270,12 @@ func TestSyncOrchestratorRunsEachStepOnceItsOwnDependenciesAnswered(t *testing.T
 	g := NewWithT(t)
 	// Levels: a | fast, slow | fast2 | join. Run level by level, fast2 would
 	// wait for slow although it needs only fast.
-	env := givenWorkflow(t, workflowYAML("sync-orchestrated", "{timeout: 30s}",
-		stepSpec{name: "a", args: []string{"--mode=transform", "--set=a=true"}},
-		stepSpec{name: "slow", args: []string{"--mode=transform", "--set=slow=true", "--latency=2s"}, dependsOn: []string{"a"}},
-		stepSpec{name: "fast", args: []string{"--mode=transform", "--set=fast=true"}, dependsOn: []string{"a"}},
-		stepSpec{name: "fast2", args: []string{"--mode=transform", "--set=fast2=true", "--latency=1s"}, dependsOn: []string{"fast"}},
-		stepSpec{name: "join", args: []string{"--mode=echo"}, dependsOn: []string{"slow", "fast2"}},
+	env := givenWorkflow(t, devtest.WorkflowYAML("sync-orchestrated", "{timeout: 30s}",
+		stepSpec{Name: "a", Args: []string{"--mode=transform", "--set=a=true"}},
+		stepSpec{Name: "slow", Args: []string{"--mode=transform", "--set=slow=true", "--latency=2s"}, DependsOn: []string{"a"}},
+		stepSpec{Name: "fast", Args: []string{"--mode=transform", "--set=fast=true"}, DependsOn: []string{"a"}},
+		stepSpec{Name: "fast2", Args: []string{"--mode=transform", "--set=fast2=true", "--latency=1s"}, DependsOn: []string{"fast"}},
+		stepSpec{Name: "join", Args: []string{"--mode=echo"}, DependsOn: []string{"slow", "fast2"}},
 	))
 	g.Expect(env.Plan.Levels).To(Equal([][]string{{"a"}, {"fast", "slow"}, {"fast2"}, {"join"}}))
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
@@ -305,11 +306,11 @@ func TestSyncOrchestratorCancelsTheCallsInFlightOnAFailure(t *testing.T) {
 	// held answers only when released or canceled; bad refuses at once.
 	// The run's deadline (entry.timeout) and held's attempt timeout are
 	// longer than the test client waits for an answer.
-	yaml := strings.Replace(workflowYAML("sync-orchestrated", "{timeout: 10m, retry: {attempts: 1}}",
-		stepSpec{name: "a", args: []string{"--mode=echo"}},
-		stepSpec{name: "held", args: []string{"--mode=echo", "--hold"}, dependsOn: []string{"a"}},
-		stepSpec{name: "bad", args: []string{"--mode=echo", "--fail-first=100", "--fail-status=400"}, dependsOn: []string{"a"}},
-		stepSpec{name: "after", args: []string{"--mode=echo"}, dependsOn: []string{"held"}},
+	yaml := strings.Replace(devtest.WorkflowYAML("sync-orchestrated", "{timeout: 10m, retry: {attempts: 1}}",
+		stepSpec{Name: "a", Args: []string{"--mode=echo"}},
+		stepSpec{Name: "held", Args: []string{"--mode=echo", "--hold"}, DependsOn: []string{"a"}},
+		stepSpec{Name: "bad", Args: []string{"--mode=echo", "--fail-first=100", "--fail-status=400"}, DependsOn: []string{"a"}},
+		stepSpec{Name: "after", Args: []string{"--mode=echo"}, DependsOn: []string{"held"}},
 	), "  steps:\n", "  entry: {timeout: 10m}\n  steps:\n", 1)
 	env := givenWorkflow(t, yaml)
 	t.Cleanup(func() { release(t, env, "held") })

@@ -9,7 +9,6 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
@@ -18,6 +17,7 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/demostep"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
+	"github.com/patchbay-dev/patchbay/internal/runtime/dev/devtest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
@@ -27,40 +27,8 @@ import (
 
 var syncStyles = []string{"sync-chain", "sync-orchestrated"}
 
-// stepSpec is one step of a test Workflow; its app is an in-process demo-step.
-type stepSpec struct {
-	name       string
-	args       []string
-	dependsOn  []string
-	resilience string // inline YAML, such as {timeout: 100ms}
-}
-
-// workflowYAML renders a Workflow of style with a workflow-wide resilience.
-func workflowYAML(style, resilience string, steps ...stepSpec) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: patchbay.dev/v1alpha1\nkind: Workflow\nmetadata: {name: test}\nspec:\n  style: %s\n", style)
-	if resilience != "" {
-		fmt.Fprintf(&b, "  resilience: %s\n", resilience)
-	}
-	b.WriteString("  steps:\n")
-	for _, s := range steps {
-		fmt.Fprintf(&b, "  - name: %s\n    image: ghcr.io/patchbay-dev/demo-step:0.1.0\n", s.name)
-		if len(s.args) > 0 {
-			quoted := make([]string, len(s.args))
-			for i, a := range s.args {
-				quoted[i] = fmt.Sprintf("%q", a)
-			}
-			fmt.Fprintf(&b, "    args: [%s]\n", strings.Join(quoted, ", "))
-		}
-		if len(s.dependsOn) > 0 {
-			fmt.Fprintf(&b, "    dependsOn: [%s]\n", strings.Join(s.dependsOn, ", "))
-		}
-		if s.resilience != "" {
-			fmt.Fprintf(&b, "    resilience: %s\n", s.resilience)
-		}
-	}
-	return b.String()
-}
+// stepSpec is one step of a test Workflow.
+type stepSpec = devtest.Step
 
 // givenWorkflow runs the Workflow's data plane until the test ends.
 func givenWorkflow(t *testing.T, yaml string, steps ...string) *dev.Env {
