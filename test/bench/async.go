@@ -15,10 +15,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"sigs.k8s.io/yaml"
-
-	"github.com/patchbay-dev/patchbay/api/v1alpha1"
-	"github.com/patchbay-dev/patchbay/internal/topology"
 )
 
 // asyncConfig is the size of the async throughput section.
@@ -119,8 +115,9 @@ func runAsync(ctx context.Context, cfg asyncConfig, rep *report) error {
 		return err
 	}
 	defer app.stop()
-	for _, w := range asyncWorkflows {
-		if err := asyncWorkflow1(ctx, cfg, w.name, w.yaml, natsURL, srv, app, appURL, dir, raw, rep); err != nil {
+	for i, w := range asyncWorkflows {
+		planFile := filepath.Join(dir, fmt.Sprintf("plan-%d.json", i))
+		if err := asyncWorkflow1(ctx, cfg, w.name, w.yaml, planFile, natsURL, srv, app, appURL, raw, rep); err != nil {
 			return fmt.Errorf("%s: %w", w.name, err)
 		}
 	}
@@ -129,22 +126,11 @@ func runAsync(ctx context.Context, cfg asyncConfig, rep *report) error {
 	return nil
 }
 
-// asyncWorkflow1 runs one workflow's data plane and loads it.
-func asyncWorkflow1(ctx context.Context, cfg asyncConfig, name, manifest, natsURL string, srv, app *process, appURL, dir string, raw float64, rep *report) error {
-	var wf v1alpha1.Workflow
-	if err := yaml.UnmarshalStrict([]byte(manifest), &wf); err != nil {
-		return err
-	}
-	p, err := topology.Compile(&wf)
+// asyncWorkflow1 runs one workflow's data plane, its plan written to
+// planFile, and loads it.
+func asyncWorkflow1(ctx context.Context, cfg asyncConfig, name, manifest, planFile, natsURL string, srv, app *process, appURL string, raw float64, rep *report) error {
+	p, err := writePlan(planFile, manifest)
 	if err != nil {
-		return err
-	}
-	b, err := p.Marshal()
-	if err != nil {
-		return err
-	}
-	planFile := filepath.Join(dir, wf.Name+"-plan.json")
-	if err := os.WriteFile(planFile, b, 0o644); err != nil {
 		return err
 	}
 	common := []string{"--plan", planFile, "--nats-url", natsURL, "--log-level", "warn"}

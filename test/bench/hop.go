@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/topology"
 )
 
@@ -99,11 +100,11 @@ func runHop(ctx context.Context, cfg hopConfig, rep *report) error {
 	}
 	defer os.RemoveAll(dir)
 	planFile := filepath.Join(dir, "plan.json")
-	if err := writeHopPlan(planFile, hopWorkflow); err != nil {
+	if _, err := writePlan(planFile, hopWorkflow); err != nil {
 		return err
 	}
 	proxyPlanFile := filepath.Join(dir, "proxy-plan.json")
-	if err := writeHopPlan(proxyPlanFile, proxyWorkflow); err != nil {
+	if _, err := writePlan(proxyPlanFile, proxyWorkflow); err != nil {
 		return err
 	}
 
@@ -394,19 +395,20 @@ func jsonPayload(n int) []byte {
 	return []byte(head + string(bytes.Repeat([]byte("x"), pad)) + foot)
 }
 
-// writeHopPlan compiles hopWorkflow and writes its plan as the sidecar reads it.
-func writeHopPlan(file, manifest string) error {
+// writePlan compiles the Workflow manifest and writes its plan to file as
+// the runtime roles read it.
+func writePlan(file, manifest string) (*plan.Plan, error) {
 	var wf v1alpha1.Workflow
 	if err := yaml.UnmarshalStrict([]byte(manifest), &wf); err != nil {
-		return err
+		return nil, err
 	}
 	p, err := topology.Compile(&wf)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	b, err := p.Marshal()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return os.WriteFile(file, b, 0o644)
+	return p, os.WriteFile(file, b, 0o644)
 }

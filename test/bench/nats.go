@@ -17,10 +17,6 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"sigs.k8s.io/yaml"
-
-	"github.com/patchbay-dev/patchbay/api/v1alpha1"
-	"github.com/patchbay-dev/patchbay/internal/topology"
 )
 
 // roleNATS runs a NATS server with JetStream as a process of its own.
@@ -246,20 +242,8 @@ func jetStreamRates(ctx context.Context, url string, payload []byte, n int) (pub
 // runWrapper runs the async data plane as separate processes and measures a
 // sync caller through the gateway against the same app called directly.
 func runWrapper(ctx context.Context, cfg natsConfig, natsSrv *process, natsURL, dir string, rrP50 float64, rep *report) error {
-	var wf v1alpha1.Workflow
-	if err := yaml.UnmarshalStrict([]byte(asyncWorkflow), &wf); err != nil {
-		return err
-	}
-	p, err := topology.Compile(&wf)
-	if err != nil {
-		return err
-	}
-	b, err := p.Marshal()
-	if err != nil {
-		return err
-	}
 	planFile := filepath.Join(dir, "async-plan.json")
-	if err := os.WriteFile(planFile, b, 0o644); err != nil {
+	if _, err := writePlan(planFile, asyncWorkflow); err != nil {
 		return err
 	}
 	w := cfg.wrapper
