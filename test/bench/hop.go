@@ -167,27 +167,8 @@ func runHop(ctx context.Context, cfg hopConfig, rep *report) error {
 		{name: "sidecar", url: "http://" + scAddr + "/", front: sc, sampleRSS: true},
 		{name: "sidecar-proxy", url: "http://" + pxAddr + "/", front: px, sampleRSS: true},
 	}
-	rounds := max(1, cfg.rounds)
-	slice := cfg.duration / time.Duration(rounds)
-	fmt.Printf("Hop: %.0f qps, %d connections, %s per target in %d interleaved rounds, after %s warm-up each\n",
-		cfg.qps, cfg.conns, cfg.duration, rounds, cfg.warmup)
-	for _, t := range targets {
-		t.rec = newRecorder(cfg.resolution)
-		if cfg.warmup > 0 {
-			warm := &hopTarget{name: t.name, url: t.url, rec: newRecorder(cfg.resolution)}
-			if err := fortioRun(ctx, cfg, warm, cfg.warmup); err != nil {
-				return err
-			}
-		}
-	}
-	// Interleaving spreads a change of the machine's load over every target.
-	for i := range rounds {
-		for _, t := range targets {
-			if err := fortioRun(ctx, cfg, t, slice); err != nil {
-				return err
-			}
-			fmt.Printf("  round %d %-12s p50/p90/p99 so far %s\n", i+1, t.name, t.result().summary())
-		}
+	if err := measureInterleaved(ctx, "Hop", cfg, targets); err != nil {
+		return err
 	}
 	results := map[string]*latencies{}
 	for _, t := range targets {
@@ -393,6 +374,34 @@ func jsonPayload(n int) []byte {
 	const head, foot = `{"pad":"`, `"}`
 	pad := max(n-len(head)-len(foot), 0)
 	return []byte(head + string(bytes.Repeat([]byte("x"), pad)) + foot)
+}
+
+// measureInterleaved warms each target up, then loads them in turn for
+// cfg.rounds slices of cfg.duration in all: interleaving spreads a change of
+// the machine's load over every target.
+func measureInterleaved(ctx context.Context, what string, cfg hopConfig, targets []*hopTarget) error {
+	rounds := max(1, cfg.rounds)
+	slice := cfg.duration / time.Duration(rounds)
+	fmt.Printf("%s: %.0f qps, %d connections, %s per target in %d interleaved rounds, after %s warm-up each\n",
+		what, cfg.qps, cfg.conns, cfg.duration, rounds, cfg.warmup)
+	for _, t := range targets {
+		t.rec = newRecorder(cfg.resolution)
+		if cfg.warmup > 0 {
+			warm := &hopTarget{name: t.name, url: t.url, rec: newRecorder(cfg.resolution)}
+			if err := fortioRun(ctx, cfg, warm, cfg.warmup); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range rounds {
+		for _, t := range targets {
+			if err := fortioRun(ctx, cfg, t, slice); err != nil {
+				return err
+			}
+			fmt.Printf("  round %d %-12s p50/p90/p99 so far %s\n", i+1, t.name, t.result().summary())
+		}
+	}
+	return nil
 }
 
 // writePlan compiles the Workflow manifest and writes its plan to file as

@@ -288,25 +288,8 @@ func runWrapper(ctx context.Context, cfg natsConfig, natsSrv *process, natsURL, 
 		{name: "direct", url: appURL + "/", front: app},
 		{name: "wrapper", url: "http://" + gwAddr + "/", front: gw, behind: []*process{orch, sc, app, natsSrv}},
 	}
-	rounds := max(1, w.rounds)
-	slice := w.duration / time.Duration(rounds)
-	fmt.Printf("Sync wrapper: %.0f qps, %d connections, %s per target in %d interleaved rounds, after %s warm-up each\n",
-		w.qps, w.conns, w.duration, rounds, w.warmup)
-	for _, t := range targets {
-		t.rec = newRecorder(w.resolution)
-		if w.warmup > 0 {
-			if err := fortioRun(ctx, w, &hopTarget{name: t.name, url: t.url, rec: newRecorder(w.resolution)}, w.warmup); err != nil {
-				return err
-			}
-		}
-	}
-	for i := range rounds {
-		for _, t := range targets {
-			if err := fortioRun(ctx, w, t, slice); err != nil {
-				return err
-			}
-			fmt.Printf("  round %d %-8s p50/p90/p99 so far %s\n", i+1, t.name, t.result().summary())
-		}
+	if err := measureInterleaved(ctx, "Sync wrapper", w, targets); err != nil {
+		return err
 	}
 	direct, wrapper := targets[0].result(), targets[1].result()
 	for _, l := range []*latencies{direct, wrapper} {
