@@ -105,12 +105,7 @@ func runAsync(ctx context.Context, cfg asyncConfig, rep *report) error {
 	rep.add(row{Section: "async", Target: "raw JetStream publish+consume msg/s (baseline)", Measured: fmt.Sprintf("%.0f", raw),
 		CPU: cpuPer(rawCPU, int64(cfg.messages), "msg")})
 
-	appAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	appURL := "http://" + appAddr
-	app, err := startProcess(ctx, "echo app", answers(appURL+"/"), cfg.self, roleEcho, "--listen", appAddr)
+	app, appURL, err := startEchoApp(ctx, cfg.self)
 	if err != nil {
 		return err
 	}

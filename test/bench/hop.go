@@ -108,12 +108,7 @@ func runHop(ctx context.Context, cfg hopConfig, rep *report) error {
 		return err
 	}
 
-	appAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	appURL := "http://" + appAddr
-	app, err := startProcess(ctx, "echo app", answers(appURL+"/"), cfg.self, roleEcho, "--listen", appAddr)
+	app, appURL, err := startEchoApp(ctx, cfg.self)
 	if err != nil {
 		return err
 	}
@@ -374,6 +369,18 @@ func jsonPayload(n int) []byte {
 	const head, foot = `{"pad":"`, `"}`
 	pad := max(n-len(head)-len(foot), 0)
 	return []byte(head + string(bytes.Repeat([]byte("x"), pad)) + foot)
+}
+
+// startEchoApp runs the echo app (bench, run as self) on a free port and
+// returns it with its base URL.
+func startEchoApp(ctx context.Context, self string) (*process, string, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	url := "http://" + addr
+	app, err := startProcess(ctx, "echo app", answers(url+"/"), self, roleEcho, "--listen", addr)
+	return app, url, err
 }
 
 // measureInterleaved warms each target up, then loads them in turn for

@@ -247,12 +247,7 @@ func runWrapper(ctx context.Context, cfg natsConfig, natsSrv *process, natsURL, 
 		return err
 	}
 	w := cfg.wrapper
-	appAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	appURL := "http://" + appAddr
-	app, err := startProcess(ctx, "echo app", answers(appURL+"/"), w.self, roleEcho, "--listen", appAddr)
+	app, appURL, err := startEchoApp(ctx, w.self)
 	if err != nil {
 		return err
 	}
