@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -135,41 +133,21 @@ func shellJoin(args []string) string {
 }
 
 // answer is what a caller got.
-type answer struct {
-	code   int
-	header http.Header
-	body   []byte
-}
+type answer = devtest.Answer
 
-// runError decodes the JSON error of a failed run.
-func (a answer) runError(g Gomega) contract.Error {
-	var e contract.Error
-	g.Expect(json.Unmarshal(a.body, &e)).To(Succeed(), "a failed run answers JSON: %s", a.body)
-	return e
-}
-
-var client = &http.Client{Timeout: time.Minute}
+var client = devtest.Client
 
 func whenPost(g Gomega, url, contentType string, body []byte) answer {
-	resp, err := client.Post(url, contentType, bytes.NewReader(body))
-	g.Expect(err).NotTo(HaveOccurred(), "POST %s", url)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	g.Expect(err).NotTo(HaveOccurred(), "read answer of POST %s", url)
-	return answer{code: resp.StatusCode, header: resp.Header, body: b}
+	a, err := devtest.Post(url, contentType, body)
+	g.Expect(err).NotTo(HaveOccurred())
+	return a
 }
 
 func whenPostJSON(g Gomega, url, body string) answer {
 	return whenPost(g, url, "application/json", []byte(body))
 }
 
-func getJSON(g Gomega, url string, into any) {
-	resp, err := client.Get(url)
-	g.Expect(err).NotTo(HaveOccurred())
-	defer resp.Body.Close()
-	g.Expect(resp.StatusCode).To(Equal(http.StatusOK), "GET %s", url)
-	g.Expect(json.NewDecoder(resp.Body).Decode(into)).To(Succeed())
-}
+func getJSON(g Gomega, url string, into any) { devtest.GetJSON(g, url, into) }
 
 // stepStats is what the step's own demo-step process observed.
 func (e *devEnv) stepStats(g Gomega, step string) demostep.Stats {
@@ -206,8 +184,8 @@ func TestStepFailingTwiceWith503SucceedsOnTheThirdCall(t *testing.T) {
 				stepSpec{Name: "front", Args: []string{"--mode=transform", "--set=front=true"}},
 				stepSpec{Name: "flaky", Args: []string{"--mode=transform", "--set=flaky=true", "--fail-first=2", "--fail-status=503"}, DependsOn: []string{"front"}})
 			a := whenPostJSON(g, env.entry, `{}`)
-			g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-			g.Expect(a.body).To(MatchJSON(`{"front":true,"flaky":true}`))
+			g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+			g.Expect(a.Body).To(MatchJSON(`{"front":true,"flaky":true}`))
 			g.Expect(env.stepStats(g, "flaky").Calls).To(BeEquivalentTo(3))
 			g.Expect(env.stepStats(g, "front").Calls).To(BeEquivalentTo(1), "a retry replays the failed step only")
 		})
@@ -223,12 +201,12 @@ func TestClientErrorFailsTheRunAtOnce(t *testing.T) {
 				stepSpec{Name: "picky", Args: []string{"--mode=echo", "--fail-first=1000", "--fail-status=400"}, DependsOn: []string{"front"}},
 				stepSpec{Name: "after", Args: []string{"--mode=echo"}, DependsOn: []string{"picky"}})
 			a := whenPostJSON(g, env.entry, `{}`)
-			g.Expect(a.code).To(Equal(http.StatusBadRequest), "%s", a.body)
-			e := a.runError(g)
+			g.Expect(a.Code).To(Equal(http.StatusBadRequest), "%s", a.Body)
+			e := a.RunError(g)
 			g.Expect(e.Step).To(Equal("picky"))
 			g.Expect(e.Status).To(Equal(400))
 			g.Expect(e.Attempts).To(Equal(1))
-			g.Expect(e.RunID).To(Equal(a.header.Get(contract.HeaderRunID)))
+			g.Expect(e.RunID).To(Equal(a.Header.Get(contract.HeaderRunID)))
 			g.Expect(e.Detail).To(ContainSubstring("injected failure"))
 			g.Expect(env.stepStats(g, "picky").Calls).To(BeEquivalentTo(1))
 			g.Expect(env.stepStats(g, "after").Calls).To(BeZero())
@@ -247,10 +225,10 @@ func TestSlowStepTimesOutAfterEveryAttempt(t *testing.T) {
 					Resilience: "{timeout: 100ms, retry: {attempts: 3, initialDelay: 10ms, maxDelay: 20ms}}"})
 			start := time.Now()
 			a := whenPostJSON(g, env.entry, `{}`)
-			g.Expect(a.code).To(Equal(http.StatusGatewayTimeout), "%s", a.body)
+			g.Expect(a.Code).To(Equal(http.StatusGatewayTimeout), "%s", a.Body)
 			// A lower bound only: every attempt waited out its timeout.
 			g.Expect(time.Since(start)).To(BeNumerically(">=", attempts*attemptTimeout))
-			e := a.runError(g)
+			e := a.RunError(g)
 			g.Expect(e.Step).To(Equal("slow"))
 			g.Expect(e.Attempts).To(Equal(attempts))
 			g.Expect(e.Status).To(BeZero(), "the step never answered")
@@ -273,8 +251,8 @@ func givenOpenBreaker(t *testing.T, style, openDuration string) *devEnv {
 		stepSpec{Name: "flaky", Args: []string{"--mode=echo", fmt.Sprintf("--fail-first=%d", breakerFailures), "--fail-status=500"}})
 	for range breakerFailures {
 		a := whenPostJSON(g, env.entry, `{}`)
-		g.Expect(a.code).To(Equal(http.StatusBadGateway), "%s", a.body)
-		g.Expect(a.runError(g).Status).To(Equal(500))
+		g.Expect(a.Code).To(Equal(http.StatusBadGateway), "%s", a.Body)
+		g.Expect(a.RunError(g).Status).To(Equal(500))
 	}
 	eventually(g, func(g Gomega) { g.Expect(env.breaker(g, "flaky").State).To(Equal("open")) }).Should(Succeed())
 	return env
@@ -288,9 +266,9 @@ func TestBreakerRejectsWithoutCallingTheAppWhileOpen(t *testing.T) {
 			env := givenOpenBreaker(t, style, "1h")
 			for range 2 {
 				a := whenPostJSON(g, env.entry, `{}`)
-				g.Expect(a.code).To(Equal(http.StatusServiceUnavailable), "%s", a.body)
-				g.Expect(a.header.Get("Retry-After")).To(MatchRegexp(`^\d+$`))
-				e := a.runError(g)
+				g.Expect(a.Code).To(Equal(http.StatusServiceUnavailable), "%s", a.Body)
+				g.Expect(a.Header.Get("Retry-After")).To(MatchRegexp(`^\d+$`))
+				e := a.RunError(g)
 				g.Expect(e.Step).To(Equal("flaky"))
 				g.Expect(e.Message).To(ContainSubstring("circuit breaker"))
 			}
@@ -310,9 +288,9 @@ func TestBreakerLetsOneProbeThroughAfterOpenDurationAndCloses(t *testing.T) {
 			var a answer
 			eventually(g, func(g Gomega) {
 				a = whenPostJSON(g, env.entry, `{"probe":1}`)
-				g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
+				g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
 			}).Should(Succeed())
-			g.Expect(a.body).To(MatchJSON(`{"probe":1}`))
+			g.Expect(a.Body).To(MatchJSON(`{"probe":1}`))
 			g.Expect(env.stepStats(g, "flaky").Calls).To(BeEquivalentTo(breakerFailures+1), "only the probe reached the app")
 			g.Expect(env.breaker(g, "flaky").State).To(Equal("closed"))
 		})
@@ -335,13 +313,13 @@ func TestBulkheadRejectsRequestsOverTheLimit(t *testing.T) {
 			eventually(g, func(g Gomega) { g.Expect(env.stepStats(g, "gated").InFlight).To(BeEquivalentTo(limit)) }).Should(Succeed())
 
 			a := whenPostJSON(g, env.entry, `{}`)
-			g.Expect(a.code).To(BeElementOf(http.StatusServiceUnavailable, http.StatusTooManyRequests), "%s", a.body)
+			g.Expect(a.Code).To(BeElementOf(http.StatusServiceUnavailable, http.StatusTooManyRequests), "%s", a.Body)
 			if style == "sync-orchestrated" {
 				// The orchestrator's own bulkhead, sized from the steps', is
 				// full first: it rejects before reading the request.
-				g.Expect(a.header.Get(contract.HeaderRejected)).To(Equal("bulkhead"), "%s", a.body)
+				g.Expect(a.Header.Get(contract.HeaderRejected)).To(Equal("bulkhead"), "%s", a.Body)
 			} else {
-				g.Expect(a.runError(g).Step).To(Equal("gated"))
+				g.Expect(a.RunError(g).Step).To(Equal("gated"))
 			}
 			g.Expect(env.stepStats(g, "gated").Calls).To(BeEquivalentTo(limit), "a rejected request never reaches the app")
 
@@ -350,7 +328,7 @@ func TestBulkheadRejectsRequestsOverTheLimit(t *testing.T) {
 			resp.Body.Close()
 			wg.Wait()
 			for _, h := range held {
-				g.Expect(h.code).To(Equal(http.StatusOK), "%s", h.body)
+				g.Expect(h.Code).To(Equal(http.StatusOK), "%s", h.Body)
 			}
 		})
 	}
@@ -366,16 +344,16 @@ func TestBadRequestsGet4xx(t *testing.T) {
 				stepSpec{Name: "second", Args: []string{"--mode=transform", "--set=second=true"}, DependsOn: []string{"first"}})
 
 			a := whenPost(g, env.entry, "application/json", []byte(`{"id":`))
-			g.Expect(a.code).To(Equal(http.StatusBadRequest), "%s", a.body)
-			a.runError(g)
+			g.Expect(a.Code).To(Equal(http.StatusBadRequest), "%s", a.Body)
+			a.RunError(g)
 
 			a = whenPost(g, env.entry, "application/json", tooLarge)
-			g.Expect(a.code).To(Equal(http.StatusRequestEntityTooLarge), "%s", a.body)
+			g.Expect(a.Code).To(Equal(http.StatusRequestEntityTooLarge), "%s", a.Body)
 
 			// Still serving, and nothing crashed.
 			a = whenPostJSON(g, env.entry, `{"id":1}`)
-			g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-			g.Expect(a.body).To(MatchJSON(`{"id":1,"first":true,"second":true}`))
+			g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+			g.Expect(a.Body).To(MatchJSON(`{"id":1,"first":true,"second":true}`))
 			g.Expect(env.proc.terminate(t)).To(Equal(0), env.proc.stderr.String())
 			g.Expect(env.proc.stderr.String()).NotTo(ContainSubstring("panic"))
 		})
@@ -387,8 +365,8 @@ func TestBadRequestsGet4xx(t *testing.T) {
 			stepSpec{Name: "a", Args: []string{"--mode=echo"}, DependsOn: []string{"root"}},
 			stepSpec{Name: "b", Args: []string{"--mode=echo"}, DependsOn: []string{"root"}})
 		a := whenPost(g, env.entry, "text/plain", []byte(`not json`))
-		g.Expect(a.code).To(Equal(http.StatusBadRequest), "%s", a.body)
-		g.Expect(a.runError(g).Message).To(ContainSubstring("not valid JSON"))
+		g.Expect(a.Code).To(Equal(http.StatusBadRequest), "%s", a.Body)
+		g.Expect(a.RunError(g).Message).To(ContainSubstring("not valid JSON"))
 		g.Expect(env.stepStats(g, "root").Calls).To(BeZero())
 	})
 }

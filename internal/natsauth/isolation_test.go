@@ -19,8 +19,7 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
-	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
-	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
+	"github.com/patchbay-dev/patchbay/internal/runtime/dev/devtest"
 	"github.com/patchbay-dev/patchbay/internal/topology"
 )
 
@@ -62,25 +61,7 @@ func givenWorkflow(t *testing.T, auth *natsauth.Broker, sample, name string) (fi
 // on the broker at url with its own credentials.
 func givenDataPlane(t *testing.T, file, url, creds string) *dev.Env {
 	t.Helper()
-	log, err := telemetry.NewLogger(t.Output(), "text", "info")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tracing, _ := telemetry.NewTracing(context.Background(), "", "test")
-	env, err := dev.Start(context.Background(), dev.Options{
-		File: file, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Stderr: t.Output(),
-		Telemetry: telemetry.New(log, tracing), Serve: serve.Options{DrainTimeout: 5 * time.Second},
-		NATSURL: url, NATSCredentials: creds,
-	})
-	if err != nil {
-		t.Fatalf("start the data plane of %s: %v", file, err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stop the data plane: %v", err)
-		}
-	})
-	return env
+	return devtest.Start(t, dev.Options{File: file, NATSURL: url, NATSCredentials: creds})
 }
 
 // connectAs connects to url with a workflow's credentials, as its pods do.
