@@ -82,16 +82,11 @@ func runAsync(ctx context.Context, cfg asyncConfig, rep *report) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	addr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	srv, err := startProcess(ctx, "nats-server", dialable(addr), cfg.self, roleNATS, "--listen", addr, "--store", filepath.Join(dir, "js"))
+	srv, natsURL, err := startNATS(ctx, cfg.self, dir)
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
-	natsURL := "nats://" + addr
 	payload := jsonPayload(cfg.payload)
 
 	fmt.Printf("Async: raw JetStream, %d messages of %d bytes published and consumed at once (durable consumer, explicit acks)\n", cfg.messages, len(payload))

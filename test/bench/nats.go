@@ -19,6 +19,17 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 )
 
+// startNATS runs the NATS server role of self on a free port, storing under
+// dir, and returns it with its URL.
+func startNATS(ctx context.Context, self, dir string) (*process, string, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	srv, err := startProcess(ctx, "nats-server", dialable(addr), self, roleNATS, "--listen", addr, "--store", filepath.Join(dir, "js"))
+	return srv, "nats://" + addr, err
+}
+
 // roleNATS runs a NATS server with JetStream as a process of its own.
 const roleNATS = "serve-nats"
 
@@ -102,16 +113,11 @@ func runNATS(ctx context.Context, cfg natsConfig, rep *report) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	addr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	srv, err := startProcess(ctx, "nats-server", dialable(addr), cfg.wrapper.self, roleNATS, "--listen", addr, "--store", filepath.Join(dir, "js"))
+	srv, url, err := startNATS(ctx, cfg.wrapper.self, dir)
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
-	url := "nats://" + addr
 	payload := jsonPayload(cfg.wrapper.payload)
 
 	fmt.Printf("NATS: %d sequential core request-replies of %d bytes\n", cfg.requests, len(payload))
