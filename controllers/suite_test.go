@@ -27,13 +27,10 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
@@ -218,17 +215,8 @@ func startManager() *runningManager {
 
 // startManagerWith starts a manager with opts as the identity of restCfg.
 func startManagerWith(restCfg *rest.Config, opts controllers.Options) *runningManager {
-	requests := &managertest.Requests{}
-	counted := rest.CopyConfig(restCfg)
-	counted.Wrap(requests.Wrap)
-	mgr, err := ctrl.NewManager(counted, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  opts.CacheOptions(),
-		// The suite restarts the manager in the same process.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	// The suite restarts the manager in the same process.
+	mgr, requests, err := managertest.NewManager(restCfg, scheme, opts.CacheOptions(), 0)
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
 	Expect(controllers.SetupAll(ctx, mgr, opts)).To(Succeed())

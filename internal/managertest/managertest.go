@@ -1,4 +1,4 @@
-// Package managertest observes a running controller manager from its tests
+// Package managertest makes and observes a controller manager for its tests
 // and benchmarks: the requests it sends the API server, and how far its
 // controllers got.
 package managertest
@@ -7,7 +7,15 @@ import (
 	"net/http"
 	"sync"
 
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/client-go/rest"
+	"k8s.io/utils/ptr"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/config"
+	"sigs.k8s.io/controller-runtime/pkg/manager"
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
 
 // Requests records the requests a client sends the API server: every one
@@ -84,4 +92,23 @@ func Reconciles(controller string) (total float64, idle bool, err error) {
 		}
 	}
 	return total, idle, nil
+}
+
+// NewManager is a manager as main.go makes one, on a copy of cfg whose
+// requests the returned Requests record, with no metrics or probe listener
+// and controllers that may be set up again in the same process (a test
+// restarts the manager). workers bounds each controller's concurrent
+// reconciles (0: controller-runtime's default).
+func NewManager(cfg *rest.Config, scheme *runtime.Scheme, cache cache.Options, workers int) (manager.Manager, *Requests, error) {
+	requests := &Requests{}
+	recorded := rest.CopyConfig(cfg)
+	recorded.Wrap(requests.Wrap)
+	mgr, err := ctrl.NewManager(recorded, ctrl.Options{
+		Scheme:                 scheme,
+		Metrics:                metricsserver.Options{BindAddress: "0"},
+		HealthProbeBindAddress: "0",
+		Cache:                  cache,
+		Controller:             config.Controller{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: workers},
+	})
+	return mgr, requests, err
 }

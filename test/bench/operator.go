@@ -25,12 +25,9 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
@@ -426,17 +423,8 @@ type runningManager struct {
 // startManager starts the manager as main.go does, with every request that
 // may write counted.
 func startManager(restCfg *rest.Config, scheme *runtime.Scheme, workers int) (*runningManager, error) {
-	requests := &managertest.Requests{}
-	counted := rest.CopyConfig(restCfg)
-	counted.Wrap(requests.Wrap)
-	mgr, err := ctrl.NewManager(counted, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  operatorOptions.CacheOptions(),
-		// The benchmark restarts the manager in the same process.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: workers},
-	})
+	// The benchmark restarts the manager in the same process.
+	mgr, requests, err := managertest.NewManager(restCfg, scheme, operatorOptions.CacheOptions(), workers)
 	if err != nil {
 		return nil, err
 	}

@@ -110,7 +110,7 @@ func GetJSON(g gomega.Gomega, url string, into any) {
 
 // Get gets url.
 func Get(url string) (Answer, error) {
-	req, err := http.NewRequest(http.MethodGet, url, nil)
+	req, err := http.NewRequest(http.MethodGet, url, http.NoBody)
 	if err != nil {
 		return Answer{}, err
 	}
