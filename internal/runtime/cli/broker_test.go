@@ -82,6 +82,22 @@ func (b *testBroker) workflowCredentials(p *plan.Plan) string {
 	return dir
 }
 
+// jetStream is a JetStream client of the running broker as the user of a
+// broker without keys, closed when the test ends.
+func (b *testBroker) jetStream() jetstream.JetStream {
+	b.t.Helper()
+	nc, err := nats.Connect(b.url(), nats.UserInfo(natsUser, natsPassword))
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return js
+}
+
 // setUp creates the workflow's stream and buckets on the running broker, as
 // the manager does (a workflow's own user may not).
 func (b *testBroker) setUp(p *plan.Plan) {
@@ -366,11 +382,7 @@ func TestOrchestratorExitsWhenItsConsumerIsGone(t *testing.T) {
 		"--nats-url="+broker.url(), "--nats-credentials="+credentials(t))
 	g.Eventually(r.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(ready))
 
-	nc, err := nats.Connect(broker.url(), nats.UserInfo(natsUser, natsPassword))
-	g.Expect(err).NotTo(HaveOccurred())
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	g.Expect(err).NotTo(HaveOccurred())
+	js := broker.jetStream()
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
 	g.Expect(js.DeleteConsumer(ctx, p.Stream.Name, p.Stream.OrchestratorDurable)).To(Succeed())
