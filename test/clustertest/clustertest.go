@@ -1,5 +1,6 @@
-// Package clustertest is what the suites that run patchbay on a cluster
-// (test/cluster on a real node, test/e2e on kwok) share.
+// Package clustertest is what the suites under test/ share: the repository's
+// root (all of them) and a client of the cluster that test/cluster (a real
+// node) and test/e2e (kwok) run patchbay on.
 package clustertest
 
 import (
