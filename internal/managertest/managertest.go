@@ -99,7 +99,7 @@ func Reconciles(controller string) (total float64, idle bool, err error) {
 // and controllers that may be set up again in the same process (a test
 // restarts the manager). workers bounds each controller's concurrent
 // reconciles (0: controller-runtime's default).
-func NewManager(cfg *rest.Config, scheme *runtime.Scheme, cache cache.Options, workers int) (manager.Manager, *Requests, error) {
+func NewManager(cfg *rest.Config, scheme *runtime.Scheme, cacheOpts cache.Options, workers int) (manager.Manager, *Requests, error) {
 	requests := &Requests{}
 	recorded := rest.CopyConfig(cfg)
 	recorded.Wrap(requests.Wrap)
@@ -107,7 +107,7 @@ func NewManager(cfg *rest.Config, scheme *runtime.Scheme, cache cache.Options, w
 		Scheme:                 scheme,
 		Metrics:                metricsserver.Options{BindAddress: "0"},
 		HealthProbeBindAddress: "0",
-		Cache:                  cache,
+		Cache:                  cacheOpts,
 		Controller:             config.Controller{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: workers},
 	})
 	return mgr, requests, err
