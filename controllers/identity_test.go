@@ -24,6 +24,7 @@ import (
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/controllers"
 	"github.com/patchbay-dev/patchbay/internal/natsauth"
+	"github.com/patchbay-dev/patchbay/internal/natsauth/natsauthtest"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/render"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
@@ -85,9 +86,7 @@ func podCredentialsHash(ctx context.Context, ns, name string) func() string {
 // connectAs connects to url with a workflow's credentials and inbox prefix,
 // as its pods do.
 func connectAs(url string, creds []byte, p *plan.Plan) (*nats.Conn, error) {
-	token, seed, err := natsauth.JWTAndSeed(creds)
-	Expect(err).NotTo(HaveOccurred())
-	return nats.Connect(url, nats.UserJWTAndSeed(token, seed), nats.CustomInboxPrefix(bus.InboxPrefix(p)), nats.Timeout(5*time.Second))
+	return nats.Connect(url, natsauthtest.As(GinkgoT(), creds), nats.CustomInboxPrefix(bus.InboxPrefix(p)), nats.Timeout(5*time.Second))
 }
 
 // compiled is the plan of a Workflow as it stands.
@@ -122,16 +121,22 @@ func setUpOnBroker(ctx context.Context, url string, creds []byte, p *plan.Plan) 
 // adminJS is a JetStream client of the Broker's workflows account with no
 // limits, as the manager's.
 func adminJS(auth *natsauth.Broker, url string) jetstream.JetStream {
-	admin, err := auth.NewUser("test admin", nil, false)
-	Expect(err).NotTo(HaveOccurred())
-	token, seed, err := natsauth.JWTAndSeed(admin.Creds)
-	Expect(err).NotTo(HaveOccurred())
-	nc, err := nats.Connect(url, nats.UserJWTAndSeed(token, seed))
-	Expect(err).NotTo(HaveOccurred())
-	DeferCleanup(nc.Close)
-	js, err := jetstream.New(nc)
+	js, err := jetstream.New(natsauthtest.Admin(GinkgoT(), auth, url))
 	Expect(err).NotTo(HaveOccurred())
 	return js
+}
+
+// streamNames lists the streams js sees.
+func streamNames(ctx context.Context, js jetstream.JetStream) func() []string {
+	return func() []string {
+		var names []string
+		l := js.StreamNames(ctx)
+		for n := range l.Name() {
+			names = append(names, n)
+		}
+		Expect(l.Err()).NotTo(HaveOccurred())
+		return names
+	}
 }
 
 // streamConfig polls the configuration of a stream, nil while it does not exist.
@@ -273,22 +278,7 @@ var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 		creds := credentials(ctx, ns, "gamma")()
 		p := compiled(ctx, ns, "gamma")
 		setUpOnBroker(ctx, url, creds, p)
-		admin, err := auth.NewUser("test admin", nil, false)
-		Expect(err).NotTo(HaveOccurred())
-		nc, err := connectAs(url, admin.Creds, p)
-		Expect(err).NotTo(HaveOccurred())
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		Expect(err).NotTo(HaveOccurred())
-		streams := func() []string {
-			var names []string
-			l := js.StreamNames(ctx)
-			for n := range l.Name() {
-				names = append(names, n)
-			}
-			Expect(l.Err()).NotTo(HaveOccurred())
-			return names
-		}
+		streams := streamNames(ctx, adminJS(auth, url))
 		Expect(streams()).To(ContainElement(p.Stream.Name))
 		markWorkloadsReady(ctx, ns)
 
@@ -328,22 +318,7 @@ var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 		p := compiled(ctx, ns, "alpha")
 		creds := credentials(ctx, ns, "alpha")()
 		Expect(getWorkflow(ctx, ns, "alpha").Finalizers).To(ContainElement(controllers.BrokerCleanupFinalizer))
-		admin, err := auth.NewUser("test admin", nil, false)
-		Expect(err).NotTo(HaveOccurred())
-		nc, err := connectAs(url, admin.Creds, p)
-		Expect(err).NotTo(HaveOccurred())
-		defer nc.Close()
-		js, err := jetstream.New(nc)
-		Expect(err).NotTo(HaveOccurred())
-		streams := func() []string {
-			var names []string
-			l := js.StreamNames(ctx)
-			for n := range l.Name() {
-				names = append(names, n)
-			}
-			Expect(l.Err()).NotTo(HaveOccurred())
-			return names
-		}
+		streams := streamNames(ctx, adminJS(auth, url))
 		beta := compiled(ctx, ns, "beta")
 		held := func(p *plan.Plan) []string {
 			names := []string{p.Stream.Name, p.Stream.DeadLetterStream, "KV_" + p.Stream.RunsBucket, "KV_" + p.Stream.IdempotencyBucket}
@@ -359,10 +334,10 @@ var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 			return k8s.Get(ctx, types.NamespacedName{Namespace: ns, Name: "alpha"}, &v1alpha1.Workflow{})
 		}).Should(Satisfy(apierrors.IsNotFound))
 		Expect(streams()).To(ConsistOf(held(beta)), "beta's are left as they are")
-		_, err = connectAs(url, creds, p)
+		_, err := connectAs(url, creds, p)
 		Expect(err).To(MatchError(nats.ErrAuthorization), "alpha's user is revoked")
 		creds = credentials(ctx, ns, "beta")()
-		nc, err = connectAs(url, creds, beta)
+		nc, err := connectAs(url, creds, beta)
 		Expect(err).NotTo(HaveOccurred(), "beta's user is not")
 		nc.Close()
 	})

@@ -3,6 +3,7 @@ package controllers_test
 import (
 	"context"
 	"net/url"
+	"strings"
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
@@ -14,6 +15,7 @@ import (
 	"k8s.io/client-go/util/retry"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/managertest"
 	"github.com/patchbay-dev/patchbay/internal/render"
 )
 
@@ -181,12 +183,26 @@ var _ = Describe("The manager's cache of Secrets", func() {
 	It("lists and watches only the Secrets patchbay manages and those labelled for steps, never every Secret", func() {
 		managed := url.QueryEscape(render.LabelManagedBy + "=" + render.ManagedBy)
 		stepReadable := url.QueryEscape(v1alpha1.LabelStepReadable + "=true")
-		Eventually(manager.writes.secretLists).Should(ContainElements(
+		Eventually(secretReads(manager.requests)).Should(ContainElements(
 			And(ContainSubstring("watch=true"), ContainSubstring("labelSelector="+managed)),
 			And(ContainSubstring("watch=true"), ContainSubstring("labelSelector="+stepReadable)),
 		))
-		for _, r := range manager.writes.secretLists() {
+		for _, r := range secretReads(manager.requests)() {
 			Expect(r).To(Or(ContainSubstring("labelSelector="+managed), ContainSubstring("labelSelector="+stepReadable)), r)
 		}
 	})
 })
+
+// secretReads are the lists and watches of Secrets among what q recorded,
+// with their query.
+func secretReads(q *managertest.Requests) func() []string {
+	return func() []string {
+		var out []string
+		for _, r := range q.Reads() {
+			if path, _, _ := strings.Cut(r, "?"); strings.HasSuffix(path, "/secrets") {
+				out = append(out, r)
+			}
+		}
+		return out
+	}
+}

@@ -7,7 +7,6 @@ import (
 	"net/url"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -15,7 +14,6 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
-	dto "github.com/prometheus/client_model/go"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -29,18 +27,15 @@ import (
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/controllers"
+	"github.com/patchbay-dev/patchbay/internal/managertest"
 )
 
 // The suite starts one kube-apiserver with the CRDs and runs the real manager
@@ -207,9 +202,9 @@ func serviceAccountUser(namespace, serviceAccount string) string {
 
 // runningManager is a started manager and what its requests wrote.
 type runningManager struct {
-	cancel context.CancelFunc
-	done   chan error
-	writes *writeCounter
+	cancel   context.CancelFunc
+	done     chan error
+	requests *managertest.Requests
 }
 
 // startManager starts a manager as main.go does, as the chart's
@@ -220,21 +215,12 @@ func startManager() *runningManager {
 
 // startManagerWith starts a manager with opts as the identity of restCfg.
 func startManagerWith(restCfg *rest.Config, opts controllers.Options) *runningManager {
-	writes := &writeCounter{}
-	counted := rest.CopyConfig(restCfg)
-	counted.Wrap(writes.wrap)
-	mgr, err := ctrl.NewManager(counted, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  opts.CacheOptions(),
-		// The suite restarts the manager in the same process.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true)},
-	})
+	// The suite restarts the manager in the same process.
+	mgr, requests, err := managertest.NewManager(restCfg, scheme, opts.CacheOptions(), 0)
 	Expect(err).NotTo(HaveOccurred())
 	ctx, cancel := context.WithCancel(context.Background())
 	Expect(controllers.SetupAll(ctx, mgr, opts)).To(Succeed())
-	m := &runningManager{cancel: cancel, done: make(chan error, 1), writes: writes}
+	m := &runningManager{cancel: cancel, done: make(chan error, 1), requests: requests}
 	go func() {
 		defer GinkgoRecover()
 		m.done <- mgr.Start(ctx)
@@ -247,79 +233,12 @@ func (m *runningManager) stop() {
 	Eventually(m.done).Should(Receive(BeNil()))
 }
 
-// writeCounter records every request that may change the API server's state,
-// and every list or watch of Secrets.
-type writeCounter struct {
-	mu       sync.Mutex
-	requests []string
-	// secretReads are the lists and watches of Secrets, with their query.
-	secretReads []string
-}
-
-type roundTripperFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
-	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
-		switch r.Method {
-		case http.MethodGet:
-			if strings.HasSuffix(r.URL.Path, "/secrets") {
-				w.mu.Lock()
-				w.secretReads = append(w.secretReads, r.URL.Path+"?"+r.URL.RawQuery)
-				w.mu.Unlock()
-			}
-		case http.MethodHead, http.MethodOptions:
-		default:
-			w.mu.Lock()
-			w.requests = append(w.requests, r.Method+" "+r.URL.Path)
-			w.mu.Unlock()
-		}
-		return rt.RoundTrip(r)
-	})
-}
-
-func (w *writeCounter) list() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.requests...)
-}
-
-func (w *writeCounter) secretLists() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.secretReads...)
-}
-
 // reconciles is how many reconciles a controller has finished, and whether
 // its queue is drained with no worker busy.
 func reconciles(controller string) (total float64, idle bool) {
-	families, err := metrics.Registry.Gather()
+	total, idle, err := managertest.Reconciles(controller)
 	Expect(err).NotTo(HaveOccurred())
-	idle = true
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			if !hasLabel(m.GetLabel(), controller) {
-				continue
-			}
-			switch f.GetName() {
-			case "controller_runtime_reconcile_total":
-				total += m.GetCounter().GetValue()
-			case "workqueue_depth", "controller_runtime_active_workers":
-				idle = idle && m.GetGauge().GetValue() == 0
-			}
-		}
-	}
 	return total, idle
-}
-
-func hasLabel(labels []*dto.LabelPair, controller string) bool {
-	for _, l := range labels {
-		if (l.GetName() == "controller" || l.GetName() == "name") && l.GetValue() == controller {
-			return true
-		}
-	}
-	return false
 }
 
 // newNamespace creates a namespace for one test.

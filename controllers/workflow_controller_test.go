@@ -273,7 +273,7 @@ var _ = Describe("The samples", Ordered, func() {
 			b, _ := reconciles("broker")
 			return w-workflowsBefore >= float64(len(workflows.Items)) && b-brokersBefore >= float64(len(brokers.Items)) && idle()
 		}).Should(BeTrue())
-		Consistently(manager.writes.list).Should(BeEmpty())
+		Consistently(manager.requests.Writes).Should(BeEmpty())
 	})
 
 	It("create pods that the restricted Pod Security Standard admits", func() {

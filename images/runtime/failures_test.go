@@ -2,9 +2,7 @@ package main
 
 import (
 	"bytes"
-	"encoding/json"
 	"fmt"
-	"io"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -21,6 +19,7 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/demostep"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
+	"github.com/patchbay-dev/patchbay/internal/runtime/dev/devtest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/resilience"
 )
 
@@ -34,33 +33,8 @@ var syncStyles = []string{"sync-chain", "sync-orchestrated"}
 // fastRetries keeps retries quick and the breaker out of the way.
 const fastRetries = "{timeout: 2s, retry: {attempts: 3, backoff: exponential, initialDelay: 10ms, maxDelay: 50ms}, circuitBreaker: {consecutiveFailures: 100}}"
 
-// stepSpec is one step of a test Workflow: a demo-step process run with args.
-type stepSpec struct {
-	name       string
-	args       []string
-	dependsOn  []string
-	resilience string // inline YAML, such as {timeout: 100ms}
-}
-
-// workflowYAML renders a Workflow of style with a workflow-wide resilience.
-func workflowYAML(style, policies string, steps ...stepSpec) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: patchbay.dev/v1alpha1\nkind: Workflow\nmetadata: {name: test}\nspec:\n  style: %s\n", style)
-	if policies != "" {
-		fmt.Fprintf(&b, "  resilience: %s\n", policies)
-	}
-	b.WriteString("  steps:\n")
-	for _, s := range steps {
-		fmt.Fprintf(&b, "  - name: %s\n    image: ghcr.io/patchbay-dev/demo-step:0.1.0\n", s.name)
-		if len(s.dependsOn) > 0 {
-			fmt.Fprintf(&b, "    dependsOn: [%s]\n", strings.Join(s.dependsOn, ", "))
-		}
-		if s.resilience != "" {
-			fmt.Fprintf(&b, "    resilience: %s\n", s.resilience)
-		}
-	}
-	return b.String()
-}
+// stepSpec is one step of a test Workflow.
+type stepSpec = devtest.Step
 
 // devEnv is a running patchbay-runtime dev and the demo-step processes it started.
 type devEnv struct {
@@ -79,12 +53,12 @@ func givenDev(t *testing.T, style, policies string, steps ...stepSpec) *devEnv {
 	t.Helper()
 	g := NewWithT(t)
 	dir := t.TempDir()
-	file := writeWorkflow(t, workflowYAML(style, policies, steps...))
+	file := writeWorkflow(t, devtest.WorkflowYAML(style, policies, steps...))
 	args := []string{"dev", "-f", file}
 	for _, s := range steps {
 		args = append(args, "--step", fmt.Sprintf("%s=cmd:echo $$ > %s; echo $PORT > %s; exec %s --name=%s %s",
-			s.name, shellQuote(filepath.Join(dir, s.name+".pid")), shellQuote(filepath.Join(dir, s.name+".port")),
-			shellQuote(demoStepBin), s.name, shellJoin(s.args)))
+			s.Name, shellQuote(filepath.Join(dir, s.Name+".pid")), shellQuote(filepath.Join(dir, s.Name+".port")),
+			shellQuote(demoStepBin), s.Name, shellJoin(s.Args)))
 	}
 	admin := &lineMatcher{re: adminLine, found: make(chan string, 1)}
 	p, stdout := startReadingStdoutTee(t, admin, runtimeBin, args...)
@@ -98,12 +72,12 @@ func givenDev(t *testing.T, style, policies string, steps ...stepSpec) *devEnv {
 			t.Errorf("patchbay-runtime dev did not exit within %s of SIGTERM", waitBound)
 		}
 		for _, s := range steps {
-			b, err := os.ReadFile(filepath.Join(dir, s.name+".pid"))
+			b, err := os.ReadFile(filepath.Join(dir, s.Name+".pid"))
 			if err != nil {
 				continue
 			}
 			if pid, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && pid > 0 && !gone(pid) {
-				t.Errorf("step %s (pid %d) outlived patchbay-runtime dev", s.name, pid)
+				t.Errorf("step %s (pid %d) outlived patchbay-runtime dev", s.Name, pid)
 				_ = syscall.Kill(pid, syscall.SIGKILL)
 			}
 		}
@@ -112,9 +86,9 @@ func givenDev(t *testing.T, style, policies string, steps ...stepSpec) *devEnv {
 	g.Expect(env.entry).To(MatchRegexp(`^http://127\.0\.0\.1:\d+/$`), p.stderr.String())
 	g.Eventually(admin.found).WithTimeout(waitBound).Should(Receive(&env.admin))
 	for _, s := range steps {
-		port, err := os.ReadFile(filepath.Join(dir, s.name+".port"))
+		port, err := os.ReadFile(filepath.Join(dir, s.Name+".port"))
 		g.Expect(err).NotTo(HaveOccurred())
-		env.apps[s.name] = "http://127.0.0.1:" + strings.TrimSpace(string(port))
+		env.apps[s.Name] = "http://127.0.0.1:" + strings.TrimSpace(string(port))
 	}
 	return env
 }
@@ -159,41 +133,21 @@ func shellJoin(args []string) string {
 }
 
 // answer is what a caller got.
-type answer struct {
-	code   int
-	header http.Header
-	body   []byte
-}
+type answer = devtest.Answer
 
-// runError decodes the JSON error of a failed run.
-func (a answer) runError(g Gomega) contract.Error {
-	var e contract.Error
-	g.Expect(json.Unmarshal(a.body, &e)).To(Succeed(), "a failed run answers JSON: %s", a.body)
-	return e
-}
-
-var client = &http.Client{Timeout: time.Minute}
+var client = devtest.Client
 
 func whenPost(g Gomega, url, contentType string, body []byte) answer {
-	resp, err := client.Post(url, contentType, bytes.NewReader(body))
-	g.Expect(err).NotTo(HaveOccurred(), "POST %s", url)
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	g.Expect(err).NotTo(HaveOccurred(), "read answer of POST %s", url)
-	return answer{code: resp.StatusCode, header: resp.Header, body: b}
+	a, err := devtest.Post(url, contentType, body)
+	g.Expect(err).NotTo(HaveOccurred())
+	return a
 }
 
 func whenPostJSON(g Gomega, url, body string) answer {
 	return whenPost(g, url, "application/json", []byte(body))
 }
 
-func getJSON(g Gomega, url string, into any) {
-	resp, err := client.Get(url)
-	g.Expect(err).NotTo(HaveOccurred())
-	defer resp.Body.Close()
-	g.Expect(resp.StatusCode).To(Equal(http.StatusOK), "GET %s", url)
-	g.Expect(json.NewDecoder(resp.Body).Decode(into)).To(Succeed())
-}
+func getJSON(g Gomega, url string, into any) { devtest.GetJSON(g, url, into) }
 
 // stepStats is what the step's own demo-step process observed.
 func (e *devEnv) stepStats(g Gomega, step string) demostep.Stats {
@@ -227,11 +181,11 @@ func TestStepFailingTwiceWith503SucceedsOnTheThirdCall(t *testing.T) {
 		t.Run(style, func(t *testing.T) {
 			g := NewWithT(t)
 			env := givenDev(t, style, fastRetries,
-				stepSpec{name: "front", args: []string{"--mode=transform", "--set=front=true"}},
-				stepSpec{name: "flaky", args: []string{"--mode=transform", "--set=flaky=true", "--fail-first=2", "--fail-status=503"}, dependsOn: []string{"front"}})
+				stepSpec{Name: "front", Args: []string{"--mode=transform", "--set=front=true"}},
+				stepSpec{Name: "flaky", Args: []string{"--mode=transform", "--set=flaky=true", "--fail-first=2", "--fail-status=503"}, DependsOn: []string{"front"}})
 			a := whenPostJSON(g, env.entry, `{}`)
-			g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-			g.Expect(a.body).To(MatchJSON(`{"front":true,"flaky":true}`))
+			g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+			g.Expect(a.Body).To(MatchJSON(`{"front":true,"flaky":true}`))
 			g.Expect(env.stepStats(g, "flaky").Calls).To(BeEquivalentTo(3))
 			g.Expect(env.stepStats(g, "front").Calls).To(BeEquivalentTo(1), "a retry replays the failed step only")
 		})
@@ -243,16 +197,16 @@ func TestClientErrorFailsTheRunAtOnce(t *testing.T) {
 		t.Run(style, func(t *testing.T) {
 			g := NewWithT(t)
 			env := givenDev(t, style, fastRetries,
-				stepSpec{name: "front", args: []string{"--mode=echo"}},
-				stepSpec{name: "picky", args: []string{"--mode=echo", "--fail-first=1000", "--fail-status=400"}, dependsOn: []string{"front"}},
-				stepSpec{name: "after", args: []string{"--mode=echo"}, dependsOn: []string{"picky"}})
+				stepSpec{Name: "front", Args: []string{"--mode=echo"}},
+				stepSpec{Name: "picky", Args: []string{"--mode=echo", "--fail-first=1000", "--fail-status=400"}, DependsOn: []string{"front"}},
+				stepSpec{Name: "after", Args: []string{"--mode=echo"}, DependsOn: []string{"picky"}})
 			a := whenPostJSON(g, env.entry, `{}`)
-			g.Expect(a.code).To(Equal(http.StatusBadRequest), "%s", a.body)
-			e := a.runError(g)
+			g.Expect(a.Code).To(Equal(http.StatusBadRequest), "%s", a.Body)
+			e := a.RunError(g)
 			g.Expect(e.Step).To(Equal("picky"))
 			g.Expect(e.Status).To(Equal(400))
 			g.Expect(e.Attempts).To(Equal(1))
-			g.Expect(e.RunID).To(Equal(a.header.Get(contract.HeaderRunID)))
+			g.Expect(e.RunID).To(Equal(a.Header.Get(contract.HeaderRunID)))
 			g.Expect(e.Detail).To(ContainSubstring("injected failure"))
 			g.Expect(env.stepStats(g, "picky").Calls).To(BeEquivalentTo(1))
 			g.Expect(env.stepStats(g, "after").Calls).To(BeZero())
@@ -266,15 +220,15 @@ func TestSlowStepTimesOutAfterEveryAttempt(t *testing.T) {
 		t.Run(style, func(t *testing.T) {
 			g := NewWithT(t)
 			env := givenDev(t, style, fastRetries,
-				stepSpec{name: "front", args: []string{"--mode=echo"}},
-				stepSpec{name: "slow", args: []string{"--mode=echo", "--latency=1m"}, dependsOn: []string{"front"},
-					resilience: "{timeout: 100ms, retry: {attempts: 3, initialDelay: 10ms, maxDelay: 20ms}}"})
+				stepSpec{Name: "front", Args: []string{"--mode=echo"}},
+				stepSpec{Name: "slow", Args: []string{"--mode=echo", "--latency=1m"}, DependsOn: []string{"front"},
+					Resilience: "{timeout: 100ms, retry: {attempts: 3, initialDelay: 10ms, maxDelay: 20ms}}"})
 			start := time.Now()
 			a := whenPostJSON(g, env.entry, `{}`)
-			g.Expect(a.code).To(Equal(http.StatusGatewayTimeout), "%s", a.body)
+			g.Expect(a.Code).To(Equal(http.StatusGatewayTimeout), "%s", a.Body)
 			// A lower bound only: every attempt waited out its timeout.
 			g.Expect(time.Since(start)).To(BeNumerically(">=", attempts*attemptTimeout))
-			e := a.runError(g)
+			e := a.RunError(g)
 			g.Expect(e.Step).To(Equal("slow"))
 			g.Expect(e.Attempts).To(Equal(attempts))
 			g.Expect(e.Status).To(BeZero(), "the step never answered")
@@ -294,11 +248,11 @@ func givenOpenBreaker(t *testing.T, style, openDuration string) *devEnv {
 	g := NewWithT(t)
 	env := givenDev(t, style,
 		fmt.Sprintf("{retry: {attempts: 1}, circuitBreaker: {consecutiveFailures: %d, openDuration: %s, halfOpenRequests: 1}}", breakerFailures, openDuration),
-		stepSpec{name: "flaky", args: []string{"--mode=echo", fmt.Sprintf("--fail-first=%d", breakerFailures), "--fail-status=500"}})
+		stepSpec{Name: "flaky", Args: []string{"--mode=echo", fmt.Sprintf("--fail-first=%d", breakerFailures), "--fail-status=500"}})
 	for range breakerFailures {
 		a := whenPostJSON(g, env.entry, `{}`)
-		g.Expect(a.code).To(Equal(http.StatusBadGateway), "%s", a.body)
-		g.Expect(a.runError(g).Status).To(Equal(500))
+		g.Expect(a.Code).To(Equal(http.StatusBadGateway), "%s", a.Body)
+		g.Expect(a.RunError(g).Status).To(Equal(500))
 	}
 	eventually(g, func(g Gomega) { g.Expect(env.breaker(g, "flaky").State).To(Equal("open")) }).Should(Succeed())
 	return env
@@ -312,9 +266,9 @@ func TestBreakerRejectsWithoutCallingTheAppWhileOpen(t *testing.T) {
 			env := givenOpenBreaker(t, style, "1h")
 			for range 2 {
 				a := whenPostJSON(g, env.entry, `{}`)
-				g.Expect(a.code).To(Equal(http.StatusServiceUnavailable), "%s", a.body)
-				g.Expect(a.header.Get("Retry-After")).To(MatchRegexp(`^\d+$`))
-				e := a.runError(g)
+				g.Expect(a.Code).To(Equal(http.StatusServiceUnavailable), "%s", a.Body)
+				g.Expect(a.Header.Get("Retry-After")).To(MatchRegexp(`^\d+$`))
+				e := a.RunError(g)
 				g.Expect(e.Step).To(Equal("flaky"))
 				g.Expect(e.Message).To(ContainSubstring("circuit breaker"))
 			}
@@ -334,9 +288,9 @@ func TestBreakerLetsOneProbeThroughAfterOpenDurationAndCloses(t *testing.T) {
 			var a answer
 			eventually(g, func(g Gomega) {
 				a = whenPostJSON(g, env.entry, `{"probe":1}`)
-				g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
+				g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
 			}).Should(Succeed())
-			g.Expect(a.body).To(MatchJSON(`{"probe":1}`))
+			g.Expect(a.Body).To(MatchJSON(`{"probe":1}`))
 			g.Expect(env.stepStats(g, "flaky").Calls).To(BeEquivalentTo(breakerFailures+1), "only the probe reached the app")
 			g.Expect(env.breaker(g, "flaky").State).To(Equal("closed"))
 		})
@@ -349,7 +303,7 @@ func TestBulkheadRejectsRequestsOverTheLimit(t *testing.T) {
 		t.Run(style, func(t *testing.T) {
 			g := NewWithT(t)
 			env := givenDev(t, style, fmt.Sprintf("{bulkhead: {maxConcurrent: %d}, retry: {attempts: 1}}", limit),
-				stepSpec{name: "gated", args: []string{"--mode=echo", "--hold"}})
+				stepSpec{Name: "gated", Args: []string{"--mode=echo", "--hold"}})
 
 			var wg sync.WaitGroup
 			held := make([]answer, limit)
@@ -359,13 +313,13 @@ func TestBulkheadRejectsRequestsOverTheLimit(t *testing.T) {
 			eventually(g, func(g Gomega) { g.Expect(env.stepStats(g, "gated").InFlight).To(BeEquivalentTo(limit)) }).Should(Succeed())
 
 			a := whenPostJSON(g, env.entry, `{}`)
-			g.Expect(a.code).To(BeElementOf(http.StatusServiceUnavailable, http.StatusTooManyRequests), "%s", a.body)
+			g.Expect(a.Code).To(BeElementOf(http.StatusServiceUnavailable, http.StatusTooManyRequests), "%s", a.Body)
 			if style == "sync-orchestrated" {
 				// The orchestrator's own bulkhead, sized from the steps', is
 				// full first: it rejects before reading the request.
-				g.Expect(a.header.Get(contract.HeaderRejected)).To(Equal("bulkhead"), "%s", a.body)
+				g.Expect(a.Header.Get(contract.HeaderRejected)).To(Equal("bulkhead"), "%s", a.Body)
 			} else {
-				g.Expect(a.runError(g).Step).To(Equal("gated"))
+				g.Expect(a.RunError(g).Step).To(Equal("gated"))
 			}
 			g.Expect(env.stepStats(g, "gated").Calls).To(BeEquivalentTo(limit), "a rejected request never reaches the app")
 
@@ -374,7 +328,7 @@ func TestBulkheadRejectsRequestsOverTheLimit(t *testing.T) {
 			resp.Body.Close()
 			wg.Wait()
 			for _, h := range held {
-				g.Expect(h.code).To(Equal(http.StatusOK), "%s", h.body)
+				g.Expect(h.Code).To(Equal(http.StatusOK), "%s", h.Body)
 			}
 		})
 	}
@@ -386,20 +340,20 @@ func TestBadRequestsGet4xx(t *testing.T) {
 		t.Run(style, func(t *testing.T) {
 			g := NewWithT(t)
 			env := givenDev(t, style, "",
-				stepSpec{name: "first", args: []string{"--mode=transform", "--set=first=true"}},
-				stepSpec{name: "second", args: []string{"--mode=transform", "--set=second=true"}, dependsOn: []string{"first"}})
+				stepSpec{Name: "first", Args: []string{"--mode=transform", "--set=first=true"}},
+				stepSpec{Name: "second", Args: []string{"--mode=transform", "--set=second=true"}, DependsOn: []string{"first"}})
 
 			a := whenPost(g, env.entry, "application/json", []byte(`{"id":`))
-			g.Expect(a.code).To(Equal(http.StatusBadRequest), "%s", a.body)
-			a.runError(g)
+			g.Expect(a.Code).To(Equal(http.StatusBadRequest), "%s", a.Body)
+			a.RunError(g)
 
 			a = whenPost(g, env.entry, "application/json", tooLarge)
-			g.Expect(a.code).To(Equal(http.StatusRequestEntityTooLarge), "%s", a.body)
+			g.Expect(a.Code).To(Equal(http.StatusRequestEntityTooLarge), "%s", a.Body)
 
 			// Still serving, and nothing crashed.
 			a = whenPostJSON(g, env.entry, `{"id":1}`)
-			g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-			g.Expect(a.body).To(MatchJSON(`{"id":1,"first":true,"second":true}`))
+			g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+			g.Expect(a.Body).To(MatchJSON(`{"id":1,"first":true,"second":true}`))
 			g.Expect(env.proc.terminate(t)).To(Equal(0), env.proc.stderr.String())
 			g.Expect(env.proc.stderr.String()).NotTo(ContainSubstring("panic"))
 		})
@@ -407,12 +361,12 @@ func TestBadRequestsGet4xx(t *testing.T) {
 	t.Run("a fan-out refuses a body that is not JSON before any step runs", func(t *testing.T) {
 		g := NewWithT(t)
 		env := givenDev(t, "sync-chain", "",
-			stepSpec{name: "root", args: []string{"--mode=echo"}},
-			stepSpec{name: "a", args: []string{"--mode=echo"}, dependsOn: []string{"root"}},
-			stepSpec{name: "b", args: []string{"--mode=echo"}, dependsOn: []string{"root"}})
+			stepSpec{Name: "root", Args: []string{"--mode=echo"}},
+			stepSpec{Name: "a", Args: []string{"--mode=echo"}, DependsOn: []string{"root"}},
+			stepSpec{Name: "b", Args: []string{"--mode=echo"}, DependsOn: []string{"root"}})
 		a := whenPost(g, env.entry, "text/plain", []byte(`not json`))
-		g.Expect(a.code).To(Equal(http.StatusBadRequest), "%s", a.body)
-		g.Expect(a.runError(g).Message).To(ContainSubstring("not valid JSON"))
+		g.Expect(a.Code).To(Equal(http.StatusBadRequest), "%s", a.Body)
+		g.Expect(a.RunError(g).Message).To(ContainSubstring("not valid JSON"))
 		g.Expect(env.stepStats(g, "root").Calls).To(BeZero())
 	})
 }

@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
+
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
@@ -150,15 +152,7 @@ func postRaw(url, body string) (int, string, error) {
 	return resp.StatusCode, string(b), err
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return natstest.FreePort(t) }
 
 func sample(name string) string { return filepath.Join("..", "..", "config", "samples", name+".yaml") }
 

@@ -13,33 +13,15 @@ import (
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/gomega"
-	"k8s.io/utils/ptr"
 
-	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/natsauth"
+	"github.com/patchbay-dev/patchbay/internal/natsauth/natsauthtest"
 	"github.com/patchbay-dev/patchbay/internal/plan"
-	"github.com/patchbay-dev/patchbay/internal/render"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
-	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
-	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
-	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
+	"github.com/patchbay-dev/patchbay/internal/runtime/dev/devtest"
 	"github.com/patchbay-dev/patchbay/internal/topology"
 )
-
-// givenBroker runs a NATS server from the nats.conf a one-server Broker
-// renders, with fresh keys.
-func givenBroker(t *testing.T) (*natsauth.Broker, string) {
-	t.Helper()
-	auth, err := natsauth.NewBroker("default", "pbtestroutepassword")
-	if err != nil {
-		t.Fatal(err)
-	}
-	b := &v1alpha1.Broker{Spec: v1alpha1.BrokerSpec{Replicas: ptr.To(int32(1))}}
-	b.Name, b.Namespace = "default", "default"
-	url := natstest.StartConfig(t, render.NATSConfig(b, auth), render.NATSDataDir, map[string]string{render.NATSServerNameEnv: "nats-0"})
-	return auth, url
-}
 
 // givenWorkflow is a sample renamed, its plan, and the directory of its
 // credentials as its pods mount them.
@@ -79,53 +61,7 @@ func givenWorkflow(t *testing.T, auth *natsauth.Broker, sample, name string) (fi
 // on the broker at url with its own credentials.
 func givenDataPlane(t *testing.T, file, url, creds string) *dev.Env {
 	t.Helper()
-	log, err := telemetry.NewLogger(t.Output(), "text", "info")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tracing, _ := telemetry.NewTracing(context.Background(), "", "test")
-	env, err := dev.Start(context.Background(), dev.Options{
-		File: file, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0", Stderr: t.Output(),
-		Telemetry: telemetry.New(log, tracing), Serve: serve.Options{DrainTimeout: 5 * time.Second},
-		NATSURL: url, NATSCredentials: creds,
-	})
-	if err != nil {
-		t.Fatalf("start the data plane of %s: %v", file, err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stop the data plane: %v", err)
-		}
-	})
-	return env
-}
-
-// manage creates the workflow's stream and buckets on the broker at url as
-// the manager does: as an admin of the workflows account.
-func manage(t *testing.T, auth *natsauth.Broker, url string, p *plan.Plan) {
-	t.Helper()
-	admin, err := auth.NewUser("test admin", nil, false)
-	if err != nil {
-		t.Fatal(err)
-	}
-	token, seed, err := natsauth.JWTAndSeed(admin.Creds)
-	if err != nil {
-		t.Fatal(err)
-	}
-	nc, err := nats.Connect(url, nats.UserJWTAndSeed(token, seed))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		t.Fatal(err)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
-	defer cancel()
-	if err := bus.EnsureResources(ctx, js, p, bus.DefaultStorage); err != nil {
-		t.Fatal(err)
-	}
+	return devtest.Start(t, dev.Options{File: file, NATSURL: url, NATSCredentials: creds})
 }
 
 // connectAs connects to url with a workflow's credentials, as its pods do.
@@ -160,12 +96,12 @@ func run(g Gomega, env *dev.Env, body string) {
 
 func TestAWorkflowsCredentialsReachOnlyItsOwnResources(t *testing.T) {
 	g := NewWithT(t)
-	auth, url := givenBroker(t)
+	auth, url := natsauthtest.Start(t)
 	fileA, pA, credsA := givenWorkflow(t, auth, "async-orchestrated", "alpha")
 	fileB, pB, credsB := givenWorkflow(t, auth, "hybrid", "beta")
 	g.Expect(pB.ReadModel).NotTo(BeNil())
-	manage(t, auth, url, pA)
-	manage(t, auth, url, pB)
+	natsauthtest.Manage(t, auth, url, pA)
+	natsauthtest.Manage(t, auth, url, pB)
 	// Both run end to end, each with its own credentials only, B's read
 	// model included.
 	run(g, givenDataPlane(t, fileA, url, credsA), `{"id":7}`)
@@ -263,7 +199,7 @@ func TestAWorkflowsCredentialsReachOnlyItsOwnResources(t *testing.T) {
 // server run from the rendered nats.conf, and may use its stream.
 func TestTheLongestWorkflowUserConnects(t *testing.T) {
 	g := NewWithT(t)
-	auth, url := givenBroker(t)
+	auth, url := natsauthtest.Start(t)
 	wf, err := dev.LoadWorkflow(filepath.Join("..", "..", "config", "samples", "hybrid.yaml"))
 	g.Expect(err).NotTo(HaveOccurred())
 	wf.Namespace = strings.Repeat("n", 63)
@@ -276,7 +212,7 @@ func TestTheLongestWorkflowUserConnects(t *testing.T) {
 	token, seed, err := natsauth.JWTAndSeed(u.Creds)
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Logf("the longest user's JWT has %d bytes", len(token))
-	manage(t, auth, url, p)
+	natsauthtest.Manage(t, auth, url, p)
 	g.Expect(err).NotTo(HaveOccurred())
 	nc, err := nats.Connect(url, nats.UserJWTAndSeed(token, seed), nats.CustomInboxPrefix(bus.InboxPrefix(p)))
 	g.Expect(err).NotTo(HaveOccurred())
@@ -298,10 +234,10 @@ func TestTheLongestWorkflowUserConnects(t *testing.T) {
 // that workflow's stream exists. Its own runs work on what the manager made.
 func TestAWorkflowCannotCreateOrChangeAStream(t *testing.T) {
 	g := NewWithT(t)
-	auth, url := givenBroker(t)
+	auth, url := natsauthtest.Start(t)
 	fileA, pA, credsA := givenWorkflow(t, auth, "async-orchestrated", "alpha")
 	fileB, pB, credsB := givenWorkflow(t, auth, "hybrid", "beta")
-	manage(t, auth, url, pA)
+	natsauthtest.Manage(t, auth, url, pA)
 	_, js, expectRefused := connectAs(t, g, url, credsA, pA)
 
 	// B has no stream yet.
@@ -350,7 +286,7 @@ func TestAWorkflowCannotCreateOrChangeAStream(t *testing.T) {
 	expectRefused("delete A's own stream", "$JS.API.STREAM.DELETE."+pA.Stream.Name)
 
 	// The manager then makes B's, which nothing captured, and both run.
-	manage(t, auth, url, pB)
+	natsauthtest.Manage(t, auth, url, pB)
 	run(g, givenDataPlane(t, fileA, url, credsA), `{"id":7}`)
 	run(g, givenDataPlane(t, fileB, url, credsB), `{"id":7,"orderId":"o-7"}`)
 }

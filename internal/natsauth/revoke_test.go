@@ -10,13 +10,13 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/natsauth"
+	"github.com/patchbay-dev/patchbay/internal/natsauth/natsauthtest"
 )
 
 // A user's JWT expires, and is renewed well before it does.
 func TestUsersExpireAndAreRenewedBefore(t *testing.T) {
 	g := NewWithT(t)
-	auth, err := natsauth.NewBroker("default", "pbtestroutepassword")
-	g.Expect(err).NotTo(HaveOccurred())
+	auth := natsauthtest.Keys(t)
 	before := time.Now()
 	u, err := auth.NewUser("u", nil, false)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -36,14 +36,8 @@ func TestUsersExpireAndAreRenewedBefore(t *testing.T) {
 // and accept the others.
 func TestRevocationsOlderThanAUsersLifetimeArePruned(t *testing.T) {
 	g := NewWithT(t)
-	auth, url := givenBroker(t)
-	sysUser, err := auth.NewUser("test", nil, true)
-	g.Expect(err).NotTo(HaveOccurred())
-	token, seed, err := natsauth.JWTAndSeed(sysUser.Creds)
-	g.Expect(err).NotTo(HaveOccurred())
-	sys, err := nats.Connect(url, nats.UserJWTAndSeed(token, seed))
-	g.Expect(err).NotTo(HaveOccurred())
-	defer sys.Close()
+	auth, url := natsauthtest.Start(t)
+	sys := natsauthtest.System(t, auth, url)
 	// revoke reads the account's JWT from the servers, revokes users at now
 	// and pushes it back, as the manager does.
 	revoke := func(now time.Time, users ...string) *jwt.AccountClaims {
@@ -60,9 +54,7 @@ func TestRevocationsOlderThanAUsersLifetimeArePruned(t *testing.T) {
 		return ac
 	}
 	connect := func(u *natsauth.User) error {
-		token, seed, err := natsauth.JWTAndSeed(u.Creds)
-		g.Expect(err).NotTo(HaveOccurred())
-		nc, err := nats.Connect(url, nats.UserJWTAndSeed(token, seed), nats.Timeout(5*time.Second))
+		nc, err := nats.Connect(url, natsauthtest.As(t, u.Creds), nats.Timeout(5*time.Second))
 		if err == nil {
 			nc.Close()
 		}

@@ -15,10 +15,6 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"sigs.k8s.io/yaml"
-
-	"github.com/patchbay-dev/patchbay/api/v1alpha1"
-	"github.com/patchbay-dev/patchbay/internal/topology"
 )
 
 // asyncConfig is the size of the async throughput section.
@@ -86,16 +82,11 @@ func runAsync(ctx context.Context, cfg asyncConfig, rep *report) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	addr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	srv, err := startProcess(ctx, "nats-server", dialable(addr), cfg.self, roleNATS, "--listen", addr, "--store", filepath.Join(dir, "js"))
+	srv, natsURL, err := startNATS(ctx, cfg.self, dir)
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
-	natsURL := "nats://" + addr
 	payload := jsonPayload(cfg.payload)
 
 	fmt.Printf("Async: raw JetStream, %d messages of %d bytes published and consumed at once (durable consumer, explicit acks)\n", cfg.messages, len(payload))
@@ -109,18 +100,14 @@ func runAsync(ctx context.Context, cfg asyncConfig, rep *report) error {
 	rep.add(row{Section: "async", Target: "raw JetStream publish+consume msg/s (baseline)", Measured: fmt.Sprintf("%.0f", raw),
 		CPU: cpuPer(rawCPU, int64(cfg.messages), "msg")})
 
-	appAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	appURL := "http://" + appAddr
-	app, err := startProcess(ctx, "echo app", answers(appURL+"/"), cfg.self, roleEcho, "--listen", appAddr)
+	app, appURL, err := startEchoApp(ctx, cfg.self)
 	if err != nil {
 		return err
 	}
 	defer app.stop()
-	for _, w := range asyncWorkflows {
-		if err := asyncWorkflow1(ctx, cfg, w.name, w.yaml, natsURL, srv, app, appURL, dir, raw, rep); err != nil {
+	for i, w := range asyncWorkflows {
+		planFile := filepath.Join(dir, fmt.Sprintf("plan-%d.json", i))
+		if err := asyncWorkflow1(ctx, cfg, w.name, w.yaml, planFile, natsURL, srv, app, appURL, raw, rep); err != nil {
 			return fmt.Errorf("%s: %w", w.name, err)
 		}
 	}
@@ -129,22 +116,11 @@ func runAsync(ctx context.Context, cfg asyncConfig, rep *report) error {
 	return nil
 }
 
-// asyncWorkflow1 runs one workflow's data plane and loads it.
-func asyncWorkflow1(ctx context.Context, cfg asyncConfig, name, manifest, natsURL string, srv, app *process, appURL, dir string, raw float64, rep *report) error {
-	var wf v1alpha1.Workflow
-	if err := yaml.UnmarshalStrict([]byte(manifest), &wf); err != nil {
-		return err
-	}
-	p, err := topology.Compile(&wf)
+// asyncWorkflow1 runs one workflow's data plane, its plan written to
+// planFile, and loads it.
+func asyncWorkflow1(ctx context.Context, cfg asyncConfig, name, manifest, planFile, natsURL string, srv, app *process, appURL string, raw float64, rep *report) error {
+	p, err := writePlan(planFile, manifest)
 	if err != nil {
-		return err
-	}
-	b, err := p.Marshal()
-	if err != nil {
-		return err
-	}
-	planFile := filepath.Join(dir, wf.Name+"-plan.json")
-	if err := os.WriteFile(planFile, b, 0o644); err != nil {
 		return err
 	}
 	common := []string{"--plan", planFile, "--nats-url", natsURL, "--log-level", "warn"}

@@ -18,6 +18,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/topology"
 )
 
@@ -99,20 +100,15 @@ func runHop(ctx context.Context, cfg hopConfig, rep *report) error {
 	}
 	defer os.RemoveAll(dir)
 	planFile := filepath.Join(dir, "plan.json")
-	if err := writeHopPlan(planFile, hopWorkflow); err != nil {
+	if _, err := writePlan(planFile, hopWorkflow); err != nil {
 		return err
 	}
 	proxyPlanFile := filepath.Join(dir, "proxy-plan.json")
-	if err := writeHopPlan(proxyPlanFile, proxyWorkflow); err != nil {
+	if _, err := writePlan(proxyPlanFile, proxyWorkflow); err != nil {
 		return err
 	}
 
-	appAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	appURL := "http://" + appAddr
-	app, err := startProcess(ctx, "echo app", answers(appURL+"/"), cfg.self, roleEcho, "--listen", appAddr)
+	app, appURL, err := startEchoApp(ctx, cfg.self)
 	if err != nil {
 		return err
 	}
@@ -166,27 +162,8 @@ func runHop(ctx context.Context, cfg hopConfig, rep *report) error {
 		{name: "sidecar", url: "http://" + scAddr + "/", front: sc, sampleRSS: true},
 		{name: "sidecar-proxy", url: "http://" + pxAddr + "/", front: px, sampleRSS: true},
 	}
-	rounds := max(1, cfg.rounds)
-	slice := cfg.duration / time.Duration(rounds)
-	fmt.Printf("Hop: %.0f qps, %d connections, %s per target in %d interleaved rounds, after %s warm-up each\n",
-		cfg.qps, cfg.conns, cfg.duration, rounds, cfg.warmup)
-	for _, t := range targets {
-		t.rec = newRecorder(cfg.resolution)
-		if cfg.warmup > 0 {
-			warm := &hopTarget{name: t.name, url: t.url, rec: newRecorder(cfg.resolution)}
-			if err := fortioRun(ctx, cfg, warm, cfg.warmup); err != nil {
-				return err
-			}
-		}
-	}
-	// Interleaving spreads a change of the machine's load over every target.
-	for i := range rounds {
-		for _, t := range targets {
-			if err := fortioRun(ctx, cfg, t, slice); err != nil {
-				return err
-			}
-			fmt.Printf("  round %d %-12s p50/p90/p99 so far %s\n", i+1, t.name, t.result().summary())
-		}
+	if err := measureInterleaved(ctx, "Hop", cfg, targets); err != nil {
+		return err
 	}
 	results := map[string]*latencies{}
 	for _, t := range targets {
@@ -394,19 +371,60 @@ func jsonPayload(n int) []byte {
 	return []byte(head + string(bytes.Repeat([]byte("x"), pad)) + foot)
 }
 
-// writeHopPlan compiles hopWorkflow and writes its plan as the sidecar reads it.
-func writeHopPlan(file, manifest string) error {
+// startEchoApp runs the echo app (bench, run as self) on a free port and
+// returns it with its base URL.
+func startEchoApp(ctx context.Context, self string) (*process, string, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	url := "http://" + addr
+	app, err := startProcess(ctx, "echo app", answers(url+"/"), self, roleEcho, "--listen", addr)
+	return app, url, err
+}
+
+// measureInterleaved warms each target up, then loads them in turn for
+// cfg.rounds slices of cfg.duration in all: interleaving spreads a change of
+// the machine's load over every target.
+func measureInterleaved(ctx context.Context, what string, cfg hopConfig, targets []*hopTarget) error {
+	rounds := max(1, cfg.rounds)
+	slice := cfg.duration / time.Duration(rounds)
+	fmt.Printf("%s: %.0f qps, %d connections, %s per target in %d interleaved rounds, after %s warm-up each\n",
+		what, cfg.qps, cfg.conns, cfg.duration, rounds, cfg.warmup)
+	for _, t := range targets {
+		t.rec = newRecorder(cfg.resolution)
+		if cfg.warmup > 0 {
+			warm := &hopTarget{name: t.name, url: t.url, rec: newRecorder(cfg.resolution)}
+			if err := fortioRun(ctx, cfg, warm, cfg.warmup); err != nil {
+				return err
+			}
+		}
+	}
+	for i := range rounds {
+		for _, t := range targets {
+			if err := fortioRun(ctx, cfg, t, slice); err != nil {
+				return err
+			}
+			fmt.Printf("  round %d %-12s p50/p90/p99 so far %s\n", i+1, t.name, t.result().summary())
+		}
+	}
+	return nil
+}
+
+// writePlan compiles the Workflow manifest and writes its plan to file as
+// the runtime roles read it.
+func writePlan(file, manifest string) (*plan.Plan, error) {
 	var wf v1alpha1.Workflow
 	if err := yaml.UnmarshalStrict([]byte(manifest), &wf); err != nil {
-		return err
+		return nil, err
 	}
 	p, err := topology.Compile(&wf)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	b, err := p.Marshal()
 	if err != nil {
-		return err
+		return nil, err
 	}
-	return os.WriteFile(file, b, 0o644)
+	return p, os.WriteFile(file, b, 0o644)
 }

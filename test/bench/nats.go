@@ -17,11 +17,18 @@ import (
 	"github.com/nats-io/nats-server/v2/server"
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
-	"sigs.k8s.io/yaml"
-
-	"github.com/patchbay-dev/patchbay/api/v1alpha1"
-	"github.com/patchbay-dev/patchbay/internal/topology"
 )
+
+// startNATS runs the NATS server role of self on a free port, storing under
+// dir, and returns it with its URL.
+func startNATS(ctx context.Context, self, dir string) (*process, string, error) {
+	addr, err := freeAddr()
+	if err != nil {
+		return nil, "", err
+	}
+	srv, err := startProcess(ctx, "nats-server", dialable(addr), self, roleNATS, "--listen", addr, "--store", filepath.Join(dir, "js"))
+	return srv, "nats://" + addr, err
+}
 
 // roleNATS runs a NATS server with JetStream as a process of its own.
 const roleNATS = "serve-nats"
@@ -106,16 +113,11 @@ func runNATS(ctx context.Context, cfg natsConfig, rep *report) error {
 		return err
 	}
 	defer os.RemoveAll(dir)
-	addr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	srv, err := startProcess(ctx, "nats-server", dialable(addr), cfg.wrapper.self, roleNATS, "--listen", addr, "--store", filepath.Join(dir, "js"))
+	srv, url, err := startNATS(ctx, cfg.wrapper.self, dir)
 	if err != nil {
 		return err
 	}
 	defer srv.stop()
-	url := "nats://" + addr
 	payload := jsonPayload(cfg.wrapper.payload)
 
 	fmt.Printf("NATS: %d sequential core request-replies of %d bytes\n", cfg.requests, len(payload))
@@ -246,29 +248,12 @@ func jetStreamRates(ctx context.Context, url string, payload []byte, n int) (pub
 // runWrapper runs the async data plane as separate processes and measures a
 // sync caller through the gateway against the same app called directly.
 func runWrapper(ctx context.Context, cfg natsConfig, natsSrv *process, natsURL, dir string, rrP50 float64, rep *report) error {
-	var wf v1alpha1.Workflow
-	if err := yaml.UnmarshalStrict([]byte(asyncWorkflow), &wf); err != nil {
-		return err
-	}
-	p, err := topology.Compile(&wf)
-	if err != nil {
-		return err
-	}
-	b, err := p.Marshal()
-	if err != nil {
-		return err
-	}
 	planFile := filepath.Join(dir, "async-plan.json")
-	if err := os.WriteFile(planFile, b, 0o644); err != nil {
+	if _, err := writePlan(planFile, asyncWorkflow); err != nil {
 		return err
 	}
 	w := cfg.wrapper
-	appAddr, err := freeAddr()
-	if err != nil {
-		return err
-	}
-	appURL := "http://" + appAddr
-	app, err := startProcess(ctx, "echo app", answers(appURL+"/"), w.self, roleEcho, "--listen", appAddr)
+	app, appURL, err := startEchoApp(ctx, w.self)
 	if err != nil {
 		return err
 	}
@@ -304,25 +289,8 @@ func runWrapper(ctx context.Context, cfg natsConfig, natsSrv *process, natsURL, 
 		{name: "direct", url: appURL + "/", front: app},
 		{name: "wrapper", url: "http://" + gwAddr + "/", front: gw, behind: []*process{orch, sc, app, natsSrv}},
 	}
-	rounds := max(1, w.rounds)
-	slice := w.duration / time.Duration(rounds)
-	fmt.Printf("Sync wrapper: %.0f qps, %d connections, %s per target in %d interleaved rounds, after %s warm-up each\n",
-		w.qps, w.conns, w.duration, rounds, w.warmup)
-	for _, t := range targets {
-		t.rec = newRecorder(w.resolution)
-		if w.warmup > 0 {
-			if err := fortioRun(ctx, w, &hopTarget{name: t.name, url: t.url, rec: newRecorder(w.resolution)}, w.warmup); err != nil {
-				return err
-			}
-		}
-	}
-	for i := range rounds {
-		for _, t := range targets {
-			if err := fortioRun(ctx, w, t, slice); err != nil {
-				return err
-			}
-			fmt.Printf("  round %d %-8s p50/p90/p99 so far %s\n", i+1, t.name, t.result().summary())
-		}
+	if err := measureInterleaved(ctx, "Sync wrapper", w, targets); err != nil {
+		return err
 	}
 	direct, wrapper := targets[0].result(), targets[1].result()
 	for _, l := range []*latencies{direct, wrapper} {

@@ -5,7 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"net/http"
+	"net/url"
 	"os"
 	"path/filepath"
 	"slices"
@@ -25,17 +25,14 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
-	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/controller-runtime/pkg/metrics"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/controllers"
+	"github.com/patchbay-dev/patchbay/internal/managertest"
 	"github.com/patchbay-dev/patchbay/internal/render"
 	"github.com/patchbay-dev/patchbay/internal/topology"
 )
@@ -151,7 +148,7 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 		convergeReconciles = after - base
 		managerSelfCPU, managerAPICPU = selfCPU()-self0, childrenCPU()-api0
 		managerCPU = managerSelfCPU + managerAPICPU
-		convergeWrites, convergeReads = m.writes.list(), m.writes.readCount()
+		convergeWrites, convergeReads = m.requests.Writes(), apiReads(m.requests)
 		m.stop()
 		if err != nil {
 			return err
@@ -175,7 +172,7 @@ func runOperator(ctx context.Context, cfg operatorConfig, rep *report) error {
 		}
 		restartCPU = selfCPU() + childrenCPU() - cpu0
 		resync = time.Since(start) - cfg.settle
-		restartWrites = m.writes.list()
+		restartWrites = m.requests.Writes()
 		fmt.Printf("  resynced in %s, %d writes\n", resync.Round(time.Millisecond), len(restartWrites))
 		return nil
 	})
@@ -418,25 +415,16 @@ func byResource(requests []string) string {
 
 // runningManager is a started manager and the writes it sent.
 type runningManager struct {
-	cancel context.CancelFunc
-	done   chan error
-	writes *writeCounter
+	cancel   context.CancelFunc
+	done     chan error
+	requests *managertest.Requests
 }
 
 // startManager starts the manager as main.go does, with every request that
 // may write counted.
 func startManager(restCfg *rest.Config, scheme *runtime.Scheme, workers int) (*runningManager, error) {
-	writes := &writeCounter{}
-	counted := rest.CopyConfig(restCfg)
-	counted.Wrap(writes.wrap)
-	mgr, err := ctrl.NewManager(counted, ctrl.Options{
-		Scheme:                 scheme,
-		Metrics:                metricsserver.Options{BindAddress: "0"},
-		HealthProbeBindAddress: "0",
-		Cache:                  operatorOptions.CacheOptions(),
-		// The benchmark restarts the manager in the same process.
-		Controller: config.Controller{SkipNameValidation: ptr.To(true), MaxConcurrentReconciles: workers},
-	})
+	// The benchmark restarts the manager in the same process.
+	mgr, requests, err := managertest.NewManager(restCfg, scheme, operatorOptions.CacheOptions(), workers)
 	if err != nil {
 		return nil, err
 	}
@@ -445,7 +433,7 @@ func startManager(restCfg *rest.Config, scheme *runtime.Scheme, workers int) (*r
 		cancel()
 		return nil, err
 	}
-	m := &runningManager{cancel: cancel, done: make(chan error, 1), writes: writes}
+	m := &runningManager{cancel: cancel, done: make(chan error, 1), requests: requests}
 	go func() { m.done <- mgr.Start(ctx) }()
 	return m, nil
 }
@@ -459,75 +447,24 @@ func (m *runningManager) stop() {
 	}
 }
 
-// writeCounter records every request that may change the API server's state,
-// and counts the reads that are not watches.
-type writeCounter struct {
-	mu       sync.Mutex
-	requests []string
-	reads    int
-}
-
-type roundTripperFunc func(*http.Request) (*http.Response, error)
-
-func (f roundTripperFunc) RoundTrip(r *http.Request) (*http.Response, error) { return f(r) }
-
-func (w *writeCounter) wrap(rt http.RoundTripper) http.RoundTripper {
-	return roundTripperFunc(func(r *http.Request) (*http.Response, error) {
-		switch r.Method {
-		case http.MethodGet:
-			if r.URL.Query().Get("watch") == "" {
-				w.mu.Lock()
-				w.reads++
-				w.mu.Unlock()
-			}
-		case http.MethodHead, http.MethodOptions:
-		default:
-			w.mu.Lock()
-			w.requests = append(w.requests, r.Method+" "+r.URL.Path)
-			w.mu.Unlock()
-		}
-		return rt.RoundTrip(r)
-	})
-}
-
-func (w *writeCounter) readCount() int {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return w.reads
-}
-
-func (w *writeCounter) list() []string {
-	w.mu.Lock()
-	defer w.mu.Unlock()
-	return append([]string(nil), w.requests...)
-}
-
 // reconciles is how many reconciles the Workflow controller has finished in
 // this process, and whether its queue is drained with no worker busy.
 func reconciles() (total float64, idle bool) {
-	families, err := metrics.Registry.Gather()
+	total, idle, err := managertest.Reconciles("workflow")
 	if err != nil {
 		return 0, false
 	}
-	idle = true
-	for _, f := range families {
-		for _, m := range f.GetMetric() {
-			named := false
-			for _, l := range m.GetLabel() {
-				if (l.GetName() == "controller" || l.GetName() == "name") && l.GetValue() == "workflow" {
-					named = true
-				}
-			}
-			if !named {
-				continue
-			}
-			switch f.GetName() {
-			case "controller_runtime_reconcile_total":
-				total += m.GetCounter().GetValue()
-			case "workqueue_depth", "controller_runtime_active_workers":
-				idle = idle && m.GetGauge().GetValue() == 0
-			}
+	return total, idle
+}
+
+// apiReads is how many of the GETs q recorded are not watches.
+func apiReads(q *managertest.Requests) int {
+	n := 0
+	for _, r := range q.Reads() {
+		_, query, _ := strings.Cut(r, "?")
+		if v, _ := url.ParseQuery(query); v.Get("watch") == "" {
+			n++
 		}
 	}
-	return total, idle
+	return n
 }

@@ -8,7 +8,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -21,13 +20,11 @@ import (
 	"sigs.k8s.io/yaml"
 
 	"github.com/patchbay-dev/patchbay/controllers"
+	"github.com/patchbay-dev/patchbay/test/clustertest"
 )
 
 // root is the repository's root directory.
-var root = func() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}()
+var root = clustertest.Root
 
 var chartDir = filepath.Join(root, "charts", "patchbay")
 

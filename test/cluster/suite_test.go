@@ -12,7 +12,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"testing"
 	"time"
@@ -21,14 +20,11 @@ import (
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/tools/clientcmd"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/test/clustertest"
 )
 
 const (
@@ -41,10 +37,7 @@ const (
 )
 
 var (
-	root = func() string {
-		_, file, _, _ := goruntime.Caller(0)
-		return filepath.Join(filepath.Dir(file), "..", "..")
-	}()
+	root = clustertest.Root
 
 	k8sClient client.Client
 	env       suiteEnv
@@ -74,10 +67,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 	}
 	cfg, err := clientcmd.BuildConfigFromFlags("", env.kubeconfig)
 	Expect(err).NotTo(HaveOccurred())
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(v1alpha1.AddToScheme(scheme))
-	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
+	k8sClient, err = clustertest.NewClient(cfg)
 	Expect(err).NotTo(HaveOccurred())
 
 	By("installing the chart with the locally built images")

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 	"syscall"
 	"testing"
@@ -19,15 +18,12 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
-	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/test/clustertest"
 )
 
 const (
@@ -43,10 +39,7 @@ const (
 )
 
 var (
-	root = func() string {
-		_, file, _, _ := goruntime.Caller(0)
-		return filepath.Join(filepath.Dir(file), "..", "..")
-	}()
+	root = clustertest.Root
 
 	cluster   *kwokCluster
 	k8sClient client.Client
@@ -99,10 +92,7 @@ var _ = BeforeSuite(func(ctx SpecContext) {
 
 	cfg, err := clientcmd.BuildConfigFromFlags("", cluster.kubeconfig)
 	Expect(err).NotTo(HaveOccurred())
-	scheme := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(scheme))
-	utilruntime.Must(v1alpha1.AddToScheme(scheme))
-	k8sClient, err = client.New(cfg, client.Options{Scheme: scheme})
+	k8sClient, err = clustertest.NewClient(cfg)
 	Expect(err).NotTo(HaveOccurred())
 
 	By("adding a simulated node and three volumes for the Broker's claims")

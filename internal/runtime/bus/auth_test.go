@@ -11,16 +11,12 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	. "github.com/onsi/gomega"
-	"k8s.io/utils/ptr"
 
-	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/natsauth"
+	"github.com/patchbay-dev/patchbay/internal/natsauth/natsauthtest"
 	"github.com/patchbay-dev/patchbay/internal/plan"
-	"github.com/patchbay-dev/patchbay/internal/render"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
 )
 
 // authFailures counts the log records of refused connects.
@@ -46,11 +42,7 @@ func (a *authFailures) WithGroup(string) slog.Handler      { return a }
 // nats.IgnoreAuthErrorAbort.
 func TestAConnectionOutlivesRefusedCredentials(t *testing.T) {
 	g := NewWithT(t)
-	auth, err := natsauth.NewBroker("default", "pbtestroutepassword")
-	g.Expect(err).NotTo(HaveOccurred())
-	b := &v1alpha1.Broker{Spec: v1alpha1.BrokerSpec{Replicas: ptr.To(int32(1))}}
-	b.Name, b.Namespace = "default", "default"
-	url := natstest.StartConfig(t, render.NATSConfig(b, auth), render.NATSDataDir, map[string]string{render.NATSServerNameEnv: "nats-0"})
+	auth, url := natsauthtest.Start(t)
 
 	p := &plan.Plan{Namespace: "default", Workflow: "w", Stream: &plan.Stream{
 		Name: "pb_default_w", Subjects: []string{"pb.default.w.>"}, RunsBucket: "pb_default_w_runs",
@@ -73,13 +65,7 @@ func TestAConnectionOutlivesRefusedCredentials(t *testing.T) {
 	g.Eventually(c.Ready, 10*time.Second).Should(Succeed())
 
 	// revoking the user: the broker disconnects it and refuses it from then on
-	sysUser, err := auth.NewUser("test", nil, true)
-	g.Expect(err).NotTo(HaveOccurred())
-	token, seed, err := natsauth.JWTAndSeed(sysUser.Creds)
-	g.Expect(err).NotTo(HaveOccurred())
-	sys, err := nats.Connect(url, nats.UserJWTAndSeed(token, seed))
-	g.Expect(err).NotTo(HaveOccurred())
-	defer sys.Close()
+	sys := natsauthtest.System(t, auth, url)
 	current, err := sys.Request("$SYS.REQ.ACCOUNT."+auth.Account()+".CLAIMS.LOOKUP", nil, 5*time.Second)
 	g.Expect(err).NotTo(HaveOccurred())
 	revoked, err := auth.Revoke(string(current.Data), time.Now(), first.PublicKey)

@@ -5,12 +5,9 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
-	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
-	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
 )
 
 // A key is claimed once; a release by a run that does not hold it changes
@@ -18,11 +15,7 @@ import (
 // started) lets the next request claim it.
 func TestIdempotencyKeysAreClaimedOnceAndReleasedByTheirRun(t *testing.T) {
 	g := NewWithT(t)
-	nc, err := nats.Connect(natstest.Start(t))
-	g.Expect(err).NotTo(HaveOccurred())
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	g.Expect(err).NotTo(HaveOccurred())
+	js, _ := givenJetStream(t)
 	ctx := context.Background()
 	p := &plan.Plan{Namespace: "default", Workflow: "w", Entry: plan.Entry{IdempotencyWindow: plan.D(time.Hour)},
 		Stream: &plan.Stream{IdempotencyBucket: "idem_w"}}

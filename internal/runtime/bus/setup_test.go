@@ -44,12 +44,7 @@ func TestStreamAndBucketsFollowTheBrokersStorage(t *testing.T) {
 // answered by a replica that has not caught up with the record just written.
 func TestRunsAreReadThroughTheLeader(t *testing.T) {
 	g := NewWithT(t)
-	url := natstest.Start(t)
-	nc, err := nats.Connect(url)
-	g.Expect(err).NotTo(HaveOccurred())
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	g.Expect(err).NotTo(HaveOccurred())
+	js, _ := givenJetStream(t)
 	ctx := context.Background()
 	p := &plan.Plan{Namespace: "default", Workflow: "w", Stream: &plan.Stream{Name: "PB_default_w", Subjects: []string{"pb.default.w.>"}, RunsBucket: "runs_w"}}
 	for range 2 { // set up again, the store is the same
@@ -72,12 +67,7 @@ func TestRunsAreReadThroughTheLeader(t *testing.T) {
 // open what it made.
 func TestEnsureResourcesCreatesAndUpdatesOnlyWhatDiffers(t *testing.T) {
 	g := NewWithT(t)
-	url := natstest.Start(t)
-	nc, err := nats.Connect(url)
-	g.Expect(err).NotTo(HaveOccurred())
-	t.Cleanup(nc.Close)
-	js, err := jetstream.New(nc)
-	g.Expect(err).NotTo(HaveOccurred())
+	js, url := givenJetStream(t)
 	ctx := context.Background()
 	p := &plan.Plan{Namespace: "shop", Workflow: "wf",
 		Stream: &plan.Stream{Name: "PB_shop_wf", Subjects: []string{"pb.shop.wf.>"}, RunsBucket: "pb_shop_wf_runs"}}
@@ -89,7 +79,7 @@ func TestEnsureResourcesCreatesAndUpdatesOnlyWhatDiffers(t *testing.T) {
 
 	g.Expect(EnsureResources(ctx, js, p, DefaultStorage)).To(Succeed())
 	g.Expect(WaitStream(ctx, js, p)).To(Succeed())
-	_, err = WaitRuns(ctx, js, p)
+	_, err := WaitRuns(ctx, js, p)
 	g.Expect(err).NotTo(HaveOccurred())
 
 	// The stream API's create and update requests, seen by another client,
@@ -104,7 +94,7 @@ func TestEnsureResourcesCreatesAndUpdatesOnlyWhatDiffers(t *testing.T) {
 	}
 	g.Expect(spy.Flush()).To(Succeed())
 	writes := func() []string {
-		g.Expect(nc.Publish("test.marker", nil)).To(Succeed())
+		g.Expect(js.Conn().Publish("test.marker", nil)).To(Succeed())
 		var subjects []string
 		for m := range seen {
 			if m.Subject == "test.marker" {
@@ -138,4 +128,21 @@ func TestEnsureResourcesCreatesAndUpdatesOnlyWhatDiffers(t *testing.T) {
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(EnsureResources(ctx, js, p, DefaultStorage)).To(Succeed())
 	g.Expect(writes()).To(BeEmpty())
+}
+
+// givenJetStream starts a broker until the test ends and is a JetStream
+// client of it, and its URL.
+func givenJetStream(t *testing.T) (jetstream.JetStream, string) {
+	t.Helper()
+	url := natstest.Start(t)
+	nc, err := nats.Connect(url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(nc.Close)
+	js, err := jetstream.New(nc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return js, url
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -19,13 +18,10 @@ import (
 	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/gomega"
 
-	"k8s.io/utils/ptr"
-
-	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/natsauth"
+	"github.com/patchbay-dev/patchbay/internal/natsauth/natsauthtest"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/render"
-	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
 	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
 	"github.com/patchbay-dev/patchbay/internal/topology"
@@ -66,13 +62,7 @@ type testBroker struct {
 // one-server Broker renders, with its own keys.
 func newBrokerAsRendered(t *testing.T) *testBroker {
 	b := newTestBroker(t)
-	auth, err := natsauth.NewBroker("default", "pbtestroutepassword")
-	if err != nil {
-		t.Fatal(err)
-	}
-	broker := &v1alpha1.Broker{Spec: v1alpha1.BrokerSpec{Replicas: ptr.To(int32(1))}}
-	broker.Name, broker.Namespace = "default", "default"
-	b.auth, b.conf = auth, render.NATSConfig(broker, auth)
+	b.auth, b.conf = natsauthtest.Rendered(t)
 	return b
 }
 
@@ -91,36 +81,36 @@ func (b *testBroker) workflowCredentials(p *plan.Plan) string {
 	return dir
 }
 
-// setUp creates the workflow's stream and buckets on the running broker, as
-// the manager does (a workflow's own user may not).
-func (b *testBroker) setUp(p *plan.Plan) {
+// jetStream is a JetStream client of the running broker as the user of a
+// broker without keys, closed when the test ends.
+func (b *testBroker) jetStream() jetstream.JetStream {
 	b.t.Helper()
-	opt := nats.UserInfo(natsUser, natsPassword)
-	if b.auth != nil {
-		admin, err := b.auth.NewUser("test admin", nil, false)
-		if err != nil {
-			b.t.Fatal(err)
-		}
-		token, seed, err := natsauth.JWTAndSeed(admin.Creds)
-		if err != nil {
-			b.t.Fatal(err)
-		}
-		opt = nats.UserJWTAndSeed(token, seed)
-	}
-	nc, err := nats.Connect(b.url(), opt)
+	nc, err := nats.Connect(b.url(), nats.UserInfo(natsUser, natsPassword))
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	defer nc.Close()
+	b.t.Cleanup(nc.Close)
 	js, err := jetstream.New(nc)
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-	defer cancel()
-	if err := bus.EnsureResources(ctx, js, p, bus.DefaultStorage); err != nil {
+	return js
+}
+
+// setUp creates the workflow's stream and buckets on the running broker, as
+// the manager does (a workflow's own user may not).
+func (b *testBroker) setUp(p *plan.Plan) {
+	b.t.Helper()
+	if b.auth != nil {
+		natsauthtest.Manage(b.t, b.auth, b.url(), p)
+		return
+	}
+	nc, err := nats.Connect(b.url(), nats.UserInfo(natsUser, natsPassword))
+	if err != nil {
 		b.t.Fatal(err)
 	}
+	defer nc.Close()
+	natsauthtest.EnsureResources(b.t, nc, p)
 }
 
 func newTestBroker(t *testing.T) *testBroker {
@@ -173,15 +163,7 @@ func credentials(t *testing.T) string {
 	return dir
 }
 
-func freePort(t *testing.T) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
+func freePort(t *testing.T) int { return natstest.FreePort(t) }
 
 // planFile compiles a sample Workflow as the operator does and writes its plan.
 func planFile(t *testing.T, style string) (string, *plan.Plan) {
@@ -391,11 +373,7 @@ func TestOrchestratorExitsWhenItsConsumerIsGone(t *testing.T) {
 		"--nats-url="+broker.url(), "--nats-credentials="+credentials(t))
 	g.Eventually(r.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(ready))
 
-	nc, err := nats.Connect(broker.url(), nats.UserInfo(natsUser, natsPassword))
-	g.Expect(err).NotTo(HaveOccurred())
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	g.Expect(err).NotTo(HaveOccurred())
+	js := broker.jetStream()
 	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
 	defer cancel()
 	g.Expect(js.DeleteConsumer(ctx, p.Stream.Name, p.Stream.OrchestratorDurable)).To(Succeed())

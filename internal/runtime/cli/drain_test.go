@@ -14,7 +14,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/gomega"
 
@@ -216,11 +215,7 @@ func TestAsyncSidecarDrainsBeforeItsAppStops(t *testing.T) {
 			"--shutdown-delay=500ms", "--drain-timeout=20s")
 	}
 
-	nc, err := nats.Connect(broker.url(), nats.UserInfo(natsUser, natsPassword))
-	g.Expect(err).NotTo(HaveOccurred())
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	g.Expect(err).NotTo(HaveOccurred())
+	js := broker.jetStream()
 
 	app := startSlowApp(t, 300*time.Millisecond)
 	first := sidecar(app)
@@ -273,11 +268,7 @@ func TestAsyncSidecarConsumesOnlyOnceItsAppListens(t *testing.T) {
 	broker := newTestBroker(t)
 	broker.start()
 	broker.setUp(p)
-	nc, err := nats.Connect(broker.url(), nats.UserInfo(natsUser, natsPassword))
-	g.Expect(err).NotTo(HaveOccurred())
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	g.Expect(err).NotTo(HaveOccurred())
+	js := broker.jetStream()
 
 	appAddr, listen, admin := loopback(t), loopback(t), loopback(t)
 	sc := startRole(t, admin, "sidecar", "--plan="+file, "--step="+step.Name,
@@ -415,11 +406,7 @@ func TestStoppingSidecarDeadLettersNothingForAnAppThatIsGone(t *testing.T) {
 	broker := newTestBroker(t)
 	broker.start()
 	broker.setUp(p)
-	nc, err := nats.Connect(broker.url(), nats.UserInfo(natsUser, natsPassword))
-	g.Expect(err).NotTo(HaveOccurred())
-	defer nc.Close()
-	js, err := jetstream.New(nc)
-	g.Expect(err).NotTo(HaveOccurred())
+	js := broker.jetStream()
 
 	app := startSlowApp(t, 0)
 	app.hold = make(chan struct{})

@@ -16,6 +16,7 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
+	"github.com/patchbay-dev/patchbay/internal/runtime/dev/devtest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/gateway"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
@@ -33,14 +34,14 @@ func TestAsyncSamplesAnswerEndToEnd(t *testing.T) {
 			g := NewWithT(t)
 			env := givenSample(t, style)
 			a := whenPostJSON(t, env.EntryURL, `{"id":7}`)
-			g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-			g.Expect(a.body).To(MatchJSON(want))
-			runID := a.header.Get(contract.HeaderRunID)
+			g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+			g.Expect(a.Body).To(MatchJSON(want))
+			runID := a.Header.Get(contract.HeaderRunID)
 			g.Expect(runID).NotTo(BeEmpty())
 			// The outcome is in the runs bucket too.
 			r := whenGet(t, env.EntryURL+"runs/"+runID)
-			g.Expect(r.code).To(Equal(http.StatusOK))
-			g.Expect(r.body).To(MatchJSON(want))
+			g.Expect(r.Code).To(Equal(http.StatusOK))
+			g.Expect(r.Body).To(MatchJSON(want))
 		})
 	}
 }
@@ -49,8 +50,8 @@ func TestAsyncStepsReceiveTheStepContractOverTheBus(t *testing.T) {
 	g := NewWithT(t)
 	env := givenSample(t, "async-orchestrated")
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
-	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-	runID := a.header.Get(contract.HeaderRunID)
+	g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+	runID := a.Header.Get(contract.HeaderRunID)
 	var traces []string
 	for _, step := range []string{"validate", "pick", "pack", "ship"} {
 		h := stepStats(g, env, step).LastHeaders
@@ -76,8 +77,8 @@ spec:
   - {name: flaky, image: demo, args: ["--mode=transform", "--set=flaky=true", "--fail-first=2", "--fail-status=503"], dependsOn: [first]}
 `)
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
-	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-	g.Expect(a.body).To(MatchJSON(`{"id":1,"first":true,"flaky":true}`))
+	g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+	g.Expect(a.Body).To(MatchJSON(`{"id":1,"first":true,"flaky":true}`))
 	g.Expect(stepStats(g, env, "flaky").Calls).To(BeEquivalentTo(3))
 	g.Expect(stepStats(g, env, "first").Calls).To(BeEquivalentTo(1))
 	g.Expect(metric(g, env, `patchbay_consumer_redeliveries_total{consumer="flaky_cmd"}`)).To(Equal("2"))
@@ -103,8 +104,8 @@ func TestAsync4xxIsDeadLetteredAndFailsTheRun(t *testing.T) {
 			dlq := subscribe(t, env, env.Plan.Stream.DeadLetter)
 
 			a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
-			g.Expect(a.code).To(Equal(http.StatusBadRequest), "%s", a.body)
-			e := a.runError(g)
+			g.Expect(a.Code).To(Equal(http.StatusBadRequest), "%s", a.Body)
+			e := a.RunError(g)
 			g.Expect(e.Step).To(Equal("picky"))
 			g.Expect(e.Status).To(Equal(http.StatusBadRequest))
 			g.Expect(e.Attempts).To(Equal(1), "a 4xx is not retried")
@@ -116,7 +117,7 @@ func TestAsync4xxIsDeadLetteredAndFailsTheRun(t *testing.T) {
 			g.Expect(dl.Step).To(Equal("picky"))
 			g.Expect(dl.Attempts).To(Equal(1))
 			g.Expect(dl.Status).To(Equal(http.StatusBadRequest))
-			g.Expect(dl.RunID).To(Equal(a.header.Get(contract.HeaderRunID)))
+			g.Expect(dl.RunID).To(Equal(a.Header.Get(contract.HeaderRunID)))
 			g.Expect(dl.Error).To(ContainSubstring("picky"))
 			g.Expect(dl.Payload).To(MatchJSON(`{"id":1}`))
 			// The sidecar counts a dead letter after publishing it.
@@ -138,9 +139,9 @@ spec:
 `)
 	dlq := subscribe(t, env, env.Plan.Stream.DeadLetter)
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
-	g.Expect(a.code).To(Equal(http.StatusServiceUnavailable), "%s", a.body)
-	g.Expect(a.runError(g).Step).To(Equal("down"))
-	g.Expect(a.runError(g).Attempts).To(Equal(3))
+	g.Expect(a.Code).To(Equal(http.StatusServiceUnavailable), "%s", a.Body)
+	g.Expect(a.RunError(g).Step).To(Equal("down"))
+	g.Expect(a.RunError(g).Attempts).To(Equal(3))
 	g.Expect(stepStats(g, env, "down").Calls).To(BeEquivalentTo(3))
 	var m *nats.Msg
 	eventually(g, dlq).Should(Receive(&m))
@@ -160,16 +161,16 @@ spec:
   - {name: slow, image: demo, args: ["--mode=transform", "--set=slow=true", "--hold"]}
 `)
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
-	g.Expect(a.code).To(Equal(http.StatusAccepted), "%s", a.body)
-	loc := a.header.Get("Location")
-	g.Expect(loc).To(Equal("/runs/" + a.header.Get(contract.HeaderRunID)))
-	g.Expect(whenGet(t, env.EntryURL+loc[1:]).code).To(Equal(http.StatusAccepted), "still pending")
+	g.Expect(a.Code).To(Equal(http.StatusAccepted), "%s", a.Body)
+	loc := a.Header.Get("Location")
+	g.Expect(loc).To(Equal("/runs/" + a.Header.Get(contract.HeaderRunID)))
+	g.Expect(whenGet(t, env.EntryURL+loc[1:]).Code).To(Equal(http.StatusAccepted), "still pending")
 
 	release(t, env, "slow")
 	eventually(g, func(g Gomega) {
 		r := whenGet(t, env.EntryURL+loc[1:])
-		g.Expect(r.code).To(Equal(http.StatusOK))
-		g.Expect(r.body).To(MatchJSON(`{"id":1,"slow":true}`))
+		g.Expect(r.Code).To(Equal(http.StatusOK))
+		g.Expect(r.Body).To(MatchJSON(`{"id":1,"slow":true}`))
 	}).Should(Succeed())
 }
 
@@ -177,7 +178,7 @@ func TestAsyncRunsAreAnsweredByAnyGatewayReplica(t *testing.T) {
 	g := NewWithT(t)
 	env := givenSample(t, "async-orchestrated")
 	a := whenPostJSON(t, env.EntryURL, `{"id":3}`)
-	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
+	g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
 
 	// A second gateway, sharing nothing with the first but the broker.
 	conn, err := bus.Connect(bus.Options{URL: env.NATSURL, Name: "second gateway"}, testTelemetry(t).Log)
@@ -189,21 +190,21 @@ func TestAsyncRunsAreAnsweredByAnyGatewayReplica(t *testing.T) {
 	srv := httptest.NewServer(gw)
 	t.Cleanup(srv.Close)
 
-	r := whenGet(t, srv.URL+"/runs/"+a.header.Get(contract.HeaderRunID))
-	g.Expect(r.code).To(Equal(http.StatusOK))
-	g.Expect(r.body).To(MatchJSON(a.body))
+	r := whenGet(t, srv.URL+"/runs/"+a.Header.Get(contract.HeaderRunID))
+	g.Expect(r.Code).To(Equal(http.StatusOK))
+	g.Expect(r.Body).To(MatchJSON(a.Body))
 	// And it starts runs of its own, its outcome coming back to its own inbox.
 	b := whenPostJSON(t, srv.URL+"/", `{"id":4}`)
-	g.Expect(b.code).To(Equal(http.StatusOK), "%s", b.body)
-	g.Expect(b.body).To(MatchJSON(`{"id":4,"valid":true,"picked":true,"packed":true,"shipped":true}`))
+	g.Expect(b.Code).To(Equal(http.StatusOK), "%s", b.Body)
+	g.Expect(b.Body).To(MatchJSON(`{"id":4,"valid":true,"picked":true,"packed":true,"shipped":true}`))
 }
 
 func TestAsyncRedeliveryIsNotDuplicatedDownstream(t *testing.T) {
 	g := NewWithT(t)
 	env := givenSample(t, "choreography")
 	a := whenPostJSON(t, env.EntryURL, `{"orderId":"o-9"}`)
-	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-	runID := a.header.Get(contract.HeaderRunID)
+	g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+	runID := a.Header.Get(contract.HeaderRunID)
 
 	// The entry event of the same run again, as a redelivery would bring it:
 	// reserve runs again, but its event is the same message.
@@ -235,14 +236,14 @@ spec:
 `)
 	t.Cleanup(func() { release(t, env, "notify"); release(t, env, "audit") })
 	a := whenPostJSON(t, env.EntryURL, `{"id":5}`)
-	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-	g.Expect(a.body).To(MatchJSON(`{"id":5,"valid":true,"charged":true}`))
+	g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+	g.Expect(a.Body).To(MatchJSON(`{"id":5,"valid":true,"charged":true}`))
 	for _, leaf := range []string{"notify", "audit"} {
 		eventually(g, func() int64 { return stepStats(g, env, leaf).InFlight }).Should(BeEquivalentTo(1), leaf)
 		g.Expect(stepStats(g, env, leaf).LastHeaders).To(And(
-			HaveKeyWithValue("Patchbay-Run-Id", a.header.Get(contract.HeaderRunID)),
+			HaveKeyWithValue("Patchbay-Run-Id", a.Header.Get(contract.HeaderRunID)),
 			HaveKeyWithValue("Ce-Type", "payment.captured"),
-			HaveKeyWithValue("Ce-Id", bus.MsgID(a.header.Get(contract.HeaderRunID), "charge", "cmd", "payment.captured"))),
+			HaveKeyWithValue("Ce-Id", bus.MsgID(a.Header.Get(contract.HeaderRunID), "charge", "cmd", "payment.captured"))),
 			"the leaf gets the event as charge emitted it")
 	}
 }
@@ -250,13 +251,13 @@ spec:
 func TestReadModelServesTheProjectedEvent(t *testing.T) {
 	g := NewWithT(t)
 	env := givenSample(t, "choreography")
-	g.Expect(whenGet(t, env.EntryURL+"query/o-7").code).To(Equal(http.StatusNotFound))
+	g.Expect(whenGet(t, env.EntryURL+"query/o-7").Code).To(Equal(http.StatusNotFound))
 	a := whenPostJSON(t, env.EntryURL, `{"orderId":"o-7","qty":2}`)
-	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
+	g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
 	eventually(g, func(g Gomega) {
 		r := whenGet(t, env.EntryURL+"query/o-7")
-		g.Expect(r.code).To(Equal(http.StatusOK))
-		g.Expect(r.body).To(MatchJSON(`{"orderId":"o-7","qty":2,"reserved":true,"charged":true}`))
+		g.Expect(r.Code).To(Equal(http.StatusOK))
+		g.Expect(r.Body).To(MatchJSON(`{"orderId":"o-7","qty":2,"reserved":true,"charged":true}`))
 	}).Should(Succeed())
 	g.Expect(metric(g, env, `patchbay_read_model_lag_seconds{workflow="orders"}`)).NotTo(BeEmpty())
 }
@@ -265,25 +266,20 @@ func TestGatewayProxiesDualSupportRequestsToSteps(t *testing.T) {
 	g := NewWithT(t)
 	env := givenSample(t, "hybrid")
 	r := whenGet(t, env.EntryURL+"steps/notify/_demo/stats")
-	g.Expect(r.code).To(Equal(http.StatusOK))
-	g.Expect(r.body).To(ContainSubstring(`"name":"notify"`))
-	g.Expect(whenGet(t, env.EntryURL+"steps/nope/x").code).To(Equal(http.StatusNotFound))
+	g.Expect(r.Code).To(Equal(http.StatusOK))
+	g.Expect(r.Body).To(ContainSubstring(`"name":"notify"`))
+	g.Expect(whenGet(t, env.EntryURL+"steps/nope/x").Code).To(Equal(http.StatusNotFound))
 }
 
 // --- helpers of the async tests
 
 func whenGet(t *testing.T, url string) answer {
 	t.Helper()
-	resp, err := client.Get(url)
+	a, err := devtest.Get(url)
 	if err != nil {
-		t.Fatalf("GET %s: %v", url, err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("read answer of GET %s: %v", url, err)
-	}
-	return answer{code: resp.StatusCode, header: resp.Header, body: b}
+	return a
 }
 
 func release(t *testing.T, env *dev.Env, step string) {
@@ -329,15 +325,7 @@ func subjectCount(g Gomega, conn *bus.Conn, env *dev.Env, subject string) uint64
 	return info.State.Subjects[subject]
 }
 
-func testTelemetry(t *testing.T) *telemetry.Telemetry {
-	t.Helper()
-	log, err := telemetry.NewLogger(t.Output(), "text", "info")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tracing, _ := telemetry.NewTracing(context.Background(), "", "test")
-	return telemetry.New(log, tracing)
-}
+func testTelemetry(t *testing.T) *telemetry.Telemetry { return devtest.Telemetry(t) }
 
 // metric is the value of one series on the dev mode's /metrics, "" when absent.
 func metric(g Gomega, env *dev.Env, series string) string {
@@ -371,8 +359,8 @@ spec:
   - {name: busy, image: demo, args: ["--mode=echo", "--fail-first=1", "--fail-status=503", "--retry-after=40s"]}
 `)
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
-	g.Expect(a.code).To(Equal(http.StatusServiceUnavailable), "%s", a.body)
-	e := a.runError(g)
+	g.Expect(a.Code).To(Equal(http.StatusServiceUnavailable), "%s", a.Body)
+	e := a.RunError(g)
 	g.Expect(e.Step).To(Equal("busy"))
 	g.Expect(e.Status).To(Equal(http.StatusServiceUnavailable))
 	g.Expect(e.Attempts).To(Equal(1))
@@ -397,18 +385,15 @@ spec:
 		g.Expect(err).NotTo(HaveOccurred())
 		req.Header.Set("Content-Type", "application/json")
 		req.Header.Set("Idempotency-Key", "order-9-attempt")
-		resp, err := client.Do(req)
+		a, err := devtest.Do(req)
 		g.Expect(err).NotTo(HaveOccurred())
-		defer resp.Body.Close()
-		b, err := io.ReadAll(resp.Body)
-		g.Expect(err).NotTo(HaveOccurred())
-		return answer{code: resp.StatusCode, header: resp.Header, body: b}
+		return a
 	}
 	a, b := send(), send()
-	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-	g.Expect(b.code).To(Equal(http.StatusOK), "%s", b.body)
-	g.Expect(b.body).To(MatchJSON(a.body))
-	g.Expect(b.header.Get(contract.HeaderRunID)).To(Equal(a.header.Get(contract.HeaderRunID)))
+	g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+	g.Expect(b.Code).To(Equal(http.StatusOK), "%s", b.Body)
+	g.Expect(b.Body).To(MatchJSON(a.Body))
+	g.Expect(b.Header.Get(contract.HeaderRunID)).To(Equal(a.Header.Get(contract.HeaderRunID)))
 	g.Expect(stepStats(g, env, "first").Calls).To(BeEquivalentTo(1))
 	g.Expect(stepStats(g, env, "second").Calls).To(BeEquivalentTo(1))
 }
@@ -432,8 +417,8 @@ spec:
 `)
 	dlq := subscribe(t, env, env.Plan.Stream.DeadLetter)
 	a := whenPostJSON(t, env.EntryURL, `{"id":3}`)
-	g.Expect(a.code).To(Equal(http.StatusGatewayTimeout), "%s", a.body)
-	g.Expect(a.runError(g).Message).To(And(ContainSubstring("deadline"), ContainSubstring("event done")))
+	g.Expect(a.Code).To(Equal(http.StatusGatewayTimeout), "%s", a.Body)
+	g.Expect(a.RunError(g).Message).To(And(ContainSubstring("deadline"), ContainSubstring("event done")))
 	var m *nats.Msg
 	eventually(g, dlq).Should(Receive(&m))
 	dl := bus.ParseDeadLetter("", "", m.Header, m.Data)

@@ -48,8 +48,8 @@ func TestDeadLettersAreKeptListedAndReplayed(t *testing.T) {
 			base := strings.TrimSuffix(env.EntryURL, "/")
 
 			a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
-			g.Expect(a.code).To(Equal(http.StatusBadRequest), "%s", a.body)
-			runID := a.header.Get(contract.HeaderRunID)
+			g.Expect(a.Code).To(Equal(http.StatusBadRequest), "%s", a.Body)
+			runID := a.Header.Get(contract.HeaderRunID)
 
 			var page deadLetterPage
 			eventually(g, func(g Gomega) {
@@ -76,12 +76,12 @@ func TestDeadLettersAreKeptListedAndReplayed(t *testing.T) {
 			g.Expect(s.CachedInfo().Config.MaxAge).To(Equal(want))
 
 			r := whenPost(t, base+"/deadletters/"+dl.ID+"/replay", "application/json", nil)
-			g.Expect(r.code).To(Equal(http.StatusAccepted), "%s", r.body)
-			g.Expect(r.header.Get("Location")).To(Equal("/runs/" + runID))
+			g.Expect(r.Code).To(Equal(http.StatusAccepted), "%s", r.Body)
+			g.Expect(r.Header.Get("Location")).To(Equal("/runs/" + runID))
 			eventually(g, func(g Gomega) {
 				got := whenGet(t, base+"/runs/"+runID)
-				g.Expect(got.code).To(Equal(http.StatusOK), "%s", got.body)
-				g.Expect(got.body).To(MatchJSON(tc.want))
+				g.Expect(got.Code).To(Equal(http.StatusOK), "%s", got.Body)
+				g.Expect(got.Body).To(MatchJSON(tc.want))
 			}).Should(Succeed())
 			g.Expect(stepStats(g, env, "picky").Calls).To(BeEquivalentTo(2))
 			g.Expect(stepStats(g, env, "first").Calls).To(BeEquivalentTo(1), "only the dead letter's step runs again")
@@ -96,7 +96,7 @@ func TestDeadLettersAreKeptListedAndReplayed(t *testing.T) {
 
 			// A finished run's dead letter is not replayed twice.
 			again := whenPost(t, base+"/deadletters/"+dl.ID+"/replay", "application/json", nil)
-			g.Expect(again.code).To(Equal(http.StatusConflict), "%s", again.body)
+			g.Expect(again.Code).To(Equal(http.StatusConflict), "%s", again.Body)
 		})
 	}
 }
@@ -108,17 +108,17 @@ func TestDeadLetterIDsAreChecked(t *testing.T) {
 	base := strings.TrimSuffix(env.EntryURL, "/")
 	for _, id := range []string{"abc", "0", "007", strings.Repeat("9", 4100)} {
 		a := whenGet(t, base+"/deadletters/"+id)
-		g.Expect(a.code).To(Equal(http.StatusBadRequest), "%s: %s", id, a.body)
+		g.Expect(a.Code).To(Equal(http.StatusBadRequest), "%s: %s", id, a.Body)
 		var e contract.Error
-		g.Expect(json.Unmarshal(a.body, &e)).To(Succeed())
+		g.Expect(json.Unmarshal(a.Body, &e)).To(Succeed())
 		g.Expect(e.Message).To(ContainSubstring("dead letter id"))
-		g.Expect(whenPost(t, base+"/deadletters/"+id+"/replay", "application/json", nil).code).To(Equal(http.StatusBadRequest))
+		g.Expect(whenPost(t, base+"/deadletters/"+id+"/replay", "application/json", nil).Code).To(Equal(http.StatusBadRequest))
 	}
-	g.Expect(whenGet(t, base+"/deadletters/12345").code).To(Equal(http.StatusNotFound))
-	g.Expect(whenGet(t, base+"/deadletters?after=x").code).To(Equal(http.StatusBadRequest))
-	g.Expect(whenGet(t, base+"/deadletters?limit=0").code).To(Equal(http.StatusBadRequest))
+	g.Expect(whenGet(t, base+"/deadletters/12345").Code).To(Equal(http.StatusNotFound))
+	g.Expect(whenGet(t, base+"/deadletters?after=x").Code).To(Equal(http.StatusBadRequest))
+	g.Expect(whenGet(t, base+"/deadletters?limit=0").Code).To(Equal(http.StatusBadRequest))
 	// The gateway still reaches its broker.
-	g.Expect(whenPostJSON(t, env.EntryURL, `{"id":1}`).code).To(Equal(http.StatusOK))
+	g.Expect(whenPostJSON(t, env.EntryURL, `{"id":1}`).Code).To(Equal(http.StatusOK))
 }
 
 // patchbay-runtime dlq lists, shows and replays dead letters over the broker,
@@ -145,8 +145,8 @@ spec:
 	}
 
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
-	g.Expect(a.code).To(Equal(http.StatusUnprocessableEntity), "%s", a.body)
-	runID := a.header.Get(contract.HeaderRunID)
+	g.Expect(a.Code).To(Equal(http.StatusUnprocessableEntity), "%s", a.Body)
+	runID := a.Header.Get(contract.HeaderRunID)
 
 	var list []bus.DeadLetter
 	eventually(g, func(g Gomega) {
@@ -172,7 +172,7 @@ spec:
 	g.Expect(out).To(ContainSubstring(runID))
 	eventually(g, func(g Gomega) {
 		got := whenGet(t, strings.TrimSuffix(env.EntryURL, "/")+"/runs/"+runID)
-		g.Expect(got.code).To(Equal(http.StatusOK), "%s", got.body)
-		g.Expect(got.body).To(MatchJSON(`{"id":1,"picky":true}`))
+		g.Expect(got.Code).To(Equal(http.StatusOK), "%s", got.Body)
+		g.Expect(got.Body).To(MatchJSON(`{"id":1,"picky":true}`))
 	}).Should(Succeed())
 }

@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
+	"github.com/patchbay-dev/patchbay/internal/runtime/dev/devtest"
 )
 
 // Failure injection (retries, 4xx, timeouts, breaker, bulkhead, bad input)
@@ -22,10 +23,10 @@ func TestSamplesAnswerEndToEnd(t *testing.T) {
 			g := NewWithT(t)
 			env := givenSample(t, style)
 			a := whenPostJSON(t, env.EntryURL, `{"id":7}`)
-			g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-			g.Expect(a.body).To(MatchJSON(want))
-			g.Expect(a.header.Get("Content-Type")).To(Equal("application/json"))
-			g.Expect(a.header.Get(contract.HeaderRunID)).NotTo(BeEmpty())
+			g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+			g.Expect(a.Body).To(MatchJSON(want))
+			g.Expect(a.Header.Get("Content-Type")).To(Equal("application/json"))
+			g.Expect(a.Header.Get(contract.HeaderRunID)).NotTo(BeEmpty())
 		})
 	}
 }
@@ -34,12 +35,12 @@ func TestStepsReceiveTheStepContractHeaders(t *testing.T) {
 	for _, style := range syncStyles {
 		t.Run(style, func(t *testing.T) {
 			g := NewWithT(t)
-			env := givenWorkflow(t, workflowYAML(style, "",
-				stepSpec{name: "first", args: []string{"--mode=echo"}},
-				stepSpec{name: "second", args: []string{"--mode=echo"}, dependsOn: []string{"first"}}))
+			env := givenWorkflow(t, devtest.WorkflowYAML(style, "",
+				stepSpec{Name: "first", Args: []string{"--mode=echo"}},
+				stepSpec{Name: "second", Args: []string{"--mode=echo"}, DependsOn: []string{"first"}}))
 			a := whenPost(t, env.EntryURL+"", "application/json", []byte(`{"x":1}`))
-			g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-			runID := a.header.Get(contract.HeaderRunID)
+			g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+			runID := a.Header.Get(contract.HeaderRunID)
 			for _, step := range []string{"first", "second"} {
 				h := stepStats(g, env, step).LastHeaders
 				g.Expect(h).To(HaveKeyWithValue("Ce-Specversion", "1.0"))
@@ -64,29 +65,29 @@ func TestParallelStepsAreInFlightTogether(t *testing.T) {
 	t.Run("sync-orchestrated diamond", func(t *testing.T) {
 		g := NewWithT(t)
 		barrier := "--barrier=" + barrierURL(t, "diamond", 2)
-		env := givenWorkflow(t, workflowYAML("sync-orchestrated", "",
-			stepSpec{name: "validate", args: []string{"--mode=transform", "--set=valid=true"}},
-			stepSpec{name: "charge", args: []string{"--mode=transform", "--set=charged=true", barrier}, dependsOn: []string{"validate"}},
-			stepSpec{name: "reserve", args: []string{"--mode=transform", "--set=reserved=true", barrier}, dependsOn: []string{"validate"}},
-			stepSpec{name: "confirm", args: []string{"--mode=transform", "--set=confirmed=true"}, dependsOn: []string{"charge", "reserve"}}))
+		env := givenWorkflow(t, devtest.WorkflowYAML("sync-orchestrated", "",
+			stepSpec{Name: "validate", Args: []string{"--mode=transform", "--set=valid=true"}},
+			stepSpec{Name: "charge", Args: []string{"--mode=transform", "--set=charged=true", barrier}, DependsOn: []string{"validate"}},
+			stepSpec{Name: "reserve", Args: []string{"--mode=transform", "--set=reserved=true", barrier}, DependsOn: []string{"validate"}},
+			stepSpec{Name: "confirm", Args: []string{"--mode=transform", "--set=confirmed=true"}, DependsOn: []string{"charge", "reserve"}}))
 		a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
-		g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-		g.Expect(a.body).To(MatchJSON(`{"charge":{"id":1,"valid":true,"charged":true},"reserve":{"id":1,"valid":true,"reserved":true},"confirmed":true}`))
+		g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+		g.Expect(a.Body).To(MatchJSON(`{"charge":{"id":1,"valid":true,"charged":true},"reserve":{"id":1,"valid":true,"reserved":true},"confirmed":true}`))
 		g.Expect(stepStats(g, env, "charge").BarrierMet).To(BeEquivalentTo(1))
 		g.Expect(stepStats(g, env, "reserve").BarrierMet).To(BeEquivalentTo(1))
 	})
 	t.Run("sync-chain fan-out", func(t *testing.T) {
 		g := NewWithT(t)
 		barrier := "--barrier=" + barrierURL(t, "fanout", 2)
-		env := givenWorkflow(t, workflowYAML("sync-chain", "",
-			stepSpec{name: "root", args: []string{"--mode=transform", "--set=root=true"}},
-			stepSpec{name: "left", args: []string{"--mode=transform", "--set=left=true", barrier}, dependsOn: []string{"root"}},
-			stepSpec{name: "right", args: []string{"--mode=transform", "--set=right=true", barrier}, dependsOn: []string{"root"}},
-			stepSpec{name: "after-right", args: []string{"--mode=transform", "--set=last=true"}, dependsOn: []string{"right"}}))
+		env := givenWorkflow(t, devtest.WorkflowYAML("sync-chain", "",
+			stepSpec{Name: "root", Args: []string{"--mode=transform", "--set=root=true"}},
+			stepSpec{Name: "left", Args: []string{"--mode=transform", "--set=left=true", barrier}, DependsOn: []string{"root"}},
+			stepSpec{Name: "right", Args: []string{"--mode=transform", "--set=right=true", barrier}, DependsOn: []string{"root"}},
+			stepSpec{Name: "after-right", Args: []string{"--mode=transform", "--set=last=true"}, DependsOn: []string{"right"}}))
 		a := whenPostJSON(t, env.EntryURL, `{}`)
-		g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
+		g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
 		// The result is an object of the sinks: left, and after-right behind right.
-		g.Expect(a.body).To(MatchJSON(`{"left":{"root":true,"left":true},"after-right":{"root":true,"right":true,"last":true}}`))
+		g.Expect(a.Body).To(MatchJSON(`{"left":{"root":true,"left":true},"after-right":{"root":true,"right":true,"last":true}}`))
 		g.Expect(stepStats(g, env, "left").BarrierMet).To(BeEquivalentTo(1))
 		g.Expect(stepStats(g, env, "right").BarrierMet).To(BeEquivalentTo(1))
 	})
@@ -95,7 +96,7 @@ func TestParallelStepsAreInFlightTogether(t *testing.T) {
 func TestAdminEndpoints(t *testing.T) {
 	g := NewWithT(t)
 	env := givenSample(t, "sync-orchestrated")
-	g.Expect(whenPostJSON(t, env.EntryURL, `{}`).code).To(Equal(http.StatusOK))
+	g.Expect(whenPostJSON(t, env.EntryURL, `{}`).Code).To(Equal(http.StatusOK))
 	for path, want := range map[string]string{
 		"healthz":        "ok",
 		"readyz":         "ok",

@@ -14,6 +14,7 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
+	"github.com/patchbay-dev/patchbay/internal/runtime/dev/devtest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/gateway"
 )
 
@@ -39,9 +40,9 @@ func TestAStepEmitsTheEventItChoosesAndOnlyItsSubscribersReact(t *testing.T) {
 	paySource := contract.SourceOf(env.Plan.Namespace, env.Plan.Workflow, "pay")
 
 	a := whenPostJSON(t, env.EntryURL, `{"id":1,"card":"declined"}`)
-	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-	g.Expect(a.body).To(MatchJSON(`{"id":1,"card":"declined","refunded":true}`), "refund reacted to payment.failed")
-	runID := a.header.Get(contract.HeaderRunID)
+	g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+	g.Expect(a.Body).To(MatchJSON(`{"id":1,"card":"declined","refunded":true}`), "refund reacted to payment.failed")
+	runID := a.Header.Get(contract.HeaderRunID)
 	eventually(g, func() int64 { return stepStats(g, env, "notify").Calls }).Should(BeEquivalentTo(1))
 	g.Expect(stepStats(g, env, "notify").LastHeaders).To(And(
 		HaveKeyWithValue("Ce-Type", "payment.failed"),
@@ -54,8 +55,8 @@ func TestAStepEmitsTheEventItChoosesAndOnlyItsSubscribersReact(t *testing.T) {
 		HaveKeyWithValue("Ce-Source", contract.SourceOf(env.Plan.Namespace, env.Plan.Workflow, "gateway"))))
 
 	a = whenPostJSON(t, env.EntryURL, `{"id":2,"card":"ok"}`)
-	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-	g.Expect(a.body).To(MatchJSON(`{"id":2,"card":"ok","paid":true,"shipped":true}`))
+	g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+	g.Expect(a.Body).To(MatchJSON(`{"id":2,"card":"ok","paid":true,"shipped":true}`))
 	eventually(g, func() int64 { return stepStats(g, env, "notify").Calls }).Should(BeEquivalentTo(2))
 	g.Expect(stepStats(g, env, "notify").LastHeaders).To(HaveKeyWithValue("Ce-Type", "payment.captured"))
 
@@ -71,8 +72,8 @@ func TestHybridStepsChooseTheirEventToo(t *testing.T) {
 	g := NewWithT(t)
 	env := givenSample(t, "hybrid")
 	a := whenPostJSON(t, env.EntryURL, `{"id":3,"card":"declined"}`)
-	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-	g.Expect(a.body).To(MatchJSON(`{"charge":{"id":3,"card":"declined","valid":true},"reserve":{"id":3,"card":"declined","valid":true,"reserved":true}}`))
+	g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+	g.Expect(a.Body).To(MatchJSON(`{"charge":{"id":3,"card":"declined","valid":true},"reserve":{"id":3,"card":"declined","valid":true,"reserved":true}}`))
 	eventually(g, func() int64 { return stepStats(g, env, "notify").Calls }).Should(BeEquivalentTo(1))
 	g.Expect(stepStats(g, env, "notify").LastHeaders).To(And(
 		HaveKeyWithValue("Ce-Type", "payment.failed"),
@@ -100,8 +101,8 @@ spec:
 `)
 			dlq := subscribe(t, env, env.Plan.Stream.DeadLetter)
 			a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
-			g.Expect(a.code).To(Equal(http.StatusBadGateway), "%s", a.body)
-			e := a.runError(g)
+			g.Expect(a.Code).To(Equal(http.StatusBadGateway), "%s", a.Body)
+			e := a.RunError(g)
 			g.Expect(e.Step).To(Equal("pick"))
 			g.Expect(e.Message).To(ContainSubstring(tc.want))
 
@@ -132,7 +133,7 @@ spec:
   - {name: after, image: demo, args: ["--mode=echo"], subscribes: [done]}
 `)
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
-	g.Expect(a.code).To(Equal(http.StatusAccepted), "%s", a.body)
+	g.Expect(a.Code).To(Equal(http.StatusAccepted), "%s", a.Body)
 	conn := connect(t, env)
 	// The sidecar publishes what a message makes before it acknowledges it:
 	// once the message is acknowledged, whatever it emitted is in the stream.
@@ -194,13 +195,13 @@ func TestReadModelMergesTheEventsOfAKey(t *testing.T) {
 
 			eventually(g, func(g Gomega) {
 				r := whenGet(t, env.EntryURL+"query/x9")
-				g.Expect(r.code).To(Equal(http.StatusOK), "%s", r.body)
+				g.Expect(r.Code).To(Equal(http.StatusOK), "%s", r.Body)
 			}).Should(Succeed())
 			r := whenGet(t, env.EntryURL+"query/k1")
-			g.Expect(r.code).To(Equal(http.StatusOK), "%s", r.body)
-			g.Expect(r.body).To(MatchJSON(want))
-			g.Expect(r.header.Get(gateway.HeaderRevision)).To(Equal("3"), "three events wrote k1, one revision each")
-			at, err := time.Parse(time.RFC3339Nano, r.header.Get(gateway.HeaderProjectedAt))
+			g.Expect(r.Code).To(Equal(http.StatusOK), "%s", r.Body)
+			g.Expect(r.Body).To(MatchJSON(want))
+			g.Expect(r.Header.Get(gateway.HeaderRevision)).To(Equal("3"), "three events wrote k1, one revision each")
+			at, err := time.Parse(time.RFC3339Nano, r.Header.Get(gateway.HeaderProjectedAt))
 			g.Expect(err).NotTo(HaveOccurred())
 			g.Expect(at).NotTo(BeZero())
 
@@ -249,8 +250,8 @@ func TestReadModelListRefusesBadParameters(t *testing.T) {
 		t.Run(query[:min(len(query), 20)], func(t *testing.T) {
 			g := NewWithT(t)
 			a := whenGet(t, env.EntryURL+"query?"+query)
-			g.Expect(a.code).To(Equal(http.StatusBadRequest), "%.300s", a.body)
-			g.Expect(a.runError(g).Message).To(ContainSubstring(field))
+			g.Expect(a.Code).To(Equal(http.StatusBadRequest), "%.300s", a.Body)
+			g.Expect(a.RunError(g).Message).To(ContainSubstring(field))
 		})
 	}
 }
@@ -269,17 +270,17 @@ func TestSyncOrchestratorRunsEachStepOnceItsOwnDependenciesAnswered(t *testing.T
 	g := NewWithT(t)
 	// Levels: a | fast, slow | fast2 | join. Run level by level, fast2 would
 	// wait for slow although it needs only fast.
-	env := givenWorkflow(t, workflowYAML("sync-orchestrated", "{timeout: 30s}",
-		stepSpec{name: "a", args: []string{"--mode=transform", "--set=a=true"}},
-		stepSpec{name: "slow", args: []string{"--mode=transform", "--set=slow=true", "--latency=2s"}, dependsOn: []string{"a"}},
-		stepSpec{name: "fast", args: []string{"--mode=transform", "--set=fast=true"}, dependsOn: []string{"a"}},
-		stepSpec{name: "fast2", args: []string{"--mode=transform", "--set=fast2=true", "--latency=1s"}, dependsOn: []string{"fast"}},
-		stepSpec{name: "join", args: []string{"--mode=echo"}, dependsOn: []string{"slow", "fast2"}},
+	env := givenWorkflow(t, devtest.WorkflowYAML("sync-orchestrated", "{timeout: 30s}",
+		stepSpec{Name: "a", Args: []string{"--mode=transform", "--set=a=true"}},
+		stepSpec{Name: "slow", Args: []string{"--mode=transform", "--set=slow=true", "--latency=2s"}, DependsOn: []string{"a"}},
+		stepSpec{Name: "fast", Args: []string{"--mode=transform", "--set=fast=true"}, DependsOn: []string{"a"}},
+		stepSpec{Name: "fast2", Args: []string{"--mode=transform", "--set=fast2=true", "--latency=1s"}, DependsOn: []string{"fast"}},
+		stepSpec{Name: "join", Args: []string{"--mode=echo"}, DependsOn: []string{"slow", "fast2"}},
 	))
 	g.Expect(env.Plan.Levels).To(Equal([][]string{{"a"}, {"fast", "slow"}, {"fast2"}, {"join"}}))
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
-	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
-	g.Expect(a.body).To(MatchJSON(`{"slow":{"id":1,"a":true,"slow":true},"fast2":{"id":1,"a":true,"fast":true,"fast2":true}}`))
+	g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+	g.Expect(a.Body).To(MatchJSON(`{"slow":{"id":1,"a":true,"slow":true},"fast2":{"id":1,"a":true,"fast":true,"fast2":true}}`))
 
 	at := map[string]*demostep.Timing{}
 	for _, s := range []string{"a", "slow", "fast", "fast2", "join"} {
@@ -305,19 +306,19 @@ func TestSyncOrchestratorCancelsTheCallsInFlightOnAFailure(t *testing.T) {
 	// held answers only when released or canceled; bad refuses at once.
 	// The run's deadline (entry.timeout) and held's attempt timeout are
 	// longer than the test client waits for an answer.
-	yaml := strings.Replace(workflowYAML("sync-orchestrated", "{timeout: 10m, retry: {attempts: 1}}",
-		stepSpec{name: "a", args: []string{"--mode=echo"}},
-		stepSpec{name: "held", args: []string{"--mode=echo", "--hold"}, dependsOn: []string{"a"}},
-		stepSpec{name: "bad", args: []string{"--mode=echo", "--fail-first=100", "--fail-status=400"}, dependsOn: []string{"a"}},
-		stepSpec{name: "after", args: []string{"--mode=echo"}, dependsOn: []string{"held"}},
+	yaml := strings.Replace(devtest.WorkflowYAML("sync-orchestrated", "{timeout: 10m, retry: {attempts: 1}}",
+		stepSpec{Name: "a", Args: []string{"--mode=echo"}},
+		stepSpec{Name: "held", Args: []string{"--mode=echo", "--hold"}, DependsOn: []string{"a"}},
+		stepSpec{Name: "bad", Args: []string{"--mode=echo", "--fail-first=100", "--fail-status=400"}, DependsOn: []string{"a"}},
+		stepSpec{Name: "after", Args: []string{"--mode=echo"}, DependsOn: []string{"held"}},
 	), "  steps:\n", "  entry: {timeout: 10m}\n  steps:\n", 1)
 	env := givenWorkflow(t, yaml)
 	t.Cleanup(func() { release(t, env, "held") })
 	g.Expect(env.Plan.Entry.Timeout.Duration).To(Equal(10 * time.Minute))
 	// The run answers although held is never released: its call was canceled.
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
-	g.Expect(a.code).To(Equal(http.StatusBadRequest), "%s", a.body)
-	g.Expect(a.runError(g).Step).To(Equal("bad"))
+	g.Expect(a.Code).To(Equal(http.StatusBadRequest), "%s", a.Body)
+	g.Expect(a.RunError(g).Step).To(Equal("bad"))
 	eventually(g, func() int64 { return stepStats(g, env, "held").InFlight }).Should(BeZero())
 	g.Expect(stepStats(g, env, "held").Calls).To(BeEquivalentTo(1))
 	g.Expect(stepStats(g, env, "after").Calls).To(BeZero(), "a step whose dependency was canceled never starts")

@@ -1,25 +1,20 @@
 package dev_test
 
 import (
-	"bytes"
-	"context"
-	"encoding/json"
 	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"testing"
 	"time"
 
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/demostep"
-	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
+	"github.com/patchbay-dev/patchbay/internal/runtime/dev/devtest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
-	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
 // The helpers read as Given (a running data plane), When (a request), Expect
@@ -27,40 +22,8 @@ import (
 
 var syncStyles = []string{"sync-chain", "sync-orchestrated"}
 
-// stepSpec is one step of a test Workflow; its app is an in-process demo-step.
-type stepSpec struct {
-	name       string
-	args       []string
-	dependsOn  []string
-	resilience string // inline YAML, such as {timeout: 100ms}
-}
-
-// workflowYAML renders a Workflow of style with a workflow-wide resilience.
-func workflowYAML(style, resilience string, steps ...stepSpec) string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: patchbay.dev/v1alpha1\nkind: Workflow\nmetadata: {name: test}\nspec:\n  style: %s\n", style)
-	if resilience != "" {
-		fmt.Fprintf(&b, "  resilience: %s\n", resilience)
-	}
-	b.WriteString("  steps:\n")
-	for _, s := range steps {
-		fmt.Fprintf(&b, "  - name: %s\n    image: ghcr.io/patchbay-dev/demo-step:0.1.0\n", s.name)
-		if len(s.args) > 0 {
-			quoted := make([]string, len(s.args))
-			for i, a := range s.args {
-				quoted[i] = fmt.Sprintf("%q", a)
-			}
-			fmt.Fprintf(&b, "    args: [%s]\n", strings.Join(quoted, ", "))
-		}
-		if len(s.dependsOn) > 0 {
-			fmt.Fprintf(&b, "    dependsOn: [%s]\n", strings.Join(s.dependsOn, ", "))
-		}
-		if s.resilience != "" {
-			fmt.Fprintf(&b, "    resilience: %s\n", s.resilience)
-		}
-	}
-	return b.String()
-}
+// stepSpec is one step of a test Workflow.
+type stepSpec = devtest.Step
 
 // givenWorkflow runs the Workflow's data plane until the test ends.
 func givenWorkflow(t *testing.T, yaml string, steps ...string) *dev.Env {
@@ -79,55 +42,21 @@ func givenSample(t *testing.T, style string) *dev.Env {
 
 func givenFile(t *testing.T, file string, steps ...string) *dev.Env {
 	t.Helper()
-	log, err := telemetry.NewLogger(t.Output(), "text", "info")
-	if err != nil {
-		t.Fatal(err)
-	}
-	tracing, _ := telemetry.NewTracing(context.Background(), "", "test")
-	env, err := dev.Start(context.Background(), dev.Options{
-		File: file, Steps: steps, Addr: "127.0.0.1:0", AdminAddr: "127.0.0.1:0",
-		Stderr: t.Output(), Telemetry: telemetry.New(log, tracing),
-		Serve: serve.Options{DrainTimeout: 5 * time.Second},
-	})
-	if err != nil {
-		t.Fatalf("start dev data plane: %v", err)
-	}
-	t.Cleanup(func() {
-		if err := env.Stop(); err != nil {
-			t.Errorf("stop dev data plane: %v", err)
-		}
-	})
-	return env
+	return devtest.Start(t, dev.Options{File: file, Steps: steps})
 }
 
 // answer is what a caller got.
-type answer struct {
-	code   int
-	header http.Header
-	body   []byte
-}
+type answer = devtest.Answer
 
-// runError decodes the JSON error of a failed run.
-func (a answer) runError(g Gomega) contract.Error {
-	var e contract.Error
-	g.Expect(json.Unmarshal(a.body, &e)).To(Succeed(), "a failed run answers JSON: %s", a.body)
-	return e
-}
-
-var client = &http.Client{Timeout: time.Minute}
+var client = devtest.Client
 
 func whenPost(t *testing.T, url, contentType string, body []byte) answer {
 	t.Helper()
-	resp, err := client.Post(url, contentType, bytes.NewReader(body))
+	a, err := devtest.Post(url, contentType, body)
 	if err != nil {
-		t.Fatalf("POST %s: %v", url, err)
+		t.Fatal(err)
 	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
-	if err != nil {
-		t.Fatalf("read answer of POST %s: %v", url, err)
-	}
-	return answer{code: resp.StatusCode, header: resp.Header, body: b}
+	return a
 }
 
 func whenPostJSON(t *testing.T, url, body string) answer {
@@ -135,13 +64,7 @@ func whenPostJSON(t *testing.T, url, body string) answer {
 	return whenPost(t, url, "application/json", []byte(body))
 }
 
-func getJSON(g Gomega, url string, into any) {
-	resp, err := client.Get(url)
-	g.Expect(err).NotTo(HaveOccurred())
-	defer resp.Body.Close()
-	g.Expect(resp.StatusCode).To(Equal(http.StatusOK), "GET %s", url)
-	g.Expect(json.NewDecoder(resp.Body).Decode(into)).To(Succeed())
-}
+func getJSON(g Gomega, url string, into any) { devtest.GetJSON(g, url, into) }
 
 // stepStats is what the step's own demo-step observed.
 func stepStats(g Gomega, env *dev.Env, step string) demostep.Stats {

@@ -3,7 +3,6 @@ package dev_test
 import (
 	"context"
 	"encoding/json"
-	"io"
 	"net/http"
 	"path/filepath"
 	"strings"
@@ -15,6 +14,7 @@ import (
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
+	"github.com/patchbay-dev/patchbay/internal/runtime/dev/devtest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
 )
 
@@ -81,7 +81,7 @@ func TestBadReadModelKeysAreRefusedAndTheGatewayKeepsItsBroker(t *testing.T) {
 	}
 	// Keys outside the KV charset are stored encoded, as before.
 	g := NewWithT(t)
-	g.Expect(whenGet(t, env.EntryURL+"query/with%20space").code).To(Equal(http.StatusNotFound))
+	g.Expect(whenGet(t, env.EntryURL+"query/with%20space").Code).To(Equal(http.StatusNotFound))
 }
 
 func TestAProjectedEventWithABadKeyIsSkippedNotRetried(t *testing.T) {
@@ -104,11 +104,11 @@ func TestAProjectedEventWithABadKeyIsSkippedNotRetried(t *testing.T) {
 	// retried for ever would hold back every later one), and the gateway
 	// kept its broker.
 	a := whenPostJSON(t, env.EntryURL, `{"orderId":"o-after","qty":1}`)
-	g.Expect(a.code).To(Equal(http.StatusOK), "%s", a.body)
+	g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
 	eventually(g, func(g Gomega) {
 		r := whenGet(t, env.EntryURL+"query/o-after")
-		g.Expect(r.code).To(Equal(http.StatusOK), "%s", r.body)
-		g.Expect(r.body).To(MatchJSON(`{"orderId":"o-after","qty":1,"reserved":true,"charged":true}`))
+		g.Expect(r.Code).To(Equal(http.StatusOK), "%s", r.Body)
+		g.Expect(r.Body).To(MatchJSON(`{"orderId":"o-after","qty":1,"reserved":true,"charged":true}`))
 	}).Should(Succeed())
 	info, err := conn.JS.Consumer(context.Background(), env.Plan.Stream.Name, env.Plan.ReadModel.Durable)
 	g.Expect(err).NotTo(HaveOccurred())
@@ -119,21 +119,21 @@ func TestAProjectedEventWithABadKeyIsSkippedNotRetried(t *testing.T) {
 
 // expectKeyRefused: a 400 that names the field and the rule.
 func expectKeyRefused(g Gomega, a answer, field, maxLen string) {
-	g.ExpectWithOffset(1, a.code).To(Equal(http.StatusBadRequest), "%.300s", a.body)
+	g.ExpectWithOffset(1, a.Code).To(Equal(http.StatusBadRequest), "%.300s", a.Body)
 	var e contract.Error
-	g.ExpectWithOffset(1, json.Unmarshal(a.body, &e)).To(Succeed(), "%.300s", a.body)
+	g.ExpectWithOffset(1, json.Unmarshal(a.Body, &e)).To(Succeed(), "%.300s", a.Body)
 	g.ExpectWithOffset(1, e.Message).To(And(ContainSubstring(field), ContainSubstring(maxLen), ContainSubstring("characters")))
-	g.ExpectWithOffset(1, len(a.body)).To(BeNumerically("<", 1024), "the answer does not echo a long key")
+	g.ExpectWithOffset(1, len(a.Body)).To(BeNumerically("<", 1024), "the answer does not echo a long key")
 }
 
 // expectRunsStillComplete: the gateway's broker connection survived.
 func expectRunsStillComplete(t *testing.T, g Gomega, env *dev.Env, want string) {
 	t.Helper()
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
-	g.ExpectWithOffset(1, a.code).To(Equal(http.StatusOK), "%s", a.body)
-	g.ExpectWithOffset(1, a.body).To(MatchJSON(want))
+	g.ExpectWithOffset(1, a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+	g.ExpectWithOffset(1, a.Body).To(MatchJSON(want))
 	r := whenGet(t, env.AdminURL+"readyz")
-	g.ExpectWithOffset(1, r.code).To(Equal(http.StatusOK), "%s", r.body)
+	g.ExpectWithOffset(1, r.Code).To(Equal(http.StatusOK), "%s", r.Body)
 }
 
 func whenPostWithHeader(t *testing.T, url, body, key, value string) answer {
@@ -144,16 +144,11 @@ func whenPostWithHeader(t *testing.T, url, body, key, value string) answer {
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header[key] = []string{value}
-	resp, err := client.Do(req)
-	if err != nil {
-		t.Fatalf("POST %s: %v", url, err)
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(resp.Body)
+	a, err := devtest.Do(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	return answer{code: resp.StatusCode, header: resp.Header, body: b}
+	return a
 }
 
 // As a role exits for Kubernetes to restart it, the dev data plane stops
@@ -170,7 +165,7 @@ func TestDevStopsWhenABrokerLinkFailsForGood(t *testing.T) {
 	})
 	g.Expect(err).NotTo(HaveOccurred())
 	t.Cleanup(func() { _ = env.Stop() })
-	g.Expect(whenGet(t, env.AdminURL+"readyz").code).To(Equal(http.StatusOK))
+	g.Expect(whenGet(t, env.AdminURL+"readyz").Code).To(Equal(http.StatusOK))
 
 	conn := connect(t, env)
 	g.Expect(conn.JS.DeleteConsumer(context.Background(), env.Plan.Stream.Name, env.Plan.ReadModel.Durable)).To(Succeed())

@@ -30,8 +30,8 @@ spec:
 `)
 	dlq := subscribe(t, env, env.Plan.Stream.DeadLetter)
 	a := whenPostJSON(t, env.EntryURL, jsonOf(3584<<10))
-	g.Expect(a.code).To(Equal(http.StatusBadRequest), "%.300s", a.body)
-	g.Expect(a.runError(g).Step).To(Equal("picky"))
+	g.Expect(a.Code).To(Equal(http.StatusBadRequest), "%.300s", a.Body)
+	g.Expect(a.RunError(g).Step).To(Equal("picky"))
 	eventually(g, dlq).Should(Receive())
 }
 
@@ -53,8 +53,8 @@ spec:
   - {name: join, image: demo, args: ["--mode=echo"], dependsOn: [left, right]}
 `)
 	a := whenPostJSON(t, env.EntryURL, jsonOf(2560<<10))
-	g.Expect(a.code).To(Equal(http.StatusRequestEntityTooLarge), "%.300s", a.body)
-	e := a.runError(g)
+	g.Expect(a.Code).To(Equal(http.StatusRequestEntityTooLarge), "%.300s", a.Body)
+	e := a.RunError(g)
 	g.Expect(e.Message).To(And(ContainSubstring("left"), ContainSubstring("right"), ContainSubstring("join")))
 	g.Expect(stepStats(g, env, "join").Calls).To(BeZero())
 }
@@ -75,8 +75,8 @@ spec:
 `)
 	body := jsonOf(4000 << 10)
 	a := whenPostJSON(t, env.EntryURL, body)
-	g.Expect(a.code).To(Equal(http.StatusOK), "%.300s", a.body)
-	g.Expect(a.body).To(HaveLen(len(body)))
-	g.Expect(string(a.body)).To(Equal(body))
-	g.Expect(whenGet(t, strings.TrimSuffix(env.EntryURL, "/")+"/runs/"+a.header.Get("Patchbay-Run-Id")).body).To(HaveLen(len(body)))
+	g.Expect(a.Code).To(Equal(http.StatusOK), "%.300s", a.Body)
+	g.Expect(a.Body).To(HaveLen(len(body)))
+	g.Expect(string(a.Body)).To(Equal(body))
+	g.Expect(whenGet(t, strings.TrimSuffix(env.EntryURL, "/")+"/runs/"+a.Header.Get("Patchbay-Run-Id")).Body).To(HaveLen(len(body)))
 }

@@ -3,7 +3,6 @@ package gateway
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"net/http"
 	"testing"
 	"time"
@@ -14,8 +13,6 @@ import (
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
-	"github.com/patchbay-dev/patchbay/internal/runtime/orchestrator"
-	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
 // A run whose step never answers fails at its deadline (spec.runTimeout) with
@@ -47,9 +44,7 @@ spec:
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(test.NC.Flush()).To(Succeed())
 
-	tracing, _ := telemetry.NewTracing(ctx, "", "test")
-	orch, err := orchestrator.StartAsync(ctx, orchestrator.AsyncConfig{Plan: p, Conn: e.conn(t, g), Telemetry: telemetry.New(slog.New(slog.DiscardHandler), tracing)})
-	g.Expect(err).NotTo(HaveOccurred())
+	orch := e.orchestrator(t, g)
 	first := e.gateway(t, g)
 
 	w := do(first, http.MethodPost, "/", `{"order":1}`)
@@ -112,9 +107,7 @@ spec:
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(test.NC.Flush()).To(Succeed())
 
-	tracing, _ := telemetry.NewTracing(ctx, "", "test")
-	orch, err := orchestrator.StartAsync(ctx, orchestrator.AsyncConfig{Plan: p, Conn: e.conn(t, g), Telemetry: telemetry.New(slog.New(slog.DiscardHandler), tracing)})
-	g.Expect(err).NotTo(HaveOccurred())
+	orch := e.orchestrator(t, g)
 	t.Cleanup(orch.Stop)
 	gw := e.gateway(t, g)
 	t.Cleanup(gw.Stop)

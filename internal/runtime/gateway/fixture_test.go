@@ -2,21 +2,17 @@ package gateway
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
 
 	. "github.com/onsi/gomega"
-	"sigs.k8s.io/yaml"
 
-	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
-	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
-	"github.com/patchbay-dev/patchbay/internal/topology"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bustest"
+	"github.com/patchbay-dev/patchbay/internal/runtime/orchestrator"
 )
 
 // env is an embedded broker with a workflow's plan, a connection for the
@@ -27,33 +23,29 @@ type env struct {
 	test *bus.Conn
 }
 
-func givenWorkflow(t *testing.T, g Gomega, manifest string) *env {
+func givenWorkflow(t *testing.T, _ Gomega, manifest string) *env {
 	t.Helper()
-	var wf v1alpha1.Workflow
-	g.Expect(yaml.UnmarshalStrict([]byte(manifest), &wf)).To(Succeed())
-	p, err := topology.Compile(&wf)
-	g.Expect(err).NotTo(HaveOccurred())
-	e := &env{p: p, url: natstest.Start(t)}
-	e.test = e.conn(t, g)
-	// What the manager makes on a Broker.
-	g.Expect(bus.EnsureResources(context.Background(), e.test.JS, p, e.test.Storage)).To(Succeed())
-	return e
+	b := bustest.Given(t, manifest)
+	return &env{p: b.Plan, url: b.URL, test: b.Test}
 }
 
 // conn is a new connection to the broker, closed when the test ends.
-func (e *env) conn(t *testing.T, g Gomega) *bus.Conn {
-	c, err := bus.Connect(bus.Options{URL: e.url, Name: "test"}, slog.New(slog.DiscardHandler))
-	g.Expect(err).NotTo(HaveOccurred())
-	t.Cleanup(c.Close)
-	return c
+func (e *env) conn(t *testing.T, _ Gomega) *bus.Conn {
+	return bustest.Connect(t, e.url)
 }
 
 // gateway starts a gateway replica on a connection of its own.
 func (e *env) gateway(t *testing.T, g Gomega) *Gateway {
-	tracing, _ := telemetry.NewTracing(context.Background(), "", "test")
-	gw, err := Start(context.Background(), Config{Plan: e.p, Conn: e.conn(t, g), Telemetry: telemetry.New(slog.New(slog.DiscardHandler), tracing)})
+	gw, err := Start(context.Background(), Config{Plan: e.p, Conn: e.conn(t, g), Telemetry: bustest.Telemetry()})
 	g.Expect(err).NotTo(HaveOccurred())
 	return gw
+}
+
+// orchestrator starts an async orchestrator on a connection of its own.
+func (e *env) orchestrator(t *testing.T, g Gomega) *orchestrator.Async {
+	orch, err := orchestrator.StartAsync(context.Background(), orchestrator.AsyncConfig{Plan: e.p, Conn: e.conn(t, g), Telemetry: bustest.Telemetry()})
+	g.Expect(err).NotTo(HaveOccurred())
+	return orch
 }
 
 // do sends a request to a gateway in process.

@@ -252,12 +252,7 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 		sum := sha256.Sum256(body.Bytes())
 		claim = bus.Claim{RunID: runID, Body: hex.EncodeToString(sum[:])}
 		held, err := g.idem.Get(ctx, key)
-		if err != nil {
-			(&contract.Error{Code: http.StatusServiceUnavailable, Message: "the idempotency store is unavailable: " + err.Error()}).Write(w)
-			return
-		}
-		if held != nil {
-			g.join(ctx, w, key, held, claim, wait)
+		if g.joined(ctx, w, key, held, err, claim, wait) {
 			return
 		}
 	}
@@ -298,12 +293,7 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 				g.tel.Log.Warn("Deleting the record of a run that was not started failed", "run", runID, "err", derr)
 			}
 		}
-		if err != nil {
-			(&contract.Error{Code: http.StatusServiceUnavailable, Message: "the idempotency store is unavailable: " + err.Error()}).Write(w)
-			return
-		}
-		if held != nil {
-			g.join(ctx, w, key, held, claim, wait)
+		if g.joined(ctx, w, key, held, err, claim, wait) {
 			return
 		}
 	}
@@ -414,6 +404,21 @@ func (g *Gateway) hold(ctx context.Context, w http.ResponseWriter, r *http.Reque
 		writePending(w, runID)
 	case <-r.Context().Done():
 	}
+}
+
+// joined answers the request when the idempotency store failed (err) or
+// key is held by a run (held), which the request then joins, and reports
+// whether it did; else the request goes on to start its own run.
+func (g *Gateway) joined(ctx context.Context, w http.ResponseWriter, key string, held *bus.Claim, err error, mine bus.Claim, wait bool) bool {
+	if err != nil {
+		(&contract.Error{Code: http.StatusServiceUnavailable, Message: "the idempotency store is unavailable: " + err.Error()}).Write(w)
+		return true
+	}
+	if held == nil {
+		return false
+	}
+	g.join(ctx, w, key, held, mine, wait)
+	return true
 }
 
 // join answers a request whose Idempotency-Key started a run already: with

@@ -2,7 +2,6 @@ package gateway
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -13,8 +12,6 @@ import (
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
-	"github.com/patchbay-dev/patchbay/internal/runtime/orchestrator"
-	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
 // heldRun starts a workflow whose one step the test answers, and returns a
@@ -27,9 +24,7 @@ func heldRun(t *testing.T, g Gomega, manifest string) (*env, *Gateway, chan *nat
 	_, err := test.NC.ChanSubscribe(p.Step("only").Consumers[0].FilterSubject, commands)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(test.NC.Flush()).To(Succeed())
-	tracing, _ := telemetry.NewTracing(ctx, "", "test")
-	orch, err := orchestrator.StartAsync(ctx, orchestrator.AsyncConfig{Plan: p, Conn: e.conn(t, g), Telemetry: telemetry.New(slog.New(slog.DiscardHandler), tracing)})
-	g.Expect(err).NotTo(HaveOccurred())
+	orch := e.orchestrator(t, g)
 	t.Cleanup(orch.Stop)
 	gw := e.gateway(t, g)
 	t.Cleanup(gw.Stop)

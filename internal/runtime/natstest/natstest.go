@@ -1,6 +1,7 @@
 package natstest
 
 import (
+	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -22,6 +23,18 @@ type TB interface {
 func Start(t TB) string {
 	t.Helper()
 	return run(t, &server.Options{Host: "127.0.0.1", Port: server.RANDOM_PORT, JetStream: true, StoreDir: t.TempDir(), NoSigs: true, NoLog: true})
+}
+
+// FreePort is a loopback port free at the time of the call, for a server a
+// test starts on a port it names (one it stops and starts again, say).
+func FreePort(t TB) int {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port
 }
 
 // run starts a server of opts until the test ends and returns its URL.

@@ -3,21 +3,16 @@ package orchestrator
 import (
 	"context"
 	"encoding/json"
-	"log/slog"
 	"testing"
 	"time"
 
 	"github.com/nats-io/nats.go"
 	. "github.com/onsi/gomega"
-	"sigs.k8s.io/yaml"
 
-	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bustest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
-	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
-	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
-	"github.com/patchbay-dev/patchbay/internal/topology"
 )
 
 // A run lives in the runs bucket, not in an orchestrator: a second
@@ -97,44 +92,27 @@ type asyncEnv struct {
 
 func givenAsyncWorkflow(t *testing.T, g Gomega, manifest string) *asyncEnv {
 	t.Helper()
-	e := &asyncEnv{p: compile(t, manifest), url: natstest.Start(t)}
-	e.test = e.conn(t, g)
-	ctx := context.Background()
-	g.Expect(bus.EnsureResources(ctx, e.test.JS, e.p, e.test.Storage)).To(Succeed())
+	b := bustest.Given(t, manifest)
+	e := &asyncEnv{p: b.Plan, test: b.Test, url: b.URL}
 	var err error
-	e.runs, err = bus.WaitRuns(ctx, e.test.JS, e.p)
+	e.runs, err = bus.WaitRuns(context.Background(), e.test.JS, e.p)
 	g.Expect(err).NotTo(HaveOccurred())
 	return e
 }
 
 // conn is a new connection to the broker, closed when the test ends.
-func (e *asyncEnv) conn(t *testing.T, g Gomega) *bus.Conn {
-	c, err := bus.Connect(bus.Options{URL: e.url, Name: "test"}, slog.New(slog.DiscardHandler))
-	g.Expect(err).NotTo(HaveOccurred())
-	t.Cleanup(c.Close)
-	return c
+func (e *asyncEnv) conn(t *testing.T, _ Gomega) *bus.Conn {
+	return bustest.Connect(t, e.url)
 }
 
 // start starts an orchestrator on a connection of its own.
 func (e *asyncEnv) start(t *testing.T, g Gomega) *Async {
-	tracing, _ := telemetry.NewTracing(context.Background(), "", "test")
-	a, err := StartAsync(context.Background(), AsyncConfig{Plan: e.p, Conn: e.conn(t, g), Telemetry: telemetry.New(slog.New(slog.DiscardHandler), tracing)})
+	a, err := StartAsync(context.Background(), AsyncConfig{Plan: e.p, Conn: e.conn(t, g), Telemetry: bustest.Telemetry()})
 	g.Expect(err).NotTo(HaveOccurred())
 	return a
 }
 
-func compile(t *testing.T, manifest string) *plan.Plan {
-	t.Helper()
-	var wf v1alpha1.Workflow
-	if err := yaml.UnmarshalStrict([]byte(manifest), &wf); err != nil {
-		t.Fatal(err)
-	}
-	p, err := topology.Compile(&wf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
+func compile(t *testing.T, manifest string) *plan.Plan { return bustest.Compile(t, manifest) }
 
 // A result can be read before its run's record is visible to this process
 // (a replica of the runs bucket that has not caught up, seen on the local
