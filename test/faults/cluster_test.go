@@ -4,13 +4,11 @@ package faults
 
 import (
 	"context"
-	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -333,10 +331,4 @@ func (c *cluster) maxDeliveries(step string) int64 {
 		n = max(n, int64(bus.StepConsumerConfig(cons).MaxDeliver))
 	}
 	return n
-}
-
-func (c *cluster) describe() string {
-	var b strings.Builder
-	fmt.Fprintf(&b, "%s (%s), entry %s, logs in %s", c.plan.Workflow, c.plan.Style, c.entry, c.dir)
-	return b.String()
 }

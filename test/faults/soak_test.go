@@ -223,14 +223,6 @@ func (k *killer) stop() map[string]int {
 	return k.kills
 }
 
-func total(m map[string]int) int {
-	n := 0
-	for _, v := range m {
-		n += v
-	}
-	return n
-}
-
 var _ = Describe("Runs under SIGKILL", Label("soak"), func() {
 	for _, style := range []string{"async-orchestrated", "choreography", "hybrid"} {
 		Describe(style, Ordered, func() {
