@@ -363,7 +363,7 @@ var _ = Describe("Runs under SIGKILL", Label("soak"), func() {
 					}
 					if !rec.Done() {
 						row.pendingPastDeadline++
-						late = append(late, fmt.Sprintf("%s still pending", r.id))
+						late = append(late, fmt.Sprintf("still pending: %+v; %s", rec, c.explainPending(js, r.id)))
 					} else if took := rec.Finished.Sub(rec.Started); took > deadline+deadlineGrace {
 						row.pendingPastDeadline++
 						late = append(late, fmt.Sprintf("%s pending %s", r.id, took.Round(time.Millisecond)))
