@@ -17,22 +17,13 @@ import (
 // heldRun starts a workflow whose one step the test answers, and returns a
 // function that answers the step's command for a run.
 func heldRun(t *testing.T, g Gomega, manifest string) (*env, *Gateway, chan *nats.Msg, func(runID, output string)) {
-	e := givenWorkflow(t, g, manifest)
-	p, test := e.p, e.test
-	ctx := context.Background()
-	commands := make(chan *nats.Msg, 64)
-	_, err := test.NC.ChanSubscribe(p.Step("only").Consumers[0].FilterSubject, commands)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(test.NC.Flush()).To(Succeed())
+	e := givenWorkflow(t, manifest)
+	commands := e.Subscribe(t, e.Command("only"))
 	orch := e.orchestrator(t, g)
 	t.Cleanup(orch.Stop)
 	gw := e.gateway(t, g)
 	t.Cleanup(gw.Stop)
-	answer := func(runID, output string) {
-		res := p.Step("only").Output.ResultSubject
-		h := nats.Header{contract.HeaderStatus: {contract.ResultOK}, contract.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
-		g.Expect(test.Publish(ctx, &nats.Msg{Subject: res, Header: h, Data: []byte(output)}, res+"/"+runID)).To(Succeed())
-	}
+	answer := func(runID, output string) { e.Result(t, "only", runID, contract.ResultOK, output) }
 	return e, gw, commands, answer
 }
 
@@ -125,7 +116,7 @@ func TestConcurrentPostsWithOneIdempotencyKeyJoinOneRun(t *testing.T) {
 // The window of Idempotency-Keys is the plan's, from spec.entry.idempotencyWindow.
 func TestIdempotencyKeysAreKeptForTheWindow(t *testing.T) {
 	g := NewWithT(t)
-	e := givenWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
+	e := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
 kind: Workflow
 metadata: {name: window, namespace: default}
 spec:
@@ -136,7 +127,7 @@ spec:
 `)
 	gw := e.gateway(t, g)
 	t.Cleanup(gw.Stop)
-	kv, err := e.test.JS.KeyValue(context.Background(), e.p.Stream.IdempotencyBucket)
+	kv, err := e.Test.JS.KeyValue(context.Background(), e.Plan.Stream.IdempotencyBucket)
 	g.Expect(err).NotTo(HaveOccurred())
 	st, err := kv.Status(context.Background())
 	g.Expect(err).NotTo(HaveOccurred())
