@@ -10,6 +10,7 @@ import (
 
 	"github.com/nats-io/nats.go"
 	. "github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
@@ -29,11 +30,12 @@ type Env struct {
 	Test *bus.Conn
 }
 
-// Given compiles the Workflow manifest, starts a broker until the test ends
-// and creates the workflow's stream and buckets on it.
-func Given(t *testing.T, manifest string) *Env {
+// Given compiles the Workflow name (in namespace default) with the spec,
+// starts a broker until the test ends and creates the workflow's stream and
+// buckets on it.
+func Given(t *testing.T, name, spec string) *Env {
 	t.Helper()
-	e := &Env{Plan: Compile(t, manifest), URL: natstest.Start(t)}
+	e := &Env{Plan: Compile(t, name, spec), URL: natstest.Start(t)}
 	e.Test = Connect(t, e.URL)
 	if err := bus.EnsureResources(context.Background(), e.Test.JS, e.Plan, e.Test.Storage); err != nil {
 		t.Fatal(err)
@@ -109,11 +111,12 @@ func (e *Env) ExpectSettled(g Gomega, durable string) {
 	}).WithTimeout(10 * time.Second).Should(Succeed())
 }
 
-// Compile is the plan of the Workflow manifest.
-func Compile(t *testing.T, manifest string) *plan.Plan {
+// Compile is the plan of the Workflow name (in namespace default) with the
+// spec, YAML as it stands under a manifest's spec:.
+func Compile(t *testing.T, name, spec string) *plan.Plan {
 	t.Helper()
-	var wf v1alpha1.Workflow
-	if err := yaml.UnmarshalStrict([]byte(manifest), &wf); err != nil {
+	wf := v1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}
+	if err := yaml.UnmarshalStrict([]byte(spec), &wf.Spec); err != nil {
 		t.Fatal(err)
 	}
 	p, err := topology.Compile(&wf)

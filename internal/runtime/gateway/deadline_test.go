@@ -21,16 +21,13 @@ import (
 // that accepted the run are both gone: the deadline lives in the broker.
 func TestARunPastItsDeadlineFailsWith504AndIsDeadLettered(t *testing.T) {
 	g := NewWithT(t)
-	e := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: late, namespace: default}
-spec:
-  style: async-orchestrated
-  runTimeout: 3s
-  entry: {sync: false}
-  steps:
-  - {name: fast, image: demo}
-  - {name: stuck, image: demo, dependsOn: [fast]}
+	e := givenWorkflow(t, "late", `
+style: async-orchestrated
+runTimeout: 3s
+entry: {sync: false}
+steps:
+- {name: fast, image: demo}
+- {name: stuck, image: demo, dependsOn: [fast]}
 `)
 	commands := e.Subscribe(t, e.Command("fast"), e.Command("stuck"))
 	dead := e.Subscribe(t, e.Plan.Stream.DeadLetter)
@@ -78,15 +75,12 @@ spec:
 // step's command subject, so it can be replayed again in turn.
 func TestAReplayedRunHasADeadlineOfItsOwn(t *testing.T) {
 	g := NewWithT(t)
-	e := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: again, namespace: default}
-spec:
-  style: async-orchestrated
-  runTimeout: 2s
-  entry: {sync: false}
-  steps:
-  - {name: stuck, image: demo}
+	e := givenWorkflow(t, "again", `
+style: async-orchestrated
+runTimeout: 2s
+entry: {sync: false}
+steps:
+- {name: stuck, image: demo}
 `)
 	p, test := e.Plan, e.Test
 	ctx := context.Background()

@@ -17,9 +17,9 @@ import (
 // test to play the other roles with, and the means to start gateways.
 type env struct{ *bustest.Env }
 
-func givenWorkflow(t *testing.T, manifest string) *env {
+func givenWorkflow(t *testing.T, name, spec string) *env {
 	t.Helper()
-	return &env{bustest.Given(t, manifest)}
+	return &env{bustest.Given(t, name, spec)}
 }
 
 // gateway starts a gateway replica on a connection of its own.

@@ -14,13 +14,10 @@ import (
 // role retries it, returns the error: it used to stop a nil gateway and panic.
 func TestStartThatFailsOnTheBrokerReturnsTheError(t *testing.T) {
 	g := NewWithT(t)
-	p := bustest.Compile(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: w, namespace: default}
-spec:
-  style: async-orchestrated
-  steps:
-  - {name: only, image: demo}
+	p := bustest.Compile(t, "w", `
+style: async-orchestrated
+steps:
+- {name: only, image: demo}
 `)
 
 	// No server listens there: the client keeps retrying in the background.

@@ -14,10 +14,10 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
-// heldRun starts a workflow whose one step the test answers, and returns a
-// function that answers the step's command for a run.
-func heldRun(t *testing.T, g Gomega, manifest string) (*env, *Gateway, chan *nats.Msg, func(runID, output string)) {
-	e := givenWorkflow(t, manifest)
+// heldRun starts the workflow held, whose one step the test answers, and
+// returns a function that answers the step's command for a run.
+func heldRun(t *testing.T, g Gomega) (*env, *Gateway, chan *nats.Msg, func(runID, output string)) {
+	e := givenWorkflow(t, "held", heldSpec)
 	commands := e.Subscribe(t, e.Command("only"))
 	orch := e.orchestrator(t, g)
 	t.Cleanup(orch.Stop)
@@ -34,14 +34,11 @@ func post(h http.Handler, body string, header ...string) <-chan *httptest.Respon
 	return out
 }
 
-const heldWorkflow = `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: held, namespace: default}
-spec:
-  style: async-orchestrated
-  entry: {timeout: 1m}
-  steps:
-  - {name: only, image: demo}
+const heldSpec = `
+style: async-orchestrated
+entry: {timeout: 1m}
+steps:
+- {name: only, image: demo}
 `
 
 // A second POST with a Patchbay-Run-Id that is taken is refused with 409 and
@@ -50,7 +47,7 @@ spec:
 // entry.timeout.
 func TestADuplicateRunIDDoesNotStealTheFirstCallersWaiter(t *testing.T) {
 	g := NewWithT(t)
-	_, gw, commands, answer := heldRun(t, g, heldWorkflow)
+	_, gw, commands, answer := heldRun(t, g)
 
 	first := post(gw, `{"n":1}`, contract.HeaderRunID, "order-7")
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive())
@@ -68,7 +65,7 @@ func TestADuplicateRunIDDoesNotStealTheFirstCallersWaiter(t *testing.T) {
 // commanded once, and every caller gets that run's id and result.
 func TestConcurrentPostsWithOneIdempotencyKeyJoinOneRun(t *testing.T) {
 	g := NewWithT(t)
-	e, gw, commands, answer := heldRun(t, g, heldWorkflow)
+	e, gw, commands, answer := heldRun(t, g)
 	second := e.gateway(t, g) // another replica
 	t.Cleanup(second.Stop)
 
@@ -116,14 +113,11 @@ func TestConcurrentPostsWithOneIdempotencyKeyJoinOneRun(t *testing.T) {
 // The window of Idempotency-Keys is the plan's, from spec.entry.idempotencyWindow.
 func TestIdempotencyKeysAreKeptForTheWindow(t *testing.T) {
 	g := NewWithT(t)
-	e := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: window, namespace: default}
-spec:
-  style: choreography
-  entry: {sync: true, timeout: 5s, event: req, completesOn: [done], idempotencyWindow: 90m}
-  steps:
-  - {name: only, image: demo, subscribes: [req], emits: [done]}
+	e := givenWorkflow(t, "window", `
+style: choreography
+entry: {sync: true, timeout: 5s, event: req, completesOn: [done], idempotencyWindow: 90m}
+steps:
+- {name: only, image: demo, subscribes: [req], emits: [done]}
 `)
 	gw := e.gateway(t, g)
 	t.Cleanup(gw.Stop)
@@ -140,7 +134,7 @@ spec:
 // and the run never started.
 func TestARetryStartsARunWhoseStartWasNeverPublished(t *testing.T) {
 	g := NewWithT(t)
-	_, gw, commands, answer := heldRun(t, g, heldWorkflow)
+	_, gw, commands, answer := heldRun(t, g)
 	started := time.Now().UTC()
 	// What the killed gateway left: a pending record naming its inbox.
 	g.Expect(gw.runs.Create(context.Background(), &bus.Run{ID: "order-8", Status: bus.RunPending, Started: started, ReplyTo: "_INBOX.gone"})).To(Succeed())

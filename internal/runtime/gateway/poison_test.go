@@ -21,14 +21,11 @@ func TestAPoisonCompletionEndsAsOneDeadLetter(t *testing.T) {
 	redeliveryDelay = func(int) time.Duration { return 10 * time.Millisecond }
 	t.Cleanup(func() { redeliveryDelay = saved })
 
-	e := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: poison, namespace: default}
-spec:
-  style: choreography
-  entry: {sync: true, timeout: 5s, event: order.requested, completesOn: [order.confirmed]}
-  steps:
-  - {name: confirm, image: demo, subscribes: [order.requested], emits: [order.confirmed]}
+	e := givenWorkflow(t, "poison", `
+style: choreography
+entry: {sync: true, timeout: 5s, event: order.requested, completesOn: [order.confirmed]}
+steps:
+- {name: confirm, image: demo, subscribes: [order.requested], emits: [order.confirmed]}
 `)
 	p := e.Plan
 	var completes string

@@ -18,14 +18,11 @@ import (
 // orchestrator finishes a run the first one started and then stopped.
 func TestASecondOrchestratorFinishesARunTheFirstStarted(t *testing.T) {
 	g := NewWithT(t)
-	env := givenAsyncWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: handoff, namespace: default}
-spec:
-  style: async-orchestrated
-  steps:
-  - {name: first, image: demo}
-  - {name: second, image: demo, dependsOn: [first]}
+	env := givenAsyncWorkflow(t, "handoff", `
+style: async-orchestrated
+steps:
+- {name: first, image: demo}
+- {name: second, image: demo, dependsOn: [first]}
 `)
 	p := env.Plan
 	ctx := context.Background()
@@ -74,9 +71,9 @@ type asyncEnv struct {
 	runs *bus.Runs
 }
 
-func givenAsyncWorkflow(t *testing.T, manifest string) *asyncEnv {
+func givenAsyncWorkflow(t *testing.T, name, spec string) *asyncEnv {
 	t.Helper()
-	b := bustest.Given(t, manifest)
+	b := bustest.Given(t, name, spec)
 	return &asyncEnv{Env: b, runs: b.Runs(t)}
 }
 
@@ -93,14 +90,11 @@ func (e *asyncEnv) start(t *testing.T, g Gomega) *Async {
 // the run stayed pending for good.
 func TestAResultOfARunNotVisibleYetIsRetried(t *testing.T) {
 	g := NewWithT(t)
-	env := givenAsyncWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: lag, namespace: default}
-spec:
-  style: async-orchestrated
-  steps:
-  - {name: first, image: demo}
-  - {name: second, image: demo, dependsOn: [first]}
+	env := givenAsyncWorkflow(t, "lag", `
+style: async-orchestrated
+steps:
+- {name: first, image: demo}
+- {name: second, image: demo, dependsOn: [first]}
 `)
 	commands := env.Subscribe(t, env.Command("second"))
 	t.Cleanup(env.start(t, g).Stop)

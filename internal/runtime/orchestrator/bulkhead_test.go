@@ -18,14 +18,11 @@ import (
 // at once; one more is answered 503 with Retry-After, without reaching a step.
 func TestOrchestratorShedsRunsOverItsBulkhead(t *testing.T) {
 	g := NewWithT(t)
-	p := bustest.Compile(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: bounded, namespace: default}
-spec:
-  style: sync-orchestrated
-  resilience: {bulkhead: {maxConcurrent: 1}}
-  steps:
-  - {name: only, image: demo}
+	p := bustest.Compile(t, "bounded", `
+style: sync-orchestrated
+resilience: {bulkhead: {maxConcurrent: 1}}
+steps:
+- {name: only, image: demo}
 `)
 	entered, release := make(chan struct{}, 2), make(chan struct{})
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

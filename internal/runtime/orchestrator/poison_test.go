@@ -21,13 +21,10 @@ func TestAPoisonMessageEndsAsOneDeadLetter(t *testing.T) {
 	redeliveryDelay = func(int) time.Duration { return 10 * time.Millisecond }
 	t.Cleanup(func() { redeliveryDelay = saved })
 
-	env := givenAsyncWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: poison, namespace: default}
-spec:
-  style: async-orchestrated
-  steps:
-  - {name: only, image: demo}
+	env := givenAsyncWorkflow(t, "poison", `
+style: async-orchestrated
+steps:
+- {name: only, image: demo}
 `)
 	p := env.Plan
 	_, err := env.runs.KV.Put(context.Background(), "r1", []byte("not a run record"))
