@@ -34,6 +34,16 @@ func post(h http.Handler, body string, header ...string) <-chan *httptest.Respon
 	return out
 }
 
+// expectOutcome expects a caller held for its run's outcome to get it: 200
+// with the body.
+func expectOutcome(g Gomega, caller <-chan *httptest.ResponseRecorder, body string, why ...any) *httptest.ResponseRecorder {
+	var w *httptest.ResponseRecorder
+	g.Eventually(caller).WithTimeout(20*time.Second).Should(Receive(&w), why...)
+	g.Expect(w.Code).To(Equal(http.StatusOK), w.Body.String())
+	g.Expect(w.Body.String()).To(MatchJSON(body))
+	return w
+}
+
 const heldSpec = `
 style: async-orchestrated
 entry: {timeout: 1m}
@@ -55,10 +65,7 @@ func TestADuplicateRunIDDoesNotStealTheFirstCallersWaiter(t *testing.T) {
 	g.Expect(second.Code).To(Equal(http.StatusConflict), second.Body.String())
 
 	answer("order-7", `{"n":1,"done":true}`)
-	var w *httptest.ResponseRecorder
-	g.Eventually(first).WithTimeout(20*time.Second).Should(Receive(&w), "the first caller gets its outcome before its entry.timeout (1m)")
-	g.Expect(w.Code).To(Equal(http.StatusOK), w.Body.String())
-	g.Expect(w.Body.String()).To(MatchJSON(`{"n":1,"done":true}`))
+	expectOutcome(g, first, `{"n":1,"done":true}`, "the first caller gets its outcome before its entry.timeout (1m)")
 }
 
 // POSTs with one Idempotency-Key, at once, join one run: the step is
@@ -83,11 +90,8 @@ func TestConcurrentPostsWithOneIdempotencyKeyJoinOneRun(t *testing.T) {
 	runID := m.Header.Get(contract.HeaderRunID)
 	answer(runID, `{"n":1,"paid":true}`)
 	for _, a := range answers {
-		var w *httptest.ResponseRecorder
-		g.Eventually(a).WithTimeout(20 * time.Second).Should(Receive(&w))
-		g.Expect(w.Code).To(Equal(http.StatusOK), w.Body.String())
+		w := expectOutcome(g, a, `{"n":1,"paid":true}`)
 		g.Expect(w.Header().Get(contract.HeaderRunID)).To(Equal(runID))
-		g.Expect(w.Body.String()).To(MatchJSON(`{"n":1,"paid":true}`))
 	}
 	g.Expect(commands).NotTo(Receive(), "one run, one command")
 
@@ -149,9 +153,6 @@ func TestARetryStartsARunWhoseStartWasNeverPublished(t *testing.T) {
 	g.Expect(again.Code).To(Equal(http.StatusConflict), again.Body.String())
 
 	answer("order-8", `{"n":8,"done":true}`)
-	var w *httptest.ResponseRecorder
-	g.Eventually(retry).WithTimeout(20*time.Second).Should(Receive(&w), "the retry is held for the outcome like a first POST")
-	g.Expect(w.Code).To(Equal(http.StatusOK), w.Body.String())
-	g.Expect(w.Body.String()).To(MatchJSON(`{"n":8,"done":true}`))
+	expectOutcome(g, retry, `{"n":8,"done":true}`, "the retry is held for the outcome like a first POST")
 	g.Expect(commands).NotTo(Receive(), "the step was commanded once")
 }
