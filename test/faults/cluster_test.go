@@ -4,11 +4,13 @@ package faults
 
 import (
 	"context"
+	"fmt"
 	"io"
 	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -22,6 +24,7 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/proctest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
 	"github.com/patchbay-dev/patchbay/internal/topology"
 )
@@ -331,4 +334,47 @@ func (c *cluster) maxDeliveries(step string) int64 {
 		n = max(n, int64(bus.StepConsumerConfig(cons).MaxDeliver))
 	}
 	return n
+}
+
+// explainPending says where a pending run's messages are: every message of
+// the workflow's stream that carries its run id (sequence, subject, message
+// id), then every consumer's delivered and ack-floor sequences, so that a
+// failure shows whether the run's start was stored and which consumer has
+// passed it.
+func (c *cluster) explainPending(js jetstream.JetStream, runID string) string {
+	GinkgoHelper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+	defer cancel()
+	var b strings.Builder
+	fmt.Fprintf(&b, "run %s:", runID)
+	s, err := js.Stream(ctx, c.plan.Stream.Name)
+	Expect(err).NotTo(HaveOccurred())
+	last := s.CachedInfo().State.LastSeq
+	oc, err := s.OrderedConsumer(ctx, jetstream.OrderedConsumerConfig{})
+	Expect(err).NotTo(HaveOccurred())
+	for seen := uint64(0); seen < last; {
+		m, err := oc.Next(jetstream.FetchMaxWait(5 * time.Second))
+		if err != nil {
+			fmt.Fprintf(&b, " (stream read stopped at %d of %d: %v)", seen, last, err)
+			break
+		}
+		md, err := m.Metadata()
+		Expect(err).NotTo(HaveOccurred())
+		seen = md.Sequence.Stream
+		if m.Headers().Get(contract.HeaderRunID) == runID {
+			fmt.Fprintf(&b, " seq %d %s (id %s);", seen, m.Subject(), m.Headers().Get(jetstream.MsgIDHeader))
+		}
+	}
+	names := s.ConsumerNames(ctx)
+	for name := range names.Name() {
+		cons, err := s.Consumer(ctx, name)
+		if err != nil {
+			fmt.Fprintf(&b, " consumer %s: %v;", name, err)
+			continue
+		}
+		ci := cons.CachedInfo()
+		fmt.Fprintf(&b, " consumer %s: delivered %d, ack floor %d, pending %d, ack pending %d, redelivered %d;",
+			name, ci.Delivered.Stream, ci.AckFloor.Stream, ci.NumPending, ci.NumAckPending, ci.NumRedelivered)
+	}
+	return b.String()
 }

@@ -213,7 +213,7 @@ var _ = Describe("Predicted failures", func() {
 			c.expectServing(`{"id":1}`, `{"id":1}`)
 		})
 
-		It("with an id that is not a valid key is dead-lettered with the reason", Label("pending-feature:invalid-id-dead-letter"), func() {
+		It("with an id that is not a valid key is dead-lettered with the reason", func() {
 			c := givenCluster(oneStep)
 			js := c.js()
 			bad := "not a key!"

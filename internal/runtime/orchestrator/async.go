@@ -141,6 +141,10 @@ func (a *Async) dispatch(m jetstream.Msg) {
 			return nil
 		}
 		if err := a.handle(m); err != nil {
+			if errors.Is(err, errPoison) {
+				a.giveUp(m, attempt, err.Error())
+				return nil
+			}
 			if attempt >= bus.RoleMaxDeliver {
 				a.giveUp(m, attempt, fmt.Sprintf("the orchestrator failed on this message %d times: %v", attempt, err))
 				return nil
@@ -153,6 +157,11 @@ func (a *Async) dispatch(m jetstream.Msg) {
 		return nil
 	})
 }
+
+// errPoison marks a message that no redelivery can make right, such as one
+// whose run id is not a valid key: it is dead-lettered at once, with the
+// reason.
+var errPoison = errors.New("a message the orchestrator can never handle")
 
 // giveUp dead-letters a poison message, fails its run with the reason when
 // it belongs to one, and terminates it: it is not delivered again.
@@ -183,13 +192,11 @@ func (a *Async) handle(m jetstream.Msg) error {
 	h := bus.HTTPHeader(m)
 	runID := h.Get(contract.HeaderRunID)
 	if runID == "" {
-		a.tel.Log.Warn("Dropping a message without a run ID", "subject", m.Subject())
-		return nil
+		return fmt.Errorf("%w: the message has no %s header", errPoison, contract.HeaderRunID)
 	}
 	if err := bus.CheckRunID("run id", runID); err != nil {
 		// No gateway starts such a run, and retrying would not change it.
-		a.tel.Log.Warn("Dropping a message with an invalid run id", "subject", m.Subject(), "err", err)
-		return nil
+		return fmt.Errorf("%w: %s %w", errPoison, contract.HeaderRunID, err)
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), asyncAckWait)
 	defer cancel()
@@ -199,8 +206,7 @@ func (a *Async) handle(m jetstream.Msg) error {
 	}
 	step, ok := strings.CutPrefix(m.Subject(), a.plan.Stream.ResultPrefix+".")
 	if !ok || a.contracts[step] == nil {
-		a.tel.Log.Warn("Dropping a result of an unknown step", "subject", m.Subject(), "run", runID)
-		return nil
+		return fmt.Errorf("%w: %s is the result of no step of workflow %s", errPoison, m.Subject(), a.plan.Workflow)
 	}
 	if h.Get(contract.HeaderStatus) == contract.ResultFailed {
 		return a.failed(ctx, runID, h, m.Data())

@@ -49,3 +49,46 @@ steps:
 	env.ExpectSettled(g, p.Stream.OrchestratorDurable)
 	g.Consistently(dead).WithTimeout(time.Second).ShouldNot(Receive())
 }
+
+// A message that no redelivery can make right (no run id, a run id that is
+// not a valid key, the result of a step the workflow does not have) is
+// dead-lettered on its first delivery, with the reason, instead of dropped.
+func TestAMessageNoRetryCanFixIsDeadLetteredAtOnce(t *testing.T) {
+	g := NewWithT(t)
+	env := givenAsyncWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
+kind: Workflow
+metadata: {name: hopeless, namespace: default}
+spec:
+  style: async-orchestrated
+  steps:
+  - {name: only, image: demo}
+`)
+	p, test := env.p, env.test
+	ctx := context.Background()
+	dead := make(chan *nats.Msg, 8)
+	_, err := test.NC.ChanSubscribe(p.Stream.DeadLetter, dead)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(test.NC.Flush()).To(Succeed())
+	t.Cleanup(env.start(t, g).Stop)
+
+	for name, tc := range map[string]struct {
+		subject, runID, reason string
+	}{
+		"no run id":      {p.Stream.StartSubject, "", "has no " + contract.HeaderRunID},
+		"invalid run id": {p.Stream.StartSubject, "not a key!", "run id"},
+		"no such step":   {p.Stream.ResultPrefix + ".ghost", "r2", "is the result of no step"},
+	} {
+		h := nats.Header{"Content-Type": {"application/json"}}
+		if tc.runID != "" {
+			h[contract.HeaderRunID] = []string{tc.runID}
+		}
+		g.Expect(test.Publish(ctx, &nats.Msg{Subject: tc.subject, Header: h, Data: []byte(`{}`)}, "hopeless/"+name)).To(Succeed())
+		var m *nats.Msg
+		g.Eventually(dead).WithTimeout(20*time.Second).Should(Receive(&m), name)
+		dl := bus.ParseDeadLetter("", "", m.Header, m.Data)
+		g.Expect(dl.Subject).To(Equal(tc.subject), name)
+		g.Expect(dl.RunID).To(Equal(tc.runID), name)
+		g.Expect(dl.Attempts).To(Equal(1), name)
+		g.Expect(dl.Error).To(ContainSubstring(tc.reason), name)
+	}
+}
