@@ -10,6 +10,7 @@ import (
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
 // A message the orchestrator fails on every time (here: a run start whose run
@@ -55,20 +56,14 @@ steps:
 // dead-lettered on its first delivery, with the reason, instead of dropped.
 func TestAMessageNoRetryCanFixIsDeadLetteredAtOnce(t *testing.T) {
 	g := NewWithT(t)
-	env := givenAsyncWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: hopeless, namespace: default}
-spec:
-  style: async-orchestrated
-  steps:
-  - {name: only, image: demo}
+	env := givenAsyncWorkflow(t, "hopeless", `
+style: async-orchestrated
+steps:
+- {name: only, image: demo}
 `)
-	p, test := env.p, env.test
+	p, test := env.Plan, env.Test
 	ctx := context.Background()
-	dead := make(chan *nats.Msg, 8)
-	_, err := test.NC.ChanSubscribe(p.Stream.DeadLetter, dead)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(test.NC.Flush()).To(Succeed())
+	dead := env.Subscribe(t, p.Stream.DeadLetter)
 	t.Cleanup(env.start(t, g).Stop)
 
 	for name, tc := range map[string]struct {
