@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/nats-io/nats.go"
-	. "github.com/onsi/gomega"
+	"github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
@@ -98,17 +98,17 @@ func (e *Env) Result(t *testing.T, step, runID, status, body string) {
 // ExpectSettled expects the role's durable consumer to have the roles'
 // delivery limit and, in the end, nothing pending or awaiting an ack: a
 // message the role failed on was terminated, not left to be redelivered.
-func (e *Env) ExpectSettled(g Gomega, durable string) {
+func (e *Env) ExpectSettled(g gomega.Gomega, durable string) {
 	ctx := context.Background()
 	cons, err := e.Test.JS.Consumer(ctx, e.Plan.Stream.Name, durable)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(cons.CachedInfo().Config.MaxDeliver).To(Equal(bus.RoleConsumerMaxDeliver))
-	g.Eventually(func(g Gomega) {
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(cons.CachedInfo().Config.MaxDeliver).To(gomega.Equal(bus.RoleConsumerMaxDeliver))
+	g.Eventually(func(g gomega.Gomega) {
 		info, err := cons.Info(ctx)
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(info.NumPending).To(BeZero())
-		g.Expect(info.NumAckPending).To(BeZero())
-	}).WithTimeout(10 * time.Second).Should(Succeed())
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		g.Expect(info.NumPending).To(gomega.BeZero())
+		g.Expect(info.NumAckPending).To(gomega.BeZero())
+	}).WithTimeout(10 * time.Second).Should(gomega.Succeed())
 }
 
 // Compile is the plan of the Workflow name (in namespace default) with the
