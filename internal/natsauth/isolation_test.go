@@ -83,6 +83,16 @@ func connectAs(t *testing.T, g Gomega, url, creds string, p *plan.Plan) (nc *nat
 	}
 }
 
+// expectRefusedCall expects the JetStream call try to fail and the server to
+// name subject in its permissions violation.
+func expectRefusedCall(g Gomega, expectRefused func(what, subject string), what, subject string, try func(ctx context.Context) error) {
+	ctx, cancel := call()
+	err := try(ctx)
+	cancel()
+	g.Expect(err).To(HaveOccurred(), what)
+	expectRefused(what, subject)
+}
+
 func call() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 2*time.Second)
 }
@@ -160,11 +170,7 @@ func TestAWorkflowsCredentialsReachOnlyItsOwnResources(t *testing.T) {
 			return js.DeleteKeyValue(ctx, pB.ReadModel.Bucket)
 		}},
 	} {
-		ctx, cancel := call()
-		err := tc.try(ctx)
-		cancel()
-		g.Expect(err).To(HaveOccurred(), tc.what)
-		expectRefused(tc.what, tc.subject)
+		expectRefusedCall(g, expectRefused, tc.what, tc.subject, tc.try)
 	}
 
 	// Core NATS publishes and subscribes fail only on the server.
@@ -245,48 +251,36 @@ func TestAWorkflowCannotCreateOrChangeAStream(t *testing.T) {
 
 	// B has no stream yet.
 	capture := jetstream.StreamConfig{Name: "CAPTURE", Subjects: []string{pB.Stream.Subjects[0]}}
-	ctx, cancel := call()
-	_, err := js.CreateStream(ctx, capture)
-	cancel()
-	g.Expect(err).To(HaveOccurred(), "a stream on B's subjects")
-	expectRefused("a stream on B's subjects", "$JS.API.STREAM.CREATE.CAPTURE")
-
+	createStream := func(ctx context.Context) error {
+		_, err := js.CreateStream(ctx, capture)
+		return err
+	}
+	createBucket := func(name string) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name})
+			return err
+		}
+	}
+	expectRefusedCall(g, expectRefused, "a stream on B's subjects", "$JS.API.STREAM.CREATE.CAPTURE", createStream)
 	capture.Name = pB.Stream.Name
-	ctx, cancel = call()
-	_, err = js.CreateStream(ctx, capture)
-	cancel()
-	g.Expect(err).To(HaveOccurred(), "B's stream")
-	expectRefused("B's stream", "$JS.API.STREAM.CREATE."+pB.Stream.Name)
-
-	ctx, cancel = call()
-	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: pB.ReadModel.Bucket})
-	cancel()
-	g.Expect(err).To(HaveOccurred(), "B's read-model bucket")
-	expectRefused("B's read-model bucket", "$JS.API.STREAM.CREATE.KV_"+pB.ReadModel.Bucket)
+	expectRefusedCall(g, expectRefused, "B's stream", "$JS.API.STREAM.CREATE."+pB.Stream.Name, createStream)
+	expectRefusedCall(g, expectRefused, "B's read-model bucket", "$JS.API.STREAM.CREATE.KV_"+pB.ReadModel.Bucket, createBucket(pB.ReadModel.Bucket))
 
 	// Its own stream and buckets, with any subjects, neither.
-	ctx, cancel = call()
+	ctx, cancel := call()
 	s, err := js.Stream(ctx, pA.Stream.Name)
 	cancel()
 	g.Expect(err).NotTo(HaveOccurred())
 	widened := s.CachedInfo().Config
 	widened.Subjects = append(widened.Subjects, pB.Stream.Subjects[0])
-	ctx, cancel = call()
-	_, err = js.UpdateStream(ctx, widened)
-	cancel()
-	g.Expect(err).To(HaveOccurred(), "A's stream widened to B's subjects")
-	expectRefused("A's stream widened to B's subjects", "$JS.API.STREAM.UPDATE."+pA.Stream.Name)
-
-	ctx, cancel = call()
-	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "pb_alpha_extra"})
-	cancel()
-	g.Expect(err).To(HaveOccurred(), "a bucket of A's own")
-	expectRefused("a bucket of A's own", "$JS.API.STREAM.CREATE.KV_pb_alpha_extra")
-
-	ctx, cancel = call()
-	g.Expect(js.DeleteStream(ctx, pA.Stream.Name)).NotTo(Succeed(), "delete A's own stream")
-	cancel()
-	expectRefused("delete A's own stream", "$JS.API.STREAM.DELETE."+pA.Stream.Name)
+	expectRefusedCall(g, expectRefused, "A's stream widened to B's subjects", "$JS.API.STREAM.UPDATE."+pA.Stream.Name, func(ctx context.Context) error {
+		_, err := js.UpdateStream(ctx, widened)
+		return err
+	})
+	expectRefusedCall(g, expectRefused, "a bucket of A's own", "$JS.API.STREAM.CREATE.KV_pb_alpha_extra", createBucket("pb_alpha_extra"))
+	expectRefusedCall(g, expectRefused, "delete A's own stream", "$JS.API.STREAM.DELETE."+pA.Stream.Name, func(ctx context.Context) error {
+		return js.DeleteStream(ctx, pA.Stream.Name)
+	})
 
 	// The manager then makes B's, which nothing captured, and both run.
 	natsauthtest.Manage(t, auth, url, pB)
