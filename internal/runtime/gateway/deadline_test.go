@@ -21,28 +21,16 @@ import (
 // that accepted the run are both gone: the deadline lives in the broker.
 func TestARunPastItsDeadlineFailsWith504AndIsDeadLettered(t *testing.T) {
 	g := NewWithT(t)
-	e := givenWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: late, namespace: default}
-spec:
-  style: async-orchestrated
-  runTimeout: 3s
-  entry: {sync: false}
-  steps:
-  - {name: fast, image: demo}
-  - {name: stuck, image: demo, dependsOn: [fast]}
+	e := givenWorkflow(t, "late", `
+style: async-orchestrated
+runTimeout: 3s
+entry: {sync: false}
+steps:
+- {name: fast, image: demo}
+- {name: stuck, image: demo, dependsOn: [fast]}
 `)
-	p, test := e.p, e.test
-	ctx := context.Background()
-	commands := make(chan *nats.Msg, 8)
-	for _, s := range []string{"fast", "stuck"} {
-		_, err := test.NC.ChanSubscribe(p.Step(s).Consumers[0].FilterSubject, commands)
-		g.Expect(err).NotTo(HaveOccurred())
-	}
-	dead := make(chan *nats.Msg, 8)
-	_, err := test.NC.ChanSubscribe(p.Stream.DeadLetter, dead)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(test.NC.Flush()).To(Succeed())
+	commands := e.Subscribe(t, e.Command("fast"), e.Command("stuck"))
+	dead := e.Subscribe(t, e.Plan.Stream.DeadLetter)
 
 	orch := e.orchestrator(t, g)
 	first := e.gateway(t, g)
@@ -52,13 +40,11 @@ spec:
 	runID := w.Header().Get(contract.HeaderRunID)
 	var m *nats.Msg
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
-	g.Expect(m.Subject).To(Equal(p.Step("fast").Consumers[0].FilterSubject))
+	g.Expect(m.Subject).To(Equal(e.Command("fast")))
 	g.Expect(m.Header.Get(bus.HeaderDeadline)).NotTo(BeEmpty(), "a command carries the run's deadline")
-	h := nats.Header{contract.HeaderStatus: {contract.ResultOK}, contract.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
-	res := p.Step("fast").Output.ResultSubject
-	g.Expect(test.Publish(ctx, &nats.Msg{Subject: res, Header: h, Data: []byte(`{"order":1,"fast":true}`)}, res+"/"+runID)).To(Succeed())
+	e.Result(t, "fast", runID, contract.ResultOK, `{"order":1,"fast":true}`)
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
-	g.Expect(m.Subject).To(Equal(p.Step("stuck").Consumers[0].FilterSubject))
+	g.Expect(m.Subject).To(Equal(e.Command("stuck")))
 
 	// Nobody who saw the run is left; another gateway replica comes up.
 	orch.Stop()
@@ -89,23 +75,17 @@ spec:
 // step's command subject, so it can be replayed again in turn.
 func TestAReplayedRunHasADeadlineOfItsOwn(t *testing.T) {
 	g := NewWithT(t)
-	e := givenWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: again, namespace: default}
-spec:
-  style: async-orchestrated
-  runTimeout: 2s
-  entry: {sync: false}
-  steps:
-  - {name: stuck, image: demo}
+	e := givenWorkflow(t, "again", `
+style: async-orchestrated
+runTimeout: 2s
+entry: {sync: false}
+steps:
+- {name: stuck, image: demo}
 `)
-	p, test := e.p, e.test
+	p, test := e.Plan, e.Test
 	ctx := context.Background()
-	command := p.Step("stuck").Consumers[0].FilterSubject
-	commands := make(chan *nats.Msg, 8)
-	_, err := test.NC.ChanSubscribe(command, commands)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(test.NC.Flush()).To(Succeed())
+	command := e.Command("stuck")
+	commands := e.Subscribe(t, command)
 
 	orch := e.orchestrator(t, g)
 	t.Cleanup(orch.Stop)
@@ -125,9 +105,7 @@ spec:
 	g.Eventually(batch.Messages()).Should(Receive(&cmd))
 	dlq, id := bus.NewDeadLetter(p, cmd, bus.Failure{Step: "stuck", Attempts: 1, Status: 400, Code: 400, Message: "step stuck answered 400"})
 	g.Expect(test.Publish(ctx, dlq, id)).To(Succeed())
-	fail := nats.Header{contract.HeaderStatus: {contract.ResultFailed}, contract.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
-	res := p.Step("stuck").Output.ResultSubject
-	g.Expect(test.Publish(ctx, &nats.Msg{Subject: res, Header: fail, Data: []byte(`{"code":400,"error":"step stuck answered 400","step":"stuck","status":400,"attempts":1}`)}, res+"/"+runID)).To(Succeed())
+	e.Result(t, "stuck", runID, contract.ResultFailed, `{"code":400,"error":"step stuck answered 400","step":"stuck","status":400,"attempts":1}`)
 	g.Eventually(func() int { return do(gw, http.MethodGet, "/runs/"+runID, "").Code }).WithTimeout(20 * time.Second).Should(Equal(http.StatusBadRequest))
 
 	var page struct{ DeadLetters []bus.DeadLetter }
