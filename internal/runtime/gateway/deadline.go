@@ -49,23 +49,27 @@ var errDeferred = errors.New("deferred")
 // holding the message loses nothing: the broker redelivers it after the ack
 // wait to another replica.
 func (g *Gateway) startDeadlines(ctx context.Context) error {
-	p := g.plan
+	cons, err := bus.EnsureConsumer(ctx, g.conn.JS, g.plan, deadlineConsumer(g.plan))
+	if err != nil {
+		return err
+	}
+	return g.consume(cons, "Checking a run's deadline failed; the message will be redelivered", g.checkDeadline)
+}
+
+// deadlineConsumer is the gateways' shared durable of the run deadlines.
+func deadlineConsumer(p *plan.Plan) jetstream.ConsumerConfig {
 	subject := p.Stream.StartSubject
 	if subject == "" {
 		subject = p.Entry.EventSubject
 	}
-	cons, err := bus.EnsureConsumer(ctx, g.conn.JS, p, jetstream.ConsumerConfig{
+	return jetstream.ConsumerConfig{
 		Durable:        p.Stream.DeadlineDurable,
 		Description:    "patchbay gateways: the deadlines of runs (spec.runTimeout)",
 		FilterSubjects: []string{subject, p.Stream.DeadlineSubject},
 		MaxAckPending:  deadlineAckPending,
 		AckWait:        deadlineAckWait,
 		MaxDeliver:     bus.RoleConsumerMaxDeliver,
-	})
-	if err != nil {
-		return err
 	}
-	return g.consume(cons, "Checking a run's deadline failed; the message will be redelivered", g.checkDeadline)
 }
 
 // checkDeadline fails the run of a start message once it is past its

@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bustest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
@@ -138,4 +139,49 @@ steps:
 	}).WithTimeout(20 * time.Second).Should(Succeed())
 	second := page.DeadLetters[1]
 	g.Expect(second).To(And(HaveField("Step", "stuck"), HaveField("Code", http.StatusGatewayTimeout), HaveField("Subject", command), HaveField("RunID", runID)))
+}
+
+// A gateway that dies holding a run's deadline message (or a broker that
+// restarts before it stored the message's delay) leaves the message to come
+// back after the deadline consumer's ack wait: the run still fails at about
+// its deadline, well before the 30 s that the consumers of completions wait.
+func TestARunFailsAtItsDeadlineWhenItsGatewayDiedHoldingTheCheck(t *testing.T) {
+	g := NewWithT(t)
+	e := givenWorkflow(t, "orphan", `
+  style: async-orchestrated
+  runTimeout: 3s
+  entry: {sync: false}
+  steps:
+  - {name: stuck, image: demo}
+`)
+	ctx := context.Background()
+	runs := e.Runs(t)
+	started := time.Now().UTC()
+	deadline := started.Add(3 * time.Second)
+	g.Expect(runs.Create(ctx, &bus.Run{ID: "r1", Status: bus.RunPending, Started: started, Deadline: &deadline})).To(Succeed())
+	cons, err := bus.EnsureConsumer(ctx, e.Test.JS, e.Plan, deadlineConsumer(e.Plan))
+	g.Expect(err).NotTo(HaveOccurred())
+	e.Publish(t, e.Plan.Stream.StartSubject, "r1", nil, `{}`)
+
+	// The gateway that gets the check first dies before it answers for it.
+	dying := bustest.Connect(t, e.URL)
+	held, err := dying.JS.Consumer(ctx, e.Plan.Stream.Name, cons.CachedInfo().Name)
+	g.Expect(err).NotTo(HaveOccurred())
+	batch, err := held.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+	g.Expect(err).NotTo(HaveOccurred())
+	var got []string
+	for m := range batch.Messages() {
+		got = append(got, bus.HTTPHeader(m).Get(contract.HeaderRunID))
+	}
+	g.Expect(got).To(Equal([]string{"r1"}))
+	dying.NC.Close()
+
+	e.gateway(t, g)
+	g.Eventually(func(g Gomega) {
+		r, _, err := runs.Get(ctx, "r1")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(r.Status).To(Equal(bus.RunFailed))
+		g.Expect(r.Code).To(Equal(http.StatusGatewayTimeout))
+		g.Expect(r.Expired).To(BeTrue())
+	}).WithTimeout(completionAckWait - 10*time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 }
