@@ -15,6 +15,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	"github.com/nats-io/nats.go/jetstream"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 
@@ -149,6 +150,41 @@ func sendRun(entry string, r *sentRun) {
 		}
 		time.Sleep(backoff) // a client's backoff between retries
 		backoff = min(2*backoff, time.Second)
+	}
+}
+
+// awaitEnded waits until the runs of sent that which selects have ended,
+// and keeps their records; a run still pending after settleBound fails the
+// spec with where its messages sit against every consumer.
+func awaitEnded(c *cluster, js jetstream.JetStream, runs *bus.Runs, sent []*sentRun, records map[string]*bus.Run, which func(*sentRun) bool, what string) {
+	GinkgoHelper()
+	pending := map[string]*bus.Run{}
+	failures := InterceptGomegaFailures(func() {
+		Eventually(func(g Gomega) {
+			ctx, cancel := context.WithTimeout(context.Background(), waitBound)
+			defer cancel()
+			clear(pending)
+			for _, r := range sent {
+				if !which(r) || records[r.id] != nil {
+					continue
+				}
+				rec, _, err := runs.Get(ctx, r.id)
+				g.Expect(err).NotTo(HaveOccurred(), "run %s", r.id)
+				if rec.Done() {
+					records[r.id] = rec
+				} else {
+					pending[r.id] = rec
+				}
+			}
+			g.Expect(pending).To(BeEmpty(), "%s still pending", what)
+		}).WithTimeout(settleBound).WithPolling(time.Second).Should(Succeed())
+	})
+	if len(failures) > 0 {
+		why := []string{failures[0]}
+		for id, rec := range pending {
+			why = append(why, fmt.Sprintf("%+v; %s", rec, c.explainPending(js, id)))
+		}
+		Fail(strings.Join(why, "\n"))
 	}
 }
 
@@ -299,53 +335,10 @@ var _ = Describe("Runs under SIGKILL", Label("soak"), func() {
 				js := c.js()
 				runs := c.runs(js)
 				records = map[string]*bus.Run{}
-				Eventually(func(g Gomega) {
-					ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-					defer cancel()
-					var pending []string
-					for _, r := range sent {
-						if !r.accepted || records[r.id] != nil {
-							continue
-						}
-						rec, _, err := runs.Get(ctx, r.id)
-						g.Expect(err).NotTo(HaveOccurred(), "run %s", r.id)
-						if rec.Done() {
-							records[r.id] = rec
-						} else {
-							pending = append(pending, r.id)
-						}
-					}
-					g.Expect(pending).To(BeEmpty(), "accepted runs still pending")
-				}).WithTimeout(settleBound).WithPolling(time.Second).Should(Succeed())
-				// The runs whose retry got 409: their records once they ended,
-				// which they do by their deadline at the latest (checked below).
-				pending := map[string]*bus.Run{}
-				if failures := InterceptGomegaFailures(func() {
-					Eventually(func(g Gomega) {
-						ctx, cancel := context.WithTimeout(context.Background(), waitBound)
-						defer cancel()
-						clear(pending)
-						for _, r := range sent {
-							if !r.conflict || records[r.id] != nil {
-								continue
-							}
-							rec, _, err := runs.Get(ctx, r.id)
-							g.Expect(err).NotTo(HaveOccurred(), "run %s", r.id)
-							if rec.Done() {
-								records[r.id] = rec
-							} else {
-								pending[r.id] = rec
-							}
-						}
-						g.Expect(pending).To(BeEmpty(), "runs whose retry got 409, still pending")
-					}).WithTimeout(settleBound).WithPolling(time.Second).Should(Succeed())
-				}); len(failures) > 0 {
-					var why []string
-					for id, rec := range pending {
-						why = append(why, fmt.Sprintf("%+v; %s", rec, c.explainPending(js, id)))
-					}
-					Fail(fmt.Sprintf("%s\n%s", failures[0], strings.Join(why, "\n")))
-				}
+				awaitEnded(c, js, runs, sent, records, func(r *sentRun) bool { return r.accepted }, "accepted runs")
+				// The runs whose retry got 409 end too, by their deadline at
+				// the latest (checked below).
+				awaitEnded(c, js, runs, sent, records, func(r *sentRun) bool { return r.conflict }, "runs whose retry got 409")
 				dead = c.deadLetters(js)
 				for _, r := range sent {
 					if !r.accepted {
