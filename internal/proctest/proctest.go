@@ -20,6 +20,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/patchbay-dev/patchbay/internal/freeport"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 )
 
@@ -112,15 +113,9 @@ func (p *Proc) Terminate(timeout time.Duration) (int, error) {
 	}
 }
 
-// FreeAddr is a loopback address with a port that was free just now.
-func FreeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
+// FreeAddr is a loopback address with a port that was free just now, below
+// the ephemeral range so that Dialable cannot connect to itself on it.
+func FreeAddr() (string, error) { return freeport.Addr() }
 
 // Dialable reports whether something listens on addr.
 func Dialable(addr string) bool {

@@ -1,15 +1,14 @@
 package natstest
 
 import (
-	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/nats-io/nats-server/v2/server"
+
+	"github.com/patchbay-dev/patchbay/internal/freeport"
 )
 
 // TB is the part of a test that Start uses: a *testing.T, or Ginkgo's GinkgoT().
@@ -28,38 +27,16 @@ func Start(t TB) string {
 }
 
 // FreePort is a loopback port free at the time of the call, for a server a
-// test starts on a port it names (one it stops and starts again, say). It
-// lies below the kernel's ephemeral range (ip_local_port_range): a port from
-// that range, once closed, can be taken as the source port of any outgoing
-// connection on the machine, and a connection to it while nothing listens
-// can even connect to itself (TCP simultaneous open), so that a probe of a
-// server not started yet succeeds.
+// test starts on a port it names (one it stops and starts again, say); see
+// freeport.Port for why it is below the ephemeral range.
 func FreePort(t TB) int {
 	t.Helper()
-	low := 32768
-	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
-		if f := strings.Fields(string(b)); len(f) == 2 {
-			if n, err := strconv.Atoi(f[0]); err == nil && n > freePortFloor+1000 {
-				low = n
-			}
-		}
+	port, err := freeport.Port()
+	if err != nil {
+		t.Fatal(err)
 	}
-	for range 1000 {
-		port := freePortFloor + rand.IntN(low-freePortFloor)
-		l, err := net.Listen("tcp", net.JoinHostPort("127.0.0.1", strconv.Itoa(port)))
-		if err != nil {
-			continue
-		}
-		_ = l.Close()
-		return port
-	}
-	t.Fatal("no free loopback port below the ephemeral range")
-	return 0
+	return port
 }
-
-// freePortFloor is where FreePort starts looking, above the well-known and
-// most registered ports.
-const freePortFloor = 10000
 
 // run starts a server of opts until the test ends and returns its URL.
 func run(t TB, opts *server.Options) string {
