@@ -1,4 +1,4 @@
-package cli
+package devcli
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/runtime/cli"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
 )
 
@@ -34,7 +35,7 @@ func TestGraphDrawsEverySampleLikeTheGoldens(t *testing.T) {
 				want, err := os.ReadFile(filepath.Join("..", "..", "topology", "testdata", name+ext))
 				g.Expect(err).NotTo(HaveOccurred(), "every sample Workflow has golden drawings")
 				var stdout, stderr bytes.Buffer
-				code := Main(context.Background(), []string{"graph", "-f", sample, "--format", format}, &stdout, &stderr)
+				code := graphProgram.Main(context.Background(), []string{"graph", "-f", sample, "--format", format}, &stdout, &stderr)
 				g.Expect(code).To(Equal(0), stderr.String())
 				g.Expect(stdout.String()).To(Equal(string(want)))
 
@@ -56,7 +57,7 @@ func TestGraphDefaultsToMermaidAndRefusesMistakes(t *testing.T) {
 	g := NewWithT(t)
 	sample := filepath.Join("..", "..", "..", "config", "samples", "hybrid.yaml")
 	var stdout, stderr bytes.Buffer
-	g.Expect(Main(context.Background(), []string{"graph", "-f", sample}, &stdout, &stderr)).To(Equal(0), stderr.String())
+	g.Expect(graphProgram.Main(context.Background(), []string{"graph", "-f", sample}, &stdout, &stderr)).To(Equal(0), stderr.String())
 	g.Expect(stdout.String()).To(HavePrefix("flowchart LR\n"))
 
 	for _, tc := range []struct {
@@ -69,7 +70,7 @@ func TestGraphDefaultsToMermaidAndRefusesMistakes(t *testing.T) {
 	} {
 		stdout.Reset()
 		stderr.Reset()
-		g.Expect(Main(context.Background(), tc.args, &stdout, &stderr)).To(Equal(1))
+		g.Expect(graphProgram.Main(context.Background(), tc.args, &stdout, &stderr)).To(Equal(1))
 		g.Expect(stderr.String()).To(ContainSubstring(tc.err))
 		g.Expect(stdout.String()).To(BeEmpty())
 	}
@@ -95,3 +96,6 @@ spec:
 	g.Expect(err.Error()).To(ContainSubstring("cycle"))
 	g.Expect(stdout.String()).To(BeEmpty())
 }
+
+// graphProgram runs graph as patchbay-runtime does.
+var graphProgram = cli.Program{Name: "patchbay-runtime", Roles: []cli.Role{Graph}}
