@@ -31,11 +31,17 @@ type Role struct {
 // (images/runtime/sidecar), links none of it.
 var (
 	Sidecar = Role{Name: "sidecar", Usage: "--plan FILE --step NAME [--nats-url URL --nats-credentials DIR] [flags]",
-		Run: func(ctx context.Context, args []string, _, stderr io.Writer) error { return runSidecar(ctx, args, stderr) }}
+		Run: func(ctx context.Context, args []string, _, stderr io.Writer) error {
+			return runSidecar(ctx, args, stderr)
+		}}
 	Orchestrator = Role{Name: "orchestrator", Usage: "--plan FILE [--nats-url URL --nats-credentials DIR] [flags]",
-		Run: func(ctx context.Context, args []string, _, stderr io.Writer) error { return runOrchestrator(ctx, args, stderr) }}
+		Run: func(ctx context.Context, args []string, _, stderr io.Writer) error {
+			return runOrchestrator(ctx, args, stderr)
+		}}
 	Gateway = Role{Name: "gateway", Usage: "--plan FILE --nats-url URL [--nats-credentials DIR] [flags]",
-		Run: func(ctx context.Context, args []string, _, stderr io.Writer) error { return runGateway(ctx, args, stderr) }}
+		Run: func(ctx context.Context, args []string, _, stderr io.Writer) error {
+			return runGateway(ctx, args, stderr)
+		}}
 	DLQ = Role{Name: "dlq", Usage: "list|show|replay --plan FILE --nats-url URL [--nats-credentials DIR] [ID]", Run: runDLQ}
 )
 
