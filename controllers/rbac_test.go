@@ -180,25 +180,22 @@ func staleChild(wf *v1alpha1.Workflow, obj client.Object) client.Object {
 }
 
 func minimalDeployment() *appsv1.Deployment {
-	labels := map[string]string{"app": "x"}
-	return &appsv1.Deployment{Spec: appsv1.DeploymentSpec{
-		Selector: &metav1.LabelSelector{MatchLabels: labels},
-		Template: corev1.PodTemplateSpec{
-			ObjectMeta: metav1.ObjectMeta{Labels: labels},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "registry.test/x:1"}}},
-		},
-	}}
+	selector, template := minimalPods()
+	return &appsv1.Deployment{Spec: appsv1.DeploymentSpec{Selector: selector, Template: template}}
 }
 
 func minimalStatefulSet() *appsv1.StatefulSet {
+	selector, template := minimalPods()
+	return &appsv1.StatefulSet{Spec: appsv1.StatefulSetSpec{Selector: selector, Template: template}}
+}
+
+// minimalPods are the selector and pod template of a minimal workload.
+func minimalPods() (*metav1.LabelSelector, corev1.PodTemplateSpec) {
 	labels := map[string]string{"app": "x"}
-	return &appsv1.StatefulSet{Spec: appsv1.StatefulSetSpec{
-		Selector: &metav1.LabelSelector{MatchLabels: labels},
-		Template: corev1.PodTemplateSpec{
-			ObjectMeta: metav1.ObjectMeta{Labels: labels},
-			Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "registry.test/x:1"}}},
-		},
-	}}
+	return &metav1.LabelSelector{MatchLabels: labels}, corev1.PodTemplateSpec{
+		ObjectMeta: metav1.ObjectMeta{Labels: labels},
+		Spec:       corev1.PodSpec{Containers: []corev1.Container{{Name: "x", Image: "registry.test/x:1"}}},
+	}
 }
 
 func headlessService() *corev1.Service {

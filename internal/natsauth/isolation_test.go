@@ -83,6 +83,16 @@ func connectAs(t *testing.T, g Gomega, url, creds string, p *plan.Plan) (nc *nat
 	}
 }
 
+// expectRefusedCall expects the JetStream call try to fail and the server to
+// name subject in its permissions violation.
+func expectRefusedCall(g Gomega, expectRefused func(what, subject string), what, subject string, try func(ctx context.Context) error) {
+	ctx, cancel := call()
+	err := try(ctx)
+	cancel()
+	g.Expect(err).To(HaveOccurred(), what)
+	expectRefused(what, subject)
+}
+
 func call() (context.Context, context.CancelFunc) {
 	return context.WithTimeout(context.Background(), 2*time.Second)
 }
@@ -125,46 +135,45 @@ func TestAWorkflowsCredentialsReachOnlyItsOwnResources(t *testing.T) {
 	cancel()
 	g.Expect(err).NotTo(HaveOccurred())
 
-	ctx, cancel = call()
-	g.Expect(js.DeleteStream(ctx, pB.Stream.Name)).NotTo(Succeed(), "delete B's stream")
-	cancel()
-	expectRefused("delete B's stream", "$JS.API.STREAM.DELETE."+pB.Stream.Name)
+	// Each of these JetStream calls fails, and the server says why.
+	directGet := func(bucket, key string) string {
+		return "$JS.API.DIRECT.GET.KV_" + bucket + ".$KV." + bucket + "." + key
+	}
+	for _, tc := range []struct {
+		what, subject string
+		try           func(ctx context.Context) error
+	}{
+		{"delete B's stream", "$JS.API.STREAM.DELETE." + pB.Stream.Name, func(ctx context.Context) error {
+			return js.DeleteStream(ctx, pB.Stream.Name)
+		}},
+		{"create a consumer on B's stream", "$JS.API.CONSUMER.CREATE." + pB.Stream.Name + ".spy." + pB.Stream.StartSubject, func(ctx context.Context) error {
+			_, err := js.CreateOrUpdateConsumer(ctx, pB.Stream.Name, jetstream.ConsumerConfig{Durable: "spy", FilterSubject: pB.Stream.StartSubject})
+			return err
+		}},
+		{"bind B's runs bucket", "$JS.API.STREAM.INFO.KV_" + pB.Stream.RunsBucket, func(ctx context.Context) error {
+			_, err := js.KeyValue(ctx, pB.Stream.RunsBucket)
+			return err
+		}},
+		{"get from B's runs bucket", directGet(pB.Stream.RunsBucket, "some-run"), func(ctx context.Context) error {
+			_, err := nc.RequestWithContext(ctx, directGet(pB.Stream.RunsBucket, "some-run"), nil)
+			return err
+		}},
+		{"put into B's runs bucket", "$KV." + pB.Stream.RunsBucket + ".some-run", func(ctx context.Context) error {
+			_, err := js.Publish(ctx, "$KV."+pB.Stream.RunsBucket+".some-run", []byte(`{"status":"succeeded"}`))
+			return err
+		}},
+		{"get from B's read model", directGet(pB.ReadModel.Bucket, "o-7"), func(ctx context.Context) error {
+			_, err := nc.RequestWithContext(ctx, directGet(pB.ReadModel.Bucket, "o-7"), nil)
+			return err
+		}},
+		{"delete B's read model", "$JS.API.STREAM.DELETE.KV_" + pB.ReadModel.Bucket, func(ctx context.Context) error {
+			return js.DeleteKeyValue(ctx, pB.ReadModel.Bucket)
+		}},
+	} {
+		expectRefusedCall(g, expectRefused, tc.what, tc.subject, tc.try)
+	}
 
-	ctx, cancel = call()
-	_, err = js.CreateOrUpdateConsumer(ctx, pB.Stream.Name, jetstream.ConsumerConfig{Durable: "spy", FilterSubject: pB.Stream.StartSubject})
-	cancel()
-	g.Expect(err).To(HaveOccurred(), "create a consumer on B's stream")
-	expectRefused("create a consumer on B's stream", "$JS.API.CONSUMER.CREATE."+pB.Stream.Name+".spy."+pB.Stream.StartSubject)
-
-	ctx, cancel = call()
-	_, err = js.KeyValue(ctx, pB.Stream.RunsBucket)
-	cancel()
-	g.Expect(err).To(HaveOccurred(), "bind B's runs bucket")
-	expectRefused("bind B's runs bucket", "$JS.API.STREAM.INFO.KV_"+pB.Stream.RunsBucket)
-
-	ctx, cancel = call()
-	_, err = nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET.KV_"+pB.Stream.RunsBucket+".$KV."+pB.Stream.RunsBucket+".some-run", nil)
-	cancel()
-	g.Expect(err).To(HaveOccurred(), "get from B's runs bucket")
-	expectRefused("get from B's runs bucket", "$JS.API.DIRECT.GET.KV_"+pB.Stream.RunsBucket+".$KV."+pB.Stream.RunsBucket+".some-run")
-
-	ctx, cancel = call()
-	_, err = js.Publish(ctx, "$KV."+pB.Stream.RunsBucket+".some-run", []byte(`{"status":"succeeded"}`))
-	cancel()
-	g.Expect(err).To(HaveOccurred(), "put into B's runs bucket")
-	expectRefused("put into B's runs bucket", "$KV."+pB.Stream.RunsBucket+".some-run")
-
-	ctx, cancel = call()
-	_, err = nc.RequestWithContext(ctx, "$JS.API.DIRECT.GET.KV_"+pB.ReadModel.Bucket+".$KV."+pB.ReadModel.Bucket+".o-7", nil)
-	cancel()
-	g.Expect(err).To(HaveOccurred(), "get from B's read model")
-	expectRefused("get from B's read model", "$JS.API.DIRECT.GET.KV_"+pB.ReadModel.Bucket+".$KV."+pB.ReadModel.Bucket+".o-7")
-
-	ctx, cancel = call()
-	g.Expect(js.DeleteKeyValue(ctx, pB.ReadModel.Bucket)).NotTo(Succeed(), "delete B's read model")
-	cancel()
-	expectRefused("delete B's read model", "$JS.API.STREAM.DELETE.KV_"+pB.ReadModel.Bucket)
-
+	// Core NATS publishes and subscribes fail only on the server.
 	g.Expect(nc.Publish(pB.Stream.StartSubject, []byte(`{"id":7}`))).To(Succeed())
 	expectRefused("publish on B's start subject", pB.Stream.StartSubject)
 	_, err = nc.SubscribeSync(pB.Stream.Subjects[0])
@@ -242,48 +251,36 @@ func TestAWorkflowCannotCreateOrChangeAStream(t *testing.T) {
 
 	// B has no stream yet.
 	capture := jetstream.StreamConfig{Name: "CAPTURE", Subjects: []string{pB.Stream.Subjects[0]}}
-	ctx, cancel := call()
-	_, err := js.CreateStream(ctx, capture)
-	cancel()
-	g.Expect(err).To(HaveOccurred(), "a stream on B's subjects")
-	expectRefused("a stream on B's subjects", "$JS.API.STREAM.CREATE.CAPTURE")
-
+	createStream := func(ctx context.Context) error {
+		_, err := js.CreateStream(ctx, capture)
+		return err
+	}
+	createBucket := func(name string) func(ctx context.Context) error {
+		return func(ctx context.Context) error {
+			_, err := js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: name})
+			return err
+		}
+	}
+	expectRefusedCall(g, expectRefused, "a stream on B's subjects", "$JS.API.STREAM.CREATE.CAPTURE", createStream)
 	capture.Name = pB.Stream.Name
-	ctx, cancel = call()
-	_, err = js.CreateStream(ctx, capture)
-	cancel()
-	g.Expect(err).To(HaveOccurred(), "B's stream")
-	expectRefused("B's stream", "$JS.API.STREAM.CREATE."+pB.Stream.Name)
-
-	ctx, cancel = call()
-	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: pB.ReadModel.Bucket})
-	cancel()
-	g.Expect(err).To(HaveOccurred(), "B's read-model bucket")
-	expectRefused("B's read-model bucket", "$JS.API.STREAM.CREATE.KV_"+pB.ReadModel.Bucket)
+	expectRefusedCall(g, expectRefused, "B's stream", "$JS.API.STREAM.CREATE."+pB.Stream.Name, createStream)
+	expectRefusedCall(g, expectRefused, "B's read-model bucket", "$JS.API.STREAM.CREATE.KV_"+pB.ReadModel.Bucket, createBucket(pB.ReadModel.Bucket))
 
 	// Its own stream and buckets, with any subjects, neither.
-	ctx, cancel = call()
+	ctx, cancel := call()
 	s, err := js.Stream(ctx, pA.Stream.Name)
 	cancel()
 	g.Expect(err).NotTo(HaveOccurred())
 	widened := s.CachedInfo().Config
 	widened.Subjects = append(widened.Subjects, pB.Stream.Subjects[0])
-	ctx, cancel = call()
-	_, err = js.UpdateStream(ctx, widened)
-	cancel()
-	g.Expect(err).To(HaveOccurred(), "A's stream widened to B's subjects")
-	expectRefused("A's stream widened to B's subjects", "$JS.API.STREAM.UPDATE."+pA.Stream.Name)
-
-	ctx, cancel = call()
-	_, err = js.CreateKeyValue(ctx, jetstream.KeyValueConfig{Bucket: "pb_alpha_extra"})
-	cancel()
-	g.Expect(err).To(HaveOccurred(), "a bucket of A's own")
-	expectRefused("a bucket of A's own", "$JS.API.STREAM.CREATE.KV_pb_alpha_extra")
-
-	ctx, cancel = call()
-	g.Expect(js.DeleteStream(ctx, pA.Stream.Name)).NotTo(Succeed(), "delete A's own stream")
-	cancel()
-	expectRefused("delete A's own stream", "$JS.API.STREAM.DELETE."+pA.Stream.Name)
+	expectRefusedCall(g, expectRefused, "A's stream widened to B's subjects", "$JS.API.STREAM.UPDATE."+pA.Stream.Name, func(ctx context.Context) error {
+		_, err := js.UpdateStream(ctx, widened)
+		return err
+	})
+	expectRefusedCall(g, expectRefused, "a bucket of A's own", "$JS.API.STREAM.CREATE.KV_pb_alpha_extra", createBucket("pb_alpha_extra"))
+	expectRefusedCall(g, expectRefused, "delete A's own stream", "$JS.API.STREAM.DELETE."+pA.Stream.Name, func(ctx context.Context) error {
+		return js.DeleteStream(ctx, pA.Stream.Name)
+	})
 
 	// The manager then makes B's, which nothing captured, and both run.
 	natsauthtest.Manage(t, auth, url, pB)

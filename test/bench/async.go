@@ -29,48 +29,34 @@ type asyncConfig struct {
 	sidecar  string // patchbay-sidecar
 }
 
-// asyncWorkflows are the workflows whose throughput the async section
-// measures; every step is the same echo app.
-var asyncWorkflows = []struct{ name, yaml string }{
-	{"async-orchestrated, 1 step", `
-apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: one, namespace: bench}
-spec:
-  style: async-orchestrated
-  broker: {name: default}
-  entry: {sync: true, timeout: 10s}
-  resilience: {timeout: 5s, retry: {attempts: 3, backoff: exponential, initialDelay: 50ms, maxDelay: 1s}, bulkhead: {maxConcurrent: 256}}
-  steps:
-  - {name: s1, image: bench/echo, port: 9000}
+// asyncPolicies are the broker and the policies of every asyncWorkflows entry.
+const asyncPolicies = `broker: {name: default}
+resilience: {timeout: 5s, retry: {attempts: 3, backoff: exponential, initialDelay: 50ms, maxDelay: 1s}, bulkhead: {maxConcurrent: 256}}`
+
+// asyncWorkflows are the workflows (name, Workflow and spec) whose throughput
+// the async section measures; every step is the same echo app.
+var asyncWorkflows = []struct{ name, workflow, spec string }{
+	{"async-orchestrated, 1 step", "one", asyncPolicies + `
+style: async-orchestrated
+entry: {sync: true, timeout: 10s}
+steps:
+- {name: s1, image: bench/echo, port: 9000}
 `},
-	{"async-orchestrated, 3 steps", `
-apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: three, namespace: bench}
-spec:
-  style: async-orchestrated
-  broker: {name: default}
-  entry: {sync: true, timeout: 10s}
-  resilience: {timeout: 5s, retry: {attempts: 3, backoff: exponential, initialDelay: 50ms, maxDelay: 1s}, bulkhead: {maxConcurrent: 256}}
-  steps:
-  - {name: s1, image: bench/echo, port: 9000}
-  - {name: s2, image: bench/echo, port: 9000, dependsOn: [s1]}
-  - {name: s3, image: bench/echo, port: 9000, dependsOn: [s2]}
+	{"async-orchestrated, 3 steps", "three", asyncPolicies + `
+style: async-orchestrated
+entry: {sync: true, timeout: 10s}
+steps:
+- {name: s1, image: bench/echo, port: 9000}
+- {name: s2, image: bench/echo, port: 9000, dependsOn: [s1]}
+- {name: s3, image: bench/echo, port: 9000, dependsOn: [s2]}
 `},
-	{"choreography fan-out to 3", `
-apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: fan, namespace: bench}
-spec:
-  style: choreography
-  broker: {name: default}
-  entry: {sync: true, timeout: 10s, event: bench.requested, completesOn: [bench.done]}
-  resilience: {timeout: 5s, retry: {attempts: 3, backoff: exponential, initialDelay: 50ms, maxDelay: 1s}, bulkhead: {maxConcurrent: 256}}
-  steps:
-  - {name: s1, image: bench/echo, port: 9000, subscribes: [bench.requested], emits: [bench.done]}
-  - {name: s2, image: bench/echo, port: 9000, subscribes: [bench.requested]}
-  - {name: s3, image: bench/echo, port: 9000, subscribes: [bench.requested]}
+	{"choreography fan-out to 3", "fan", asyncPolicies + `
+style: choreography
+entry: {sync: true, timeout: 10s, event: bench.requested, completesOn: [bench.done]}
+steps:
+- {name: s1, image: bench/echo, port: 9000, subscribes: [bench.requested], emits: [bench.done]}
+- {name: s2, image: bench/echo, port: 9000, subscribes: [bench.requested]}
+- {name: s3, image: bench/echo, port: 9000, subscribes: [bench.requested]}
 `},
 }
 
@@ -108,7 +94,7 @@ func runAsync(ctx context.Context, cfg asyncConfig, rep *report) error {
 	defer app.stop()
 	for i, w := range asyncWorkflows {
 		planFile := filepath.Join(dir, fmt.Sprintf("plan-%d.json", i))
-		if err := asyncWorkflow1(ctx, cfg, w.name, w.yaml, planFile, natsURL, srv, app, appURL, raw, rep); err != nil {
+		if err := asyncWorkflow1(ctx, cfg, w.name, w.workflow, w.spec, planFile, natsURL, srv, app, appURL, raw, rep); err != nil {
 			return fmt.Errorf("%s: %w", w.name, err)
 		}
 	}
@@ -119,8 +105,8 @@ func runAsync(ctx context.Context, cfg asyncConfig, rep *report) error {
 
 // asyncWorkflow1 runs one workflow's data plane, its plan written to
 // planFile, and loads it.
-func asyncWorkflow1(ctx context.Context, cfg asyncConfig, name, manifest, planFile, natsURL string, srv, app *process, appURL string, raw float64, rep *report) error {
-	p, err := writePlan(planFile, manifest)
+func asyncWorkflow1(ctx context.Context, cfg asyncConfig, name, workflow, spec, planFile, natsURL string, srv, app *process, appURL string, raw float64, rep *report) error {
+	p, err := writePlan(planFile, workflow, spec)
 	if err != nil {
 		return err
 	}

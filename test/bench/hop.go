@@ -15,6 +15,7 @@ import (
 	"fortio.org/fortio/fhttp"
 	"fortio.org/fortio/periodic"
 	"fortio.org/fortio/stats"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
@@ -37,38 +38,30 @@ type hopConfig struct {
 	self       string // this binary, re-executed as the echo app and the ReverseProxy
 }
 
-// hopWorkflow is one sync-chain step with every policy on: its sidecar calls
+// hopWorkflow is the spec of a Workflow of one sync-chain step with every policy on: its sidecar calls
 // the app under a timeout, retries and a circuit breaker, behind a bulkhead
 // wide enough that the load never fills it.
 const hopWorkflow = `
-apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: bench, namespace: bench}
-spec:
-  style: sync-chain
-  resilience:
-    timeout: 2s
-    retry: {attempts: 3, backoff: exponential, initialDelay: 50ms, maxDelay: 1s}
-    circuitBreaker: {consecutiveFailures: 5, openDuration: 30s, halfOpenRequests: 1}
-    bulkhead: {maxConcurrent: 256}
-  steps:
-  - {name: echo, image: bench/echo, port: 9000}
+style: sync-chain
+resilience:
+  timeout: 2s
+  retry: {attempts: 3, backoff: exponential, initialDelay: 50ms, maxDelay: 1s}
+  circuitBreaker: {consecutiveFailures: 5, openDuration: 30s, halfOpenRequests: 1}
+  bulkhead: {maxConcurrent: 256}
+steps:
+- {name: echo, image: bench/echo, port: 9000}
 `
 
-// proxyWorkflow is one sync-orchestrated step: the orchestrator applies the
+// proxyWorkflow is the spec of a Workflow of one sync-orchestrated step: the orchestrator applies the
 // policies, so its sidecar streams the hop to the app as a proxy does (adding
 // the step contract's headers), which is also the path of every request other
 // than a POST to / (dual support).
 const proxyWorkflow = `
-apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: bench, namespace: bench}
-spec:
-  style: sync-orchestrated
-  resilience:
-    bulkhead: {maxConcurrent: 256}
-  steps:
-  - {name: echo, image: bench/echo, port: 9000}
+style: sync-orchestrated
+resilience:
+  bulkhead: {maxConcurrent: 256}
+steps:
+- {name: echo, image: bench/echo, port: 9000}
 `
 
 // latencies are the results of one fortio run.
@@ -102,11 +95,11 @@ func runHop(ctx context.Context, cfg hopConfig, rep *report) error {
 	}
 	defer os.RemoveAll(dir)
 	planFile := filepath.Join(dir, "plan.json")
-	if _, err := writePlan(planFile, hopWorkflow); err != nil {
+	if _, err := writePlan(planFile, "bench", hopWorkflow); err != nil {
 		return err
 	}
 	proxyPlanFile := filepath.Join(dir, "proxy-plan.json")
-	if _, err := writePlan(proxyPlanFile, proxyWorkflow); err != nil {
+	if _, err := writePlan(proxyPlanFile, "bench", proxyWorkflow); err != nil {
 		return err
 	}
 
@@ -413,11 +406,12 @@ func measureInterleaved(ctx context.Context, what string, cfg hopConfig, targets
 	return nil
 }
 
-// writePlan compiles the Workflow manifest and writes its plan to file as
+// writePlan compiles the Workflow name (in namespace bench) with the spec
+// (YAML as it stands under a manifest's spec:) and writes its plan to file as
 // the runtime roles read it.
-func writePlan(file, manifest string) (*plan.Plan, error) {
-	var wf v1alpha1.Workflow
-	if err := yaml.UnmarshalStrict([]byte(manifest), &wf); err != nil {
+func writePlan(file, name, spec string) (*plan.Plan, error) {
+	wf := v1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "bench"}}
+	if err := yaml.UnmarshalStrict([]byte(spec), &wf.Spec); err != nil {
 		return nil, err
 	}
 	p, err := topology.Compile(&wf)

@@ -41,23 +41,19 @@ type natsConfig struct {
 	runtimeOK bool
 }
 
-// asyncWorkflow is one async-orchestrated step: the gateway holds the caller
+// asyncWorkflow is the spec of a Workflow of one async-orchestrated step: the gateway holds the caller
 // while the orchestrator sends the step a command over JetStream and the
 // step's sidecar pulls it, calls the app and publishes the result.
 const asyncWorkflow = `
-apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: bench, namespace: bench}
-spec:
-  style: async-orchestrated
-  broker: {name: default}
-  entry: {sync: true, timeout: 10s}
-  resilience:
-    timeout: 2s
-    retry: {attempts: 3, backoff: exponential, initialDelay: 50ms, maxDelay: 1s}
-    bulkhead: {maxConcurrent: 256}
-  steps:
-  - {name: echo, image: bench/echo, port: 9000}
+style: async-orchestrated
+broker: {name: default}
+entry: {sync: true, timeout: 10s}
+resilience:
+  timeout: 2s
+  retry: {attempts: 3, backoff: exponential, initialDelay: 50ms, maxDelay: 1s}
+  bulkhead: {maxConcurrent: 256}
+steps:
+- {name: echo, image: bench/echo, port: 9000}
 `
 
 // serveNATS runs the NATS server role until SIGINT or SIGTERM.
@@ -249,7 +245,7 @@ func jetStreamRates(ctx context.Context, url string, payload []byte, n int) (pub
 // sync caller through the gateway against the same app called directly.
 func runWrapper(ctx context.Context, cfg natsConfig, natsSrv *process, natsURL, dir string, rrP50 float64, rep *report) error {
 	planFile := filepath.Join(dir, "async-plan.json")
-	if _, err := writePlan(planFile, asyncWorkflow); err != nil {
+	if _, err := writePlan(planFile, "bench", asyncWorkflow); err != nil {
 		return err
 	}
 	w := cfg.wrapper

@@ -48,11 +48,16 @@ type endpoint struct {
 	} `json:"relabelings"`
 }
 
-type serviceMonitor struct {
+// monitorObject is the head of a ServiceMonitor and a PodMonitor.
+type monitorObject struct {
 	APIVersion string      `json:"apiVersion"`
 	Kind       string      `json:"kind"`
 	Metadata   monitorMeta `json:"metadata"`
-	Spec       struct {
+}
+
+type serviceMonitor struct {
+	monitorObject
+	Spec struct {
 		Selector          metav1.LabelSelector `json:"selector"`
 		NamespaceSelector struct {
 			MatchNames []string `json:"matchNames"`
@@ -62,10 +67,8 @@ type serviceMonitor struct {
 }
 
 type podMonitor struct {
-	APIVersion string      `json:"apiVersion"`
-	Kind       string      `json:"kind"`
-	Metadata   monitorMeta `json:"metadata"`
-	Spec       struct {
+	monitorObject
+	Spec struct {
 		Selector          metav1.LabelSelector `json:"selector"`
 		NamespaceSelector struct {
 			Any        bool     `json:"any"`

@@ -379,16 +379,26 @@ func workflowPodRestarts(ctx context.Context) map[string]int32 {
 // steadyLoad posts {"id":N} to url 20 times a second, N counting from 0, until
 // the returned function is called; that returns the answers by N.
 func steadyLoad(ctx context.Context, url string, headers map[string]string) func() []answer {
+	return load(50*time.Millisecond, func(i int) answer {
+		return fromHost(ctx, http.MethodPost, url, fmt.Sprintf(`{"id":%d}`, i), headers)
+	})
+}
+
+// load calls send(N) once every period, N counting from 0, each call in its
+// own goroutine so that a slow answer does not hold the next request back,
+// until the returned function is called; that waits for the calls in flight
+// and returns their results by N.
+func load[T any](period time.Duration, send func(i int) T) func() []T {
 	var (
 		mu      sync.Mutex
-		answers []answer
+		results []T
 		wg      sync.WaitGroup
 	)
 	done := make(chan struct{})
 	stopped := make(chan struct{})
 	go func() {
 		defer close(stopped)
-		tick := time.NewTicker(50 * time.Millisecond)
+		tick := time.NewTicker(period)
 		defer tick.Stop()
 		for i := 0; ; i++ {
 			select {
@@ -397,23 +407,23 @@ func steadyLoad(ctx context.Context, url string, headers map[string]string) func
 			case <-tick.C:
 			}
 			mu.Lock()
-			answers = append(answers, answer{})
+			results = append(results, *new(T))
 			mu.Unlock()
 			wg.Add(1)
 			go func() {
 				defer wg.Done()
-				a := fromHost(ctx, http.MethodPost, url, fmt.Sprintf(`{"id":%d}`, i), headers)
+				r := send(i)
 				mu.Lock()
-				answers[i] = a
+				results[i] = r
 				mu.Unlock()
 			}()
 		}
 	}()
-	return func() []answer {
+	return func() []T {
 		close(done)
 		<-stopped
 		wg.Wait()
-		return answers
+		return results
 	}
 }
 

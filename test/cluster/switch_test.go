@@ -177,52 +177,18 @@ func expectNoSwitch(ctx context.Context, timeout time.Duration) {
 // serves until the switch's drain ends. A sync style answers 200 either way:
 // it may ignore the preference (RFC 7240).
 func switchLoad(ctx context.Context, url string) func() []switchRequest {
-	var (
-		mu       sync.Mutex
-		requests []switchRequest
-		wg       sync.WaitGroup
-	)
-	done := make(chan struct{})
-	stopped := make(chan struct{})
-	go func() {
-		defer close(stopped)
-		tick := time.NewTicker(20 * time.Millisecond)
-		defer tick.Stop()
-		for i := 0; ; i++ {
-			select {
-			case <-done:
-				return
-			case <-tick.C:
-			}
-			async := i%2 == 1
-			mu.Lock()
-			requests = append(requests, switchRequest{async: async})
-			mu.Unlock()
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				var headers map[string]string
-				if async {
-					headers = map[string]string{"Prefer": "respond-async"}
-				}
-				a := fromHost(ctx, http.MethodPost, url, fmt.Sprintf(`{"id":%d}`, i), headers)
-				var run answer
-				var runErr string
-				if a.Error == "" && a.Status == http.StatusAccepted {
-					run, runErr = readRun(ctx, a.Headers["Patchbay-Run-Id"])
-				}
-				mu.Lock()
-				requests[i].answer, requests[i].run, requests[i].runErr = a, run, runErr
-				mu.Unlock()
-			}()
+	return load(20*time.Millisecond, func(i int) switchRequest {
+		r := switchRequest{async: i%2 == 1}
+		var headers map[string]string
+		if r.async {
+			headers = map[string]string{"Prefer": "respond-async"}
 		}
-	}()
-	return func() []switchRequest {
-		close(done)
-		<-stopped
-		wg.Wait()
-		return requests
-	}
+		r.answer = fromHost(ctx, http.MethodPost, url, fmt.Sprintf(`{"id":%d}`, i), headers)
+		if r.answer.Error == "" && r.answer.Status == http.StatusAccepted {
+			r.run, r.runErr = readRun(ctx, r.answer.Headers["Patchbay-Run-Id"])
+		}
+		return r
+	})
 }
 
 // gateways are the addresses of relay's gateway Services, of whichever

@@ -6,12 +6,17 @@ import (
 	"context"
 	"log/slog"
 	"testing"
+	"time"
 
+	"github.com/nats-io/nats.go"
+	"github.com/onsi/gomega"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/yaml"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/natstest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 	"github.com/patchbay-dev/patchbay/internal/topology"
@@ -25,11 +30,12 @@ type Env struct {
 	Test *bus.Conn
 }
 
-// Given compiles the Workflow manifest, starts a broker until the test ends
-// and creates the workflow's stream and buckets on it.
-func Given(t *testing.T, manifest string) *Env {
+// Given compiles the Workflow name (in namespace default) with the spec,
+// starts a broker until the test ends and creates the workflow's stream and
+// buckets on it.
+func Given(t *testing.T, name, spec string) *Env {
 	t.Helper()
-	e := &Env{Plan: Compile(t, manifest), URL: natstest.Start(t)}
+	e := &Env{Plan: Compile(t, name, spec), URL: natstest.Start(t)}
 	e.Test = Connect(t, e.URL)
 	if err := bus.EnsureResources(context.Background(), e.Test.JS, e.Plan, e.Test.Storage); err != nil {
 		t.Fatal(err)
@@ -37,11 +43,80 @@ func Given(t *testing.T, manifest string) *Env {
 	return e
 }
 
-// Compile is the plan of the Workflow manifest.
-func Compile(t *testing.T, manifest string) *plan.Plan {
+// Runs is the workflow's runs bucket.
+func (e *Env) Runs(t *testing.T) *bus.Runs {
 	t.Helper()
-	var wf v1alpha1.Workflow
-	if err := yaml.UnmarshalStrict([]byte(manifest), &wf); err != nil {
+	runs, err := bus.WaitRuns(context.Background(), e.Test.JS, e.Plan)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return runs
+}
+
+// Command is the subject the step's commands are published on.
+func (e *Env) Command(step string) string { return e.Plan.Step(step).Consumers[0].FilterSubject }
+
+// Subscribe is a channel that receives what is published on the subjects
+// from now on.
+func (e *Env) Subscribe(t *testing.T, subjects ...string) chan *nats.Msg {
+	t.Helper()
+	ch := make(chan *nats.Msg, 64)
+	for _, s := range subjects {
+		if _, err := e.Test.NC.ChanSubscribe(s, ch); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := e.Test.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+	return ch
+}
+
+// Publish publishes a JSON body of the run to the stream on subject, with
+// the headers h (nil for none) and the run's id, as a role would; its
+// message id is subject/runID.
+func (e *Env) Publish(t *testing.T, subject, runID string, h nats.Header, body string) {
+	t.Helper()
+	m := &nats.Msg{Subject: subject, Header: nats.Header{}, Data: []byte(body)}
+	for k, v := range h {
+		m.Header[k] = v
+	}
+	m.Header[contract.HeaderRunID] = []string{runID}
+	m.Header["Content-Type"] = []string{"application/json"}
+	if err := e.Test.Publish(context.Background(), m, subject+"/"+runID); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// Result publishes the step's result of the run with the status
+// (contract.ResultOK or contract.ResultFailed), as the step's sidecar does.
+func (e *Env) Result(t *testing.T, step, runID, status, body string) {
+	t.Helper()
+	e.Publish(t, e.Plan.Step(step).Output.ResultSubject, runID, nats.Header{contract.HeaderStatus: {status}}, body)
+}
+
+// ExpectSettled expects the role's durable consumer to have the roles'
+// delivery limit and, in the end, nothing pending or awaiting an ack: a
+// message the role failed on was terminated, not left to be redelivered.
+func (e *Env) ExpectSettled(g gomega.Gomega, durable string) {
+	ctx := context.Background()
+	cons, err := e.Test.JS.Consumer(ctx, e.Plan.Stream.Name, durable)
+	g.Expect(err).NotTo(gomega.HaveOccurred())
+	g.Expect(cons.CachedInfo().Config.MaxDeliver).To(gomega.Equal(bus.RoleConsumerMaxDeliver))
+	g.Eventually(func(g gomega.Gomega) {
+		info, err := cons.Info(ctx)
+		g.Expect(err).NotTo(gomega.HaveOccurred())
+		g.Expect(info.NumPending).To(gomega.BeZero())
+		g.Expect(info.NumAckPending).To(gomega.BeZero())
+	}).WithTimeout(10 * time.Second).Should(gomega.Succeed())
+}
+
+// Compile is the plan of the Workflow name (in namespace default) with the
+// spec, YAML as it stands under a manifest's spec:.
+func Compile(t *testing.T, name, spec string) *plan.Plan {
+	t.Helper()
+	wf := v1alpha1.Workflow{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: "default"}}
+	if err := yaml.UnmarshalStrict([]byte(spec), &wf.Spec); err != nil {
 		t.Fatal(err)
 	}
 	p, err := topology.Compile(&wf)

@@ -58,6 +58,14 @@ type testBroker struct {
 	auth *natsauth.Broker
 }
 
+// givenBroker is a running testBroker with the plan's stream and buckets.
+func givenBroker(t *testing.T, p *plan.Plan) *testBroker {
+	b := newTestBroker(t)
+	b.start()
+	b.setUp(p)
+	return b
+}
+
 // newBrokerAsRendered is a testBroker that runs from the nats.conf a
 // one-server Broker renders, with its own keys.
 func newBrokerAsRendered(t *testing.T) *testBroker {
@@ -368,9 +376,7 @@ func TestAsyncRolesServeHealthWhileWaitingForTheBroker(t *testing.T) {
 func TestOrchestratorExitsWhenItsConsumerIsGone(t *testing.T) {
 	g := NewWithT(t)
 	file, p := planFile(t, "async-orchestrated")
-	broker := newTestBroker(t)
-	broker.start()
-	broker.setUp(p)
+	broker := givenBroker(t, p)
 	listen := "127.0.0.1:" + strconv.Itoa(freePort(t))
 	r := startRole(t, listen, "orchestrator", "--plan="+file, "--listen="+listen,
 		"--nats-url="+broker.url(), "--nats-credentials="+credentials(t))

@@ -203,9 +203,7 @@ func TestAsyncSidecarDrainsBeforeItsAppStops(t *testing.T) {
 	g := NewWithT(t)
 	file, p := planFile(t, "async-orchestrated")
 	step := p.Step("pick")
-	broker := newTestBroker(t)
-	broker.start()
-	broker.setUp(p)
+	broker := givenBroker(t, p)
 	creds := credentials(t)
 	sidecar := func(app *slowApp) *role {
 		listen, admin := loopback(t), loopback(t)
@@ -265,9 +263,7 @@ func TestAsyncSidecarConsumesOnlyOnceItsAppListens(t *testing.T) {
 	g := NewWithT(t)
 	file, p := planFile(t, "async-orchestrated")
 	step := p.Step("pick")
-	broker := newTestBroker(t)
-	broker.start()
-	broker.setUp(p)
+	broker := givenBroker(t, p)
 	js := broker.jetStream()
 
 	appAddr, listen, admin := loopback(t), loopback(t), loopback(t)
@@ -403,9 +399,7 @@ func TestStoppingSidecarDeadLettersNothingForAnAppThatIsGone(t *testing.T) {
 	b, err := p.Marshal()
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(os.WriteFile(file, b, 0o600)).To(Succeed())
-	broker := newTestBroker(t)
-	broker.start()
-	broker.setUp(p)
+	broker := givenBroker(t, p)
 	js := broker.jetStream()
 
 	app := startSlowApp(t, 0)

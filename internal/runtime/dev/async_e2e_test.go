@@ -32,10 +32,7 @@ func TestAsyncSamplesAnswerEndToEnd(t *testing.T) {
 	} {
 		t.Run(style, func(t *testing.T) {
 			g := NewWithT(t)
-			env := givenSample(t, style)
-			a := whenPostJSON(t, env.EntryURL, `{"id":7}`)
-			g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
-			g.Expect(a.Body).To(MatchJSON(want))
+			env, a := expectSampleAnswers(t, g, style, want)
 			runID := a.Header.Get(contract.HeaderRunID)
 			g.Expect(runID).NotTo(BeEmpty())
 			// The outcome is in the runs bucket too.
@@ -66,15 +63,12 @@ func TestAsyncStepsReceiveTheStepContractOverTheBus(t *testing.T) {
 
 func TestAsyncRetryableFailuresAreRetriedByRedelivery(t *testing.T) {
 	g := NewWithT(t)
-	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: test}
-spec:
-  style: async-orchestrated
-  resilience: `+fastAsync+`
-  steps:
-  - {name: first, image: demo, args: ["--mode=transform", "--set=first=true"]}
-  - {name: flaky, image: demo, args: ["--mode=transform", "--set=flaky=true", "--fail-first=2", "--fail-status=503"], dependsOn: [first]}
+	env := givenSpec(t, `
+style: async-orchestrated
+resilience: `+fastAsync+`
+steps:
+- {name: first, image: demo, args: ["--mode=transform", "--set=first=true"]}
+- {name: flaky, image: demo, args: ["--mode=transform", "--set=flaky=true", "--fail-first=2", "--fail-status=503"], dependsOn: [first]}
 `)
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
 	g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
@@ -85,22 +79,24 @@ spec:
 }
 
 func TestAsync4xxIsDeadLetteredAndFailsTheRun(t *testing.T) {
-	for _, tc := range []struct{ style, yaml string }{
-		{"async-orchestrated", `  style: async-orchestrated
-  steps:
-  - {name: first, image: demo, args: ["--mode=echo"]}
-  - {name: picky, image: demo, args: ["--mode=echo", "--fail-first=100", "--fail-status=400"], dependsOn: [first]}
+	for _, tc := range []struct{ style, spec string }{
+		{"async-orchestrated", `
+style: async-orchestrated
+steps:
+- {name: first, image: demo, args: ["--mode=echo"]}
+- {name: picky, image: demo, args: ["--mode=echo", "--fail-first=100", "--fail-status=400"], dependsOn: [first]}
 `},
-		{"choreography", `  style: choreography
-  entry: {sync: true, timeout: 10s, event: req, completesOn: [done]}
-  steps:
-  - {name: first, image: demo, args: ["--mode=echo"], subscribes: [req], emits: [checked]}
-  - {name: picky, image: demo, args: ["--mode=echo", "--fail-first=100", "--fail-status=400"], subscribes: [checked], emits: [done]}
+		{"choreography", `
+style: choreography
+entry: {sync: true, timeout: 10s, event: req, completesOn: [done]}
+steps:
+- {name: first, image: demo, args: ["--mode=echo"], subscribes: [req], emits: [checked]}
+- {name: picky, image: demo, args: ["--mode=echo", "--fail-first=100", "--fail-status=400"], subscribes: [checked], emits: [done]}
 `},
 	} {
 		t.Run(tc.style, func(t *testing.T) {
 			g := NewWithT(t)
-			env := givenWorkflow(t, "apiVersion: patchbay.dev/v1alpha1\nkind: Workflow\nmetadata: {name: test}\nspec:\n  resilience: "+fastAsync+"\n"+tc.yaml)
+			env := givenSpec(t, "resilience: "+fastAsync+"\n"+tc.spec)
 			dlq := subscribe(t, env, env.Plan.Stream.DeadLetter)
 
 			a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
@@ -128,14 +124,11 @@ func TestAsync4xxIsDeadLetteredAndFailsTheRun(t *testing.T) {
 
 func TestAsyncExhaustedRetriesAreDeadLettered(t *testing.T) {
 	g := NewWithT(t)
-	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: test}
-spec:
-  style: async-orchestrated
-  resilience: `+fastAsync+`
-  steps:
-  - {name: down, image: demo, args: ["--mode=echo", "--fail-first=100", "--fail-status=503"]}
+	env := givenSpec(t, `
+style: async-orchestrated
+resilience: `+fastAsync+`
+steps:
+- {name: down, image: demo, args: ["--mode=echo", "--fail-first=100", "--fail-status=503"]}
 `)
 	dlq := subscribe(t, env, env.Plan.Stream.DeadLetter)
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
@@ -151,14 +144,11 @@ spec:
 
 func TestAsyncSlowRunAnswers202ThenTheRunHasTheResult(t *testing.T) {
 	g := NewWithT(t)
-	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: test}
-spec:
-  style: async-orchestrated
-  entry: {sync: true, timeout: 200ms}
-  steps:
-  - {name: slow, image: demo, args: ["--mode=transform", "--set=slow=true", "--hold"]}
+	env := givenSpec(t, `
+style: async-orchestrated
+entry: {sync: true, timeout: 200ms}
+steps:
+- {name: slow, image: demo, args: ["--mode=transform", "--set=slow=true", "--hold"]}
 `)
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
 	g.Expect(a.Code).To(Equal(http.StatusAccepted), "%s", a.Body)
@@ -223,16 +213,13 @@ func TestAsyncRedeliveryIsNotDuplicatedDownstream(t *testing.T) {
 
 func TestHybridLeavesGetTheEventButTheRunDoesNotWaitForThem(t *testing.T) {
 	g := NewWithT(t)
-	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: test}
-spec:
-  style: hybrid
-  steps:
-  - {name: validate, image: demo, args: ["--mode=transform", "--set=valid=true"]}
-  - {name: charge, image: demo, args: ["--mode=transform", "--set=charged=true"], dependsOn: [validate], emits: [payment.captured]}
-  - {name: notify, image: demo, args: ["--mode=echo", "--hold"], subscribes: [payment.captured]}
-  - {name: audit, image: demo, args: ["--mode=echo", "--hold"], subscribes: [payment.captured]}
+	env := givenSpec(t, `
+style: hybrid
+steps:
+- {name: validate, image: demo, args: ["--mode=transform", "--set=valid=true"]}
+- {name: charge, image: demo, args: ["--mode=transform", "--set=charged=true"], dependsOn: [validate], emits: [payment.captured]}
+- {name: notify, image: demo, args: ["--mode=echo", "--hold"], subscribes: [payment.captured]}
+- {name: audit, image: demo, args: ["--mode=echo", "--hold"], subscribes: [payment.captured]}
 `)
 	t.Cleanup(func() { release(t, env, "notify"); release(t, env, "audit") })
 	a := whenPostJSON(t, env.EntryURL, `{"id":5}`)
@@ -347,16 +334,13 @@ func metric(g Gomega, env *dev.Env, series string) string {
 // pause only to fail with 504 at its deadline.
 func TestAsyncRetryAfterPastTheRunsDeadlineIsNotWaitedFor(t *testing.T) {
 	g := NewWithT(t)
-	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: test}
-spec:
-  style: async-orchestrated
-  runTimeout: 5s
-  entry: {timeout: 30s}
-  resilience: {timeout: 2s, retry: {attempts: 3, initialDelay: 10ms, maxDelay: 1m}}
-  steps:
-  - {name: busy, image: demo, args: ["--mode=echo", "--fail-first=1", "--fail-status=503", "--retry-after=40s"]}
+	env := givenSpec(t, `
+style: async-orchestrated
+runTimeout: 5s
+entry: {timeout: 30s}
+resilience: {timeout: 2s, retry: {attempts: 3, initialDelay: 10ms, maxDelay: 1m}}
+steps:
+- {name: busy, image: demo, args: ["--mode=echo", "--fail-first=1", "--fail-status=503", "--retry-after=40s"]}
 `)
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
 	g.Expect(a.Code).To(Equal(http.StatusServiceUnavailable), "%s", a.Body)
@@ -371,14 +355,11 @@ spec:
 // result, and the steps' apps are called once.
 func TestAsyncIdempotencyKeyCallsTheAppsOnce(t *testing.T) {
 	g := NewWithT(t)
-	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: test}
-spec:
-  style: async-orchestrated
-  steps:
-  - {name: first, image: demo, args: ["--mode=transform", "--set=first=true"]}
-  - {name: second, image: demo, args: ["--mode=transform", "--set=second=true"], dependsOn: [first]}
+	env := givenSpec(t, `
+style: async-orchestrated
+steps:
+- {name: first, image: demo, args: ["--mode=transform", "--set=first=true"]}
+- {name: second, image: demo, args: ["--mode=transform", "--set=second=true"], dependsOn: [first]}
 `)
 	send := func() answer {
 		req, err := http.NewRequest(http.MethodPost, env.EntryURL, strings.NewReader(`{"id":9}`))
@@ -403,17 +384,14 @@ spec:
 // with the entry event, so that it can be replayed.
 func TestChoreographedRunPastItsDeadlineFails(t *testing.T) {
 	g := NewWithT(t)
-	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: test}
-spec:
-  style: choreography
-  runTimeout: 2s
-  entry: {sync: true, timeout: 30s, event: req, completesOn: [done]}
-  resilience: {timeout: 10s}
-  steps:
-  - {name: first, image: demo, args: ["--mode=echo"], subscribes: [req], emits: [checked]}
-  - {name: slow, image: demo, args: ["--mode=echo", "--latency=4s"], subscribes: [checked], emits: [done]}
+	env := givenSpec(t, `
+style: choreography
+runTimeout: 2s
+entry: {sync: true, timeout: 30s, event: req, completesOn: [done]}
+resilience: {timeout: 10s}
+steps:
+- {name: first, image: demo, args: ["--mode=echo"], subscribes: [req], emits: [checked]}
+- {name: slow, image: demo, args: ["--mode=echo", "--latency=4s"], subscribes: [checked], emits: [done]}
 `)
 	dlq := subscribe(t, env, env.Plan.Stream.DeadLetter)
 	a := whenPostJSON(t, env.EntryURL, `{"id":3}`)

@@ -125,14 +125,11 @@ func TestDeadLetterIDsAreChecked(t *testing.T) {
 // with the flags of the other roles.
 func TestDLQCommandListsShowsAndReplays(t *testing.T) {
 	g := NewWithT(t)
-	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: test}
-spec:
-  style: async-orchestrated
-  resilience: `+fastAsync+`
-  steps:
-  - {name: picky, image: demo, args: ["--mode=transform", "--set=picky=true", "--fail-first=1", "--fail-status=422"]}
+	env := givenSpec(t, `
+style: async-orchestrated
+resilience: `+fastAsync+`
+steps:
+- {name: picky, image: demo, args: ["--mode=transform", "--set=picky=true", "--fail-first=1", "--fail-status=422"]}
 `)
 	planFile := filepath.Join(t.TempDir(), "plan.json")
 	b, err := json.Marshal(env.Plan)

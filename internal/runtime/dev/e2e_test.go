@@ -21,10 +21,7 @@ func TestSamplesAnswerEndToEnd(t *testing.T) {
 	} {
 		t.Run(style, func(t *testing.T) {
 			g := NewWithT(t)
-			env := givenSample(t, style)
-			a := whenPostJSON(t, env.EntryURL, `{"id":7}`)
-			g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
-			g.Expect(a.Body).To(MatchJSON(want))
+			_, a := expectSampleAnswers(t, g, style, want)
 			g.Expect(a.Header.Get("Content-Type")).To(Equal("application/json"))
 			g.Expect(a.Header.Get(contract.HeaderRunID)).NotTo(BeEmpty())
 		})
@@ -62,35 +59,60 @@ func TestParallelStepsAreInFlightTogether(t *testing.T) {
 	// The middle steps join a two-party barrier before answering: both pass it
 	// only if both are in flight at once. Run one after the other, the first
 	// would wait at the barrier alone and the run would fail.
-	t.Run("sync-orchestrated diamond", func(t *testing.T) {
-		g := NewWithT(t)
-		barrier := "--barrier=" + barrierURL(t, "diamond", 2)
-		env := givenWorkflow(t, devtest.WorkflowYAML("sync-orchestrated", "",
-			stepSpec{Name: "validate", Args: []string{"--mode=transform", "--set=valid=true"}},
-			stepSpec{Name: "charge", Args: []string{"--mode=transform", "--set=charged=true", barrier}, DependsOn: []string{"validate"}},
-			stepSpec{Name: "reserve", Args: []string{"--mode=transform", "--set=reserved=true", barrier}, DependsOn: []string{"validate"}},
-			stepSpec{Name: "confirm", Args: []string{"--mode=transform", "--set=confirmed=true"}, DependsOn: []string{"charge", "reserve"}}))
-		a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
-		g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
-		g.Expect(a.Body).To(MatchJSON(`{"charge":{"id":1,"valid":true,"charged":true},"reserve":{"id":1,"valid":true,"reserved":true},"confirmed":true}`))
-		g.Expect(stepStats(g, env, "charge").BarrierMet).To(BeEquivalentTo(1))
-		g.Expect(stepStats(g, env, "reserve").BarrierMet).To(BeEquivalentTo(1))
-	})
-	t.Run("sync-chain fan-out", func(t *testing.T) {
-		g := NewWithT(t)
-		barrier := "--barrier=" + barrierURL(t, "fanout", 2)
-		env := givenWorkflow(t, devtest.WorkflowYAML("sync-chain", "",
-			stepSpec{Name: "root", Args: []string{"--mode=transform", "--set=root=true"}},
-			stepSpec{Name: "left", Args: []string{"--mode=transform", "--set=left=true", barrier}, DependsOn: []string{"root"}},
-			stepSpec{Name: "right", Args: []string{"--mode=transform", "--set=right=true", barrier}, DependsOn: []string{"root"}},
-			stepSpec{Name: "after-right", Args: []string{"--mode=transform", "--set=last=true"}, DependsOn: []string{"right"}}))
-		a := whenPostJSON(t, env.EntryURL, `{}`)
-		g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
-		// The result is an object of the sinks: left, and after-right behind right.
-		g.Expect(a.Body).To(MatchJSON(`{"left":{"root":true,"left":true},"after-right":{"root":true,"right":true,"last":true}}`))
-		g.Expect(stepStats(g, env, "left").BarrierMet).To(BeEquivalentTo(1))
-		g.Expect(stepStats(g, env, "right").BarrierMet).To(BeEquivalentTo(1))
-	})
+	transform := func(name, set, barrier string, dependsOn ...string) stepSpec {
+		args := []string{"--mode=transform", "--set=" + set + "=true"}
+		if barrier != "" {
+			args = append(args, "--barrier="+barrier)
+		}
+		return stepSpec{Name: name, Args: args, DependsOn: dependsOn}
+	}
+	for _, tc := range []struct {
+		name, style string
+		steps       func(barrier string) []stepSpec
+		body, want  string
+		together    []string // the steps that join the barrier
+	}{
+		{
+			name: "sync-orchestrated diamond", style: "sync-orchestrated",
+			steps: func(barrier string) []stepSpec {
+				return []stepSpec{
+					transform("validate", "valid", ""),
+					transform("charge", "charged", barrier, "validate"),
+					transform("reserve", "reserved", barrier, "validate"),
+					transform("confirm", "confirmed", "", "charge", "reserve"),
+				}
+			},
+			body:     `{"id":1}`,
+			want:     `{"charge":{"id":1,"valid":true,"charged":true},"reserve":{"id":1,"valid":true,"reserved":true},"confirmed":true}`,
+			together: []string{"charge", "reserve"},
+		},
+		{
+			name: "sync-chain fan-out", style: "sync-chain",
+			steps: func(barrier string) []stepSpec {
+				return []stepSpec{
+					transform("root", "root", ""),
+					transform("left", "left", barrier, "root"),
+					transform("right", "right", barrier, "root"),
+					transform("after-right", "last", "", "right"),
+				}
+			},
+			body: `{}`,
+			// The result is an object of the sinks: left, and after-right behind right.
+			want:     `{"left":{"root":true,"left":true},"after-right":{"root":true,"right":true,"last":true}}`,
+			together: []string{"left", "right"},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := NewWithT(t)
+			env := givenWorkflow(t, devtest.WorkflowYAML(tc.style, "", tc.steps(barrierURL(t, tc.style, len(tc.together)))...))
+			a := whenPostJSON(t, env.EntryURL, tc.body)
+			g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+			g.Expect(a.Body).To(MatchJSON(tc.want))
+			for _, step := range tc.together {
+				g.Expect(stepStats(g, env, step).BarrierMet).To(BeEquivalentTo(1), step)
+			}
+		})
+	}
 }
 
 func TestAdminEndpoints(t *testing.T) {

@@ -20,23 +20,20 @@ import (
 
 // payments: pay chooses payment.failed for a declined card, else
 // payment.captured; ship and refund each react to one of them, notify to both.
-const payments = `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: test}
-spec:
-  style: choreography
-  resilience: ` + fastAsync + `
-  entry: {sync: true, timeout: 10s, event: order.placed, completesOn: [done]}
-  steps:
-  - {name: pay, image: demo, args: ["--mode=transform", "--set=paid=true", "--emit=payment.captured", "--emit-when=card=declined:payment.failed"], subscribes: [order.placed], emits: [payment.captured, payment.failed]}
-  - {name: ship, image: demo, args: ["--mode=transform", "--set=shipped=true"], subscribes: [payment.captured], emits: [done]}
-  - {name: refund, image: demo, args: ["--mode=transform", "--set=refunded=true"], subscribes: [payment.failed], emits: [done]}
-  - {name: notify, image: demo, args: ["--mode=echo"], subscribes: [payment.captured, payment.failed]}
+const payments = `
+style: choreography
+resilience: ` + fastAsync + `
+entry: {sync: true, timeout: 10s, event: order.placed, completesOn: [done]}
+steps:
+- {name: pay, image: demo, args: ["--mode=transform", "--set=paid=true", "--emit=payment.captured", "--emit-when=card=declined:payment.failed"], subscribes: [order.placed], emits: [payment.captured, payment.failed]}
+- {name: ship, image: demo, args: ["--mode=transform", "--set=shipped=true"], subscribes: [payment.captured], emits: [done]}
+- {name: refund, image: demo, args: ["--mode=transform", "--set=refunded=true"], subscribes: [payment.failed], emits: [done]}
+- {name: notify, image: demo, args: ["--mode=echo"], subscribes: [payment.captured, payment.failed]}
 `
 
 func TestAStepEmitsTheEventItChoosesAndOnlyItsSubscribersReact(t *testing.T) {
 	g := NewWithT(t)
-	env := givenWorkflow(t, payments)
+	env := givenSpec(t, payments)
 	paySource := contract.SourceOf(env.Plan.Namespace, env.Plan.Workflow, "pay")
 
 	a := whenPostJSON(t, env.EntryURL, `{"id":1,"card":"declined"}`)
@@ -89,15 +86,12 @@ func TestAnEventTheStepDoesNotDeclareIsDeadLetteredAsAContractError(t *testing.T
 	} {
 		t.Run(name, func(t *testing.T) {
 			g := NewWithT(t)
-			env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: test}
-spec:
-  style: choreography
-  resilience: `+fastAsync+`
-  entry: {sync: true, timeout: 10s, event: req, completesOn: [done]}
-  steps:
-  - {name: pick, image: demo, args: [`+tc.args+`], subscribes: [req], emits: `+tc.emits+`}
+			env := givenSpec(t, `
+style: choreography
+resilience: `+fastAsync+`
+entry: {sync: true, timeout: 10s, event: req, completesOn: [done]}
+steps:
+- {name: pick, image: demo, args: [`+tc.args+`], subscribes: [req], emits: `+tc.emits+`}
 `)
 			dlq := subscribe(t, env, env.Plan.Stream.DeadLetter)
 			a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
@@ -121,16 +115,13 @@ spec:
 
 func TestAStepThatAnswers204EmitsNothing(t *testing.T) {
 	g := NewWithT(t)
-	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: test}
-spec:
-  style: choreography
-  resilience: `+fastAsync+`
-  entry: {sync: false, event: req}
-  steps:
-  - {name: quiet, image: demo, args: ["--status=204"], subscribes: [req], emits: [done]}
-  - {name: after, image: demo, args: ["--mode=echo"], subscribes: [done]}
+	env := givenSpec(t, `
+style: choreography
+resilience: `+fastAsync+`
+entry: {sync: false, event: req}
+steps:
+- {name: quiet, image: demo, args: ["--status=204"], subscribes: [req], emits: [done]}
+- {name: after, image: demo, args: ["--mode=echo"], subscribes: [done]}
 `)
 	a := whenPostJSON(t, env.EntryURL, `{"id":1}`)
 	g.Expect(a.Code).To(Equal(http.StatusAccepted), "%s", a.Body)
@@ -154,20 +145,17 @@ spec:
 // that emits anything (log answers 204), so the test publishes the events
 // itself, as any producer on the bus may.
 func projections(mode string) string {
-	return `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: test}
-spec:
-  style: choreography
-  entry: {sync: false, event: order.placed}
-  steps:
-  - {name: log, image: demo, args: ["--status=204"], subscribes: [order.placed], emits: [order.paid, order.shipped]}
-  readModel:
-    events: [order.placed, order.paid, order.shipped]
-    key: /orderId
-    mode: ` + mode + `
-    fields:
-    - {event: order.shipped, select: [/tracking, /payment/currency]}
+	return `
+style: choreography
+entry: {sync: false, event: order.placed}
+steps:
+- {name: log, image: demo, args: ["--status=204"], subscribes: [order.placed], emits: [order.paid, order.shipped]}
+readModel:
+  events: [order.placed, order.paid, order.shipped]
+  key: /orderId
+  mode: ` + mode + `
+  fields:
+  - {event: order.shipped, select: [/tracking, /payment/currency]}
 `
 }
 
@@ -180,7 +168,7 @@ func TestReadModelMergesTheEventsOfAKey(t *testing.T) {
 	} {
 		t.Run(mode, func(t *testing.T) {
 			g := NewWithT(t)
-			env := givenWorkflow(t, projections(mode))
+			env := givenSpec(t, projections(mode))
 			conn := connect(t, env)
 			publish := func(typ, body string) {
 				_, err := conn.JS.PublishMsg(context.Background(), &nats.Msg{Subject: eventSubject(env, typ), Data: []byte(body),
@@ -238,7 +226,7 @@ func TestReadModelMergesTheEventsOfAKey(t *testing.T) {
 }
 
 func TestReadModelListRefusesBadParameters(t *testing.T) {
-	env := givenWorkflow(t, projections("merge"))
+	env := givenSpec(t, projections("merge"))
 	for query, field := range map[string]string{
 		"limit=0":                                "limit query parameter",
 		"limit=1001":                             "limit query parameter",

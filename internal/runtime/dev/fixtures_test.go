@@ -35,9 +35,27 @@ func givenWorkflow(t *testing.T, yaml string, steps ...string) *dev.Env {
 	return givenFile(t, file, steps...)
 }
 
+// givenSpec runs the data plane of the Workflow "test" with the spec (YAML as
+// it stands under a manifest's spec:) until the test ends.
+func givenSpec(t *testing.T, spec string, steps ...string) *dev.Env {
+	t.Helper()
+	return givenWorkflow(t, devtest.Manifest(spec), steps...)
+}
+
 func givenSample(t *testing.T, style string) *dev.Env {
 	t.Helper()
 	return givenFile(t, filepath.Join("..", "..", "..", "config", "samples", style+".yaml"))
+}
+
+// expectSampleAnswers runs the sample of the style and expects it to answer
+// {"id":7} with 200 and want.
+func expectSampleAnswers(t *testing.T, g Gomega, style, want string) (*dev.Env, answer) {
+	t.Helper()
+	env := givenSample(t, style)
+	a := whenPostJSON(t, env.EntryURL, `{"id":7}`)
+	g.Expect(a.Code).To(Equal(http.StatusOK), "%s", a.Body)
+	g.Expect(a.Body).To(MatchJSON(want))
+	return env, a
 }
 
 func givenFile(t *testing.T, file string, steps ...string) *dev.Env {

@@ -18,15 +18,12 @@ func jsonOf(n int) string { return fmt.Sprintf(`{"blob":%q}`, strings.Repeat("x"
 // pending and the caller got 202 at entry.timeout.
 func TestAsyncLargePayloadIntoARefusingStepFailsTheRun(t *testing.T) {
 	g := NewWithT(t)
-	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: test}
-spec:
-  style: async-orchestrated
-  entry: {timeout: 30s}
-  resilience: `+fastAsync+`
-  steps:
-  - {name: picky, image: demo, args: ["--mode=echo", "--fail-first=100", "--fail-status=400"]}
+	env := givenSpec(t, `
+style: async-orchestrated
+entry: {timeout: 30s}
+resilience: `+fastAsync+`
+steps:
+- {name: picky, image: demo, args: ["--mode=echo", "--fail-first=100", "--fail-status=400"]}
 `)
 	dlq := subscribe(t, env, env.Plan.Stream.DeadLetter)
 	a := whenPostJSON(t, env.EntryURL, jsonOf(3584<<10))
@@ -40,17 +37,14 @@ spec:
 // retrying a command the broker refuses.
 func TestAsyncFanInOverTheBudgetFailsWith413(t *testing.T) {
 	g := NewWithT(t)
-	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: test}
-spec:
-  style: async-orchestrated
-  entry: {timeout: 30s}
-  resilience: `+fastAsync+`
-  steps:
-  - {name: left, image: demo, args: ["--mode=echo"]}
-  - {name: right, image: demo, args: ["--mode=echo"]}
-  - {name: join, image: demo, args: ["--mode=echo"], dependsOn: [left, right]}
+	env := givenSpec(t, `
+style: async-orchestrated
+entry: {timeout: 30s}
+resilience: `+fastAsync+`
+steps:
+- {name: left, image: demo, args: ["--mode=echo"]}
+- {name: right, image: demo, args: ["--mode=echo"]}
+- {name: join, image: demo, args: ["--mode=echo"], dependsOn: [left, right]}
 `)
 	a := whenPostJSON(t, env.EntryURL, jsonOf(2560<<10))
 	g.Expect(a.Code).To(Equal(http.StatusRequestEntityTooLarge), "%.300s", a.Body)
@@ -63,15 +57,12 @@ spec:
 // record refers to them instead of holding copies.
 func TestAsyncOutputsNearTheBudgetAreTheResult(t *testing.T) {
 	g := NewWithT(t)
-	env := givenWorkflow(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: test}
-spec:
-  style: async-orchestrated
-  entry: {timeout: 30s}
-  steps:
-  - {name: first, image: demo, args: ["--mode=echo"]}
-  - {name: second, image: demo, args: ["--mode=echo"], dependsOn: [first]}
+	env := givenSpec(t, `
+style: async-orchestrated
+entry: {timeout: 30s}
+steps:
+- {name: first, image: demo, args: ["--mode=echo"]}
+- {name: second, image: demo, args: ["--mode=echo"], dependsOn: [first]}
 `)
 	body := jsonOf(4000 << 10)
 	a := whenPostJSON(t, env.EntryURL, body)

@@ -8,6 +8,7 @@ import (
 
 	"github.com/nats-io/nats.go/jetstream"
 
+	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
@@ -22,25 +23,31 @@ const (
 // replicas: whichever gets the message writes the outcome, and the record's
 // ReplyTo brings it to the replica holding the caller.
 func (g *Gateway) startCompletion(ctx context.Context) error {
-	p := g.plan
-	subjects := []string{p.Stream.DeadLetter}
-	for _, ev := range p.Events {
-		if ev.Completes {
-			subjects = append(subjects, ev.Subject)
-		}
-	}
-	cons, err := bus.EnsureConsumer(ctx, g.conn.JS, p, jetstream.ConsumerConfig{
-		Durable:        p.Stream.CompletionDurable,
+	cons, err := g.sharedConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:        g.plan.Stream.CompletionDurable,
 		Description:    "patchbay gateways: events that complete choreographed runs, and dead letters",
-		FilterSubjects: subjects,
+		FilterSubjects: []string{g.plan.Stream.DeadLetter},
 		MaxAckPending:  completionPending,
 		AckWait:        completionAckWait,
-		MaxDeliver:     bus.RoleConsumerMaxDeliver,
-	})
+	}, func(ev plan.EventRoute) bool { return ev.Completes })
 	if err != nil {
 		return err
 	}
 	return g.consume(cons, "Completing a run failed; the message will be redelivered", g.complete)
+}
+
+// sharedConsumer ensures a durable consumer that the gateway replicas share:
+// cfg over its FilterSubjects and the subjects of the plan's events that
+// match, with the roles' delivery limit (consume gives a message up one
+// delivery earlier).
+func (g *Gateway) sharedConsumer(ctx context.Context, cfg jetstream.ConsumerConfig, events func(plan.EventRoute) bool) (jetstream.Consumer, error) {
+	for _, ev := range g.plan.Events {
+		if events(ev) {
+			cfg.FilterSubjects = append(cfg.FilterSubjects, ev.Subject)
+		}
+	}
+	cfg.MaxDeliver = bus.RoleConsumerMaxDeliver
+	return bus.EnsureConsumer(ctx, g.conn.JS, g.plan, cfg)
 }
 
 // consume feeds a consumer's messages to handle, acking what it handled and

@@ -21,6 +21,15 @@ import (
 // its deadline. A run past the bound is watched once an earlier one ends.
 const deadlineAckPending = 1 << 16
 
+// deadlineAckWait is the ack wait of the deadline consumer. A deadline
+// message spends its life handed back with a delay (NakWithDelay), which
+// the ack wait does not bound; but when the broker restarts before it has
+// stored that delay, or the gateway holding the message dies, the message
+// comes back one ack wait after it was delivered, and the run could end that
+// much past its deadline. The check takes a few broker calls, so a short
+// wait costs at most a second check that changes nothing.
+const deadlineAckWait = 2 * time.Second
+
 // deadlineMargin is how long after a run's deadline the check runs, so that
 // an outcome written right at the deadline wins over the 504.
 const deadlineMargin = 100 * time.Millisecond
@@ -40,23 +49,27 @@ var errDeferred = errors.New("deferred")
 // holding the message loses nothing: the broker redelivers it after the ack
 // wait to another replica.
 func (g *Gateway) startDeadlines(ctx context.Context) error {
-	p := g.plan
-	subject := p.Stream.StartSubject
-	if subject == "" {
-		subject = p.Entry.EventSubject
-	}
-	cons, err := bus.EnsureConsumer(ctx, g.conn.JS, p, jetstream.ConsumerConfig{
-		Durable:        p.Stream.DeadlineDurable,
-		Description:    "patchbay gateways: the deadlines of runs (spec.runTimeout)",
-		FilterSubjects: []string{subject, p.Stream.DeadlineSubject},
-		MaxAckPending:  deadlineAckPending,
-		AckWait:        completionAckWait,
-		MaxDeliver:     bus.RoleConsumerMaxDeliver,
-	})
+	cons, err := bus.EnsureConsumer(ctx, g.conn.JS, g.plan, deadlineConsumer(g.plan))
 	if err != nil {
 		return err
 	}
 	return g.consume(cons, "Checking a run's deadline failed; the message will be redelivered", g.checkDeadline)
+}
+
+// deadlineConsumer is the gateways' shared durable of the run deadlines.
+func deadlineConsumer(p *plan.Plan) jetstream.ConsumerConfig {
+	subject := p.Stream.StartSubject
+	if subject == "" {
+		subject = p.Entry.EventSubject
+	}
+	return jetstream.ConsumerConfig{
+		Durable:        p.Stream.DeadlineDurable,
+		Description:    "patchbay gateways: the deadlines of runs (spec.runTimeout)",
+		FilterSubjects: []string{subject, p.Stream.DeadlineSubject},
+		MaxAckPending:  deadlineAckPending,
+		AckWait:        deadlineAckWait,
+		MaxDeliver:     bus.RoleConsumerMaxDeliver,
+	}
 }
 
 // checkDeadline fails the run of a start message once it is past its

@@ -12,6 +12,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bustest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
@@ -21,28 +22,16 @@ import (
 // that accepted the run are both gone: the deadline lives in the broker.
 func TestARunPastItsDeadlineFailsWith504AndIsDeadLettered(t *testing.T) {
 	g := NewWithT(t)
-	e := givenWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: late, namespace: default}
-spec:
-  style: async-orchestrated
-  runTimeout: 3s
-  entry: {sync: false}
-  steps:
-  - {name: fast, image: demo}
-  - {name: stuck, image: demo, dependsOn: [fast]}
+	e := givenWorkflow(t, "late", `
+style: async-orchestrated
+runTimeout: 3s
+entry: {sync: false}
+steps:
+- {name: fast, image: demo}
+- {name: stuck, image: demo, dependsOn: [fast]}
 `)
-	p, test := e.p, e.test
-	ctx := context.Background()
-	commands := make(chan *nats.Msg, 8)
-	for _, s := range []string{"fast", "stuck"} {
-		_, err := test.NC.ChanSubscribe(p.Step(s).Consumers[0].FilterSubject, commands)
-		g.Expect(err).NotTo(HaveOccurred())
-	}
-	dead := make(chan *nats.Msg, 8)
-	_, err := test.NC.ChanSubscribe(p.Stream.DeadLetter, dead)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(test.NC.Flush()).To(Succeed())
+	commands := e.Subscribe(t, e.Command("fast"), e.Command("stuck"))
+	dead := e.Subscribe(t, e.Plan.Stream.DeadLetter)
 
 	orch := e.orchestrator(t, g)
 	first := e.gateway(t, g)
@@ -52,13 +41,11 @@ spec:
 	runID := w.Header().Get(contract.HeaderRunID)
 	var m *nats.Msg
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
-	g.Expect(m.Subject).To(Equal(p.Step("fast").Consumers[0].FilterSubject))
+	g.Expect(m.Subject).To(Equal(e.Command("fast")))
 	g.Expect(m.Header.Get(bus.HeaderDeadline)).NotTo(BeEmpty(), "a command carries the run's deadline")
-	h := nats.Header{contract.HeaderStatus: {contract.ResultOK}, contract.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
-	res := p.Step("fast").Output.ResultSubject
-	g.Expect(test.Publish(ctx, &nats.Msg{Subject: res, Header: h, Data: []byte(`{"order":1,"fast":true}`)}, res+"/"+runID)).To(Succeed())
+	e.Result(t, "fast", runID, contract.ResultOK, `{"order":1,"fast":true}`)
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
-	g.Expect(m.Subject).To(Equal(p.Step("stuck").Consumers[0].FilterSubject))
+	g.Expect(m.Subject).To(Equal(e.Command("stuck")))
 
 	// Nobody who saw the run is left; another gateway replica comes up.
 	orch.Stop()
@@ -89,23 +76,17 @@ spec:
 // step's command subject, so it can be replayed again in turn.
 func TestAReplayedRunHasADeadlineOfItsOwn(t *testing.T) {
 	g := NewWithT(t)
-	e := givenWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: again, namespace: default}
-spec:
-  style: async-orchestrated
-  runTimeout: 2s
-  entry: {sync: false}
-  steps:
-  - {name: stuck, image: demo}
+	e := givenWorkflow(t, "again", `
+style: async-orchestrated
+runTimeout: 2s
+entry: {sync: false}
+steps:
+- {name: stuck, image: demo}
 `)
-	p, test := e.p, e.test
+	p, test := e.Plan, e.Test
 	ctx := context.Background()
-	command := p.Step("stuck").Consumers[0].FilterSubject
-	commands := make(chan *nats.Msg, 8)
-	_, err := test.NC.ChanSubscribe(command, commands)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(test.NC.Flush()).To(Succeed())
+	command := e.Command("stuck")
+	commands := e.Subscribe(t, command)
 
 	orch := e.orchestrator(t, g)
 	t.Cleanup(orch.Stop)
@@ -125,9 +106,7 @@ spec:
 	g.Eventually(batch.Messages()).Should(Receive(&cmd))
 	dlq, id := bus.NewDeadLetter(p, cmd, bus.Failure{Step: "stuck", Attempts: 1, Status: 400, Code: 400, Message: "step stuck answered 400"})
 	g.Expect(test.Publish(ctx, dlq, id)).To(Succeed())
-	fail := nats.Header{contract.HeaderStatus: {contract.ResultFailed}, contract.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
-	res := p.Step("stuck").Output.ResultSubject
-	g.Expect(test.Publish(ctx, &nats.Msg{Subject: res, Header: fail, Data: []byte(`{"code":400,"error":"step stuck answered 400","step":"stuck","status":400,"attempts":1}`)}, res+"/"+runID)).To(Succeed())
+	e.Result(t, "stuck", runID, contract.ResultFailed, `{"code":400,"error":"step stuck answered 400","step":"stuck","status":400,"attempts":1}`)
 	g.Eventually(func() int { return do(gw, http.MethodGet, "/runs/"+runID, "").Code }).WithTimeout(20 * time.Second).Should(Equal(http.StatusBadRequest))
 
 	var page struct{ DeadLetters []bus.DeadLetter }
@@ -160,4 +139,49 @@ spec:
 	}).WithTimeout(20 * time.Second).Should(Succeed())
 	second := page.DeadLetters[1]
 	g.Expect(second).To(And(HaveField("Step", "stuck"), HaveField("Code", http.StatusGatewayTimeout), HaveField("Subject", command), HaveField("RunID", runID)))
+}
+
+// A gateway that dies holding a run's deadline message (or a broker that
+// restarts before it stored the message's delay) leaves the message to come
+// back after the deadline consumer's ack wait: the run still fails at about
+// its deadline, well before the 30 s that the consumers of completions wait.
+func TestARunFailsAtItsDeadlineWhenItsGatewayDiedHoldingTheCheck(t *testing.T) {
+	g := NewWithT(t)
+	e := givenWorkflow(t, "orphan", `
+  style: async-orchestrated
+  runTimeout: 3s
+  entry: {sync: false}
+  steps:
+  - {name: stuck, image: demo}
+`)
+	ctx := context.Background()
+	runs := e.Runs(t)
+	started := time.Now().UTC()
+	deadline := started.Add(3 * time.Second)
+	g.Expect(runs.Create(ctx, &bus.Run{ID: "r1", Status: bus.RunPending, Started: started, Deadline: &deadline})).To(Succeed())
+	cons, err := bus.EnsureConsumer(ctx, e.Test.JS, e.Plan, deadlineConsumer(e.Plan))
+	g.Expect(err).NotTo(HaveOccurred())
+	e.Publish(t, e.Plan.Stream.StartSubject, "r1", nil, `{}`)
+
+	// The gateway that gets the check first dies before it answers for it.
+	dying := bustest.Connect(t, e.URL)
+	held, err := dying.JS.Consumer(ctx, e.Plan.Stream.Name, cons.CachedInfo().Name)
+	g.Expect(err).NotTo(HaveOccurred())
+	batch, err := held.Fetch(1, jetstream.FetchMaxWait(10*time.Second))
+	g.Expect(err).NotTo(HaveOccurred())
+	var got []string
+	for m := range batch.Messages() {
+		got = append(got, bus.HTTPHeader(m).Get(contract.HeaderRunID))
+	}
+	g.Expect(got).To(Equal([]string{"r1"}))
+	dying.NC.Close()
+
+	e.gateway(t, g)
+	g.Eventually(func(g Gomega) {
+		r, _, err := runs.Get(ctx, "r1")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(r.Status).To(Equal(bus.RunFailed))
+		g.Expect(r.Code).To(Equal(http.StatusGatewayTimeout))
+		g.Expect(r.Expired).To(BeTrue())
+	}).WithTimeout(completionAckWait - 10*time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 }

@@ -9,41 +9,29 @@ import (
 
 	. "github.com/onsi/gomega"
 
-	"github.com/patchbay-dev/patchbay/internal/plan"
-	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bustest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/orchestrator"
 )
 
 // env is an embedded broker with a workflow's plan, a connection for the
 // test to play the other roles with, and the means to start gateways.
-type env struct {
-	p    *plan.Plan
-	url  string
-	test *bus.Conn
-}
+type env struct{ *bustest.Env }
 
-func givenWorkflow(t *testing.T, _ Gomega, manifest string) *env {
+func givenWorkflow(t *testing.T, name, spec string) *env {
 	t.Helper()
-	b := bustest.Given(t, manifest)
-	return &env{p: b.Plan, url: b.URL, test: b.Test}
-}
-
-// conn is a new connection to the broker, closed when the test ends.
-func (e *env) conn(t *testing.T, _ Gomega) *bus.Conn {
-	return bustest.Connect(t, e.url)
+	return &env{bustest.Given(t, name, spec)}
 }
 
 // gateway starts a gateway replica on a connection of its own.
 func (e *env) gateway(t *testing.T, g Gomega) *Gateway {
-	gw, err := Start(context.Background(), Config{Plan: e.p, Conn: e.conn(t, g), Telemetry: bustest.Telemetry()})
+	gw, err := Start(context.Background(), Config{Plan: e.Plan, Conn: bustest.Connect(t, e.URL), Telemetry: bustest.Telemetry()})
 	g.Expect(err).NotTo(HaveOccurred())
 	return gw
 }
 
 // orchestrator starts an async orchestrator on a connection of its own.
 func (e *env) orchestrator(t *testing.T, g Gomega) *orchestrator.Async {
-	orch, err := orchestrator.StartAsync(context.Background(), orchestrator.AsyncConfig{Plan: e.p, Conn: e.conn(t, g), Telemetry: bustest.Telemetry()})
+	orch, err := orchestrator.StartAsync(context.Background(), orchestrator.AsyncConfig{Plan: e.Plan, Conn: bustest.Connect(t, e.URL), Telemetry: bustest.Telemetry()})
 	g.Expect(err).NotTo(HaveOccurred())
 	return orch
 }

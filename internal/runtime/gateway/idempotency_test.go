@@ -14,25 +14,16 @@ import (
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
-// heldRun starts a workflow whose one step the test answers, and returns a
-// function that answers the step's command for a run.
-func heldRun(t *testing.T, g Gomega, manifest string) (*env, *Gateway, chan *nats.Msg, func(runID, output string)) {
-	e := givenWorkflow(t, g, manifest)
-	p, test := e.p, e.test
-	ctx := context.Background()
-	commands := make(chan *nats.Msg, 64)
-	_, err := test.NC.ChanSubscribe(p.Step("only").Consumers[0].FilterSubject, commands)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(test.NC.Flush()).To(Succeed())
+// heldRun starts the workflow held, whose one step the test answers, and
+// returns a function that answers the step's command for a run.
+func heldRun(t *testing.T, g Gomega) (*env, *Gateway, chan *nats.Msg, func(runID, output string)) {
+	e := givenWorkflow(t, "held", heldSpec)
+	commands := e.Subscribe(t, e.Command("only"))
 	orch := e.orchestrator(t, g)
 	t.Cleanup(orch.Stop)
 	gw := e.gateway(t, g)
 	t.Cleanup(gw.Stop)
-	answer := func(runID, output string) {
-		res := p.Step("only").Output.ResultSubject
-		h := nats.Header{contract.HeaderStatus: {contract.ResultOK}, contract.HeaderRunID: {runID}, "Content-Type": {"application/json"}}
-		g.Expect(test.Publish(ctx, &nats.Msg{Subject: res, Header: h, Data: []byte(output)}, res+"/"+runID)).To(Succeed())
-	}
+	answer := func(runID, output string) { e.Result(t, "only", runID, contract.ResultOK, output) }
 	return e, gw, commands, answer
 }
 
@@ -43,14 +34,21 @@ func post(h http.Handler, body string, header ...string) <-chan *httptest.Respon
 	return out
 }
 
-const heldWorkflow = `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: held, namespace: default}
-spec:
-  style: async-orchestrated
-  entry: {timeout: 1m}
-  steps:
-  - {name: only, image: demo}
+// expectOutcome expects a caller held for its run's outcome to get it: 200
+// with the body.
+func expectOutcome(g Gomega, caller <-chan *httptest.ResponseRecorder, body string, why ...any) *httptest.ResponseRecorder {
+	var w *httptest.ResponseRecorder
+	g.Eventually(caller).WithTimeout(20*time.Second).Should(Receive(&w), why...)
+	g.Expect(w.Code).To(Equal(http.StatusOK), w.Body.String())
+	g.Expect(w.Body.String()).To(MatchJSON(body))
+	return w
+}
+
+const heldSpec = `
+style: async-orchestrated
+entry: {timeout: 1m}
+steps:
+- {name: only, image: demo}
 `
 
 // A second POST with a Patchbay-Run-Id that is taken is refused with 409 and
@@ -59,7 +57,7 @@ spec:
 // entry.timeout.
 func TestADuplicateRunIDDoesNotStealTheFirstCallersWaiter(t *testing.T) {
 	g := NewWithT(t)
-	_, gw, commands, answer := heldRun(t, g, heldWorkflow)
+	_, gw, commands, answer := heldRun(t, g)
 
 	first := post(gw, `{"n":1}`, contract.HeaderRunID, "order-7")
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive())
@@ -67,17 +65,14 @@ func TestADuplicateRunIDDoesNotStealTheFirstCallersWaiter(t *testing.T) {
 	g.Expect(second.Code).To(Equal(http.StatusConflict), second.Body.String())
 
 	answer("order-7", `{"n":1,"done":true}`)
-	var w *httptest.ResponseRecorder
-	g.Eventually(first).WithTimeout(20*time.Second).Should(Receive(&w), "the first caller gets its outcome before its entry.timeout (1m)")
-	g.Expect(w.Code).To(Equal(http.StatusOK), w.Body.String())
-	g.Expect(w.Body.String()).To(MatchJSON(`{"n":1,"done":true}`))
+	expectOutcome(g, first, `{"n":1,"done":true}`, "the first caller gets its outcome before its entry.timeout (1m)")
 }
 
 // POSTs with one Idempotency-Key, at once, join one run: the step is
 // commanded once, and every caller gets that run's id and result.
 func TestConcurrentPostsWithOneIdempotencyKeyJoinOneRun(t *testing.T) {
 	g := NewWithT(t)
-	e, gw, commands, answer := heldRun(t, g, heldWorkflow)
+	e, gw, commands, answer := heldRun(t, g)
 	second := e.gateway(t, g) // another replica
 	t.Cleanup(second.Stop)
 
@@ -95,11 +90,8 @@ func TestConcurrentPostsWithOneIdempotencyKeyJoinOneRun(t *testing.T) {
 	runID := m.Header.Get(contract.HeaderRunID)
 	answer(runID, `{"n":1,"paid":true}`)
 	for _, a := range answers {
-		var w *httptest.ResponseRecorder
-		g.Eventually(a).WithTimeout(20 * time.Second).Should(Receive(&w))
-		g.Expect(w.Code).To(Equal(http.StatusOK), w.Body.String())
+		w := expectOutcome(g, a, `{"n":1,"paid":true}`)
 		g.Expect(w.Header().Get(contract.HeaderRunID)).To(Equal(runID))
-		g.Expect(w.Body.String()).To(MatchJSON(`{"n":1,"paid":true}`))
 	}
 	g.Expect(commands).NotTo(Receive(), "one run, one command")
 
@@ -125,18 +117,15 @@ func TestConcurrentPostsWithOneIdempotencyKeyJoinOneRun(t *testing.T) {
 // The window of Idempotency-Keys is the plan's, from spec.entry.idempotencyWindow.
 func TestIdempotencyKeysAreKeptForTheWindow(t *testing.T) {
 	g := NewWithT(t)
-	e := givenWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: window, namespace: default}
-spec:
-  style: choreography
-  entry: {sync: true, timeout: 5s, event: req, completesOn: [done], idempotencyWindow: 90m}
-  steps:
-  - {name: only, image: demo, subscribes: [req], emits: [done]}
+	e := givenWorkflow(t, "window", `
+style: choreography
+entry: {sync: true, timeout: 5s, event: req, completesOn: [done], idempotencyWindow: 90m}
+steps:
+- {name: only, image: demo, subscribes: [req], emits: [done]}
 `)
 	gw := e.gateway(t, g)
 	t.Cleanup(gw.Stop)
-	kv, err := e.test.JS.KeyValue(context.Background(), e.p.Stream.IdempotencyBucket)
+	kv, err := e.Test.JS.KeyValue(context.Background(), e.Plan.Stream.IdempotencyBucket)
 	g.Expect(err).NotTo(HaveOccurred())
 	st, err := kv.Status(context.Background())
 	g.Expect(err).NotTo(HaveOccurred())
@@ -149,7 +138,7 @@ spec:
 // and the run never started.
 func TestARetryStartsARunWhoseStartWasNeverPublished(t *testing.T) {
 	g := NewWithT(t)
-	_, gw, commands, answer := heldRun(t, g, heldWorkflow)
+	_, gw, commands, answer := heldRun(t, g)
 	started := time.Now().UTC()
 	// What the killed gateway left: a pending record naming its inbox.
 	g.Expect(gw.runs.Create(context.Background(), &bus.Run{ID: "order-8", Status: bus.RunPending, Started: started, ReplyTo: "_INBOX.gone"})).To(Succeed())
@@ -164,9 +153,6 @@ func TestARetryStartsARunWhoseStartWasNeverPublished(t *testing.T) {
 	g.Expect(again.Code).To(Equal(http.StatusConflict), again.Body.String())
 
 	answer("order-8", `{"n":8,"done":true}`)
-	var w *httptest.ResponseRecorder
-	g.Eventually(retry).WithTimeout(20*time.Second).Should(Receive(&w), "the retry is held for the outcome like a first POST")
-	g.Expect(w.Code).To(Equal(http.StatusOK), w.Body.String())
-	g.Expect(w.Body.String()).To(MatchJSON(`{"n":8,"done":true}`))
+	expectOutcome(g, retry, `{"n":8,"done":true}`, "the retry is held for the outcome like a first POST")
 	g.Expect(commands).NotTo(Receive(), "the step was commanded once")
 }

@@ -90,20 +90,12 @@ func (g *Gateway) startReadModel(ctx context.Context) error {
 		}
 	}
 	g.readModel = rm
-	var subjects []string
-	for _, ev := range p.Events {
-		if ev.Projected {
-			subjects = append(subjects, ev.Subject)
-		}
-	}
-	cons, err := bus.EnsureConsumer(ctx, g.conn.JS, p, jetstream.ConsumerConfig{
-		Durable:        p.ReadModel.Durable,
-		Description:    "patchbay read model projector",
-		FilterSubjects: subjects,
-		MaxAckPending:  1,
-		AckWait:        30 * time.Second,
-		MaxDeliver:     bus.RoleConsumerMaxDeliver,
-	})
+	cons, err := g.sharedConsumer(ctx, jetstream.ConsumerConfig{
+		Durable:       p.ReadModel.Durable,
+		Description:   "patchbay read model projector",
+		MaxAckPending: 1,
+		AckWait:       30 * time.Second,
+	}, func(ev plan.EventRoute) bool { return ev.Projected })
 	if err != nil {
 		return err
 	}

@@ -9,7 +9,6 @@ import (
 	"github.com/nats-io/nats.go"
 	. "github.com/onsi/gomega"
 
-	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bustest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
@@ -19,54 +18,38 @@ import (
 // orchestrator finishes a run the first one started and then stopped.
 func TestASecondOrchestratorFinishesARunTheFirstStarted(t *testing.T) {
 	g := NewWithT(t)
-	env := givenAsyncWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: handoff, namespace: default}
-spec:
-  style: async-orchestrated
-  steps:
-  - {name: first, image: demo}
-  - {name: second, image: demo, dependsOn: [first]}
+	env := givenAsyncWorkflow(t, "handoff", `
+style: async-orchestrated
+steps:
+- {name: first, image: demo}
+- {name: second, image: demo, dependsOn: [first]}
 `)
-	p := env.p
+	p := env.Plan
 	ctx := context.Background()
 	// The test plays the gateway and the steps' sidecars.
-	test, runs := env.test, env.runs
-	commands := make(chan *nats.Msg, 8)
-	command := func(step string) string { return p.Step(step).Consumers[0].FilterSubject }
-	for _, step := range []string{"first", "second"} {
-		_, err := test.NC.ChanSubscribe(command(step), commands)
-		g.Expect(err).NotTo(HaveOccurred())
-	}
-	outcomes := make(chan *nats.Msg, 8)
+	test, runs := env.Test, env.runs
+	commands := env.Subscribe(t, env.Command("first"), env.Command("second"))
 	inbox := test.NC.NewInbox()
-	_, err := test.NC.ChanSubscribe(inbox, outcomes)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(test.NC.Flush()).To(Succeed())
+	outcomes := env.Subscribe(t, inbox)
 
 	a := env.start(t, g)
 	g.Expect(runs.Create(ctx, &bus.Run{ID: "r1", Status: bus.RunPending, Started: time.Now(), ReplyTo: inbox})).To(Succeed())
-	publish := func(subject string, h nats.Header, body string) {
-		h[contract.HeaderRunID] = []string{"r1"}
-		h["Content-Type"] = []string{"application/json"}
-		g.Expect(test.Publish(ctx, &nats.Msg{Subject: subject, Header: h, Data: []byte(body)}, subject+"/r1")).To(Succeed())
-	}
-	publish(p.Stream.StartSubject, nats.Header{}, `{"id":1}`)
+	env.Publish(t, p.Stream.StartSubject, "r1", nil, `{"id":1}`)
 
 	var m *nats.Msg
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
-	g.Expect(m.Subject).To(Equal(command("first")))
+	g.Expect(m.Subject).To(Equal(env.Command("first")))
 	g.Expect(m.Data).To(MatchJSON(`{"id":1}`))
 	a.Stop()
 
 	// first's result arrives while no orchestrator runs; a new one continues.
-	publish(p.Step("first").Output.ResultSubject, nats.Header{contract.HeaderStatus: {contract.ResultOK}}, `{"id":1,"first":true}`)
+	env.Result(t, "first", "r1", contract.ResultOK, `{"id":1,"first":true}`)
 	b := env.start(t, g)
 	t.Cleanup(b.Stop)
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
-	g.Expect(m.Subject).To(Equal(command("second")))
+	g.Expect(m.Subject).To(Equal(env.Command("second")))
 	g.Expect(m.Data).To(MatchJSON(`{"id":1,"first":true}`))
-	publish(p.Step("second").Output.ResultSubject, nats.Header{contract.HeaderStatus: {contract.ResultOK}}, `{"id":1,"first":true,"second":true}`)
+	env.Result(t, "second", "r1", contract.ResultOK, `{"id":1,"first":true,"second":true}`)
 
 	g.Eventually(outcomes).WithTimeout(20 * time.Second).Should(Receive(&m))
 	var r bus.Run
@@ -84,35 +67,22 @@ spec:
 // connection for the test to play the gateway and the steps with, and the
 // means to start orchestrators on it.
 type asyncEnv struct {
-	p    *plan.Plan
-	test *bus.Conn
+	*bustest.Env
 	runs *bus.Runs
-	url  string
 }
 
-func givenAsyncWorkflow(t *testing.T, g Gomega, manifest string) *asyncEnv {
+func givenAsyncWorkflow(t *testing.T, name, spec string) *asyncEnv {
 	t.Helper()
-	b := bustest.Given(t, manifest)
-	e := &asyncEnv{p: b.Plan, test: b.Test, url: b.URL}
-	var err error
-	e.runs, err = bus.WaitRuns(context.Background(), e.test.JS, e.p)
-	g.Expect(err).NotTo(HaveOccurred())
-	return e
-}
-
-// conn is a new connection to the broker, closed when the test ends.
-func (e *asyncEnv) conn(t *testing.T, _ Gomega) *bus.Conn {
-	return bustest.Connect(t, e.url)
+	b := bustest.Given(t, name, spec)
+	return &asyncEnv{Env: b, runs: b.Runs(t)}
 }
 
 // start starts an orchestrator on a connection of its own.
 func (e *asyncEnv) start(t *testing.T, g Gomega) *Async {
-	a, err := StartAsync(context.Background(), AsyncConfig{Plan: e.p, Conn: e.conn(t, g), Telemetry: bustest.Telemetry()})
+	a, err := StartAsync(context.Background(), AsyncConfig{Plan: e.Plan, Conn: bustest.Connect(t, e.URL), Telemetry: bustest.Telemetry()})
 	g.Expect(err).NotTo(HaveOccurred())
 	return a
 }
-
-func compile(t *testing.T, manifest string) *plan.Plan { return bustest.Compile(t, manifest) }
 
 // A result can be read before its run's record is visible to this process
 // (a replica of the runs bucket that has not caught up, seen on the local
@@ -120,32 +90,22 @@ func compile(t *testing.T, manifest string) *plan.Plan { return bustest.Compile(
 // the run stayed pending for good.
 func TestAResultOfARunNotVisibleYetIsRetried(t *testing.T) {
 	g := NewWithT(t)
-	env := givenAsyncWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: lag, namespace: default}
-spec:
-  style: async-orchestrated
-  steps:
-  - {name: first, image: demo}
-  - {name: second, image: demo, dependsOn: [first]}
+	env := givenAsyncWorkflow(t, "lag", `
+style: async-orchestrated
+steps:
+- {name: first, image: demo}
+- {name: second, image: demo, dependsOn: [first]}
 `)
-	p, test, runs := env.p, env.test, env.runs
-	ctx := context.Background()
-	commands := make(chan *nats.Msg, 8)
-	_, err := test.NC.ChanSubscribe(p.Step("second").Consumers[0].FilterSubject, commands)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(test.NC.Flush()).To(Succeed())
+	commands := env.Subscribe(t, env.Command("second"))
 	t.Cleanup(env.start(t, g).Stop)
 
-	subject := p.Step("first").Output.ResultSubject
-	h := nats.Header{contract.HeaderStatus: {contract.ResultOK}, contract.HeaderRunID: {"r2"}, "Content-Type": {"application/json"}}
-	g.Expect(test.Publish(ctx, &nats.Msg{Subject: subject, Header: h, Data: []byte(`{"first":true}`)}, subject+"/r2")).To(Succeed())
+	env.Result(t, "first", "r2", contract.ResultOK, `{"first":true}`)
 	g.Consistently(commands).WithTimeout(time.Second).ShouldNot(Receive())
 
 	// The record becomes visible: the redelivered result moves the run on.
 	run := &bus.Run{ID: "r2", Status: bus.RunPending, Started: time.Now()}
 	run.Step("first").Dispatched = true
-	g.Expect(runs.Create(ctx, run)).To(Succeed())
+	g.Expect(env.runs.Create(context.Background(), run)).To(Succeed())
 	var m *nats.Msg
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
 	g.Expect(m.Data).To(MatchJSON(`{"first":true}`))

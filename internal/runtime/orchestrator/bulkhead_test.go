@@ -2,7 +2,6 @@ package orchestrator
 
 import (
 	"context"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strings"
@@ -11,22 +10,19 @@ import (
 
 	. "github.com/onsi/gomega"
 
+	"github.com/patchbay-dev/patchbay/internal/runtime/bustest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
-	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
 // The orchestrator serves at most the workflow's bulkhead maxConcurrent runs
 // at once; one more is answered 503 with Retry-After, without reaching a step.
 func TestOrchestratorShedsRunsOverItsBulkhead(t *testing.T) {
 	g := NewWithT(t)
-	p := compile(t, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: bounded, namespace: default}
-spec:
-  style: sync-orchestrated
-  resilience: {bulkhead: {maxConcurrent: 1}}
-  steps:
-  - {name: only, image: demo}
+	p := bustest.Compile(t, "bounded", `
+style: sync-orchestrated
+resilience: {bulkhead: {maxConcurrent: 1}}
+steps:
+- {name: only, image: demo}
 `)
 	entered, release := make(chan struct{}, 2), make(chan struct{})
 	app := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
@@ -38,8 +34,7 @@ spec:
 		_, _ = w.Write([]byte(`{"ok":true}`))
 	}))
 	defer app.Close()
-	tracing, _ := telemetry.NewTracing(context.Background(), "", "test")
-	o, err := New(Config{Plan: p, Resolver: contract.StaticResolver{"only": app.URL}, Telemetry: telemetry.New(slog.New(slog.DiscardHandler), tracing)})
+	o, err := New(Config{Plan: p, Resolver: contract.StaticResolver{"only": app.URL}, Telemetry: bustest.Telemetry()})
 	g.Expect(err).NotTo(HaveOccurred())
 
 	post := func() *httptest.ResponseRecorder {

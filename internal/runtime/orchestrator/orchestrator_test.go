@@ -1,20 +1,17 @@
 package orchestrator
 
 import (
-	"context"
-	"log/slog"
 	"testing"
 
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bustest"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
-	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
 )
 
 func TestNewRefusesInconsistentPlans(t *testing.T) {
-	tracing, _ := telemetry.NewTracing(context.Background(), "", "test")
-	tel := telemetry.New(slog.New(slog.DiscardHandler), tracing)
+	tel := bustest.Telemetry()
 	resolver := contract.StaticResolver{"a": "http://a", "b": "http://b"}
 	step := func(name string, from ...string) plan.Step {
 		s := plan.Step{Name: name, Mode: plan.ModeOrchestrated, Input: plan.Input{Kind: plan.InputEntry}}

@@ -22,25 +22,17 @@ func TestAPoisonMessageEndsAsOneDeadLetter(t *testing.T) {
 	redeliveryDelay = func(int) time.Duration { return 10 * time.Millisecond }
 	t.Cleanup(func() { redeliveryDelay = saved })
 
-	env := givenAsyncWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: poison, namespace: default}
-spec:
-  style: async-orchestrated
-  steps:
-  - {name: only, image: demo}
+	env := givenAsyncWorkflow(t, "poison", `
+style: async-orchestrated
+steps:
+- {name: only, image: demo}
 `)
-	p, test, runs := env.p, env.test, env.runs
-	ctx := context.Background()
-	_, err := runs.KV.Put(ctx, "r1", []byte("not a run record"))
+	p := env.Plan
+	_, err := env.runs.KV.Put(context.Background(), "r1", []byte("not a run record"))
 	g.Expect(err).NotTo(HaveOccurred())
-	dead := make(chan *nats.Msg, 8)
-	_, err = test.NC.ChanSubscribe(p.Stream.DeadLetter, dead)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(test.NC.Flush()).To(Succeed())
+	dead := env.Subscribe(t, p.Stream.DeadLetter)
 
-	h := nats.Header{contract.HeaderRunID: {"r1"}, "Content-Type": {"application/json"}}
-	g.Expect(test.Publish(ctx, &nats.Msg{Subject: p.Stream.StartSubject, Header: h, Data: []byte(`{}`)}, "start/r1")).To(Succeed())
+	env.Publish(t, p.Stream.StartSubject, "r1", nil, `{}`)
 
 	t.Cleanup(env.start(t, g).Stop)
 
@@ -55,15 +47,7 @@ spec:
 	g.Expect(string(dl.Payload)).To(Equal(`{}`))
 
 	// Terminated: nothing pending or awaiting an ack, and no second dead letter.
-	cons, err := test.JS.Consumer(ctx, p.Stream.Name, p.Stream.OrchestratorDurable)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(cons.CachedInfo().Config.MaxDeliver).To(Equal(bus.RoleConsumerMaxDeliver))
-	g.Eventually(func(g Gomega) {
-		info, err := cons.Info(ctx)
-		g.Expect(err).NotTo(HaveOccurred())
-		g.Expect(info.NumPending).To(BeZero())
-		g.Expect(info.NumAckPending).To(BeZero())
-	}).WithTimeout(10 * time.Second).Should(Succeed())
+	env.ExpectSettled(g, p.Stream.OrchestratorDurable)
 	g.Consistently(dead).WithTimeout(time.Second).ShouldNot(Receive())
 }
 
@@ -72,20 +56,14 @@ spec:
 // dead-lettered on its first delivery, with the reason, instead of dropped.
 func TestAMessageNoRetryCanFixIsDeadLetteredAtOnce(t *testing.T) {
 	g := NewWithT(t)
-	env := givenAsyncWorkflow(t, g, `apiVersion: patchbay.dev/v1alpha1
-kind: Workflow
-metadata: {name: hopeless, namespace: default}
-spec:
-  style: async-orchestrated
-  steps:
-  - {name: only, image: demo}
+	env := givenAsyncWorkflow(t, "hopeless", `
+style: async-orchestrated
+steps:
+- {name: only, image: demo}
 `)
-	p, test := env.p, env.test
+	p, test := env.Plan, env.Test
 	ctx := context.Background()
-	dead := make(chan *nats.Msg, 8)
-	_, err := test.NC.ChanSubscribe(p.Stream.DeadLetter, dead)
-	g.Expect(err).NotTo(HaveOccurred())
-	g.Expect(test.NC.Flush()).To(Succeed())
+	dead := env.Subscribe(t, p.Stream.DeadLetter)
 	t.Cleanup(env.start(t, g).Stop)
 
 	for name, tc := range map[string]struct {

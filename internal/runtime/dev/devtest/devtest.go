@@ -34,26 +34,37 @@ type Step struct {
 // resilience (inline YAML, none if empty).
 func WorkflowYAML(style, resilience string, steps ...Step) string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "apiVersion: patchbay.dev/v1alpha1\nkind: Workflow\nmetadata: {name: test}\nspec:\n  style: %s\n", style)
+	fmt.Fprintf(&b, "style: %s\n", style)
 	if resilience != "" {
-		fmt.Fprintf(&b, "  resilience: %s\n", resilience)
+		fmt.Fprintf(&b, "resilience: %s\n", resilience)
 	}
-	b.WriteString("  steps:\n")
+	b.WriteString("steps:\n")
 	for _, s := range steps {
-		fmt.Fprintf(&b, "  - name: %s\n    image: ghcr.io/patchbay-dev/demo-step:0.1.0\n", s.Name)
+		fmt.Fprintf(&b, "- name: %s\n  image: ghcr.io/patchbay-dev/demo-step:0.1.0\n", s.Name)
 		if len(s.Args) > 0 {
 			quoted := make([]string, len(s.Args))
 			for i, a := range s.Args {
 				quoted[i] = fmt.Sprintf("%q", a)
 			}
-			fmt.Fprintf(&b, "    args: [%s]\n", strings.Join(quoted, ", "))
+			fmt.Fprintf(&b, "  args: [%s]\n", strings.Join(quoted, ", "))
 		}
 		if len(s.DependsOn) > 0 {
-			fmt.Fprintf(&b, "    dependsOn: [%s]\n", strings.Join(s.DependsOn, ", "))
+			fmt.Fprintf(&b, "  dependsOn: [%s]\n", strings.Join(s.DependsOn, ", "))
 		}
 		if s.Resilience != "" {
-			fmt.Fprintf(&b, "    resilience: %s\n", s.Resilience)
+			fmt.Fprintf(&b, "  resilience: %s\n", s.Resilience)
 		}
+	}
+	return Manifest(b.String())
+}
+
+// Manifest is the manifest of the Workflow "test" with the spec (YAML as it
+// stands under a manifest's spec:, which Manifest indents).
+func Manifest(spec string) string {
+	var b strings.Builder
+	b.WriteString("apiVersion: patchbay.dev/v1alpha1\nkind: Workflow\nmetadata: {name: test}\nspec:\n")
+	for line := range strings.Lines(strings.TrimLeft(spec, "\n")) {
+		b.WriteString("  " + line)
 	}
 	return b.String()
 }
