@@ -6,6 +6,8 @@
 package style
 
 // Style says how requests and events travel between the steps of a Workflow.
+// The Enum marker is controller-gen's (the CRD schema); v1alpha1.Style, the
+// alias, repeats it for kube-api-linter, and a test keeps both equal to All.
 // +kubebuilder:validation:Enum=sync-chain;sync-orchestrated;async-orchestrated;choreography;hybrid
 type Style string
 

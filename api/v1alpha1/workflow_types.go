@@ -10,6 +10,7 @@ import (
 // Style says how requests and events travel between the steps of a Workflow.
 // It is defined, with the questions asked of it (IsAsync, HasEvents, Code), in
 // package style, which the data plane links without the Kubernetes types.
+// +kubebuilder:validation:Enum=sync-chain;sync-orchestrated;async-orchestrated;choreography;hybrid
 type Style = style.Style
 
 // The styles (package style).

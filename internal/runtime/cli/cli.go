@@ -161,13 +161,14 @@ func otlpFromEnv() string {
 	return os.Getenv("OTEL_EXPORTER_OTLP_ENDPOINT")
 }
 
+// NewFlagSet is the flag set of a role, printing its errors to stderr.
 func NewFlagSet(name string, stderr io.Writer) *flag.FlagSet {
 	fs := flag.NewFlagSet("patchbay-runtime "+name, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	return fs
 }
 
-// parse parses flags; a parse error was already printed with the usage.
+// Parse parses flags; a parse error was already printed with the usage.
 func Parse(fs *flag.FlagSet, args []string) error {
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
