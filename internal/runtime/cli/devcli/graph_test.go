@@ -19,7 +19,7 @@ import (
 // (internal/topology/testdata) have it, in both formats, from a file and from
 // stdin.
 func TestGraphDrawsEverySampleLikeTheGoldens(t *testing.T) {
-	samples, err := filepath.Glob(filepath.Join("..", "..", "..", "config", "samples", "*.yaml"))
+	samples, err := filepath.Glob(filepath.Join("..", "..", "..", "..", "config", "samples", "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -32,7 +32,7 @@ func TestGraphDrawsEverySampleLikeTheGoldens(t *testing.T) {
 		for format, ext := range map[string]string{"mermaid": ".mmd", "dot": ".dot"} {
 			t.Run(name+"/"+format, func(t *testing.T) {
 				g := NewWithT(t)
-				want, err := os.ReadFile(filepath.Join("..", "..", "topology", "testdata", name+ext))
+				want, err := os.ReadFile(filepath.Join("..", "..", "..", "topology", "testdata", name+ext))
 				g.Expect(err).NotTo(HaveOccurred(), "every sample Workflow has golden drawings")
 				var stdout, stderr bytes.Buffer
 				code := graphProgram.Main(context.Background(), []string{"graph", "-f", sample, "--format", format}, &stdout, &stderr)
@@ -55,7 +55,7 @@ func TestGraphDrawsEverySampleLikeTheGoldens(t *testing.T) {
 
 func TestGraphDefaultsToMermaidAndRefusesMistakes(t *testing.T) {
 	g := NewWithT(t)
-	sample := filepath.Join("..", "..", "..", "config", "samples", "hybrid.yaml")
+	sample := filepath.Join("..", "..", "..", "..", "config", "samples", "hybrid.yaml")
 	var stdout, stderr bytes.Buffer
 	g.Expect(graphProgram.Main(context.Background(), []string{"graph", "-f", sample}, &stdout, &stderr)).To(Equal(0), stderr.String())
 	g.Expect(stdout.String()).To(HavePrefix("flowchart LR\n"))
@@ -66,7 +66,7 @@ func TestGraphDefaultsToMermaidAndRefusesMistakes(t *testing.T) {
 	}{
 		{[]string{"graph"}, "-f WORKFLOW.yaml is required"},
 		{[]string{"graph", "-f", sample, "--format", "svg"}, `--format "svg": want mermaid or dot`},
-		{[]string{"graph", "-f", filepath.Join("..", "..", "..", "config", "samples", "broker.yaml")}, "holds no Workflow"},
+		{[]string{"graph", "-f", filepath.Join("..", "..", "..", "..", "config", "samples", "broker.yaml")}, "holds no Workflow"},
 	} {
 		stdout.Reset()
 		stderr.Reset()
