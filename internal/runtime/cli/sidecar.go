@@ -12,7 +12,6 @@ import (
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
-	"github.com/patchbay-dev/patchbay/internal/runtime/procmem"
 	"github.com/patchbay-dev/patchbay/internal/runtime/serve"
 	"github.com/patchbay-dev/patchbay/internal/runtime/sidecar"
 	"github.com/patchbay-dev/patchbay/internal/runtime/telemetry"
@@ -115,14 +114,6 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 		defer context.AfterFunc(ctx, link.Close)()
 		opts.Fatal = firstOf(link.Fatal(), drainer.Expired())
 		drainer.Stop = link.Drain
-	}
-	// Set up: the pages of the binary that only starting touched (package
-	// initialisation, flags, the plan) need not stay mapped for the life of
-	// the pod.
-	if n, err := procmem.DropStartupPages(); err != nil {
-		tel.Log.Warn("Dropping the startup pages failed", "err", err)
-	} else {
-		tel.Log.Debug("Dropped the startup pages", "mappedBytes", n)
 	}
 	return serveWithAdmin(ctx, opts, tel, health, serve.Server{Name: "inbound", Listener: in, Handler: drainer.Track(sc), CloseOnDrain: true}, adm, drainer)
 }
