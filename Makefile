@@ -138,11 +138,11 @@ BENCH = $(LOCALBIN)/bench
 
 .PHONY: bench
 bench: envtest bench-build ## Measure the performance targets (README, Benchmarks) against baselines of the same run and print a table (about 9 minutes).
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(BENCH) -runtime $(LOCALBIN)/patchbay-runtime $(BENCH_FLAGS)
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" $(BENCH) -runtime $(LOCALBIN)/patchbay-runtime -sidecar $(LOCALBIN)/patchbay-sidecar $(BENCH_FLAGS)
 
 .PHONY: bench-hop
 bench-hop: bench-build ## Measure the sync hop (fortio: direct, bare ReverseProxy, sidecar), the breaker, raw NATS and the sync wrapper.
-	$(BENCH) -run hop,breaker,nats -runtime $(LOCALBIN)/patchbay-runtime $(BENCH_FLAGS)
+	$(BENCH) -run hop,breaker,nats -runtime $(LOCALBIN)/patchbay-runtime -sidecar $(LOCALBIN)/patchbay-sidecar $(BENCH_FLAGS)
 
 .PHONY: bench-operator
 bench-operator: envtest bench-build ## Measure the manager converging Workflows on envtest against a plain client, and its writes after a restart.
@@ -167,12 +167,13 @@ docker-build: ## Build the manager image (needs a Docker engine).
 	docker build -t $(IMG) .
 
 .PHONY: build-runtime
-build-runtime: ## Build patchbay-runtime and demo-step into bin/.
+build-runtime: ## Build patchbay-runtime, patchbay-sidecar (as the image has it) and demo-step into bin/.
 	CGO_ENABLED=0 go build -o $(LOCALBIN)/patchbay-runtime ./images/runtime
+	CGO_ENABLED=0 go build -trimpath -ldflags='-s -w' -o $(LOCALBIN)/patchbay-sidecar ./images/runtime/sidecar
 	CGO_ENABLED=0 go build -o $(LOCALBIN)/demo-step ./images/demo-step
 
 .PHONY: runtime-image
-runtime-image: ## Build the patchbay-runtime image: sidecar, orchestrator, gateway, dev (needs a Docker engine).
+runtime-image: ## Build the patchbay-runtime image: sidecar (patchbay-sidecar), orchestrator, gateway, dev (needs a Docker engine).
 	docker build -f images/runtime/Dockerfile -t $(RUNTIME_IMG) .
 
 .PHONY: demo-step-image

@@ -3,66 +3,35 @@ package v1alpha1
 import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/patchbay-dev/patchbay/api/style"
 )
 
 // Style says how requests and events travel between the steps of a Workflow.
+// It is defined, with the questions asked of it (IsAsync, HasEvents, Code), in
+// package style, which the data plane links without the Kubernetes types.
 // +kubebuilder:validation:Enum=sync-chain;sync-orchestrated;async-orchestrated;choreography;hybrid
-type Style string
+type Style = style.Style
 
+// The styles (package style).
 const (
 	// StyleSyncChain means each step's sidecar forwards its output to the next steps over HTTP.
-	StyleSyncChain Style = "sync-chain"
+	StyleSyncChain = style.SyncChain
 	// StyleSyncOrchestrated means an orchestrator calls the steps over HTTP, each once its dependencies answered.
-	StyleSyncOrchestrated Style = "sync-orchestrated"
+	StyleSyncOrchestrated = style.SyncOrchestrated
 	// StyleAsyncOrchestrated means an orchestrator drives the steps over NATS JetStream.
-	StyleAsyncOrchestrated Style = "async-orchestrated"
+	StyleAsyncOrchestrated = style.AsyncOrchestrated
 	// StyleChoreography means steps react to events and emit events; nobody drives the flow.
-	StyleChoreography Style = "choreography"
+	StyleChoreography = style.Choreography
 	// StyleHybrid means an orchestrator for the explicit steps, events for the leaves.
-	StyleHybrid Style = "hybrid"
+	StyleHybrid = style.Hybrid
 )
 
 // Styles lists every style, in the order the documentation gives them.
-var Styles = []Style{StyleSyncChain, StyleSyncOrchestrated, StyleAsyncOrchestrated, StyleChoreography, StyleHybrid}
-
-// IsAsync reports whether the style moves work over the broker.
-func (s Style) IsAsync() bool {
-	return s == StyleAsyncOrchestrated || s == StyleChoreography || s == StyleHybrid
-}
-
-// Code is the style's two-letter code. The children of a style carry it in
-// their names (<workflow>-<code>-<step>), so that during a switch the
-// children of the old and the new style run side by side (docs/operations.md,
-// Switching style).
-func (s Style) Code() string {
-	switch s {
-	case StyleSyncChain:
-		return "sc"
-	case StyleSyncOrchestrated:
-		return "so"
-	case StyleAsyncOrchestrated:
-		return "ao"
-	case StyleChoreography:
-		return "ch"
-	case StyleHybrid:
-		return "hy"
-	default:
-		return "xx"
-	}
-}
+var Styles = style.All
 
 // StyleOfCode is the style whose Code is code, or "" for none.
-func StyleOfCode(code string) Style {
-	for _, s := range Styles {
-		if s.Code() == code {
-			return s
-		}
-	}
-	return ""
-}
-
-// HasEvents reports whether steps of this style may subscribe to and emit events.
-func (s Style) HasEvents() bool { return s == StyleChoreography || s == StyleHybrid }
+func StyleOfCode(code string) Style { return style.OfCode(code) }
 
 // WorkflowSpec is the desired topology: the steps and the style that connects them.
 //

@@ -7,12 +7,14 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/exec"
 	"os/signal"
 	"path"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -42,17 +44,25 @@ type spec struct {
 	// entry is where the binary lives in the image: the path of the
 	// Dockerfile's image, so that manifests run either build unchanged.
 	entry string
+	// also are more binaries of the image, beside entry.
+	also []binary
 	// ports mirror the Dockerfile's EXPOSE.
 	ports []string
 	// user runs the entrypoint; empty means the distroless nonroot user.
 	user string
 }
 
+// binary is a go build target and where its binary lives in an image.
+type binary struct{ pkg, path string }
+
 // specs lists the images; refs maps a short name to its full reference.
 func specs(refs map[string]string) []spec {
 	return []spec{
 		{short: "manager", ref: refs["manager"], pkg: ".", entry: "/manager"},
+		// The sidecar containers run /patchbay-sidecar, the sidecar role alone
+		// (internal/render.SidecarCommand); the other roles the entrypoint.
 		{short: "patchbay-runtime", ref: refs["patchbay-runtime"], pkg: "./images/runtime", entry: "/patchbay-runtime",
+			also:  []binary{{pkg: "./images/runtime/sidecar", path: "/patchbay-sidecar"}},
 			ports: []string{"15080/tcp", "15090/tcp", "8080/tcp"}},
 		{short: "demo-step", ref: refs["demo-step"], pkg: "./images/demo-step", entry: "/demo-step",
 			ports: []string{"8080/tcp"}},
@@ -164,11 +174,16 @@ func selectSpecs(all []spec, only []string) ([]spec, error) {
 
 // build compiles s's binary in work and writes its image to file.
 func build(ctx context.Context, root, work string, s spec, file string) error {
-	bin := filepath.Join(work, s.short)
-	if err := goBuild(ctx, root, s.pkg, bin); err != nil {
-		return err
+	files := map[string]string{s.entry: filepath.Join(work, s.short)}
+	for i, b := range s.also {
+		files[b.path] = filepath.Join(work, fmt.Sprintf("%s-%d", s.short, i))
 	}
-	img, err := imageOf(s, bin)
+	for _, b := range append([]binary{{pkg: s.pkg, path: s.entry}}, s.also...) {
+		if err := goBuild(ctx, root, b.pkg, files[b.path]); err != nil {
+			return err
+		}
+	}
+	img, err := imageOf(s, files)
 	if err != nil {
 		return err
 	}
@@ -200,14 +215,19 @@ func goBuild(ctx context.Context, root, pkg, out string) error {
 	return nil
 }
 
-// imageOf puts the binary at s.entry as the one layer of an empty image, run
-// as the distroless nonroot user like the Dockerfiles' images.
-func imageOf(s spec, bin string) (v1.Image, error) {
-	data, err := os.ReadFile(bin)
-	if err != nil {
-		return nil, err
+// imageOf puts the binaries (files maps a path in the image to a built
+// binary: s.entry and s.also) as the one layer of an empty image, run as the
+// distroless nonroot user like the Dockerfiles' images.
+func imageOf(s spec, files map[string]string) (v1.Image, error) {
+	data := map[string][]byte{}
+	for path, bin := range files {
+		b, err := os.ReadFile(bin)
+		if err != nil {
+			return nil, err
+		}
+		data[path] = b
 	}
-	layerTar, err := layerTar(s.entry, data)
+	layerTar, err := layerTar(data)
 	if err != nil {
 		return nil, err
 	}
@@ -221,7 +241,7 @@ func imageOf(s spec, bin string) (v1.Image, error) {
 		Layer: layer,
 		History: v1.History{
 			Created:   v1.Time{Time: created},
-			CreatedBy: "go build -trimpath -ldflags='-s -w' " + s.pkg + " (hack/images)",
+			CreatedBy: "go build -trimpath -ldflags='-s -w' " + s.pkgs() + " (hack/images)",
 		},
 	})
 	if err != nil {
@@ -253,32 +273,51 @@ func imageOf(s spec, bin string) (v1.Image, error) {
 	return mutate.ConfigFile(img, cf)
 }
 
-// layerTar is a tar of the binary at entry and of the directories above it,
-// owned by root and executable by the image's non-root user.
-func layerTar(entry string, data []byte) ([]byte, error) {
+// pkgs are the build targets of the image's binaries.
+func (s spec) pkgs() string {
+	p := []string{s.pkg}
+	for _, b := range s.also {
+		p = append(p, b.pkg)
+	}
+	return strings.Join(p, " ")
+}
+
+// layerTar is a tar of the binaries (by their path in the image) and of the
+// directories above them, owned by root and executable by the image's
+// non-root user, in the order of their paths.
+func layerTar(files map[string][]byte) ([]byte, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	rel := strings.TrimPrefix(path.Clean(entry), "/")
-	var dirs []string
-	for d := path.Dir(rel); d != "."; d = path.Dir(d) {
-		dirs = append([]string{d}, dirs...)
-	}
-	for _, d := range dirs {
+	paths := slices.Sorted(maps.Keys(files))
+	written := map[string]bool{}
+	for _, entry := range paths {
+		rel := strings.TrimPrefix(path.Clean(entry), "/")
+		var dirs []string
+		for d := path.Dir(rel); d != "."; d = path.Dir(d) {
+			dirs = append([]string{d}, dirs...)
+		}
+		for _, d := range dirs {
+			if written[d] {
+				continue
+			}
+			written[d] = true
+			if err := tw.WriteHeader(&tar.Header{
+				Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: created,
+				Uname: "root", Gname: "root",
+			}); err != nil {
+				return nil, err
+			}
+		}
+		data := files[entry]
 		if err := tw.WriteHeader(&tar.Header{
-			Typeflag: tar.TypeDir, Name: d + "/", Mode: 0o755, ModTime: created,
+			Typeflag: tar.TypeReg, Name: rel, Mode: 0o755, Size: int64(len(data)), ModTime: created,
 			Uname: "root", Gname: "root",
 		}); err != nil {
 			return nil, err
 		}
-	}
-	if err := tw.WriteHeader(&tar.Header{
-		Typeflag: tar.TypeReg, Name: rel, Mode: 0o755, Size: int64(len(data)), ModTime: created,
-		Uname: "root", Gname: "root",
-	}); err != nil {
-		return nil, err
-	}
-	if _, err := tw.Write(data); err != nil {
-		return nil, err
+		if _, err := tw.Write(data); err != nil {
+			return nil, err
+		}
 	}
 	if err := tw.Close(); err != nil {
 		return nil, err

@@ -2,6 +2,7 @@ package main
 
 import (
 	"archive/tar"
+	"bytes"
 	"context"
 	"errors"
 	"io"
@@ -12,6 +13,8 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
+
+	"github.com/patchbay-dev/patchbay/internal/render"
 )
 
 // TestPauseArchive builds the smallest image the way `make images` does and
@@ -98,7 +101,7 @@ func TestPauseArchive(t *testing.T) {
 
 	// The same binary must give the same digest, so that a rebuild with
 	// unchanged sources loads as the same image.
-	again, err := imageOf(s, filepath.Join(dir, "pause"))
+	again, err := imageOf(s, map[string]string{s.entry: filepath.Join(dir, "pause")})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -112,5 +115,47 @@ func TestPauseArchive(t *testing.T) {
 	}
 	if d1 != d2 {
 		t.Errorf("Digest differs between two builds of the same binary: %s, %s", d1, d2)
+	}
+}
+
+// The runtime image holds the binary the rendered sidecar containers run,
+// beside its entrypoint.
+func TestRuntimeImageHoldsTheSidecarCommand(t *testing.T) {
+	var paths []string
+	for _, s := range specs(map[string]string{}) {
+		if s.short == "patchbay-runtime" {
+			paths = append(paths, s.entry)
+			for _, b := range s.also {
+				paths = append(paths, b.path)
+			}
+		}
+	}
+	if !slices.Contains(paths, render.SidecarCommand) || !slices.Contains(paths, "/patchbay-runtime") {
+		t.Errorf("patchbay-runtime image binaries %q, want /patchbay-runtime and %s", paths, render.SidecarCommand)
+	}
+}
+
+// A layer of several binaries has each once, and each directory once, before
+// the files in it.
+func TestLayerTarOfSeveralBinaries(t *testing.T) {
+	b, err := layerTar(map[string][]byte{"/b": []byte("b"), "/usr/local/bin/c": []byte("cc"), "/usr/local/bin/a": []byte("a")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr := tar.NewReader(bytes.NewReader(b))
+	var names []string
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		names = append(names, h.Name)
+	}
+	want := []string{"b", "usr/", "usr/local/", "usr/local/bin/", "usr/local/bin/a", "usr/local/bin/c"}
+	if !slices.Equal(names, want) {
+		t.Errorf("layer %q, want %q", names, want)
 	}
 }

@@ -5,7 +5,7 @@ import (
 	"fmt"
 	"time"
 
-	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/api/style"
 )
 
 // Version is the schema version of the Plan JSON. The runtime refuses a plan
@@ -43,7 +43,7 @@ type Plan struct {
 	Workflow  string `json:"workflow"`
 	// Style is the Workflow's spec.style; ask it, not the other fields, whether
 	// the workflow is async (Style.IsAsync) or has events (Style.HasEvents).
-	Style v1alpha1.Style `json:"style"`
+	Style style.Style `json:"style"`
 	// Roles says which patchbay components this workflow runs.
 	Roles Roles `json:"roles"`
 	// Entry says where requests land and when a run completes.

@@ -26,6 +26,7 @@ type asyncConfig struct {
 	payload  int
 	self     string
 	runtime  string
+	sidecar  string // patchbay-sidecar
 }
 
 // asyncPolicies are the broker and the policies of every asyncWorkflows entry.
@@ -127,7 +128,7 @@ func asyncWorkflow1(ctx context.Context, cfg asyncConfig, name, workflow, spec, 
 			return err
 		}
 		sc, err := startProcessEnv(ctx, "sidecar "+s.Name, answers("http://"+admin+"/readyz"), sidecarEnv(),
-			append([]string{cfg.runtime, "sidecar", "--step", s.Name, "--app-url", appURL, "--listen", listen, "--admin-listen", admin}, common...)...)
+			append([]string{cfg.sidecar, "sidecar", "--step", s.Name, "--app-url", appURL, "--listen", listen, "--admin-listen", admin}, common...)...)
 		if err != nil {
 			return err
 		}

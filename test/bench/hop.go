@@ -34,6 +34,7 @@ type hopConfig struct {
 	uniform    bool
 	rounds     int    // the duration is split into this many interleaved runs per target
 	runtimeBin string // patchbay-runtime
+	sidecarBin string // patchbay-sidecar, as the sidecar containers run it
 	self       string // this binary, re-executed as the echo app and the ReverseProxy
 }
 
@@ -85,7 +86,8 @@ var percentiles = []float64{50, 90, 99}
 const sidecarRSSMiB = 20
 
 // runHop measures one hop three ways: straight to the app, through a bare
-// httputil.ReverseProxy, and through the patchbay-runtime sidecar.
+// httputil.ReverseProxy, and through the sidecar (patchbay-sidecar, the binary
+// of the sidecar containers, with their environment).
 func runHop(ctx context.Context, cfg hopConfig, rep *report) error {
 	dir, err := os.MkdirTemp("", "patchbay-bench-")
 	if err != nil {
@@ -125,7 +127,7 @@ func runHop(ctx context.Context, cfg hopConfig, rep *report) error {
 	if err != nil {
 		return err
 	}
-	sc, err := startProcessEnv(ctx, "sidecar", answers("http://"+adminAddr+"/readyz"), sidecarEnv(), cfg.runtimeBin, "sidecar",
+	sc, err := startProcessEnv(ctx, "sidecar", answers("http://"+adminAddr+"/readyz"), sidecarEnv(), cfg.sidecarBin, "sidecar",
 		"--plan", planFile, "--step", "echo", "--app-url", appURL,
 		"--listen", scAddr, "--admin-listen", adminAddr, "--log-level", "warn")
 	if err != nil {
@@ -141,7 +143,7 @@ func runHop(ctx context.Context, cfg hopConfig, rep *report) error {
 	if err != nil {
 		return err
 	}
-	px, err := startProcessEnv(ctx, "proxying sidecar", answers("http://"+pxAdmin+"/readyz"), sidecarEnv(), cfg.runtimeBin, "sidecar",
+	px, err := startProcessEnv(ctx, "proxying sidecar", answers("http://"+pxAdmin+"/readyz"), sidecarEnv(), cfg.sidecarBin, "sidecar",
 		"--plan", proxyPlanFile, "--step", "echo", "--app-url", appURL,
 		"--listen", pxAddr, "--admin-listen", pxAdmin, "--log-level", "warn")
 	if err != nil {

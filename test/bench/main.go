@@ -54,7 +54,8 @@ func run() int {
 	fs.IntVar(&hop.payload, "hop-payload", 1024, "hop: request body bytes")
 	fs.DurationVar(&hop.resolution, "hop-resolution", 10*time.Microsecond, "hop: fortio histogram resolution")
 	fs.BoolVar(&hop.uniform, "hop-uniform", false, "hop: stagger the connections' requests uniformly (fortio -uniform)")
-	fs.StringVar(&hop.runtimeBin, "runtime", "", "hop: patchbay-runtime binary (default: build ./images/runtime)")
+	fs.StringVar(&hop.runtimeBin, "runtime", "", "patchbay-runtime binary: orchestrator, gateway (default: build ./images/runtime)")
+	fs.StringVar(&hop.sidecarBin, "sidecar", "", "patchbay-sidecar binary, which the sidecar containers run (default: build ./images/runtime/sidecar as the image does)")
 	breakerRounds := fs.Int("breaker-rounds", 3, "breaker: runs of each benchmark; the fastest counts")
 	var nc natsConfig
 	fs.IntVar(&nc.requests, "nats-requests", 10000, "nats: sequential core request-replies")
@@ -85,18 +86,31 @@ func run() int {
 		return 1
 	}
 	hop.self = self
-	if hop.runtimeBin == "" && (strings.Contains(*sections, "hop") || strings.Contains(*sections, "nats") || strings.Contains(*sections, "async")) {
+	if strings.Contains(*sections, "hop") || strings.Contains(*sections, "nats") || strings.Contains(*sections, "async") {
 		dir, err := os.MkdirTemp("", "patchbay-bench-runtime-")
 		if err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			return 1
 		}
 		defer os.RemoveAll(dir)
-		hop.runtimeBin = filepath.Join(dir, "patchbay-runtime")
-		fmt.Println("Building patchbay-runtime")
-		if err := goBuild(context.Background(), hop.runtimeBin, "./images/runtime"); err != nil {
-			fmt.Fprintln(os.Stderr, "bench:", err)
-			return 1
+		for _, b := range []struct {
+			bin        *string
+			name, pkg  string
+			buildFlags []string
+		}{
+			{&hop.runtimeBin, "patchbay-runtime", "./images/runtime", nil},
+			// As the image has it (hack/images), since its memory is measured.
+			{&hop.sidecarBin, "patchbay-sidecar", "./images/runtime/sidecar", []string{"-trimpath", "-ldflags=-s -w"}},
+		} {
+			if *b.bin != "" {
+				continue
+			}
+			*b.bin = filepath.Join(dir, b.name)
+			fmt.Println("Building", b.name)
+			if err := goBuild(context.Background(), *b.bin, b.pkg, b.buildFlags...); err != nil {
+				fmt.Fprintln(os.Stderr, "bench:", err)
+				return 1
+			}
 		}
 	}
 	// The wrapper loads like the hop, at its own rate and duration.
@@ -122,7 +136,7 @@ func run() int {
 		case "nats":
 			err = runNATS(ctx, nc, rep)
 		case "async":
-			ac.self, ac.runtime, ac.payload = self, hop.runtimeBin, hop.payload
+			ac.self, ac.runtime, ac.sidecar, ac.payload = self, hop.runtimeBin, hop.sidecarBin, hop.payload
 			err = runAsync(ctx, ac, rep)
 		case "operator":
 			err = runOperator(ctx, op, rep)
@@ -172,8 +186,8 @@ func loadAverage() string {
 }
 
 // goBuild builds pkg of this module into out.
-func goBuild(ctx context.Context, out, pkg string) error {
-	cmd := exec.CommandContext(ctx, "go", "build", "-o", out, pkg)
+func goBuild(ctx context.Context, out, pkg string, flags ...string) error {
+	cmd := exec.CommandContext(ctx, "go", append(append([]string{"build", "-o", out}, flags...), pkg)...)
 	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	if err := cmd.Run(); err != nil {

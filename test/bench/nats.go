@@ -263,7 +263,7 @@ func runWrapper(ctx context.Context, cfg natsConfig, natsSrv *process, natsURL, 
 	scAddr, scAdmin, orchAddr, gwAddr := addrs[0], addrs[1], addrs[2], addrs[3]
 	common := []string{"--plan", planFile, "--nats-url", natsURL, "--log-level", "warn"}
 	sc, err := startProcessEnv(ctx, "async sidecar", answers("http://"+scAdmin+"/readyz"), sidecarEnv(),
-		append([]string{w.runtimeBin, "sidecar", "--step", "echo", "--app-url", appURL, "--listen", scAddr, "--admin-listen", scAdmin}, common...)...)
+		append([]string{w.sidecarBin, "sidecar", "--step", "echo", "--app-url", appURL, "--listen", scAddr, "--admin-listen", scAdmin}, common...)...)
 	if err != nil {
 		return err
 	}

@@ -228,6 +228,9 @@ func (r *role) exitCode(g Gomega) int {
 	return r.code
 }
 
+// testProgram has the roles of this package, as patchbay-runtime has them.
+var testProgram = Program{Name: "patchbay-runtime", Roles: []Role{Sidecar, Orchestrator, Gateway, DLQ}}
+
 // startRole runs Main(args) until the test ends (as SIGTERM would end it).
 func startRole(t *testing.T, admin string, args ...string) *role {
 	t.Helper()
@@ -235,7 +238,7 @@ func startRole(t *testing.T, admin string, args ...string) *role {
 	r := &role{admin: admin, stderr: &syncBuffer{}, done: make(chan struct{}), stop: cancel}
 	go func() {
 		defer close(r.done)
-		r.code = Main(ctx, append(args, "--log-format=text", "--log-level=debug"), io.Discard, r.stderr)
+		r.code = testProgram.Main(ctx, append(args, "--log-format=text", "--log-level=debug"), io.Discard, r.stderr)
 	}()
 	t.Cleanup(func() {
 		cancel()

@@ -45,7 +45,11 @@ func TestRenderedArgsParseWithTheRuntimeFlags(t *testing.T) {
 			}
 			g.Expect(runtime).To(HaveLen(1), "a workflow's Deployment runs exactly one runtime container")
 			c := runtime[0]
-			g.Expect(c.Command).To(BeEmpty(), "the image's entrypoint is patchbay-runtime")
+			if c.Name == "patchbay-sidecar" {
+				g.Expect(c.Command).To(Equal([]string{"/patchbay-sidecar"}), "the sidecar runs patchbay-sidecar (images/runtime/sidecar), which has the Sidecar role")
+			} else {
+				g.Expect(c.Command).To(BeEmpty(), "the image's entrypoint is patchbay-runtime")
+			}
 			g.Expect(c.Args).NotTo(BeEmpty())
 			role, args := c.Args[0], c.Args[1:]
 			if c.Name == "patchbay-sidecar" {

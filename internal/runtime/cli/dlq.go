@@ -33,7 +33,7 @@ func runDLQ(ctx context.Context, args []string, stdout, stderr io.Writer) error 
 		return errUsage
 	}
 	cmd := args[0]
-	fs := newFlagSet("dlq "+cmd, stderr)
+	fs := NewFlagSet("dlq "+cmd, stderr)
 	var planFile string
 	var n natsFlags
 	var after uint64

@@ -58,7 +58,7 @@ func runGateway(ctx context.Context, args []string, stderr io.Writer) error {
 		}
 		notReady(w, health)
 	}))
-	opts := f.serveOptions()
+	opts := f.ServeOptions()
 	opts.Fatal = link.Fatal()
 	return serve.Run(ctx, tel.Log, health, opts, serve.Server{Name: "gateway", Listener: l, Handler: mux})
 }

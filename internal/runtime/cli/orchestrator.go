@@ -15,9 +15,9 @@ import (
 
 // componentFlags is the command line of the orchestrator and the gateway.
 type componentFlags struct {
-	common
+	Common
 	planFile, listen string
-	resolve          stringList
+	resolve          StringList
 	nats             natsFlags
 }
 
@@ -25,13 +25,13 @@ type componentFlags struct {
 // gateway; they differ only in what their listen address serves.
 func parseComponent(role, listenUsage string, args []string, stderr io.Writer) (*componentFlags, error) {
 	f := &componentFlags{}
-	fs := newFlagSet(role, stderr)
-	f.register(fs, "json")
+	fs := NewFlagSet(role, stderr)
+	f.Register(fs, "json")
 	fs.StringVar(&f.planFile, "plan", "/etc/patchbay/plan/plan.json", "the Plan JSON file (the <workflow>-<style code>-plan ConfigMap as rendered)")
 	fs.StringVar(&f.listen, "listen", ":"+strconv.Itoa(plan.ComponentPort), listenUsage)
 	fs.Var(&f.resolve, "resolve", "NAME=URL: call step NAME's sidecar at URL instead of its Service (repeatable)")
 	f.nats.register(fs)
-	if err := parse(fs, args); err != nil {
+	if err := Parse(fs, args); err != nil {
 		return nil, err
 	}
 	if err := f.check(); err != nil {
@@ -79,13 +79,13 @@ func runOrchestrator(ctx context.Context, args []string, stderr io.Writer) error
 	mux := http.NewServeMux()
 	serve.AdminRoutes(mux, tel, health)
 	mux.Handle("/", o)
-	return serve.Run(ctx, tel.Log, health, f.serveOptions(), serve.Server{Name: "orchestrator", Listener: l, Handler: mux})
+	return serve.Run(ctx, tel.Log, health, f.ServeOptions(), serve.Server{Name: "orchestrator", Listener: l, Handler: mux})
 }
 
 // runAsyncOrchestrator drives runs over the bus; its HTTP port serves only the
 // admin endpoints, since runs start at the gateway.
 func runAsyncOrchestrator(ctx context.Context, f *componentFlags, p *plan.Plan, stderr io.Writer) error {
-	tel, err := f.telemetry(ctx, stderr, "patchbay-orchestrator")
+	tel, err := f.Telemetry(ctx, stderr, "patchbay-orchestrator")
 	if err != nil {
 		return err
 	}
@@ -112,7 +112,7 @@ func runAsyncOrchestrator(ctx context.Context, f *componentFlags, p *plan.Plan, 
 	mux := http.NewServeMux()
 	serve.AdminRoutes(mux, tel, health)
 	mux.Handle("/", notHere("runs of workflow "+p.Workflow+" start at its gateway"))
-	opts := f.serveOptions()
+	opts := f.ServeOptions()
 	opts.Fatal = link.Fatal()
 	return serve.Run(ctx, tel.Log, health, opts, serve.Server{Name: "orchestrator", Listener: l, Handler: mux})
 }

@@ -19,9 +19,9 @@ import (
 
 // sidecarFlags is the sidecar's command line.
 type sidecarFlags struct {
-	common
+	Common
 	planFile, step, listen, admin, appURL string
-	resolve                               stringList
+	resolve                               StringList
 	nats                                  natsFlags
 	drainedRestartAfter                   time.Duration
 }
@@ -29,8 +29,8 @@ type sidecarFlags struct {
 // parseSidecar reads and checks the sidecar's flags.
 func parseSidecar(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	f := &sidecarFlags{}
-	fs := newFlagSet("sidecar", stderr)
-	f.register(fs, "json")
+	fs := NewFlagSet("sidecar", stderr)
+	f.Register(fs, "json")
 	fs.StringVar(&f.planFile, "plan", "/etc/patchbay/plan/plan.json", "the Plan JSON file (the <workflow>-<style code>-plan ConfigMap as rendered)")
 	fs.StringVar(&f.step, "step", os.Getenv("PATCHBAY_STEP"), "the step this sidecar fronts (default $PATCHBAY_STEP)")
 	fs.StringVar(&f.listen, "listen", ":"+strconv.Itoa(plan.SidecarPort), "inbound HTTP address")
@@ -39,7 +39,7 @@ func parseSidecar(args []string, stderr io.Writer) (*sidecarFlags, error) {
 	fs.StringVar(&f.appURL, "app-url", "", "base URL of the app (default http://127.0.0.1:<the step's port>)")
 	fs.DurationVar(&f.drainedRestartAfter, "drained-restart-after", 90*time.Second, "after GET /drain, exit (for the kubelet to start the sidecar afresh) if the pod is still running this much later, as when only its app was restarted; longer than the pod's grace period; 0 never")
 	f.nats.register(fs)
-	if err := parse(fs, args); err != nil {
+	if err := Parse(fs, args); err != nil {
 		return nil, err
 	}
 	if f.step == "" {
@@ -83,7 +83,7 @@ func runSidecar(ctx context.Context, args []string, stderr io.Writer) error {
 	// Async styles: the step also consumes its subjects, once connected to
 	// the broker; plain HTTP works beside it from the start (dual support).
 	health := &serve.Health{}
-	opts := f.serveOptions()
+	opts := f.ServeOptions()
 	// GET /drain is the app container's preStop hook: the sidecar stops
 	// taking work and finishes what it has while the app is still up.
 	drainer := &serve.Drainer{Log: tel.Log, Health: health, ShutdownDelay: opts.ShutdownDelay, DrainTimeout: opts.DrainTimeout, RestartAfter: f.drainedRestartAfter}

@@ -137,7 +137,7 @@ steps:
 	g.Expect(os.WriteFile(planFile, b, 0o600)).To(Succeed())
 	dlq := func(args ...string) (int, string, string) {
 		var stdout, stderr bytes.Buffer
-		code := cli.Main(context.Background(), append(append([]string{"dlq"}, args...), "--plan", planFile, "--nats-url", env.NATSURL), &stdout, &stderr)
+		code := cli.Program{Name: "patchbay-runtime", Roles: []cli.Role{cli.DLQ}}.Main(context.Background(), append(append([]string{"dlq"}, args...), "--plan", planFile, "--nats-url", env.NATSURL), &stdout, &stderr)
 		return code, stdout.String(), stderr.String()
 	}
 

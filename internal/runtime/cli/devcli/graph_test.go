@@ -1,4 +1,4 @@
-package cli
+package devcli
 
 import (
 	"bytes"
@@ -11,6 +11,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
+	"github.com/patchbay-dev/patchbay/internal/runtime/cli"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
 )
 
@@ -18,7 +19,7 @@ import (
 // (internal/topology/testdata) have it, in both formats, from a file and from
 // stdin.
 func TestGraphDrawsEverySampleLikeTheGoldens(t *testing.T) {
-	samples, err := filepath.Glob(filepath.Join("..", "..", "..", "config", "samples", "*.yaml"))
+	samples, err := filepath.Glob(filepath.Join("..", "..", "..", "..", "config", "samples", "*.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -31,10 +32,10 @@ func TestGraphDrawsEverySampleLikeTheGoldens(t *testing.T) {
 		for format, ext := range map[string]string{"mermaid": ".mmd", "dot": ".dot"} {
 			t.Run(name+"/"+format, func(t *testing.T) {
 				g := NewWithT(t)
-				want, err := os.ReadFile(filepath.Join("..", "..", "topology", "testdata", name+ext))
+				want, err := os.ReadFile(filepath.Join("..", "..", "..", "topology", "testdata", name+ext))
 				g.Expect(err).NotTo(HaveOccurred(), "every sample Workflow has golden drawings")
 				var stdout, stderr bytes.Buffer
-				code := Main(context.Background(), []string{"graph", "-f", sample, "--format", format}, &stdout, &stderr)
+				code := graphProgram.Main(context.Background(), []string{"graph", "-f", sample, "--format", format}, &stdout, &stderr)
 				g.Expect(code).To(Equal(0), stderr.String())
 				g.Expect(stdout.String()).To(Equal(string(want)))
 
@@ -54,9 +55,9 @@ func TestGraphDrawsEverySampleLikeTheGoldens(t *testing.T) {
 
 func TestGraphDefaultsToMermaidAndRefusesMistakes(t *testing.T) {
 	g := NewWithT(t)
-	sample := filepath.Join("..", "..", "..", "config", "samples", "hybrid.yaml")
+	sample := filepath.Join("..", "..", "..", "..", "config", "samples", "hybrid.yaml")
 	var stdout, stderr bytes.Buffer
-	g.Expect(Main(context.Background(), []string{"graph", "-f", sample}, &stdout, &stderr)).To(Equal(0), stderr.String())
+	g.Expect(graphProgram.Main(context.Background(), []string{"graph", "-f", sample}, &stdout, &stderr)).To(Equal(0), stderr.String())
 	g.Expect(stdout.String()).To(HavePrefix("flowchart LR\n"))
 
 	for _, tc := range []struct {
@@ -65,11 +66,11 @@ func TestGraphDefaultsToMermaidAndRefusesMistakes(t *testing.T) {
 	}{
 		{[]string{"graph"}, "-f WORKFLOW.yaml is required"},
 		{[]string{"graph", "-f", sample, "--format", "svg"}, `--format "svg": want mermaid or dot`},
-		{[]string{"graph", "-f", filepath.Join("..", "..", "..", "config", "samples", "broker.yaml")}, "holds no Workflow"},
+		{[]string{"graph", "-f", filepath.Join("..", "..", "..", "..", "config", "samples", "broker.yaml")}, "holds no Workflow"},
 	} {
 		stdout.Reset()
 		stderr.Reset()
-		g.Expect(Main(context.Background(), tc.args, &stdout, &stderr)).To(Equal(1))
+		g.Expect(graphProgram.Main(context.Background(), tc.args, &stdout, &stderr)).To(Equal(1))
 		g.Expect(stderr.String()).To(ContainSubstring(tc.err))
 		g.Expect(stdout.String()).To(BeEmpty())
 	}
@@ -95,3 +96,6 @@ spec:
 	g.Expect(err.Error()).To(ContainSubstring("cycle"))
 	g.Expect(stdout.String()).To(BeEmpty())
 }
+
+// graphProgram runs graph as patchbay-runtime does.
+var graphProgram = cli.Program{Name: "patchbay-runtime", Roles: []cli.Role{Graph}}

@@ -1,4 +1,4 @@
-package cli
+package devcli
 
 import (
 	"context"
@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 
+	"github.com/patchbay-dev/patchbay/internal/runtime/cli"
 	"github.com/patchbay-dev/patchbay/internal/runtime/dev"
 	"github.com/patchbay-dev/patchbay/internal/topology"
 )
@@ -16,12 +17,12 @@ import (
 // Workflow from a file, or from stdin with -f -, so that a Workflow in a
 // cluster can be drawn with kubectl get workflow NAME -o yaml | ... graph -f -.
 func runGraph(_ context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) error {
-	fs := newFlagSet("graph", stderr)
+	fs := cli.NewFlagSet("graph", stderr)
 	var file string
 	fs.StringVar(&file, "f", "", "the Workflow YAML to draw, - for stdin (required)")
 	fs.StringVar(&file, "file", "", "same as -f")
 	format := fs.String("format", "mermaid", "mermaid (a Mermaid flowchart) or dot (a Graphviz digraph)")
-	if err := parse(fs, args); err != nil {
+	if err := cli.Parse(fs, args); err != nil {
 		return err
 	}
 	if file == "" {
