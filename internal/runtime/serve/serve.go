@@ -121,8 +121,34 @@ type Server struct {
 // handler may still take as long as the run's timeout to answer.
 const ReadTimeout = time.Minute
 
+// MaxConnAge is how long a client may keep one connection: the first answer
+// on an older connection closes it (Connection: close), and the client dials
+// again. A Service balances connections, not requests, and a connection
+// outlives the endpoints it was balanced over: a client with keep-alive stays
+// on the pod it first reached, one that a style switch retired or a scale-up
+// did not bring it to. The age bounds that to a few seconds, and a connection
+// that the client reuses after a pod has retired is closed by an answer,
+// which the client expects, rather than by the pod's shutdown, which a
+// client that just sent a request on it sees as EOF.
+const MaxConnAge = 10 * time.Second
+
+// connStart is the context key of the time a connection was accepted.
+type connStart struct{}
+
+// closeAged asks the client to close a connection older than maxAge.
+func closeAged(h http.Handler, maxAge time.Duration) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if t, ok := r.Context().Value(connStart{}).(time.Time); ok && time.Since(t) >= maxAge {
+			w.Header().Set("Connection", "close")
+		}
+		h.ServeHTTP(w, r)
+	})
+}
+
 // Options tune the servers and the drain.
 type Options struct {
+	// MaxConnAge overrides the package's MaxConnAge when positive.
+	MaxConnAge time.Duration
 	// ReadTimeout overrides the package's ReadTimeout when positive.
 	ReadTimeout time.Duration
 	// ShutdownDelay keeps serving after readiness turns false, so that endpoints
@@ -149,9 +175,16 @@ func Run(ctx context.Context, log *slog.Logger, health *Health, opts Options, se
 	if opts.ReadTimeout > 0 {
 		readTimeout = opts.ReadTimeout
 	}
+	maxConnAge := MaxConnAge
+	if opts.MaxConnAge > 0 {
+		maxConnAge = opts.MaxConnAge
+	}
 	for i, s := range servers {
 		hs[i] = &http.Server{
-			Handler:           s.Handler,
+			Handler: closeAged(s.Handler, maxConnAge),
+			ConnContext: func(ctx context.Context, _ net.Conn) context.Context {
+				return context.WithValue(ctx, connStart{}, time.Now())
+			},
 			ReadHeaderTimeout: min(10*time.Second, readTimeout),
 			ReadTimeout:       readTimeout,
 			IdleTimeout:       2 * time.Minute,
