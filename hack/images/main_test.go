@@ -74,16 +74,8 @@ func TestPauseArchive(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer func() { _ = rc.Close() }()
-	tr := tar.NewReader(rc)
 	var names []string
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, h := range tarHeaders(t, rc) {
 		names = append(names, h.Name)
 		if h.Name == "bin/sh" {
 			t.Error("The image has a shell")
@@ -142,20 +134,29 @@ func TestLayerTarOfSeveralBinaries(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	tr := tar.NewReader(bytes.NewReader(b))
 	var names []string
-	for {
-		h, err := tr.Next()
-		if errors.Is(err, io.EOF) {
-			break
-		}
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, h := range tarHeaders(t, bytes.NewReader(b)) {
 		names = append(names, h.Name)
 	}
 	want := []string{"b", "usr/", "usr/local/", "usr/local/bin/", "usr/local/bin/a", "usr/local/bin/c"}
 	if !slices.Equal(names, want) {
 		t.Errorf("layer %q, want %q", names, want)
+	}
+}
+
+// tarHeaders are the headers of the tar archive r, in order.
+func tarHeaders(t *testing.T, r io.Reader) []*tar.Header {
+	t.Helper()
+	tr := tar.NewReader(r)
+	var hs []*tar.Header
+	for {
+		h, err := tr.Next()
+		if errors.Is(err, io.EOF) {
+			return hs
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		hs = append(hs, h)
 	}
 }
