@@ -89,7 +89,7 @@ func (o *Options) BindFlags(fs *flag.FlagSet) {
 	if v := os.Getenv("PATCHBAY_WATCH_NAMESPACES"); v != "" {
 		o.WatchNamespaces = splitNamespaces(v)
 	}
-	fs.StringVar(&o.RuntimeImage, "runtime-image", o.RuntimeImage, "patchbay-runtime image of sidecars, orchestrators and gateways (env PATCHBAY_RUNTIME_IMAGE)")
+	fs.StringVar(&o.RuntimeImage, "runtime-image", o.RuntimeImage, "patchbay-runtime image of sidecars, orchestrators and gateways; it holds /patchbay-runtime and /patchbay-sidecar, which the sidecars run (env PATCHBAY_RUNTIME_IMAGE)")
 	fs.StringVar(&o.NATSImage, "nats-image", o.NATSImage, "NATS server image of Brokers that do not set spec.image (env PATCHBAY_NATS_IMAGE)")
 	fs.Func("component-replicas", fmt.Sprintf("number of orchestrator and gateway pods per Workflow (default %d)", o.ComponentReplicas), func(s string) error {
 		var n int32
