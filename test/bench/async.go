@@ -15,6 +15,9 @@ import (
 
 	"github.com/nats-io/nats.go"
 	"github.com/nats-io/nats.go/jetstream"
+
+	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 )
 
 // asyncConfig is the size of the async throughput section.
@@ -108,6 +111,9 @@ func runAsync(ctx context.Context, cfg asyncConfig, rep *report) error {
 func asyncWorkflow1(ctx context.Context, cfg asyncConfig, name, workflow, spec, planFile, natsURL string, srv, app *process, appURL string, raw float64, rep *report) error {
 	p, err := writePlan(planFile, workflow, spec)
 	if err != nil {
+		return err
+	}
+	if err := ensureResources(ctx, natsURL, p); err != nil {
 		return err
 	}
 	common := []string{"--plan", planFile, "--nats-url", natsURL, "--log-level", "warn"}
@@ -374,4 +380,19 @@ func jetStreamPipeline(ctx context.Context, url string, payload []byte, n int) (
 		return 0, ctx.Err()
 	}
 	return float64(n) / time.Since(start).Seconds(), nil
+}
+
+// ensureResources creates the workflow's stream and buckets as the manager
+// does: the roles wait for them.
+func ensureResources(ctx context.Context, natsURL string, p *plan.Plan) error {
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		return err
+	}
+	defer nc.Close()
+	js, err := jetstream.New(nc)
+	if err != nil {
+		return err
+	}
+	return bus.EnsureResources(ctx, js, p, bus.DefaultStorage)
 }

@@ -245,7 +245,11 @@ func jetStreamRates(ctx context.Context, url string, payload []byte, n int) (pub
 // sync caller through the gateway against the same app called directly.
 func runWrapper(ctx context.Context, cfg natsConfig, natsSrv *process, natsURL, dir string, rrP50 float64, rep *report) error {
 	planFile := filepath.Join(dir, "async-plan.json")
-	if _, err := writePlan(planFile, "bench", asyncWorkflow); err != nil {
+	p, err := writePlan(planFile, "bench", asyncWorkflow)
+	if err != nil {
+		return err
+	}
+	if err := ensureResources(ctx, natsURL, p); err != nil {
 		return err
 	}
 	w := cfg.wrapper
