@@ -126,6 +126,17 @@ var _ = Describe("patchbay on a real node", Ordered, func() {
 	}, SpecTimeout(2*time.Minute))
 
 	It("loses no accepted run when a NATS server is deleted under load", func(ctx SpecContext) {
+		// The sample's runs live as long as its entry timeout (8 s), which a
+		// NATS server's restart on a busy node can outlast: a run that misses
+		// its deadline fails with 504, as it should, but this case is about
+		// runs that a deadline allows to wait for the broker.
+		By("giving fulfilment's runs a deadline that outlasts a NATS server's restart (spec.runTimeout 2m)")
+		var wf v1alpha1.Workflow
+		Expect(k8sClient.Get(ctx, client.ObjectKey{Namespace: namespace, Name: "fulfilment"}, &wf)).To(Succeed())
+		patch := client.MergeFrom(wf.DeepCopy())
+		wf.Spec.RunTimeout = &metav1.Duration{Duration: 2 * time.Minute}
+		Expect(k8sClient.Patch(ctx, &wf, patch)).To(Succeed())
+		expectWorkflowReady(ctx, "fulfilment")
 		waitRolledOut(ctx)
 		restartsBefore := workflowPodRestarts(ctx)
 		load := steadyLoad(ctx, hostURL(ctx, "fulfilment"), map[string]string{"Prefer": "respond-async"})
