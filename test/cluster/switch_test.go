@@ -45,6 +45,10 @@ func relay(style v1alpha1.Style) *v1alpha1.Workflow {
 			Style:  style,
 			Broker: &v1alpha1.BrokerRef{Name: "default"},
 			Entry:  &v1alpha1.Entry{Sync: ptr.To(true), Timeout: d("5s")},
+			// A run accepted with 202 may wait for the new style's pods to
+			// start on a node whose two cores both styles share: its deadline
+			// allows for that (the entry timeout alone, 5 s, does not).
+			RunTimeout: d("1m"),
 			Resilience: &v1alpha1.Resilience{
 				Timeout: d("2s"),
 				Retry:   &v1alpha1.Retry{Attempts: ptr.To(int32(3)), Backoff: v1alpha1.BackoffConstant, InitialDelay: d("200ms"), MaxDelay: d("200ms")},
