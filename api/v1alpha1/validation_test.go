@@ -69,6 +69,13 @@ var _ = Describe("Samples", func() {
 		})
 	}
 
+	// Switching style is editing one field: a Workflow keeps its
+	// runTimeout through a sync style, which uses entry.timeout instead.
+	It("accepts runTimeout in a sync style", func() {
+		out, err := applyDryRun(orchestrated("runTimeout: 30s"))
+		Expect(err).NotTo(HaveOccurred(), out)
+	})
+
 	It("has a sample for every style and a Broker", func() {
 		var all strings.Builder
 		for _, s := range samples {
@@ -167,7 +174,6 @@ steps:
 - {name: b, image: demo:1, subscribes: [paid]}`), "spec.entry.completesOn", "only in style choreography"),
 		Entry("entry.event in a sync style", orchestrated("entry: {event: order.requested}"), "spec.entry.event", "only in styles choreography and hybrid"),
 		Entry("entry.sync false in a sync style", orchestrated("entry: {sync: false}"), "spec.entry.sync", "needs an async style"),
-		Entry("runTimeout in a sync style", orchestrated("runTimeout: 30s"), "spec.runTimeout", "only in the async styles"),
 		Entry("runTimeout of 25h", workflow("style: async-orchestrated\nrunTimeout: 25h\nsteps:\n- {name: a, image: demo:1}"), "spec.runTimeout", "at most 24h"),
 		Entry("runTimeout that is no duration", workflow("style: async-orchestrated\nrunTimeout: soon\nsteps:\n- {name: a, image: demo:1}"), "spec.runTimeout", "positive duration"),
 		Entry("entry.idempotencyWindow in a sync style", orchestrated("entry: {idempotencyWindow: 1h}"), "spec.entry.idempotencyWindow", "only in the async styles"),

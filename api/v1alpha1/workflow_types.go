@@ -48,7 +48,6 @@ func StyleOfCode(code string) Style { return style.OfCode(code) }
 // +kubebuilder:validation:XValidation:rule="self.style != 'sync-chain' || self.steps.all(s, !has(s.dependsOn) || size(s.dependsOn) <= 1)",message="spec.steps[].dependsOn: in style sync-chain a step follows exactly one step, because nobody merges outputs; use sync-orchestrated for fan-in"
 // +kubebuilder:validation:XValidation:rule="!has(self.entry) || !has(self.entry.event) || !self.steps.exists(s, s.name == 'entry')",message="spec.steps[].name: entry is reserved when spec.entry.event is set, because the event routing table names the request's event so; rename the step"
 // +kubebuilder:validation:XValidation:rule="self.style.startsWith('async') || self.style == 'choreography' || self.style == 'hybrid' || !has(self.entry) || !has(self.entry.idempotencyWindow)",message="spec.entry.idempotencyWindow is allowed only in the async styles, whose gateway keeps runs; remove it or change spec.style"
-// +kubebuilder:validation:XValidation:rule="!has(self.runTimeout) || self.style == 'async-orchestrated' || self.style == 'choreography' || self.style == 'hybrid'",message="spec.runTimeout is allowed only in the async styles; in the sync styles spec.entry.timeout is the run's deadline"
 // +kubebuilder:validation:XValidation:rule="!has(self.deadLetters) || self.style == 'async-orchestrated' || self.style == 'choreography' || self.style == 'hybrid'",message="spec.deadLetters is allowed only in the async styles, which keep dead letters; the sync styles answer the caller with the error"
 // +kubebuilder:validation:XValidation:rule="!has(self.readModel) || self.style == 'choreography' || self.style == 'hybrid'",message="spec.readModel projects events, so it needs style choreography or hybrid"
 // +kubebuilder:validation:XValidation:rule="self.steps.all(s, !has(s.subscribes) || s.subscribes.all(e, (has(self.entry) && has(self.entry.event) && self.entry.event == e) || self.steps.exists(t, has(t.emits) && e in t.emits)))",message="spec.steps[].subscribes names an event that no step emits and that is not spec.entry.event: add the event to some step's emits or fix the name"
@@ -93,7 +92,8 @@ type WorkflowSpec struct {
 	// runTimeout is the deadline of a run in the async styles: a run that has
 	// not finished by then fails with 504 Gateway Timeout, naming the step it
 	// waits on, and is dead-lettered. Defaults to entry.timeout. At most 24h,
-	// the time run records are kept. The sync styles use entry.timeout.
+	// the time run records are kept. The sync styles use entry.timeout and
+	// keep runTimeout for a switch back to an async style.
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
