@@ -163,15 +163,11 @@ func asyncWorkflow1(ctx context.Context, cfg asyncConfig, name, workflow, spec, 
 	}
 	procs = append(procs, gw)
 
-	nc, err := nats.Connect(natsURL)
+	nc, js, err := connectJetStream(natsURL)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
-	js, err := jetstream.New(nc)
-	if err != nil {
-		return err
-	}
 	// counts are the workflow stream's messages, their deliveries to its
 	// consumers, and the messages of every other stream (the runs bucket).
 	type counts struct{ msgs, deliveries, other uint64 }
@@ -385,14 +381,24 @@ func jetStreamPipeline(ctx context.Context, url string, payload []byte, n int) (
 // ensureResources creates the workflow's stream and buckets as the manager
 // does: the roles wait for them.
 func ensureResources(ctx context.Context, natsURL string, p *plan.Plan) error {
-	nc, err := nats.Connect(natsURL)
+	nc, js, err := connectJetStream(natsURL)
 	if err != nil {
 		return err
 	}
 	defer nc.Close()
+	return bus.EnsureResources(ctx, js, p, bus.DefaultStorage)
+}
+
+// connectJetStream connects to the broker at url; the caller closes nc.
+func connectJetStream(url string) (*nats.Conn, jetstream.JetStream, error) {
+	nc, err := nats.Connect(url)
+	if err != nil {
+		return nil, nil, err
+	}
 	js, err := jetstream.New(nc)
 	if err != nil {
-		return err
+		nc.Close()
+		return nil, nil, err
 	}
-	return bus.EnsureResources(ctx, js, p, bus.DefaultStorage)
+	return nc, js, nil
 }
