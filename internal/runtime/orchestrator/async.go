@@ -137,16 +137,16 @@ func (a *Async) dispatch(m jetstream.Msg) {
 			attempt = int(md.NumDelivered)
 		}
 		if attempt > bus.RoleMaxDeliver {
-			a.giveUp(m, attempt-1, "the orchestrator did not finish its last attempt on this message (it stopped, or the attempt outlived the ack wait)")
+			a.giveUp(m, attempt-1, "the orchestrator did not finish its last attempt on this message (it stopped, or the attempt outlived the ack wait)", true)
 			return nil
 		}
 		if err := a.handle(m); err != nil {
-			if errors.Is(err, errPoison) {
-				a.giveUp(m, attempt, err.Error())
+			if errors.Is(err, errPoison) || errors.Is(err, errForeign) {
+				a.giveUp(m, attempt, err.Error(), !errors.Is(err, errForeign))
 				return nil
 			}
 			if attempt >= bus.RoleMaxDeliver {
-				a.giveUp(m, attempt, fmt.Sprintf("the orchestrator failed on this message %d times: %v", attempt, err))
+				a.giveUp(m, attempt, fmt.Sprintf("the orchestrator failed on this message %d times: %v", attempt, err), true)
 				return nil
 			}
 			a.tel.Log.Warn("Handling a message failed; it will be redelivered", "subject", m.Subject(), "attempt", attempt, "err", err)
@@ -163,9 +163,14 @@ func (a *Async) dispatch(m jetstream.Msg) {
 // reason.
 var errPoison = errors.New("a message the orchestrator can never handle")
 
+// errForeign marks a message that this orchestrator can never handle but
+// that does not fail its run: the result of a step its plan does not have.
+var errForeign = errors.New("a message of no step of this orchestrator")
+
 // giveUp dead-letters a poison message, fails its run with the reason when
-// it belongs to one, and terminates it: it is not delivered again.
-func (a *Async) giveUp(m jetstream.Msg, attempts int, reason string) {
+// it belongs to one and failRun says so, and terminates it: it is not
+// delivered again.
+func (a *Async) giveUp(m jetstream.Msg, attempts int, reason string, failRun bool) {
 	ctx, cancel := context.WithTimeout(context.Background(), asyncAckWait)
 	defer cancel()
 	msg, id := bus.GiveUp(a.plan, plan.OrchestratorRole, m, attempts, reason)
@@ -177,7 +182,7 @@ func (a *Async) giveUp(m jetstream.Msg, attempts int, reason string) {
 	runID := bus.HTTPHeader(m).Get(contract.HeaderRunID)
 	a.tel.Metrics.DeadLetter(plan.OrchestratorRole, 0)
 	a.tel.Log.Warn("Dead-lettered a message the orchestrator could not handle", "subject", m.Subject(), "run", runID, "attempts", attempts, "err", reason)
-	if runID != "" && bus.CheckRunID("run id", runID) == nil {
+	if failRun && runID != "" && bus.CheckRunID("run id", runID) == nil {
 		herr := &contract.Error{Code: http.StatusBadGateway, RunID: runID, Attempts: attempts, Message: reason}
 		if err := a.fail(ctx, runID, herr); err != nil {
 			a.tel.Log.Warn("Failing the run of a dead-lettered message failed", "run", runID, "err", err)
@@ -206,7 +211,9 @@ func (a *Async) handle(m jetstream.Msg) error {
 	}
 	step, ok := strings.CutPrefix(m.Subject(), a.plan.Stream.ResultPrefix+".")
 	if !ok || a.contracts[step] == nil {
-		return fmt.Errorf("%w: %s is the result of no step of workflow %s", errPoison, m.Subject(), a.plan.Workflow)
+		// Kept, but the run is not failed: during a switch that also
+		// changed the steps, the other style's orchestrator knows the step.
+		return fmt.Errorf("%w: %s is the result of no step of workflow %s as this orchestrator runs it", errForeign, m.Subject(), a.plan.Workflow)
 	}
 	if h.Get(contract.HeaderStatus) == contract.ResultFailed {
 		return a.failed(ctx, runID, h, m.Data())

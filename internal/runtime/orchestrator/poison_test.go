@@ -64,6 +64,10 @@ steps:
 	p, test := env.Plan, env.Test
 	ctx := context.Background()
 	dead := env.Subscribe(t, p.Stream.DeadLetter)
+	runs := env.Runs(t)
+	// r2 is a pending run: a result of a step this orchestrator does not have
+	// (another style's, during a switch that changed the steps) does not fail it.
+	g.Expect(runs.Create(ctx, &bus.Run{ID: "r2", Status: bus.RunPending, Started: time.Now()})).To(Succeed())
 	t.Cleanup(env.start(t, g).Stop)
 
 	for name, tc := range map[string]struct {
@@ -86,4 +90,7 @@ steps:
 		g.Expect(dl.Attempts).To(Equal(1), name)
 		g.Expect(dl.Error).To(ContainSubstring(tc.reason), name)
 	}
+	r, _, err := runs.Get(ctx, "r2")
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(r.Status).To(Equal(bus.RunPending), "a result of no step of this orchestrator fails no run")
 }
