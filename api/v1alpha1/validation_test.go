@@ -70,11 +70,17 @@ var _ = Describe("Samples", func() {
 	}
 
 	// Switching style is editing one field: a Workflow keeps its
-	// runTimeout through a sync style, which uses entry.timeout instead.
-	It("accepts runTimeout in a sync style", func() {
-		out, err := applyDryRun(orchestrated("runTimeout: 30s"))
-		Expect(err).NotTo(HaveOccurred(), out)
-	})
+	// runTimeout, idempotencyWindow and deadLetters through a sync style,
+	// which has no use for them.
+	DescribeTable("keeps the async styles' settings in a sync style, for a switch back",
+		func(fields string) {
+			out, err := applyDryRun(orchestrated(fields))
+			Expect(err).NotTo(HaveOccurred(), out)
+		},
+		Entry("runTimeout", "runTimeout: 30s"),
+		Entry("entry.idempotencyWindow", "entry: {idempotencyWindow: 1h}"),
+		Entry("deadLetters", "deadLetters: {retention: 24h}"),
+	)
 
 	It("has a sample for every style and a Broker", func() {
 		var all strings.Builder
@@ -176,9 +182,7 @@ steps:
 		Entry("entry.sync false in a sync style", orchestrated("entry: {sync: false}"), "spec.entry.sync", "needs an async style"),
 		Entry("runTimeout of 25h", workflow("style: async-orchestrated\nrunTimeout: 25h\nsteps:\n- {name: a, image: demo:1}"), "spec.runTimeout", "at most 24h"),
 		Entry("runTimeout that is no duration", workflow("style: async-orchestrated\nrunTimeout: soon\nsteps:\n- {name: a, image: demo:1}"), "spec.runTimeout", "positive duration"),
-		Entry("entry.idempotencyWindow in a sync style", orchestrated("entry: {idempotencyWindow: 1h}"), "spec.entry.idempotencyWindow", "only in the async styles"),
 		Entry("entry.idempotencyWindow over 24h", workflow("style: async-orchestrated\nentry: {idempotencyWindow: 48h}\nsteps:\n- {name: a, image: demo:1}"), "spec.entry.idempotencyWindow", "from 1s to 24h"),
-		Entry("deadLetters in a sync style", orchestrated("deadLetters: {retention: 24h}"), "spec.deadLetters", "only in the async styles"),
 		Entry("a dead-letter retention under 1h", workflow("style: async-orchestrated\ndeadLetters: {retention: 10m}\nsteps:\n- {name: a, image: demo:1}"), "spec.deadLetters.retention", "from 1h to 2160h"),
 		Entry("a dead-letter retention over 90 days", workflow("style: async-orchestrated\ndeadLetters: {retention: 2200h}\nsteps:\n- {name: a, image: demo:1}"), "spec.deadLetters.retention", "from 1h to 2160h"),
 		Entry("a choreography step that subscribes to nothing", workflow(`

@@ -47,8 +47,6 @@ func StyleOfCode(code string) Style { return style.OfCode(code) }
 // +kubebuilder:validation:XValidation:rule="self.style != 'hybrid' || self.steps.exists(s, !has(s.subscribes) || size(s.subscribes) == 0)",message="spec.steps: style hybrid needs at least one orchestrated step (one without subscribes); use style choreography for a flow of events only"
 // +kubebuilder:validation:XValidation:rule="self.style != 'sync-chain' || self.steps.all(s, !has(s.dependsOn) || size(s.dependsOn) <= 1)",message="spec.steps[].dependsOn: in style sync-chain a step follows exactly one step, because nobody merges outputs; use sync-orchestrated for fan-in"
 // +kubebuilder:validation:XValidation:rule="!has(self.entry) || !has(self.entry.event) || !self.steps.exists(s, s.name == 'entry')",message="spec.steps[].name: entry is reserved when spec.entry.event is set, because the event routing table names the request's event so; rename the step"
-// +kubebuilder:validation:XValidation:rule="self.style.startsWith('async') || self.style == 'choreography' || self.style == 'hybrid' || !has(self.entry) || !has(self.entry.idempotencyWindow)",message="spec.entry.idempotencyWindow is allowed only in the async styles, whose gateway keeps runs; remove it or change spec.style"
-// +kubebuilder:validation:XValidation:rule="!has(self.deadLetters) || self.style == 'async-orchestrated' || self.style == 'choreography' || self.style == 'hybrid'",message="spec.deadLetters is allowed only in the async styles, which keep dead letters; the sync styles answer the caller with the error"
 // +kubebuilder:validation:XValidation:rule="!has(self.readModel) || self.style == 'choreography' || self.style == 'hybrid'",message="spec.readModel projects events, so it needs style choreography or hybrid"
 // +kubebuilder:validation:XValidation:rule="self.steps.all(s, !has(s.subscribes) || s.subscribes.all(e, (has(self.entry) && has(self.entry.event) && self.entry.event == e) || self.steps.exists(t, has(t.emits) && e in t.emits)))",message="spec.steps[].subscribes names an event that no step emits and that is not spec.entry.event: add the event to some step's emits or fix the name"
 type WorkflowSpec struct {
@@ -101,6 +99,8 @@ type WorkflowSpec struct {
 	RunTimeout *metav1.Duration `json:"runTimeout,omitempty"`
 
 	// deadLetters says how long the dead letters of the async styles are kept.
+	// A sync style, which answers the caller with the error, keeps it for a
+	// switch back.
 	// +optional
 	DeadLetters *DeadLetters `json:"deadLetters,omitempty"`
 }
@@ -144,7 +144,8 @@ type Entry struct {
 	// idempotencyWindow is how long the gateway of an async style remembers
 	// an Idempotency-Key: a POST with a key it saw within the window gets
 	// the run the key started (same id, same result) instead of a new one.
-	// Defaults to 24h, the time run records are kept; at most 24h.
+	// Defaults to 24h, the time run records are kept; at most 24h. A sync
+	// style keeps it for a switch back.
 	// +optional
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:MaxLength=32
