@@ -312,9 +312,19 @@ func Notify(nc *nats.Conn, r *Run) error {
 // ErrPayloadGone is returned for a payload the stream no longer keeps.
 var ErrPayloadGone = errors.New("the payload is no longer kept")
 
+// payloadCatchUp bounds how long Payload waits for the stream's leader to
+// store a message that a consumer has delivered already.
+const payloadCatchUp = 5 * time.Second
+
 // Payload reads the message at ref from the workflow's stream: its data
 // and content type. Reads go to the stream's leader, which has every
-// acknowledged message.
+// acknowledged message, but not necessarily every delivered one: a
+// consumer whose leader is another replica delivers a message once that
+// replica has stored it, which may be before the stream's leader has (it
+// stores what the replicas agreed on in its own time, and on a busy node
+// that can be a while). A ref beyond the leader's last message is therefore
+// waited for, up to payloadCatchUp; one within the stream's range that is
+// missing, or before it, is gone.
 func (c *Conn) Payload(ctx context.Context, p *plan.Plan, ref *Ref) ([]byte, string, error) {
 	if ref == nil {
 		return nil, "", ErrPayloadGone
@@ -323,14 +333,37 @@ func (c *Conn) Payload(ctx context.Context, p *plan.Plan, ref *Ref) ([]byte, str
 	if err != nil {
 		return nil, "", err
 	}
-	m, err := s.GetMsg(ctx, ref.Seq)
-	if errors.Is(err, jetstream.ErrMsgNotFound) {
-		return nil, "", fmt.Errorf("message %d of stream %s: %w", ref.Seq, p.Stream.Name, ErrPayloadGone)
+	var (
+		poll     *time.Ticker
+		deadline = time.Now().Add(payloadCatchUp)
+	)
+	for {
+		m, err := s.GetMsg(ctx, ref.Seq)
+		if err == nil {
+			return m.Data, m.Header.Get("Content-Type"), nil
+		}
+		if !errors.Is(err, jetstream.ErrMsgNotFound) {
+			return nil, "", err
+		}
+		info, err := s.Info(ctx)
+		if err != nil {
+			return nil, "", fmt.Errorf("message %d of stream %s is not found, and the stream's state is unavailable: %w", ref.Seq, p.Stream.Name, err)
+		}
+		st := info.State
+		if ref.Seq <= st.LastSeq || time.Now().After(deadline) {
+			return nil, "", fmt.Errorf("message %d of stream %s, which holds messages %d to %d since %s: %w",
+				ref.Seq, p.Stream.Name, st.FirstSeq, st.LastSeq, info.Created.UTC().Format(time.RFC3339), ErrPayloadGone)
+		}
+		if poll == nil {
+			poll = time.NewTicker(20 * time.Millisecond)
+			defer poll.Stop()
+		}
+		select {
+		case <-ctx.Done():
+			return nil, "", ctx.Err()
+		case <-poll.C:
+		}
 	}
-	if err != nil {
-		return nil, "", err
-	}
-	return m.Data, m.Header.Get("Content-Type"), nil
 }
 
 // RefOf is where a consumed message is in its stream.
