@@ -323,8 +323,9 @@ const payloadCatchUp = 5 * time.Second
 // replica has stored it, which may be before the stream's leader has (it
 // stores what the replicas agreed on in its own time, and on a busy node
 // that can be a while). A ref beyond the leader's last message is therefore
-// waited for, up to payloadCatchUp; one within the stream's range that is
-// missing, or before it, is gone.
+// waited for, up to payloadCatchUp, and one the leader reports within its
+// range after the read failed is read again; one that is missing then, or
+// before the range, is gone.
 func (c *Conn) Payload(ctx context.Context, p *plan.Plan, ref *Ref) ([]byte, string, error) {
 	if ref == nil {
 		return nil, "", ErrPayloadGone
@@ -336,6 +337,7 @@ func (c *Conn) Payload(ctx context.Context, p *plan.Plan, ref *Ref) ([]byte, str
 	var (
 		poll     *time.Ticker
 		deadline = time.Now().Add(payloadCatchUp)
+		inRange  bool
 	)
 	for {
 		m, err := s.GetMsg(ctx, ref.Seq)
@@ -350,7 +352,13 @@ func (c *Conn) Payload(ctx context.Context, p *plan.Plan, ref *Ref) ([]byte, str
 			return nil, "", fmt.Errorf("message %d of stream %s is not found, and the stream's state is unavailable: %w", ref.Seq, p.Stream.Name, err)
 		}
 		st := info.State
-		if ref.Seq <= st.LastSeq || time.Now().After(deadline) {
+		switch {
+		case ref.Seq <= st.LastSeq && !inRange:
+			// The leader has it now (the state is newer than the read): read
+			// again once. Missing then, it was deleted.
+			inRange = true
+			continue
+		case ref.Seq <= st.LastSeq, time.Now().After(deadline):
 			return nil, "", fmt.Errorf("message %d of stream %s, which holds messages %d to %d since %s: %w",
 				ref.Seq, p.Stream.Name, st.FirstSeq, st.LastSeq, info.Created.UTC().Format(time.RFC3339), ErrPayloadGone)
 		}
