@@ -335,7 +335,6 @@ func (c *Conn) Payload(ctx context.Context, p *plan.Plan, ref *Ref) ([]byte, str
 		return nil, "", err
 	}
 	var (
-		poll     *time.Ticker
 		deadline = time.Now().Add(payloadCatchUp)
 		inRange  bool
 	)
@@ -362,14 +361,10 @@ func (c *Conn) Payload(ctx context.Context, p *plan.Plan, ref *Ref) ([]byte, str
 			return nil, "", fmt.Errorf("message %d of stream %s, which holds messages %d to %d since %s: %w",
 				ref.Seq, p.Stream.Name, st.FirstSeq, st.LastSeq, info.Created.UTC().Format(time.RFC3339), ErrPayloadGone)
 		}
-		if poll == nil {
-			poll = time.NewTicker(20 * time.Millisecond)
-			defer poll.Stop()
-		}
 		select {
 		case <-ctx.Done():
 			return nil, "", ctx.Err()
-		case <-poll.C:
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
