@@ -193,9 +193,7 @@ var _ = Describe("Workflow identities on a Broker", Ordered, func() {
 		beta := compiled(ctx, ns, "beta")
 		Expect(beta.ReadModel).To(BeNil())
 
-		wf := getWorkflow(ctx, ns, "beta")
-		wf.Spec.ReadModel = betaReadModel
-		Expect(k8s.Update(ctx, wf)).To(Succeed())
+		updateWorkflow(ctx, ns, "beta", func(wf *v1alpha1.Workflow) { wf.Spec.ReadModel = betaReadModel })
 		Eventually(func() *plan.ReadModel { return compiled(ctx, ns, "beta").ReadModel }).ShouldNot(BeNil())
 		beta = compiled(ctx, ns, "beta")
 		Eventually(streamConfig(ctx, js, "KV_"+beta.ReadModel.Bucket)).ShouldNot(BeNil())
