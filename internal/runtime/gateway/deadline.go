@@ -75,9 +75,20 @@ func deadlineConsumer(p *plan.Plan) jetstream.ConsumerConfig {
 // checkDeadline fails the run of a start message once it is past its
 // deadline, or hands the message back until then.
 func (g *Gateway) checkDeadline(m jetstream.Msg) error {
-	runID := bus.HTTPHeader(m).Get(contract.HeaderRunID)
+	h := bus.HTTPHeader(m)
+	runID := h.Get(contract.HeaderRunID)
 	if runID == "" || bus.CheckRunID("run id", runID) != nil {
 		return nil // no run a gateway started
+	}
+	// A start (or a replay's check) carries its run's deadline: until then
+	// there is nothing to check, and the run record need not be read. This
+	// is every run's first delivery, so it saves a read of the record per
+	// run; the record decides at the deadline.
+	if wait := time.Until(bus.Deadline(h)); wait > 0 {
+		if err := m.NakWithDelay(wait + deadlineMargin); err != nil {
+			return err
+		}
+		return errDeferred
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), completionAckWait)
 	defer cancel()
@@ -92,7 +103,7 @@ func (g *Gateway) checkDeadline(m jetstream.Msg) error {
 	if r.Done() && !r.Expired {
 		return nil
 	}
-	if gen, _ := strconv.Atoi(bus.HTTPHeader(m).Get(bus.HeaderReplay)); gen < r.Replays {
+	if gen, _ := strconv.Atoi(h.Get(bus.HeaderReplay)); gen < r.Replays {
 		return nil // the run was replayed: the replay's own check watches it
 	}
 	if !r.Done() {

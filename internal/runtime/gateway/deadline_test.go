@@ -185,3 +185,30 @@ func TestARunFailsAtItsDeadlineWhenItsGatewayDiedHoldingTheCheck(t *testing.T) {
 		g.Expect(r.Expired).To(BeTrue())
 	}).WithTimeout(completionAckWait - 10*time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
 }
+
+// A run's start carries its deadline, so the gateways' deadline check defers
+// it to then without reading the run record: the check costs the broker no
+// read per run while runs are young. (The record decides at the deadline,
+// as the tests above show.)
+func TestTheDeadlineCheckDefersAYoungRunWithoutReadingItsRecord(t *testing.T) {
+	g := NewWithT(t)
+	e := givenWorkflow(t, "young", `
+style: async-orchestrated
+runTimeout: 1h
+entry: {sync: false}
+steps:
+- {name: a, image: demo}
+`)
+	reads := e.Subscribe(t, "$JS.API.STREAM.MSG.GET.KV_"+e.Plan.Stream.RunsBucket, "$JS.API.DIRECT.GET.KV_"+e.Plan.Stream.RunsBucket+".>")
+	naked := e.Subscribe(t, "$JS.EVENT.ADVISORY.CONSUMER.MSG_NAKED."+e.Plan.Stream.Name+"."+e.Plan.Stream.DeadlineDurable)
+	gw := e.gateway(t, g)
+	t.Cleanup(gw.Stop)
+
+	w := do(gw, http.MethodPost, "/", `{"order":1}`)
+	g.Expect(w.Code).To(Equal(http.StatusAccepted))
+	// The check handed the start back until the deadline...
+	g.Eventually(naked).WithTimeout(20 * time.Second).Should(Receive())
+	// ...having read no run record (nothing else reads one here: there is
+	// no orchestrator, and the POST only created the record).
+	g.Expect(reads).NotTo(Receive())
+}
