@@ -161,5 +161,5 @@ func (g *Gateway) complete(m jetstream.Msg) error {
 	if finished {
 		g.run.Observe(r.Status == bus.RunSucceeded, r.Finished.Sub(r.Started))
 	}
-	return bus.Notify(g.conn.NC, r)
+	return bus.Notify(g.conn.NC, r, ref, m.Data())
 }

@@ -152,7 +152,7 @@ func (g *Gateway) checkDeadline(m jetstream.Msg) error {
 		g.run.Observe(false, r.Finished.Sub(r.Started))
 		g.tel.Log.Info("Run failed", "workflow", g.plan.Workflow, "run", r.ID, "step", r.Error.Step, "code", r.Code, "err", r.Error.Message)
 	}
-	return bus.Notify(g.conn.NC, r)
+	return bus.Notify(g.conn.NC, r, nil, nil)
 }
 
 // expired is the error of a run past its deadline, naming what it waits on.

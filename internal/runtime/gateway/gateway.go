@@ -515,12 +515,16 @@ func (g *Gateway) serveStep(w http.ResponseWriter, r *http.Request) {
 	rp.ServeHTTP(w, r)
 }
 
-// writeRun answers with a run: its result (read from the stream where the
-// record says it is), its error, or 202 while pending.
+// writeRun answers with a run: its result (sent with its notification, or
+// read from the stream where the record says it is), its error, or 202
+// while pending.
 func (g *Gateway) writeRun(ctx context.Context, w http.ResponseWriter, r *bus.Run) {
 	switch r.Status {
 	case bus.RunSucceeded:
-		result, _, err := g.conn.Payload(context.WithoutCancel(ctx), g.plan, r.Result)
+		result, err := r.Inline, error(nil)
+		if result == nil {
+			result, _, err = g.conn.Payload(context.WithoutCancel(ctx), g.plan, r.Result)
+		}
 		if errors.Is(err, bus.ErrPayloadGone) {
 			(&contract.Error{Code: http.StatusGone, RunID: r.ID, Message: fmt.Sprintf("run %s succeeded, but the broker no longer keeps its result: %v", r.ID, err)}).Write(w)
 			return

@@ -295,7 +295,7 @@ func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header
 		return updateErr(runID, err)
 	}
 	if r.Done() {
-		return a.done(r, finished)
+		return a.done(r, finished, ref, m.Data())
 	}
 	have := output{step: step, data: m.Data()}
 	if a.sinksDone(r) {
@@ -369,7 +369,7 @@ func (a *Async) finishMerged(ctx context.Context, r *bus.Run, have output) error
 	if err != nil {
 		return err
 	}
-	return a.done(r, finished)
+	return a.done(r, finished, ref, out)
 }
 
 // failed fails the run with the error a step's sidecar dead-lettered: the
@@ -399,7 +399,7 @@ func (a *Async) fail(ctx context.Context, runID string, e *contract.Error) error
 	if err != nil {
 		return updateErr(runID, err)
 	}
-	return a.done(r, finished)
+	return a.done(r, finished, nil, nil)
 }
 
 // errRecordNotVisible is a result, or a failure, of a run whose record this
@@ -422,7 +422,9 @@ func updateErr(runID string, err error) error {
 }
 
 // done reports a finished run to its waiting gateway (again, on a redelivery).
-func (a *Async) done(r *bus.Run, finishedNow bool) error {
+// done reports a finished run: its metric and log when this call finished
+// it, and its notification, with the result when it is in hand (at ref).
+func (a *Async) done(r *bus.Run, finishedNow bool, ref *bus.Ref, result []byte) error {
 	if finishedNow {
 		a.run.Observe(r.Status == bus.RunSucceeded, r.Finished.Sub(r.Started))
 		if r.Status == bus.RunFailed {
@@ -430,7 +432,7 @@ func (a *Async) done(r *bus.Run, finishedNow bool) error {
 				"status", r.Error.Status, "attempts", r.Error.Attempts, "code", r.Error.Code, "err", r.Error.Message)
 		}
 	}
-	return bus.Notify(a.conn.NC, r)
+	return bus.Notify(a.conn.NC, r, ref, result)
 }
 
 func (a *Async) depsDone(r *bus.Run, step string) bool {

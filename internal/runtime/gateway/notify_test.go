@@ -1,0 +1,62 @@
+package gateway
+
+import (
+	"io"
+	"net/http"
+	"testing"
+	"time"
+
+	"github.com/nats-io/nats.go"
+	. "github.com/onsi/gomega"
+
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
+)
+
+// The orchestrator that finishes a run has its result in hand and sends it
+// with the notification to the gateway holding the caller, which answers
+// with it: a sync caller's answer costs no read of the stream. GET
+// /runs/{id} still reads the result where the record says it is.
+func TestASyncCallerIsAnsweredWithTheResultItsNotificationCarries(t *testing.T) {
+	g := NewWithT(t)
+	e := givenWorkflow(t, "inline", `
+style: async-orchestrated
+entry: {timeout: 20s}
+steps:
+- {name: a, image: demo}
+- {name: b, image: demo, dependsOn: [a]}
+`)
+	commands := e.Subscribe(t, e.Command("a"), e.Command("b"))
+	reads := e.Subscribe(t, "$JS.API.STREAM.MSG.GET."+e.Plan.Stream.Name, "$JS.API.DIRECT.GET."+e.Plan.Stream.Name+".>")
+	orch := e.orchestrator(t, g)
+	t.Cleanup(orch.Stop)
+	gw := e.gateway(t, g)
+	t.Cleanup(gw.Stop)
+
+	answered := make(chan *http.Response, 1)
+	go func() {
+		w := do(gw, http.MethodPost, "/", `{"order":1}`)
+		answered <- w.Result()
+	}()
+	var m *nats.Msg
+	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
+	runID := m.Header.Get(contract.HeaderRunID)
+	e.Result(t, "a", runID, contract.ResultOK, `{"order":1,"a":true}`)
+	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
+	g.Expect(m.Subject).To(Equal(e.Command("b")))
+	e.Result(t, "b", runID, contract.ResultOK, `{"order":1,"a":true,"b":true}`)
+
+	var resp *http.Response
+	g.Eventually(answered).WithTimeout(20 * time.Second).Should(Receive(&resp))
+	g.Expect(resp.StatusCode).To(Equal(http.StatusOK))
+	g.Expect(resp.Header.Get(contract.HeaderRunID)).To(Equal(runID))
+	g.Expect(resp.Header.Get("Content-Type")).To(Equal("application/json"))
+	body, err := io.ReadAll(resp.Body)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Expect(body).To(MatchJSON(`{"order":1,"a":true,"b":true}`))
+	g.Expect(reads).NotTo(Receive(), "the gateway read the result back from the stream")
+
+	w := do(gw, http.MethodGet, "/runs/"+runID, "")
+	g.Expect(w.Code).To(Equal(http.StatusOK))
+	g.Expect(w.Body.String()).To(MatchJSON(`{"order":1,"a":true,"b":true}`))
+	g.Expect(reads).To(Receive(), "GET /runs/{id} reads the result from the stream")
+}
