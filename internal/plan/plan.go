@@ -380,6 +380,20 @@ func (p *Plan) Step(name string) *Step {
 	return nil
 }
 
+// Roots are the orchestrated steps without dependencies, which an
+// orchestrator commands first (Levels order); none in the styles without one.
+func (p *Plan) Roots() []string {
+	var out []string
+	for _, level := range p.Levels {
+		for _, name := range level {
+			if st := p.Step(name); st != nil && st.Mode == ModeOrchestrated && len(st.DependsOn) == 0 {
+				out = append(out, name)
+			}
+		}
+	}
+	return out
+}
+
 // Duration is a time.Duration that reads and writes JSON as a Go duration string ("2s").
 type Duration struct{ time.Duration }
 

@@ -158,11 +158,12 @@ var ErrNoRun = errors.New("no such run")
 type Runs struct {
 	KV jetstream.KeyValue
 
-	// last holds the record and revision this process last wrote per run, so
-	// that its next update of the run (the orchestrator records every result of
-	// a run it started) goes straight to the compare-and-set instead of reading
-	// first: one broker round trip less per message on the run's critical path.
-	// A stale entry only costs the failed compare-and-set and a fresh read.
+	// last holds the record and revision this process last wrote (or read
+	// in an update that changed nothing) per run, so that its next update of
+	// the run (the orchestrator records every result of a run it started)
+	// goes straight to the compare-and-set instead of reading first: one
+	// broker round trip less per message on the run's critical path. A stale
+	// entry only costs the failed compare-and-set and a fresh read.
 	mu   sync.Mutex
 	last map[string]written
 }
@@ -196,21 +197,27 @@ func (s *Runs) Create(ctx context.Context, r *Run) error {
 
 // Get reads a run.
 func (s *Runs) Get(ctx context.Context, id string) (*Run, uint64, error) {
+	r, _, rev, err := s.get(ctx, id)
+	return r, rev, err
+}
+
+// get reads a run, with the record as stored.
+func (s *Runs) get(ctx context.Context, id string) (*Run, []byte, uint64, error) {
 	if err := CheckRunID("run id", id); err != nil {
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	e, err := s.KV.Get(ctx, id)
 	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyNotFound) || errors.Is(err, jetstream.ErrKeyDeleted) || errors.Is(err, jetstream.ErrInvalidKey) {
-			return nil, 0, ErrNoRun
+			return nil, nil, 0, ErrNoRun
 		}
-		return nil, 0, err
+		return nil, nil, 0, err
 	}
 	var r Run
 	if err := json.Unmarshal(e.Value(), &r); err != nil {
-		return nil, 0, fmt.Errorf("run %s: %w", id, err)
+		return nil, nil, 0, fmt.Errorf("run %s: %w", id, err)
 	}
-	return &r, e.Revision(), nil
+	return &r, e.Value(), e.Revision(), nil
 }
 
 // Update applies change to the run and stores it if change reports a change,
@@ -224,9 +231,10 @@ func (s *Runs) Update(ctx context.Context, id string, change func(*Run) bool) (*
 	}
 	r, rev, cached := s.written(id)
 	for {
+		var read []byte
 		if !cached {
 			var err error
-			if r, rev, err = s.Get(ctx, id); err != nil {
+			if r, read, rev, err = s.get(ctx, id); err != nil {
 				return nil, err
 			}
 		}
@@ -235,6 +243,8 @@ func (s *Runs) Update(ctx context.Context, id string, change func(*Run) bool) (*
 				cached = false
 				continue
 			}
+			// Kept like a write: the next update of the run starts from it.
+			s.remember(id, r, read, rev)
 			return r, nil
 		}
 		b, err := json.Marshal(r)

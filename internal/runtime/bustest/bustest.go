@@ -72,6 +72,17 @@ func (e *Env) Subscribe(t *testing.T, subjects ...string) chan *nats.Msg {
 	return ch
 }
 
+// Sync returns once every message the broker has routed to the test's
+// subscriptions so far is in their channels: the broker answers the flush
+// after what it queued for the connection before it. Check a Subscribe
+// channel for what a role did after Sync, not before.
+func (e *Env) Sync(t *testing.T) {
+	t.Helper()
+	if err := e.Test.NC.Flush(); err != nil {
+		t.Fatal(err)
+	}
+}
+
 // Publish publishes a JSON body of the run to the stream on subject, with
 // the headers h (nil for none) and the run's id, as a role would; its
 // message id is subject/runID.

@@ -210,5 +210,6 @@ steps:
 	g.Eventually(naked).WithTimeout(20 * time.Second).Should(Receive())
 	// ...having read no run record (nothing else reads one here: there is
 	// no orchestrator, and the POST only created the record).
+	e.Sync(t)
 	g.Expect(reads).NotTo(Receive())
 }

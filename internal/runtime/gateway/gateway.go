@@ -83,6 +83,8 @@ type Gateway struct {
 	readModel *readModel
 	dlq       *bus.DeadLetters
 	idem      *bus.Idempotency
+	// roots are the steps the orchestrator commands first (plan.Roots).
+	roots []string
 }
 
 // Start connects the gateway's subscriptions and consumers.
@@ -92,7 +94,7 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 		return nil, fmt.Errorf("workflow %s has style %s, which has no gateway", p.Workflow, p.Style)
 	}
 	g = &Gateway{plan: p, tel: cfg.Telemetry, conn: cfg.Conn, run: cfg.Telemetry.Metrics.Run(p.Workflow),
-		mux: http.NewServeMux(), proxies: map[string]*httputil.ReverseProxy{}}
+		mux: http.NewServeMux(), proxies: map[string]*httputil.ReverseProxy{}, roots: p.Roots()}
 	// The returns below set g to nil: stop what was started through a copy.
 	started := g
 	defer func() {
@@ -257,6 +259,13 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	rec := &bus.Run{ID: runID, Status: bus.RunPending, Started: start.UTC()}
+	// The orchestrator's first act on the start is to command the steps
+	// without dependencies: the record says so from the start, so that the
+	// orchestrator reads it and need not write it then (one broker round
+	// trip less per run).
+	for _, root := range g.roots {
+		rec.Step(root).Dispatched = true
+	}
 	if d := g.plan.RunTimeout.Duration; d > 0 {
 		deadline := rec.Started.Add(d)
 		rec.Deadline = &deadline

@@ -53,10 +53,53 @@ steps:
 	body, err := io.ReadAll(resp.Body)
 	g.Expect(err).NotTo(HaveOccurred())
 	g.Expect(body).To(MatchJSON(`{"order":1,"a":true,"b":true}`))
+	e.Sync(t)
 	g.Expect(reads).NotTo(Receive(), "the gateway read the result back from the stream")
 
 	w := do(gw, http.MethodGet, "/runs/"+runID, "")
 	g.Expect(w.Code).To(Equal(http.StatusOK))
 	g.Expect(w.Body.String()).To(MatchJSON(`{"order":1,"a":true,"b":true}`))
+	e.Sync(t)
 	g.Expect(reads).To(Receive(), "GET /runs/{id} reads the result from the stream")
+}
+
+// The record a gateway creates already says that the steps without
+// dependencies are commanded: the orchestrator reads it on the start and
+// writes nothing then, and records the result with a compare-and-set on the
+// revision it read, without reading again. A run of one step costs the
+// record one read and two writes (create, outcome).
+func TestAGatewayStartedRunCostsItsRecordOneReadAndTwoWrites(t *testing.T) {
+	g := NewWithT(t)
+	e := givenWorkflow(t, "lean", `
+style: async-orchestrated
+runTimeout: 1h
+entry: {timeout: 20s}
+steps:
+- {name: a, image: demo}
+`)
+	commands := e.Subscribe(t, e.Command("a"))
+	bucket := e.Plan.Stream.RunsBucket
+	reads := e.Subscribe(t, "$JS.API.STREAM.MSG.GET.KV_"+bucket, "$JS.API.DIRECT.GET.KV_"+bucket+".>")
+	writes := e.Subscribe(t, "$KV."+bucket+".>")
+	orch := e.orchestrator(t, g)
+	t.Cleanup(orch.Stop)
+	gw := e.gateway(t, g)
+	t.Cleanup(gw.Stop)
+
+	answered := make(chan int, 1)
+	go func() { answered <- do(gw, http.MethodPost, "/", `{"order":1}`).Code }()
+	var m *nats.Msg
+	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
+	runID := m.Header.Get(contract.HeaderRunID)
+	e.Sync(t)
+	g.Expect(writes).To(Receive(), "the gateway creates the record")
+	g.Expect(writes).NotTo(Receive(), "the orchestrator wrote the record on the start")
+	g.Expect(reads).To(Receive(), "the orchestrator reads the record on the start")
+
+	e.Result(t, "a", runID, contract.ResultOK, `{"order":1,"a":true}`)
+	g.Eventually(answered).WithTimeout(20 * time.Second).Should(Receive(Equal(http.StatusOK)))
+	e.Sync(t)
+	g.Expect(writes).To(Receive(), "the orchestrator writes the outcome")
+	g.Expect(writes).NotTo(Receive())
+	g.Expect(reads).NotTo(Receive(), "the orchestrator read the record again for the result")
 }

@@ -79,9 +79,6 @@ func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 			if st == nil || st.Mode != plan.ModeOrchestrated || len(st.Consumers) == 0 {
 				return nil, fmt.Errorf("plan of workflow %s: level step %s is not an orchestrated step with a command subject", p.Workflow, name)
 			}
-			if len(st.DependsOn) == 0 {
-				a.roots = append(a.roots, name)
-			}
 			for _, d := range st.DependsOn {
 				a.dependents[d] = append(a.dependents[d], name)
 			}
@@ -92,6 +89,7 @@ func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 			a.contracts[name] = c
 		}
 	}
+	a.roots = p.Roots()
 	if len(p.Sinks) == 0 {
 		return nil, fmt.Errorf("plan of workflow %s has no sinks", p.Workflow)
 	}
