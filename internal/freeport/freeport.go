@@ -1,5 +1,5 @@
-// Package freeport finds loopback ports for the servers that tests and
-// benchmarks start on a port they name.
+// Package freeport finds loopback ports for the servers that tests,
+// benchmarks and the dev mode's step commands start on a port they are given.
 package freeport
 
 import (

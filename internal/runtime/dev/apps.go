@@ -19,6 +19,7 @@ import (
 
 	"github.com/patchbay-dev/patchbay/api/v1alpha1"
 	"github.com/patchbay-dev/patchbay/internal/demostep"
+	"github.com/patchbay-dev/patchbay/internal/freeport"
 )
 
 // appReadyTimeout bounds how long a started command may take to listen.
@@ -119,7 +120,9 @@ func startCommand(ctx context.Context, step, command string, stderr io.Writer, l
 }
 
 func startCommandOnce(ctx context.Context, step, command string, stderr io.Writer, log *slog.Logger) (*app, error) {
-	port, err := freePort()
+	// Below the ephemeral range: the wait for the command probes the port,
+	// and a probe of a closed ephemeral port can connect to itself.
+	port, err := freeport.Port()
 	if err != nil {
 		return nil, fmt.Errorf("step %s: %w", step, err)
 	}
@@ -194,19 +197,6 @@ func (a *app) stop(log *slog.Logger) {
 			<-a.exited
 		}
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	addr, ok := l.Addr().(*net.TCPAddr)
-	if !ok {
-		return 0, errors.New("no TCP port")
-	}
-	return addr.Port, nil
 }
 
 // addrInUseWatch notes whether a command's stderr said its address was in use,
