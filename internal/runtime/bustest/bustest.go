@@ -72,6 +72,14 @@ func (e *Env) Subscribe(t *testing.T, subjects ...string) chan *nats.Msg {
 	return ch
 }
 
+// Reads is a channel that receives every request to read a message of the
+// stream by sequence or by subject (a KV bucket's stream is KV_<bucket>),
+// from now on: what a role reads of it shows there.
+func (e *Env) Reads(t *testing.T, stream string) chan *nats.Msg {
+	t.Helper()
+	return e.Subscribe(t, "$JS.API.STREAM.MSG.GET."+stream, "$JS.API.DIRECT.GET."+stream+".>")
+}
+
 // Sync returns once every message the broker has routed to the test's
 // subscriptions so far is in their channels: the broker answers the flush
 // after what it queued for the connection before it. Check a Subscribe

@@ -199,7 +199,7 @@ entry: {sync: false}
 steps:
 - {name: a, image: demo}
 `)
-	reads := e.Subscribe(t, "$JS.API.STREAM.MSG.GET.KV_"+e.Plan.Stream.RunsBucket, "$JS.API.DIRECT.GET.KV_"+e.Plan.Stream.RunsBucket+".>")
+	reads := e.Reads(t, "KV_"+e.Plan.Stream.RunsBucket)
 	naked := e.Subscribe(t, "$JS.EVENT.ADVISORY.CONSUMER.MSG_NAKED."+e.Plan.Stream.Name+"."+e.Plan.Stream.DeadlineDurable)
 	gw := e.gateway(t, g)
 	t.Cleanup(gw.Stop)

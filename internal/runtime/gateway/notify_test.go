@@ -26,7 +26,7 @@ steps:
 - {name: b, image: demo, dependsOn: [a]}
 `)
 	commands := e.Subscribe(t, e.Command("a"), e.Command("b"))
-	reads := e.Subscribe(t, "$JS.API.STREAM.MSG.GET."+e.Plan.Stream.Name, "$JS.API.DIRECT.GET."+e.Plan.Stream.Name+".>")
+	reads := e.Reads(t, e.Plan.Stream.Name)
 	orch := e.orchestrator(t, g)
 	t.Cleanup(orch.Stop)
 	gw := e.gateway(t, g)
@@ -79,7 +79,7 @@ steps:
 `)
 	commands := e.Subscribe(t, e.Command("a"))
 	bucket := e.Plan.Stream.RunsBucket
-	reads := e.Subscribe(t, "$JS.API.STREAM.MSG.GET.KV_"+bucket, "$JS.API.DIRECT.GET.KV_"+bucket+".>")
+	reads := e.Reads(t, "KV_"+bucket)
 	writes := e.Subscribe(t, "$KV."+bucket+".>")
 	orch := e.orchestrator(t, g)
 	t.Cleanup(orch.Stop)
