@@ -3,6 +3,7 @@ package bus
 import (
 	"context"
 	"net/http"
+	"strconv"
 	"strings"
 	"time"
 
@@ -40,6 +41,31 @@ func (c *Conn) PublishNew(ctx context.Context, m *nats.Msg, id string) (bool, er
 		return false, err
 	}
 	return !ack.Duplicate, nil
+}
+
+// HeaderRecord is, on a run's start, its record as the gateway created it
+// in the runs bucket: "<revision> <JSON>". The orchestrator that gets the
+// start first continues from it instead of reading the record back (one
+// broker round trip less per run); a redelivered start reads the record.
+const HeaderRecord = "Patchbay-Run-Record"
+
+// SetRecord writes a created record and its revision into h (HeaderRecord).
+func SetRecord(h http.Header, value []byte, rev uint64) {
+	h[HeaderRecord] = []string{strconv.FormatUint(rev, 10) + " " + string(value)}
+}
+
+// Record reads HeaderRecord: the record's value and revision; false when h
+// has none, or an unreadable one.
+func Record(h http.Header) ([]byte, uint64, bool) {
+	rev, value, ok := strings.Cut(h.Get(HeaderRecord), " ")
+	if !ok {
+		return nil, 0, false
+	}
+	n, err := strconv.ParseUint(rev, 10, 64)
+	if err != nil || n == 0 {
+		return nil, 0, false
+	}
+	return []byte(value), n, true
 }
 
 // HeaderDeadline is the run's deadline (RFC 3339) on the messages that start

@@ -179,20 +179,43 @@ const maxWritten = 4096
 // Create stores a new run. Like Get and Update, it refuses a run id that is
 // not a valid one (CheckRunID) with a *KeyError before reaching the broker.
 func (s *Runs) Create(ctx context.Context, r *Run) error {
+	_, _, err := s.Created(ctx, r)
+	return err
+}
+
+// Created is Create, returning the record as stored and its revision.
+func (s *Runs) Created(ctx context.Context, r *Run) ([]byte, uint64, error) {
 	if err := CheckRunID("run id", r.ID); err != nil {
-		return err
+		return nil, 0, err
 	}
 	b, err := json.Marshal(r)
 	if err != nil {
-		return err
+		return nil, 0, err
 	}
-	if _, err := s.KV.Create(ctx, r.ID, b); err != nil {
+	rev, err := s.KV.Create(ctx, r.ID, b)
+	if err != nil {
 		if errors.Is(err, jetstream.ErrKeyExists) {
-			return ErrRunExists
+			return nil, 0, ErrRunExists
 		}
-		return err
+		return nil, 0, err
 	}
-	return nil
+	return b, rev, nil
+}
+
+// Seed takes a record another process stored at revision rev (a run's
+// start carries the one its gateway created, HeaderRecord) as the one this
+// process last wrote: the run's next update goes straight to the
+// compare-and-set, and a stale seed only costs that a fresh read.
+func (s *Runs) Seed(id string, value []byte, rev uint64) (*Run, error) {
+	var r Run
+	if err := json.Unmarshal(value, &r); err != nil {
+		return nil, fmt.Errorf("run %s: %w", id, err)
+	}
+	if r.ID != id {
+		return nil, fmt.Errorf("the record %s carries is that of run %s", id, r.ID)
+	}
+	s.remember(id, &r, value, rev)
+	return &r, nil
 }
 
 // Get reads a run.

@@ -90,6 +90,12 @@ func (g *Gateway) checkDeadline(m jetstream.Msg) error {
 		}
 		return errDeferred
 	}
+	// A run this replica was told had ended by its deadline needs no check,
+	// unless the message is a replay's: the run may have failed, then been
+	// replayed after the notification.
+	if h.Get(bus.HeaderReplay) == "" && g.finished.has(runID) {
+		return nil
+	}
 	ctx, cancel := context.WithTimeout(context.Background(), completionAckWait)
 	defer cancel()
 	r, _, err := g.runs.Get(ctx, runID)

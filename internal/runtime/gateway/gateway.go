@@ -85,6 +85,38 @@ type Gateway struct {
 	idem      *bus.Idempotency
 	// roots are the steps the orchestrator commands first (plan.Roots).
 	roots []string
+	// finished are runs whose notification said they ended before their
+	// deadline, so that their deadline check needs no read of the record.
+	finished recent
+}
+
+// recent is a bounded set of run ids: the last maxRecent to maxRecent*2
+// added, a generation at a time.
+type recent struct {
+	mu        sync.Mutex
+	cur, prev map[string]struct{}
+}
+
+const maxRecent = 1 << 14
+
+func (s *recent) add(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if len(s.cur) >= maxRecent {
+		s.prev, s.cur = s.cur, nil
+	}
+	if s.cur == nil {
+		s.cur = make(map[string]struct{}, 64)
+	}
+	s.cur[id] = struct{}{}
+}
+
+func (s *recent) has(id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	_, a := s.cur[id]
+	_, b := s.prev[id]
+	return a || b
 }
 
 // Start connects the gateway's subscriptions and consumers.
@@ -206,6 +238,9 @@ func (g *Gateway) onOutcome(m *nats.Msg) {
 		g.tel.Log.Warn("Dropping an unreadable outcome", "err", err)
 		return
 	}
+	if r.Done() && !r.Expired {
+		g.finished.add(r.ID)
+	}
 	if ch, ok := g.waiters.Load(r.ID); ok {
 		select {
 		case ch.(chan *bus.Run) <- &r:
@@ -275,7 +310,8 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	}
 	// The record first: a run id that is taken is refused before this
 	// caller touches anything of the run that holds it.
-	if err := g.runs.Create(ctx, rec); err != nil {
+	created, rev, err := g.runs.Created(ctx, rec)
+	if err != nil {
 		if errors.Is(err, bus.ErrRunExists) {
 			if key != "" {
 				if held, _ := g.idem.Get(ctx, key); held != nil && held.RunID == runID {
@@ -312,7 +348,7 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 		g.waiters.Store(runID, ch)
 		defer g.waiters.CompareAndDelete(runID, ch)
 	}
-	if _, err := g.publishStart(ctx, rec, r.Header.Get("Content-Type"), body.Bytes()); err != nil {
+	if _, err := g.publishStart(ctx, rec, r.Header.Get("Content-Type"), body.Bytes(), created, rev); err != nil {
 		e := g.notAccepted(ctx, runID, err)
 		if key != "" {
 			// Nothing ran: a retry with the key starts a run afresh.
@@ -368,7 +404,7 @@ func (g *Gateway) resume(ctx context.Context, w http.ResponseWriter, r *http.Req
 		}
 		defer g.waiters.CompareAndDelete(runID, ch)
 	}
-	published, err := g.publishStart(ctx, rec, r.Header.Get("Content-Type"), body)
+	published, err := g.publishStart(ctx, rec, r.Header.Get("Content-Type"), body, nil, 0)
 	if err != nil {
 		g.notAccepted(ctx, runID, err).Write(w)
 		return true
@@ -465,8 +501,9 @@ func (g *Gateway) join(ctx context.Context, w http.ResponseWriter, key string, h
 
 // publishStart publishes the messages that start a run, and reports whether
 // the stream stored any of them: false when it had them all already (a
-// start published again within bus.DedupeWindow).
-func (g *Gateway) publishStart(ctx context.Context, rec *bus.Run, contentType string, body []byte) (bool, error) {
+// start published again within bus.DedupeWindow). The start carries the
+// record this request created (created at revision rev), if it did.
+func (g *Gateway) publishStart(ctx context.Context, rec *bus.Run, contentType string, body, created []byte, rev uint64) (bool, error) {
 	runID := rec.ID
 	stored := false
 	if s := g.plan.Stream.StartSubject; s != "" {
@@ -474,6 +511,9 @@ func (g *Gateway) publishStart(ctx context.Context, rec *bus.Run, contentType st
 		h := g.start.Header(ctx, runID, contentType)
 		h["Ce-Id"] = []string{id}
 		bus.SetDeadline(h, rec.Deadline)
+		if created != nil {
+			bus.SetRecord(h, created, rev)
+		}
 		isNew, err := g.conn.PublishNew(ctx, bus.NewMsg(s, h, body), id)
 		if err != nil {
 			return stored, err

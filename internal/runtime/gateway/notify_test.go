@@ -64,11 +64,11 @@ steps:
 }
 
 // The record a gateway creates already says that the steps without
-// dependencies are commanded: the orchestrator reads it on the start and
-// writes nothing then, and records the result with a compare-and-set on the
-// revision it read, without reading again. A run of one step costs the
-// record one read and two writes (create, outcome).
-func TestAGatewayStartedRunCostsItsRecordOneReadAndTwoWrites(t *testing.T) {
+// dependencies are commanded, and the start carries it with its revision:
+// the orchestrator neither reads nor writes it on the start, and records
+// the result with a compare-and-set on that revision. A run of one step
+// costs the record two writes (create, outcome) and no read.
+func TestAGatewayStartedRunCostsItsRecordTwoWritesAndNoRead(t *testing.T) {
 	g := NewWithT(t)
 	e := givenWorkflow(t, "lean", `
 style: async-orchestrated
@@ -94,7 +94,7 @@ steps:
 	e.Sync(t)
 	g.Expect(writes).To(Receive(), "the gateway creates the record")
 	g.Expect(writes).NotTo(Receive(), "the orchestrator wrote the record on the start")
-	g.Expect(reads).To(Receive(), "the orchestrator reads the record on the start")
+	g.Expect(reads).NotTo(Receive(), "the orchestrator read the record the start carries")
 
 	e.Result(t, "a", runID, contract.ResultOK, `{"order":1,"a":true}`)
 	g.Eventually(answered).WithTimeout(20 * time.Second).Should(Receive(Equal(http.StatusOK)))
@@ -102,4 +102,37 @@ steps:
 	g.Expect(writes).To(Receive(), "the orchestrator writes the outcome")
 	g.Expect(writes).NotTo(Receive())
 	g.Expect(reads).NotTo(Receive(), "the orchestrator read the record again for the result")
+}
+
+// The gateway holding a caller is told when the run ends; at the run's
+// deadline its check of that run then acks the start without reading the
+// record.
+func TestTheDeadlineCheckOfARunTheGatewaySawEndReadsNoRecord(t *testing.T) {
+	g := NewWithT(t)
+	e := givenWorkflow(t, "seen", `
+style: async-orchestrated
+runTimeout: 2s
+entry: {timeout: 20s}
+steps:
+- {name: a, image: demo}
+`)
+	commands := e.Subscribe(t, e.Command("a"))
+	reads := e.Reads(t, "KV_"+e.Plan.Stream.RunsBucket)
+	acks := e.Subscribe(t, "$JS.ACK."+e.Plan.Stream.Name+"."+e.Plan.Stream.DeadlineDurable+".>")
+	orch := e.orchestrator(t, g)
+	t.Cleanup(orch.Stop)
+	gw := e.gateway(t, g)
+	t.Cleanup(gw.Stop)
+
+	answered := make(chan int, 1)
+	go func() { answered <- do(gw, http.MethodPost, "/", `{"order":1}`).Code }()
+	var m *nats.Msg
+	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
+	e.Result(t, "a", m.Header.Get(contract.HeaderRunID), contract.ResultOK, `{"order":1,"a":true}`)
+	g.Eventually(answered).WithTimeout(20 * time.Second).Should(Receive(Equal(http.StatusOK)))
+
+	// The check acks the start at the deadline (after handing it back once).
+	g.Eventually(acks).WithTimeout(20 * time.Second).Should(Receive(WithTransform(func(m *nats.Msg) string { return string(m.Data) }, Equal("+ACK"))))
+	e.Sync(t)
+	g.Expect(reads).NotTo(Receive(), "a record was read")
 }

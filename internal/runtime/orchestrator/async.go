@@ -205,7 +205,11 @@ func (a *Async) handle(m jetstream.Msg) error {
 	defer cancel()
 	ctx = a.tel.Tracing.Extract(ctx, h)
 	if m.Subject() == a.plan.Stream.StartSubject {
-		return a.start(ctx, runID, h, m.Data())
+		first := false
+		if md, err := m.Metadata(); err == nil {
+			first = md.NumDelivered == 1
+		}
+		return a.start(ctx, runID, h, m.Data(), first)
 	}
 	step, ok := strings.CutPrefix(m.Subject(), a.plan.Stream.ResultPrefix+".")
 	if !ok || a.contracts[step] == nil {
@@ -220,7 +224,12 @@ func (a *Async) handle(m jetstream.Msg) error {
 }
 
 // start dispatches the steps without dependencies with the entry payload.
-func (a *Async) start(ctx context.Context, runID string, h http.Header, payload []byte) error {
+// On its first delivery a start carries the record its gateway created
+// (bus.HeaderRecord), which says so already: the orchestrator continues from
+// it without reading the record. A redelivered start, one without the
+// record, or one past its run's deadline reads the record, and does not
+// command a run that has finished meanwhile.
+func (a *Async) start(ctx context.Context, runID string, h http.Header, payload []byte, first bool) error {
 	dispatchRoots := func(r *bus.Run) bool {
 		changed := false
 		for _, n := range a.roots {
@@ -229,6 +238,15 @@ func (a *Async) start(ctx context.Context, runID string, h http.Header, payload 
 			}
 		}
 		return changed
+	}
+	if first {
+		if value, rev, ok := bus.Record(h); ok {
+			if r, err := a.runs.Seed(runID, value, rev); err == nil && !r.Done() && !dispatchRoots(r) {
+				if d := r.DeadlineOf(a.plan.RunTimeout.Duration); d.IsZero() || time.Now().Before(d) {
+					return a.commandRoots(ctx, r, h, payload)
+				}
+			}
+		}
 	}
 	r, err := a.runs.Update(ctx, runID, dispatchRoots)
 	if errors.Is(err, bus.ErrNoRun) {
@@ -249,6 +267,11 @@ func (a *Async) start(ctx context.Context, runID string, h http.Header, payload 
 	if err != nil || r.Done() {
 		return err
 	}
+	return a.commandRoots(ctx, r, h, payload)
+}
+
+// commandRoots publishes the commands of the steps without dependencies.
+func (a *Async) commandRoots(ctx context.Context, r *bus.Run, h http.Header, payload []byte) error {
 	ctx, span := a.tel.Tracing.Start(ctx, "run "+a.plan.Workflow, trace.SpanKindConsumer)
 	defer span.End()
 	for _, n := range a.roots {

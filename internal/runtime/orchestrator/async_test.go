@@ -3,6 +3,7 @@ package orchestrator
 import (
 	"context"
 	"encoding/json"
+	"net/http"
 	"testing"
 	"time"
 
@@ -109,4 +110,48 @@ steps:
 	var m *nats.Msg
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
 	g.Expect(m.Data).To(MatchJSON(`{"first":true}`))
+}
+
+// A start carries the record its gateway created, and the orchestrator
+// continues from it without a read; but not from one past the run's
+// deadline: the run may have failed meanwhile, as this one did, and its
+// steps are not commanded.
+func TestAStartPastItsDeadlineIsCheckedAgainstTheStoredRecord(t *testing.T) {
+	g := NewWithT(t)
+	env := givenAsyncWorkflow(t, "late", `
+style: async-orchestrated
+steps:
+- {name: first, image: demo}
+`)
+	p, ctx := env.Plan, context.Background()
+	commands := env.Subscribe(t, env.Command("first"))
+	reads := env.Reads(t, "KV_"+p.Stream.RunsBucket)
+	t.Cleanup(env.start(t, g).Stop)
+
+	start := func(id string, deadline time.Time) (*bus.Run, nats.Header) {
+		run := &bus.Run{ID: id, Status: bus.RunPending, Started: time.Now(), Deadline: &deadline}
+		run.Step("first").Dispatched = true
+		value, rev, err := env.runs.Created(ctx, run)
+		g.Expect(err).NotTo(HaveOccurred())
+		h := http.Header{}
+		bus.SetRecord(h, value, rev)
+		bus.SetDeadline(h, &deadline)
+		return run, nats.Header(h)
+	}
+
+	_, h := start("young", time.Now().Add(time.Hour))
+	env.Publish(t, p.Stream.StartSubject, "young", h, `{"id":1}`)
+	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive())
+	env.Sync(t)
+	g.Expect(reads).NotTo(Receive(), "the start carried the record")
+
+	late, h := start("late", time.Now().Add(-time.Second))
+	_, err := env.runs.Update(ctx, late.ID, func(r *bus.Run) bool {
+		r.Fail(&contract.Error{Code: http.StatusGatewayTimeout, Message: "past its deadline"})
+		return true
+	})
+	g.Expect(err).NotTo(HaveOccurred())
+	env.Publish(t, p.Stream.StartSubject, "late", h, `{"id":2}`)
+	g.Eventually(reads).WithTimeout(20 * time.Second).Should(Receive(), "the record is read")
+	g.Consistently(commands).WithTimeout(time.Second).ShouldNot(Receive())
 }

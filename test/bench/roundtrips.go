@@ -1,0 +1,185 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"maps"
+	"net/http"
+	"slices"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/nats-io/nats.go"
+
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
+)
+
+// roundTrips are the broker round trips of a workflow's runs, counted by a
+// subscriber to every subject of the bench's broker while runs go one at a
+// time: the requests a role sends and waits for the broker to answer (a
+// JetStream publish and its ack, a KV read or write, any JetStream API
+// call). Deliveries to consumers, acks, pull requests and the notification
+// to the gateway are one-way, so they are not round trips.
+type roundTrips struct {
+	runs int
+	// path are the round trips before the run's notification reached the
+	// gateway holding its caller; all adds those after it (the deadline
+	// check's).
+	path, all int
+	// other are requests in the same time that name none of the runs (a
+	// read of a message by its sequence names no run), counted in all too.
+	other int
+	// bySubject counts them by kind (subjectKind).
+	bySubject map[string]int
+}
+
+func (r roundTrips) perRun() (path, all float64) {
+	return float64(r.path) / float64(r.runs), float64(r.all) / float64(r.runs)
+}
+
+// summary lists the round trips by kind, per run.
+func (r roundTrips) summary() string {
+	var parts []string
+	for _, k := range slices.Sorted(maps.Keys(r.bySubject)) {
+		parts = append(parts, fmt.Sprintf("%s %.1f", k, float64(r.bySubject[k])/float64(r.runs)))
+	}
+	return strings.Join(parts, ", ")
+}
+
+// countRoundTrips sends n runs to the gateway at entry, one at a time, with
+// run ids of its own, and attributes every broker request that names one of
+// them (in its subject, its Patchbay-Run-Id header or its body) to that run.
+// It waits settle after the last run, so that the runs' deadline checks are
+// counted too.
+func countRoundTrips(ctx context.Context, natsURL, entry string, payload []byte, n int, settle time.Duration) (roundTrips, error) {
+	rt := roundTrips{runs: n, bySubject: map[string]int{}}
+	nc, err := nats.Connect(natsURL)
+	if err != nil {
+		return rt, err
+	}
+	defer nc.Close()
+	msgs := make(chan *nats.Msg, 1<<16)
+	sub, err := nc.ChanSubscribe(">", msgs)
+	if err != nil {
+		return rt, err
+	}
+	defer func() { _ = sub.Unsubscribe() }()
+	if err := nc.Flush(); err != nil {
+		return rt, err
+	}
+	prefix := "rtt-" + strings.ReplaceAll(uuid.NewString()[:8], "-", "") + "-"
+	notified := map[string]bool{}
+	runOf := func(m *nats.Msg) string {
+		for _, s := range []string{m.Subject, m.Header.Get(contract.HeaderRunID)} {
+			if i := strings.Index(s, prefix); i >= 0 && len(s) >= i+len(prefix)+4 {
+				return s[i : i+len(prefix)+4]
+			}
+		}
+		if i := bytes.Index(m.Data, []byte(prefix)); i >= 0 && len(m.Data) >= i+len(prefix)+4 {
+			return string(m.Data[i : i+len(prefix)+4])
+		}
+		return ""
+	}
+	isRequest := func(m *nats.Msg) bool {
+		return m.Reply != "" && !strings.HasPrefix(m.Reply, "$JS.ACK.") && !strings.HasPrefix(m.Subject, "$JS.API.CONSUMER.") &&
+			!strings.HasPrefix(m.Subject, "$JS.FC.")
+	}
+	count := func(m *nats.Msg) {
+		id := runOf(m)
+		if id != "" && m.Reply == "" && strings.HasPrefix(m.Subject, "_INBOX") {
+			notified[id] = true // the notification to the gateway
+			return
+		}
+		if !isRequest(m) {
+			return
+		}
+		rt.all++
+		rt.bySubject[subjectKind(m.Subject)]++
+		switch {
+		case id == "":
+			rt.other++
+		case !notified[id]:
+			rt.path++
+		}
+	}
+	// Start once the broker is quiet: the earlier load's deadline checks
+	// are over.
+	quiet, giveUp := time.NewTimer(2*time.Second), time.After(settle+5*time.Second)
+wait:
+	for {
+		select {
+		case m := <-msgs:
+			if isRequest(m) {
+				quiet.Reset(2 * time.Second)
+			}
+		case <-quiet.C:
+			break wait
+		case <-giveUp:
+			return rt, fmt.Errorf("the broker did not go quiet for 2s in %s", settle+5*time.Second)
+		case <-ctx.Done():
+			return rt, ctx.Err()
+		}
+	}
+	drain := func() {
+		for {
+			select {
+			case m := <-msgs:
+				count(m)
+			default:
+				return
+			}
+		}
+	}
+	client := &http.Client{Timeout: 30 * time.Second}
+	for i := range n {
+		req, err := http.NewRequestWithContext(ctx, http.MethodPost, entry, bytes.NewReader(payload))
+		if err != nil {
+			return rt, err
+		}
+		req.Header.Set("Content-Type", "application/json")
+		req.Header.Set(contract.HeaderRunID, fmt.Sprintf("%s%04d", prefix, i))
+		resp, err := client.Do(req)
+		if err != nil {
+			return rt, err
+		}
+		_, _ = io.Copy(io.Discard, resp.Body)
+		_ = resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return rt, fmt.Errorf("run %d answered %s", i, resp.Status)
+		}
+		drain()
+	}
+	end := time.After(settle)
+	for {
+		select {
+		case m := <-msgs:
+			count(m)
+		case <-end:
+			drain()
+			return rt, nil
+		case <-ctx.Done():
+			return rt, ctx.Err()
+		}
+	}
+}
+
+// subjectKind names a request by its subject: "publish <last tokens>" for a
+// stream's, "KV write" for a bucket's key, else the JetStream API call.
+func subjectKind(s string) string {
+	switch {
+	case strings.HasPrefix(s, "$KV."):
+		return "KV write"
+	case strings.HasPrefix(s, "$JS.API.DIRECT.GET."), strings.HasPrefix(s, "$JS.API.STREAM.MSG.GET.KV_"):
+		return "KV read"
+	case strings.HasPrefix(s, "$JS.API.STREAM.MSG.GET."):
+		return "stream read"
+	case strings.HasPrefix(s, "$JS.API."):
+		t := strings.Split(s, ".")
+		return "API " + strings.Join(t[2:min(4, len(t))], ".")
+	}
+	t := strings.Split(s, ".")
+	return "publish " + strings.Join(t[max(0, len(t)-2):], ".")
+}
