@@ -152,6 +152,6 @@ steps:
 	})
 	g.Expect(err).NotTo(HaveOccurred())
 	env.Publish(t, p.Stream.StartSubject, "late", h, `{"id":2}`)
-	g.Eventually(reads).WithTimeout(20 * time.Second).Should(Receive(), "the record is read")
+	g.Eventually(reads).WithTimeout(20*time.Second).Should(Receive(), "the record is read")
 	g.Consistently(commands).WithTimeout(time.Second).ShouldNot(Receive())
 }
