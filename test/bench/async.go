@@ -64,7 +64,8 @@ steps:
 }
 
 // runAsync measures async throughput at saturation: runs started with
-// "Prefer: respond-async" and their results collected from GET /runs/{id},
+// "Prefer: respond-async" and their results collected from GET /runs/{id}
+// (with "Prefer: wait"),
 // against raw JetStream publish + consume of the same payload in the same run.
 func runAsync(ctx context.Context, cfg asyncConfig, rep *report) error {
 	dir, err := os.MkdirTemp("", "patchbay-bench-async-")
@@ -101,7 +102,7 @@ func runAsync(ctx context.Context, cfg asyncConfig, rep *report) error {
 			return fmt.Errorf("%s: %w", w.name, err)
 		}
 	}
-	rep.notef("async: %d callers for %s per workflow after %s warm-up, each POSTing %d-byte JSON with Prefer: respond-async and polling GET /runs/{id} until the result; a hop is a message of the workflow's stream delivered to a consumer (counted on the stream's consumers; a fan-out delivers one event to each subscriber), raw is a message published and consumed by one durable consumer at once; CPU counts every process of the data plane (gateway, orchestrator, sidecars, app, NATS), not the callers",
+	rep.notef("async: %d callers for %s per workflow after %s warm-up, each POSTing %d-byte JSON with Prefer: respond-async, then GET /runs/{id} with Prefer: wait=10 until the result; a hop is a message of the workflow's stream delivered to a consumer (counted on the stream's consumers; a fan-out delivers one event to each subscriber), raw is a message published and consumed by one durable consumer at once; CPU counts every process of the data plane (gateway, orchestrator, sidecars, app, NATS), not the callers",
 		cfg.workers, cfg.duration, cfg.warmup, cfg.payload)
 	return nil
 }
@@ -243,8 +244,8 @@ func asyncWorkflow1(ctx context.Context, cfg asyncConfig, name, workflow, spec, 
 type asyncResult struct{ done, failed, pending int64 }
 
 // loadAsync runs workers callers for d: each POSTs a run with "Prefer:
-// respond-async", then polls its Location (1 ms, doubling to 20 ms) until it
-// is no longer pending, then starts the next. Runs still pending at the end
+// respond-async", then GETs its Location with "Prefer: wait=10" until it is
+// no longer pending, then starts the next. Runs still pending at the end
 // are waited for but not counted.
 func loadAsync(ctx context.Context, base string, payload []byte, workers int, d time.Duration) (asyncResult, error) {
 	client := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: workers, MaxConnsPerHost: workers * 2}, Timeout: 30 * time.Second}
@@ -296,17 +297,10 @@ func oneAsyncRun(ctx context.Context, c *http.Client, base string, payload []byt
 	if resp.StatusCode != http.StatusAccepted || loc == "" {
 		return false, fmt.Errorf("POST / answered %s without a Location", resp.Status)
 	}
-	wait := time.Millisecond
 	for {
-		t := time.NewTimer(wait)
-		select {
-		case <-ctx.Done():
-			t.Stop()
-			return false, ctx.Err()
-		case <-t.C:
-		}
-		wait = min(2*wait, 20*time.Millisecond)
+		// Held by the gateway until the run ends (RFC 7240), not polled.
 		req, _ := http.NewRequestWithContext(ctx, http.MethodGet, base+loc, http.NoBody)
+		req.Header.Set("Prefer", "wait=10")
 		resp, err := c.Do(req)
 		if err != nil {
 			return false, err

@@ -32,8 +32,10 @@ type Run struct {
 	ID      string    `json:"id"`
 	Status  string    `json:"status"`
 	Started time.Time `json:"started"`
-	// ReplyTo is the core NATS subject of the gateway replica holding the
-	// caller; empty when nobody waits.
+	// ReplyTo is the core NATS subject of the gateway replica that started
+	// the run (or holds its caller now), told of the outcome: it answers the
+	// held caller and any GET /runs/{id} with Prefer: wait that it serves.
+	// Empty for a run no gateway started.
 	ReplyTo  string     `json:"replyTo,omitempty"`
 	Finished *time.Time `json:"finished,omitempty"`
 	// Steps are the outputs of the finished steps (orchestrated styles) and

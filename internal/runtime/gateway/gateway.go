@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httputil"
 	"net/url"
+	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -85,6 +87,8 @@ type Gateway struct {
 	idem      *bus.Idempotency
 	// roots are the steps the orchestrator commands first (plan.Roots).
 	roots []string
+	// watchers are GET /runs/{id} requests waiting for an outcome.
+	watchers watchers
 	// finished are runs whose notification said they ended before their
 	// deadline, so that their deadline check needs no read of the record.
 	finished recent
@@ -241,6 +245,7 @@ func (g *Gateway) onOutcome(m *nats.Msg) {
 	if r.Done() && !r.Expired {
 		g.finished.add(r.ID)
 	}
+	g.watchers.notify(&r)
 	if ch, ok := g.waiters.Load(r.ID); ok {
 		select {
 		case ch.(chan *bus.Run) <- &r:
@@ -305,9 +310,9 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 		deadline := rec.Started.Add(d)
 		rec.Deadline = &deadline
 	}
-	if wait {
-		rec.ReplyTo = g.inbox
-	}
+	// Notified of the outcome whether a caller is held or not: a GET
+	// /runs/{id} with Prefer: wait on this replica is answered from it.
+	rec.ReplyTo = g.inbox
 	// The record first: a run id that is taken is refused before this
 	// caller touches anything of the run that holds it.
 	created, rev, err := g.runs.Created(ctx, rec)
@@ -541,7 +546,20 @@ func (g *Gateway) serveRun(w http.ResponseWriter, r *http.Request) {
 		contract.BadRequest(http.StatusBadRequest, err.Error()).Write(w)
 		return
 	}
+	wait := preferWait(r.Header)
+	var outcome chan *bus.Run
+	if wait > 0 {
+		// Before the read, so that an outcome that lands right after it is
+		// not missed.
+		var stop func()
+		outcome, stop = g.watchers.add(id)
+		defer stop()
+	}
 	out, _, err := g.runs.Get(r.Context(), id)
+	if err == nil && !out.Done() && wait > 0 {
+		w.Header().Set("Preference-Applied", "wait="+strconv.Itoa(int(wait/time.Second)))
+		out = g.awaitRun(r.Context(), out, outcome, wait)
+	}
 	switch {
 	case errors.Is(err, bus.ErrNoRun):
 		(&contract.Error{Code: http.StatusNotFound, RunID: id, Message: "no run " + id + " (runs are kept for 24h)"}).Write(w)
@@ -549,6 +567,95 @@ func (g *Gateway) serveRun(w http.ResponseWriter, r *http.Request) {
 		(&contract.Error{Code: http.StatusServiceUnavailable, RunID: id, Message: "the run store is unavailable: " + err.Error()}).Write(w)
 	default:
 		g.writeRun(r.Context(), w, out)
+	}
+}
+
+// maxPreferWait bounds how long GET /runs/{id} holds a caller that sends
+// Prefer: wait.
+const maxPreferWait = 60 * time.Second
+
+// preferWait is the wait preference of a request (RFC 7240 "Prefer:
+// wait=<seconds>"), at most maxPreferWait; 0 when it has none.
+func preferWait(h http.Header) time.Duration {
+	for _, v := range h.Values("Prefer") {
+		for pref := range strings.SplitSeq(v, ",") {
+			name, value, ok := strings.Cut(strings.TrimSpace(pref), "=")
+			if !ok || !strings.EqualFold(strings.TrimSpace(name), "wait") {
+				continue
+			}
+			n, err := strconv.Atoi(strings.Trim(strings.TrimSpace(value), `"`))
+			if err != nil || n <= 0 {
+				return 0
+			}
+			return min(time.Duration(n)*time.Second, maxPreferWait)
+		}
+	}
+	return 0
+}
+
+// awaitRun waits up to wait for pending run r to end and returns it as it
+// stands then. The replica that started the run is notified of its outcome
+// (outcome); any other watches its record.
+func (g *Gateway) awaitRun(ctx context.Context, r *bus.Run, outcome chan *bus.Run, wait time.Duration) *bus.Run {
+	ctx, cancel := context.WithTimeout(ctx, wait)
+	defer cancel()
+	if r.ReplyTo != g.inbox {
+		if done, err := g.runs.Await(ctx, r.ID); err == nil {
+			return done
+		}
+		return r
+	}
+	select {
+	case out := <-outcome:
+		return out
+	case <-ctx.Done():
+		// The outcome may have landed just now; the record is the truth.
+		if out, _, err := g.runs.Get(context.WithoutCancel(ctx), r.ID); err == nil {
+			return out
+		}
+		return r
+	}
+}
+
+// watchers are the GET /runs/{id} requests that wait for a run's outcome.
+type watchers struct {
+	mu   sync.Mutex
+	byID map[string][]chan *bus.Run
+}
+
+// add watches run id; stop ends the watch.
+func (w *watchers) add(id string) (ch chan *bus.Run, stop func()) {
+	ch = make(chan *bus.Run, 1)
+	w.mu.Lock()
+	if w.byID == nil {
+		w.byID = map[string][]chan *bus.Run{}
+	}
+	w.byID[id] = append(w.byID[id], ch)
+	w.mu.Unlock()
+	return ch, func() {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		chans := slices.DeleteFunc(w.byID[id], func(c chan *bus.Run) bool { return c == ch })
+		if len(chans) == 0 {
+			delete(w.byID, id)
+		} else {
+			w.byID[id] = chans
+		}
+	}
+}
+
+// notify hands a finished run to its watchers.
+func (w *watchers) notify(r *bus.Run) {
+	if !r.Done() {
+		return
+	}
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for _, ch := range w.byID[r.ID] {
+		select {
+		case ch <- r:
+		default:
+		}
 	}
 }
 
