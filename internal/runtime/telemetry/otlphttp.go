@@ -36,7 +36,14 @@ type otlpHTTP struct {
 	header  http.Header
 	timeout time.Duration
 	client  *http.Client
-	retry   failsafe.Executor[*http.Response]
+	retry   failsafe.Executor[exportAnswer]
+}
+
+// exportAnswer is what the collector answered an export.
+type exportAnswer struct {
+	status     int
+	retryAfter time.Duration
+	message    []byte
 }
 
 // otlpDefaultTimeout is OTEL_EXPORTER_OTLP_TIMEOUT's default.
@@ -55,26 +62,24 @@ func newOTLPHTTP(u *url.URL) (*otlpHTTP, error) {
 		}
 		timeout = time.Duration(ms) * time.Millisecond
 	}
-	retryable := func(r *http.Response, err error) bool {
+	retryable := func(a exportAnswer, err error) bool {
 		if err != nil {
 			return true
 		}
-		switch r.StatusCode {
+		switch a.status {
 		case http.StatusTooManyRequests, http.StatusBadGateway, http.StatusServiceUnavailable, http.StatusGatewayTimeout:
 			return true
 		}
 		return false
 	}
-	rp := retrypolicy.NewBuilder[*http.Response]().
+	rp := retrypolicy.NewBuilder[exportAnswer]().
 		HandleIf(retryable).
 		ReturnLastFailure().
 		WithMaxAttempts(3).
 		WithBackoff(time.Second, 5*time.Second).
-		WithDelayFunc(func(exec failsafe.ExecutionAttempt[*http.Response]) time.Duration {
-			if r := exec.LastResult(); r != nil {
-				if s, err := strconv.Atoi(r.Header.Get("Retry-After")); err == nil && s > 0 {
-					return time.Duration(s) * time.Second
-				}
+		WithDelayFunc(func(exec failsafe.ExecutionAttempt[exportAnswer]) time.Duration {
+			if ra := exec.LastResult().retryAfter; ra > 0 {
+				return ra
 			}
 			return -1
 		}).
@@ -134,31 +139,38 @@ func (c *otlpHTTP) UploadTraces(ctx context.Context, spans []*tracepb.ResourceSp
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.timeout)
 	defer cancel()
-	resp, err := c.retry.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[*http.Response]) (*http.Response, error) {
-		req, err := http.NewRequestWithContext(exec.Context(), http.MethodPost, c.url, bytes.NewReader(body))
-		if err != nil {
-			return nil, err
-		}
-		for k, v := range c.header {
-			req.Header[k] = v
-		}
-		req.Header.Set("Content-Type", "application/x-protobuf")
-		resp, err := c.client.Do(req)
-		if err != nil {
-			return nil, err
-		}
-		// Read (a bounded part of) the answer so that the connection is reused.
-		msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
-		_ = resp.Body.Close()
-		resp.Body = io.NopCloser(bytes.NewReader(msg))
-		return resp, nil
+	a, err := c.retry.WithContext(ctx).GetWithExecution(func(exec failsafe.Execution[exportAnswer]) (exportAnswer, error) {
+		return c.post(exec.Context(), body)
 	})
 	if err != nil {
 		return fmt.Errorf("OTLP export to %s: %w", c.url, err)
 	}
-	if resp.StatusCode/100 != 2 {
-		msg, _ := io.ReadAll(resp.Body)
-		return fmt.Errorf("OTLP export to %s: %s %s", c.url, resp.Status, bytes.TrimSpace(msg))
+	if a.status/100 != 2 {
+		return fmt.Errorf("OTLP export to %s: %d %s %s", c.url, a.status, http.StatusText(a.status), bytes.TrimSpace(a.message))
 	}
 	return nil
+}
+
+// post sends one attempt of an export.
+func (c *otlpHTTP) post(ctx context.Context, body []byte) (exportAnswer, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.url, bytes.NewReader(body))
+	if err != nil {
+		return exportAnswer{}, err
+	}
+	for k, v := range c.header {
+		req.Header[k] = v
+	}
+	req.Header.Set("Content-Type", "application/x-protobuf")
+	resp, err := c.client.Do(req)
+	if err != nil {
+		return exportAnswer{}, err
+	}
+	defer resp.Body.Close()
+	// Read (a bounded part of) the answer, so that the connection is reused.
+	msg, _ := io.ReadAll(io.LimitReader(resp.Body, 4<<10))
+	a := exportAnswer{status: resp.StatusCode, message: msg}
+	if s, err := strconv.Atoi(resp.Header.Get("Retry-After")); err == nil && s > 0 {
+		a.retryAfter = time.Duration(s) * time.Second
+	}
+	return a, nil
 }
