@@ -237,6 +237,13 @@ func asyncWorkflow1(ctx context.Context, cfg asyncConfig, name, workflow, spec, 
 		fmt.Sprintf("%.2f", ratio),
 		fmt.Sprintf("%s, %s", cpuPer(cpu, res.done, "run"), cpuPer(cpu, deliveries, "hop")),
 		res.failed == 0 && ratio >= 0.5)
+
+	fmt.Printf("  broker round trips of %d sync runs, one at a time\n", roundTripRuns)
+	trips, err := countRoundTrips(ctx, natsURL, base+"/", jsonPayload(cfg.payload), roundTripRuns, p.RunTimeout.Duration+3*time.Second)
+	if err != nil {
+		return fmt.Errorf("counting round trips: %w", err)
+	}
+	checkRoundTrips(rep, "async", name+":", p, trips)
 	return nil
 }
 

@@ -310,12 +310,7 @@ func runWrapper(ctx context.Context, cfg natsConfig, natsSrv *process, natsURL, 
 	rep.check("wrapper", "sync wrapper p50 ≤ direct p50 + 4 × raw request-reply p50",
 		fmt.Sprintf("%.0f + 4×%.0f = %.0f µs", direct.p[0], rrP50, limit), fmt.Sprintf("%.0f µs", wrapper.p[0]),
 		fmt.Sprintf("%.2f", wrapper.p[0]/limit), cpuPer(wrapper.cpuPerReq, 1, "req"), wrapper.errors == 0 && wrapper.p[0] <= limit)
-	onPath, all := trips.perRun()
-	steps := len(p.Levels) // one step per level: the critical path
-	budget := 2 + 2*steps
-	rep.check("wrapper", fmt.Sprintf("broker round trips per run ≤ 2 + 2 × %d steps", steps), fmt.Sprint(budget),
-		fmt.Sprintf("%.1f (%.1f before the caller's answer)", all, onPath), fmt.Sprintf("%.2f", all/float64(budget)), "-", all <= float64(budget))
-	rep.notef("wrapper: round trips per run by kind: %s; %d requests in that time named no run (counted)", trips.summary(), trips.other)
+	checkRoundTrips(rep, "wrapper", "", p, trips)
 	rep.notef("wrapper: fortio open loop, %.0f qps, %d connections, %d-byte JSON POST to the gateway (held sync) of a one-step async-orchestrated workflow; gateway, orchestrator, step sidecar, app and NATS (JetStream, file storage) each a process; CPU/req of the wrapper is that of every process of the data plane together (gateway, orchestrator, sidecar, app, NATS)",
 		w.qps, w.conns, w.payload)
 	return nil

@@ -14,6 +14,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/nats-io/nats.go"
 
+	"github.com/patchbay-dev/patchbay/internal/plan"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
@@ -47,6 +48,23 @@ func (r roundTrips) summary() string {
 		parts = append(parts, fmt.Sprintf("%s %.1f", k, float64(r.bySubject[k])/float64(r.runs)))
 	}
 	return strings.Join(parts, ", ")
+}
+
+// checkRoundTrips reports the round trips of a workflow's runs against 2 + 2
+// × the steps on its critical path: a check for an orchestrated workflow,
+// whose levels are that path, a note for another.
+func checkRoundTrips(rep *report, section, name string, p *plan.Plan, trips roundTrips) {
+	onPath, all := trips.perRun()
+	measured := fmt.Sprintf("%.1f (%.1f before the caller's answer)", all, onPath)
+	label := strings.TrimSpace(name + " broker round trips per run")
+	if steps := len(p.Levels); steps > 0 {
+		budget := 2 + 2*steps
+		rep.check(section, fmt.Sprintf("%s ≤ 2 + 2 × %d steps", label, steps), fmt.Sprint(budget),
+			measured, fmt.Sprintf("%.2f", all/float64(budget)), "-", all <= float64(budget))
+	} else {
+		rep.notef("%s: %s: %s", section, label, measured)
+	}
+	rep.notef("%s: %s by kind: %s; %d requests in that time named no run (counted)", section, label, trips.summary(), trips.other)
 }
 
 // countRoundTrips sends n runs to the gateway at entry, one at a time, with

@@ -201,6 +201,9 @@ func (s *Runs) Created(ctx context.Context, r *Run) ([]byte, uint64, error) {
 		}
 		return nil, 0, err
 	}
+	// The creator may be the one to finish the run (a gateway completing a
+	// choreographed run): its update goes straight to the compare-and-set.
+	s.remember(r.ID, r, b, rev)
 	return b, rev, nil
 }
 

@@ -136,3 +136,41 @@ steps:
 	e.Sync(t)
 	g.Expect(reads).NotTo(Receive(), "a record was read")
 }
+
+// A gateway that creates a choreographed run's record is the one that
+// finishes it on the completing event: it updates the record with a
+// compare-and-set on the revision it created, without reading it.
+func TestAChoreographedRunCostsItsRecordTwoWritesAndNoRead(t *testing.T) {
+	g := NewWithT(t)
+	e := givenWorkflow(t, "chorelean", `
+style: choreography
+entry: {sync: true, timeout: 20s, event: order.requested, completesOn: [order.confirmed]}
+steps:
+- {name: confirm, image: demo, subscribes: [order.requested], emits: [order.confirmed]}
+`)
+	var completes string
+	for _, ev := range e.Plan.Events {
+		if ev.Completes {
+			completes = ev.Subject
+		}
+	}
+	g.Expect(completes).NotTo(BeEmpty())
+	entries := e.Subscribe(t, e.Plan.Entry.EventSubject)
+	bucket := e.Plan.Stream.RunsBucket
+	reads := e.Reads(t, "KV_"+bucket)
+	writes := e.Subscribe(t, "$KV."+bucket+".>")
+	gw := e.gateway(t, g)
+	t.Cleanup(gw.Stop)
+
+	answered := make(chan int, 1)
+	go func() { answered <- do(gw, http.MethodPost, "/", `{"order":1}`).Code }()
+	var m *nats.Msg
+	g.Eventually(entries).WithTimeout(20 * time.Second).Should(Receive(&m))
+	e.Publish(t, completes, m.Header.Get(contract.HeaderRunID), nil, `{"order":1,"confirmed":true}`)
+	g.Eventually(answered).WithTimeout(20 * time.Second).Should(Receive(Equal(http.StatusOK)))
+	e.Sync(t)
+	g.Expect(writes).To(Receive(), "the gateway creates the record")
+	g.Expect(writes).To(Receive(), "the gateway writes the outcome")
+	g.Expect(writes).NotTo(Receive())
+	g.Expect(reads).NotTo(Receive(), "the gateway read the record it created")
+}
