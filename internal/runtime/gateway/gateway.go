@@ -66,14 +66,16 @@ type Config struct {
 //	ANY  /steps/{step}/... dual support: proxied to the step's sidecar as
 //	                       /..., for steps whose plan Callers name the gateway.
 type Gateway struct {
-	plan      *plan.Plan
-	tel       *telemetry.Telemetry
-	conn      *bus.Conn
-	runs      *bus.Runs
-	run       *telemetry.Run
-	inbox     string
-	sub       *nats.Subscription
-	waiters   sync.Map // run ID -> chan *bus.Run
+	plan  *plan.Plan
+	tel   *telemetry.Telemetry
+	conn  *bus.Conn
+	runs  *bus.Runs
+	run   *telemetry.Run
+	inbox string
+	sub   *nats.Subscription
+	// waiters are the requests waiting for a run's outcome on this replica:
+	// held POST callers and GET /runs/{id} with Prefer: wait.
+	waiters   waiters
 	start     *contract.Contract
 	entry     *contract.Contract
 	mux       *http.ServeMux
@@ -87,8 +89,6 @@ type Gateway struct {
 	idem      *bus.Idempotency
 	// roots are the steps the orchestrator commands first (plan.Roots).
 	roots []string
-	// watchers are GET /runs/{id} requests waiting for an outcome.
-	watchers watchers
 	// finished are runs whose notification said they ended before their
 	// deadline, so that their deadline check needs no read of the record.
 	finished recent
@@ -245,13 +245,7 @@ func (g *Gateway) onOutcome(m *nats.Msg) {
 	if r.Done() && !r.Expired {
 		g.finished.add(r.ID)
 	}
-	g.watchers.notify(&r)
-	if ch, ok := g.waiters.Load(r.ID); ok {
-		select {
-		case ch.(chan *bus.Run) <- &r:
-		default:
-		}
-	}
+	g.waiters.notify(&r)
 }
 
 // HeaderIdempotencyKey makes a POST / idempotent within the plan's
@@ -349,9 +343,9 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	}
 	var ch chan *bus.Run
 	if wait {
-		ch = make(chan *bus.Run, 1)
-		g.waiters.Store(runID, ch)
-		defer g.waiters.CompareAndDelete(runID, ch)
+		var stop func()
+		ch, stop, _ = g.waiters.add(runID, true)
+		defer stop()
 	}
 	if _, err := g.publishStart(ctx, rec, r.Header.Get("Content-Type"), body.Bytes(), created, rev); err != nil {
 		e := g.notAccepted(ctx, runID, err)
@@ -403,11 +397,13 @@ func (g *Gateway) resume(ctx context.Context, w http.ResponseWriter, r *http.Req
 	}
 	var ch chan *bus.Run
 	if wait {
-		ch = make(chan *bus.Run, 1)
-		if _, held := g.waiters.LoadOrStore(runID, ch); held {
+		var stop func()
+		var first bool
+		ch, stop, first = g.waiters.add(runID, true)
+		defer stop()
+		if !first {
 			return false // its first caller is here
 		}
-		defer g.waiters.CompareAndDelete(runID, ch)
 	}
 	published, err := g.publishStart(ctx, rec, r.Header.Get("Content-Type"), body, nil, 0)
 	if err != nil {
@@ -552,7 +548,7 @@ func (g *Gateway) serveRun(w http.ResponseWriter, r *http.Request) {
 		// Before the read, so that an outcome that lands right after it is
 		// not missed.
 		var stop func()
-		outcome, stop = g.watchers.add(id)
+		outcome, stop, _ = g.waiters.add(id, false)
 		defer stop()
 	}
 	out, _, err := g.runs.Get(r.Context(), id)
@@ -617,43 +613,53 @@ func (g *Gateway) awaitRun(ctx context.Context, r *bus.Run, outcome chan *bus.Ru
 	}
 }
 
-// watchers are the GET /runs/{id} requests that wait for a run's outcome.
-type watchers struct {
+// waiters are the requests that wait for runs' outcomes on this replica,
+// which the runs' records name (ReplyTo): the POST that holds a run's
+// caller, one at most, and any GET /runs/{id} with Prefer: wait.
+type waiters struct {
 	mu   sync.Mutex
-	byID map[string][]chan *bus.Run
+	byID map[string][]waiter
 }
 
-// add watches run id; stop ends the watch.
-func (w *watchers) add(id string) (ch chan *bus.Run, stop func()) {
+type waiter struct {
+	ch     chan *bus.Run
+	caller bool // the POST holding the run's caller
+}
+
+// add registers a waiter for run id, a held caller or not; stop ends the
+// wait. first is false for a caller when another caller waits already
+// (the caller is registered all the same).
+func (w *waiters) add(id string, caller bool) (ch chan *bus.Run, stop func(), first bool) {
 	ch = make(chan *bus.Run, 1)
 	w.mu.Lock()
+	defer w.mu.Unlock()
 	if w.byID == nil {
-		w.byID = map[string][]chan *bus.Run{}
+		w.byID = map[string][]waiter{}
 	}
-	w.byID[id] = append(w.byID[id], ch)
-	w.mu.Unlock()
+	first = !caller || !slices.ContainsFunc(w.byID[id], func(o waiter) bool { return o.caller })
+	w.byID[id] = append(w.byID[id], waiter{ch: ch, caller: caller})
 	return ch, func() {
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		chans := slices.DeleteFunc(w.byID[id], func(c chan *bus.Run) bool { return c == ch })
-		if len(chans) == 0 {
+		left := slices.DeleteFunc(w.byID[id], func(o waiter) bool { return o.ch == ch })
+		if len(left) == 0 {
 			delete(w.byID, id)
 		} else {
-			w.byID[id] = chans
+			w.byID[id] = left
 		}
-	}
+	}, first
 }
 
-// notify hands a finished run to its watchers.
-func (w *watchers) notify(r *bus.Run) {
+// notify hands a finished run to its waiters.
+func (w *waiters) notify(r *bus.Run) {
 	if !r.Done() {
 		return
 	}
 	w.mu.Lock()
 	defer w.mu.Unlock()
-	for _, ch := range w.byID[r.ID] {
+	for _, o := range w.byID[r.ID] {
 		select {
-		case ch <- r:
+		case o.ch <- r:
 		default:
 		}
 	}
