@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -15,6 +16,7 @@ import (
 	"github.com/nats-io/nats.go"
 
 	"github.com/patchbay-dev/patchbay/internal/plan"
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
@@ -101,14 +103,22 @@ func countRoundTrips(ctx context.Context, natsURL, entry string, payload []byte,
 		}
 		return ""
 	}
+	// A request is a message its sender waits to be answered; a pull
+	// request is not one of a run's.
 	isRequest := func(m *nats.Msg) bool {
-		return m.Reply != "" && !strings.HasPrefix(m.Reply, "$JS.ACK.") && !strings.HasPrefix(m.Subject, "$JS.API.CONSUMER.") &&
+		return m.Reply != "" && !strings.HasPrefix(m.Reply, "$JS.ACK.") && !strings.HasPrefix(m.Subject, "$JS.API.CONSUMER.MSG.NEXT.") &&
 			!strings.HasPrefix(m.Subject, "$JS.FC.")
+	}
+	// isNotification tells the run's notification to the gateway (bus.Notify)
+	// from an answer that holds its record: it names the run in its header.
+	isNotification := func(m *nats.Msg, id string) bool {
+		var r bus.Run
+		return m.Reply == "" && m.Header.Get(contract.HeaderRunID) == id && json.Unmarshal(m.Data, &r) == nil && r.ID == id && r.Done()
 	}
 	count := func(m *nats.Msg) {
 		id := runOf(m)
-		if id != "" && m.Reply == "" && strings.HasPrefix(m.Subject, "_INBOX") {
-			notified[id] = true // the notification to the gateway
+		if id != "" && isNotification(m, id) {
+			notified[id] = true
 			return
 		}
 		if !isRequest(m) {
