@@ -170,7 +170,7 @@ func (d *DeadLetters) Replay(ctx context.Context, id string) (*DeadLetter, *Run,
 		r.Status, r.Finished, r.Error, r.Code, r.Result, r.ContentType, r.Expired = RunPending, nil, nil, 0, nil, "", false
 		r.ReplyTo, r.Deadline = "", deadline
 		switch {
-		case dl.Subject == p.Stream.StartSubject:
+		case IsStart(p.Stream, dl.Subject):
 			r.Steps = nil // started over
 		case r.Steps[dl.Step] != nil:
 			s := r.Steps[dl.Step]
@@ -214,7 +214,7 @@ func (d *DeadLetters) publish(ctx context.Context, dl *DeadLetter, r *Run) error
 		return err
 	}
 	s := d.Plan.Stream
-	if r == nil || r.Done() || s.DeadlineSubject == "" || dl.Subject == s.StartSubject || (s.StartSubject == "" && dl.Subject == d.Plan.Entry.EventSubject) {
+	if r == nil || r.Done() || s.DeadlineSubject == "" || IsStart(s, dl.Subject) || (s.StartSubject == "" && dl.Subject == d.Plan.Entry.EventSubject) {
 		return nil // the deadline consumer reads the replayed message itself
 	}
 	check := nats.Header{}

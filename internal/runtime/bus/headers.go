@@ -43,13 +43,18 @@ func (c *Conn) PublishNew(ctx context.Context, m *nats.Msg, id string) (bool, er
 	return !ack.Duplicate, nil
 }
 
-// HeaderRecord is, on a run's start, its record as the gateway created it
-// in the runs bucket: "<revision> <JSON>". The orchestrator that gets the
-// start first continues from it instead of reading the record back (one
-// broker round trip less per run); a redelivered start reads the record.
+// HeaderRecord is a run's record as it stands, carried by the messages that
+// drive the run: "<revision> <JSON>", where the revision is the one it was
+// stored at in the runs bucket, 0 when it never was. The gateway puts it on
+// the start; the orchestrator on each command, with what the run has done so
+// far; the step's sidecar copies it onto the result. The orchestrator so
+// continues a run from the message in hand, and writes the record only when
+// the run ends or a later message needs what it learned (a step that joins
+// several): the stream is the run's journal, the record its outcome.
 const HeaderRecord = "Patchbay-Run-Record"
 
-// SetRecord writes a created record and its revision into h (HeaderRecord).
+// SetRecord writes a record and the revision it is stored at (0 for none)
+// into h (HeaderRecord).
 func SetRecord(h http.Header, value []byte, rev uint64) {
 	h[HeaderRecord] = []string{strconv.FormatUint(rev, 10) + " " + string(value)}
 }
@@ -58,11 +63,11 @@ func SetRecord(h http.Header, value []byte, rev uint64) {
 // has none, or an unreadable one.
 func Record(h http.Header) ([]byte, uint64, bool) {
 	rev, value, ok := strings.Cut(h.Get(HeaderRecord), " ")
-	if !ok {
+	if !ok || value == "" {
 		return nil, 0, false
 	}
 	n, err := strconv.ParseUint(rev, 10, 64)
-	if err != nil || n == 0 {
+	if err != nil {
 		return nil, 0, false
 	}
 	return []byte(value), n, true

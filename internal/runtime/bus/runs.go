@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -207,20 +208,71 @@ func (s *Runs) Created(ctx context.Context, r *Run) ([]byte, uint64, error) {
 	return b, rev, nil
 }
 
-// Seed takes a record another process stored at revision rev (a run's
-// start carries the one its gateway created, HeaderRecord) as the one this
-// process last wrote: the run's next update goes straight to the
-// compare-and-set, and a stale seed only costs that a fresh read.
-func (s *Runs) Seed(id string, value []byte, rev uint64) (*Run, error) {
+// ErrStale is returned by Store when the record is not at the revision
+// the caller started from: another process wrote it meanwhile.
+var ErrStale = errors.New("the run's record changed meanwhile")
+
+// Store writes r with compare-and-set: as a new record when rev is 0 (the
+// run was never stored), else over the one at revision rev. It returns the
+// new revision, or ErrStale when the stored record is not the one the
+// caller started from; the caller then reads it and applies its change
+// again.
+func (s *Runs) Store(ctx context.Context, r *Run, rev uint64) (uint64, error) {
+	if err := CheckRunID("run id", r.ID); err != nil {
+		return 0, err
+	}
+	b, err := json.Marshal(r)
+	if err != nil {
+		return 0, err
+	}
+	var next uint64
+	if rev == 0 {
+		next, err = s.KV.Create(ctx, r.ID, b)
+	} else {
+		next, err = s.KV.Update(ctx, r.ID, b, rev)
+	}
+	if errors.Is(err, jetstream.ErrKeyExists) || errors.Is(err, jetstream.ErrKeyRevisionMismatch) {
+		return 0, fmt.Errorf("run %s: %w", r.ID, ErrStale)
+	}
+	if err != nil {
+		return 0, err
+	}
+	s.forget(r.ID)
+	return next, nil
+}
+
+// Carried is the record a message of run id carries (HeaderRecord) and the
+// revision it was stored at; false when it carries none, or that of
+// another run.
+func Carried(h http.Header, id string) (*Run, uint64, bool) {
+	value, rev, ok := Record(h)
+	if !ok {
+		return nil, 0, false
+	}
 	var r Run
-	if err := json.Unmarshal(value, &r); err != nil {
-		return nil, fmt.Errorf("run %s: %w", id, err)
+	if err := json.Unmarshal(value, &r); err != nil || r.ID != id {
+		return nil, 0, false
 	}
-	if r.ID != id {
-		return nil, fmt.Errorf("the record %s carries is that of run %s", id, r.ID)
+	return &r, rev, true
+}
+
+// Merge adds to r what carried, a record a message of the run carries,
+// knows and r does not: the steps it has seen finish. A step's result is
+// recorded in the runs bucket only when a later message needs it, so the
+// stored record can lag behind the carried one; a carried record of an
+// earlier replay of the run is not merged (a replay starts from the stored
+// record, which held everything when the run failed).
+func (r *Run) Merge(carried *Run) {
+	if carried == nil || carried.Replays != r.Replays || r.Done() {
+		return
 	}
-	s.remember(id, &r, value, rev)
-	return &r, nil
+	for name, c := range carried.Steps {
+		if s := r.Step(name); c.Done && !s.Done {
+			*s = *c
+		} else if c.Dispatched {
+			s.Dispatched = true
+		}
+	}
 }
 
 // Get reads a run.

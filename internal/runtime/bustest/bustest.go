@@ -108,10 +108,27 @@ func (e *Env) Publish(t *testing.T, subject, runID string, h nats.Header, body s
 }
 
 // Result publishes the step's result of the run with the status
-// (contract.ResultOK or contract.ResultFailed), as the step's sidecar does.
+// (contract.ResultOK or contract.ResultFailed) on the run's result subject,
+// as the step's sidecar does, but without the record a command carries
+// (Answer has it).
 func (e *Env) Result(t *testing.T, step, runID, status, body string) {
 	t.Helper()
-	e.Publish(t, e.Plan.Step(step).Output.ResultSubject, runID, nats.Header{contract.HeaderStatus: {status}}, body)
+	e.Publish(t, bus.ResultOf(e.Plan.Step(step).Output.ResultSubject, runID), runID, nats.Header{contract.HeaderStatus: {status}}, body)
+}
+
+// Answer publishes the result of the command cmd of step with the status
+// and body, as the step's sidecar does: with the run's deadline, replay and
+// record that the command carries.
+func (e *Env) Answer(t *testing.T, step string, cmd *nats.Msg, status, body string) {
+	t.Helper()
+	h := nats.Header{contract.HeaderStatus: {status}}
+	for _, k := range []string{bus.HeaderDeadline, bus.HeaderReplay, bus.HeaderRecord} {
+		if v := cmd.Header.Get(k); v != "" {
+			h.Set(k, v)
+		}
+	}
+	runID := cmd.Header.Get(contract.HeaderRunID)
+	e.Publish(t, bus.ResultOf(e.Plan.Step(step).Output.ResultSubject, runID), runID, h, body)
 }
 
 // ExpectSettled expects the role's durable consumer to have the roles'

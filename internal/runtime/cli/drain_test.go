@@ -218,7 +218,7 @@ func TestAsyncSidecarDrainsBeforeItsAppStops(t *testing.T) {
 	app := startSlowApp(t, 300*time.Millisecond)
 	first := sidecar(app)
 	g.Eventually(first.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(ready))
-	watch := watchRuns(t, g, js, p.Stream.Name, step.Output.ResultSubject, p.Stream.DeadLetter)
+	watch := watchRuns(t, g, js, p.Stream.Name, step.Output.ResultSubject+".>", p.Stream.DeadLetter)
 	feed := feedRuns(js, step.Consumers[0].FilterSubject, 20*time.Millisecond)
 	g.Eventually(app.stats).WithTimeout(waitBound).WithPolling(pollEvery).Should(And(
 		HaveField("Finished", BeNumerically(">=", 5)), HaveField("InFlight", BeNumerically(">", 0))))
@@ -271,7 +271,7 @@ func TestAsyncSidecarConsumesOnlyOnceItsAppListens(t *testing.T) {
 		"--listen="+listen, "--admin-listen="+admin, "--app-url=http://"+appAddr,
 		"--nats-url="+broker.url(), "--nats-credentials="+credentials(t))
 	g.Eventually(func() int { return sc.status("/healthz") }).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(http.StatusOK))
-	watch := watchRuns(t, g, js, p.Stream.Name, step.Output.ResultSubject, p.Stream.DeadLetter)
+	watch := watchRuns(t, g, js, p.Stream.Name, step.Output.ResultSubject+".>", p.Stream.DeadLetter)
 	feed := feedRuns(js, step.Consumers[0].FilterSubject, 20*time.Millisecond)
 
 	// Runs arrive while the app is not listening: the sidecar is not ready
@@ -411,7 +411,7 @@ func TestStoppingSidecarDeadLettersNothingForAnAppThatIsGone(t *testing.T) {
 		"--nats-url="+broker.url(), "--nats-credentials="+credentials(t),
 		"--shutdown-delay=0", "--drain-timeout=1s")
 	g.Eventually(sc.probes).WithTimeout(waitBound).WithPolling(pollEvery).Should(Equal(ready))
-	watch := watchRuns(t, g, js, p.Stream.Name, step.Output.ResultSubject, p.Stream.DeadLetter)
+	watch := watchRuns(t, g, js, p.Stream.Name, step.Output.ResultSubject+".>", p.Stream.DeadLetter)
 	feed := feedRuns(js, step.Consumers[0].FilterSubject, 10*time.Millisecond)
 	g.Eventually(app.stats).WithTimeout(waitBound).WithPolling(pollEvery).Should(HaveField("InFlight", BeNumerically(">=", 3)))
 	accepted := feed.stop()

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -58,14 +59,14 @@ func (g *Gateway) startDeadlines(ctx context.Context) error {
 
 // deadlineConsumer is the gateways' shared durable of the run deadlines.
 func deadlineConsumer(p *plan.Plan) jetstream.ConsumerConfig {
-	subject := p.Stream.StartSubject
-	if subject == "" {
-		subject = p.Entry.EventSubject
+	subjects := []string{p.Stream.StartSubject, bus.StartOf(p.Stream, "*")}
+	if p.Stream.StartSubject == "" {
+		subjects = []string{p.Entry.EventSubject}
 	}
 	return jetstream.ConsumerConfig{
 		Durable:        p.Stream.DeadlineDurable,
 		Description:    "patchbay gateways: the deadlines of runs (spec.runTimeout)",
-		FilterSubjects: []string{subject, p.Stream.DeadlineSubject},
+		FilterSubjects: append(subjects, p.Stream.DeadlineSubject),
 		MaxAckPending:  deadlineAckPending,
 		AckWait:        deadlineAckWait,
 		MaxDeliver:     bus.RoleConsumerMaxDeliver,
@@ -99,11 +100,21 @@ func (g *Gateway) checkDeadline(m jetstream.Msg) error {
 	ctx, cancel := context.WithTimeout(context.Background(), completionAckWait)
 	defer cancel()
 	r, _, err := g.runs.Get(ctx, runID)
-	if errors.Is(err, bus.ErrNoRun) {
+	stored := err == nil
+	switch {
+	case errors.Is(err, bus.ErrNoRun) && g.journaled && bus.IsStart(g.plan.Stream, m.Subject()):
+		// A journaled run has no record until it ends: its start is the run.
+		if r, _, stored = bus.Carried(h, runID); !stored {
+			r = &bus.Run{ID: runID, Status: bus.RunPending, Started: time.Now().UTC()}
+		}
+		r.Status, stored = bus.RunPending, false
+		if d := bus.Deadline(h); !d.IsZero() {
+			r.Deadline = &d
+		}
+	case errors.Is(err, bus.ErrNoRun):
 		// Its record is written before the message: not visible yet.
 		return fmt.Errorf("the record of run %s is not visible yet: %w", runID, err)
-	}
-	if err != nil {
+	case err != nil:
 		return err
 	}
 	if r.Done() && !r.Expired {
@@ -124,9 +135,9 @@ func (g *Gateway) checkDeadline(m jetstream.Msg) error {
 			return errDeferred
 		}
 	}
-	herr := g.expired(r)
+	waiting := g.waiting(ctx, r)
 	var finished bool
-	r, err = g.runs.Update(ctx, runID, func(r *bus.Run) bool {
+	expire := func(r *bus.Run) bool {
 		finished = false
 		if r.Done() {
 			return false
@@ -135,11 +146,17 @@ func (g *Gateway) checkDeadline(m jetstream.Msg) error {
 		if d := r.DeadlineOf(g.plan.RunTimeout.Duration); time.Now().Before(d) {
 			return false
 		}
-		herr = g.expired(r)
-		r.Fail(herr)
+		r.Fail(g.expired(r, waiting))
 		r.Expired, finished = true, true
 		return true
-	})
+	}
+	if !stored && expire(r) {
+		// The run's first record: unless its outcome was written meanwhile.
+		_, err = g.runs.Store(ctx, r, 0)
+	}
+	if stored || errors.Is(err, bus.ErrStale) {
+		r, err = g.runs.Update(ctx, runID, expire)
+	}
 	if err != nil {
 		return err
 	}
@@ -161,12 +178,62 @@ func (g *Gateway) checkDeadline(m jetstream.Msg) error {
 	return bus.Notify(g.conn.NC, r, nil, nil)
 }
 
-// expired is the error of a run past its deadline, naming what it waits on.
-func (g *Gateway) expired(r *bus.Run) *contract.Error {
+// waiting are the steps a pending orchestrated run waits on: those whose
+// dependencies have answered and that have not. A run's record says which
+// steps have answered only when a later step needs it, so their results in
+// the stream, each on a subject of the run's own (bus.ResultOf), are asked;
+// the record's own view is the fallback when the stream does not answer.
+func (g *Gateway) waiting(ctx context.Context, r *bus.Run) []string {
+	p := g.plan
+	if p.Stream.StartSubject == "" || r.Done() {
+		return r.Waiting()
+	}
+	done := map[string]bool{}
+	for _, level := range p.Levels {
+		for _, name := range level {
+			st := p.Step(name)
+			if s := r.Steps[name]; s != nil && s.Done {
+				done[name] = true
+				continue
+			}
+			m, err := g.conn.LastMsg(ctx, p, bus.ResultOf(st.Output.ResultSubject, r.ID))
+			if errors.Is(err, jetstream.ErrMsgNotFound) {
+				continue
+			}
+			if err != nil {
+				return r.Waiting()
+			}
+			h := http.Header(m.Header)
+			gen, _ := strconv.Atoi(h.Get(bus.HeaderReplay))
+			done[name] = h.Get(contract.HeaderStatus) == contract.ResultOK && gen >= r.Replays
+		}
+	}
+	var out []string
+	for _, level := range p.Levels {
+		for _, name := range level {
+			if done[name] {
+				continue
+			}
+			ready := true
+			for _, d := range p.Step(name).DependsOn {
+				ready = ready && done[d]
+			}
+			if ready {
+				out = append(out, name)
+			}
+		}
+	}
+	slices.Sort(out)
+	return out
+}
+
+// expired is the error of a run past its deadline, naming what it waits on
+// (waiting, the steps).
+func (g *Gateway) expired(r *bus.Run, waiting []string) *contract.Error {
 	p := g.plan
 	herr := &contract.Error{Code: http.StatusGatewayTimeout, RunID: r.ID}
 	what := "the orchestrator, which has not started it"
-	if steps := r.Waiting(); len(steps) > 0 {
+	if steps := waiting; len(steps) > 0 {
 		herr.Step = steps[0]
 		what = "step " + strings.Join(steps, ", ")
 	} else if p.Stream.StartSubject == "" && len(p.Entry.CompletesOn) > 0 {

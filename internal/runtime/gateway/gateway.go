@@ -89,6 +89,11 @@ type Gateway struct {
 	idem      *bus.Idempotency
 	// roots are the steps the orchestrator commands first (plan.Roots).
 	roots []string
+	// journaled is an orchestrated workflow whose runs start with no record:
+	// the start, on a subject of the run's own, carries it
+	// (startJournaled), and the record is written when the run ends. Not a
+	// hybrid one, whose entry event the record must precede.
+	journaled bool
 	// finished are runs whose notification said they ended before their
 	// deadline, so that their deadline check needs no read of the record.
 	finished recent
@@ -130,7 +135,8 @@ func Start(ctx context.Context, cfg Config) (g *Gateway, err error) {
 		return nil, fmt.Errorf("workflow %s has style %s, which has no gateway", p.Workflow, p.Style)
 	}
 	g = &Gateway{plan: p, tel: cfg.Telemetry, conn: cfg.Conn, run: cfg.Telemetry.Metrics.Run(p.Workflow),
-		mux: http.NewServeMux(), proxies: map[string]*httputil.ReverseProxy{}, roots: p.Roots()}
+		mux: http.NewServeMux(), proxies: map[string]*httputil.ReverseProxy{}, roots: p.Roots(),
+		journaled: p.Stream != nil && p.Stream.StartSubject != "" && p.Entry.EventSubject == ""}
 	// The returns below set g to nil: stop what was started through a copy.
 	started := g
 	defer func() {
@@ -307,6 +313,10 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	// Notified of the outcome whether a caller is held or not: a GET
 	// /runs/{id} with Prefer: wait on this replica is answered from it.
 	rec.ReplyTo = g.inbox
+	if g.journaled {
+		g.startJournaled(ctx, w, r, rec, key, claim, wait, body.Bytes())
+		return
+	}
 	// The record first: a run id that is taken is refused before this
 	// caller touches anything of the run that holds it.
 	created, rev, err := g.runs.Created(ctx, rec)
@@ -357,6 +367,62 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 		}
 		e.Write(w)
 		return
+	}
+	if !wait {
+		writePending(w, runID)
+		return
+	}
+	g.hold(ctx, w, r, runID, ch)
+}
+
+// startJournaled starts a run of a journaled workflow: the run's record is
+// not written first but carried by its start (bus.HeaderRecord), which is
+// published on the run's own subject only if that holds no start yet, so
+// that a run id that is taken is refused by the stream (409). The record is
+// written when the run ends, by whoever ends it.
+func (g *Gateway) startJournaled(ctx context.Context, w http.ResponseWriter, r *http.Request, rec *bus.Run, key string, claim bus.Claim, wait bool, body []byte) {
+	runID := rec.ID
+	if key != "" {
+		// The lock among concurrent requests with this key: the first to
+		// claim it starts its run; the others join that run.
+		held, err := g.idem.Claim(ctx, key, claim)
+		if g.joined(ctx, w, key, held, err, claim, wait) {
+			return
+		}
+	}
+	record, err := json.Marshal(rec)
+	if err != nil {
+		(&contract.Error{Code: http.StatusInternalServerError, RunID: runID, Message: err.Error()}).Write(w)
+		return
+	}
+	var ch chan *bus.Run
+	if wait {
+		var stop func()
+		ch, stop, _ = g.waiters.add(runID, true)
+		defer stop()
+	}
+	if _, err := g.publishStart(ctx, rec, r.Header.Get("Content-Type"), body, record, 0); err != nil {
+		// An unconfirmed start may have been stored all the same (its ack
+		// was lost): the stream says.
+		if !errors.Is(err, bus.ErrRunExists) {
+			if _, serr := g.conn.Started(context.WithoutCancel(ctx), g.plan, runID); serr == nil {
+				err = nil
+			}
+		}
+		if err != nil {
+			if key != "" {
+				// Nothing of it runs: a retry with the key starts a run afresh.
+				if err := g.idem.Release(context.WithoutCancel(ctx), key, runID); err != nil {
+					g.tel.Log.Warn("Releasing an idempotency key failed", "key", key, "run", runID, "err", err)
+				}
+			}
+			if errors.Is(err, bus.ErrRunExists) {
+				(&contract.Error{Code: http.StatusConflict, RunID: runID, Message: "run " + runID + " exists; GET /runs/" + runID}).Write(w)
+				return
+			}
+			(&contract.Error{Code: http.StatusServiceUnavailable, RunID: runID, Message: "the broker did not accept the run: " + err.Error()}).Write(w)
+			return
+		}
 	}
 	if !wait {
 		writePending(w, runID)
@@ -477,7 +543,17 @@ func (g *Gateway) join(ctx context.Context, w http.ResponseWriter, key string, h
 		return
 	}
 	w.Header().Set("Idempotent-Replayed", "true")
-	out, _, err := g.runs.Get(ctx, held.RunID)
+	out, err := g.lookup(ctx, held.RunID)
+	// A journaled run's start follows its key's claim: a request that
+	// finds the key claimed may be a round trip ahead of the start.
+	for delay := 20 * time.Millisecond; g.journaled && errors.Is(err, bus.ErrNoRun) && delay <= time.Second; delay *= 2 {
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(delay):
+		}
+		out, err = g.lookup(ctx, held.RunID)
+	}
 	switch {
 	case errors.Is(err, bus.ErrNoRun):
 		(&contract.Error{Code: http.StatusNotFound, RunID: held.RunID, Message: fmt.Sprintf("%s %s names run %s, which is no longer kept", HeaderIdempotencyKey, key, held.RunID)}).Write(w)
@@ -503,19 +579,28 @@ func (g *Gateway) join(ctx context.Context, w http.ResponseWriter, key string, h
 // publishStart publishes the messages that start a run, and reports whether
 // the stream stored any of them: false when it had them all already (a
 // start published again within bus.DedupeWindow). The start carries the
-// record this request created (created at revision rev), if it did.
-func (g *Gateway) publishStart(ctx context.Context, rec *bus.Run, contentType string, body, created []byte, rev uint64) (bool, error) {
+// run's record (stored at revision rev, 0 when it is not), if the caller has
+// it. A journaled run's start is refused with bus.ErrRunExists when its
+// subject holds one already.
+func (g *Gateway) publishStart(ctx context.Context, rec *bus.Run, contentType string, body, record []byte, rev uint64) (bool, error) {
 	runID := rec.ID
 	stored := false
-	if s := g.plan.Stream.StartSubject; s != "" {
+	if g.plan.Stream.StartSubject != "" {
 		id := bus.MsgID(runID, "start")
 		h := g.start.Header(ctx, runID, contentType)
 		h["Ce-Id"] = []string{id}
 		bus.SetDeadline(h, rec.Deadline)
-		if created != nil {
-			bus.SetRecord(h, created, rev)
+		if record != nil {
+			bus.SetRecord(h, record, rev)
 		}
-		isNew, err := g.conn.PublishNew(ctx, bus.NewMsg(s, h, body), id)
+		m := bus.NewMsg(bus.StartOf(g.plan.Stream, runID), h, body)
+		if g.journaled {
+			if err := g.conn.PublishStart(ctx, m, id); err != nil {
+				return false, err
+			}
+			return true, nil
+		}
+		isNew, err := g.conn.PublishNew(ctx, m, id)
 		if err != nil {
 			return stored, err
 		}
@@ -551,7 +636,7 @@ func (g *Gateway) serveRun(w http.ResponseWriter, r *http.Request) {
 		outcome, stop, _ = g.waiters.add(id, false)
 		defer stop()
 	}
-	out, _, err := g.runs.Get(r.Context(), id)
+	out, err := g.lookup(r.Context(), id)
 	if err == nil && !out.Done() && wait > 0 {
 		w.Header().Set("Preference-Applied", "wait="+strconv.Itoa(int(wait/time.Second)))
 		out = g.awaitRun(r.Context(), out, outcome, wait)
@@ -564,6 +649,16 @@ func (g *Gateway) serveRun(w http.ResponseWriter, r *http.Request) {
 	default:
 		g.writeRun(r.Context(), w, out)
 	}
+}
+
+// lookup reads a run: its record, or for a journaled run that has not
+// ended and has none, its start.
+func (g *Gateway) lookup(ctx context.Context, id string) (*bus.Run, error) {
+	r, _, err := g.runs.Get(ctx, id)
+	if errors.Is(err, bus.ErrNoRun) && g.journaled {
+		return g.conn.Started(ctx, g.plan, id)
+	}
+	return r, err
 }
 
 // maxPreferWait bounds how long GET /runs/{id} holds a caller that sends

@@ -135,24 +135,40 @@ steps:
 // A run whose record was created but whose start was never published (its
 // gateway was killed in between, or the broker went away) is started by the
 // caller's retry with the same Patchbay-Run-Id: the retry used to get 409,
-// and the run never started.
+// and the run never started. A choreographed run's record comes first, so
+// that its entry event never precedes it (an orchestrated run has none
+// before it ends: TestATakenRunIDIsRefusedWithoutARecord).
 func TestARetryStartsARunWhoseStartWasNeverPublished(t *testing.T) {
 	g := NewWithT(t)
-	_, gw, commands, answer := heldRun(t, g)
+	e := givenWorkflow(t, "retried", `
+style: choreography
+entry: {sync: true, timeout: 1m, event: order.requested, completesOn: [order.confirmed]}
+steps:
+- {name: confirm, image: demo, subscribes: [order.requested], emits: [order.confirmed]}
+`)
+	var completes string
+	for _, ev := range e.Plan.Events {
+		if ev.Completes {
+			completes = ev.Subject
+		}
+	}
+	entries := e.Subscribe(t, e.Plan.Entry.EventSubject)
+	gw := e.gateway(t, g)
+	t.Cleanup(gw.Stop)
 	started := time.Now().UTC()
 	// What the killed gateway left: a pending record naming its inbox.
 	g.Expect(gw.runs.Create(context.Background(), &bus.Run{ID: "order-8", Status: bus.RunPending, Started: started, ReplyTo: "_INBOX.gone"})).To(Succeed())
 
 	retry := post(gw, `{"n":8}`, contract.HeaderRunID, "order-8")
-	var cmd *nats.Msg
-	g.Eventually(commands).WithTimeout(20*time.Second).Should(Receive(&cmd), "the retry published the run's start")
-	g.Expect(cmd.Header.Get(contract.HeaderRunID)).To(Equal("order-8"))
-	g.Expect(string(cmd.Data)).To(MatchJSON(`{"n":8}`))
+	var entry *nats.Msg
+	g.Eventually(entries).WithTimeout(20*time.Second).Should(Receive(&entry), "the retry published the run's entry event")
+	g.Expect(entry.Header.Get(contract.HeaderRunID)).To(Equal("order-8"))
+	g.Expect(string(entry.Data)).To(MatchJSON(`{"n":8}`))
 	// Meanwhile the run is started: another POST with its id is refused.
 	again := do(gw, http.MethodPost, "/", `{"n":8}`, contract.HeaderRunID, "order-8")
 	g.Expect(again.Code).To(Equal(http.StatusConflict), again.Body.String())
 
-	answer("order-8", `{"n":8,"done":true}`)
+	e.Publish(t, completes, "order-8", nil, `{"n":8,"done":true}`)
 	expectOutcome(g, retry, `{"n":8,"done":true}`, "the retry is held for the outcome like a first POST")
-	g.Expect(commands).NotTo(Receive(), "the step was commanded once")
+	g.Expect(entries).NotTo(Receive(), "the entry event was published once")
 }

@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"io"
 	"net/http"
 	"testing"
@@ -9,6 +10,7 @@ import (
 	"github.com/nats-io/nats.go"
 	. "github.com/onsi/gomega"
 
+	"github.com/patchbay-dev/patchbay/internal/runtime/bus"
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 )
 
@@ -40,10 +42,10 @@ steps:
 	var m *nats.Msg
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
 	runID := m.Header.Get(contract.HeaderRunID)
-	e.Result(t, "a", runID, contract.ResultOK, `{"order":1,"a":true}`)
+	e.Answer(t, "a", m, contract.ResultOK, `{"order":1,"a":true}`)
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
 	g.Expect(m.Subject).To(Equal(e.Command("b")))
-	e.Result(t, "b", runID, contract.ResultOK, `{"order":1,"a":true,"b":true}`)
+	e.Answer(t, "b", m, contract.ResultOK, `{"order":1,"a":true,"b":true}`)
 
 	var resp *http.Response
 	g.Eventually(answered).WithTimeout(20 * time.Second).Should(Receive(&resp))
@@ -63,12 +65,12 @@ steps:
 	g.Expect(reads).To(Receive(), "GET /runs/{id} reads the result from the stream")
 }
 
-// The record a gateway creates already says that the steps without
-// dependencies are commanded, and the start carries it with its revision:
-// the orchestrator neither reads nor writes it on the start, and records
-// the result with a compare-and-set on that revision. A run of one step
-// costs the record two writes (create, outcome) and no read.
-func TestAGatewayStartedRunCostsItsRecordTwoWritesAndNoRead(t *testing.T) {
+// An orchestrated run's record is written once, with its outcome: the
+// start carries the record the gateway made, each command carries it on
+// with what the run has done, each result carries it back, and neither the
+// gateway nor the orchestrator reads or writes the runs bucket before the
+// run ends. A run of two steps costs the record one write and no read.
+func TestAnOrchestratedRunCostsItsRecordOneWriteAndNoRead(t *testing.T) {
 	g := NewWithT(t)
 	e := givenWorkflow(t, "lean", `
 style: async-orchestrated
@@ -76,10 +78,12 @@ runTimeout: 1h
 entry: {timeout: 20s}
 steps:
 - {name: a, image: demo}
+- {name: b, image: demo, dependsOn: [a]}
 `)
-	commands := e.Subscribe(t, e.Command("a"))
+	commands := e.Subscribe(t, e.Command("a"), e.Command("b"))
 	bucket := e.Plan.Stream.RunsBucket
 	reads := e.Reads(t, "KV_"+bucket)
+	streamReads := e.Reads(t, e.Plan.Stream.Name)
 	writes := e.Subscribe(t, "$KV."+bucket+".>")
 	orch := e.orchestrator(t, g)
 	t.Cleanup(orch.Stop)
@@ -90,18 +94,62 @@ steps:
 	go func() { answered <- do(gw, http.MethodPost, "/", `{"order":1}`).Code }()
 	var m *nats.Msg
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
-	runID := m.Header.Get(contract.HeaderRunID)
+	g.Expect(m.Subject).To(Equal(e.Command("a")))
+	e.Answer(t, "a", m, contract.ResultOK, `{"order":1,"a":true}`)
+	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
+	g.Expect(m.Subject).To(Equal(e.Command("b")))
 	e.Sync(t)
-	g.Expect(writes).To(Receive(), "the gateway creates the record")
-	g.Expect(writes).NotTo(Receive(), "the orchestrator wrote the record on the start")
-	g.Expect(reads).NotTo(Receive(), "the orchestrator read the record the start carries")
+	g.Expect(writes).NotTo(Receive(), "the record was written before the run ended")
 
-	e.Result(t, "a", runID, contract.ResultOK, `{"order":1,"a":true}`)
+	e.Answer(t, "b", m, contract.ResultOK, `{"order":1,"a":true,"b":true}`)
 	g.Eventually(answered).WithTimeout(20 * time.Second).Should(Receive(Equal(http.StatusOK)))
 	e.Sync(t)
-	g.Expect(writes).To(Receive(), "the orchestrator writes the outcome")
+	var w *nats.Msg
+	g.Expect(writes).To(Receive(&w), "the orchestrator writes the outcome")
+	g.Expect(string(w.Data)).To(ContainSubstring(`"status":"succeeded"`))
 	g.Expect(writes).NotTo(Receive())
-	g.Expect(reads).NotTo(Receive(), "the orchestrator read the record again for the result")
+	g.Expect(reads).NotTo(Receive(), "a record was read")
+	g.Expect(streamReads).NotTo(Receive(), "a message was read back from the stream")
+}
+
+// A taken run id is refused by the stream, with no record to look it up
+// in: the start is published on the run's own subject only when that holds
+// none yet. GET /runs/{id} answers a pending run from its start.
+func TestATakenRunIDIsRefusedWithoutARecord(t *testing.T) {
+	g := NewWithT(t)
+	e := givenWorkflow(t, "taken", `
+style: async-orchestrated
+entry: {sync: false}
+steps:
+- {name: a, image: demo}
+`)
+	commands := e.Subscribe(t, e.Command("a"))
+	orch := e.orchestrator(t, g)
+	t.Cleanup(orch.Stop)
+	gw := e.gateway(t, g)
+	t.Cleanup(gw.Stop)
+
+	w := do(gw, http.MethodPost, "/", `{"n":1}`, contract.HeaderRunID, "order-9")
+	g.Expect(w.Code).To(Equal(http.StatusAccepted), w.Body.String())
+	var m *nats.Msg
+	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
+	_, _, err := gw.runs.Get(context.Background(), "order-9")
+	g.Expect(err).To(MatchError(bus.ErrNoRun), "a pending run has no record")
+	g.Expect(do(gw, http.MethodGet, "/runs/order-9", "").Code).To(Equal(http.StatusAccepted))
+	g.Expect(do(gw, http.MethodGet, "/runs/order-10", "").Code).To(Equal(http.StatusNotFound))
+
+	again := do(gw, http.MethodPost, "/", `{"n":2}`, contract.HeaderRunID, "order-9")
+	g.Expect(again.Code).To(Equal(http.StatusConflict), again.Body.String())
+	g.Consistently(commands).WithTimeout(300 * time.Millisecond).ShouldNot(Receive(), "the taken id started nothing")
+
+	e.Answer(t, "a", m, contract.ResultOK, `{"n":1,"a":true}`)
+	g.Eventually(func(g Gomega) {
+		w := do(gw, http.MethodGet, "/runs/order-9", "")
+		g.Expect(w.Code).To(Equal(http.StatusOK))
+		g.Expect(w.Body.String()).To(MatchJSON(`{"n":1,"a":true}`))
+	}).WithTimeout(20 * time.Second).Should(Succeed())
+	again = do(gw, http.MethodPost, "/", `{"n":3}`, contract.HeaderRunID, "order-9")
+	g.Expect(again.Code).To(Equal(http.StatusConflict), "also once it has ended")
 }
 
 // The gateway holding a caller is told when the run ends; at the run's
@@ -128,7 +176,7 @@ steps:
 	go func() { answered <- do(gw, http.MethodPost, "/", `{"order":1}`).Code }()
 	var m *nats.Msg
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
-	e.Result(t, "a", m.Header.Get(contract.HeaderRunID), contract.ResultOK, `{"order":1,"a":true}`)
+	e.Answer(t, "a", m, contract.ResultOK, `{"order":1,"a":true}`)
 	g.Eventually(answered).WithTimeout(20 * time.Second).Should(Receive(Equal(http.StatusOK)))
 
 	// The check acks the start at the deadline (after handing it back once).

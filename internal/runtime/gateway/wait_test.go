@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/nats-io/nats.go"
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
@@ -47,13 +48,19 @@ steps:
 	for _, gw := range []http.Handler{starter, other} {
 		go func() { answers <- do(gw, http.MethodGet, "/runs/"+runID, "", "Prefer", "wait=30") }()
 	}
-	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive())
-	// Both have read the record, pending, and wait.
+	var cmd *nats.Msg
+	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&cmd))
+	// Both have looked for the record, then found the run's start, pending,
+	// and wait.
 	for range 2 {
 		g.Eventually(recordReads).WithTimeout(20 * time.Second).Should(Receive())
 	}
 	g.Consistently(answers).WithTimeout(300*time.Millisecond).ShouldNot(Receive(), "held while the run is pending")
-	e.Result(t, "a", runID, contract.ResultOK, `{"order":1,"a":true}`)
+	e.Sync(t)
+	for len(streamReads) > 0 {
+		<-streamReads
+	}
+	e.Answer(t, "a", cmd, contract.ResultOK, `{"order":1,"a":true}`)
 	for range 2 {
 		var got *httptest.ResponseRecorder
 		g.Eventually(answers).WithTimeout(20 * time.Second).Should(Receive(&got))

@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"sync/atomic"
 	"time"
 
@@ -39,12 +38,15 @@ type AsyncConfig struct {
 }
 
 // Async runs the orchestrated core of async-orchestrated and hybrid over the
-// bus. It keeps no state: a run lives in the runs bucket, so any replica
-// continues any run. It consumes run starts (Stream.StartSubject) and step
-// results (ResultPrefix.>) from one shared durable, records each result with
-// compare-and-set on the run's revision, publishes the commands of the steps
-// whose dependencies are complete, and when every sink has finished writes the
-// outcome and sends it to the gateway replica holding the caller.
+// bus. It keeps no state: a run's messages carry its record
+// (bus.HeaderRecord), so any replica continues any run. It consumes run
+// starts (Stream.StartSubject) and step results (ResultPrefix.>) from one
+// shared durable, publishes the commands of the steps whose dependencies are
+// complete, each carrying the record with what the run has done so far, and
+// when every sink has finished writes the outcome to the runs bucket with
+// compare-and-set and sends it to the gateway replica holding the caller. A
+// result is written to the bucket before that only when a later step needs
+// it (a step that joins several, or one of several sinks).
 type Async struct {
 	plan       *plan.Plan
 	tel        *telemetry.Telemetry
@@ -53,8 +55,12 @@ type Async struct {
 	run        *telemetry.Run
 	roots      []string
 	dependents map[string][]string
-	contracts  map[string]*contract.Contract
-	consume    jetstream.ConsumeContext
+	// keep are the steps whose result a later message needs from the runs
+	// bucket: those with a dependent that joins several, and the sinks of a
+	// workflow with several.
+	keep      map[string]bool
+	contracts map[string]*contract.Contract
+	consume   jetstream.ConsumeContext
 	// workers handle the messages in hand, asyncWorkers at most at once.
 	workers  errgroup.Group
 	stopping atomic.Bool
@@ -69,7 +75,7 @@ func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 	}
 	a := &Async{
 		plan: p, tel: cfg.Telemetry, conn: cfg.Conn, run: cfg.Telemetry.Metrics.Run(p.Workflow),
-		dependents: map[string][]string{}, contracts: map[string]*contract.Contract{},
+		dependents: map[string][]string{}, contracts: map[string]*contract.Contract{}, keep: map[string]bool{},
 	}
 	a.workers.SetLimit(asyncWorkers)
 	source := contract.SourceOf(p.Namespace, p.Workflow, plan.OrchestratorRole)
@@ -81,6 +87,9 @@ func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 			}
 			for _, d := range st.DependsOn {
 				a.dependents[d] = append(a.dependents[d], name)
+				if len(st.DependsOn) > 1 {
+					a.keep[d] = true
+				}
 			}
 			c, err := contract.NewContract(source, name, cfg.Telemetry.Tracing.Inject)
 			if err != nil {
@@ -93,6 +102,11 @@ func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 	if len(p.Sinks) == 0 {
 		return nil, fmt.Errorf("plan of workflow %s has no sinks", p.Workflow)
 	}
+	if len(p.Sinks) > 1 {
+		for _, s := range p.Sinks {
+			a.keep[s] = true
+		}
+	}
 	if err := bus.WaitStream(ctx, cfg.Conn.JS, p); err != nil {
 		return nil, err
 	}
@@ -104,7 +118,7 @@ func StartAsync(ctx context.Context, cfg AsyncConfig) (*Async, error) {
 	cons, err := bus.EnsureConsumer(ctx, cfg.Conn.JS, p, jetstream.ConsumerConfig{
 		Durable:        p.Stream.OrchestratorDurable,
 		Description:    "patchbay orchestrators: run starts and step results",
-		FilterSubjects: []string{p.Stream.StartSubject, p.Stream.ResultPrefix + ".>"},
+		FilterSubjects: []string{p.Stream.StartSubject, bus.StartOf(p.Stream, "*"), p.Stream.ResultPrefix + ".>"},
 		MaxAckPending:  asyncMaxAckPending,
 		AckWait:        asyncAckWait,
 		MaxDeliver:     bus.RoleConsumerMaxDeliver,
@@ -182,7 +196,7 @@ func (a *Async) giveUp(m jetstream.Msg, attempts int, reason string, failRun boo
 	a.tel.Log.Warn("Dead-lettered a message the orchestrator could not handle", "subject", m.Subject(), "run", runID, "attempts", attempts, "err", reason)
 	if failRun && runID != "" && bus.CheckRunID("run id", runID) == nil {
 		herr := &contract.Error{Code: http.StatusBadGateway, RunID: runID, Attempts: attempts, Message: reason}
-		if err := a.fail(ctx, runID, herr); err != nil {
+		if err := a.fail(ctx, runID, bus.HTTPHeader(m), false, herr); err != nil {
 			a.tel.Log.Warn("Failing the run of a dead-lettered message failed", "run", runID, "err", err)
 		}
 	}
@@ -204,33 +218,128 @@ func (a *Async) handle(m jetstream.Msg) error {
 	ctx, cancel := context.WithTimeout(context.Background(), asyncAckWait)
 	defer cancel()
 	ctx = a.tel.Tracing.Extract(ctx, h)
-	if m.Subject() == a.plan.Stream.StartSubject {
-		first := false
-		if md, err := m.Metadata(); err == nil {
-			first = md.NumDelivered == 1
-		}
+	first := false
+	if md, err := m.Metadata(); err == nil {
+		first = md.NumDelivered == 1
+	}
+	if bus.IsStart(a.plan.Stream, m.Subject()) {
 		return a.start(ctx, runID, h, m.Data(), first)
 	}
-	step, ok := strings.CutPrefix(m.Subject(), a.plan.Stream.ResultPrefix+".")
+	step, ok := bus.ResultStep(a.plan.Stream, m.Subject())
 	if !ok || a.contracts[step] == nil {
 		// Kept, but the run is not failed: during a switch that also
 		// changed the steps, the other style's orchestrator knows the step.
 		return fmt.Errorf("%w: %s is the result of no step of workflow %s as this orchestrator runs it", errForeign, m.Subject(), a.plan.Workflow)
 	}
 	if h.Get(contract.HeaderStatus) == contract.ResultFailed {
-		return a.failed(ctx, runID, h, m.Data())
+		return a.failed(ctx, runID, h, first, m.Data())
 	}
-	return a.succeeded(ctx, runID, step, h, m)
+	return a.succeeded(ctx, runID, step, h, first, m)
+}
+
+// advance applies change to the run of a message with headers h, and
+// returns the run and the revision its record is stored at (0: it is not).
+// On the message's first delivery before the run's deadline it starts from
+// the record the message carries (bus.HeaderRecord) and reads nothing. A
+// redelivered message, a replay's, one past the deadline or one carrying no
+// record starts from the stored record, with what the carried one adds
+// (bus.Run.Merge), so that a run that has finished meanwhile is not
+// continued. The run is written when change finished it, or when keep says
+// a later message needs the change from the bucket; with compare-and-set,
+// applying change again to a fresh read when another process wrote it
+// meanwhile. change reports whether it changed anything; it is only told
+// that it did not from a fresh read.
+func (a *Async) advance(ctx context.Context, runID string, h http.Header, first, keep bool, change func(*bus.Run) bool) (*bus.Run, uint64, error) {
+	r, rev, ok := a.carried(runID, h, first)
+	if !ok {
+		var err error
+		if r, rev, err = a.load(ctx, runID, h); err != nil {
+			return nil, 0, err
+		}
+	}
+	return a.store(ctx, runID, h, r, rev, keep, change)
+}
+
+// store is advance from the run r, stored at revision rev.
+func (a *Async) store(ctx context.Context, runID string, h http.Header, r *bus.Run, rev uint64, keep bool, change func(*bus.Run) bool) (*bus.Run, uint64, error) {
+	for {
+		if !change(r) || !keep && !r.Done() {
+			return r, rev, nil
+		}
+		next, err := a.runs.Store(ctx, r, rev)
+		if errors.Is(err, bus.ErrStale) {
+			if r, rev, err = a.load(ctx, runID, h); err != nil {
+				return nil, 0, err
+			}
+			continue
+		}
+		if err != nil {
+			return nil, 0, err
+		}
+		return r, next, nil
+	}
+}
+
+// carried is the record a message carries, when the orchestrator may go on
+// from it without reading the stored one: on its first delivery, not a
+// replay's, before the run's deadline.
+func (a *Async) carried(runID string, h http.Header, first bool) (*bus.Run, uint64, bool) {
+	if !first || h.Get(bus.HeaderReplay) != "" {
+		return nil, 0, false
+	}
+	r, rev, ok := bus.Carried(h, runID)
+	if !ok || r.Done() {
+		return nil, 0, false
+	}
+	if d := r.DeadlineOf(a.plan.RunTimeout.Duration); !d.IsZero() && !time.Now().Before(d) {
+		return nil, 0, false
+	}
+	return r, rev, true
+}
+
+// load reads the stored record of the run of a message with headers h, with
+// what the record the message carries adds. A run with no stored record is
+// the carried one (its record is written when it ends), or a new one for a
+// message that carries none (a start published by something other than a
+// gateway).
+func (a *Async) load(ctx context.Context, runID string, h http.Header) (*bus.Run, uint64, error) {
+	carried, crev, ok := bus.Carried(h, runID)
+	r, rev, err := a.runs.Get(ctx, runID)
+	switch {
+	case err == nil:
+		r.Merge(carried)
+		return r, rev, nil
+	case !errors.Is(err, bus.ErrNoRun):
+		return nil, 0, err
+	case ok && crev > 0:
+		// The message says it was stored: this replica of the bucket has
+		// not caught up yet.
+		return nil, 0, errRecordNotVisible(runID, err)
+	case ok:
+		return carried, 0, nil
+	}
+	// A message with no record (a result of a sidecar of an earlier
+	// version): the run's start may have it.
+	if r, err := a.conn.Started(ctx, a.plan, runID); err == nil {
+		return r, 0, nil
+	} else if !errors.Is(err, bus.ErrNoRun) {
+		return nil, 0, err
+	}
+	// A start published by something other than a gateway.
+	r = &bus.Run{ID: runID, Status: bus.RunPending, Started: time.Now().UTC()}
+	if d := bus.Deadline(h); !d.IsZero() {
+		r.Deadline = &d
+	}
+	return r, 0, nil
 }
 
 // start dispatches the steps without dependencies with the entry payload.
-// On its first delivery a start carries the record its gateway created
-// (bus.HeaderRecord), which says so already: the orchestrator continues from
-// it without reading the record. A redelivered start, one without the
-// record, or one past its run's deadline reads the record, and does not
-// command a run that has finished meanwhile.
+// The record a gateway's start carries says they are dispatched already, so
+// on its first delivery the start costs no access to the runs bucket; a
+// redelivered one reads the record, and does not command a run that has
+// finished meanwhile.
 func (a *Async) start(ctx context.Context, runID string, h http.Header, payload []byte, first bool) error {
-	dispatchRoots := func(r *bus.Run) bool {
+	r, rev, err := a.advance(ctx, runID, h, first, false, func(r *bus.Run) bool {
 		changed := false
 		for _, n := range a.roots {
 			if s := r.Step(n); !s.Dispatched && !r.Done() {
@@ -238,62 +347,37 @@ func (a *Async) start(ctx context.Context, runID string, h http.Header, payload 
 			}
 		}
 		return changed
-	}
-	if first {
-		if value, rev, ok := bus.Record(h); ok {
-			if r, err := a.runs.Seed(runID, value, rev); err == nil && !r.Done() && !dispatchRoots(r) {
-				if d := r.DeadlineOf(a.plan.RunTimeout.Duration); d.IsZero() || time.Now().Before(d) {
-					return a.commandRoots(ctx, r, h, payload)
-				}
-			}
-		}
-	}
-	r, err := a.runs.Update(ctx, runID, dispatchRoots)
-	if errors.Is(err, bus.ErrNoRun) {
-		// Started by something other than a gateway: keep its record anyway.
-		rec := &bus.Run{ID: runID, Status: bus.RunPending, Started: time.Now()}
-		if d := bus.Deadline(h); !d.IsZero() {
-			rec.Deadline = &d
-		}
-		if err := a.runs.Create(ctx, rec); err != nil && !errors.Is(err, bus.ErrRunExists) {
-			return err
-		}
-		// Once: a record that exists but cannot be read yet is retried by
-		// redelivery, not here.
-		if r, err = a.runs.Update(ctx, runID, dispatchRoots); errors.Is(err, bus.ErrNoRun) {
-			return errRecordNotVisible(runID, err)
-		}
-	}
+	})
 	if err != nil || r.Done() {
 		return err
 	}
-	return a.commandRoots(ctx, r, h, payload)
+	return a.commandRoots(ctx, r, rev, h, payload)
 }
 
 // commandRoots publishes the commands of the steps without dependencies.
-func (a *Async) commandRoots(ctx context.Context, r *bus.Run, h http.Header, payload []byte) error {
+func (a *Async) commandRoots(ctx context.Context, r *bus.Run, rev uint64, h http.Header, payload []byte) error {
 	ctx, span := a.tel.Tracing.Start(ctx, "run "+a.plan.Workflow, trace.SpanKindConsumer)
 	defer span.End()
 	for _, n := range a.roots {
-		if err := a.command(ctx, r, n, h.Get("Content-Type"), payload); err != nil {
+		if err := a.command(ctx, r, rev, n, h.Get("Content-Type"), payload); err != nil {
 			return err
 		}
 	}
 	return nil
 }
 
-// succeeded records a step's output (where its result message is, not a
-// copy), dispatches what became ready and finishes the run when every sink
-// is done. A redelivered result changes nothing but publishes the ready
-// commands (and a merged result) again, deduplicated by the broker, so a
-// crash between the record and the publish loses nothing.
-func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header, m jetstream.Msg) error {
+// succeeded takes a step's output (where its result message is, not a
+// copy) into the run, dispatches what became ready and finishes the run
+// when every sink is done. A redelivered result changes nothing but
+// publishes the ready commands (and a merged result) again, deduplicated by
+// the broker, so a crash between the record and the publish loses nothing.
+func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header, first bool, m jetstream.Msg) error {
 	ref, err := bus.RefOf(m)
 	if err != nil {
 		return err
 	}
 	var finished bool
-	r, err := a.runs.Update(ctx, runID, func(r *bus.Run) bool {
+	r, rev, err := a.advance(ctx, runID, h, first, a.keep[step], func(r *bus.Run) bool {
 		finished = false
 		s := r.Step(step)
 		if r.Done() || s.Done {
@@ -320,7 +404,7 @@ func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header
 	}
 	have := output{step: step, data: m.Data()}
 	if a.sinksDone(r) {
-		return a.finishMerged(ctx, r, have)
+		return a.finishMerged(ctx, r, rev, h, have)
 	}
 	for _, d := range a.dependents[step] {
 		if !a.depsDone(r, d) || r.Step(d).Done {
@@ -331,9 +415,9 @@ func (a *Async) succeeded(ctx context.Context, runID, step string, h http.Header
 			return err
 		}
 		if herr != nil {
-			return a.fail(ctx, runID, herr)
+			return a.fail(ctx, runID, h, false, herr)
 		}
-		if err := a.command(ctx, r, d, ct, in); err != nil {
+		if err := a.command(ctx, r, rev, d, ct, in); err != nil {
 			return err
 		}
 	}
@@ -362,13 +446,13 @@ func (a *Async) payload(ctx context.Context, r *bus.Run, name string, have outpu
 // finishMerged finishes a run with several sinks: their outputs merged into
 // {sink: output}, published on the output subject for the record to refer
 // to; a result over the size budget fails the run with 413.
-func (a *Async) finishMerged(ctx context.Context, r *bus.Run, have output) error {
+func (a *Async) finishMerged(ctx context.Context, r *bus.Run, rev uint64, in http.Header, have output) error {
 	ct, out, herr, err := a.merge(ctx, r, a.plan.Sinks, "the run's result", have)
 	if err != nil {
 		return err
 	}
 	if herr != nil {
-		return a.fail(ctx, r.ID, herr)
+		return a.fail(ctx, r.ID, in, false, herr)
 	}
 	h := http.Header{"Content-Type": {ct}, contract.HeaderRunID: {r.ID}}
 	bus.SetReplay(h, r)
@@ -378,7 +462,7 @@ func (a *Async) finishMerged(ctx context.Context, r *bus.Run, have output) error
 	}
 	ref := &bus.Ref{Seq: ack.Sequence, Size: len(out)}
 	var finished bool
-	r, err = a.runs.Update(ctx, r.ID, func(r *bus.Run) bool {
+	r, _, err = a.store(ctx, r.ID, in, r, rev, true, func(r *bus.Run) bool {
 		finished = false
 		if r.Done() {
 			return false
@@ -395,7 +479,7 @@ func (a *Async) finishMerged(ctx context.Context, r *bus.Run, have output) error
 
 // failed fails the run with the error a step's sidecar dead-lettered: the
 // result's body is the run's contract.Error.
-func (a *Async) failed(ctx context.Context, runID string, h http.Header, body []byte) error {
+func (a *Async) failed(ctx context.Context, runID string, h http.Header, first bool, body []byte) error {
 	var e contract.Error
 	if err := json.Unmarshal(body, &e); err != nil {
 		e = contract.Error{Step: h.Get(contract.HeaderStep), Message: "step failed: " + string(body)}
@@ -403,12 +487,14 @@ func (a *Async) failed(ctx context.Context, runID string, h http.Header, body []
 	if e.Code == 0 {
 		e.Code = http.StatusBadGateway
 	}
-	return a.fail(ctx, runID, &e)
+	return a.fail(ctx, runID, h, first, &e)
 }
 
-func (a *Async) fail(ctx context.Context, runID string, e *contract.Error) error {
+// fail fails the run of a message with headers h (on its first delivery
+// when first) with e.
+func (a *Async) fail(ctx context.Context, runID string, h http.Header, first bool, e *contract.Error) error {
 	var finished bool
-	r, err := a.runs.Update(ctx, runID, func(r *bus.Run) bool {
+	r, _, err := a.advance(ctx, runID, h, first, true, func(r *bus.Run) bool {
 		finished = false
 		if r.Done() {
 			return false
@@ -502,14 +588,21 @@ func (a *Async) merge(ctx context.Context, r *bus.Run, names []string, into stri
 }
 
 // command publishes a step's command, once per run, step and replay, with
-// the run's deadline, past which the step does not wait for a retry.
-func (a *Async) command(ctx context.Context, r *bus.Run, step, contentType string, body []byte) error {
+// the run's deadline, past which the step does not wait for a retry, and
+// the run's record as it stands (stored at revision rev, 0 for none), which
+// the step's result carries back.
+func (a *Async) command(ctx context.Context, r *bus.Run, rev uint64, step, contentType string, body []byte) error {
 	st := a.plan.Step(step)
 	h := a.contracts[step].Header(ctx, r.ID, contentType)
 	if d := r.DeadlineOf(a.plan.RunTimeout.Duration); !d.IsZero() {
 		bus.SetDeadline(h, &d)
 	}
 	bus.SetReplay(h, r)
+	record, err := json.Marshal(r)
+	if err != nil {
+		return err
+	}
+	bus.SetRecord(h, record, rev)
 	id := bus.MsgID(r.ID, "cmd", step+bus.ReplaySuffix(h))
 	return a.conn.Publish(ctx, bus.NewMsg(st.Consumers[0].FilterSubject, h, body), id)
 }

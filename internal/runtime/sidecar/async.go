@@ -254,6 +254,17 @@ func (a *Async) header(ctx context.Context, c *contract.Contract, in http.Header
 	return h
 }
 
+// resultHeader is the header of a step's result: header's, and the run's
+// record that its command carried (bus.HeaderRecord), which the
+// orchestrator goes on from.
+func (a *Async) resultHeader(ctx context.Context, in http.Header, runID, id, contentType string) http.Header {
+	h := a.header(ctx, a.result, in, runID, id, contentType)
+	if v := in.Get(bus.HeaderRecord); v != "" {
+		h[bus.HeaderRecord] = []string{v}
+	}
+	return h
+}
+
 // chooseEmit is the event a step's answer emits (docs/step-contract.md,
 // Events): the declared type its Ce-Type header names, else its one
 // declared type; none for 204 No Content. An undeclared type, or no choice
@@ -308,9 +319,9 @@ func (a *Async) publishOutput(ctx context.Context, c *asyncConsumer, runID strin
 	body := out.Body.Bytes()
 	if step.Output.ResultSubject != "" {
 		id := bus.MsgID(runID, step.Name, c.trigger+bus.ReplaySuffix(in), "res")
-		h := a.header(ctx, a.result, in, runID, id, out.ContentType)
+		h := a.resultHeader(ctx, in, runID, id, out.ContentType)
 		h[contract.HeaderStatus] = []string{contract.ResultOK}
-		if err := a.conn.Publish(ctx, bus.NewMsg(step.Output.ResultSubject, h, body), id); err != nil {
+		if err := a.conn.Publish(ctx, bus.NewMsg(bus.ResultOf(step.Output.ResultSubject, runID), h, body), id); err != nil {
 			return err
 		}
 	}
@@ -336,9 +347,9 @@ func (a *Async) deadLetter(ctx context.Context, c *asyncConsumer, m jetstream.Ms
 	if err == nil && step.Output.ResultSubject != "" {
 		b, _ := json.Marshal(herr)
 		id := bus.MsgID(runID, step.Name, c.trigger+bus.ReplaySuffix(in), "res")
-		h := a.header(ctx, a.result, in, runID, id, "application/json")
+		h := a.resultHeader(ctx, in, runID, id, "application/json")
 		h[contract.HeaderStatus] = []string{contract.ResultFailed}
-		err = a.conn.Publish(ctx, bus.NewMsg(step.Output.ResultSubject, h, b), id)
+		err = a.conn.Publish(ctx, bus.NewMsg(bus.ResultOf(step.Output.ResultSubject, runID), h, b), id)
 	}
 	if err != nil {
 		s.tel.Log.Warn("Dead-lettering failed; the message will be redelivered", "step", step.Name, "run", runID, "err", err)
