@@ -140,7 +140,7 @@ steps:
 
 	again := do(gw, http.MethodPost, "/", `{"n":2}`, contract.HeaderRunID, "order-9")
 	g.Expect(again.Code).To(Equal(http.StatusConflict), again.Body.String())
-	g.Consistently(commands).WithTimeout(300 * time.Millisecond).ShouldNot(Receive(), "the taken id started nothing")
+	g.Consistently(commands).WithTimeout(300*time.Millisecond).ShouldNot(Receive(), "the taken id started nothing")
 
 	e.Answer(t, "a", m, contract.ResultOK, `{"n":1,"a":true}`)
 	g.Eventually(func(g Gomega) {
