@@ -209,5 +209,13 @@ func subjectKind(s string) string {
 		return "API " + strings.Join(t[2:min(4, len(t))], ".")
 	}
 	t := strings.Split(s, ".")
-	return "publish " + strings.Join(t[max(0, len(t)-2):], ".")
+	n := 2
+	if strings.HasPrefix(t[len(t)-1], "rtt-") {
+		// A subject of one run's own: <start> or <result of a step>.<run>.
+		t[len(t)-1], n = "<run>", 3
+		if len(t) >= 2 && t[len(t)-2] == "start" {
+			n = 2
+		}
+	}
+	return "publish " + strings.Join(t[max(0, len(t)-n):], ".")
 }
