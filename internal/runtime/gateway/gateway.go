@@ -97,6 +97,11 @@ type Gateway struct {
 	// finished are runs whose notification said they ended before their
 	// deadline, so that their deadline check needs no read of the record.
 	finished recent
+	// open are runs this replica started and has not been told the end of:
+	// a GET /runs/{id} of one is answered pending, or waits for the
+	// notification, without a read. A notification that is lost only costs
+	// the wait (Prefer: wait), which then reads the record.
+	open recent
 }
 
 // recent is a bounded set of run ids: the last maxRecent to maxRecent*2
@@ -118,6 +123,13 @@ func (s *recent) add(id string) {
 		s.cur = make(map[string]struct{}, 64)
 	}
 	s.cur[id] = struct{}{}
+}
+
+func (s *recent) del(id string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.cur, id)
+	delete(s.prev, id)
 }
 
 func (s *recent) has(id string) bool {
@@ -250,6 +262,9 @@ func (g *Gateway) onOutcome(m *nats.Msg) {
 	}
 	if r.Done() && !r.Expired {
 		g.finished.add(r.ID)
+	}
+	if r.Done() {
+		g.open.del(r.ID)
 	}
 	g.waiters.notify(&r)
 }
@@ -401,6 +416,9 @@ func (g *Gateway) startJournaled(ctx context.Context, w http.ResponseWriter, r *
 		ch, stop, _ = g.waiters.add(runID, true)
 		defer stop()
 	}
+	// Before the start, so that the run's end, which is told after it,
+	// closes it.
+	g.open.add(runID)
 	if _, err := g.publishStart(ctx, rec, r.Header.Get("Content-Type"), body, record, 0); err != nil {
 		// An unconfirmed start may have been stored all the same (its ack
 		// was lost): the stream says.
@@ -410,6 +428,7 @@ func (g *Gateway) startJournaled(ctx context.Context, w http.ResponseWriter, r *
 			}
 		}
 		if err != nil {
+			g.open.del(runID)
 			if key != "" {
 				// Nothing of it runs: a retry with the key starts a run afresh.
 				if err := g.idem.Release(context.WithoutCancel(ctx), key, runID); err != nil {
@@ -636,7 +655,17 @@ func (g *Gateway) serveRun(w http.ResponseWriter, r *http.Request) {
 		outcome, stop, _ = g.waiters.add(id, false)
 		defer stop()
 	}
-	out, err := g.lookup(r.Context(), id)
+	var (
+		out *bus.Run
+		err error
+	)
+	if g.journaled && g.open.has(id) {
+		// Started here and not ended: pending, and this replica is told
+		// of the end (its inbox is the record's ReplyTo).
+		out = &bus.Run{ID: id, Status: bus.RunPending, ReplyTo: g.inbox}
+	} else {
+		out, err = g.lookup(r.Context(), id)
+	}
 	if err == nil && !out.Done() && wait > 0 {
 		w.Header().Set("Preference-Applied", "wait="+strconv.Itoa(int(wait/time.Second)))
 		out = g.awaitRun(r.Context(), out, outcome, wait)

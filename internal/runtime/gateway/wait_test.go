@@ -50,12 +50,12 @@ steps:
 	}
 	var cmd *nats.Msg
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&cmd))
-	// Both have looked for the record, then found the run's start, pending,
-	// and wait.
-	for range 2 {
-		g.Eventually(recordReads).WithTimeout(20 * time.Second).Should(Receive())
-	}
+	// The other replica has looked for the record, then found the run's
+	// start, pending; the starting replica knows the run is open. Both wait.
+	g.Eventually(recordReads).WithTimeout(20 * time.Second).Should(Receive())
 	g.Consistently(answers).WithTimeout(300*time.Millisecond).ShouldNot(Receive(), "held while the run is pending")
+	e.Sync(t)
+	g.Expect(recordReads).NotTo(Receive(), "the starting replica read the record")
 	e.Sync(t)
 	for len(streamReads) > 0 {
 		<-streamReads
