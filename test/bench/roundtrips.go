@@ -37,6 +37,11 @@ type roundTrips struct {
 	other int
 	// bySubject counts them by kind (subjectKind).
 	bySubject map[string]int
+	// timeline is where a run's time goes: the median time from one event
+	// of a run to the next, as the subscriber saw them (the caller's POST,
+	// each request before the notification, the notification, the caller's
+	// answer), over the runs whose events came in the most common order.
+	timeline string
 }
 
 func (r roundTrips) perRun() (path, all float64) {
@@ -67,6 +72,9 @@ func checkRoundTrips(rep *report, section, name string, p *plan.Plan, trips roun
 		rep.notef("%s: %s: %s", section, label, measured)
 	}
 	rep.notef("%s: %s by kind: %s; %d requests in that time named no run (counted)", section, label, trips.summary(), trips.other)
+	if trips.timeline != "" {
+		rep.notef("%s: %s where a run's time goes, as a subscriber to every subject sees it: %s", section, strings.TrimSpace(name), trips.timeline)
+	}
 }
 
 // countRoundTrips sends n runs to the gateway at entry, one at a time, with
@@ -81,9 +89,16 @@ func countRoundTrips(ctx context.Context, natsURL, entry string, payload []byte,
 		return rt, err
 	}
 	defer nc.Close()
-	msgs := make(chan *nats.Msg, 1<<16)
-	sub, err := nc.ChanSubscribe(">", msgs)
+	type stamped struct {
+		m  *nats.Msg
+		at time.Time
+	}
+	msgs := make(chan stamped, 1<<16)
+	sub, err := nc.Subscribe(">", func(m *nats.Msg) { msgs <- stamped{m, time.Now()} })
 	if err != nil {
+		return rt, err
+	}
+	if err := sub.SetPendingLimits(-1, -1); err != nil {
 		return rt, err
 	}
 	defer func() { _ = sub.Unsubscribe() }()
@@ -92,6 +107,7 @@ func countRoundTrips(ctx context.Context, natsURL, entry string, payload []byte,
 	}
 	prefix := "rtt-" + strings.ReplaceAll(uuid.NewString()[:8], "-", "") + "-"
 	notified := map[string]bool{}
+	events := map[string][]event{}
 	runOf := func(m *nats.Msg) string {
 		for _, s := range []string{m.Subject, m.Header.Get(contract.HeaderRunID)} {
 			if i := strings.Index(s, prefix); i >= 0 && len(s) >= i+len(prefix)+4 {
@@ -115,10 +131,12 @@ func countRoundTrips(ctx context.Context, natsURL, entry string, payload []byte,
 		var r bus.Run
 		return m.Reply == "" && m.Header.Get(contract.HeaderRunID) == id && json.Unmarshal(m.Data, &r) == nil && r.ID == id && r.Done()
 	}
-	count := func(m *nats.Msg) {
+	count := func(sm stamped) {
+		m := sm.m
 		id := runOf(m)
 		if id != "" && isNotification(m, id) {
 			notified[id] = true
+			events[id] = append(events[id], event{"notification", sm.at})
 			return
 		}
 		if !isRequest(m) {
@@ -131,6 +149,7 @@ func countRoundTrips(ctx context.Context, natsURL, entry string, payload []byte,
 			rt.other++
 		case !notified[id]:
 			rt.path++
+			events[id] = append(events[id], event{subjectKind(m.Subject), sm.at})
 		}
 	}
 	// Start once the broker is quiet: the earlier load's deadline checks
@@ -139,8 +158,8 @@ func countRoundTrips(ctx context.Context, natsURL, entry string, payload []byte,
 wait:
 	for {
 		select {
-		case m := <-msgs:
-			if isRequest(m) {
+		case sm := <-msgs:
+			if isRequest(sm.m) {
 				quiet.Reset(2 * time.Second)
 			}
 		case <-quiet.C:
@@ -168,18 +187,23 @@ wait:
 			return rt, err
 		}
 		req.Header.Set("Content-Type", "application/json")
-		req.Header.Set(contract.HeaderRunID, fmt.Sprintf("%s%04d", prefix, i))
+		id := fmt.Sprintf("%s%04d", prefix, i)
+		req.Header.Set(contract.HeaderRunID, id)
+		posted := time.Now()
 		resp, err := client.Do(req)
 		if err != nil {
 			return rt, err
 		}
 		_, _ = io.Copy(io.Discard, resp.Body)
 		_ = resp.Body.Close()
+		answered := time.Now()
 		if resp.StatusCode != http.StatusOK {
 			return rt, fmt.Errorf("run %d answered %s", i, resp.Status)
 		}
 		drain()
+		events[id] = append(append([]event{{"POST", posted}}, events[id]...), event{"answer", answered})
 	}
+	rt.timeline = timeline(events)
 	end := time.After(settle)
 	for {
 		select {
@@ -218,4 +242,50 @@ func subjectKind(s string) string {
 		}
 	}
 	return "publish " + strings.Join(t[max(0, len(t)-n):], ".")
+}
+
+// event is something that happened to a run, when the bench saw it.
+type event struct {
+	what string
+	at   time.Time
+}
+
+// timeline is the median time between consecutive events of the runs
+// whose events came in the most common order, as "POST → a 120 µs → b 80
+// µs ...".
+func timeline(runs map[string][]event) string {
+	orders := map[string][][]event{}
+	for _, evs := range runs {
+		slices.SortStableFunc(evs, func(a, b event) int { return a.at.Compare(b.at) })
+		var names []string
+		for _, e := range evs {
+			names = append(names, e.what)
+		}
+		k := strings.Join(names, "|")
+		orders[k] = append(orders[k], evs)
+	}
+	var common [][]event
+	for _, runs := range orders {
+		if len(runs) > len(common) {
+			common = runs
+		}
+	}
+	if len(common) == 0 {
+		return ""
+	}
+	parts := []string{common[0][0].what}
+	var total []time.Duration
+	for i := 1; i < len(common[0]); i++ {
+		var gaps []time.Duration
+		for _, evs := range common {
+			gaps = append(gaps, evs[i].at.Sub(evs[i-1].at))
+		}
+		slices.Sort(gaps)
+		parts = append(parts, fmt.Sprintf("%s %d µs", common[0][i].what, gaps[len(gaps)/2].Microseconds()))
+	}
+	for _, evs := range common {
+		total = append(total, evs[len(evs)-1].at.Sub(evs[0].at))
+	}
+	slices.Sort(total)
+	return fmt.Sprintf("%s (median of %d runs; POST to answer %d µs)", strings.Join(parts, " → "), len(common), total[len(total)/2].Microseconds())
 }
