@@ -121,7 +121,7 @@ func runNATS(ctx context.Context, cfg natsConfig, rep *report) error {
 
 	fmt.Printf("NATS: %d sequential core request-replies of %d bytes\n", cfg.requests, len(payload))
 	cpu0 := selfCPU() + cpuOf(srv)
-	rr, err := requestReply(url, payload, cfg.requests)
+	rr, err := requestReply(url, payload, cfg.requests, 0)
 	if err != nil {
 		return err
 	}
@@ -129,6 +129,17 @@ func runNATS(ctx context.Context, cfg natsConfig, rep *report) error {
 	fmt.Printf("  p50/p90/p99 %.0f/%.0f/%.0f µs\n", rr[0], rr[1], rr[2])
 	rep.add(row{Section: "nats", Target: "raw core request-reply p50/p90/p99 µs", Measured: fmt.Sprintf("%.0f/%.0f/%.0f", rr[0], rr[1], rr[2]),
 		Ratio: "reference machine: 65/-/231", CPU: cpuPer(rrCPU, int64(cfg.requests+min(cfg.requests/10, 1000)), "req")})
+
+	// The same, one request every 1/qps as the wrapper's open loop sends
+	// them: a process that idles between requests wakes up for each, and
+	// that costs every hop of a path.
+	paced := int(cfg.wrapper.qps * 5)
+	fmt.Printf("NATS: %d core request-replies, one every %s\n", paced, time.Duration(float64(time.Second)/cfg.wrapper.qps))
+	rrPaced, err := requestReply(url, payload, paced, time.Duration(float64(time.Second)/cfg.wrapper.qps))
+	if err != nil {
+		return err
+	}
+	rep.add(row{Section: "nats", Target: fmt.Sprintf("raw core request-reply at %.0f req/s p50/p90/p99 µs", cfg.wrapper.qps), Measured: fmt.Sprintf("%.0f/%.0f/%.0f", rrPaced[0], rrPaced[1], rrPaced[2]), Ratio: "-", CPU: "-"})
 
 	fmt.Printf("NATS: JetStream async publish, then a durable consumer with explicit acks, %d messages\n", cfg.messages)
 	cpu0 = selfCPU() + cpuOf(srv)
@@ -149,8 +160,9 @@ func runNATS(ctx context.Context, cfg natsConfig, rep *report) error {
 	return runWrapper(ctx, cfg, srv, url, dir, rr[0], rep)
 }
 
-// requestReply times n sequential requests to a responder that echoes them.
-func requestReply(url string, payload []byte, n int) ([3]float64, error) {
+// requestReply times n sequential requests to a responder that echoes them:
+// back to back, or one every period when every is not 0.
+func requestReply(url string, payload []byte, n int, every time.Duration) ([3]float64, error) {
 	var out [3]float64
 	responder, err := nats.Connect(url)
 	if err != nil {
@@ -174,7 +186,17 @@ func requestReply(url string, payload []byte, n int) ([3]float64, error) {
 		}
 	}
 	samples := make([]float64, 0, n)
+	var next time.Time
 	for range n {
+		if every > 0 {
+			// Paced: one request every period, as an open loop sends them.
+			next = next.Add(every)
+			if wait := time.Until(next); wait > 0 {
+				time.Sleep(wait)
+			} else {
+				next = time.Now()
+			}
+		}
 		start := time.Now()
 		if _, err := requester.Request("bench.echo", payload, time.Second); err != nil {
 			return out, err
