@@ -20,6 +20,7 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
@@ -306,6 +307,54 @@ var _ = Describe("The manager's role", Ordered, func() {
 			used, _ := auditOf(serviceAccountUser(chartNamespace, chartServiceAccount))
 			return used[permission{group: "events.k8s.io", resource: "events", verb: "patch"}]
 		}).ShouldNot(BeEmpty())
+	})
+
+	It("lets it undo a change someone else made to a disruption budget and a network policy", func() {
+		Expect(k8s.Create(ctx, newWorkflow(ns, "drift", v1alpha1.StyleSyncChain, step("a", 2)))).To(Succeed())
+		key := types.NamespacedName{Namespace: ns, Name: "drift-sc-a"}
+		Eventually(func() error { return k8s.Get(ctx, key, &policyv1.PodDisruptionBudget{}) }).Should(Succeed())
+		Eventually(func() error { return k8s.Get(ctx, key, &networkingv1.NetworkPolicy{}) }).Should(Succeed())
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			pdb := &policyv1.PodDisruptionBudget{}
+			if err := k8s.Get(ctx, key, pdb); err != nil {
+				return err
+			}
+			two := intstr.FromInt32(2)
+			pdb.Spec.MaxUnavailable = &two
+			return k8s.Update(ctx, pdb)
+		})).To(Succeed())
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			np := &networkingv1.NetworkPolicy{}
+			if err := k8s.Get(ctx, key, np); err != nil {
+				return err
+			}
+			np.Labels["app.kubernetes.io/name"] = "drifted"
+			return k8s.Update(ctx, np)
+		})).To(Succeed())
+		b := &v1alpha1.Broker{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "drift"}}
+		Expect(k8s.Create(ctx, b)).To(Succeed())
+		DeferCleanup(func() { Expect(k8s.Delete(ctx, b)).To(Succeed()) })
+		secret := types.NamespacedName{Namespace: ns, Name: "drift-nats-auth"}
+		Eventually(func() error { return k8s.Get(ctx, secret, &corev1.Secret{}) }).Should(Succeed())
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			s := &corev1.Secret{}
+			if err := k8s.Get(ctx, secret, s); err != nil {
+				return err
+			}
+			s.Labels["app.kubernetes.io/name"] = "drifted"
+			return k8s.Update(ctx, s)
+		})).To(Succeed())
+		Eventually(func(g Gomega) {
+			s := &corev1.Secret{}
+			g.Expect(k8s.Get(ctx, secret, s)).To(Succeed())
+			g.Expect(s.Labels).To(HaveKeyWithValue("app.kubernetes.io/name", "patchbay"))
+			pdb := &policyv1.PodDisruptionBudget{}
+			g.Expect(k8s.Get(ctx, key, pdb)).To(Succeed())
+			g.Expect(pdb.Spec.MaxUnavailable).To(HaveValue(Equal(intOrOne)))
+			np := &networkingv1.NetworkPolicy{}
+			g.Expect(k8s.Get(ctx, key, np)).To(Succeed())
+			g.Expect(np.Labels).To(HaveKeyWithValue("app.kubernetes.io/name", "patchbay"))
+		}).Should(Succeed())
 	})
 
 	It("holds no permission it did not use, and was refused none", func() {

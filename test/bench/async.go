@@ -207,6 +207,10 @@ func asyncWorkflow1(ctx context.Context, cfg asyncConfig, name, workflow, spec, 
 		return err
 	}
 	cpu0 := cpuOf(all...)
+	each0 := make([]time.Duration, len(all))
+	for i, p := range all {
+		each0[i] = cpuOf(p)
+	}
 	start := time.Now()
 	res, err := loadAsync(ctx, base, jsonPayload(cfg.payload), cfg.workers, cfg.duration)
 	if err != nil {
@@ -214,6 +218,10 @@ func asyncWorkflow1(ctx context.Context, cfg asyncConfig, name, workflow, spec, 
 	}
 	elapsed := time.Since(start)
 	cpu := cpuOf(all...) - cpu0
+	byProcess := make([]string, len(all))
+	for i, p := range all {
+		byProcess[i] = p.name + " " + cpuPer(cpuOf(p)-each0[i], max(res.done, 1), "run")
+	}
 	c1, err := count()
 	if err != nil {
 		return err
@@ -231,6 +239,7 @@ func asyncWorkflow1(ctx context.Context, cfg asyncConfig, name, workflow, spec, 
 		res.done, res.failed, res.pending, elapsed.Round(time.Millisecond), runsPerSec, perRun(hops), hopsPerRun, perRun(other), float64(hops)/elapsed.Seconds(), hopsPerSec)
 	rep.notef("async: %s per run: %.1f stream messages, %.1f deliveries to consumers, %.1f messages on other streams (the runs bucket's record writes)",
 		name, perRun(hops), hopsPerRun, perRun(other))
+	rep.notef("async: %s: CPU per run by process: %s", name, strings.Join(byProcess, ", "))
 	ratio := hopsPerSec / raw
 	rep.check("async", name+": hops/s ≥ 0.5 × raw JetStream",
 		fmt.Sprintf("raw %.0f msg/s", raw),
