@@ -309,7 +309,7 @@ var _ = Describe("The manager's role", Ordered, func() {
 		}).ShouldNot(BeEmpty())
 	})
 
-	It("lets it undo a change someone else made to a disruption budget and a network policy", func() {
+	It("lets it undo a change someone else made to a disruption budget, a network policy, a Secret and a StatefulSet", func() {
 		Expect(k8s.Create(ctx, newWorkflow(ns, "drift", v1alpha1.StyleSyncChain, step("a", 2)))).To(Succeed())
 		key := types.NamespacedName{Namespace: ns, Name: "drift-sc-a"}
 		Eventually(func() error { return k8s.Get(ctx, key, &policyv1.PodDisruptionBudget{}) }).Should(Succeed())
@@ -344,7 +344,20 @@ var _ = Describe("The manager's role", Ordered, func() {
 			s.Labels["app.kubernetes.io/name"] = "drifted"
 			return k8s.Update(ctx, s)
 		})).To(Succeed())
+		sts := types.NamespacedName{Namespace: ns, Name: "drift-nats"}
+		Eventually(func() error { return k8s.Get(ctx, sts, &appsv1.StatefulSet{}) }).Should(Succeed())
+		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+			s := &appsv1.StatefulSet{}
+			if err := k8s.Get(ctx, sts, s); err != nil {
+				return err
+			}
+			s.Labels["app.kubernetes.io/name"] = "drifted"
+			return k8s.Update(ctx, s)
+		})).To(Succeed())
 		Eventually(func(g Gomega) {
+			st := &appsv1.StatefulSet{}
+			g.Expect(k8s.Get(ctx, sts, st)).To(Succeed())
+			g.Expect(st.Labels).To(HaveKeyWithValue("app.kubernetes.io/name", "patchbay"))
 			s := &corev1.Secret{}
 			g.Expect(k8s.Get(ctx, secret, s)).To(Succeed())
 			g.Expect(s.Labels).To(HaveKeyWithValue("app.kubernetes.io/name", "patchbay"))

@@ -150,6 +150,9 @@ func SetupAll(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if err := opts.Validate(); err != nil {
 		return fmt.Errorf("controller options: %w", err)
 	}
+	if err := indexChildren(ctx, mgr); err != nil {
+		return err
+	}
 	settings := render.Settings{RuntimeImage: opts.RuntimeImage, NATSImage: opts.NATSImage, ComponentReplicas: opts.ComponentReplicas}
 	a := applier{client: mgr.GetClient(), reader: mgr.GetAPIReader()}
 	admin := newNATSAdmin(opts.BrokerAddress)
@@ -183,7 +186,7 @@ func SetupAll(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 // o.WatchNamespaces is empty), and its cache of child kinds to the objects
 // patchbay manages, so that it does not hold every Secret, ConfigMap and
 // Deployment of the cluster. Names held by other objects are still found: a
-// child the cache lacks is created only if its name is free (applier.create).
+// child the cache lacks is created only if its name is free (see createOnly).
 // The cache must keep managedFields (no TransformStripManagedFields): an
 // unchanged child is recognised by the fields patchbay owns.
 func (o Options) CacheOptions() cache.Options {

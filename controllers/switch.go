@@ -230,7 +230,7 @@ func (r *WorkflowReconciler) childrenOfOtherStyles(ctx context.Context, wf *v1al
 	out := map[string][]childKey{}
 	for _, k := range childKindsOf(ownedByWorkflow) {
 		list := k.newList()
-		if err := r.client.List(ctx, list, client.InNamespace(wf.Namespace), client.MatchingLabels{render.LabelWorkflow: wf.Name}); err != nil {
+		if err := r.client.List(ctx, list, client.InNamespace(wf.Namespace), client.MatchingLabels{render.LabelWorkflow: wf.Name}, controlledBy(wf)); err != nil {
 			return nil, fmt.Errorf("list %s: %w", k.kind, err)
 		}
 		items, err := meta.ExtractList(list)
