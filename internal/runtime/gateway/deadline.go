@@ -35,6 +35,10 @@ const deadlineAckWait = 2 * time.Second
 // an outcome written right at the deadline wins over the 504.
 const deadlineMargin = 100 * time.Millisecond
 
+// waitingLookup bounds the reads that tell which steps an expiring run
+// waits on (waiting).
+const waitingLookup = 500 * time.Millisecond
+
 // errDeferred is a message handled for now and handed back to the broker
 // with a delay: neither acked nor a failure.
 var errDeferred = errors.New("deferred")
@@ -188,6 +192,10 @@ func (g *Gateway) waiting(ctx context.Context, r *bus.Run) []string {
 	if p.Stream.StartSubject == "" || r.Done() {
 		return r.Waiting()
 	}
+	// What the run waits on only shapes the 504's message: it must not hold the
+	// check up when the broker is slow to answer, or gone.
+	ctx, cancel := context.WithTimeout(ctx, waitingLookup)
+	defer cancel()
 	done := map[string]bool{}
 	for _, level := range p.Levels {
 		for _, name := range level {
