@@ -98,9 +98,9 @@ type Gateway struct {
 	// deadline, so that their deadline check needs no read of the record.
 	finished recent
 	// open are runs this replica started and has not been told the end of:
-	// a GET /runs/{id} of one is answered pending, or waits for the
-	// notification, without a read. A notification that is lost only costs
-	// the wait (Prefer: wait), which then reads the record.
+	// a GET /runs/{id} with Prefer: wait of one waits for the notification
+	// without a read. A notification that is lost only costs the wait,
+	// which then reads the record.
 	open recent
 }
 
@@ -659,9 +659,12 @@ func (g *Gateway) serveRun(w http.ResponseWriter, r *http.Request) {
 		out *bus.Run
 		err error
 	)
-	if g.journaled && g.open.has(id) {
-		// Started here and not ended: pending, and this replica is told
-		// of the end (its inbox is the record's ReplyTo).
+	if wait > 0 && g.journaled && g.open.has(id) {
+		// Started here and not seen to end: this replica is told of the
+		// end (its inbox is the record's ReplyTo), so it waits for that;
+		// a lost notification only costs the wait, which then reads the
+		// record. A GET that does not wait reads, so that it never answers
+		// 202 for a run whose end this replica missed.
 		out = &bus.Run{ID: id, Status: bus.RunPending, ReplyTo: g.inbox}
 	} else {
 		out, err = g.lookup(r.Context(), id)

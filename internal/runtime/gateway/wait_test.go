@@ -1,6 +1,7 @@
 package gateway
 
 import (
+	"context"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -111,4 +112,35 @@ func TestPreferWaitIsReadAsRFC7240SaysAndBounded(t *testing.T) {
 	} {
 		g.Expect(preferWait(http.Header{"Prefer": {v}})).To(Equal(want), v)
 	}
+}
+
+// The replica that started a run answers a waiting GET from the run's
+// notification; one that was never told (the notification lost, say on a
+// reconnect) still answers from the record: at once without a wait, and at
+// the end of a wait.
+func TestAGetOfARunWhoseNotificationWasLostIsAnsweredFromTheRecord(t *testing.T) {
+	g := NewWithT(t)
+	e := givenWorkflow(t, "lost", `
+style: async-orchestrated
+entry: {sync: false}
+steps:
+- {name: a, image: demo}
+`)
+	gw := e.gateway(t, g)
+	t.Cleanup(gw.Stop)
+	w := do(gw, http.MethodPost, "/", `{"order":1}`)
+	g.Expect(w.Code).To(Equal(http.StatusAccepted))
+	runID := w.Header().Get(contract.HeaderRunID)
+
+	// The run ends, as an orchestrator would end it, but this replica is
+	// not told.
+	ctx := context.Background()
+	r, err := gw.conn.Started(ctx, e.Plan, runID)
+	g.Expect(err).NotTo(HaveOccurred())
+	r.Fail(&contract.Error{Code: http.StatusBadGateway, Step: "a", Message: "step a failed"})
+	_, err = gw.runs.Store(ctx, r, 0)
+	g.Expect(err).NotTo(HaveOccurred())
+
+	g.Expect(do(gw, http.MethodGet, "/runs/"+runID, "").Code).To(Equal(http.StatusBadGateway), "without a wait")
+	g.Expect(do(gw, http.MethodGet, "/runs/"+runID, "", "Prefer", "wait=1").Code).To(Equal(http.StatusBadGateway), "at the end of a wait")
 }
