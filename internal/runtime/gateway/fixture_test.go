@@ -36,6 +36,19 @@ func (e *env) orchestrator(t *testing.T, g Gomega) *orchestrator.Async {
 	return orch
 }
 
+// completing is the subject of the event that completes a run of the
+// choreographed workflow.
+func (e *env) completing(t *testing.T) string {
+	t.Helper()
+	for _, ev := range e.Plan.Events {
+		if ev.Completes {
+			return ev.Subject
+		}
+	}
+	t.Fatal("the workflow has no completing event")
+	return ""
+}
+
 // do sends a request to a gateway in process.
 func do(h http.Handler, method, target, body string, header ...string) *httptest.ResponseRecorder {
 	r := httptest.NewRequest(method, target, strings.NewReader(body))

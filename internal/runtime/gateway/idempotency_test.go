@@ -146,12 +146,7 @@ entry: {sync: true, timeout: 1m, event: order.requested, completesOn: [order.con
 steps:
 - {name: confirm, image: demo, subscribes: [order.requested], emits: [order.confirmed]}
 `)
-	var completes string
-	for _, ev := range e.Plan.Events {
-		if ev.Completes {
-			completes = ev.Subject
-		}
-	}
+	completes := e.completing(t)
 	entries := e.Subscribe(t, e.Plan.Entry.EventSubject)
 	gw := e.gateway(t, g)
 	t.Cleanup(gw.Stop)

@@ -196,13 +196,7 @@ entry: {sync: true, timeout: 20s, event: order.requested, completesOn: [order.co
 steps:
 - {name: confirm, image: demo, subscribes: [order.requested], emits: [order.confirmed]}
 `)
-	var completes string
-	for _, ev := range e.Plan.Events {
-		if ev.Completes {
-			completes = ev.Subject
-		}
-	}
-	g.Expect(completes).NotTo(BeEmpty())
+	completes := e.completing(t)
 	entries := e.Subscribe(t, e.Plan.Entry.EventSubject)
 	bucket := e.Plan.Stream.RunsBucket
 	reads := e.Reads(t, "KV_"+bucket)

@@ -28,13 +28,7 @@ steps:
 - {name: confirm, image: demo, subscribes: [order.requested], emits: [order.confirmed]}
 `)
 	p := e.Plan
-	var completes string
-	for _, ev := range p.Events {
-		if ev.Completes {
-			completes = ev.Subject
-		}
-	}
-	g.Expect(completes).NotTo(BeEmpty())
+	completes := e.completing(t)
 
 	ctx := context.Background()
 	_, err := e.Runs(t).KV.Put(ctx, "r1", []byte("not a run record"))
