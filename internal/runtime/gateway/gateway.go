@@ -374,12 +374,7 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 	}
 	if _, err := g.publishStart(ctx, rec, r.Header.Get("Content-Type"), body.Bytes(), created, rev); err != nil {
 		e := g.notAccepted(ctx, runID, err)
-		if key != "" {
-			// Nothing ran: a retry with the key starts a run afresh.
-			if err := g.idem.Release(context.WithoutCancel(ctx), key, runID); err != nil {
-				g.tel.Log.Warn("Releasing an idempotency key failed", "key", key, "run", runID, "err", err)
-			}
-		}
+		g.release(ctx, key, runID)
 		e.Write(w)
 		return
 	}
@@ -388,6 +383,18 @@ func (g *Gateway) serveStart(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	g.hold(ctx, w, r, runID, ch)
+}
+
+// release frees the Idempotency-Key (if any) of a run whose start the
+// broker did not take: nothing of it runs, so a retry with the key starts a
+// run afresh.
+func (g *Gateway) release(ctx context.Context, key, runID string) {
+	if key == "" {
+		return
+	}
+	if err := g.idem.Release(context.WithoutCancel(ctx), key, runID); err != nil {
+		g.tel.Log.Warn("Releasing an idempotency key failed", "key", key, "run", runID, "err", err)
+	}
 }
 
 // startJournaled starts a run of a journaled workflow: the run's record is
@@ -429,12 +436,7 @@ func (g *Gateway) startJournaled(ctx context.Context, w http.ResponseWriter, r *
 		}
 		if err != nil {
 			g.open.del(runID)
-			if key != "" {
-				// Nothing of it runs: a retry with the key starts a run afresh.
-				if err := g.idem.Release(context.WithoutCancel(ctx), key, runID); err != nil {
-					g.tel.Log.Warn("Releasing an idempotency key failed", "key", key, "run", runID, "err", err)
-				}
-			}
+			g.release(ctx, key, runID)
 			if errors.Is(err, bus.ErrRunExists) {
 				(&contract.Error{Code: http.StatusConflict, RunID: runID, Message: "run " + runID + " exists; GET /runs/" + runID}).Write(w)
 				return
