@@ -2,6 +2,8 @@ package controllers
 
 import (
 	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"reflect"
@@ -9,7 +11,11 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	utiljson "k8s.io/apimachinery/pkg/util/json"
+	"k8s.io/apimachinery/pkg/util/sets"
+	"k8s.io/client-go/util/csaupgrade"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log"
 
@@ -46,16 +52,35 @@ type nameError struct {
 
 func (e *nameError) Error() string { return e.message }
 
-// createOnly is the resourceVersion that makes a server-side apply create its
-// object or fail: an apply that names a resourceVersion is refused with a
-// Conflict unless the live object has exactly that version, and none has this
-// one (the largest revision the storage can count to). An absent object is
-// created, as if no version were named.
-const createOnly = "9223372036854775807"
+// desiredLabel is, on a child the operator created, the digest of what it
+// rendered for the child then (desiredDigest). A child is created with a
+// plain create, which costs the API server about half of a server-side apply
+// that creates (make bench, operator section); the fields it sets are then
+// owned by an Update entry of FieldOwner, which tells neither a default nor
+// a field someone else set from what the operator rendered. So the digest
+// says whether the desired state is still the one created; a change, even one
+// that only drops a field, moves the child's fields to FieldOwner's apply
+// entry (csaupgrade) and applies it as any other, which removes the dropped
+// field and the digest. It is a label, not an annotation: the API server
+// gives a Deployment a new generation when its annotations change, and its
+// status then reads not ready until the Deployment controller catches up.
+const desiredLabel = "patchbay.dev/desired"
 
-// applier applies rendered children with server-side apply, and only when the
-// live object differs from what the operator owns of it: an unchanged desired
-// state costs reads from the cache and no write at all.
+// desiredDigest is the digest of a rendered child (its JSON, whose object
+// keys encoding/json sorts).
+func desiredDigest(body *unstructured.Unstructured) (string, error) {
+	b, err := json.Marshal(body.Object)
+	if err != nil {
+		return "", err
+	}
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:16]), nil
+}
+
+// applier creates rendered children, then applies them with server-side
+// apply, and only when the live object differs from what the operator owns
+// of it: an unchanged desired state costs reads from the cache and no write
+// at all.
 type applier struct {
 	client client.Client
 	// reader reads the API server directly, for names the cache does not hold.
@@ -64,10 +89,10 @@ type applier struct {
 
 // apply makes the live child match desired, which owner must control.
 //
-// A child the cache lacks is created with an apply that cannot touch an
-// existing object (createOnly), rather than after a read: the cache holds only
-// what patchbay manages, so the name may still be held by someone else, and
-// the API server then refuses the apply and the holder is read directly.
+// A child the cache lacks is created (a create cannot touch an existing
+// object) rather than after a read: the cache holds only what patchbay
+// manages, so the name may still be held by someone else, and the API server
+// then refuses the create and the holder is read directly.
 func (a *applier) apply(ctx context.Context, owner, desired client.Object) (applyOutcome, error) {
 	kind := desired.GetObjectKind().GroupVersionKind().Kind
 	name := desired.GetName()
@@ -78,11 +103,15 @@ func (a *applier) apply(ctx context.Context, owner, desired client.Object) (appl
 	if err != nil {
 		return unchanged, err
 	}
+	digest, err := desiredDigest(body)
+	if err != nil {
+		return unchanged, err
+	}
 	live := reflect.New(reflect.TypeOf(desired).Elem()).Interface().(client.Object)
 	key := client.ObjectKeyFromObject(desired)
 	err = a.client.Get(ctx, key, live)
 	if apierrors.IsNotFound(err) {
-		made, cerr := a.create(ctx, body)
+		made, cerr := a.create(ctx, body, digest)
 		switch {
 		case cerr != nil:
 			return unchanged, cerr
@@ -101,12 +130,31 @@ func (a *applier) apply(ctx context.Context, owner, desired client.Object) (appl
 	if nerr := checkControlled(owner, kind, live); nerr != nil {
 		return unchanged, nerr
 	}
-	same, err := ownsAlready(body, live)
+	same, err := ownsAlready(body, digest, live)
 	if err != nil {
 		return unchanged, fmt.Errorf("compare %s %s: %w", kind, name, err)
 	}
 	if same {
 		return unchanged, nil
+	}
+	if createdOnly(live) {
+		// The fields it was created with become the apply's, so that
+		// what the apply leaves out is removed; but only for an apply the
+		// API server takes (a dry run says), so that a refused change that
+		// is then undone leaves the child as it was created.
+		// The apply writes the answer into what it sends: the dry run sends a copy.
+		if err := a.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(body.DeepCopy()), client.FieldOwner(FieldOwner), client.ForceOwnership, client.DryRunAll); err != nil {
+			return unchanged, fmt.Errorf("apply %s %s: %w", kind, name, err)
+		}
+		patch, err := csaupgrade.UpgradeManagedFieldsPatch(live, sets.New(FieldOwner), FieldOwner)
+		if err != nil {
+			return unchanged, fmt.Errorf("take over the fields of %s %s: %w", kind, name, err)
+		}
+		if patch != nil {
+			if err := a.client.Patch(ctx, live, client.RawPatch(types.JSONPatchType, patch)); err != nil {
+				return unchanged, fmt.Errorf("take over the fields of %s %s: %w", kind, name, err)
+			}
+		}
 	}
 	log.FromContext(ctx).V(1).Info("Applying child", "kind", kind, "name", name, "create", false)
 	if err := a.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(body), client.FieldOwner(FieldOwner), client.ForceOwnership); err != nil {
@@ -115,22 +163,45 @@ func (a *applier) apply(ctx context.Context, owner, desired client.Object) (appl
 	return updated, nil
 }
 
-// create applies body only if no object has its name, and reports whether it
+// create creates body, with the digest of what was rendered
+// (desiredLabel), if no object has its name, and reports whether it
 // did; a name already taken is no error.
-func (a *applier) create(ctx context.Context, body *unstructured.Unstructured) (bool, error) {
+func (a *applier) create(ctx context.Context, body *unstructured.Unstructured, digest string) (bool, error) {
 	kind, name := body.GetKind(), body.GetName()
-	log.FromContext(ctx).V(1).Info("Applying child", "kind", kind, "name", name, "create", true)
+	log.FromContext(ctx).V(1).Info("Creating child", "kind", kind, "name", name)
 	obj := body.DeepCopy()
-	obj.SetResourceVersion(createOnly)
-	err := a.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(obj), client.FieldOwner(FieldOwner), client.ForceOwnership)
+	labels := obj.GetLabels()
+	if labels == nil {
+		labels = map[string]string{}
+	}
+	labels[desiredLabel] = digest
+	obj.SetLabels(labels)
+	err := a.client.Create(ctx, obj, client.FieldOwner(FieldOwner))
 	switch {
 	case err == nil:
 		return true, nil
-	case apierrors.IsConflict(err):
+	case apierrors.IsAlreadyExists(err):
 		return false, nil
 	default:
-		return false, fmt.Errorf("apply %s %s: %w", kind, name, err)
+		return false, fmt.Errorf("create %s %s: %w", kind, name, err)
 	}
+}
+
+// createdOnly reports whether the operator's fields of live are those it
+// was created with: FieldOwner has an Update entry of the object and no
+// apply entry.
+func createdOnly(live client.Object) bool {
+	updated := false
+	for _, f := range live.GetManagedFields() {
+		if f.Manager != FieldOwner || f.Subresource != "" {
+			continue
+		}
+		if f.Operation == metav1.ManagedFieldsOperationApply {
+			return false
+		}
+		updated = true
+	}
+	return updated
 }
 
 func checkNameLength(kind, name string) *nameError {
@@ -169,7 +240,32 @@ func checkControlled(owner client.Object, kind string, live client.Object) *name
 // object, ignores what the API server defaults and what others add; a field
 // someone else changed has moved to their manager, so it reads as missing and
 // the child is applied again.
-func ownsAlready(body *unstructured.Unstructured, live client.Object) (bool, error) {
+//
+// A child as the operator created it (createdOnly) owns its defaults too: it
+// is the same when it was created from this desired state (digest) and
+// still holds every value of body.
+func ownsAlready(body *unstructured.Unstructured, digest string, live client.Object) (bool, error) {
+	if createdOnly(live) {
+		if live.GetLabels()[desiredLabel] != digest {
+			return false, nil
+		}
+		obj, err := runtime.DefaultUnstructuredConverter.ToUnstructured(live)
+		if err != nil {
+			return false, err
+		}
+		a, err := normalized(obj)
+		if err != nil {
+			return false, err
+		}
+		want := body.DeepCopy().Object
+		delete(want, "apiVersion")
+		delete(want, "kind")
+		b, err := normalized(want)
+		if err != nil {
+			return false, err
+		}
+		return holds(a, b), nil
+	}
 	owned, err := extractOwned(live)
 	if err != nil {
 		return false, err
@@ -218,6 +314,37 @@ func dropStatuses(obj any) {
 		if t, ok := t.(map[string]any); ok {
 			delete(t, "status")
 		}
+	}
+}
+
+// holds reports whether have holds every value of want: each key of a map
+// with a value it holds, each item of a list in the same place.
+func holds(have, want any) bool {
+	switch w := want.(type) {
+	case map[string]any:
+		h, ok := have.(map[string]any)
+		if !ok {
+			return false
+		}
+		for k, v := range w {
+			if hv, ok := h[k]; !ok || !holds(hv, v) {
+				return false
+			}
+		}
+		return true
+	case []any:
+		h, ok := have.([]any)
+		if !ok || len(h) != len(w) {
+			return false
+		}
+		for i := range w {
+			if !holds(h[i], w[i]) {
+				return false
+			}
+		}
+		return true
+	default:
+		return reflect.DeepEqual(have, want)
 	}
 }
 

@@ -53,7 +53,7 @@ func TestOwnsAlreadyComparesFieldsNamedStatus(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			same, err := ownsAlready(body, live)
+			same, err := ownsAlready(body, "", live)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -91,11 +91,61 @@ func TestOwnsAlreadyIgnoresClaimTemplateStatus(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	same, err := ownsAlready(body, live)
+	same, err := ownsAlready(body, "", live)
 	if err != nil {
 		t.Fatal(err)
 	}
 	if !same {
 		t.Error("ownsAlready = false for a live claim template that differs only in its defaulted status")
+	}
+}
+
+// A child the operator created owns the defaults the API server added to
+// it, so what it owns cannot be compared: it is the same when it was created
+// from the same desired state (its digest) and still holds every rendered
+// value; a default is no difference, a changed value or another digest is.
+func TestOwnsAlreadyOfACreatedChild(t *testing.T) {
+	desired := func(replicas int32) *appsv1.Deployment {
+		return &appsv1.Deployment{
+			TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
+			ObjectMeta: metav1.ObjectMeta{Name: "d", Namespace: "ns", Labels: map[string]string{"app": "a"}},
+			Spec: appsv1.DeploymentSpec{Replicas: &replicas, Template: corev1.PodTemplateSpec{Spec: corev1.PodSpec{
+				Containers: []corev1.Container{{Name: "app", Image: "demo"}},
+			}}},
+		}
+	}
+	body, err := render.Unstructured(desired(2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	digest, err := desiredDigest(body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	created := func(replicas int32, digest string) *appsv1.Deployment {
+		d := desired(replicas)
+		d.Labels[desiredLabel] = digest
+		d.ManagedFields = []metav1.ManagedFieldsEntry{{Manager: FieldOwner, Operation: metav1.ManagedFieldsOperationUpdate, APIVersion: "apps/v1"}}
+		// Defaults the API server adds.
+		d.Spec.RevisionHistoryLimit = new(int32(10))
+		d.Spec.Template.Spec.Containers[0].TerminationMessagePath = "/dev/termination-log"
+		return d
+	}
+	for _, tc := range []struct {
+		name string
+		live *appsv1.Deployment
+		same bool
+	}{
+		{"as created, with defaults", created(2, digest), true},
+		{"a rendered value changed by someone else", created(3, digest), false},
+		{"created from another desired state", created(2, "other"), false},
+	} {
+		same, err := ownsAlready(body, digest, tc.live)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if same != tc.same {
+			t.Errorf("%s: ownsAlready = %v, want %v", tc.name, same, tc.same)
+		}
 	}
 }

@@ -54,7 +54,7 @@ var _ = Describe("A Broker whose StatefulSet the API server refuses", func() {
 		DeferCleanup(func() { Expect(k8s.Delete(ctx, b)).To(Succeed()) })
 		Eventually(brokerCondition(ctx, ns, "events")).Should(And(
 			HavePrefix("False/ApplyFailed: "),
-			ContainSubstring("apply StatefulSet events-nats"),
+			ContainSubstring("create StatefulSet events-nats"),
 			ContainSubstring("storageClassName"),
 		))
 		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(b), b)).To(Succeed())

@@ -141,10 +141,13 @@ func ownChildren(b *builder.Builder, o owners) *builder.Builder {
 // events reconcile every owner once.
 var notOwnCreate = predicate.Funcs{CreateFunc: func(e event.CreateEvent) bool { return !appliedByManager(e.Object) }}
 
-// appliedByManager reports whether obj carries fields that the manager applied.
+// appliedByManager reports whether obj carries fields that the manager
+// applied, or is a child it created (with the digest of what it rendered).
 func appliedByManager(obj client.Object) bool {
+	_, created := obj.GetLabels()[desiredLabel]
 	for _, f := range obj.GetManagedFields() {
-		if f.Manager == FieldOwner && f.Operation == metav1.ManagedFieldsOperationApply {
+		if f.Manager == FieldOwner && f.Subresource == "" &&
+			(f.Operation == metav1.ManagedFieldsOperationApply || created) {
 			return true
 		}
 	}

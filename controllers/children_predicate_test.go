@@ -15,6 +15,11 @@ func TestNotOwnCreate(t *testing.T) {
 	cm := func(fields ...metav1.ManagedFieldsEntry) *corev1.ConfigMap {
 		return &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Name: "x", ManagedFields: fields}}
 	}
+	created := func(fields ...metav1.ManagedFieldsEntry) *corev1.ConfigMap {
+		c := cm(fields...)
+		c.Labels = map[string]string{desiredLabel: "digest"}
+		return c
+	}
 	applied := metav1.ManagedFieldsEntry{Manager: FieldOwner, Operation: metav1.ManagedFieldsOperationApply}
 	for _, tc := range []struct {
 		name string
@@ -25,6 +30,7 @@ func TestNotOwnCreate(t *testing.T) {
 		{"applied by the manager, then edited", cm(applied, metav1.ManagedFieldsEntry{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationUpdate}), false},
 		{"created by someone else", cm(metav1.ManagedFieldsEntry{Manager: "kubectl", Operation: metav1.ManagedFieldsOperationUpdate}), true},
 		{"updated under the manager's name, not applied", cm(metav1.ManagedFieldsEntry{Manager: FieldOwner, Operation: metav1.ManagedFieldsOperationUpdate}), true},
+		{"created by the manager", created(metav1.ManagedFieldsEntry{Manager: FieldOwner, Operation: metav1.ManagedFieldsOperationUpdate}), false},
 		{"no managed fields", cm(), true},
 	} {
 		if got := notOwnCreate.Create(event.CreateEvent{Object: tc.obj}); got != tc.want {

@@ -186,7 +186,7 @@ func SetupAll(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 // o.WatchNamespaces is empty), and its cache of child kinds to the objects
 // patchbay manages, so that it does not hold every Secret, ConfigMap and
 // Deployment of the cluster. Names held by other objects are still found: a
-// child the cache lacks is created only if its name is free (see createOnly).
+// child the cache lacks is created only if its name is free (applier.create).
 // The cache must keep managedFields (no TransformStripManagedFields): an
 // unchanged child is recognised by the fields patchbay owns.
 func (o Options) CacheOptions() cache.Options {

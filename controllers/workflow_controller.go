@@ -65,7 +65,7 @@ type WorkflowReconciler struct {
 	// gateways asks the gateways how far their read models are behind.
 	gateways *http.Client
 	// concurrency is how many Workflows are reconciled at once. Two that want
-	// the same child name may race: only one apply creates it (createOnly).
+	// the same child name may race: only one create makes it.
 	concurrency int
 	// clock is the clock of the drain periods of a style switch; nil is the wall clock.
 	clock func() time.Time
