@@ -146,14 +146,8 @@ func (a *applier) apply(ctx context.Context, owner, desired client.Object) (appl
 		if err := a.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(body.DeepCopy()), client.FieldOwner(FieldOwner), client.ForceOwnership, client.DryRunAll); err != nil {
 			return unchanged, fmt.Errorf("apply %s %s: %w", kind, name, err)
 		}
-		patch, err := csaupgrade.UpgradeManagedFieldsPatch(live, sets.New(FieldOwner), FieldOwner)
-		if err != nil {
+		if err := a.takeOver(ctx, live); err != nil {
 			return unchanged, fmt.Errorf("take over the fields of %s %s: %w", kind, name, err)
-		}
-		if patch != nil {
-			if err := a.client.Patch(ctx, live, client.RawPatch(types.JSONPatchType, patch)); err != nil {
-				return unchanged, fmt.Errorf("take over the fields of %s %s: %w", kind, name, err)
-			}
 		}
 	}
 	log.FromContext(ctx).V(1).Info("Applying child", "kind", kind, "name", name, "create", false)
@@ -161,6 +155,30 @@ func (a *applier) apply(ctx context.Context, owner, desired client.Object) (appl
 		return unchanged, fmt.Errorf("apply %s %s: %w", kind, name, err)
 	}
 	return updated, nil
+}
+
+// takeOver moves the fields that live was created with from FieldOwner's
+// Update entry to its apply entry (csaupgrade). The patch holds live's
+// resourceVersion, so a live object the cache has not caught up with is
+// refused with a Conflict: it is read again from the API server and the
+// patch made once more.
+func (a *applier) takeOver(ctx context.Context, live client.Object) error {
+	for attempt := 0; ; attempt++ {
+		patch, err := csaupgrade.UpgradeManagedFieldsPatch(live, sets.New(FieldOwner), FieldOwner)
+		if err != nil || patch == nil {
+			return err
+		}
+		err = a.client.Patch(ctx, live, client.RawPatch(types.JSONPatchType, patch))
+		if !apierrors.IsConflict(err) || attempt > 0 {
+			return err
+		}
+		if err := a.reader.Get(ctx, client.ObjectKeyFromObject(live), live); err != nil {
+			return err
+		}
+		if !createdOnly(live) {
+			return nil
+		}
+	}
 }
 
 // create creates body, with the digest of what was rendered
