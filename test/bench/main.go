@@ -64,7 +64,7 @@ func run() int {
 	fs.DurationVar(&nc.wrapper.duration, "wrapper-duration", 15*time.Second, "wrapper: measured duration per target (direct, wrapper)")
 	var ac asyncConfig
 	fs.DurationVar(&ac.duration, "async-duration", 10*time.Second, "async: measured load per workflow")
-	fs.DurationVar(&ac.warmup, "async-warmup", 2*time.Second, "async: unmeasured load before each workflow's")
+	fs.DurationVar(&ac.warmup, "async-warmup", 3*time.Second, "async: unmeasured load before each workflow's; longer than the workflows' runTimeout ("+asyncRunTimeout+"), so that the measured load pays for the deadline checks of the runs before it")
 	fs.IntVar(&ac.workers, "async-callers", 64, "async: concurrent callers, each starting a run and collecting its result in turn")
 	fs.IntVar(&ac.messages, "async-messages", 50000, "async: raw JetStream messages published and consumed at once")
 	var op operatorConfig
