@@ -85,21 +85,30 @@ func (g *Gateway) checkDeadline(m jetstream.Msg) error {
 	if runID == "" || bus.CheckRunID("run id", runID) != nil {
 		return nil // no run a gateway started
 	}
+	// A run this replica was told had ended by its deadline needs no check,
+	// unless the message is a replay's: the run may have failed, then been
+	// replayed after the notification.
+	replay := h.Get(bus.HeaderReplay) != ""
+	if !replay && g.finished.has(runID) {
+		return nil
+	}
 	// A start (or a replay's check) carries its run's deadline: until then
 	// there is nothing to check, and the run record need not be read. This
 	// is every run's first delivery, so it saves a read of the record per
-	// run; the record decides at the deadline.
+	// run; the record decides at the deadline, unless this replica is told
+	// of the run's end before: that acknowledges the check (ackCheck), and
+	// the broker does not deliver it again.
 	if wait := time.Until(bus.Deadline(h)); wait > 0 {
 		if err := m.NakWithDelay(wait + deadlineMargin); err != nil {
 			return err
 		}
+		if !replay {
+			g.checks.add(runID, m.Reply())
+			if g.finished.has(runID) { // told meanwhile
+				g.ackCheck(runID)
+			}
+		}
 		return errDeferred
-	}
-	// A run this replica was told had ended by its deadline needs no check,
-	// unless the message is a replay's: the run may have failed, then been
-	// replayed after the notification.
-	if h.Get(bus.HeaderReplay) == "" && g.finished.has(runID) {
-		return nil
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), completionAckWait)
 	defer cancel()
@@ -181,6 +190,24 @@ func (g *Gateway) checkDeadline(m jetstream.Msg) error {
 	}
 	return bus.Notify(g.conn.NC, r, nil, nil)
 }
+
+// ackCheck acknowledges the deadline check of run id that this replica
+// handed back until the deadline, if it holds its ack subject: the run ended
+// before its deadline, which is all the check would find. The broker keeps a
+// message handed back with a delay among those awaiting an ack, so an ack
+// still ends it.
+func (g *Gateway) ackCheck(id string) {
+	reply, ok := g.checks.take(id)
+	if !ok || reply == "" {
+		return
+	}
+	if err := g.conn.NC.Publish(reply, ackCheckBody); err != nil {
+		g.tel.Log.Debug("Acknowledging a deadline check early failed; the broker delivers it at the deadline", "run", id, "err", err)
+	}
+}
+
+// ackCheckBody is a JetStream acknowledgement.
+var ackCheckBody = []byte("+ACK")
 
 // waiting are the steps a pending orchestrated run waits on: those whose
 // dependencies have answered and that have not. A run's record says which

@@ -213,3 +213,41 @@ steps:
 	e.Sync(t)
 	g.Expect(reads).NotTo(Receive())
 }
+
+// A run that ends before its deadline acknowledges its deadline check then:
+// the gateway that handed the check back until the deadline is told of the
+// end and acks it, so the broker neither holds it until the deadline nor
+// delivers it again then.
+func TestARunThatEndsAcknowledgesItsDeadlineCheck(t *testing.T) {
+	g := NewWithT(t)
+	e := givenWorkflow(t, "quick", `
+style: async-orchestrated
+runTimeout: 1h
+entry: {sync: false}
+steps:
+- {name: a, image: demo}
+`)
+	ctx := context.Background()
+	naked := e.Subscribe(t, "$JS.EVENT.ADVISORY.CONSUMER.MSG_NAKED."+e.Plan.Stream.Name+"."+e.Plan.Stream.DeadlineDurable)
+	commands := e.Subscribe(t, e.Command("a"))
+	e.orchestrator(t, g)
+	gw := e.gateway(t, g)
+	t.Cleanup(gw.Stop)
+
+	w := do(gw, http.MethodPost, "/", `{"order":1}`)
+	g.Expect(w.Code).To(Equal(http.StatusAccepted))
+	runID := w.Header().Get(contract.HeaderRunID)
+	g.Eventually(naked).WithTimeout(20*time.Second).Should(Receive(), "the check is handed back until the deadline")
+	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive())
+	e.Result(t, "a", runID, contract.ResultOK, `{"order":1,"a":true}`)
+	g.Eventually(func() int { return do(gw, http.MethodGet, "/runs/"+runID, "").Code }).WithTimeout(20 * time.Second).Should(Equal(http.StatusOK))
+
+	cons, err := e.Test.JS.Consumer(ctx, e.Plan.Stream.Name, e.Plan.Stream.DeadlineDurable)
+	g.Expect(err).NotTo(HaveOccurred())
+	g.Eventually(func(g Gomega) {
+		info, err := cons.Info(ctx)
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(info.NumAckPending).To(BeZero(), "the check of a run that ended still waits for its deadline")
+		g.Expect(info.AckFloor.Stream).To(Equal(info.Delivered.Stream))
+	}).WithTimeout(20 * time.Second).Should(Succeed())
+}

@@ -96,43 +96,59 @@ type Gateway struct {
 	journaled bool
 	// finished are runs whose notification said they ended before their
 	// deadline, so that their deadline check needs no read of the record.
-	finished recent
+	finished recent[struct{}]
 	// open are runs this replica started and has not been told the end of:
 	// a GET /runs/{id} with Prefer: wait of one waits for the notification
 	// without a read. A notification that is lost only costs the wait,
 	// which then reads the record.
-	open recent
+	open recent[struct{}]
+	// checks are the ack subjects of the deadline checks this replica handed
+	// back to the broker until their run's deadline, by run: the run's end
+	// acknowledges its check at once (ackCheck), so that the broker does not
+	// deliver it again at the deadline. One forgotten only costs that
+	// delivery.
+	checks recent[string]
 }
 
-// recent is a bounded set of run ids: the last maxRecent to maxRecent*2
+// recent is a bounded map of run ids: the last maxRecent to maxRecent*2
 // added, a generation at a time.
-type recent struct {
+type recent[V any] struct {
 	mu        sync.Mutex
-	cur, prev map[string]struct{}
+	cur, prev map[string]V
 }
 
 const maxRecent = 1 << 14
 
-func (s *recent) add(id string) {
+func (s *recent[V]) add(id string, v V) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if len(s.cur) >= maxRecent {
 		s.prev, s.cur = s.cur, nil
 	}
 	if s.cur == nil {
-		s.cur = make(map[string]struct{}, 64)
+		s.cur = make(map[string]V, 64)
 	}
-	s.cur[id] = struct{}{}
+	s.cur[id] = v
 }
 
-func (s *recent) del(id string) {
+func (s *recent[V]) del(id string) {
+	s.take(id)
+}
+
+// take removes id and returns its value, if it was there.
+func (s *recent[V]) take(id string) (V, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	v, ok := s.cur[id]
+	if !ok {
+		v, ok = s.prev[id]
+	}
 	delete(s.cur, id)
 	delete(s.prev, id)
+	return v, ok
 }
 
-func (s *recent) has(id string) bool {
+func (s *recent[V]) has(id string) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	_, a := s.cur[id]
@@ -261,7 +277,8 @@ func (g *Gateway) onOutcome(m *nats.Msg) {
 		return
 	}
 	if r.Done() && !r.Expired {
-		g.finished.add(r.ID)
+		g.finished.add(r.ID, struct{}{})
+		g.ackCheck(r.ID)
 	}
 	if r.Done() {
 		g.open.del(r.ID)
@@ -425,7 +442,7 @@ func (g *Gateway) startJournaled(ctx context.Context, w http.ResponseWriter, r *
 	}
 	// Before the start, so that the run's end, which is told after it,
 	// closes it.
-	g.open.add(runID)
+	g.open.add(runID, struct{}{})
 	if _, err := g.publishStart(ctx, rec, r.Header.Get("Content-Type"), body, record, 0); err != nil {
 		// An unconfirmed start may have been stored all the same (its ack
 		// was lost): the stream says.
