@@ -141,8 +141,8 @@ func (a *applier) apply(ctx context.Context, owner, desired client.Object) (appl
 		// The fields it was created with become the apply's, so that
 		// what the apply leaves out is removed; but only for an apply the
 		// API server takes (a dry run says), so that a refused change that
-		// is then undone leaves the child as it was created.
-		// The apply writes the answer into what it sends: the dry run sends a copy.
+		// is then undone leaves the child as it was created. The dry run
+		// sends a copy: an apply writes the answer into what it sends.
 		if err := a.client.Apply(ctx, client.ApplyConfigurationFromUnstructured(body.DeepCopy()), client.FieldOwner(FieldOwner), client.ForceOwnership, client.DryRunAll); err != nil {
 			return unchanged, fmt.Errorf("apply %s %s: %w", kind, name, err)
 		}
