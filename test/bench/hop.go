@@ -176,11 +176,7 @@ func runHop(ctx context.Context, cfg hopConfig, rep *report) error {
 
 func addHopRows(rep *report, cfg hopConfig, res map[string]*latencies) {
 	direct, rp, sc, px := res["direct"], res["reverseproxy"], res["sidecar"], res["sidecar-proxy"]
-	for _, l := range []*latencies{direct, rp, sc, px} {
-		rep.add(row{Section: "hop", Target: "p50/p90/p99 µs: " + l.name,
-			Measured: fmt.Sprintf("%.0f/%.0f/%.0f", l.p[0], l.p[1], l.p[2]),
-			Ratio:    fmt.Sprintf("%d req, %d err", l.count, l.errors), CPU: cpuPer(l.cpuPerReq, 1, "req")})
-	}
+	addLatencyRows(rep, "hop", "", direct, rp, sc, px)
 	for _, s := range []*latencies{sc, px} {
 		for i, name := range []string{"p50", "p99"} {
 			idx := []int{0, 2}[i]
@@ -238,6 +234,16 @@ func (t *hopTarget) result() *latencies {
 func (l *latencies) summary() string {
 	return fmt.Sprintf("%.0f/%.0f/%.0f µs (fortio histogram %.0f/%.0f/%.0f), %d requests at %.0f qps, %d errors, %.0f µs CPU per request",
 		l.p[0], l.p[1], l.p[2], l.fortioP[0], l.fortioP[1], l.fortioP[2], l.count, l.actualQPS, l.errors, float64(l.cpuPerReq)/1e3)
+}
+
+// addLatencyRows adds a row of percentiles, requests and CPU per request for
+// each target of a section; what qualifies the rows' load follows "µs".
+func addLatencyRows(rep *report, section, load string, ls ...*latencies) {
+	for _, l := range ls {
+		rep.add(row{Section: section, Target: "p50/p90/p99 µs" + load + ": " + l.name,
+			Measured: fmt.Sprintf("%.0f/%.0f/%.0f", l.p[0], l.p[1], l.p[2]),
+			Ratio:    fmt.Sprintf("%d req, %d err", l.count, l.errors), CPU: cpuPer(l.cpuPerReq, 1, "req")})
+	}
 }
 
 // fortioRun loads t for d and adds what it measured to t.

@@ -340,22 +340,14 @@ func runWrapper(ctx context.Context, cfg natsConfig, natsSrv *process, natsURL, 
 		return fmt.Errorf("counting round trips: %w", err)
 	}
 	direct, wrapper := targets[0].result(), targets[1].result()
-	for _, l := range []*latencies{direct, wrapper} {
-		rep.add(row{Section: "wrapper", Target: "p50/p90/p99 µs: " + l.name,
-			Measured: fmt.Sprintf("%.0f/%.0f/%.0f", l.p[0], l.p[1], l.p[2]),
-			Ratio:    fmt.Sprintf("%d req, %d err", l.count, l.errors), CPU: cpuPer(l.cpuPerReq, 1, "req")})
-	}
+	addLatencyRows(rep, "wrapper", "", direct, wrapper)
 	limit := direct.p[0] + 4*rrP50
 	rep.check("wrapper", "sync wrapper p50 ≤ direct p50 + 4 × raw request-reply p50",
 		fmt.Sprintf("%.0f + 4×%.0f = %.0f µs", direct.p[0], rrP50, limit), fmt.Sprintf("%.0f µs", wrapper.p[0]),
 		fmt.Sprintf("%.2f", wrapper.p[0]/limit), cpuPer(wrapper.cpuPerReq, 1, "req"), wrapper.errors == 0 && wrapper.p[0] <= limit)
 	if staggered != nil {
 		d, sw := staggered[0].result(), staggered[1].result()
-		for _, l := range []*latencies{d, sw} {
-			rep.add(row{Section: "wrapper", Target: "p50/p90/p99 µs, connections staggered: " + l.name,
-				Measured: fmt.Sprintf("%.0f/%.0f/%.0f", l.p[0], l.p[1], l.p[2]),
-				Ratio:    fmt.Sprintf("%d req, %d err", l.count, l.errors), CPU: cpuPer(l.cpuPerReq, 1, "req")})
-		}
+		addLatencyRows(rep, "wrapper", ", connections staggered", d, sw)
 		slimit := d.p[0] + 4*rrP50
 		rep.notef("wrapper: with the connections' requests staggered (fortio -uniform), the same load without its bursts of %d: wrapper p50 %.0f µs against %.0f + 4×%.0f = %.0f µs, %.2f× (for information: the target is judged on the row above)",
 			w.conns, sw.p[0], d.p[0], rrP50, slimit, sw.p[0]/slimit)
