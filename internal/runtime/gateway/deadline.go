@@ -198,7 +198,7 @@ func (g *Gateway) checkDeadline(m jetstream.Msg) error {
 // still ends it.
 func (g *Gateway) ackCheck(id string) {
 	reply, ok := g.checks.take(id)
-	if !ok || reply == "" {
+	if !ok {
 		return
 	}
 	if err := g.conn.NC.Publish(reply, ackCheckBody); err != nil {
