@@ -36,9 +36,7 @@ steps:
 	orch := e.orchestrator(t, g)
 	first := e.gateway(t, g)
 
-	w := do(first, http.MethodPost, "/", `{"order":1}`)
-	g.Expect(w.Code).To(Equal(http.StatusAccepted))
-	runID := w.Header().Get(contract.HeaderRunID)
+	runID := accepted(g, first, `{"order":1}`)
 	var m *nats.Msg
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
 	g.Expect(m.Subject).To(Equal(e.Command("fast")))
@@ -93,9 +91,7 @@ steps:
 	gw := e.gateway(t, g)
 	t.Cleanup(gw.Stop)
 
-	w := do(gw, http.MethodPost, "/", `{"order":2}`)
-	g.Expect(w.Code).To(Equal(http.StatusAccepted))
-	runID := w.Header().Get(contract.HeaderRunID)
+	runID := accepted(g, gw, `{"order":2}`)
 
 	// The test is the step's sidecar: it dead-letters the command with a 400.
 	cons, err := test.JS.CreateOrUpdateConsumer(ctx, p.Stream.Name, jetstream.ConsumerConfig{FilterSubject: command, AckPolicy: jetstream.AckExplicitPolicy})
@@ -120,7 +116,7 @@ steps:
 		<-commands
 	}
 
-	w = do(gw, http.MethodPost, "/deadletters/"+first+"/replay", "")
+	w := do(gw, http.MethodPost, "/deadletters/"+first+"/replay", "")
 	g.Expect(w.Code).To(Equal(http.StatusAccepted), w.Body.String())
 	var m *nats.Msg
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive(&m))
@@ -234,9 +230,7 @@ steps:
 	gw := e.gateway(t, g)
 	t.Cleanup(gw.Stop)
 
-	w := do(gw, http.MethodPost, "/", `{"order":1}`)
-	g.Expect(w.Code).To(Equal(http.StatusAccepted))
-	runID := w.Header().Get(contract.HeaderRunID)
+	runID := accepted(g, gw, `{"order":1}`)
 	g.Eventually(naked).WithTimeout(20*time.Second).Should(Receive(), "the check is handed back until the deadline")
 	g.Eventually(commands).WithTimeout(20 * time.Second).Should(Receive())
 	e.Result(t, "a", runID, contract.ResultOK, `{"order":1,"a":true}`)

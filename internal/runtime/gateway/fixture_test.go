@@ -10,6 +10,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/patchbay-dev/patchbay/internal/runtime/bustest"
+	"github.com/patchbay-dev/patchbay/internal/runtime/contract"
 	"github.com/patchbay-dev/patchbay/internal/runtime/orchestrator"
 )
 
@@ -47,6 +48,14 @@ func (e *env) completing(t *testing.T) string {
 	}
 	t.Fatal("the workflow has no completing event")
 	return ""
+}
+
+// accepted starts a run through the gateway h with body, answered 202, and
+// returns its id.
+func accepted(g Gomega, h http.Handler, body string) string {
+	w := do(h, http.MethodPost, "/", body)
+	g.ExpectWithOffset(1, w.Code).To(Equal(http.StatusAccepted), w.Body.String())
+	return w.Header().Get(contract.HeaderRunID)
 }
 
 // do sends a request to a gateway in process.

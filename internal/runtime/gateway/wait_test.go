@@ -36,9 +36,7 @@ steps:
 	other := e.gateway(t, g)
 	t.Cleanup(other.Stop)
 
-	w := do(starter, http.MethodPost, "/", `{"order":1}`)
-	g.Expect(w.Code).To(Equal(http.StatusAccepted))
-	runID := w.Header().Get(contract.HeaderRunID)
+	runID := accepted(g, starter, `{"order":1}`)
 	g.Expect(do(starter, http.MethodGet, "/runs/"+runID, "").Code).To(Equal(http.StatusAccepted), "no preference: pending at once")
 	e.Sync(t)
 	for len(recordReads) > 0 {
@@ -86,12 +84,10 @@ steps:
 `)
 	gw := e.gateway(t, g)
 	t.Cleanup(gw.Stop)
-	w := do(gw, http.MethodPost, "/", `{"order":1}`)
-	g.Expect(w.Code).To(Equal(http.StatusAccepted))
-	runID := w.Header().Get(contract.HeaderRunID)
+	runID := accepted(g, gw, `{"order":1}`)
 
 	start := time.Now()
-	w = do(gw, http.MethodGet, "/runs/"+runID, "", "Prefer", "respond-async, wait=1")
+	w := do(gw, http.MethodGet, "/runs/"+runID, "", "Prefer", "respond-async, wait=1")
 	g.Expect(w.Code).To(Equal(http.StatusAccepted))
 	g.Expect(w.Header().Get("Location")).To(Equal("/runs/" + runID))
 	g.Expect(w.Header().Get("Preference-Applied")).To(Equal("wait=1"))
@@ -128,9 +124,7 @@ steps:
 `)
 	gw := e.gateway(t, g)
 	t.Cleanup(gw.Stop)
-	w := do(gw, http.MethodPost, "/", `{"order":1}`)
-	g.Expect(w.Code).To(Equal(http.StatusAccepted))
-	runID := w.Header().Get(contract.HeaderRunID)
+	runID := accepted(g, gw, `{"order":1}`)
 
 	// The run ends, as an orchestrator would end it, but this replica is
 	// not told.
